@@ -1,0 +1,16 @@
+.PHONY: up down status test lint
+
+up:       ## bring the whole stack up locally (installs what is missing)
+	scripts/dev.sh up
+
+down:     ## stop everything `make up` started
+	scripts/dev.sh down
+
+status:
+	scripts/dev.sh status
+
+test:     ## run the test suite against real RabbitMQ and FerretDB (started if needed)
+	scripts/test.sh
+
+lint:
+	.venv/bin/ruff check .

@@ -1,0 +1,1 @@
+"""The ``hato`` admin command and the dev-mode helpers (the outbox sink)."""

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Installs (when missing) and starts the two servers Hato needs on this machine:
+# RabbitMQ from Debian's rabbitmq-server and FerretDB v1.24.2 (SQLite backend,
+# data under var/ferretdb/). Idempotent: running `up` twice starts nothing twice.
+#
+#   scripts/infra.sh up       install what is missing, start both, wait until ready
+#   scripts/infra.sh down     stop what `up` started
+#   scripts/infra.sh status   say what runs
+#
+# HATO_AMQP_URL / HATO_MONGODB_URL set to other servers: those are used and
+# nothing is started for them.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VAR="$ROOT/var"
+RUN="$VAR/run"
+FERRET_BIN="$ROOT/var/bin/ferretdb"
+FERRET_ADDR="${HATO_FERRETDB_ADDR:-127.0.0.1:27017}"
+mkdir -p "$RUN" "$VAR/log" "$VAR/ferretdb" "$VAR/bin"
+
+log() { printf 'infra: %s\n' "$*" >&2; }
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+port_open() { # host port
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && exec 3>&- 3<&-
+}
+
+wait_port() { # host port seconds what
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    port_open "$1" "$2" && return 0
+    sleep 0.1
+  done
+  log "$4 did not open $1:$2 within $3 s"; return 1
+}
+
+external_amqp() { [ -n "${HATO_AMQP_URL:-}" ] && [[ "$HATO_AMQP_URL" != *"@127.0.0.1:5672"* && "$HATO_AMQP_URL" != *"@localhost:5672"* ]]; }
+external_mongo() { [ -n "${HATO_MONGODB_URL:-}" ] && [[ "$HATO_MONGODB_URL" != *"127.0.0.1:${FERRET_ADDR##*:}"* && "$HATO_MONGODB_URL" != *"localhost:${FERRET_ADDR##*:}"* ]]; }
+
+apt_install() {
+  log "installing $*"
+  export DEBIAN_FRONTEND=noninteractive
+  if [ ! -f "$RUN/apt-updated" ]; then sudo_ apt-get update -qq && touch "$RUN/apt-updated"; fi
+  sudo_ apt-get install -y -qq --no-install-recommends "$@" >"$VAR/log/apt.log" 2>&1 \
+    || { tail -20 "$VAR/log/apt.log" >&2; return 1; }
+}
+
+rabbit_up() {
+  if external_amqp; then log "using HATO_AMQP_URL, not starting RabbitMQ"; return; fi
+  command -v rabbitmq-server >/dev/null || [ -x /usr/sbin/rabbitmq-server ] || apt_install rabbitmq-server
+  export PATH="$PATH:/usr/sbin:/usr/lib/rabbitmq/bin"
+  if port_open 127.0.0.1 5672; then log "RabbitMQ already listening on 5672"; return; fi
+  log "starting RabbitMQ"
+  sudo_ rabbitmq-server -detached >"$VAR/log/rabbitmq-start.log" 2>&1 || true
+  touch "$RUN/rabbitmq.started-by-hato"
+  sudo_ timeout 90 rabbitmqctl await_startup >/dev/null 2>&1 || wait_port 127.0.0.1 5672 60 RabbitMQ
+  wait_port 127.0.0.1 5672 60 RabbitMQ
+  log "RabbitMQ ready on 127.0.0.1:5672"
+}
+
+ferret_build() {
+  [ -x "$FERRET_BIN" ] && return
+  command -v go >/dev/null || apt_install golang-go
+  log "building FerretDB v1.24.2 (one-off, about a minute)"
+  (cd "$ROOT/tools/ferretdb" && go build -o "$FERRET_BIN" .)
+}
+
+ferret_up() {
+  if external_mongo; then log "using HATO_MONGODB_URL, not starting FerretDB"; return; fi
+  local host="${FERRET_ADDR%:*}" port="${FERRET_ADDR##*:}"
+  if port_open "$host" "$port"; then log "MongoDB-compatible server already listening on $FERRET_ADDR"; return; fi
+  ferret_build
+  log "starting FerretDB on $FERRET_ADDR (data in var/ferretdb/)"
+  nohup "$FERRET_BIN" --listen-addr "$FERRET_ADDR" --sqlite-url "file:$VAR/ferretdb/" --log-level error \
+    >>"$VAR/log/ferretdb.log" 2>&1 &
+  echo $! >"$RUN/ferretdb.pid"
+  wait_port "$host" "$port" 30 FerretDB
+  log "FerretDB ready on $FERRET_ADDR"
+}
+
+stop_pidfile() { # file
+  [ -f "$1" ] || return 0
+  local pid; pid="$(cat "$1")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$1"
+}
+
+case "${1:-up}" in
+  up) rabbit_up; ferret_up ;;
+  build) ferret_build ;;
+  down)
+    stop_pidfile "$RUN/ferretdb.pid"
+    if [ -f "$RUN/rabbitmq.started-by-hato" ]; then
+      export PATH="$PATH:/usr/sbin"
+      sudo_ rabbitmqctl stop >/dev/null 2>&1 || true
+      rm -f "$RUN/rabbitmq.started-by-hato"
+    fi
+    log "stopped" ;;
+  status)
+    port_open 127.0.0.1 5672 && echo "rabbitmq: up (127.0.0.1:5672)" || echo "rabbitmq: down"
+    port_open "${FERRET_ADDR%:*}" "${FERRET_ADDR##*:}" && echo "mongodb: up ($FERRET_ADDR)" || echo "mongodb: down" ;;
+  *) echo "usage: $0 up|down|status|build" >&2; exit 2 ;;
+esac

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against real servers: installs and starts RabbitMQ and FerretDB
+# (scripts/infra.sh) unless HATO_AMQP_URL / HATO_MONGODB_URL point elsewhere.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+scripts/bootstrap.sh
+scripts/infra.sh up
+scripts/infra.sh build  # tests start a FerretDB of their own to stop it
+exec .venv/bin/python -m pytest "$@"

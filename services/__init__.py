@@ -1,0 +1,1 @@
+"""Hato's four services: ingest, signer, dispatcher and bounce."""

@@ -1,0 +1,81 @@
+"""Turning delivery results into timeline events, and writing events in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from shared.ids import new_id
+from shared.schemas import DeliveryResult, Event, EventType, RecipientStatus
+from shared.store import Store
+
+_EVENT_FOR_STATUS = {
+    RecipientStatus.DELIVERED: EventType.DELIVERED,
+    RecipientStatus.BOUNCED: EventType.BOUNCED,
+    RecipientStatus.DEFERRED: EventType.DEFERRED,
+    RecipientStatus.EXPIRED: EventType.EXPIRED,
+    RecipientStatus.FAILED: EventType.FAILED,
+    RecipientStatus.SUPPRESSED: EventType.SUPPRESSED,
+}
+
+
+def events_for(result: DeliveryResult) -> list[Event]:
+    """One event per recipient of a delivery attempt, with the remote reply."""
+    return [
+        Event(
+            id=new_id(),
+            type=_EVENT_FOR_STATUS[r.status],
+            message_id=result.message_id,
+            tenant=result.tenant,
+            recipient_id=r.recipient_id,
+            address=r.address,
+            reply=r.reply,
+            detail={"attempt": result.attempt, "destination": result.destination},
+            at=result.at,
+        )
+        for r in result.results
+        if r.status in _EVENT_FOR_STATUS
+    ]
+
+
+class EventWriter:
+    """Collects events from concurrent handlers into one ``insert_many``; each ``write``
+    returns once its event is stored (so its broker message is acked only then)."""
+
+    def __init__(self, store: Store, *, max_batch: int, max_wait: float) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self._pending: list[tuple[Event, asyncio.Future[None]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def write(self, event: Event) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, future))
+        if len(self._pending) >= self.max_batch:
+            self._flush_soon(0)
+        elif self._timer is None:
+            self._flush_soon(self.max_wait)
+        await future
+
+    def _flush_soon(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(delay, lambda: loop.create_task(self._flush()))
+
+    async def _flush(self) -> None:
+        self._timer = None
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            await self.store.insert_events([e for e, _ in batch])
+        except Exception as exc:
+            for _, f in batch:
+                if not f.done():
+                    f.set_exception(exc)
+            return
+        for _, f in batch:
+            with contextlib.suppress(asyncio.InvalidStateError):
+                f.set_result(None)

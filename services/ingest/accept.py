@@ -1,0 +1,191 @@
+"""Accepting a submission, the same for every front door: make it durable, then hand it on.
+
+The order is the promise: the message and recipient documents are written,
+then the sign job is published and confirmed; only then does the caller hear
+"accepted". If either step fails the caller hears ``Unavailable`` and the
+written documents are removed (best effort; a signer meeting a job without its
+document dead-letters it rather than sending what the client was told failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.parser
+import email.policy
+import email.utils
+from dataclasses import dataclass
+
+from prometheus_client import Counter
+
+from shared import logging as hlog
+from shared.broker import Broker
+from shared.errors import TRANSIENT_ERRORS, Unavailable
+from shared.ids import new_id
+from shared.schemas import Event, EventType, Recipient, RecipientStatus, SignJob, utcnow
+from shared.store import Store
+
+log = hlog.get_logger(__name__)
+
+ACCEPTED = Counter("hato_ingest_accepted_total", "Messages accepted, by front door.", ["door"])
+NOT_ACCEPTED = Counter(
+    "hato_ingest_unavailable_total", "Messages refused because state could not be made durable."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderSummary:
+    """The few header fields ingest keeps about a message."""
+
+    from_address: str | None
+    from_domain: str | None
+    subject: str | None
+    message_id: str | None
+
+
+def summarize_headers(raw: bytes) -> HeaderSummary:
+    """Parse only the header block of ``raw`` (never the body, which can be 25 MB)."""
+    end = len(raw)
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        i = raw.find(sep)
+        if i != -1:
+            end = min(end, i + len(sep))
+    headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw[:end])
+    from_address = None
+    from_values = headers.get_all("From") or []
+    if from_values:
+        _, from_address = email.utils.parseaddr(str(from_values[0]))
+    from_domain = None
+    if from_address and "@" in from_address:
+        from_domain = from_address.rpartition("@")[2].strip().lower() or None
+
+    def text(name: str) -> str | None:
+        value = headers.get(name)
+        return str(value)[:998] if value is not None else None
+
+    return HeaderSummary(from_address or None, from_domain, text("Subject"), text("Message-ID"))
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A message a front door wants accepted."""
+
+    tenant: str
+    pool: str
+    mail_from: str
+    recipients: tuple[str, ...]
+    raw: bytes
+    headers: HeaderSummary
+    door: str  # "smtp", "http", "amqp"
+    client: str  # peer address, API key prefix, ...
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    message_id: str
+    recipients: tuple[Recipient, ...]
+
+
+class Acceptor:
+    """Turns a Submission into durable state plus a confirmed sign job."""
+
+    def __init__(self, store: Store, broker: Broker) -> None:
+        self.store = store
+        self.broker = broker
+        self._in_flight: set[asyncio.Task[Accepted]] = set()
+
+    async def accept(self, submission: Submission) -> Accepted:
+        """Raises Unavailable when the message could not be made durable and handed on."""
+        # Shielded: a client hanging up mid-accept must not leave half-written state.
+        task = asyncio.create_task(self._accept(submission))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return await asyncio.shield(task)
+
+    async def drain(self, grace: float) -> None:
+        """Wait for accepts in progress (at shutdown)."""
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=grace)
+
+    async def _accept(self, sub: Submission) -> Accepted:
+        message_id = new_id()
+        recipients = tuple(Recipient(id=new_id(), address=a) for a in sub.recipients)
+        hlog.bind(message_id=message_id, tenant=sub.tenant)
+        now = utcnow()
+        from_domain = sub.headers.from_domain or sub.mail_from.rpartition("@")[2].lower()
+        message_doc = {
+            "_id": message_id,
+            "tenant": sub.tenant,
+            "status": "accepted",
+            "door": sub.door,
+            "client": sub.client,
+            "mail_from": sub.mail_from,
+            "header_from": sub.headers.from_address,
+            "from_domain": from_domain,
+            "subject": sub.headers.subject,
+            "message_id_header": sub.headers.message_id,
+            "size": len(sub.raw),
+            "pool": sub.pool,
+            "recipient_count": len(recipients),
+            "created_at": now,
+        }
+        recipient_docs = [
+            {
+                "_id": r.id,
+                "message_id": message_id,
+                "tenant": sub.tenant,
+                "address": r.address,
+                "domain": r.domain,
+                "status": RecipientStatus.QUEUED.value,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for r in recipients
+        ]
+        try:
+            await self.store.insert_message(message_doc, recipient_docs)
+        except TRANSIENT_ERRORS as exc:
+            NOT_ACCEPTED.inc()
+            log.warning("store unavailable; not accepting", error=repr(exc))
+            raise Unavailable("store unavailable") from exc
+
+        job = SignJob(
+            message_id=message_id,
+            tenant=sub.tenant,
+            mail_from=sub.mail_from,
+            from_domain=from_domain,
+            recipients=recipients,
+            pool=sub.pool,
+            created_at=now,
+        )
+        try:
+            await self.broker.publish(job, sub.raw)
+        except Unavailable:
+            NOT_ACCEPTED.inc()
+            log.warning("broker unavailable; not accepting")
+            try:
+                await self.store.discard_message(message_id)
+            except TRANSIENT_ERRORS:
+                log.warning("could not discard the unaccepted message's state")
+            raise
+
+        ACCEPTED.labels(sub.door).inc()
+        log.info("accepted", recipients=len(recipients), size=len(sub.raw), door=sub.door)
+        try:
+            await self.broker.emit(
+                Event(
+                    id=new_id(),
+                    type=EventType.ACCEPTED,
+                    message_id=message_id,
+                    tenant=sub.tenant,
+                    recipient_id=r.id,
+                    address=r.address,
+                    detail={"door": sub.door, "client": sub.client},
+                    at=now,
+                )
+                for r in recipients
+            )
+        except Unavailable:
+            # The message is durable and on its way; only its timeline misses a line.
+            log.warning("accepted event not published")
+        return Accepted(message_id, recipients)

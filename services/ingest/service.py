@@ -1,0 +1,32 @@
+"""The ingest service: wires the front doors to the Acceptor and runs until SIGTERM."""
+
+from __future__ import annotations
+
+from services.ingest.accept import Acceptor
+from services.ingest.policy import RelayPolicy
+from services.ingest.settings import IngestSettings
+from services.ingest.smtp import RelayHandler, SmtpListener
+from shared import logging as hlog
+from shared.runtime import Runtime
+
+log = hlog.get_logger(__name__)
+
+
+async def run(settings: IngestSettings) -> None:
+    async with Runtime("ingest", settings) as rt:
+        policy = RelayPolicy()
+        await policy.refresh(rt.store)
+        rt.every(settings.policy_refresh, lambda: policy.refresh(rt.store))
+        acceptor = Acceptor(rt.store, rt.broker)
+        smtp = SmtpListener(
+            RelayHandler(policy, acceptor, max_recipients=settings.max_recipients),
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            hostname=settings.hostname,
+            max_size=settings.max_message_size,
+        )
+        await smtp.start()
+        log.info("ready", smtp=f"{smtp.host}:{smtp.port}", ops_port=rt.ops.port)
+        await rt.until_stopped()
+        await smtp.stop()
+        await acceptor.drain(settings.shutdown_grace)

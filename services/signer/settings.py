@@ -1,0 +1,30 @@
+"""Settings of the signer service (``HATO_SIGNER_*`` plus the shared sections)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from shared.settings import SecretsSettings, ServiceSettings, comma_list
+
+
+class SignerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="HATO_SIGNER_", extra="ignore")
+
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    pools: Annotated[list[str], NoDecode] = Field(
+        ["default"], description="IP pools whose delivery queues are declared (comma-separated)."
+    )
+    unsigned_policy: Literal["send", "fail"] = Field(
+        "send", description="A message whose domain has no usable key: 'send' unsigned or 'fail'."
+    )
+    max_recipients_per_job: int = Field(
+        50, ge=1, description="Most recipients in one delivery job (one SMTP transaction)."
+    )
+    key_cache_seconds: float = Field(
+        30.0, ge=0, description="Seconds a domain's keys are kept in memory before reloading."
+    )
+
+    _split_pools = comma_list("pools")

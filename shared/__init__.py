@@ -1,0 +1,1 @@
+"""What every Hato service uses: settings, broker topology, store, schemas, telemetry, logging."""

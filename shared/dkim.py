@@ -1,0 +1,81 @@
+"""DKIM key material: generation, the DNS record to publish, and the stored form of a key.
+
+Private keys are stored sealed by ``SecretBox``; the public half is kept in
+the clear for ``hato dkim show``.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from shared.secrets import SecretBox
+
+RSA_BITS = 2048  # RFC 8301 3.2: at least 1024, 2048 recommended
+
+
+@dataclass(frozen=True, slots=True)
+class DkimKey:
+    """One usable signing key of a domain."""
+
+    domain: str
+    selector: str
+    algorithm: str  # "rsa-sha256"
+    private_pem: bytes
+    public_b64: str
+
+    def __repr__(self) -> str:  # never print the private key
+        return f"DkimKey({self.domain!r}, {self.selector!r}, {self.algorithm!r})"
+
+
+def generate_rsa(domain: str, selector: str, bits: int = RSA_BITS) -> DkimKey:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public_der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return DkimKey(
+        domain, selector, "rsa-sha256", private_pem, base64.b64encode(public_der).decode()
+    )
+
+
+def txt_record_name(domain: str, selector: str) -> str:
+    return f"{selector}._domainkey.{domain}"
+
+
+def txt_record_value(key: DkimKey | dict[str, Any]) -> str:
+    """The TXT value to publish (RFC 6376 3.6.1)."""
+    public = key.public_b64 if isinstance(key, DkimKey) else key["public_key"]
+    algorithm = key.algorithm if isinstance(key, DkimKey) else key["algorithm"]
+    k = "ed25519" if algorithm.startswith("ed25519") else "rsa"
+    return f"v=DKIM1; k={k}; p={public}"
+
+
+def to_document(key: DkimKey, box: SecretBox, *, active: bool = True) -> dict[str, Any]:
+    return {
+        "selector": key.selector,
+        "algorithm": key.algorithm,
+        "public_key": key.public_b64,
+        "private_key_sealed": box.seal(key.private_pem),
+        "active": active,
+        "created_at": datetime.now(UTC),
+    }
+
+
+def from_document(domain: str, doc: dict[str, Any], box: SecretBox) -> DkimKey:
+    return DkimKey(
+        domain=domain,
+        selector=doc["selector"],
+        algorithm=doc["algorithm"],
+        private_pem=box.open(doc["private_key_sealed"]),
+        public_b64=doc["public_key"],
+    )

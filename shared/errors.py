@@ -1,0 +1,79 @@
+"""Typed outcomes that carry their answer.
+
+Handlers raise these; the broker's ``consume()`` and the front doors turn them
+into an ack, a retry, a dead-letter or a protocol reply. Nothing else decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SMTPReply:
+    """An SMTP reply with its RFC 3463 enhanced status code; ``str()`` is the wire form."""
+
+    code: int
+    enhanced: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.enhanced} {self.text}"
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.code < 400
+
+    @property
+    def is_transient(self) -> bool:
+        return 400 <= self.code < 500
+
+
+class HatoError(Exception):
+    """Base of Hato's own exceptions."""
+
+
+class Unavailable(HatoError):
+    """Raised when the store or the broker could not make work durable (down, timed out,
+    refused). Front doors answer a temporary failure; consumers retry later."""
+
+
+class RetryLater(HatoError):
+    """Raised by a consumer's handler to have its message retried after ``delay`` seconds."""
+
+    def __init__(self, delay: float, reason: str = "") -> None:
+        super().__init__(reason or f"retry in {delay:g}s")
+        self.delay = delay
+        self.reason = reason
+
+
+class Permanent(HatoError):
+    """Raised by a consumer's handler when its message can never be processed; the
+    message goes to the dead-letter queue with ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CodecError(HatoError):
+    """Raised when bytes from the broker are not a message Hato understands."""
+
+
+def _transient() -> tuple[type[BaseException], ...]:
+    import aio_pika.exceptions
+    import pymongo.errors
+
+    return (
+        Unavailable,
+        TimeoutError,
+        ConnectionError,
+        pymongo.errors.ConnectionFailure,  # includes AutoReconnect, NetworkTimeout, ...
+        pymongo.errors.ExecutionTimeout,
+        pymongo.errors.WTimeoutError,
+        *aio_pika.exceptions.CONNECTION_EXCEPTIONS,
+    )
+
+
+#: What counts as "a dependency is down, try again later" — the one tuple.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = _transient()

@@ -1,0 +1,140 @@
+"""What every service process has: the store, the broker, its ops endpoint, and SIGTERM.
+
+A service's ``run(settings)`` reads::
+
+    async with Runtime("signer", settings) as rt:
+        await rt.broker.consume(Queue.SIGN, Signer(rt.store, rt.broker).handle)
+        await rt.until_stopped()
+
+Entering connects (retrying until the servers answer or a stop is requested),
+creates indexes, declares the topology and serves ``/healthz``, ``/readyz``
+and ``/metrics``. Leaving drains: consumers stop, in-flight work gets
+``shutdown_grace`` seconds, then connections close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+
+from shared import logging as hlog
+from shared.broker import Broker
+from shared.errors import TRANSIENT_ERRORS
+from shared.ops import HttpServer, ops_app
+from shared.settings import ServiceSettings
+from shared.store import Store
+
+log = hlog.get_logger(__name__)
+
+
+class Stopped(Exception):
+    """Raised inside ``Runtime.__aenter__`` when a stop was requested before start-up ended."""
+
+
+class Runtime:
+    def __init__(self, name: str, settings: ServiceSettings, *, pools: Iterable[str] = ()) -> None:
+        self.name = name
+        self.settings = settings
+        self.store = Store(settings.store)
+        self.broker = Broker(settings.broker, name=name, pools=pools)
+        self.ops = HttpServer(
+            ops_app(name, self.readiness), host=settings.ops_host, port=settings.ops_port
+        )
+        self._stop = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def readiness(self) -> dict[str, bool]:
+        return {"broker": self.broker.is_connected, "store": await self.store.ping()}
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def until_stopped(self) -> None:
+        await self._stop.wait()
+
+    def every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+        """Run ``job`` every ``seconds`` until the service stops; failures are logged."""
+
+        async def loop() -> None:
+            while not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), seconds)
+                    return
+                try:
+                    await job()
+                except Exception:
+                    log.exception("periodic job failed", job=getattr(job, "__name__", "?"))
+
+        task = asyncio.create_task(loop())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def __aenter__(self) -> Runtime:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        await self.ops.start()
+        log.info("ops endpoint up", url=f"http://{self.ops.host}:{self.ops.port}")
+        try:
+            await self._until_up("store", self.store.ensure_indexes)
+            await self._until_up("broker", self.broker.connect)
+        except Stopped:
+            await self.__aexit__(None, None, None)
+            raise
+        log.info("started", ops_port=self.ops.port)
+        return self
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("stop requested", signal=sig.name)
+        self._stop.set()
+
+    async def _until_up(self, what: str, connect: Callable[[], Awaitable[None]]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await connect()
+                return
+            except TRANSIENT_ERRORS as exc:
+                log.warning(f"{what} unavailable; retrying", error=repr(exc), retry_in=delay)
+            if self._stop.is_set():
+                raise Stopped(what)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            if self._stop.is_set():
+                raise Stopped(what)
+            delay = min(delay * 2, 10.0)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        await self.broker.drain(self.settings.shutdown_grace)
+        for task in list(self._background):
+            task.cancel()
+        await self.broker.close()
+        await self.store.close()
+        await self.ops.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().remove_signal_handler(sig)
+        log.info("stopped")
+
+
+def main(name: str, settings: ServiceSettings, run: Callable[[], Awaitable[None]]) -> None:
+    """A service process: logging and tracing configured, ``run()`` on the event loop."""
+    from shared.telemetry import configure_tracing
+
+    hlog.configure(name, level=settings.telemetry.log_level, fmt=settings.telemetry.log_format)
+    provider = configure_tracing(name, otlp_endpoint=settings.telemetry.otlp_endpoint)
+    try:
+        asyncio.run(_guarded(run))
+    finally:
+        provider.shutdown()
+
+
+async def _guarded(run: Callable[[], Awaitable[None]]) -> None:
+    with contextlib.suppress(Stopped):
+        await run()

@@ -1,0 +1,180 @@
+"""Every message that crosses the broker, and the one codec for them.
+
+An AMQP body is the message's JSON envelope on one line, a ``\\n``, then the
+payload bytes (the raw RFC 5322 message for jobs; nothing for results and
+events). Recipient lists ride in the body, never in AMQP headers, whose frame
+size is limited. ``kind`` names the model; ``schema_version`` lets a consumer
+refuse what it does not understand.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from shared.errors import CodecError
+
+SCHEMA_VERSION = 1
+CONTENT_TYPE = "application/vnd.hato+json-payload"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RecipientStatus(StrEnum):
+    """Where a recipient stands; the last five are final."""
+
+    QUEUED = "queued"
+    DEFERRED = "deferred"
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    SUPPRESSED = "suppressed"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (RecipientStatus.QUEUED, RecipientStatus.DEFERRED)
+
+
+class EventType(StrEnum):
+    """What the timeline of a message can say."""
+
+    ACCEPTED = "accepted"
+    SIGNED = "signed"
+    UNSIGNED = "unsigned"
+    DEFERRED = "deferred"
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    SUPPRESSED = "suppressed"
+    EXPIRED = "expired"
+    FAILED = "failed"
+    DEAD_LETTERED = "dead_lettered"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schema_version: int = SCHEMA_VERSION
+
+
+class Recipient(BaseModel):
+    """One envelope recipient and the id its state is kept under."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    address: str
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2].lower()
+
+
+class Reply(BaseModel):
+    """A remote SMTP server's reply (or Hato's own word when there was no reply)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: int
+    enhanced: str = ""
+    text: str = ""
+
+    def __str__(self) -> str:
+        return " ".join(str(p) for p in (self.code, self.enhanced, self.text) if p)
+
+
+class SignJob(_Model):
+    """ingest → signer: an accepted message to sign; payload is the raw message."""
+
+    kind: Literal["sign"] = "sign"
+    message_id: str
+    tenant: str
+    mail_from: str
+    from_domain: str
+    recipients: tuple[Recipient, ...]
+    pool: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DeliveryJob(_Model):
+    """signer → dispatcher: recipients of one destination domain; payload is the signed message."""
+
+    kind: Literal["deliver"] = "deliver"
+    message_id: str
+    tenant: str
+    mail_from: str
+    domain: str
+    recipients: tuple[Recipient, ...]
+    pool: str
+    created_at: datetime
+
+
+class RecipientResult(BaseModel):
+    """What one delivery attempt did for one recipient."""
+
+    model_config = ConfigDict(frozen=True)
+
+    recipient_id: str
+    address: str
+    status: RecipientStatus
+    reply: Reply
+
+
+class DeliveryResult(_Model):
+    """dispatcher → bounce: the outcome of one delivery attempt of one job."""
+
+    kind: Literal["result"] = "result"
+    message_id: str
+    tenant: str
+    attempt: int
+    destination: str
+    results: tuple[RecipientResult, ...]
+    at: datetime = Field(default_factory=utcnow)
+
+
+class Event(_Model):
+    """A line of a message's timeline, published on the events exchange and stored."""
+
+    kind: Literal["event"] = "event"
+    id: str
+    type: EventType
+    message_id: str
+    tenant: str
+    recipient_id: str | None = None
+    address: str | None = None
+    reply: Reply | None = None
+    detail: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    at: datetime = Field(default_factory=utcnow)
+
+
+BrokerMessage = Annotated[
+    SignJob | DeliveryJob | DeliveryResult | Event, Field(discriminator="kind")
+]
+_adapter: TypeAdapter[BrokerMessage] = TypeAdapter(BrokerMessage)
+
+
+def encode(message: _Model, payload: bytes = b"") -> bytes:
+    """The AMQP body for ``message`` followed by ``payload``."""
+    return message.model_dump_json().encode() + b"\n" + payload
+
+
+def decode(body: bytes) -> tuple[BrokerMessage, bytes]:
+    """Split an AMQP body into its model and payload; raises CodecError when it is not one."""
+    head, sep, payload = body.partition(b"\n")
+    if not sep:
+        raise CodecError("no envelope line (expected JSON, a newline, then the payload)")
+    try:
+        message = _adapter.validate_json(head)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'envelope'}: {e['msg']}" for e in exc.errors()[:3]
+        )
+        raise CodecError(f"invalid envelope: {problems}") from None
+    if message.schema_version > SCHEMA_VERSION:
+        raise CodecError(f"unsupported schema_version {message.schema_version}")
+    return message, payload

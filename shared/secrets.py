@@ -1,0 +1,53 @@
+"""Encryption at rest for private keys: Fernet (AES-128-CBC + HMAC-SHA256) under a master key
+that comes from the environment or a mounted file, never from the database or a log line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from shared.errors import HatoError
+from shared.settings import SecretsSettings
+
+
+class SecretsError(HatoError):
+    """Raised when there is no usable master key, or a ciphertext does not open with it."""
+
+
+def generate_master_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+class SecretBox:
+    """Encrypts and decrypts small secrets (private keys) with the master key."""
+
+    def __init__(self, master_key: str) -> None:
+        try:
+            self._fernet = Fernet(master_key.strip().encode())
+        except (ValueError, TypeError):
+            raise SecretsError("the master key is not a valid Fernet key") from None
+
+    @classmethod
+    def from_settings(cls, settings: SecretsSettings) -> SecretBox:
+        key = settings.master_key.get_secret_value()
+        if not key and settings.master_key_file:
+            try:
+                key = Path(settings.master_key_file).read_text()
+            except OSError as exc:
+                raise SecretsError(f"cannot read the master key file: {exc.strerror}") from None
+        if not key:
+            raise SecretsError("no master key: set HATO_MASTER_KEY_FILE (or HATO_MASTER_KEY)")
+        return cls(key)
+
+    def __repr__(self) -> str:
+        return "SecretBox(<hidden>)"
+
+    def seal(self, plaintext: bytes) -> str:
+        return self._fernet.encrypt(plaintext).decode()
+
+    def open(self, token: str) -> bytes:
+        try:
+            return self._fernet.decrypt(token.encode())
+        except InvalidToken:
+            raise SecretsError("a secret does not open with this master key") from None

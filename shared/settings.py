@@ -1,0 +1,106 @@
+"""Configuration sections shared by every service, read from ``HATO_*`` environment variables.
+
+Each service composes its own settings object from these sections (see
+``services/<name>/settings.py``); only a service's ``__main__`` builds it.
+Every field has a default and a one-line description.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BrokerSettings(BaseSettings):
+    """How to reach RabbitMQ and how to name and shape what is declared there."""
+
+    model_config = SettingsConfigDict(env_prefix="HATO_AMQP_", extra="ignore")
+
+    url: str = Field(
+        "amqp://guest:guest@127.0.0.1:5672/", description="AMQP URL of the RabbitMQ server."
+    )
+    prefix: str = Field(
+        "hato", description="Prefix of every exchange and queue name (isolates test runs)."
+    )
+    queue_type: str = Field(
+        "classic",
+        description="x-queue-type of work queues: 'classic' for dev, 'quorum' in production.",
+    )
+    prefetch: int = Field(32, ge=1, description="Unacked messages a consumer may hold at once.")
+    publish_timeout: float = Field(
+        5.0, gt=0, description="Seconds to wait for a publisher confirm before giving up."
+    )
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a connection.")
+    max_redeliveries: int = Field(
+        5, ge=0, description="Retries for unexpected handler errors before dead-lettering."
+    )
+    error_backoff: float = Field(
+        5.0, gt=0, description="Seconds before retrying a message whose handler failed."
+    )
+
+
+class StoreSettings(BaseSettings):
+    """How to reach MongoDB (or FerretDB) and what to call the database."""
+
+    model_config = SettingsConfigDict(env_prefix="HATO_MONGODB_", extra="ignore")
+
+    url: str = Field("mongodb://127.0.0.1:27017/", description="MongoDB connection URL.")
+    database: str = Field("hato", description="Database name.")
+    timeout: float = Field(
+        5.0, gt=0, description="Seconds to wait for a server before a write fails."
+    )
+    events_ttl_days: int = Field(30, ge=1, description="Days events are kept (TTL index).")
+
+
+class TelemetrySettings(BaseSettings):
+    """Logging and tracing."""
+
+    model_config = SettingsConfigDict(env_prefix="HATO_", extra="ignore")
+
+    log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
+    log_format: str = Field("json", description="'json' (one object per line) or 'console'.")
+    otlp_endpoint: str = Field(
+        "", description="OTLP/HTTP endpoint for traces (e.g. http://otel:4318); empty: no export."
+    )
+
+
+class ServiceSettings(BaseSettings):
+    """Sections and the ops endpoint every service has; subclasses add their own fields."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    ops_host: str = Field("127.0.0.1", description="Address of /healthz, /readyz and /metrics.")
+    ops_port: int = Field(0, ge=0, description="Port of /healthz, /readyz and /metrics (0: any).")
+    shutdown_grace: float = Field(
+        20.0, gt=0, description="Seconds in-flight work gets to finish after SIGTERM."
+    )
+
+
+class SecretsSettings(BaseSettings):
+    """Where the master key that encrypts private keys at rest comes from."""
+
+    model_config = SettingsConfigDict(env_prefix="HATO_", extra="ignore")
+
+    master_key: SecretStr = Field(
+        SecretStr(""),
+        description="Fernet master key (urlsafe base64, 32 bytes); prefer master_key_file.",
+    )
+    master_key_file: str = Field(
+        "",
+        description="File holding the master key (a mounted secret); used if master_key is empty.",
+    )
+
+
+def comma_list(field: str):
+    """A validator reading ``a,b,c`` from the environment as a list (for NoDecode list fields)."""
+    from pydantic import field_validator
+
+    def split(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    return field_validator(field, mode="before")(classmethod(split))

@@ -1,0 +1,242 @@
+"""MongoDB, in one place: the client, the collections, their indexes, and every query.
+
+Written for the features MongoDB and FerretDB 1.x both have: no transactions,
+no change streams, and no TTL indexes on FerretDB (``ensure_indexes`` falls back
+to ``purge_events`` run periodically by the bounce service). Each collection's
+fields have one owning service:
+
+==============  =====================  ================================================
+collection      owner                  what
+==============  =====================  ================================================
+tenants         hato admin command     who may send: name, pool, authorised networks
+domains         hato admin command     sending domains and their DKIM keys (encrypted)
+messages        ingest (+signer marks)  one document per accepted submission
+recipients      ingest → dispatcher    one per envelope recipient: status, attempts, reply
+events          bounce                 append-only timeline, kept ``events_ttl_days``
+==============  =====================  ================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pymongo.errors
+from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared import logging as hlog
+from shared.schemas import Event, RecipientResult, RecipientStatus, Reply
+from shared.settings import StoreSettings
+
+log = hlog.get_logger(__name__)
+
+_FINAL = [s.value for s in RecipientStatus if s.is_final]
+_NOT_IMPLEMENTED = 238
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """Hato's state in MongoDB (or a MongoDB-compatible server)."""
+
+    def __init__(self, settings: StoreSettings) -> None:
+        self.settings = settings
+        ms = int(settings.timeout * 1000)
+        self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            settings.url,
+            serverSelectionTimeoutMS=ms,
+            connectTimeoutMS=ms,
+            socketTimeoutMS=ms * 2,
+            tz_aware=True,
+            appname="hato",
+        )
+        self.db: AsyncDatabase[dict[str, Any]] = self.client[settings.database]
+        self.events_ttl_index = False
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def ping(self) -> bool:
+        try:
+            await self.client.admin.command("ping")
+        except pymongo.errors.PyMongoError:
+            return False
+        return True
+
+    async def ensure_indexes(self) -> None:
+        """Create every index (idempotent); called by each service at start-up."""
+        db = self.db
+        await db.recipients.create_index([("message_id", ASCENDING)])
+        await db.recipients.create_index([("tenant", ASCENDING), ("address", ASCENDING)])
+        await db.messages.create_index([("tenant", ASCENDING), ("created_at", ASCENDING)])
+        await db.events.create_index([("message_id", ASCENDING), ("at", ASCENDING)])
+        await db.events.create_index([("tenant", ASCENDING), ("at", ASCENDING)])
+        await db.domains.create_index([("tenant", ASCENDING)])
+        try:
+            await db.events.create_index(
+                [("at", ASCENDING)],
+                name="events_ttl",
+                expireAfterSeconds=self.settings.events_ttl_days * 86400,
+            )
+            self.events_ttl_index = True
+        except pymongo.errors.OperationFailure as exc:
+            if exc.code != _NOT_IMPLEMENTED:
+                raise
+            # FerretDB 1.x has no TTL indexes: purge_events() does the same job.
+            await db.events.create_index([("at", ASCENDING)], name="events_at")
+
+    # -- tenants and domains ---------------------------------------------------------
+
+    async def upsert_tenant(self, name: str, *, pool: str, networks: Sequence[str]) -> None:
+        await self.db.tenants.update_one(
+            {"_id": name},
+            {
+                "$set": {"pool": pool, "networks": list(networks), "updated_at": now()},
+                "$setOnInsert": {"created_at": now()},
+            },
+            upsert=True,
+        )
+
+    async def tenants(self) -> list[dict[str, Any]]:
+        return await self.db.tenants.find({}).sort("_id", ASCENDING).to_list()
+
+    async def upsert_domain(self, domain: str, *, tenant: str, verified: bool) -> None:
+        await self.db.domains.update_one(
+            {"_id": domain.lower()},
+            {
+                "$set": {"tenant": tenant, "verified": verified, "updated_at": now()},
+                "$setOnInsert": {"created_at": now(), "dkim": []},
+            },
+            upsert=True,
+        )
+
+    async def domain(self, domain: str) -> dict[str, Any] | None:
+        return await self.db.domains.find_one({"_id": domain.lower()})
+
+    async def domains(self) -> list[dict[str, Any]]:
+        return await self.db.domains.find({}).sort("_id", ASCENDING).to_list()
+
+    async def add_dkim_key(self, domain: str, key: dict[str, Any]) -> None:
+        """Add (or replace, by selector) one DKIM key of a domain."""
+        await self.db.domains.update_one(
+            {"_id": domain.lower()}, {"$pull": {"dkim": {"selector": key["selector"]}}}
+        )
+        await self.db.domains.update_one({"_id": domain.lower()}, {"$push": {"dkim": key}})
+
+    # -- messages and recipients ---------------------------------------------------------
+
+    async def insert_message(
+        self, message: dict[str, Any], recipients: Sequence[dict[str, Any]]
+    ) -> None:
+        """Make an accepted message durable: its document and one per recipient."""
+        await self.db.messages.insert_one(message)
+        await self.db.recipients.insert_many(list(recipients), ordered=False)
+
+    async def discard_message(self, message_id: str) -> None:
+        """Forget a message whose acceptance failed after it was written (best effort)."""
+        await self.db.recipients.delete_many({"message_id": message_id})
+        await self.db.messages.delete_one({"_id": message_id})
+
+    async def mark_signed(self, message_id: str, dkim: dict[str, Any] | None) -> bool:
+        """Record how a message was signed; False when the message has no state."""
+        result = await self.db.messages.update_one(
+            {"_id": message_id},
+            {"$set": {"status": "signed", "dkim": dkim, "signed_at": now()}},
+        )
+        return result.matched_count > 0
+
+    async def fail_message(self, message_id: str, reply: Reply) -> None:
+        """Every recipient of a message not yet final becomes ``failed`` with ``reply``."""
+        await self.db.messages.update_one({"_id": message_id}, {"$set": {"status": "failed"}})
+        await self.db.recipients.update_many(
+            {"message_id": message_id, "status": {"$nin": _FINAL}},
+            {
+                "$set": {
+                    "status": RecipientStatus.FAILED.value,
+                    "reply": reply.model_dump(),
+                    "finished_at": now(),
+                    "updated_at": now(),
+                }
+            },
+        )
+
+    async def message(self, message_id: str) -> dict[str, Any] | None:
+        return await self.db.messages.find_one({"_id": message_id})
+
+    async def recipients(self, message_id: str) -> list[dict[str, Any]]:
+        return (
+            await self.db.recipients.find({"message_id": message_id})
+            .sort("_id", ASCENDING)
+            .to_list()
+        )
+
+    async def finished_recipients(self, ids: Iterable[str]) -> set[str]:
+        """Which of these recipients already reached a final state (so are not sent again)."""
+        docs = self.db.recipients.find(
+            {"_id": {"$in": list(ids)}, "status": {"$in": _FINAL}}, {"_id": 1}
+        )
+        return {d["_id"] async for d in docs}
+
+    async def record_attempt(
+        self,
+        results: Sequence[RecipientResult],
+        *,
+        destination: str,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        """Write one delivery attempt's outcome for each recipient, in one round trip.
+        A recipient already in a final state keeps it."""
+        if not results:
+            return
+        at = now()
+        ops = []
+        for r in results:
+            fields: dict[str, Any] = {
+                "status": r.status.value,
+                "reply": r.reply.model_dump(),
+                "destination": destination,
+                "updated_at": at,
+                "next_attempt_at": next_attempt_at,
+            }
+            if r.status.is_final:
+                fields["finished_at"] = at
+            ops.append(
+                UpdateOne(
+                    {"_id": r.recipient_id, "status": {"$nin": _FINAL}},
+                    {"$set": fields, "$inc": {"attempts": 1}},
+                )
+            )
+        await self.db.recipients.bulk_write(ops, ordered=False)
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def insert_events(self, events: Sequence[Event]) -> None:
+        """Append events; ones already stored (a redelivered batch) are skipped."""
+        if not events:
+            return
+        docs = [
+            {"_id": e.id, **e.model_dump(mode="python", exclude={"id", "kind", "schema_version"})}
+            for e in events
+        ]
+        try:
+            await self.db.events.insert_many(docs, ordered=False)
+        except pymongo.errors.BulkWriteError as exc:
+            if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+                raise
+
+    async def events(self, message_id: str) -> list[dict[str, Any]]:
+        return (
+            await self.db.events.find({"message_id": message_id})
+            .sort([("at", ASCENDING), ("_id", ASCENDING)])
+            .to_list()
+        )
+
+    async def purge_events(self) -> int:
+        """Delete events older than the retention (what a TTL index does on MongoDB)."""
+        cutoff = now() - timedelta(days=self.settings.events_ttl_days)
+        result = await self.db.events.delete_many({"at": {"$lt": cutoff}})
+        return result.deleted_count
