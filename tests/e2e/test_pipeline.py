@@ -1,0 +1,209 @@
+"""SMTP in → signed → delivered to real SMTP sinks, through the four service processes on the
+real RabbitMQ and MongoDB-compatible server."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aio_pika
+import dkim
+import pytest
+
+from services.ingest import replies
+from shared.broker import QUEUE_HEADER, REASON_HEADER
+from shared.dkim import txt_record_name, txt_record_value
+from shared.settings import StoreSettings
+from shared.store import Store
+from tests.conftest import AMQP_URL, DOMAIN, MONGODB_URL, SELECTOR, provision, unique
+from tests.helpers.net import free_port
+from tests.helpers.sinks import Sink
+from tests.helpers.smtp import make_message, send
+from tests.helpers.stack import Stack
+from tests.helpers.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Pipeline:
+    stack: Stack
+    store: Store
+    prefix: str
+    smtp_port: int
+    ok: Sink
+    bouncing: Sink
+    flaky: Sink
+    public_key: str
+
+
+@pytest.fixture(scope="module")
+async def pipeline(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Pipeline]:
+    prefix, database = unique("e2e"), unique("e2e")
+    store = Store(StoreSettings(url=MONGODB_URL, database=database, timeout=3))
+    await store.ensure_indexes()
+    await provision(store, master_key, dkim_key)
+    ok = await Sink(host="127.0.0.2").start()
+    bouncing = await Sink(host="127.0.0.3", reply=lambda _n: "550 5.1.1 No such user").start()
+    flaky = await Sink(
+        host="127.0.0.4",
+        reply=lambda n: "451 4.7.1 Try again later" if n == 1 else "250 2.0.0 Ok: finally",
+    ).start()
+    smtp_port = free_port()
+    stack = Stack(
+        env={
+            "HATO_AMQP_URL": AMQP_URL,
+            "HATO_AMQP_PREFIX": prefix,
+            "HATO_AMQP_ERROR_BACKOFF": "0.5",
+            "HATO_MONGODB_URL": MONGODB_URL,
+            "HATO_MONGODB_DATABASE": database,
+            "HATO_MASTER_KEY": master_key,
+            "HATO_INGEST_SMTP_PORT": str(smtp_port),
+            "HATO_DISPATCHER_ROUTES": (
+                f"bounce.test={bouncing.address},flaky.test={flaky.address},*={ok.address}"
+            ),
+            "HATO_DISPATCHER_RETRY_DELAYS": "1",
+            "HATO_LOG_LEVEL": "DEBUG",
+        },
+        log_dir=tmp_path_factory.mktemp("logs"),
+    )
+    await stack.start_all()
+    yield Pipeline(stack, store, prefix, smtp_port, ok, bouncing, flaky, dkim_key.public_b64)
+    await stack.stop_all()
+    for sink in (ok, bouncing, flaky):
+        await sink.stop()
+    await store.client.drop_database(database)
+    await store.close()
+
+
+async def recipient(store: Store, message_id: str, status: str) -> dict:
+    docs = await eventually(
+        lambda: store.recipients(message_id),
+        until=lambda rs: bool(rs) and all(r["status"] == status for r in rs),
+    )
+    return docs[0]
+
+
+async def event_types(store: Store, message_id: str, *expected: str) -> list[str]:
+    events = await eventually(
+        lambda: store.events(message_id),
+        until=lambda es: set(expected) <= {e["type"] for e in es},
+    )
+    return [e["type"] for e in events]
+
+
+async def test_mail_arrives_signed_and_is_recorded_delivered(pipeline: Pipeline) -> None:
+    """A relayed mail reaches the sink with a DKIM signature that verifies against the
+    published key, and its recipient is `delivered` with the sink's reply."""
+    outcome = await send(pipeline.smtp_port, rcpts=("bob@ok.test",))
+    assert outcome.code == 250, outcome
+    message_id = outcome.queued_id
+
+    received = (await pipeline.ok.wait_for(1))[-1]
+    assert received.rcpt_tos == ["bob@ok.test"]
+    assert received.data.startswith(b"DKIM-Signature:")
+    record = txt_record_value({"public_key": pipeline.public_key, "algorithm": "rsa-sha256"})
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name.decode().rstrip(".") == txt_record_name(DOMAIN, SELECTOR)
+        return record.encode()
+
+    assert dkim.verify(received.data, dnsfunc=dns)
+    assert base64.b64decode(pipeline.public_key)  # the record carries a real key
+
+    rcpt = await recipient(pipeline.store, message_id, "delivered")
+    assert rcpt["reply"]["code"] == 250
+    assert rcpt["reply"]["text"] == "Ok: stored"
+    assert rcpt["attempts"] == 1
+    types = await event_types(pipeline.store, message_id, "accepted", "signed", "delivered")
+    assert types.index("accepted") < types.index("delivered")
+
+
+async def test_a_550_makes_the_recipient_bounced(pipeline: Pipeline) -> None:
+    """A destination answering 550 leaves the recipient `bounced` with that reply."""
+    outcome = await send(pipeline.smtp_port, rcpts=("nobody@bounce.test",))
+    assert outcome.code == 250, outcome
+    rcpt = await recipient(pipeline.store, outcome.queued_id, "bounced")
+    assert (rcpt["reply"]["code"], rcpt["reply"]["enhanced"]) == (550, "5.1.1")
+    assert rcpt["reply"]["text"] == "No such user"
+    await event_types(pipeline.store, outcome.queued_id, "bounced")
+
+
+async def test_a_451_defers_and_the_retry_delivers(pipeline: Pipeline) -> None:
+    """A 451 makes the recipient `deferred`; the TTL retry queue brings the job back and the
+    second attempt delivers."""
+    outcome = await send(pipeline.smtp_port, rcpts=("carol@flaky.test",))
+    assert outcome.code == 250, outcome
+    rcpt = await recipient(pipeline.store, outcome.queued_id, "delivered")
+    assert rcpt["attempts"] == 2
+    assert rcpt["reply"]["text"] == "Ok: finally"
+    types = await event_types(pipeline.store, outcome.queued_id, "deferred", "delivered")
+    assert types.index("deferred") < types.index("delivered")
+    assert pipeline.flaky.attempts == 2
+
+
+async def test_several_domains_in_one_message_each_get_their_fate(pipeline: Pipeline) -> None:
+    """One message to three destinations fans out; each recipient ends in its own state."""
+    outcome = await send(
+        pipeline.smtp_port, rcpts=("dave@ok.test", "erin@bounce.test", "frank@ok.test")
+    )
+    assert outcome.code == 250, outcome
+    docs = await eventually(
+        lambda: pipeline.store.recipients(outcome.queued_id),
+        until=lambda rs: all(r["status"] in ("delivered", "bounced") for r in rs),
+    )
+    assert {r["address"]: r["status"] for r in docs} == {
+        "dave@ok.test": "delivered", "erin@bounce.test": "bounced", "frank@ok.test": "delivered",
+    }
+
+
+async def test_a_stranger_is_refused_relaying(pipeline: Pipeline) -> None:
+    """A client from 127.0.0.9 (not an authorised network) gets 554 5.7.1 at RCPT."""
+    outcome = await send(pipeline.smtp_port, source="127.0.0.9")
+    assert (outcome.stage, outcome.code) == ("rcpt", replies.RELAY_DENIED.code)
+    assert outcome.message.startswith(replies.RELAY_DENIED.enhanced)
+
+
+async def test_a_foreign_sender_domain_is_refused(pipeline: Pipeline) -> None:
+    """An authorised client may not use a domain that is not its tenant's (550 5.7.1)."""
+    outcome = await send(pipeline.smtp_port, mail_from="ceo@bank.test")
+    assert (outcome.stage, outcome.code) == ("mail", 550)
+    assert outcome.message.startswith("5.7.1")
+    outcome = await send(pipeline.smtp_port, data=make_message(from_="ceo@bank.test"))
+    assert (outcome.stage, outcome.code) == ("data", 550)
+
+
+async def test_an_undecodable_message_is_dead_lettered_and_work_goes_on(
+    pipeline: Pipeline,
+) -> None:
+    """Garbage on the sign queue lands in the dead-letter queue with its reason; the signer
+    keeps running and the next mail is delivered."""
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        work = await channel.get_exchange(f"{pipeline.prefix}.work")
+        await work.publish(aio_pika.Message(b"\x00not a hato message"), routing_key="sign")
+        dead = await channel.get_queue(f"{pipeline.prefix}.dead")
+
+        async def take():
+            return await dead.get(fail=False, no_ack=True)
+
+        message = await eventually(take, until=lambda m: m is not None)
+        assert message.body == b"\x00not a hato message"
+        assert message.headers[QUEUE_HEADER] == f"{pipeline.prefix}.sign"
+        assert "undecodable" in message.headers[REASON_HEADER]
+
+    before = len(pipeline.ok.received)
+    outcome = await send(pipeline.smtp_port, rcpts=("gina@ok.test",))
+    assert outcome.code == 250
+    await recipient(pipeline.store, outcome.queued_id, "delivered")
+    assert len(pipeline.ok.received) == before + 1
+
+
+async def test_every_service_stops_cleanly_on_sigterm(pipeline: Pipeline) -> None:
+    """SIGTERM drains each service and it exits 0 (this runs last in the module)."""
+    codes = await pipeline.stack.stop_all()
+    assert codes == {"ingest": 0, "signer": 0, "dispatcher": 0, "bounce": 0}
+    for process in pipeline.stack.processes.values():
+        assert '"event": "stopped"' in process.log()

@@ -1,0 +1,42 @@
+"""A private FerretDB process (the one scripts/infra.sh builds), for tests that stop the database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from tests.helpers.net import free_port
+from tests.helpers.stack import ROOT
+
+FERRETDB = ROOT / "var" / "bin" / "ferretdb"
+
+
+class PrivateFerretDB:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/"
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.process = await asyncio.create_subprocess_exec(
+            str(FERRETDB), "--listen-addr", f"127.0.0.1:{self.port}",
+            "--sqlite-url", f"file:{self.data_dir}/", "--log-level", "error",
+        )
+        async with asyncio.timeout(30):
+            while True:
+                with contextlib.suppress(OSError):
+                    _, w = await asyncio.open_connection("127.0.0.1", self.port)
+                    w.close()
+                    return
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self.process and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()

@@ -1,0 +1,75 @@
+"""Real SMTP servers on loopback that answer as a test tells them (aiosmtpd)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tests.helpers.net import free_port
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+
+@dataclass
+class Sink:
+    """An SMTP server whose DATA reply comes from ``reply`` (called with the attempt number);
+    ``rcpt_reply`` can refuse single recipients."""
+
+    host: str = "127.0.0.1"
+    reply: Callable[[int], str] = lambda _n: "250 2.0.0 Ok: stored"
+    rcpt_reply: Callable[[str], str | None] = lambda _addr: None
+    port: int = 0
+    received: list[Received] = field(default_factory=list)
+    attempts: int = 0
+    _server: asyncio.Server | None = None
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle_RCPT(self, server, session: Session, envelope: Envelope, address, options):
+        refusal = self.rcpt_reply(address)
+        if refusal:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server, session: Session, envelope: Envelope) -> str:
+        self.attempts += 1
+        answer = self.reply(self.attempts)
+        if answer.startswith("2"):
+            self.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+            )
+            self._arrived.set()
+        return answer
+
+    async def start(self) -> Sink:
+        loop = asyncio.get_running_loop()
+        self.port = self.port or free_port(self.host)
+        self._server = await loop.create_server(
+            lambda: SMTP(self, hostname="sink.test", enable_SMTPUTF8=True, loop=loop),
+            self.host,
+            self.port,
+        )
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def wait_for(self, count: int = 1, timeout: float = 30) -> list[Received]:
+        async with asyncio.timeout(timeout):
+            while len(self.received) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self.received
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
