@@ -43,10 +43,19 @@ class Runtime:
             ops_app(name, self.readiness), host=settings.ops_host, port=settings.ops_port
         )
         self._stop = asyncio.Event()
+        self._serving = False
         self._background: set[asyncio.Task[None]] = set()
 
     async def readiness(self) -> dict[str, bool]:
-        return {"broker": self.broker.is_connected, "store": await self.store.ping()}
+        return {
+            "serving": self._serving and not self._stop.is_set(),
+            "broker": self.broker.is_connected,
+            "store": await self.store.ping(),
+        }
+
+    def serving(self) -> None:
+        """Called by the service once its consumers and listeners are up: ready from now on."""
+        self._serving = True
 
     def request_stop(self) -> None:
         self._stop.set()

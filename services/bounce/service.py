@@ -48,5 +48,6 @@ async def run(settings: BounceSettings) -> None:
         await rt.broker.consume(Queue.EVENTS_STORE, EventRecorder(writer).handle)
         if not rt.store.events_ttl_index:
             rt.every(settings.purge_interval, rt.store.purge_events)
+        rt.serving()
         log.info("ready", ops_port=rt.ops.port)
         await rt.until_stopped()

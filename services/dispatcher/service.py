@@ -147,5 +147,6 @@ async def run(settings: DispatcherSettings) -> None:
         )
         for pool in settings.pools:
             await rt.broker.consume(deliver_queue(pool), dispatcher.handle)
+        rt.serving()
         log.info("ready", pools=settings.pools, ops_port=rt.ops.port)
         await rt.until_stopped()

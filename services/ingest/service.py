@@ -26,6 +26,7 @@ async def run(settings: IngestSettings) -> None:
             max_size=settings.max_message_size,
         )
         await smtp.start()
+        rt.serving()
         log.info("ready", smtp=f"{smtp.host}:{smtp.port}", ops_port=rt.ops.port)
         await rt.until_stopped()
         await smtp.stop()

@@ -118,5 +118,6 @@ async def run(settings: SignerSettings) -> None:
         await rt.broker.consume(
             Queue.SIGN, Signer(rt.store, rt.broker, keys, settings=settings).handle
         )
+        rt.serving()
         log.info("ready", ops_port=rt.ops.port)
         await rt.until_stopped()
