@@ -177,7 +177,7 @@ class Broker:
         self, name: str, exchange: Exchange, key: str, *, dead_letter: bool = True
     ) -> AbstractQueue:
         assert self._publish_channel is not None
-        args: dict[str, Any] = {"x-queue-type": self.settings.queue_type}
+        args: dict[str, Any] = {"x-queue-type": self.settings.queue_type, **self._expires()}
         if dead_letter:
             args["x-dead-letter-exchange"] = self.full(Exchange.DEAD)
         queue = await self._publish_channel.declare_queue(
@@ -186,6 +186,9 @@ class Broker:
         await queue.bind(self._exchanges[exchange], routing_key=key)
         self._queues[name] = queue
         return queue
+
+    def _expires(self) -> dict[str, int]:
+        return {"x-expires": self.settings.queue_expires} if self.settings.queue_expires else {}
 
     async def _retry_exchange(self, delay: float) -> AbstractExchange:
         ms = max(100, round(delay * 10) * 100)
@@ -207,6 +210,7 @@ class Broker:
                         # Expired messages go back through the default exchange to the
                         # queue their routing key names.
                         "x-dead-letter-exchange": "",
+                        **self._expires(),
                     },
                 )
                 await queue.bind(exchange)

@@ -28,7 +28,9 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture
 def broker_settings() -> BrokerSettings:
-    return BrokerSettings(url=AMQP_URL, prefix=unique("t"), error_backoff=0.3)
+    return BrokerSettings(
+        url=AMQP_URL, prefix=unique("t"), error_backoff=0.2, queue_expires=600_000
+    )
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ def ingest_env(prefix: str, database: str, master_key: str, **extra: str) -> dic
     return {
         "HATO_AMQP_URL": AMQP_URL,
         "HATO_AMQP_PREFIX": prefix,
+        "HATO_AMQP_QUEUE_EXPIRES": "600000",
         "HATO_MONGODB_URL": MONGODB_URL,
         "HATO_MONGODB_DATABASE": database,
         "HATO_MONGODB_TIMEOUT": "1",
@@ -87,7 +88,9 @@ async def test_broker_unreachable_means_451_and_no_state_left(
     await proxy.start()
     prefix = unique("dur")
     env = ingest_env(
-        prefix, store.settings.database, master_key,
+        prefix,
+        store.settings.database,
+        master_key,
         HATO_AMQP_URL=f"amqp://guest:guest@127.0.0.1:{proxy.port}/",
     )
     stack = Stack(env=env, log_dir=tmp_path)

@@ -55,6 +55,7 @@ async def pipeline(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Pipe
         env={
             "HATO_AMQP_URL": AMQP_URL,
             "HATO_AMQP_PREFIX": prefix,
+            "HATO_AMQP_QUEUE_EXPIRES": "600000",
             "HATO_AMQP_ERROR_BACKOFF": "0.5",
             "HATO_MONGODB_URL": MONGODB_URL,
             "HATO_MONGODB_DATABASE": database,
@@ -154,7 +155,9 @@ async def test_several_domains_in_one_message_each_get_their_fate(pipeline: Pipe
         until=lambda rs: all(r["status"] in ("delivered", "bounced") for r in rs),
     )
     assert {r["address"]: r["status"] for r in docs} == {
-        "dave@ok.test": "delivered", "erin@bounce.test": "bounced", "frank@ok.test": "delivered",
+        "dave@ok.test": "delivered",
+        "erin@bounce.test": "bounced",
+        "frank@ok.test": "delivered",
     }
 
 

@@ -1,4 +1,4 @@
-"""A private FerretDB process (the one scripts/infra.sh builds), for tests that stop the database."""
+"""A private FerretDB process (built by scripts/infra.sh), for tests that stop the database."""
 
 from __future__ import annotations
 
@@ -25,8 +25,13 @@ class PrivateFerretDB:
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = await asyncio.create_subprocess_exec(
-            str(FERRETDB), "--listen-addr", f"127.0.0.1:{self.port}",
-            "--sqlite-url", f"file:{self.data_dir}/", "--log-level", "error",
+            str(FERRETDB),
+            "--listen-addr",
+            f"127.0.0.1:{self.port}",
+            "--sqlite-url",
+            f"file:{self.data_dir}/",
+            "--log-level",
+            "error",
         )
         async with asyncio.timeout(30):
             while True:

@@ -44,7 +44,10 @@ async def send(
     host: str = "127.0.0.1",
 ) -> Outcome:
     client = aiosmtplib.SMTP(
-        hostname=host, port=port, timeout=30, start_tls=False,
+        hostname=host,
+        port=port,
+        timeout=30,
+        start_tls=False,
         source_address=(source, 0) if source else None,
     )
     await client.connect()

@@ -76,8 +76,13 @@ class Stack:
         log_path = self.log_dir / f"{name}.log"
         log_file = log_path.open("ab")
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", f"services.{name}",
-            cwd=ROOT, env=full_env, stdout=log_file, stderr=asyncio.subprocess.STDOUT,
+            sys.executable,
+            "-m",
+            f"services.{name}",
+            cwd=ROOT,
+            env=full_env,
+            stdout=log_file,
+            stderr=asyncio.subprocess.STDOUT,
         )
         log_file.close()
         service = ServiceProcess(name, process, ops_port, log_path)

@@ -1,0 +1,202 @@
+"""consume() on the real RabbitMQ: ack, retry through TTL queues, dead-letter with a reason,
+transient errors, trace context, confirms and draining."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from shared.broker import QUEUE_HEADER, REASON_HEADER, Broker, Delivery, Queue
+from shared.errors import Permanent, RetryLater, Unavailable
+from shared.schemas import DeliveryJob, Event, EventType, Recipient, SignJob, decode
+from shared.settings import BrokerSettings
+from tests.helpers.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def broker(broker_settings: BrokerSettings) -> AsyncIterator[Broker]:
+    b = Broker(
+        broker_settings.model_copy(update={"max_redeliveries": 2}), name="test", pools=["default"]
+    )
+    await b.connect()
+    yield b
+    await b.drain(5)
+    await b.close()
+
+
+def job(message_id: str = "m1") -> SignJob:
+    return SignJob(
+        message_id=message_id,
+        tenant="acme",
+        mail_from="a@shop.test",
+        from_domain="shop.test",
+        recipients=(Recipient(id="r1", address="b@ok.test"),),
+        pool="default",
+    )
+
+
+async def take(broker: Broker, queue: str):
+    """One message from a queue, or None (basic.get on the consuming channel)."""
+    q = await broker._publish_channel.get_queue(broker.full(queue))
+    return await q.get(fail=False, no_ack=True)
+
+
+async def count(broker: Broker, queue: str) -> int:
+    """Messages ready in a queue, asked on a connection of its own."""
+    connection = await aio_pika.connect(broker.settings.url)
+    async with connection:
+        channel = await connection.channel()
+        q = await channel.declare_queue(broker.full(queue), passive=True)
+        return q.declaration_result.message_count
+
+
+async def test_a_handled_message_is_acked(broker: Broker) -> None:
+    """The handler gets the decoded job and payload; returning acks it."""
+    seen: list[Delivery] = []
+
+    async def handler(d: Delivery) -> None:
+        seen.append(d)
+
+    await broker.consume(Queue.SIGN, handler)
+    await broker.publish(job(), b"raw bytes\r\n")
+    await eventually(lambda: asyncio.sleep(0, seen), until=bool)
+    assert seen[0].message == job().model_copy(update={"created_at": seen[0].message.created_at})
+    assert (seen[0].payload, seen[0].attempt) == (b"raw bytes\r\n", 1)
+    await broker.drain(5)
+    assert await count(broker, Queue.SIGN) == 0
+
+
+async def test_retry_later_comes_back_after_the_delay_with_the_next_attempt(
+    broker: Broker,
+) -> None:
+    """RetryLater(0.5) parks the message in a TTL queue; it returns as attempt 2."""
+    attempts: list[tuple[int, float]] = []
+    loop = asyncio.get_running_loop()
+
+    async def handler(d: Delivery) -> None:
+        attempts.append((d.attempt, loop.time()))
+        if d.attempt == 1:
+            raise RetryLater(0.5)
+
+    await broker.consume(Queue.SIGN, handler)
+    await broker.publish(job())
+    await eventually(lambda: asyncio.sleep(0, attempts), until=lambda a: len(a) == 2)
+    assert [a for a, _ in attempts] == [1, 2]
+    assert attempts[1][1] - attempts[0][1] >= 0.45
+
+
+async def test_permanent_failures_are_dead_lettered_with_reason_and_an_event(
+    broker: Broker,
+) -> None:
+    """Permanent(reason) → the dead queue, with the reason and queue in headers, and a
+    dead_lettered event for the message."""
+
+    async def handler(d: Delivery) -> None:
+        raise Permanent("no such tenant")
+
+    await broker.consume(Queue.SIGN, handler)
+    await broker.publish(job("m-dead"), b"payload")
+    dead = await eventually(lambda: take(broker, Queue.DEAD), until=lambda m: m is not None)
+    assert dead.headers[REASON_HEADER] == "no such tenant"
+    assert dead.headers[QUEUE_HEADER] == broker.full(Queue.SIGN)
+    assert decode(dead.body)[1] == b"payload"
+    stored = await eventually(lambda: take(broker, Queue.EVENTS_STORE), until=lambda m: m)
+    event, _ = decode(stored.body)
+    assert isinstance(event, Event)
+    assert (event.type, event.message_id) == (EventType.DEAD_LETTERED, "m-dead")
+
+
+async def test_unexpected_errors_are_retried_then_dead_lettered(broker: Broker) -> None:
+    """A handler that keeps failing is tried 1 + max_redeliveries times, then dead-lettered."""
+    calls = 0
+
+    async def handler(d: Delivery) -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError("bug")
+
+    await broker.consume(Queue.SIGN, handler)
+    await broker.publish(job())
+    dead = await eventually(
+        lambda: take(broker, Queue.DEAD), until=lambda m: m is not None, timeout=15
+    )
+    assert calls == 3
+    assert "handler failed 3 times" in dead.headers[REASON_HEADER]
+    assert "ValueError('bug')" in dead.headers[REASON_HEADER]
+
+
+async def test_transient_errors_retry_without_dead_lettering(broker: Broker) -> None:
+    """Unavailable (a dependency down) is retried however often, never dead-lettered, and does
+    not count as an attempt."""
+    seen: list[int] = []
+
+    async def handler(d: Delivery) -> None:
+        seen.append(d.attempt)
+        if len(seen) <= 4:
+            raise Unavailable("store down")
+
+    await broker.consume(Queue.SIGN, handler)
+    await broker.publish(job())
+    await eventually(lambda: asyncio.sleep(0, seen), until=lambda s: len(s) == 5, timeout=15)
+    assert seen == [1, 1, 1, 1, 1]
+    assert await count(broker, Queue.DEAD) == 0
+
+
+async def test_trace_context_rides_in_amqp_headers(broker: Broker) -> None:
+    """The consumer's span continues the producer's trace (W3C traceparent header)."""
+    trace.set_tracer_provider(TracerProvider())
+    tracer = trace.get_tracer("test")
+    consumer_trace: list[int] = []
+
+    async def handler(d: Delivery) -> None:
+        assert "traceparent" in d.headers
+        consumer_trace.append(trace.get_current_span().get_span_context().trace_id)
+
+    await broker.consume(Queue.SIGN, handler)
+    with tracer.start_as_current_span("submit") as span:
+        producer_trace = span.get_span_context().trace_id
+        await broker.publish(job())
+    await eventually(lambda: asyncio.sleep(0, consumer_trace), until=bool)
+    assert consumer_trace == [producer_trace]
+
+
+async def test_an_unroutable_publish_is_not_confirmed(broker: Broker) -> None:
+    """A job for a pool with no queue is returned by the broker: Unavailable, not silence."""
+    lost = DeliveryJob(
+        message_id="m",
+        tenant="t",
+        mail_from="a@shop.test",
+        domain="ok.test",
+        recipients=(Recipient(id="r", address="b@ok.test"),),
+        pool="no-such-pool",
+        created_at=job().created_at,
+    )
+    with pytest.raises(Unavailable, match="not confirmed"):
+        await broker.publish(lost)
+
+
+async def test_drain_lets_in_flight_work_finish(broker: Broker) -> None:
+    """drain() stops consuming and waits for the handler in progress, which then acks."""
+    started, finished = asyncio.Event(), asyncio.Event()
+
+    async def handler(d: Delivery) -> None:
+        started.set()
+        await asyncio.sleep(0.5)
+        finished.set()
+
+    await broker.consume(Queue.SIGN, handler)
+    await broker.publish(job())
+    await asyncio.wait_for(started.wait(), 10)
+    await broker.drain(5)
+    assert finished.is_set()
+    assert await count(broker, Queue.SIGN) == 0
+    await broker.publish(job())  # nobody consumes any more
+    await asyncio.sleep(0.3)
+    assert await count(broker, Queue.SIGN) == 1

@@ -1,0 +1,92 @@
+"""The store on the real MongoDB-compatible server: indexes, final states that stay final,
+idempotent event writes."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.ids import new_id
+from shared.schemas import Event, EventType, RecipientResult, RecipientStatus, Reply, utcnow
+from shared.store import Store
+
+pytestmark = pytest.mark.integration
+
+
+async def seed(store: Store, *addresses: str) -> tuple[str, list[str]]:
+    message_id = new_id()
+    ids = [new_id() for _ in addresses]
+    await store.insert_message(
+        {"_id": message_id, "tenant": "acme", "created_at": utcnow()},
+        [
+            {
+                "_id": i,
+                "message_id": message_id,
+                "tenant": "acme",
+                "address": a,
+                "status": "queued",
+                "attempts": 0,
+            }
+            for i, a in zip(ids, addresses, strict=True)
+        ],
+    )
+    return message_id, ids
+
+
+def result(rid: str, status: RecipientStatus, code: int) -> RecipientResult:
+    return RecipientResult(
+        recipient_id=rid, address="x@ok.test", status=status, reply=Reply(code=code, text="t")
+    )
+
+
+async def test_attempts_are_recorded_and_final_states_stay_final(store: Store) -> None:
+    """A deferral counts an attempt; a delivered recipient is not overwritten by a late
+    (redelivered) deferral; finished_recipients names only final ones."""
+    message_id, (a, b) = await seed(store, "a@ok.test", "b@ok.test")
+    await store.record_attempt(
+        [result(a, RecipientStatus.DEFERRED, 451), result(b, RecipientStatus.DELIVERED, 250)],
+        destination="d",
+    )
+    assert await store.finished_recipients([a, b]) == {b}
+    await store.record_attempt([result(b, RecipientStatus.DEFERRED, 451)], destination="d")
+    docs = {d["_id"]: d for d in await store.recipients(message_id)}
+    assert (docs[a]["status"], docs[a]["attempts"]) == ("deferred", 1)
+    assert (docs[b]["status"], docs[b]["reply"]["code"], docs[b]["attempts"]) == (
+        "delivered",
+        250,
+        1,
+    )
+
+
+async def test_events_are_stored_once_even_when_written_twice(store: Store) -> None:
+    """A redelivered batch of events does not duplicate the timeline."""
+    message_id = new_id()
+    events = [
+        Event(id=new_id(), type=t, message_id=message_id, tenant="acme")
+        for t in (EventType.ACCEPTED, EventType.SIGNED)
+    ]
+    await store.insert_events(events)
+    await store.insert_events(
+        [
+            *events,
+            Event(id=new_id(), type=EventType.DELIVERED, message_id=message_id, tenant="acme"),
+        ]
+    )
+    assert [e["type"] for e in await store.events(message_id)] == [
+        "accepted",
+        "signed",
+        "delivered",
+    ]
+
+
+async def test_discarded_messages_leave_nothing(store: Store) -> None:
+    message_id, _ = await seed(store, "a@ok.test", "b@ok.test")
+    await store.discard_message(message_id)
+    assert await store.message(message_id) is None
+    assert await store.recipients(message_id) == []
+
+
+async def test_ensure_indexes_is_idempotent(store: Store) -> None:
+    """Every service calls it at start-up; the second call changes nothing."""
+    await store.ensure_indexes()
+    names = {i["name"] async for i in await store.db.recipients.list_indexes()}
+    assert "message_id_1" in names

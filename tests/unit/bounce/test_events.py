@@ -1,0 +1,38 @@
+"""Delivery results become one event per recipient."""
+
+from __future__ import annotations
+
+from services.bounce.events import events_for
+from shared.schemas import DeliveryResult, EventType, RecipientResult, RecipientStatus, Reply
+
+
+def test_each_recipient_outcome_is_an_event_with_its_reply() -> None:
+    result = DeliveryResult(
+        message_id="m",
+        tenant="acme",
+        attempt=3,
+        destination="127.0.0.1:25",
+        results=tuple(
+            RecipientResult(
+                recipient_id=f"r{i}", address=f"u{i}@x.test", status=s, reply=Reply(code=c)
+            )
+            for i, (s, c) in enumerate(
+                [
+                    (RecipientStatus.DELIVERED, 250),
+                    (RecipientStatus.BOUNCED, 550),
+                    (RecipientStatus.DEFERRED, 451),
+                    (RecipientStatus.EXPIRED, 451),
+                ]
+            )
+        ),
+    )
+    events = events_for(result)
+    assert [e.type for e in events] == [
+        EventType.DELIVERED,
+        EventType.BOUNCED,
+        EventType.DEFERRED,
+        EventType.EXPIRED,
+    ]
+    assert [e.reply.code for e in events] == [250, 550, 451, 451]
+    assert all(e.detail == {"attempt": 3, "destination": "127.0.0.1:25"} for e in events)
+    assert len({e.id for e in events}) == 4

@@ -1,0 +1,27 @@
+"""What ingest reads from a message's header block."""
+
+from __future__ import annotations
+
+from services.ingest.accept import summarize_headers
+
+
+def test_from_subject_and_message_id_are_read() -> None:
+    raw = (
+        b'From: "Shop" <Orders@Shop.Test>\r\nSubject: Hi\r\n'
+        b"Message-ID: <1@shop.test>\r\n\r\nFrom: body@x.test\r\n"
+    )
+    h = summarize_headers(raw)
+    assert (h.from_address, h.from_domain) == ("Orders@Shop.Test", "shop.test")
+    assert (h.subject, h.message_id) == ("Hi", "<1@shop.test>")
+
+
+def test_bare_lf_messages_and_missing_from() -> None:
+    """A bare-LF message parses; a missing From is None, not the body's 'From:' line."""
+    h = summarize_headers(b"Subject: x\n\nFrom: someone@else.test\n")
+    assert h.from_domain is None
+    assert h.subject == "x"
+
+
+def test_the_body_is_not_parsed() -> None:
+    big = b"From: a@shop.test\r\n\r\n" + b"x" * 5_000_000
+    assert summarize_headers(big).from_domain == "shop.test"

@@ -1,0 +1,82 @@
+"""The broker codec: what goes in comes out, and anything else is a CodecError."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import CodecError
+from shared.schemas import (
+    DeliveryResult,
+    Recipient,
+    RecipientResult,
+    RecipientStatus,
+    Reply,
+    SignJob,
+    decode,
+    encode,
+)
+
+
+def job() -> SignJob:
+    return SignJob(
+        message_id="m1",
+        tenant="acme",
+        mail_from="a@shop.test",
+        from_domain="shop.test",
+        recipients=(Recipient(id="r1", address="b@ok.test"),),
+        pool="default",
+    )
+
+
+def test_a_job_and_its_payload_survive_the_round_trip() -> None:
+    """Payload bytes (CRLF, 8-bit, even newlines) come back exactly, with the model."""
+    payload = b"Subject: x\r\n\r\n\xe3\x81\x82\nbody\r\n.\r\n"
+    original = job()
+    message, out = decode(encode(original, payload))
+    assert message == original
+    assert out == payload
+
+
+def test_results_round_trip_with_enum_statuses() -> None:
+    """A DeliveryResult decodes to the same frozen value."""
+    result = DeliveryResult(
+        message_id="m1",
+        tenant="acme",
+        attempt=2,
+        destination="127.0.0.1:25",
+        results=(
+            RecipientResult(
+                recipient_id="r1",
+                address="b@ok.test",
+                status=RecipientStatus.BOUNCED,
+                reply=Reply(code=550),
+            ),
+        ),
+    )
+    assert decode(encode(result))[0] == result
+
+
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        (b"no newline at all", "no envelope line"),
+        (b"{not json}\n", "invalid envelope"),
+        (b'{"kind": "launch-missiles"}\n', "invalid envelope"),
+        (b'{"kind": "sign", "message_id": "m"}\n', "invalid envelope"),
+    ],
+)
+def test_anything_else_is_a_codec_error(body: bytes, why: str) -> None:
+    """Garbage, unknown kinds and missing fields are refused with a reason."""
+    with pytest.raises(CodecError, match=why):
+        decode(body)
+
+
+def test_a_newer_schema_version_is_refused() -> None:
+    """A consumer does not guess at a schema it does not know."""
+    body = encode(job()).replace(b'"schema_version":1', b'"schema_version":99')
+    with pytest.raises(CodecError, match="schema_version 99"):
+        decode(body)
+
+
+def test_recipient_domain_is_lower_case() -> None:
+    assert Recipient(id="r", address="Bob@OK.Test").domain == "ok.test"

@@ -1,0 +1,74 @@
+"""Secrets stay secret; settings come from HATO_* variables."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.dispatcher.settings import DispatcherSettings
+from shared.secrets import SecretBox, SecretsError, generate_master_key
+from shared.settings import SecretsSettings
+
+
+def test_sealed_keys_open_only_with_their_master_key() -> None:
+    """A sealed value opens with its key, and a different key is refused."""
+    box = SecretBox(generate_master_key())
+    token = box.seal(b"-----BEGIN PRIVATE KEY-----")
+    assert b"PRIVATE" not in token.encode()
+    assert box.open(token) == b"-----BEGIN PRIVATE KEY-----"
+    with pytest.raises(SecretsError):
+        SecretBox(generate_master_key()).open(token)
+
+
+def test_the_master_key_never_shows_in_a_repr() -> None:
+    """Settings and the box print without the key."""
+    key = generate_master_key()
+    assert key not in repr(SecretsSettings(master_key=key))
+    assert key not in repr(SecretBox(key))
+
+
+def test_master_key_from_a_mounted_file(tmp_path) -> None:
+    key = generate_master_key()
+    (tmp_path / "k").write_text(key + "\n")
+    box = SecretBox.from_settings(SecretsSettings(master_key_file=str(tmp_path / "k")))
+    assert box.open(SecretBox(key).seal(b"x")) == b"x"
+
+
+def test_no_master_key_is_a_clear_error() -> None:
+    with pytest.raises(SecretsError, match="HATO_MASTER_KEY_FILE"):
+        SecretBox.from_settings(SecretsSettings())
+
+
+def test_service_settings_read_their_environment(monkeypatch) -> None:
+    """Lists are comma-separated; shared sections keep their own prefixes."""
+    monkeypatch.setenv("HATO_DISPATCHER_POOLS", "bulk, transactional")
+    monkeypatch.setenv("HATO_DISPATCHER_RETRY_DELAYS", "1,5")
+    monkeypatch.setenv("HATO_AMQP_URL", "amqp://u:p@rabbit:5672/")
+    monkeypatch.setenv("HATO_MONGODB_DATABASE", "relay")
+    s = DispatcherSettings()
+    assert s.pools == ["bulk", "transactional"]
+    assert s.retry_delays == [1.0, 5.0]
+    assert s.broker.url == "amqp://u:p@rabbit:5672/"
+    assert s.store.database == "relay"
+
+
+def test_every_setting_has_a_description() -> None:
+    """Operators read the settings reference; no field goes undocumented."""
+    from services.bounce.settings import BounceSettings
+    from services.ingest.settings import IngestSettings
+    from services.signer.settings import SignerSettings
+    from shared.settings import BrokerSettings, StoreSettings, TelemetrySettings
+
+    for cls in (
+        IngestSettings,
+        SignerSettings,
+        DispatcherSettings,
+        BounceSettings,
+        BrokerSettings,
+        StoreSettings,
+        TelemetrySettings,
+        SecretsSettings,
+    ):
+        for name, field in cls.model_fields.items():
+            if name in ("broker", "store", "telemetry", "secrets"):
+                continue
+            assert field.description, f"{cls.__name__}.{name}"
