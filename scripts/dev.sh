@@ -12,7 +12,9 @@ RUN="$ROOT/var/run"; LOGS="$ROOT/var/log"
 mkdir -p "$RUN" "$LOGS" "$ROOT/var/outbox"
 
 export HATO_MASTER_KEY_FILE="${HATO_MASTER_KEY_FILE:-$ROOT/var/master.key}"
+export HATO_INGEST_ADMIN_TOKEN_FILE="${HATO_INGEST_ADMIN_TOKEN_FILE:-$ROOT/var/admin.token}"
 export HATO_INGEST_SMTP_PORT="${HATO_INGEST_SMTP_PORT:-2525}"
+export HATO_INGEST_HTTP_PORT="${HATO_INGEST_HTTP_PORT:-8025}"
 export HATO_INGEST_OPS_PORT="${HATO_INGEST_OPS_PORT:-9101}"
 export HATO_SIGNER_OPS_PORT="${HATO_SIGNER_OPS_PORT:-9102}"
 export HATO_DISPATCHER_OPS_PORT="${HATO_DISPATCHER_OPS_PORT:-9103}"
@@ -56,6 +58,8 @@ case "${1:-up}" in
     scripts/bootstrap.sh
     scripts/infra.sh up
     .venv/bin/hato dev master-key "$HATO_MASTER_KEY_FILE" >/dev/null
+    [ -s "$HATO_INGEST_ADMIN_TOKEN_FILE" ] || (umask 077 && .venv/bin/python -c \
+      'import secrets; print(secrets.token_urlsafe(32))' >"$HATO_INGEST_ADMIN_TOKEN_FILE")
     .venv/bin/hato dev init
     start sink .venv/bin/hato dev sink --dir "$ROOT/var/outbox" --port "$SINK_PORT"
     for s in "${SERVICES[@]}"; do start "$s" .venv/bin/python -m "services.$s"; done
@@ -66,9 +70,11 @@ case "${1:-up}" in
 Hato is up.
   SMTP (relays for 127.0.0.1, no AUTH)  127.0.0.1:$HATO_INGEST_SMTP_PORT   sender domain: hato.test
   delivered mail lands in               var/outbox/*.eml  (sink on 127.0.0.1:$SINK_PORT)
+  HTTP API (operator token in var/admin.token)  http://127.0.0.1:$HATO_INGEST_HTTP_PORT  (OpenAPI at /docs)
   ops (/healthz /readyz /metrics)       ingest :$HATO_INGEST_OPS_PORT  signer :$HATO_SIGNER_OPS_PORT  dispatcher :$HATO_DISPATCHER_OPS_PORT  bounce :$HATO_BOUNCE_OPS_PORT
   logs                                  var/log/<service>.log
   a message's state                     .venv/bin/hato message show <id from the 250 reply>
+                                        curl -H "Authorization: Bearer \$(cat var/admin.token)" http://127.0.0.1:$HATO_INGEST_HTTP_PORT/v1/messages/<id>
   DKIM record of hato.test              .venv/bin/hato dkim show hato.test
 Stop it with: make down
 TXT

@@ -58,9 +58,15 @@ rabbit_up() {
   log "RabbitMQ ready on 127.0.0.1:5672"
 }
 
+go_ok() { # FerretDB 1.24 needs Go 1.24 or newer
+  command -v go >/dev/null && go version | grep -Eq 'go1\.(2[4-9]|[3-9][0-9])'
+}
+
 ferret_build() {
   [ -x "$FERRET_BIN" ] && return
-  command -v go >/dev/null || apt_install golang-go
+  export PATH="$PATH:/usr/local/go/bin:/usr/lib/go/bin"
+  go_ok || apt_install golang-go || true
+  go_ok || { log "FerretDB needs Go 1.24 or newer to build; install Go 1.24+ and run again"; return 1; }
   log "building FerretDB v1.24.2 (one-off, about a minute)"
   (cd "$ROOT/tools/ferretdb" && go build -o "$FERRET_BIN" .)
 }

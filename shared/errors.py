@@ -56,6 +56,10 @@ class Permanent(HatoError):
         self.reason = reason
 
 
+class ConfigError(HatoError):
+    """Raised at start-up when a setting cannot be used (a bad route, no master key ...)."""
+
+
 class CodecError(HatoError):
     """Raised when bytes from the broker are not a message Hato understands."""
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 
 from shared import logging as hlog
 from shared.broker import Broker
-from shared.errors import TRANSIENT_ERRORS
+from shared.errors import TRANSIENT_ERRORS, ConfigError
 from shared.ops import HttpServer, ops_app
 from shared.settings import ServiceSettings
 from shared.store import Store
@@ -140,6 +141,9 @@ def main(name: str, settings: ServiceSettings, run: Callable[[], Awaitable[None]
     provider = configure_tracing(name, otlp_endpoint=settings.telemetry.otlp_endpoint)
     try:
         asyncio.run(_guarded(run))
+    except ConfigError as exc:
+        log.error("cannot start: bad configuration", error=str(exc))
+        sys.exit(2)
     finally:
         provider.shutdown()
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from shared.errors import HatoError
+from shared.errors import ConfigError
 from shared.settings import SecretsSettings
 
 
-class SecretsError(HatoError):
+class SecretsError(ConfigError):
     """Raised when there is no usable master key, or a ciphertext does not open with it."""
 
 

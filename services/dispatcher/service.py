@@ -17,7 +17,7 @@ from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.smtp_client import SmtpClient
 from shared import logging as hlog
 from shared.broker import Broker, Delivery, deliver_queue
-from shared.errors import Permanent, RetryLater
+from shared.errors import ConfigError, Permanent, RetryLater
 from shared.runtime import Runtime
 from shared.schemas import (
     DeliveryJob,
@@ -130,7 +130,10 @@ class Dispatcher:
 
 
 async def run(settings: DispatcherSettings) -> None:
-    routes = RouteTable.parse(settings.routes)
+    try:
+        routes = RouteTable.parse(settings.routes)
+    except ValueError as exc:
+        raise ConfigError(f"HATO_DISPATCHER_ROUTES: {exc}") from None
     client = SmtpClient(
         helo_name=settings.helo_name,
         timeout=settings.smtp_timeout,

@@ -15,6 +15,7 @@ import email.policy
 import email.utils
 from dataclasses import dataclass
 
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 
 from shared import logging as hlog
@@ -23,6 +24,7 @@ from shared.errors import TRANSIENT_ERRORS, Unavailable
 from shared.ids import new_id
 from shared.schemas import Event, EventType, Recipient, RecipientStatus, SignJob, utcnow
 from shared.store import Store
+from shared.telemetry import tracer
 
 log = hlog.get_logger(__name__)
 
@@ -107,6 +109,14 @@ class Acceptor:
             await asyncio.wait(set(self._in_flight), timeout=grace)
 
     async def _accept(self, sub: Submission) -> Accepted:
+        with tracer.start_as_current_span(
+            f"{sub.door} accept", kind=SpanKind.SERVER, attributes={"hato.tenant": sub.tenant}
+        ) as span:
+            accepted = await self._durable(sub)
+            span.set_attribute("hato.message_id", accepted.message_id)
+            return accepted
+
+    async def _durable(self, sub: Submission) -> Accepted:
         message_id = new_id()
         recipients = tuple(Recipient(id=new_id(), address=a) for a in sub.recipients)
         hlog.bind(message_id=message_id, tenant=sub.tenant)

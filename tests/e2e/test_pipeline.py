@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import aio_pika
 import dkim
+import httpx
 import pytest
 
 from services.ingest import replies
@@ -25,6 +26,8 @@ from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
+ADMIN_TOKEN = "operator-" + unique("tok")
+
 
 @dataclass
 class Pipeline:
@@ -32,10 +35,12 @@ class Pipeline:
     store: Store
     prefix: str
     smtp_port: int
+    http_port: int
     ok: Sink
     bouncing: Sink
     flaky: Sink
     public_key: str
+    master_key: str
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +55,7 @@ async def pipeline(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Pipe
         host="127.0.0.4",
         reply=lambda n: "451 4.7.1 Try again later" if n == 1 else "250 2.0.0 Ok: finally",
     ).start()
-    smtp_port = free_port()
+    smtp_port, http_port = free_port(), free_port()
     stack = Stack(
         env={
             "HATO_AMQP_URL": AMQP_URL,
@@ -61,6 +66,8 @@ async def pipeline(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Pipe
             "HATO_MONGODB_DATABASE": database,
             "HATO_MASTER_KEY": master_key,
             "HATO_INGEST_SMTP_PORT": str(smtp_port),
+            "HATO_INGEST_HTTP_PORT": str(http_port),
+            "HATO_INGEST_ADMIN_TOKEN": ADMIN_TOKEN,
             "HATO_DISPATCHER_ROUTES": (
                 f"bounce.test={bouncing.address},flaky.test={flaky.address},*={ok.address}"
             ),
@@ -70,7 +77,10 @@ async def pipeline(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Pipe
         log_dir=tmp_path_factory.mktemp("logs"),
     )
     await stack.start_all()
-    yield Pipeline(stack, store, prefix, smtp_port, ok, bouncing, flaky, dkim_key.public_b64)
+    yield Pipeline(
+        stack, store, prefix, smtp_port, http_port, ok, bouncing, flaky, dkim_key.public_b64,
+        master_key,
+    )
     await stack.stop_all()
     for sink in (ok, bouncing, flaky):
         await sink.stop()
@@ -204,9 +214,43 @@ async def test_an_undecodable_message_is_dead_lettered_and_work_goes_on(
     assert len(pipeline.ok.received) == before + 1
 
 
+async def test_the_http_api_shows_a_message_to_the_operator_only(pipeline: Pipeline) -> None:
+    """GET /v1/messages/{id} with the operator token shows every recipient's fate; without it,
+    or for an unknown id, the answer is a problem document."""
+    outcome = await send(pipeline.smtp_port, rcpts=("hank@ok.test", "ivy@bounce.test"))
+    await eventually(
+        lambda: pipeline.store.recipients(outcome.queued_id),
+        until=lambda rs: {r["status"] for r in rs} == {"delivered", "bounced"},
+    )
+    base = f"http://127.0.0.1:{pipeline.http_port}/v1/messages"
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx.AsyncClient() as client:
+        ok = await client.get(f"{base}/{outcome.queued_id}", headers=auth)
+        assert ok.status_code == 200
+        body = ok.json()
+        assert body["id"] == outcome.queued_id and body["tenant"] == "acme"
+        assert {r["address"]: (r["status"], r["reply"]["code"]) for r in body["recipients"]} == {
+            "hank@ok.test": ("delivered", 250), "ivy@bounce.test": ("bounced", 550),
+        }
+        assert "accepted" in {e["type"] for e in body["events"]}
+
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            denied = await client.get(f"{base}/{outcome.queued_id}", headers=headers)
+            assert denied.status_code == 401
+            assert denied.headers["content-type"] == "application/problem+json"
+            assert denied.json()["title"] == "Unauthorized"
+        missing = await client.get(f"{base}/nope", headers=auth)
+        assert (missing.status_code, missing.json()["status"]) == (404, 404)
+
+
 async def test_every_service_stops_cleanly_on_sigterm(pipeline: Pipeline) -> None:
-    """SIGTERM drains each service and it exits 0 (this runs last in the module)."""
+    """SIGTERM drains each service and it exits 0 (this runs last in the module); no secret
+    ever reached a log line."""
     codes = await pipeline.stack.stop_all()
     assert codes == {"ingest": 0, "signer": 0, "dispatcher": 0, "bounce": 0}
     for process in pipeline.stack.processes.values():
-        assert '"event": "stopped"' in process.log()
+        log = process.log()
+        assert '"event": "stopped"' in log
+        assert pipeline.master_key not in log
+        assert ADMIN_TOKEN not in log
+        assert "PRIVATE KEY" not in log
