@@ -27,7 +27,8 @@ class BrokerSettings(BaseSettings):
         description="x-queue-type of work queues: 'classic' for dev, 'quorum' in production.",
     )
     queue_expires: int = Field(
-        0, ge=0,
+        0,
+        ge=0,
         description="x-expires of queues in ms (unused queues are deleted); 0: never. Tests only.",
     )
     prefetch: int = Field(32, ge=1, description="Unacked messages a consumer may hold at once.")

@@ -158,6 +158,11 @@ class Acceptor:
             NOT_ACCEPTED.inc()
             log.warning("store unavailable; not accepting", error=repr(exc))
             raise Unavailable("store unavailable") from exc
+        except Exception as exc:  # e.g. a write error after a partial write
+            NOT_ACCEPTED.inc()
+            log.exception("store refused the message; not accepting")
+            await self._discard(message_id)
+            raise Unavailable("store refused the message") from exc
 
         job = SignJob(
             message_id=message_id,
@@ -173,10 +178,7 @@ class Acceptor:
         except Unavailable:
             NOT_ACCEPTED.inc()
             log.warning("broker unavailable; not accepting")
-            try:
-                await self.store.discard_message(message_id)
-            except TRANSIENT_ERRORS:
-                log.warning("could not discard the unaccepted message's state")
+            await self._discard(message_id)
             raise
 
         ACCEPTED.labels(sub.door).inc()
@@ -199,3 +201,9 @@ class Acceptor:
             # The message is durable and on its way; only its timeline misses a line.
             log.warning("accepted event not published")
         return Accepted(message_id, recipients)
+
+    async def _discard(self, message_id: str) -> None:
+        try:
+            await self.store.discard_message(message_id)
+        except Exception:
+            log.warning("could not discard the unaccepted message's state")

@@ -29,13 +29,18 @@ async def run(settings: IngestSettings) -> None:
         )
         http = HttpServer(
             create_app(rt.store, operator_token=settings.operator_token()),
-            host=settings.http_host, port=settings.http_port,
+            host=settings.http_host,
+            port=settings.http_port,
         )
         await smtp.start()
         await http.start()
         rt.serving()
-        log.info("ready", smtp=f"{smtp.host}:{smtp.port}", http=f"{http.host}:{http.port}",
-                 ops_port=rt.ops.port)
+        log.info(
+            "ready",
+            smtp=f"{smtp.host}:{smtp.port}",
+            http=f"{http.host}:{http.port}",
+            ops_port=rt.ops.port,
+        )
         await rt.until_stopped()
         await smtp.stop()
         await http.stop()

@@ -96,6 +96,9 @@ class RelayHandler:
             accepted = await self.acceptor.accept(submission)
         except Unavailable:
             return str(replies.NOT_DURABLE)
+        except Exception:  # a bug must not become a permanent 5xx or leak internals
+            log.exception("accept failed")
+            return str(replies.NOT_DURABLE)
         return str(replies.queued(accepted.message_id))
 
 

@@ -78,7 +78,15 @@ async def pipeline(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Pipe
     )
     await stack.start_all()
     yield Pipeline(
-        stack, store, prefix, smtp_port, http_port, ok, bouncing, flaky, dkim_key.public_b64,
+        stack,
+        store,
+        prefix,
+        smtp_port,
+        http_port,
+        ok,
+        bouncing,
+        flaky,
+        dkim_key.public_b64,
         master_key,
     )
     await stack.stop_all()
@@ -230,7 +238,8 @@ async def test_the_http_api_shows_a_message_to_the_operator_only(pipeline: Pipel
         body = ok.json()
         assert body["id"] == outcome.queued_id and body["tenant"] == "acme"
         assert {r["address"]: (r["status"], r["reply"]["code"]) for r in body["recipients"]} == {
-            "hank@ok.test": ("delivered", 250), "ivy@bounce.test": ("bounced", 550),
+            "hank@ok.test": ("delivered", 250),
+            "ivy@bounce.test": ("bounced", 550),
         }
         assert "accepted" in {e["type"] for e in body["events"]}
 
@@ -241,6 +250,25 @@ async def test_the_http_api_shows_a_message_to_the_operator_only(pipeline: Pipel
             assert denied.json()["title"] == "Unauthorized"
         missing = await client.get(f"{base}/nope", headers=auth)
         assert (missing.status_code, missing.json()["status"]) == (404, 404)
+
+
+async def test_each_service_serves_health_readiness_and_metrics(pipeline: Pipeline) -> None:
+    """Every service answers /healthz, /readyz and Prometheus /metrics on its own port, and the
+    counters show the work done."""
+    expected = {
+        "ingest": "hato_ingest_accepted_total",
+        "signer": "hato_signer_messages_total",
+        "dispatcher": "hato_dispatcher_recipients_total",
+        "bounce": 'hato_consumed_messages_total{outcome="ack",queue="events.store"}',
+    }
+    async with httpx.AsyncClient() as client:
+        for name, process in pipeline.stack.processes.items():
+            health = await client.get(f"{process.ops_url}/healthz")
+            assert health.json() == {"service": name, "status": "ok"}
+            ready = await client.get(f"{process.ops_url}/readyz")
+            assert ready.json()["checks"] == {"serving": True, "broker": True, "store": True}
+            metrics = (await client.get(f"{process.ops_url}/metrics")).text
+            assert expected[name] in metrics
 
 
 async def test_every_service_stops_cleanly_on_sigterm(pipeline: Pipeline) -> None:
