@@ -39,6 +39,7 @@ def ingest_env(prefix: str, database: str, master_key: str, **extra: str) -> dic
         "HATO_AMQP_PUBLISH_TIMEOUT": "2",
         "HATO_MASTER_KEY": master_key,
         "HATO_INGEST_SMTP_PORT": str(free_port()),
+        "HATO_INGEST_HTTP_PORT": str(free_port()),
         **extra,
     }
 
