@@ -48,27 +48,29 @@ class EventWriter:
         self.max_wait = max_wait
         self._pending: list[tuple[Event, asyncio.Future[None]]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
 
     async def write(self, event: Event) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((event, future))
         if len(self._pending) >= self.max_batch:
-            self._flush_soon(0)
+            self._flush()
         elif self._timer is None:
-            self._flush_soon(self.max_wait)
+            self._timer = asyncio.get_running_loop().call_later(self.max_wait, self._flush)
         await future
 
-    def _flush_soon(self, delay: float) -> None:
+    def _flush(self) -> None:
+        """Take what is pending now and insert it in the background."""
         if self._timer is not None:
             self._timer.cancel()
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(delay, lambda: loop.create_task(self._flush()))
-
-    async def _flush(self) -> None:
-        self._timer = None
+            self._timer = None
         batch, self._pending = self._pending, []
-        if not batch:
-            return
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._insert(batch))
+            self._flushes.add(task)  # keep a reference until it is done
+            task.add_done_callback(self._flushes.discard)
+
+    async def _insert(self, batch: list[tuple[Event, asyncio.Future[None]]]) -> None:
         try:
             await self.store.insert_events([e for e, _ in batch])
         except Exception as exc:
