@@ -123,13 +123,15 @@ async def message_show(store: Store, args: argparse.Namespace, _: CliSettings) -
 
 
 async def dev_init(store: Store, args: argparse.Namespace, settings: CliSettings) -> int:
-    """The dev tenant, owning hato.test (verified, DKIM selector 'dev'), relaying from 127.0.0.1."""
-    await store.upsert_tenant(DEV_TENANT, pool="default", networks=[DEV_NETWORK])
+    """The dev tenant, owning hato.test (verified, DKIM selector 'dev'), relaying from
+    127.0.0.1 (or the networks given)."""
+    networks = args.network or [DEV_NETWORK]
+    await store.upsert_tenant(DEV_TENANT, pool="default", networks=networks)
     await store.upsert_domain(DEV_DOMAIN, tenant=DEV_TENANT, verified=True)
     doc = await store.domain(DEV_DOMAIN)
     if not any(k["selector"] == DEV_SELECTOR for k in (doc or {}).get("dkim", [])):
         await _generate(store, settings, DEV_DOMAIN, DEV_SELECTOR)
-    print(f"dev tenant '{DEV_TENANT}' owns {DEV_DOMAIN} and relays from {DEV_NETWORK}")
+    print(f"dev tenant '{DEV_TENANT}' owns {DEV_DOMAIN} and relays from {', '.join(networks)}")
     return 0
 
 
@@ -189,7 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(run=message_show)
 
     dev = sub.add_parser("dev", help="dev mode").add_subparsers(dest="cmd", required=True)
-    dev.add_parser("init", help="create the dev tenant and hato.test").set_defaults(run=dev_init)
+    di = dev.add_parser("init", help="create the dev tenant and hato.test")
+    di.add_argument("--network", action="append", help="relay for this CIDR instead of 127.0.0.1")
+    di.set_defaults(run=dev_init)
     mk = dev.add_parser("master-key", help="write a new master key file unless one exists")
     mk.add_argument("file")
     mk.set_defaults(plain=cmd_master_key)

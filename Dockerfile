@@ -1,0 +1,13 @@
+# One image for the four services and the hato command; the process is chosen by the command
+# (python -m services.ingest, ...). Used by docker-compose.yml and deploy/.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY shared ./shared
+COPY services ./services
+COPY hato ./hato
+RUN pip install . && useradd --system --uid 10001 hato
+USER hato
+CMD ["python", "-m", "services.ingest"]
