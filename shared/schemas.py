@@ -88,30 +88,30 @@ class Reply(BaseModel):
         return " ".join(str(p) for p in (self.code, self.enhanced, self.text) if p)
 
 
-class SignJob(_Model):
-    """ingest → signer: an accepted message to sign; payload is the raw message."""
+class _Job(_Model):
+    """What every job carries: whose message it is, from whom, to whom, through which pool.
+    ``created_at`` is the acceptance time (retries and expiry count from it)."""
 
-    kind: Literal["sign"] = "sign"
     message_id: str
     tenant: str
     mail_from: str
-    from_domain: str
     recipients: tuple[Recipient, ...]
     pool: str
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class DeliveryJob(_Model):
+class SignJob(_Job):
+    """ingest → signer: an accepted message to sign; payload is the raw message."""
+
+    kind: Literal["sign"] = "sign"
+    from_domain: str
+
+
+class DeliveryJob(_Job):
     """signer → dispatcher: recipients of one destination domain; payload is the signed message."""
 
     kind: Literal["deliver"] = "deliver"
-    message_id: str
-    tenant: str
-    mail_from: str
     domain: str
-    recipients: tuple[Recipient, ...]
-    pool: str
-    created_at: datetime
 
 
 class RecipientResult(BaseModel):

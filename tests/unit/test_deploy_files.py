@@ -6,38 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from hato.cli import CliSettings
-from services.bounce.settings import BounceSettings
-from services.dispatcher.settings import DispatcherSettings
-from services.ingest.settings import IngestSettings
-from services.signer.settings import SignerSettings
-from shared.settings import (
-    BrokerSettings,
-    SecretsSettings,
-    StoreSettings,
-    TelemetrySettings,
-)
+from tests.helpers.settings import known_variables
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = ("broker", "store", "telemetry", "secrets")
-
-
-def known_variables() -> set[str]:
-    names = set()
-    for cls in (
-        IngestSettings,
-        SignerSettings,
-        DispatcherSettings,
-        BounceSettings,
-        BrokerSettings,
-        StoreSettings,
-        TelemetrySettings,
-        SecretsSettings,
-        CliSettings,
-    ):
-        prefix = cls.model_config.get("env_prefix", "")
-        names |= {f"{prefix}{f}".upper() for f in cls.model_fields if f not in SECTIONS}
-    return names
 
 
 def test_compose_sets_only_real_settings_and_runs_every_service() -> None:

@@ -7,6 +7,7 @@ import pytest
 from services.dispatcher.settings import DispatcherSettings
 from shared.secrets import SecretBox, SecretsError, generate_master_key
 from shared.settings import SecretsSettings
+from tests.helpers.settings import SETTINGS_CLASSES, own_fields
 
 
 def test_sealed_keys_open_only_with_their_master_key() -> None:
@@ -53,22 +54,6 @@ def test_service_settings_read_their_environment(monkeypatch) -> None:
 
 def test_every_setting_has_a_description() -> None:
     """Operators read the settings reference; no field goes undocumented."""
-    from services.bounce.settings import BounceSettings
-    from services.ingest.settings import IngestSettings
-    from services.signer.settings import SignerSettings
-    from shared.settings import BrokerSettings, StoreSettings, TelemetrySettings
-
-    for cls in (
-        IngestSettings,
-        SignerSettings,
-        DispatcherSettings,
-        BounceSettings,
-        BrokerSettings,
-        StoreSettings,
-        TelemetrySettings,
-        SecretsSettings,
-    ):
-        for name, field in cls.model_fields.items():
-            if name in ("broker", "store", "telemetry", "secrets"):
-                continue
+    for cls in SETTINGS_CLASSES:
+        for name, field in own_fields(cls).items():
             assert field.description, f"{cls.__name__}.{name}"

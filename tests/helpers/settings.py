@@ -1,0 +1,36 @@
+"""Every settings class, and the environment variables they read."""
+
+from __future__ import annotations
+
+from hato.cli import CliSettings
+from services.bounce.settings import BounceSettings
+from services.dispatcher.settings import DispatcherSettings
+from services.ingest.settings import IngestSettings
+from services.signer.settings import SignerSettings
+from shared.settings import BrokerSettings, SecretsSettings, StoreSettings, TelemetrySettings
+
+SETTINGS_CLASSES = (
+    IngestSettings,
+    SignerSettings,
+    DispatcherSettings,
+    BounceSettings,
+    CliSettings,
+    BrokerSettings,
+    StoreSettings,
+    TelemetrySettings,
+    SecretsSettings,
+)
+SECTIONS = ("broker", "store", "telemetry", "secrets")
+
+
+def own_fields(cls):
+    """A settings class's fields, less the shared sections it is composed of."""
+    return {name: f for name, f in cls.model_fields.items() if name not in SECTIONS}
+
+
+def known_variables() -> set[str]:
+    names = set()
+    for cls in SETTINGS_CLASSES:
+        prefix = cls.model_config.get("env_prefix", "")
+        names |= {f"{prefix}{f}".upper() for f in own_fields(cls)}
+    return names
