@@ -52,24 +52,24 @@ async def _with_store(settings: CliSettings, fn: Callable[[Store], Awaitable[int
 
 
 async def tenant_add(store: Store, args: argparse.Namespace, _: CliSettings) -> int:
-    await store.upsert_tenant(args.name, pool=args.pool, networks=args.network or [])
+    await store.directory.upsert_tenant(args.name, pool=args.pool, networks=args.network or [])
     print(f"tenant {args.name}: pool {args.pool}, networks {', '.join(args.network or []) or '-'}")
     return 0
 
 
 async def tenant_list(store: Store, args: argparse.Namespace, _: CliSettings) -> int:
-    for t in await store.tenants():
+    for t in await store.directory.tenants():
         print(f"{t['_id']}\tpool={t.get('pool')}\tnetworks={','.join(t.get('networks', []))}")
     return 0
 
 
 async def domain_add(store: Store, args: argparse.Namespace, settings: CliSettings) -> int:
-    existing = await store.domain(args.domain)
+    existing = await store.directory.domain(args.domain)
     if existing and existing["tenant"] != args.tenant:
         print(f"hato: {args.domain} belongs to tenant {existing['tenant']}", file=sys.stderr)
         return 1
-    await store.upsert_domain(args.domain, tenant=args.tenant, verified=args.verified)
-    doc = await store.domain(args.domain)
+    await store.directory.upsert_domain(args.domain, tenant=args.tenant, verified=args.verified)
+    doc = await store.directory.domain(args.domain)
     if not (doc or {}).get("dkim"):
         await _generate(store, settings, args.domain, args.selector)
     print(f"domain {args.domain}: tenant {args.tenant}, verified={args.verified}")
@@ -77,7 +77,7 @@ async def domain_add(store: Store, args: argparse.Namespace, settings: CliSettin
 
 
 async def domain_list(store: Store, args: argparse.Namespace, _: CliSettings) -> int:
-    for d in await store.domains():
+    for d in await store.directory.domains():
         selectors = ",".join(k["selector"] for k in d.get("dkim", []))
         print(f"{d['_id']}\ttenant={d['tenant']}\tverified={d.get('verified')}\tdkim={selectors}")
     return 0
@@ -86,11 +86,11 @@ async def domain_list(store: Store, args: argparse.Namespace, _: CliSettings) ->
 async def _generate(store: Store, settings: CliSettings, domain: str, selector: str) -> None:
     box = SecretBox.from_settings(settings.secrets)
     key = await asyncio.to_thread(dkim.generate_rsa, domain.lower(), selector)
-    await store.add_dkim_key(domain, dkim.to_document(key, box))
+    await store.directory.add_dkim_key(domain, dkim.to_document(key, box))
 
 
 async def dkim_generate(store: Store, args: argparse.Namespace, settings: CliSettings) -> int:
-    if await store.domain(args.domain) is None:
+    if await store.directory.domain(args.domain) is None:
         print(f"hato: unknown domain {args.domain} (hato domain add first)", file=sys.stderr)
         return 1
     await _generate(store, settings, args.domain, args.selector)
@@ -98,7 +98,7 @@ async def dkim_generate(store: Store, args: argparse.Namespace, settings: CliSet
 
 
 async def dkim_show(store: Store, args: argparse.Namespace, _: CliSettings) -> int:
-    doc = await store.domain(args.domain)
+    doc = await store.directory.domain(args.domain)
     if doc is None:
         print(f"hato: unknown domain {args.domain}", file=sys.stderr)
         return 1
@@ -126,9 +126,9 @@ async def dev_init(store: Store, args: argparse.Namespace, settings: CliSettings
     """The dev tenant, owning hato.test (verified, DKIM selector 'dev'), relaying from
     127.0.0.1 (or the networks given)."""
     networks = args.network or [DEV_NETWORK]
-    await store.upsert_tenant(DEV_TENANT, pool="default", networks=networks)
-    await store.upsert_domain(DEV_DOMAIN, tenant=DEV_TENANT, verified=True)
-    doc = await store.domain(DEV_DOMAIN)
+    await store.directory.upsert_tenant(DEV_TENANT, pool="default", networks=networks)
+    await store.directory.upsert_domain(DEV_DOMAIN, tenant=DEV_TENANT, verified=True)
+    doc = await store.directory.domain(DEV_DOMAIN)
     if not any(k["selector"] == DEV_SELECTOR for k in (doc or {}).get("dkim", [])):
         await _generate(store, settings, DEV_DOMAIN, DEV_SELECTOR)
     print(f"dev tenant '{DEV_TENANT}' owns {DEV_DOMAIN} and relays from {', '.join(networks)}")

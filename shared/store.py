@@ -8,8 +8,7 @@ fields have one owning service:
 ==============  =====================  ================================================
 collection      owner                  what
 ==============  =====================  ================================================
-tenants         hato admin command     who may send: name, pool, authorised networks
-domains         hato admin command     sending domains and their DKIM keys (encrypted)
+tenants ...     hato admin command     see shared/directory.py
 messages        ingest (+signer marks)  one document per accepted submission
 recipients      ingest → dispatcher    one per envelope recipient: status, attempts, reply
 events          bounce                 append-only timeline, kept ``events_ttl_days``
@@ -27,6 +26,7 @@ from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared import logging as hlog
+from shared.directory import Directory
 from shared.schemas import Event, RecipientResult, RecipientStatus, Reply
 from shared.settings import StoreSettings
 
@@ -56,6 +56,7 @@ class Store:
         )
         self.db: AsyncDatabase[dict[str, Any]] = self.client[settings.database]
         self.events_ttl_index = False
+        self.directory = Directory(self.db)
 
     async def close(self) -> None:
         await self.client.close()
@@ -75,7 +76,7 @@ class Store:
         await db.messages.create_index([("tenant", ASCENDING), ("created_at", ASCENDING)])
         await db.events.create_index([("message_id", ASCENDING), ("at", ASCENDING)])
         await db.events.create_index([("tenant", ASCENDING), ("at", ASCENDING)])
-        await db.domains.create_index([("tenant", ASCENDING)])
+        await self.directory.ensure_indexes()
         try:
             await db.events.create_index(
                 [("at", ASCENDING)],
@@ -88,44 +89,6 @@ class Store:
                 raise
             # FerretDB 1.x has no TTL indexes: purge_events() does the same job.
             await db.events.create_index([("at", ASCENDING)], name="events_at")
-
-    # -- tenants and domains ---------------------------------------------------------
-
-    async def upsert_tenant(self, name: str, *, pool: str, networks: Sequence[str]) -> None:
-        await self.db.tenants.update_one(
-            {"_id": name},
-            {
-                "$set": {"pool": pool, "networks": list(networks), "updated_at": now()},
-                "$setOnInsert": {"created_at": now()},
-            },
-            upsert=True,
-        )
-
-    async def tenants(self) -> list[dict[str, Any]]:
-        return await self.db.tenants.find({}).sort("_id", ASCENDING).to_list()
-
-    async def upsert_domain(self, domain: str, *, tenant: str, verified: bool) -> None:
-        await self.db.domains.update_one(
-            {"_id": domain.lower()},
-            {
-                "$set": {"tenant": tenant, "verified": verified, "updated_at": now()},
-                "$setOnInsert": {"created_at": now(), "dkim": []},
-            },
-            upsert=True,
-        )
-
-    async def domain(self, domain: str) -> dict[str, Any] | None:
-        return await self.db.domains.find_one({"_id": domain.lower()})
-
-    async def domains(self) -> list[dict[str, Any]]:
-        return await self.db.domains.find({}).sort("_id", ASCENDING).to_list()
-
-    async def add_dkim_key(self, domain: str, key: dict[str, Any]) -> None:
-        """Add (or replace, by selector) one DKIM key of a domain."""
-        await self.db.domains.update_one(
-            {"_id": domain.lower()}, {"$pull": {"dkim": {"selector": key["selector"]}}}
-        )
-        await self.db.domains.update_one({"_id": domain.lower()}, {"$push": {"dkim": key}})
 
     # -- messages and recipients ---------------------------------------------------------
 

@@ -59,6 +59,6 @@ def dkim_key() -> dkim.DkimKey:
 
 async def provision(store: Store, master_key: str, key: dkim.DkimKey) -> None:
     """Tenant ``acme`` relaying from 127.0.0.1 and owning ``shop.test`` with a DKIM key."""
-    await store.upsert_tenant(TENANT, pool="default", networks=["127.0.0.1/32"])
-    await store.upsert_domain(DOMAIN, tenant=TENANT, verified=True)
-    await store.add_dkim_key(DOMAIN, dkim.to_document(key, SecretBox(master_key)))
+    await store.directory.upsert_tenant(TENANT, pool="default", networks=["127.0.0.1/32"])
+    await store.directory.upsert_domain(DOMAIN, tenant=TENANT, verified=True)
+    await store.directory.add_dkim_key(DOMAIN, dkim.to_document(key, SecretBox(master_key)))

@@ -42,7 +42,7 @@ class RelayPolicy:
         self._domains = {d["_id"]: d["tenant"] for d in domains if d.get("verified")}
 
     async def refresh(self, store: Store) -> None:
-        self.load(await store.tenants(), await store.domains())
+        self.load(await store.directory.tenants(), await store.directory.domains())
 
     def tenant_for_peer(self, ip: str) -> Tenant | None:
         """The tenant whose authorised networks hold ``ip``, if any."""

@@ -31,7 +31,7 @@ class KeyRing:
         hit = self._cache.get(domain)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        doc = await self.store.domain(domain)
+        doc = await self.store.directory.domain(domain)
         key = None
         for k in (doc or {}).get("dkim", []):
             if k.get("active") and k.get("algorithm") == "rsa-sha256":

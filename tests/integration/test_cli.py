@@ -50,9 +50,9 @@ async def test_dev_init_gives_hato_test_a_publishable_dkim_record(store, master_
     assert lines[0].startswith('dev._domainkey.hato.test. IN TXT "v=DKIM1; k=rsa; p=')
     public = lines[0].split("p=", 1)[1].rstrip('"')
     assert load_der_public_key(base64.b64decode(public)).key_size == 2048
-    doc = await store.domain("hato.test")
+    doc = await store.directory.domain("hato.test")
     assert "BEGIN" not in str(doc)
-    tenants = await store.tenants()
+    tenants = await store.directory.tenants()
     assert [(t["_id"], t["networks"]) for t in tenants] == [("dev", ["127.0.0.1/32"])]
 
 

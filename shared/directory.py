@@ -1,0 +1,289 @@
+"""Who may send what: tenants, their networks, limits, domains (with DKIM keys), SMTP
+credentials, API keys and suppressions — the collections the admin command and API own.
+
+==============  ================================================================
+collection      what
+==============  ================================================================
+tenants         name, IP pool, authorised source networks (CIDR), limits
+domains         sending domains: owner, verified, DKIM keys (private keys sealed)
+credentials     SMTP users: tenant, Argon2id password hash, allowed From
+api_keys        by visible prefix: tenant, SHA-256 of the key, allowed From
+suppressions    (tenant, address): never mailed; reason and source
+idempotency     (tenant, Idempotency-Key): the first response to a request
+rates           (tenant, hour): messages accepted, for the hourly limit
+==============  ================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pymongo.errors
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared import credentials
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A tenant's limits; None means the service default."""
+
+    max_message_size: int | None = None
+    max_recipients: int | None = None
+    messages_per_hour: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a client authenticated as: the tenant, and the From addresses or domains the
+    credential is restricted to (empty: any of the tenant's domains)."""
+
+    tenant: str
+    pool: str
+    limits: Limits = field(default_factory=Limits)
+    allowed_from: tuple[str, ...] = ()
+    credential: str = ""  # "smtp:<user>", "key:<prefix>", "network:<cidr>"
+
+    def allows_from(self, address: str) -> bool:
+        if not self.allowed_from:
+            return True
+        address = address.lower()
+        domain = address.rpartition("@")[2]
+        return any(a == address or a == domain or a == f"@{domain}" for a in self.allowed_from)
+
+
+class DuplicateError(Exception):
+    """Raised when creating something whose name is taken."""
+
+
+def tenant_limits(doc: dict[str, Any]) -> Limits:
+    return Limits(**{k: v for k, v in (doc.get("limits") or {}).items() if v is not None})
+
+
+class Directory:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.db = db
+
+    async def ensure_indexes(self) -> None:
+        await self.db.domains.create_index([("tenant", ASCENDING)])
+        await self.db.credentials.create_index([("tenant", ASCENDING)])
+        await self.db.api_keys.create_index([("tenant", ASCENDING)])
+        await self.db.suppressions.create_index(
+            [("tenant", ASCENDING), ("address", ASCENDING)], unique=True
+        )
+        await self.db.idempotency.create_index([("created_at", ASCENDING)])
+
+    # -- tenants -------------------------------------------------------------------------
+
+    async def upsert_tenant(
+        self,
+        name: str,
+        *,
+        pool: str | None = None,
+        networks: Sequence[str] | None = None,
+        limits: Limits | None = None,
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {"updated_at": now()}
+        if pool is not None:
+            fields["pool"] = pool
+        if networks is not None:
+            fields["networks"] = list(networks)
+        if limits is not None:
+            for k in ("max_message_size", "max_recipients", "messages_per_hour"):
+                if getattr(limits, k) is not None:
+                    fields[f"limits.{k}"] = getattr(limits, k)
+        defaults: dict[str, Any] = {"created_at": now()}
+        if pool is None:
+            defaults["pool"] = "default"
+        if networks is None:
+            defaults["networks"] = []
+        return await self.db.tenants.find_one_and_update(
+            {"_id": name},
+            {"$set": fields, "$setOnInsert": defaults},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def tenant(self, name: str) -> dict[str, Any] | None:
+        return await self.db.tenants.find_one({"_id": name})
+
+    async def tenants(self) -> list[dict[str, Any]]:
+        return await self.db.tenants.find({}).sort("_id", ASCENDING).to_list()
+
+    async def add_network(self, tenant: str, cidr: str) -> None:
+        await self.db.tenants.update_one({"_id": tenant}, {"$addToSet": {"networks": cidr}})
+
+    async def remove_network(self, tenant: str, cidr: str) -> None:
+        await self.db.tenants.update_one({"_id": tenant}, {"$pull": {"networks": cidr}})
+
+    async def identity(self, tenant: str, **kw: Any) -> Identity | None:
+        doc = await self.tenant(tenant)
+        if doc is None:
+            return None
+        return Identity(tenant, doc.get("pool", "default"), tenant_limits(doc), **kw)
+
+    # -- domains -------------------------------------------------------------------------
+
+    async def upsert_domain(self, domain: str, *, tenant: str, verified: bool) -> None:
+        await self.db.domains.update_one(
+            {"_id": domain.lower()},
+            {
+                "$set": {"tenant": tenant, "verified": verified, "updated_at": now()},
+                "$setOnInsert": {"created_at": now(), "dkim": []},
+            },
+            upsert=True,
+        )
+
+    async def mark_verified(self, domain: str, verified: bool = True) -> None:
+        await self.db.domains.update_one(
+            {"_id": domain.lower()}, {"$set": {"verified": verified, "verified_at": now()}}
+        )
+
+    async def domain(self, domain: str) -> dict[str, Any] | None:
+        return await self.db.domains.find_one({"_id": domain.lower()})
+
+    async def domains(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        query = {"tenant": tenant} if tenant else {}
+        return await self.db.domains.find(query).sort("_id", ASCENDING).to_list()
+
+    async def add_dkim_key(self, domain: str, key: dict[str, Any]) -> None:
+        """Add (or replace, by selector) one DKIM key of a domain."""
+        await self.db.domains.update_one(
+            {"_id": domain.lower()}, {"$pull": {"dkim": {"selector": key["selector"]}}}
+        )
+        await self.db.domains.update_one({"_id": domain.lower()}, {"$push": {"dkim": key}})
+
+    # -- SMTP credentials ----------------------------------------------------------------
+
+    async def add_credential(
+        self,
+        tenant: str,
+        username: str,
+        *,
+        allowed_from: Iterable[str] = (),
+        password: str | None = None,
+    ) -> str:
+        """Create an SMTP user; returns its password (shown once, stored hashed)."""
+        password = password or credentials.new_password()
+        try:
+            await self.db.credentials.insert_one(
+                {
+                    "_id": username,
+                    "tenant": tenant,
+                    "password_hash": credentials.hash_password(password),
+                    "allowed_from": [a.lower() for a in allowed_from],
+                    "created_at": now(),
+                }
+            )
+        except pymongo.errors.DuplicateKeyError:
+            raise DuplicateError(f"SMTP user {username} exists") from None
+        return password
+
+    async def credential(self, username: str) -> dict[str, Any] | None:
+        return await self.db.credentials.find_one({"_id": username})
+
+    async def credentials(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        query = {"tenant": tenant} if tenant else {}
+        return (
+            await self.db.credentials.find(query, {"password_hash": 0})
+            .sort("_id", ASCENDING)
+            .to_list()
+        )
+
+    async def delete_credential(self, username: str, tenant: str | None = None) -> bool:
+        query: dict[str, Any] = {"_id": username}
+        if tenant:
+            query["tenant"] = tenant
+        return (await self.db.credentials.delete_one(query)).deleted_count > 0
+
+    # -- API keys --------------------------------------------------------------------------
+
+    async def add_api_key(
+        self, tenant: str, *, name: str = "", allowed_from: Iterable[str] = ()
+    ) -> tuple[str, str]:
+        """Create an API key; returns (prefix, token). Only the token's hash is stored."""
+        key = credentials.new_api_key()
+        await self.db.api_keys.insert_one(
+            {
+                "_id": key.prefix,
+                "tenant": tenant,
+                "digest": key.digest,
+                "name": name,
+                "allowed_from": [a.lower() for a in allowed_from],
+                "created_at": now(),
+            }
+        )
+        return key.prefix, key.token
+
+    async def api_key_identity(self, token: str) -> Identity | None:
+        """The identity an API key stands for, or None when it is not a valid key."""
+        prefix = credentials.api_key_prefix(token)
+        if prefix is None:
+            return None
+        doc = await self.db.api_keys.find_one({"_id": prefix})
+        if doc is None or not credentials.digest_matches(token, doc["digest"]):
+            return None
+        return await self.identity(
+            doc["tenant"],
+            allowed_from=tuple(doc.get("allowed_from", ())),
+            credential=f"key:{prefix}",
+        )
+
+    async def api_keys(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        query = {"tenant": tenant} if tenant else {}
+        return await self.db.api_keys.find(query, {"digest": 0}).sort("_id", ASCENDING).to_list()
+
+    async def revoke_api_key(self, prefix: str, tenant: str | None = None) -> bool:
+        query: dict[str, Any] = {"_id": prefix}
+        if tenant:
+            query["tenant"] = tenant
+        return (await self.db.api_keys.delete_one(query)).deleted_count > 0
+
+    # -- suppressions ----------------------------------------------------------------------
+
+    async def suppress(self, tenant: str, address: str, *, reason: str, source: str) -> None:
+        await self.db.suppressions.update_one(
+            {"tenant": tenant, "address": address.lower()},
+            {
+                "$set": {"reason": reason, "source": source, "updated_at": now()},
+                "$setOnInsert": {"created_at": now()},
+            },
+            upsert=True,
+        )
+
+    async def suppressed(self, tenant: str, addresses: Iterable[str]) -> set[str]:
+        """Which of these addresses (lower-cased) the tenant must not mail."""
+        wanted = list({a.lower() for a in addresses})
+        if not wanted:
+            return set()
+        docs = self.db.suppressions.find(
+            {"tenant": tenant, "address": {"$in": wanted}}, {"address": 1}
+        )
+        return {d["address"] async for d in docs}
+
+    async def unsuppress(self, tenant: str, address: str) -> bool:
+        result = await self.db.suppressions.delete_one(
+            {"tenant": tenant, "address": address.lower()}
+        )
+        return result.deleted_count > 0
+
+    # -- hourly rate -------------------------------------------------------------------------
+
+    async def count_hourly(self, tenant: str, n: int = 1) -> int:
+        """Add ``n`` to this hour's count of the tenant's messages; returns the new count."""
+        hour = now().strftime("%Y%m%d%H")
+        doc = await self.db.rates.find_one_and_update(
+            {"_id": f"{tenant}:{hour}"},
+            {"$inc": {"count": n}, "$setOnInsert": {"tenant": tenant, "created_at": now()}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return int(doc["count"])
