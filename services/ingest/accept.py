@@ -13,16 +13,18 @@ import asyncio
 import email.parser
 import email.policy
 import email.utils
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 
 from shared import logging as hlog
 from shared.broker import Broker
-from shared.errors import TRANSIENT_ERRORS, Unavailable
+from shared.directory import Identity
+from shared.errors import TRANSIENT_ERRORS, HatoError, Unavailable
 from shared.ids import new_id
-from shared.schemas import Event, EventType, Recipient, RecipientStatus, SignJob, utcnow
+from shared.schemas import Event, EventType, Recipient, RecipientStatus, Reply, SignJob, utcnow
 from shared.store import Store
 from shared.telemetry import tracer
 
@@ -69,22 +71,47 @@ def summarize_headers(raw: bytes) -> HeaderSummary:
 
 @dataclass(frozen=True, slots=True)
 class Submission:
-    """A message a front door wants accepted."""
+    """A message a front door wants accepted, on behalf of an authenticated identity."""
 
-    tenant: str
-    pool: str
+    identity: Identity
     mail_from: str
     recipients: tuple[str, ...]
     raw: bytes
     headers: HeaderSummary
     door: str  # "smtp", "http", "amqp"
     client: str  # peer address, API key prefix, ...
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
     message_id: str
     recipients: tuple[Recipient, ...]
+    suppressed: frozenset[str] = frozenset()  # recipient ids not sent to
+
+    def status_of(self, recipient: Recipient) -> RecipientStatus:
+        return (
+            RecipientStatus.SUPPRESSED
+            if recipient.id in self.suppressed
+            else (RecipientStatus.QUEUED)
+        )
+
+
+class RateLimited(HatoError):
+    """Raised when a tenant has reached its messages-per-hour limit."""
+
+
+_LINE_ENDING = re.compile(rb"\r\n|\r|\n")
+
+
+def normalize_line_endings(raw: bytes) -> bytes:
+    """Every line ending as CRLF (RFC 5322 2.3). A bare CR or LF can then never pose as the
+    end of DATA further down the line (SMTP smuggling): a "<LF>.<LF>" inside a message becomes
+    a line holding a dot, which the next hop dot-stuffs."""
+    if b"\r" not in raw and b"\n" not in raw:
+        return raw
+    return _LINE_ENDING.sub(b"\r\n", raw)
 
 
 class Acceptor:
@@ -96,7 +123,8 @@ class Acceptor:
         self._in_flight: set[asyncio.Task[Accepted]] = set()
 
     async def accept(self, submission: Submission) -> Accepted:
-        """Raises Unavailable when the message could not be made durable and handed on."""
+        """Raises Unavailable when the message could not be made durable and handed on, and
+        RateLimited when the tenant's hourly limit is reached."""
         # Shielded: a client hanging up mid-accept must not leave half-written state.
         task = asyncio.create_task(self._accept(submission))
         self._in_flight.add(task)
@@ -110,39 +138,68 @@ class Acceptor:
 
     async def _accept(self, sub: Submission) -> Accepted:
         with tracer.start_as_current_span(
-            f"{sub.door} accept", kind=SpanKind.SERVER, attributes={"hato.tenant": sub.tenant}
+            f"{sub.door} accept",
+            kind=SpanKind.SERVER,
+            attributes={"hato.tenant": sub.identity.tenant},
         ) as span:
             accepted = await self._durable(sub)
             span.set_attribute("hato.message_id", accepted.message_id)
             return accepted
 
+    async def _check_limits(self, sub: Submission) -> set[str]:
+        """Enforce the hourly limit; return the suppressed recipient addresses."""
+        directory = self.store.directory
+        tenant = sub.identity.tenant
+        try:
+            limit = sub.identity.limits.messages_per_hour
+            if limit and await directory.count_hourly(tenant) > limit:
+                await directory.count_hourly(tenant, -1)
+                raise RateLimited(f"{tenant} reached {limit} messages per hour")
+            return await directory.suppressed(tenant, sub.recipients)
+        except TRANSIENT_ERRORS as exc:
+            NOT_ACCEPTED.inc()
+            raise Unavailable("store unavailable") from exc
+
     async def _durable(self, sub: Submission) -> Accepted:
+        tenant, pool = sub.identity.tenant, sub.identity.pool
         message_id = new_id()
+        hlog.bind(message_id=message_id, tenant=tenant)
+        suppressed_addresses = await self._check_limits(sub)
+        raw = normalize_line_endings(sub.raw)
         recipients = tuple(Recipient(id=new_id(), address=a) for a in sub.recipients)
-        hlog.bind(message_id=message_id, tenant=sub.tenant)
+        suppressed = [r for r in recipients if r.address.lower() in suppressed_addresses]
+        to_send = tuple(r for r in recipients if r.address.lower() not in suppressed_addresses)
         now = utcnow()
         from_domain = sub.headers.from_domain or sub.mail_from.rpartition("@")[2].lower()
         message_doc = {
             "_id": message_id,
-            "tenant": sub.tenant,
-            "status": "accepted",
+            "tenant": tenant,
+            "status": "accepted" if to_send else "suppressed",
             "door": sub.door,
             "client": sub.client,
+            "credential": sub.identity.credential,
             "mail_from": sub.mail_from,
             "header_from": sub.headers.from_address,
             "from_domain": from_domain,
             "subject": sub.headers.subject,
             "message_id_header": sub.headers.message_id,
-            "size": len(sub.raw),
-            "pool": sub.pool,
+            "size": len(raw),
+            "pool": pool,
             "recipient_count": len(recipients),
+            "tags": list(sub.tags),
+            "metadata": dict(sub.metadata),
             "created_at": now,
+        }
+        suppressed_reply = {
+            "code": 550,
+            "enhanced": "5.7.1",
+            "text": "address is on the suppression list; not sent",
         }
         recipient_docs = [
             {
                 "_id": r.id,
                 "message_id": message_id,
-                "tenant": sub.tenant,
+                "tenant": tenant,
                 "address": r.address,
                 "domain": r.domain,
                 "status": RecipientStatus.QUEUED.value,
@@ -150,6 +207,15 @@ class Acceptor:
                 "created_at": now,
                 "updated_at": now,
             }
+            | (
+                {
+                    "status": RecipientStatus.SUPPRESSED.value,
+                    "reply": suppressed_reply,
+                    "finished_at": now,
+                }
+                if r in suppressed
+                else {}
+            )
             for r in recipients
         ]
         try:
@@ -164,43 +230,56 @@ class Acceptor:
             await self._discard(message_id)
             raise Unavailable("store refused the message") from exc
 
-        job = SignJob(
-            message_id=message_id,
-            tenant=sub.tenant,
-            mail_from=sub.mail_from,
-            from_domain=from_domain,
-            recipients=recipients,
-            pool=sub.pool,
-            created_at=now,
-        )
-        try:
-            await self.broker.publish(job, sub.raw)
-        except Unavailable:
-            NOT_ACCEPTED.inc()
-            log.warning("broker unavailable; not accepting")
-            await self._discard(message_id)
-            raise
+        if to_send:
+            job = SignJob(
+                message_id=message_id,
+                tenant=tenant,
+                mail_from=sub.mail_from,
+                from_domain=from_domain,
+                recipients=to_send,
+                pool=pool,
+                created_at=now,
+            )
+            try:
+                await self.broker.publish(job, raw)
+            except Unavailable:
+                NOT_ACCEPTED.inc()
+                log.warning("broker unavailable; not accepting")
+                await self._discard(message_id)
+                raise
 
         ACCEPTED.labels(sub.door).inc()
-        log.info("accepted", recipients=len(recipients), size=len(sub.raw), door=sub.door)
+        log.info(
+            "accepted",
+            recipients=len(recipients),
+            suppressed=len(suppressed),
+            size=len(raw),
+            door=sub.door,
+        )
+        detail = {"door": sub.door, "client": sub.client, "credential": sub.identity.credential}
+
+        def event(type_: EventType, r: Recipient, reply: Reply | None = None) -> Event:
+            return Event(
+                id=new_id(),
+                type=type_,
+                message_id=message_id,
+                tenant=tenant,
+                recipient_id=r.id,
+                address=r.address,
+                reply=reply,
+                detail=detail,
+                at=now,
+            )
+
         try:
             await self.broker.emit(
-                Event(
-                    id=new_id(),
-                    type=EventType.ACCEPTED,
-                    message_id=message_id,
-                    tenant=sub.tenant,
-                    recipient_id=r.id,
-                    address=r.address,
-                    detail={"door": sub.door, "client": sub.client},
-                    at=now,
-                )
-                for r in recipients
+                [event(EventType.ACCEPTED, r) for r in recipients]
+                + [event(EventType.SUPPRESSED, r, Reply(**suppressed_reply)) for r in suppressed]
             )
         except Unavailable:
             # The message is durable and on its way; only its timeline misses a line.
             log.warning("accepted event not published")
-        return Accepted(message_id, recipients)
+        return Accepted(message_id, recipients, frozenset(r.id for r in suppressed))
 
     async def _discard(self, message_id: str) -> None:
         try:

@@ -4,9 +4,9 @@ loaded from the store and kept in memory (reloaded every few seconds)."""
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 from shared import logging as hlog
+from shared.directory import Identity, tenant_limits
 from shared.store import Store
 
 log = hlog.get_logger(__name__)
@@ -14,38 +14,48 @@ log = hlog.get_logger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True, slots=True)
-class Tenant:
-    name: str
-    pool: str
-
-
 class RelayPolicy:
     """Answers "which tenant is this client?" and "may that tenant send from this domain?"."""
 
     def __init__(self) -> None:
-        self._networks: list[tuple[Network, Tenant]] = []
+        self._networks: list[tuple[Network, Identity]] = []
         self._domains: dict[str, str] = {}
+        self._tenants: dict[str, dict] = {}
 
     def load(self, tenants: list[dict], domains: list[dict]) -> None:
-        networks: list[tuple[Network, Tenant]] = []
+        networks: list[tuple[Network, Identity]] = []
         for doc in tenants:
-            tenant = Tenant(doc["_id"], doc.get("pool", "default"))
             for cidr in doc.get("networks", []):
                 try:
-                    networks.append((ipaddress.ip_network(cidr, strict=False), tenant))
+                    network = ipaddress.ip_network(cidr, strict=False)
                 except ValueError:
-                    log.warning("ignoring a bad network", tenant=tenant.name, network=cidr)
+                    log.warning("ignoring a bad network", tenant=doc["_id"], network=cidr)
+                    continue
+                identity = Identity(
+                    doc["_id"],
+                    doc.get("pool", "default"),
+                    tenant_limits(doc),
+                    credential=f"network:{network}",
+                )
+                networks.append((network, identity))
         # Most specific network first, so a /32 beats the /24 around it.
         networks.sort(key=lambda nt: nt[0].prefixlen, reverse=True)
         self._networks = networks
         self._domains = {d["_id"]: d["tenant"] for d in domains if d.get("verified")}
+        self._tenants = {t["_id"]: t for t in tenants}
 
     async def refresh(self, store: Store) -> None:
         self.load(await store.directory.tenants(), await store.directory.domains())
 
-    def tenant_for_peer(self, ip: str) -> Tenant | None:
-        """The tenant whose authorised networks hold ``ip``, if any."""
+    def identity(self, tenant: str, **kw) -> Identity | None:
+        """The identity of a tenant known to the policy (None for an unknown tenant)."""
+        doc = self._tenants.get(tenant)
+        if doc is None:
+            return None
+        return Identity(tenant, doc.get("pool", "default"), tenant_limits(doc), **kw)
+
+    def tenant_for_peer(self, ip: str) -> Identity | None:
+        """The identity of the tenant whose authorised networks hold ``ip``, if any."""
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
@@ -57,11 +67,12 @@ class RelayPolicy:
                 return tenant
         return None
 
-    def may_send_from(self, tenant: Tenant, domain: str) -> bool:
-        """True when ``domain`` (or a parent of it) is a verified domain of ``tenant``."""
-        labels = domain.lower().split(".")
+    def may_send_from(self, identity: Identity, address: str) -> bool:
+        """True when the address's domain (or a parent of it) is a verified domain of the
+        identity's tenant, and the identity's credential allows that address."""
+        labels = address.rpartition("@")[2].lower().split(".")
         for i in range(len(labels) - 1):
             owner = self._domains.get(".".join(labels[i:]))
             if owner is not None:
-                return owner == tenant.name
+                return owner == identity.tenant and identity.allows_from(address)
         return False

@@ -1,21 +1,70 @@
-"""Every SMTP reply ingest gives of its own (RFC 5321 codes, RFC 3463 enhanced codes)."""
+"""Every SMTP reply ingest gives of its own (RFC 5321 codes, RFC 3463 enhanced codes), and the
+enhanced codes added to aiosmtpd's own replies."""
 
 from __future__ import annotations
+
+import re
 
 from shared.errors import SMTPReply
 
 SENDER_OK = SMTPReply(250, "2.1.0", "Sender ok")
 RECIPIENT_OK = SMTPReply(250, "2.1.5", "Recipient ok")
 RELAY_DENIED = SMTPReply(554, "5.7.1", "Relay access denied")
-SENDER_NOT_ALLOWED = SMTPReply(550, "5.7.1", "Sender domain is not authorised for this client")
-FROM_NOT_ALLOWED = SMTPReply(550, "5.7.1", "From header domain is not authorised for this client")
+AUTH_REQUIRED = SMTPReply(530, "5.7.0", "Authentication required")
+AUTH_OK = SMTPReply(235, "2.7.0", "Authentication successful")
+AUTH_FAILED = SMTPReply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_LOCKED = SMTPReply(
+    454, "4.7.0", "Too many failed authentication attempts from your address; try again later"
+)
+SENDER_NOT_ALLOWED = SMTPReply(550, "5.7.1", "Sender address is not authorised for this client")
+FROM_NOT_ALLOWED = SMTPReply(550, "5.7.1", "From header address is not authorised for this client")
 NO_FROM_HEADER = SMTPReply(550, "5.6.0", "Message has no usable From header")
 BAD_SENDER = SMTPReply(501, "5.1.7", "Bad sender address syntax")
 BAD_RECIPIENT = SMTPReply(501, "5.1.3", "Bad recipient address syntax")
 TOO_MANY_RECIPIENTS = SMTPReply(452, "4.5.3", "Too many recipients")
+MESSAGE_TOO_BIG = SMTPReply(552, "5.3.4", "Message size exceeds the limit for this client")
+RATE_LIMITED = SMTPReply(451, "4.7.1", "Hourly message limit reached; try again later")
 NOT_DURABLE = SMTPReply(451, "4.3.0", "Temporary failure, message not accepted; try again later")
 SHUTTING_DOWN = SMTPReply(421, "4.3.2", "Service shutting down, try again later")
 
 
 def queued(message_id: str) -> SMTPReply:
     return SMTPReply(250, "2.0.0", f"Ok: queued as {message_id}")
+
+
+# RFC 2034: once ENHANCEDSTATUSCODES is advertised, replies carry one (except the greeting,
+# EHLO lines and the 334/354 continuations). aiosmtpd's own replies get one by their code.
+_HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}\b")
+_ENHANCED_FOR = {
+    "221": "2.0.0",
+    "250": "2.0.0",
+    "220": "2.0.0",
+    "235": "2.7.0",
+    "421": "4.3.0",
+    "451": "4.3.0",
+    "452": "4.3.1",
+    "454": "4.7.0",
+    "500": "5.5.2",
+    "501": "5.5.4",
+    "502": "5.5.1",
+    "503": "5.5.1",
+    "504": "5.5.4",
+    "530": "5.7.0",
+    "535": "5.7.8",
+    "538": "5.7.11",
+    "550": "5.7.1",
+    "552": "5.3.4",
+    "553": "5.1.3",
+    "554": "5.5.0",
+    "555": "5.5.4",
+}
+
+
+def with_enhanced_code(line: str) -> str:
+    """``line`` with an enhanced status code after the reply code, unless it has one."""
+    if len(line) < 4 or line[3] not in " -" or _HAS_ENHANCED.match(line):
+        return line
+    enhanced = _ENHANCED_FOR.get(line[:3])
+    if enhanced is None:
+        return line
+    return f"{line[:4]}{enhanced} {line[4:]}"

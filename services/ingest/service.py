@@ -6,12 +6,74 @@ from services.ingest.accept import Acceptor
 from services.ingest.http import create_app
 from services.ingest.policy import RelayPolicy
 from services.ingest.settings import IngestSettings
-from services.ingest.smtp import RelayHandler, SmtpListener
+from services.ingest.smtp import Authenticator, AuthThrottle, Mode, RelayHandler, SmtpListener
+from services.ingest.tls import server_context
 from shared import logging as hlog
+from shared.errors import ConfigError
 from shared.ops import HttpServer
 from shared.runtime import Runtime
 
 log = hlog.get_logger(__name__)
+
+
+def smtp_listeners(
+    settings: IngestSettings, policy: RelayPolicy, acceptor: Acceptor, authenticator: Authenticator
+) -> list[SmtpListener]:
+    """The relay listener, and the submission, smtps and legacy-TLS ones that are configured."""
+    tls = legacy = None
+    if settings.tls_cert_file:
+        tls = server_context(settings.tls_cert_file, settings.tls_key_file)
+        legacy = server_context(
+            settings.tls_cert_file,
+            settings.tls_key_file,
+            minimum=settings.legacy_tls_min_version,
+        )
+    wants_tls = {
+        "submission": settings.submission_port,
+        "smtps": settings.smtps_port,
+        "legacy TLS": settings.legacy_tls_port,
+    }
+    for name, port in wants_tls.items():
+        if port >= 0 and tls is None:
+            raise ConfigError(f"the {name} listener needs HATO_INGEST_TLS_CERT_FILE and _KEY_FILE")
+    throttle = AuthThrottle(
+        max_failures=settings.auth_max_failures,
+        window=settings.auth_failure_window,
+        lockout=settings.auth_lockout,
+    )
+
+    def handler(mode: Mode) -> RelayHandler:
+        return RelayHandler(
+            policy,
+            acceptor,
+            authenticator,
+            throttle,
+            mode=mode,
+            max_recipients=settings.max_recipients,
+            max_size=settings.max_message_size,
+        )
+
+    common = {"host": settings.smtp_host, "hostname": settings.hostname}
+    listeners = [SmtpListener(handler(Mode.RELAY), port=settings.smtp_port, tls=tls, **common)]
+    if settings.submission_port >= 0:
+        listeners.append(
+            SmtpListener(handler(Mode.SUBMISSION), port=settings.submission_port, tls=tls, **common)
+        )
+    if settings.smtps_port >= 0:
+        listeners.append(
+            SmtpListener(
+                handler(Mode.SUBMISSION),
+                port=settings.smtps_port,
+                tls=tls,
+                implicit_tls=True,
+                **common,
+            )
+        )
+    if settings.legacy_tls_port >= 0:
+        listeners.append(
+            SmtpListener(handler(Mode.RELAY), port=settings.legacy_tls_port, tls=legacy, **common)
+        )
+    return listeners
 
 
 async def run(settings: IngestSettings) -> None:
@@ -20,28 +82,25 @@ async def run(settings: IngestSettings) -> None:
         await policy.refresh(rt.store)
         rt.every(settings.policy_refresh, lambda: policy.refresh(rt.store))
         acceptor = Acceptor(rt.store, rt.broker)
-        smtp = SmtpListener(
-            RelayHandler(policy, acceptor, max_recipients=settings.max_recipients),
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            hostname=settings.hostname,
-            max_size=settings.max_message_size,
-        )
+        authenticator = Authenticator(rt.store.directory, policy)
+        listeners = smtp_listeners(settings, policy, acceptor, authenticator)
         http = HttpServer(
             create_app(rt.store, operator_token=settings.operator_token()),
             host=settings.http_host,
             port=settings.http_port,
         )
-        await smtp.start()
+        for listener in listeners:
+            await listener.start()
         await http.start()
         rt.serving()
         log.info(
             "ready",
-            smtp=f"{smtp.host}:{smtp.port}",
+            smtp=[f"{s.host}:{s.port}" for s in listeners],
             http=f"{http.host}:{http.port}",
             ops_port=rt.ops.port,
         )
         await rt.until_stopped()
-        await smtp.stop()
+        for listener in listeners:
+            await listener.stop()
         await http.stop()
         await acceptor.drain(settings.shutdown_grace)

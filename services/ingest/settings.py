@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -14,8 +15,35 @@ from shared.settings import ServiceSettings
 class IngestSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HATO_INGEST_", extra="ignore")
 
-    smtp_host: str = Field("127.0.0.1", description="Address the SMTP listener binds.")
-    smtp_port: int = Field(2525, ge=0, description="Port of the SMTP listener (0: any free port).")
+    smtp_host: str = Field("127.0.0.1", description="Address the SMTP listeners bind.")
+    smtp_port: int = Field(
+        2525,
+        ge=0,
+        description="Relay port (25 in production): authorised networks, or AUTH after STARTTLS.",
+    )
+    submission_port: int = Field(
+        -1,
+        ge=-1,
+        description="Submission port (587): STARTTLS, then AUTH or an authorised network; -1: off.",
+    )
+    smtps_port: int = Field(-1, ge=-1, description="Implicit-TLS submission port (465); -1: off.")
+    legacy_tls_port: int = Field(
+        -1,
+        ge=-1,
+        description="Extra STARTTLS relay listener for old devices (see legacy_tls_min_version).",
+    )
+    legacy_tls_min_version: Literal["TLSv1", "TLSv1.1", "TLSv1.2"] = Field(
+        "TLSv1", description="Lowest TLS version the legacy listener accepts."
+    )
+    tls_cert_file: str = Field("", description="PEM certificate chain for STARTTLS and port 465.")
+    tls_key_file: str = Field("", description="PEM private key of the certificate.")
+    auth_max_failures: int = Field(
+        5, ge=1, description="Failed AUTH attempts from one address before it is locked out."
+    )
+    auth_failure_window: float = Field(
+        300, gt=0, description="Seconds in which auth_max_failures failures lock an address out."
+    )
+    auth_lockout: float = Field(300, gt=0, description="Seconds a locked-out address waits.")
     hostname: str = Field("hato.localhost", description="Name in the SMTP banner and EHLO reply.")
     max_message_size: int = Field(
         26_214_400, ge=1024, description="Largest message accepted, in bytes (SIZE)."

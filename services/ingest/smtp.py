@@ -1,21 +1,34 @@
 """The SMTP front door (aiosmtpd): protocol in, a Submission out, a precise reply back.
 
-The handler knows no database: it asks the RelayPolicy who the client is and
-hands a Submission to the Acceptor; each outcome has its reply in ``replies``.
+Three kinds of listener share one handler:
+
+- relay (port 25): clients from a tenant's authorised networks, or after AUTH (AUTH only
+  after STARTTLS);
+- submission (587, STARTTLS required) and smtps (465, implicit TLS): AUTH, or an authorised
+  network.
+
+The handler knows no database: it asks the RelayPolicy who a client is, the Authenticator
+whether a password is right, and hands a Submission to the Acceptor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import ssl
+import time
+from collections import deque
+from enum import StrEnum
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from services.ingest import addresses, replies
-from services.ingest.accept import Acceptor, Submission, summarize_headers
+from services.ingest.accept import Acceptor, RateLimited, Submission, summarize_headers
 from services.ingest.policy import RelayPolicy
+from shared import credentials
 from shared import logging as hlog
+from shared.directory import Directory, Identity
 from shared.errors import Unavailable
 
 log = hlog.get_logger(__name__)
@@ -23,36 +36,190 @@ log = hlog.get_logger(__name__)
 _SOURCE_ROUTE = re.compile(r"\s*<\s*@")  # RFC 5321 4.1.2 obs-route: "<@relay:user@host>"
 
 
-class _SMTP(SMTP):
-    """aiosmtpd's SMTP, refusing source routes instead of silently dropping them."""
+class Mode(StrEnum):
+    RELAY = "relay"  # port 25: networks, or AUTH after STARTTLS
+    SUBMISSION = "submission"  # 587/465: AUTH (or an authorised network) before MAIL
+
+
+class AuthThrottle:
+    """Locks an address out after too many failed AUTH attempts within a window."""
+
+    def __init__(self, *, max_failures: int, window: float, lockout: float) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.lockout = lockout
+        self._failures: dict[str, deque[float]] = {}
+        self._locked_until: dict[str, float] = {}
+
+    def locked(self, ip: str) -> bool:
+        until = self._locked_until.get(ip)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        del self._locked_until[ip]
+        return False
+
+    def failed(self, ip: str) -> None:
+        now = time.monotonic()
+        failures = self._failures.setdefault(ip, deque())
+        failures.append(now)
+        while failures and failures[0] < now - self.window:
+            failures.popleft()
+        if len(failures) >= self.max_failures:
+            self._locked_until[ip] = now + self.lockout
+            failures.clear()
+            log.warning("auth lock-out", peer=ip, seconds=self.lockout)
+
+    def succeeded(self, ip: str) -> None:
+        self._failures.pop(ip, None)
+
+
+class Authenticator:
+    """Checks SMTP usernames and passwords (Argon2id, in a worker thread)."""
+
+    def __init__(self, directory: Directory, policy: RelayPolicy) -> None:
+        self.directory = directory
+        self.policy = policy
+
+    async def verify(self, username: str, password: str) -> Identity | None:
+        doc = await self.directory.credential(username)
+        ok = await asyncio.to_thread(
+            credentials.verify_password, doc["password_hash"] if doc else None, password
+        )
+        if not ok or doc is None:
+            return None
+        return self.policy.identity(
+            doc["tenant"],
+            allowed_from=tuple(doc.get("allowed_from", ())),
+            credential=f"smtp:{username}",
+        )
+
+
+class HatoSMTP(SMTP):
+    """aiosmtpd's SMTP with enhanced status codes on every reply, source routes refused, and
+    password checks that do not block the event loop."""
+
+    _in_ehlo = False
+    _stashed: tuple[str, LoginPassword] | None = None
+
+    async def push(self, status: str | bytes) -> None:
+        if isinstance(status, str) and not self._in_ehlo:
+            status = replies.with_enhanced_code(status)
+        await super().push(status)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._in_ehlo = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._in_ehlo = False
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         if _SOURCE_ROUTE.match(arg):
             return None, None
         return super()._getaddr(arg)
 
+    # aiosmtpd parses AUTH PLAIN/LOGIN and then calls a synchronous _authenticate; we keep its
+    # parsing, stash the credentials there and check them asynchronously afterwards.
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        self._stashed = (mechanism, auth_data)
+        return AuthResult(success=False, handled=True)
+
+    async def _check_stashed(self, parsed: AuthResult) -> AuthResult:
+        stashed, self._stashed = self._stashed, None
+        if stashed is None:
+            return parsed
+        assert self.session is not None
+        return await self.event_handler.authenticate(self.session, stashed[1])
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._check_stashed(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._check_stashed(await super().auth_LOGIN(_, args))
+
 
 class RelayHandler:
-    """aiosmtpd hooks: MAIL, RCPT and DATA under the relay rules."""
+    """aiosmtpd hooks: EHLO, AUTH, MAIL, RCPT and DATA under the relay rules."""
 
-    def __init__(self, policy: RelayPolicy, acceptor: Acceptor, *, max_recipients: int) -> None:
+    def __init__(
+        self,
+        policy: RelayPolicy,
+        acceptor: Acceptor,
+        authenticator: Authenticator,
+        throttle: AuthThrottle,
+        *,
+        mode: Mode,
+        max_recipients: int,
+        max_size: int,
+    ) -> None:
         self.policy = policy
         self.acceptor = acceptor
+        self.authenticator = authenticator
+        self.throttle = throttle
+        self.mode = mode
         self.max_recipients = max_recipients
+        self.max_size = max_size
         self.stopping = False
+
+    def identity(self, session: Session) -> Identity | None:
+        """Who the client is: its AUTH identity, else its authorised network's, else None."""
+        if session.authenticated and isinstance(session.auth_data, Identity):
+            return session.auth_data
+        return self.policy.tenant_for_peer(_peer_ip(session))
+
+    def size_limit(self, identity: Identity | None) -> int:
+        limit = identity.limits.max_message_size if identity else None
+        return min(limit, self.max_size) if limit else self.max_size
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list[str]:
+        session.host_name = hostname
+        size = self.size_limit(self.identity(session))
+        out = [f"250-SIZE {size}" if r.startswith("250-SIZE") else r for r in responses[:-1]]
+        return [*out, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_AUTH(self, server: SMTP, session: Session, envelope: Envelope, args):
+        if self.throttle.locked(_peer_ip(session)):
+            return str(replies.AUTH_LOCKED)
+        return MISSING  # aiosmtpd goes on with the mechanism
+
+    async def authenticate(self, session: Session, login: LoginPassword) -> AuthResult:
+        ip = _peer_ip(session)
+        identity = None
+        try:
+            identity = await self.authenticator.verify(
+                login.login.decode("utf-8", "replace"), login.password.decode("utf-8", "replace")
+            )
+        except Exception:
+            log.exception("auth check failed")
+            return AuthResult(success=False, handled=False, message=str(replies.NOT_DURABLE))
+        if identity is None:
+            self.throttle.failed(ip)
+            log.info("auth failed", peer=ip)
+            return AuthResult(success=False, handled=False, message=str(replies.AUTH_FAILED))
+        self.throttle.succeeded(ip)
+        log.info("auth ok", peer=ip, tenant=identity.tenant, credential=identity.credential)
+        return AuthResult(success=True, auth_data=identity, message=str(replies.AUTH_OK))
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if self.stopping:
             return str(replies.SHUTTING_DOWN)
-        tenant = self.policy.tenant_for_peer(_peer_ip(session))
-        if tenant is not None:
-            parts = addresses.split(address)
-            if parts is None:
+        identity = self.identity(session)
+        if identity is None and self.mode is Mode.SUBMISSION:
+            return str(replies.AUTH_REQUIRED)
+        if identity is not None:
+            if addresses.split(address) is None:
                 return str(replies.BAD_SENDER)
-            if not self.policy.may_send_from(tenant, parts[1]):
+            if not self.policy.may_send_from(identity, address):
                 return str(replies.SENDER_NOT_ALLOWED)
+            declared = _size_option(options)
+            if declared is not None and declared > self.size_limit(identity):
+                return str(replies.MESSAGE_TOO_BIG)
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return str(replies.SENDER_OK)
@@ -60,40 +227,43 @@ class RelayHandler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        if self.policy.tenant_for_peer(_peer_ip(session)) is None:
+        identity = self.identity(session)
+        if identity is None:
             log.info("relay denied", peer=_peer_ip(session), rcpt=address)
             return str(replies.RELAY_DENIED)
         if addresses.split(address) is None:
             return str(replies.BAD_RECIPIENT)
-        if len(envelope.rcpt_tos) >= self.max_recipients:
+        if len(envelope.rcpt_tos) >= (identity.limits.max_recipients or self.max_recipients):
             return str(replies.TOO_MANY_RECIPIENTS)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return str(replies.RECIPIENT_OK)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        peer = _peer_ip(session)
-        tenant = self.policy.tenant_for_peer(peer)
-        if tenant is None:  # the client lost its authorisation mid-transaction
+        identity = self.identity(session)
+        if identity is None:  # the client lost its authorisation mid-transaction
             return str(replies.RELAY_DENIED)
         raw: bytes = envelope.original_content or b""
+        if len(raw) > self.size_limit(identity):
+            return str(replies.MESSAGE_TOO_BIG)
         headers = summarize_headers(raw)
-        if headers.from_domain is None:
+        if headers.from_address is None or headers.from_domain is None:
             return str(replies.NO_FROM_HEADER)
-        if not self.policy.may_send_from(tenant, headers.from_domain):
+        if not self.policy.may_send_from(identity, headers.from_address):
             return str(replies.FROM_NOT_ALLOWED)
         submission = Submission(
-            tenant=tenant.name,
-            pool=tenant.pool,
+            identity=identity,
             mail_from=envelope.mail_from or "",
             recipients=tuple(envelope.rcpt_tos),
             raw=raw,
             headers=headers,
             door="smtp",
-            client=peer,
+            client=_peer_ip(session),
         )
         try:
             accepted = await self.acceptor.accept(submission)
+        except RateLimited:
+            return str(replies.RATE_LIMITED)
         except Unavailable:
             return str(replies.NOT_DURABLE)
         except Exception:  # a bug must not become a permanent 5xx or leak internals
@@ -107,35 +277,63 @@ def _peer_ip(session: Session) -> str:
     return peer[0] if isinstance(peer, tuple) else str(peer)
 
 
+def _size_option(options: list[str]) -> int | None:
+    for option in options:
+        key, _, value = option.partition("=")
+        if key.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return None
+
+
 class SmtpListener:
     """One listening socket speaking SMTP with ``handler``."""
 
     def __init__(
-        self, handler: RelayHandler, *, host: str, port: int, hostname: str, max_size: int
+        self,
+        handler: RelayHandler,
+        *,
+        host: str,
+        port: int,
+        hostname: str,
+        tls: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
     ) -> None:
         self.handler = handler
         self.host = host
         self.port = port
         self._hostname = hostname
-        self._max_size = max_size
+        self._tls = tls
+        self._implicit = implicit_tls
         self._server: asyncio.Server | None = None
 
     def _protocol(self) -> SMTP:
-        return _SMTP(
+        starttls = None if self._implicit else self._tls
+        return HatoSMTP(
             self.handler,
             hostname=self._hostname,
             ident="Hato ESMTP",
-            data_size_limit=self._max_size,
+            data_size_limit=self.handler.max_size,
             enable_SMTPUTF8=True,
             decode_data=False,
+            tls_context=starttls,
+            require_starttls=starttls is not None and self.handler.mode is Mode.SUBMISSION,
+            auth_require_tls=not self._implicit,
             loop=asyncio.get_running_loop(),
         )
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._protocol, self.host, self.port)
+        self._server = await loop.create_server(
+            self._protocol, self.host, self.port, ssl=self._tls if self._implicit else None
+        )
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("smtp listening", host=self.host, port=self.port)
+        log.info(
+            "smtp listening",
+            host=self.host,
+            port=self.port,
+            mode=self.handler.mode.value,
+            tls="implicit" if self._implicit else ("starttls" if self._tls else "none"),
+        )
 
     async def stop(self) -> None:
         """Stop taking connections; sessions still open get 421 on their next MAIL."""

@@ -1,9 +1,10 @@
 """The relay policy: a client is a tenant only from the tenant's networks, and sends only
-from the tenant's verified domains."""
+from the tenant's verified domains (and what its credential allows)."""
 
 from __future__ import annotations
 
-from services.ingest.policy import RelayPolicy, Tenant
+from services.ingest.policy import RelayPolicy
+from shared.directory import Identity, Limits
 
 
 def policy() -> RelayPolicy:
@@ -11,7 +12,8 @@ def policy() -> RelayPolicy:
     p.load(
         tenants=[
             {"_id": "dev", "pool": "default", "networks": ["127.0.0.1/32"]},
-            {"_id": "office", "pool": "office", "networks": ["192.0.2.0/24", "2001:db8::/32"]},
+            {"_id": "office", "pool": "office", "networks": ["192.0.2.0/24", "2001:db8::/32"],
+             "limits": {"max_recipients": 5}},
             {"_id": "printer", "pool": "office", "networks": ["192.0.2.9/32", "not-a-cidr"]},
         ],
         domains=[
@@ -26,25 +28,35 @@ def policy() -> RelayPolicy:
 def test_only_127_0_0_1_itself_is_the_dev_tenant() -> None:
     """Other loopback addresses are strangers, as a remote client would be."""
     p = policy()
-    assert p.tenant_for_peer("127.0.0.1") == Tenant("dev", "default")
+    assert p.tenant_for_peer("127.0.0.1").tenant == "dev"
     assert p.tenant_for_peer("127.0.0.9") is None
-    assert p.tenant_for_peer("::ffff:127.0.0.1") == Tenant("dev", "default")
+    assert p.tenant_for_peer("::ffff:127.0.0.1").tenant == "dev"
     assert p.tenant_for_peer("garbage") is None
 
 
-def test_the_most_specific_network_wins() -> None:
+def test_the_most_specific_network_wins_and_carries_the_tenant_limits() -> None:
     p = policy()
-    assert p.tenant_for_peer("192.0.2.9").name == "printer"
-    assert p.tenant_for_peer("192.0.2.10").name == "office"
-    assert p.tenant_for_peer("2001:db8::1").name == "office"
+    assert p.tenant_for_peer("192.0.2.9").tenant == "printer"
+    office = p.tenant_for_peer("192.0.2.10")
+    assert (office.tenant, office.pool, office.limits) == ("office", "office", Limits(None, 5))
+    assert office.credential == "network:192.0.2.0/24"
+    assert p.tenant_for_peer("2001:db8::1").tenant == "office"
 
 
 def test_tenants_send_only_from_their_verified_domains_and_subdomains() -> None:
     p = policy()
-    dev, office = Tenant("dev", "default"), Tenant("office", "office")
-    assert p.may_send_from(dev, "hato.test")
-    assert p.may_send_from(dev, "mail.HATO.test")
-    assert not p.may_send_from(office, "hato.test")
-    assert not p.may_send_from(dev, "corp.test")
-    assert not p.may_send_from(dev, "pending.test")  # not verified
-    assert not p.may_send_from(dev, "evilhato.test")
+    dev, office = Identity("dev", "default"), Identity("office", "office")
+    assert p.may_send_from(dev, "a@hato.test")
+    assert p.may_send_from(dev, "a@mail.HATO.test")
+    assert not p.may_send_from(office, "a@hato.test")
+    assert not p.may_send_from(dev, "a@corp.test")
+    assert not p.may_send_from(dev, "a@pending.test")  # not verified
+    assert not p.may_send_from(dev, "a@evilhato.test")
+
+
+def test_a_restricted_credential_sends_only_from_what_it_names() -> None:
+    p = policy()
+    only = Identity("dev", "default", allowed_from=("orders@hato.test", "news.hato.test"))
+    assert p.may_send_from(only, "Orders@hato.test")
+    assert not p.may_send_from(only, "ceo@hato.test")
+    assert p.may_send_from(only, "anyone@news.hato.test")
