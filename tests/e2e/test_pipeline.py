@@ -3,6 +3,7 @@ real RabbitMQ and MongoDB-compatible server."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from shared.store import Store
 from tests.conftest import AMQP_URL, DOMAIN, MONGODB_URL, SELECTOR, provision, unique
 from tests.helpers.net import free_port
 from tests.helpers.sinks import Sink
-from tests.helpers.smtp import make_message, send
+from tests.helpers.smtp import RawSession, make_message, send
 from tests.helpers.stack import Stack
 from tests.helpers.waiting import eventually
 
@@ -177,6 +178,41 @@ async def test_several_domains_in_one_message_each_get_their_fate(pipeline: Pipe
         "erin@bounce.test": "bounced",
         "frank@ok.test": "delivered",
     }
+
+
+@pytest.mark.parametrize(
+    "fake_end", [b"\n.\n", b"\r.\r", b"\r\n.\n", b"\n.\r\n", b"\r.\r\n", b"\r\n.\r"]
+)
+async def test_smuggled_end_of_data_does_not_split_a_message(
+    pipeline: Pipeline, fake_end: bytes
+) -> None:
+    """A bare-LF/CR end-of-data variant followed by a second transaction stays inside the one
+    message: one 250, one delivery, and the smuggled commands arrive as text."""
+    tag = unique("smuggle")
+    smuggled = (
+        b"MAIL FROM:<orders@shop.test>\r\nRCPT TO:<victim@ok.test>\r\nDATA\r\n"
+        b"From: orders@shop.test\r\nSubject: " + tag.encode() + b"\r\n\r\nspoofed\r\n"
+    )
+    before = len(pipeline.ok.received)
+    raw = await RawSession.open(pipeline.smtp_port)
+    await raw.cmd("EHLO client.test")
+    await raw.cmd("MAIL FROM:<orders@shop.test>")
+    await raw.cmd("RCPT TO:<smuggle@ok.test>")
+    assert (await raw.cmd("DATA"))[0].startswith("354")
+    await raw.send(
+        make_message(to="smuggle@ok.test") + b"body" + fake_end + smuggled + b"\r\n.\r\n"
+    )
+    first = await raw.reply()
+    assert first[0].startswith("250 2.0.0 Ok: queued as")
+    assert (await raw.cmd("QUIT"))[0].startswith("221")
+    await raw.close()
+
+    received = await pipeline.ok.wait_for(before + 1)
+    await asyncio.sleep(0.3)  # a second, smuggled message would arrive by now
+    assert len(pipeline.ok.received) == before + 1
+    assert received[-1].rcpt_tos == ["smuggle@ok.test"]
+    assert b"RCPT TO:<victim@ok.test>" in received[-1].data
+    assert await pipeline.store.db.messages.count_documents({"subject": tag}) == 0
 
 
 async def test_a_stranger_is_refused_relaying(pipeline: Pipeline) -> None:

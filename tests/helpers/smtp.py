@@ -68,3 +68,45 @@ async def send(
         return Outcome(response.code, response.message, "data")
     finally:
         client.close()
+
+
+class RawSession:
+    """A byte-exact SMTP client: what is written is what the server gets (for smuggling
+    tests and for reading every line of a reply)."""
+
+    def __init__(self, reader, writer) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int, *, host: str = "127.0.0.1", source: str | None = None):
+        import asyncio
+
+        reader, writer = await asyncio.open_connection(
+            host, port, local_addr=(source, 0) if source else None
+        )
+        session = cls(reader, writer)
+        await session.reply()  # greeting
+        return session
+
+    async def reply(self) -> list[str]:
+        """The lines of one reply (a multi-line reply ends at 'NNN ')."""
+        lines = []
+        while True:
+            line = (await self.reader.readline()).decode().rstrip("\r\n")
+            if not line:
+                raise ConnectionError("connection closed")
+            lines.append(line)
+            if len(line) < 4 or line[3] == " ":
+                return lines
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def cmd(self, line: str) -> list[str]:
+        await self.send(line.encode() + b"\r\n")
+        return await self.reply()
+
+    async def close(self) -> None:
+        self.writer.close()

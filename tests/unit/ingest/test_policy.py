@@ -12,8 +12,12 @@ def policy() -> RelayPolicy:
     p.load(
         tenants=[
             {"_id": "dev", "pool": "default", "networks": ["127.0.0.1/32"]},
-            {"_id": "office", "pool": "office", "networks": ["192.0.2.0/24", "2001:db8::/32"],
-             "limits": {"max_recipients": 5}},
+            {
+                "_id": "office",
+                "pool": "office",
+                "networks": ["192.0.2.0/24", "2001:db8::/32"],
+                "limits": {"max_recipients": 5},
+            },
             {"_id": "printer", "pool": "office", "networks": ["192.0.2.9/32", "not-a-cidr"]},
         ],
         domains=[
