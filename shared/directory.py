@@ -287,3 +287,50 @@ class Directory:
             return_document=ReturnDocument.AFTER,
         )
         return int(doc["count"])
+
+
+class IdempotencyConflict(Exception):
+    """Raised when an Idempotency-Key is in use by a request still running (``pending``) or
+    was used with a different request (``mismatch``)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+class Idempotency:
+    """The first response to each (tenant, Idempotency-Key), so a retried request gets it
+    again instead of sending twice."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.db = db
+
+    async def begin(self, tenant: str, key: str, request_hash: str) -> dict[str, Any] | None:
+        """Claim the key: None when this request is the first (go ahead), else the stored
+        response. Raises IdempotencyConflict."""
+        _id = f"{tenant}:{key}"
+        try:
+            await self.db.idempotency.insert_one(
+                {"_id": _id, "request_hash": request_hash, "state": "pending",
+                 "created_at": now()}
+            )
+            return None
+        except pymongo.errors.DuplicateKeyError:
+            doc = await self.db.idempotency.find_one({"_id": _id})
+        if doc is None:  # abandoned between the two calls
+            return await self.begin(tenant, key, request_hash)
+        if doc["request_hash"] != request_hash:
+            raise IdempotencyConflict("mismatch")
+        if doc["state"] != "done":
+            raise IdempotencyConflict("pending")
+        return doc
+
+    async def finish(self, tenant: str, key: str, status: int, body: Any) -> None:
+        await self.db.idempotency.update_one(
+            {"_id": f"{tenant}:{key}"},
+            {"$set": {"state": "done", "status": status, "body": body, "finished_at": now()}},
+        )
+
+    async def abandon(self, tenant: str, key: str) -> None:
+        """Release a key whose request failed before anything was accepted."""
+        await self.db.idempotency.delete_one({"_id": f"{tenant}:{key}", "state": "pending"})

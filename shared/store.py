@@ -26,7 +26,7 @@ from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared import logging as hlog
-from shared.directory import Directory
+from shared.directory import Directory, Idempotency
 from shared.schemas import Event, RecipientResult, RecipientStatus, Reply
 from shared.settings import StoreSettings
 
@@ -57,6 +57,7 @@ class Store:
         self.db: AsyncDatabase[dict[str, Any]] = self.client[settings.database]
         self.events_ttl_index = False
         self.directory = Directory(self.db)
+        self.idempotency = Idempotency(self.db)
 
     async def close(self) -> None:
         await self.client.close()

@@ -1,82 +1,198 @@
-"""The HTTP door (FastAPI): message state for operators now; the send API grows here.
+"""The HTTP door (FastAPI): send JSON or raw messages, read their state; the admin API is
+mounted from ``admin.py``.
 
-Errors are RFC 9457 problem documents (``application/problem+json``).
+Tenants authenticate with an API key (``Authorization: Bearer hato_...``) and see only their
+own messages (another tenant's id is 404). The operator token reads any message. Errors are
+RFC 9457 problem documents (``application/problem+json``).
+
+(No ``from __future__ import annotations`` here: FastAPI reads the route signatures, whose
+dependencies are local to ``create_app``.)
 """
 
-from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
+from services.ingest.accept import Accepted, Acceptor, RateLimited, Submission, summarize_headers
+from services.ingest.api_models import (
+    AcceptedOut,
+    BatchIn,
+    MessageIn,
+    RawMessageIn,
+    RecipientOut,
+    address_of,
+)
+from services.ingest.compose import compose
+from services.ingest.policy import RelayPolicy
+from shared import logging as hlog
+from shared.directory import IdempotencyConflict, Identity
+from shared.errors import Unavailable
 from shared.store import Store
 
+log = hlog.get_logger(__name__)
+
 PROBLEM = "application/problem+json"
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    503: "Service Unavailable",
+}
 
 
-def problem(status: int, title: str, detail: str = "", **headers: str) -> JSONResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+def problem(status: int, title: str = "", detail: str = "", **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or _TITLES.get(status, "Error"),
+        "status": status,
+    }
     if detail:
         body["detail"] = detail
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers or None)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if status in (429, 503):
+        headers["Retry-After"] = "60" if status == 429 else "5"
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 class Problem(HTTPException):
     """Raised by a route to answer with a problem document."""
 
-    def __init__(self, status: int, title: str, detail: str = "") -> None:
+    def __init__(self, status: int, detail: str = "", **extra: Any) -> None:
         super().__init__(status, detail)
-        self.title = title
+        self.extra = extra
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "type": "about:blank",
+            "title": _TITLES.get(self.status_code, "Error"),
+            "status": self.status_code,
+            "detail": self.detail,
+            **self.extra,
+        }
 
 
-class OperatorAuth:
-    """Bearer-token check against the operator token; only its SHA-256 is kept in memory."""
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: a tenant (by API key) or the operator."""
 
-    def __init__(self, token: str) -> None:
-        self._digest = hashlib.sha256(token.encode()).digest() if token else None
-
-    def __call__(
-        self,
-        credentials: Annotated[
-            HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))
-        ],
-    ) -> None:
-        if self._digest is None:
-            raise Problem(403, "Forbidden", "no operator token is configured")
-        given = hashlib.sha256((credentials.credentials if credentials else "").encode()).digest()
-        if credentials is None or not hmac.compare_digest(given, self._digest):
-            raise Problem(401, "Unauthorized", "a valid operator bearer token is required")
+    identity: Identity | None = None
+    operator: bool = False
 
 
-def create_app(store: Store, *, operator_token: str) -> FastAPI:
-    app = FastAPI(title="Hato", version="0.1.0", docs_url="/docs", redoc_url=None)
-    operator = OperatorAuth(operator_token)
+class KeyCache:
+    """API key → identity, remembered for ``ttl`` seconds (a revoked key stops working
+    within that time)."""
+
+    def __init__(self, store: Store, ttl: float = 30.0) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._cache: dict[str, tuple[float, Identity | None]] = {}
+
+    async def identity(self, token: str) -> Identity | None:
+        key = hashlib.sha256(token.encode()).hexdigest()
+        hit = self._cache.get(key)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        identity = await self.store.directory.api_key_identity(token)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (time.monotonic() + self.ttl, identity)
+        return identity
+
+
+@dataclass(frozen=True, slots=True)
+class DoorLimits:
+    max_message_size: int
+    max_recipients: int
+
+
+def create_app(
+    store: Store,
+    *,
+    operator_token: str,
+    acceptor: Acceptor | None = None,
+    policy: RelayPolicy | None = None,
+    limits: DoorLimits | None = None,
+    admin: Any = None,
+) -> FastAPI:
+    app = FastAPI(
+        title="Hato",
+        version="0.1.0",
+        docs_url="/docs",
+        redoc_url=None,
+        description="Send mail through Hato and follow every recipient's fate.",
+    )
+    operator_digest = hashlib.sha256(operator_token.encode()).digest() if operator_token else None
+    keys = KeyCache(store)
+    bearer = HTTPBearer(auto_error=False)
 
     @app.exception_handler(HTTPException)
     async def http_problem(_: Request, exc: HTTPException) -> JSONResponse:
-        title = getattr(exc, "title", None) or {404: "Not Found", 405: "Method Not Allowed"}.get(
-            exc.status_code, "Error"
+        if isinstance(exc, Problem):
+            doc = exc.document()
+            return problem(exc.status_code, doc["title"], exc.detail, **exc.extra)
+        detail = exc.detail if isinstance(exc.detail, str) else ""
+        return problem(
+            exc.status_code, detail=detail if detail != _TITLES.get(exc.status_code) else ""
         )
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
-        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else ""
-        return problem(exc.status_code, title, detail, **headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return problem(422, "Unprocessable Content", str(exc.errors()[:3]))
+        errors = [
+            {"location": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in exc.errors()[:20]
+        ]
+        return problem(400, detail="the request does not match the schema", errors=errors)
 
-    @app.get("/v1/messages/{message_id}", dependencies=[Depends(operator)])
-    async def get_message(message_id: str) -> dict[str, Any]:
+    async def caller(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Caller:
+        token = credentials.credentials if credentials else ""
+        if not token:
+            raise Problem(401, "an API key (or the operator token) is required")
+        if operator_digest is not None and hmac.compare_digest(
+            hashlib.sha256(token.encode()).digest(), operator_digest
+        ):
+            return Caller(operator=True)
+        identity = await keys.identity(token)
+        if identity is None:
+            raise Problem(401, "the API key is not valid")
+        return Caller(identity=identity)
+
+    async def tenant(c: Annotated[Caller, Depends(caller)]) -> Identity:
+        if c.identity is None:
+            raise Problem(403, "sending needs a tenant's API key")
+        return c.identity
+
+    async def operator(c: Annotated[Caller, Depends(caller)]) -> None:
+        if not c.operator:
+            raise Problem(403, "this needs the operator token")
+
+    app.state.operator_dependency = operator
+
+    @app.get("/v1/messages/{message_id}", tags=["messages"])
+    async def get_message(message_id: str, c: Annotated[Caller, Depends(caller)]) -> dict:
         """A message, every recipient's status with the remote reply, and its events."""
         message = await store.message(message_id)
-        if message is None:
-            raise Problem(404, "Not Found", f"no message {message_id}")
+        if message is None or (not c.operator and message["tenant"] != c.identity.tenant):
+            raise Problem(404, f"no message {message_id}")
         recipients = await store.recipients(message_id)
         events = await store.events(message_id)
         message["id"] = message.pop("_id")
@@ -84,7 +200,189 @@ def create_app(store: Store, *, operator_token: str) -> FastAPI:
         message["events"] = [_public(e) for e in events]
         return message
 
+    if acceptor is not None and policy is not None and limits is not None:
+        sender = Sender(acceptor, policy, limits)
+        IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+
+        async def idempotent(
+            request: Request,
+            identity: Identity,
+            key: str | None,
+            work: Callable[[], Awaitable[tuple[int, Any]]],
+        ) -> JSONResponse:
+            if not key:
+                status, body = await work()
+                return JSONResponse(body, status_code=status)
+            request_hash = hashlib.sha256(await request.body()).hexdigest()
+            try:
+                stored = await store.idempotency.begin(identity.tenant, key, request_hash)
+            except IdempotencyConflict as conflict:
+                if conflict.kind == "mismatch":
+                    raise Problem(
+                        422, "this Idempotency-Key was used for another request"
+                    ) from None
+                raise Problem(409, "a request with this Idempotency-Key is in progress") from None
+            if stored is not None:
+                return JSONResponse(
+                    stored["body"],
+                    status_code=stored["status"],
+                    headers={"Idempotent-Replayed": "true"},
+                )
+            try:
+                status, body = await work()
+            except Problem as exc:
+                if exc.status_code in (429, 503):
+                    await store.idempotency.abandon(identity.tenant, key)
+                else:
+                    await store.idempotency.finish(
+                        identity.tenant, key, exc.status_code, exc.document()
+                    )
+                raise
+            except BaseException:
+                await store.idempotency.abandon(identity.tenant, key)
+                raise
+            await store.idempotency.finish(identity.tenant, key, status, body)
+            return JSONResponse(body, status_code=status)
+
+        @app.post("/v1/messages", status_code=202, response_model=AcceptedOut, tags=["send"])
+        async def send(
+            message: MessageIn,
+            request: Request,
+            identity: Annotated[Identity, Depends(tenant)],
+            idempotency_key: IdemKey = None,
+        ) -> JSONResponse:
+            """Compose and send a message. 202 once it is durable; each recipient has an id."""
+
+            async def work() -> tuple[int, Any]:
+                return 202, await sender.send(identity, message)
+
+            return await idempotent(request, identity, idempotency_key, work)
+
+        @app.post("/v1/messages/raw", status_code=202, response_model=AcceptedOut, tags=["send"])
+        async def send_raw(
+            message: RawMessageIn,
+            request: Request,
+            identity: Annotated[Identity, Depends(tenant)],
+            idempotency_key: IdemKey = None,
+        ) -> JSONResponse:
+            """Send an RFC 5322 message as it is, to the envelope recipients given."""
+
+            async def work() -> tuple[int, Any]:
+                return 202, await sender.send_raw(identity, message)
+
+            return await idempotent(request, identity, idempotency_key, work)
+
+        @app.post("/v1/messages/batch", tags=["send"])
+        async def send_batch(
+            batch: BatchIn,
+            request: Request,
+            identity: Annotated[Identity, Depends(tenant)],
+            idempotency_key: IdemKey = None,
+        ) -> JSONResponse:
+            """Many messages in one request; ``results[i]`` is message i's 202 or problem."""
+
+            async def work() -> tuple[int, Any]:
+                results = []
+                for i, message in enumerate(batch.messages):
+                    try:
+                        accepted = await sender.send(identity, message)
+                        results.append({"index": i, "status": 202, **accepted})
+                    except Problem as exc:
+                        results.append({"index": i, **exc.document()})
+                return 200, {"results": results}
+
+            return await idempotent(request, identity, idempotency_key, work)
+
+    if admin is not None:
+        app.include_router(admin.router(operator))
     return app
+
+
+class Sender:
+    """The rules shared by the JSON, raw and batch endpoints."""
+
+    def __init__(self, acceptor: Acceptor, policy: RelayPolicy, limits: DoorLimits) -> None:
+        self.acceptor = acceptor
+        self.policy = policy
+        self.limits = limits
+
+    async def send(self, identity: Identity, message: MessageIn) -> dict[str, Any]:
+        sender = address_of(message.from_)
+        self._check_sender(identity, sender)
+        raw = compose(message, message_id_domain=sender.rpartition("@")[2])
+        return await self._submit(
+            identity,
+            sender,
+            message.envelope_recipients(),
+            raw,
+            tags=message.tags,
+            metadata=message.metadata,
+        )
+
+    async def send_raw(self, identity: Identity, message: RawMessageIn) -> dict[str, Any]:
+        raw = message.data()
+        headers = summarize_headers(raw)
+        if headers.from_address is None:
+            raise Problem(400, "the message has no usable From header")
+        self._check_sender(identity, headers.from_address)
+        sender = address_of(message.from_) if message.from_ else headers.from_address
+        self._check_sender(identity, sender)
+        rcpts = tuple(dict.fromkeys(address_of(m) for m in message.to))
+        return await self._submit(
+            identity, sender, rcpts, raw, tags=message.tags, metadata=message.metadata
+        )
+
+    def _check_sender(self, identity: Identity, address: str) -> None:
+        if not self.policy.may_send_from(identity, address):
+            raise Problem(403, f"{address} is not a verified sending address of this key's tenant")
+
+    async def _submit(
+        self,
+        identity: Identity,
+        sender: str,
+        rcpts: tuple[str, ...],
+        raw: bytes,
+        *,
+        tags: list[str],
+        metadata: dict[str, str],
+    ) -> dict[str, Any]:
+        max_rcpts = identity.limits.max_recipients or self.limits.max_recipients
+        if len(rcpts) > max_rcpts:
+            raise Problem(400, f"{len(rcpts)} recipients; this tenant may send to {max_rcpts}")
+        max_size = min(
+            identity.limits.max_message_size or self.limits.max_message_size,
+            self.limits.max_message_size,
+        )
+        if len(raw) > max_size:
+            raise Problem(413, f"the message is {len(raw)} bytes; the limit is {max_size}")
+        submission = Submission(
+            identity=identity,
+            mail_from=sender,
+            recipients=rcpts,
+            raw=raw,
+            headers=summarize_headers(raw),
+            door="http",
+            client=identity.credential,
+            tags=tuple(tags),
+            metadata=dict(metadata),
+        )
+        try:
+            accepted = await self.acceptor.accept(submission)
+        except RateLimited as exc:
+            raise Problem(429, str(exc)) from None
+        except Unavailable:
+            raise Problem(503, "the message could not be made durable; try again") from None
+        return _accepted(accepted)
+
+
+def _accepted(accepted: Accepted) -> dict[str, Any]:
+    return AcceptedOut(
+        id=accepted.message_id,
+        recipients=[
+            RecipientOut(id=r.id, address=r.address, status=accepted.status_of(r).value)
+            for r in accepted.recipients
+        ],
+    ).model_dump()
 
 
 def _public(doc: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,172 @@
+"""The JSON a sender posts (HTTP ``/v1/messages`` and the AMQP submit queue): one schema for
+both doors. Unknown fields are refused."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.ingest import addresses
+
+# Headers the API builds itself; a custom header may not set them.
+RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "From",
+        "To",
+        "Cc",
+        "Bcc",
+        "Reply-To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "MIME-Version",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Content-Disposition",
+        "DKIM-Signature",
+        "Return-Path",
+        "Received",
+        "Sender",
+    )
+)
+_FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 2.2: printable ASCII except ':'
+MAX_RECIPIENTS_PER_MESSAGE = 1000
+
+
+def _no_line_breaks(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError("must not contain CR or LF")
+    return value
+
+
+OneLine = Annotated[str, AfterValidator(_no_line_breaks)]
+
+
+def _mailbox(value: str) -> str:
+    """``addr@domain`` or ``Name <addr@domain>``, on one line, with an acceptable address."""
+    _no_line_breaks(value)
+    _, address = email.utils.parseaddr(value)
+    if not address or addresses.split(address) is None:
+        raise ValueError(f"not a usable address: {value!r}")
+    return value
+
+
+Mailbox = Annotated[str, AfterValidator(_mailbox)]
+
+
+def address_of(mailbox: str) -> str:
+    return email.utils.parseaddr(mailbox)[1]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Attachment(_Strict):
+    filename: OneLine = Field(min_length=1, max_length=255)
+    content_type: OneLine = Field("application/octet-stream", pattern=r"^[\w.+-]+/[\w.+-]+$")
+    content: str = Field(description="The file, base64-encoded.")
+    content_id: OneLine | None = Field(None, description="Makes it inline, for cid: in HTML.")
+
+    @field_validator("content")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not valid base64") from None
+        return value
+
+    def data(self) -> bytes:
+        return base64.b64decode(self.content)
+
+
+class MessageIn(_Strict):
+    """A message to compose and send."""
+
+    from_: Mailbox = Field(alias="from")
+    to: list[Mailbox] = []
+    cc: list[Mailbox] = []
+    bcc: list[Mailbox] = []
+    reply_to: list[Mailbox] = []
+    subject: OneLine = Field("", max_length=998)
+    text: str | None = None
+    html: str | None = None
+    attachments: list[Attachment] = []
+    headers: dict[str, OneLine] = {}
+    tags: list[OneLine] = Field([], max_length=10)
+    metadata: dict[str, OneLine] = Field({}, max_length=20)
+    charset: Literal["utf-8", "iso-2022-jp"] = "utf-8"
+
+    @field_validator("headers")
+    @classmethod
+    def _custom_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _FIELD_NAME.fullmatch(name):
+                raise ValueError(f"not a header field name: {name!r}")
+            if name.lower() in RESERVED_HEADERS:
+                raise ValueError(f"{name} is set by Hato, not by a custom header")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> MessageIn:
+        n = len(self.to) + len(self.cc) + len(self.bcc)
+        if n == 0:
+            raise ValueError("at least one recipient (to, cc or bcc) is required")
+        if n > MAX_RECIPIENTS_PER_MESSAGE:
+            raise ValueError(f"at most {MAX_RECIPIENTS_PER_MESSAGE} recipients")
+        if self.text is None and self.html is None:
+            raise ValueError("text or html is required")
+        return self
+
+    def envelope_recipients(self) -> tuple[str, ...]:
+        seen: dict[str, str] = {}
+        for mailbox in (*self.to, *self.cc, *self.bcc):
+            addr = address_of(mailbox)
+            seen.setdefault(addr.lower(), addr)
+        return tuple(seen.values())
+
+
+class RawMessageIn(_Strict):
+    """An RFC 5322 message as it is, with its envelope."""
+
+    from_: Mailbox | Literal[""] = Field(
+        "", alias="from", description="Envelope sender; default: the From header's address."
+    )
+    to: list[Mailbox] = Field(min_length=1, max_length=MAX_RECIPIENTS_PER_MESSAGE)
+    message: str = Field(description="The message, base64-encoded.")
+    tags: list[OneLine] = Field([], max_length=10)
+    metadata: dict[str, OneLine] = Field({}, max_length=20)
+
+    @field_validator("message")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not valid base64") from None
+        return value
+
+    def data(self) -> bytes:
+        return base64.b64decode(self.message)
+
+
+class BatchIn(_Strict):
+    messages: list[MessageIn] = Field(min_length=1, max_length=100)
+
+
+class RecipientOut(BaseModel):
+    id: str
+    address: str
+    status: str
+
+
+class AcceptedOut(BaseModel):
+    id: str
+    recipients: list[RecipientOut]

@@ -1,0 +1,108 @@
+"""Composing RFC 5322 / MIME messages from the JSON API, in UTF-8 or ISO-2022-JP.
+
+Built with the standard library's compat32 email classes, which let a header be encoded in the
+charset Japanese mobile carriers expect (``=?iso-2022-jp?b?...?=``) rather than always UTF-8.
+"""
+
+from __future__ import annotations
+
+import email.charset
+import email.encoders
+import email.policy
+import email.utils
+from email.header import Header
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.mime.text import MIMEText
+
+from services.ingest.api_models import MessageIn, address_of
+
+_POLICY = email.policy.compat32.clone(linesep="\r\n")
+
+# UTF-8 text as quoted-printable (readable, 8-bit safe); ISO-2022-JP is 7-bit already.
+_UTF8 = email.charset.Charset("utf-8")
+_UTF8.header_encoding = email.charset.BASE64
+_UTF8.body_encoding = email.charset.QP
+
+
+def _charset(name: str) -> email.charset.Charset | str:
+    return _UTF8 if name == "utf-8" else name
+
+
+def _header(value: str, charset: str) -> str | Header:
+    return value if value.isascii() else Header(value, _charset(charset))
+
+
+def _mailbox(mailbox: str, charset: str) -> str:
+    name, address = email.utils.parseaddr(mailbox)
+    if not name:
+        return address
+    return email.utils.formataddr((name, address), charset=charset)
+
+
+def _text(body: str, subtype: str, charset: str) -> MIMEText:
+    part = MIMEText(body, subtype, _charset(charset))
+    return part
+
+
+def compose(message: MessageIn, *, message_id_domain: str) -> bytes:
+    """The message as CRLF bytes, with Date and Message-ID; Bcc never appears in it."""
+    cs = message.charset
+    if message.text is not None and message.html is not None:
+        body: MIMEBase = MIMEMultipart("alternative")
+        body.attach(_text(message.text, "plain", cs))
+        body.attach(_text(message.html, "html", cs))
+    else:
+        body = _text(
+            message.text if message.text is not None else message.html or "",
+            "plain" if message.text is not None else "html",
+            cs,
+        )
+
+    inline = [a for a in message.attachments if a.content_id]
+    files = [a for a in message.attachments if not a.content_id]
+    if inline:
+        related = MIMEMultipart("related")
+        related.attach(body)
+        for a in inline:
+            related.attach(_attachment(a, cs, inline=True))
+        body = related
+    if files:
+        mixed = MIMEMultipart("mixed")
+        mixed.attach(body)
+        for a in files:
+            mixed.attach(_attachment(a, cs, inline=False))
+        body = mixed
+
+    body["From"] = _mailbox(message.from_, cs)
+    if message.to:
+        body["To"] = ", ".join(_mailbox(m, cs) for m in message.to)
+    if message.cc:
+        body["Cc"] = ", ".join(_mailbox(m, cs) for m in message.cc)
+    if message.reply_to:
+        body["Reply-To"] = ", ".join(_mailbox(m, cs) for m in message.reply_to)
+    body["Subject"] = _header(message.subject, cs)
+    body["Date"] = email.utils.formatdate(usegmt=True)
+    body["Message-ID"] = email.utils.make_msgid(domain=message_id_domain)
+    if "MIME-Version" not in body:
+        body["MIME-Version"] = "1.0"
+    for name, value in message.headers.items():
+        body[name] = _header(value, cs)
+    return body.as_bytes(policy=_POLICY)
+
+
+def _attachment(a, charset: str, *, inline: bool) -> MIMENonMultipart:
+    maintype, subtype = a.content_type.split("/", 1)
+    part = MIMEBase(maintype, subtype)
+    part.set_payload(a.data())
+    email.encoders.encode_base64(part)
+    filename = a.filename if a.filename.isascii() else (charset, "", a.filename)
+    part.add_header("Content-Disposition", "inline" if inline else "attachment", filename=filename)
+    if inline:
+        part.add_header("Content-ID", f"<{a.content_id.strip('<>')}>")
+    return part
+
+
+def from_address(message: MessageIn) -> str:
+    return address_of(message.from_)
