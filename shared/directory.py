@@ -311,8 +311,7 @@ class Idempotency:
         _id = f"{tenant}:{key}"
         try:
             await self.db.idempotency.insert_one(
-                {"_id": _id, "request_hash": request_hash, "state": "pending",
-                 "created_at": now()}
+                {"_id": _id, "request_hash": request_hash, "state": "pending", "created_at": now()}
             )
             return None
         except pymongo.errors.DuplicateKeyError:

@@ -7,8 +7,22 @@ Every field has a default and a one-line description.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def comma_list(field: str):
+    """A validator reading ``a,b,c`` from the environment as a list (for NoDecode list fields)."""
+    from pydantic import field_validator
+
+    def split(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    return field_validator(field, mode="before")(classmethod(split))
 
 
 class BrokerSettings(BaseSettings):
@@ -99,13 +113,23 @@ class SecretsSettings(BaseSettings):
     )
 
 
-def comma_list(field: str):
-    """A validator reading ``a,b,c`` from the environment as a list (for NoDecode list fields)."""
-    from pydantic import field_validator
+class DnsSettings(BaseSettings):
+    """DNS: the resolver used to verify domains, and what tenants are told to publish."""
 
-    def split(cls, value):
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+    model_config = SettingsConfigDict(env_prefix="HATO_DNS_", extra="ignore")
 
-    return field_validator(field, mode="before")(classmethod(split))
+    nameservers: Annotated[list[str], NoDecode] = Field(
+        [], description="Resolvers as host or host:port, comma-separated; empty: the system's."
+    )
+    timeout: float = Field(5.0, gt=0, description="Seconds a DNS lookup may take.")
+    spf_include: str = Field(
+        "spf.hato.localhost", description="Domain tenants include in SPF (it lists the pool IPs)."
+    )
+    return_path_label: str = Field(
+        "bounces", description="Label of the tenant's return-path (bounce) subdomain."
+    )
+    return_path_host: str = Field(
+        "bounces.hato.localhost", description="Host the return-path subdomain is a CNAME of."
+    )
+
+    _split = comma_list("nameservers")

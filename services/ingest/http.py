@@ -9,7 +9,6 @@ RFC 9457 problem documents (``application/problem+json``).
 dependencies are local to ``create_app``.)
 """
 
-
 import hashlib
 import hmac
 import time

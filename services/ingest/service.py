@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from services.ingest.accept import Acceptor
-from services.ingest.http import create_app
+from services.ingest.admin import Admin
+from services.ingest.http import DoorLimits, create_app
 from services.ingest.policy import RelayPolicy
 from services.ingest.settings import IngestSettings
 from services.ingest.smtp import Authenticator, AuthThrottle, Mode, RelayHandler, SmtpListener
@@ -11,7 +12,9 @@ from services.ingest.tls import server_context
 from shared import logging as hlog
 from shared.errors import ConfigError
 from shared.ops import HttpServer
+from shared.provisioning import Provisioner
 from shared.runtime import Runtime
+from shared.secrets import SecretBox
 
 log = hlog.get_logger(__name__)
 
@@ -76,6 +79,11 @@ def smtp_listeners(
     return listeners
 
 
+def _has_master_key(settings: IngestSettings) -> bool:
+    s = settings.secrets
+    return bool(s.master_key.get_secret_value() or s.master_key_file)
+
+
 async def run(settings: IngestSettings) -> None:
     async with Runtime("ingest", settings) as rt:
         policy = RelayPolicy()
@@ -84,11 +92,21 @@ async def run(settings: IngestSettings) -> None:
         acceptor = Acceptor(rt.store, rt.broker)
         authenticator = Authenticator(rt.store.directory, policy)
         listeners = smtp_listeners(settings, policy, acceptor, authenticator)
-        http = HttpServer(
-            create_app(rt.store, operator_token=settings.operator_token()),
-            host=settings.http_host,
-            port=settings.http_port,
+        box = SecretBox.from_settings(settings.secrets) if _has_master_key(settings) else None
+        admin = Admin(
+            rt.store.directory,
+            Provisioner(rt.store.directory, box, settings.dns),
+            changed=lambda: policy.refresh(rt.store),
         )
+        app = create_app(
+            rt.store,
+            operator_token=settings.operator_token(),
+            acceptor=acceptor,
+            policy=policy,
+            limits=DoorLimits(settings.max_message_size, settings.max_recipients),
+            admin=admin,
+        )
+        http = HttpServer(app, host=settings.http_host, port=settings.http_port)
         for listener in listeners:
             await listener.start()
         await http.start()

@@ -9,12 +9,14 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.errors import ConfigError
-from shared.settings import ServiceSettings
+from shared.settings import DnsSettings, SecretsSettings, ServiceSettings
 
 
 class IngestSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HATO_INGEST_", extra="ignore")
 
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    dns: DnsSettings = Field(default_factory=DnsSettings)
     smtp_host: str = Field("127.0.0.1", description="Address the SMTP listeners bind.")
     smtp_port: int = Field(
         2525,

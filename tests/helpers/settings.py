@@ -7,7 +7,12 @@ from services.bounce.settings import BounceSettings
 from services.dispatcher.settings import DispatcherSettings
 from services.ingest.settings import IngestSettings
 from services.signer.settings import SignerSettings
-from shared.settings import BrokerSettings, SecretsSettings, StoreSettings, TelemetrySettings
+from shared.settings import (
+    BrokerSettings,
+    SecretsSettings,
+    StoreSettings,
+    TelemetrySettings,
+)
 
 SETTINGS_CLASSES = (
     IngestSettings,
@@ -20,7 +25,7 @@ SETTINGS_CLASSES = (
     TelemetrySettings,
     SecretsSettings,
 )
-SECTIONS = ("broker", "store", "telemetry", "secrets")
+SECTIONS = ("broker", "store", "telemetry", "secrets", "dns")
 
 
 def own_fields(cls):
