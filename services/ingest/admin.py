@@ -51,7 +51,7 @@ class NetworkIn(_In):
 
 
 class DomainIn(_In):
-    domain: str = Field(pattern=r"^(?=.{1,253}$)([a-zA-Z0-9-]{1,63}\.)+[a-zA-Z]{2,63}$")
+    domain: str = Field(max_length=253, pattern=r"^([a-zA-Z0-9-]{1,63}\.)+[a-zA-Z]{2,63}$")
     verified: bool = Field(False, description="Operator's word that the domain is theirs.")
     selector: str = Field("hato", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
 
