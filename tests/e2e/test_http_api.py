@@ -1,0 +1,327 @@
+"""The HTTP door and the admin API against the running services: JSON, raw and batch sends,
+validation, idempotency, ISO-2022-JP, tenant isolation, provisioning and DNS verification."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from shared.settings import StoreSettings
+from shared.store import Store
+from tests.conftest import AMQP_URL, MONGODB_URL, TENANT, provision, unique
+from tests.helpers.dns import DnsServer
+from tests.helpers.net import free_port
+from tests.helpers.sinks import Sink
+from tests.helpers.stack import Stack
+from tests.helpers.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+OPERATOR = "op-" + unique("token")
+
+
+@dataclass
+class Api:
+    store: Store
+    http: httpx.AsyncClient
+    key: str
+    rival_key: str
+    sink: Sink
+    dns: DnsServer
+
+    def as_tenant(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.key}"}
+
+
+@pytest.fixture(scope="module")
+async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
+    database = unique("http")
+    store = Store(StoreSettings(url=MONGODB_URL, database=database, timeout=3))
+    await store.ensure_indexes()
+    await provision(store, master_key, dkim_key)
+    d = store.directory
+    await d.upsert_tenant("rival")
+    await d.upsert_domain("rival.test", tenant="rival", verified=True)
+    _, key = await d.add_api_key(TENANT, name="shop backend")
+    _, rival_key = await d.add_api_key("rival")
+    sink = await Sink(host="127.0.0.2").start()
+    dns_server = await DnsServer().start()
+    http_port = free_port()
+    stack = Stack(
+        env={
+            "HATO_AMQP_URL": AMQP_URL,
+            "HATO_AMQP_PREFIX": unique("http"),
+            "HATO_AMQP_QUEUE_EXPIRES": "600000",
+            "HATO_MONGODB_URL": MONGODB_URL,
+            "HATO_MONGODB_DATABASE": database,
+            "HATO_MASTER_KEY": master_key,
+            "HATO_INGEST_SMTP_PORT": str(free_port()),
+            "HATO_INGEST_HTTP_PORT": str(http_port),
+            "HATO_INGEST_ADMIN_TOKEN": OPERATOR,
+            "HATO_DNS_NAMESERVERS": dns_server.address,
+            "HATO_DNS_TIMEOUT": "2",
+            "HATO_DISPATCHER_ROUTES": f"*={sink.address}",
+        },
+        log_dir=tmp_path_factory.mktemp("logs"),
+    )
+    await stack.start_all()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as http:
+        yield Api(store, http, key, rival_key, sink, dns_server)
+    assert (await stack.stop_all()) == {"ingest": 0, "signer": 0, "dispatcher": 0, "bounce": 0}
+    for p in stack.processes.values():
+        assert key not in p.log() and OPERATOR not in p.log()
+    await sink.stop()
+    dns_server.stop()
+    await store.client.drop_database(database)
+    await store.close()
+
+
+def message(**overrides) -> dict:
+    body = {
+        "from": "Shop <orders@shop.test>",
+        "to": ["bob@ok.test"],
+        "subject": "Order 7",
+        "text": "Thanks for your order.",
+        "tags": ["order"],
+        "metadata": {"order": "7"},
+    }
+    body.update(overrides)
+    return body
+
+
+async def delivered_to(api: Api, address: str) -> bytes:
+    received = await eventually(
+        lambda: _find(api.sink, address), until=lambda r: r is not None, timeout=30
+    )
+    return received.data
+
+
+async def _find(sink: Sink, address: str):
+    for r in sink.received:
+        if address in r.rcpt_tos:
+            return r
+    return None
+
+
+async def test_a_json_message_is_accepted_then_delivered(api: Api) -> None:
+    """202 with the message id and each recipient's id; the composed message arrives; the
+    state API shows the tags and metadata."""
+    response = await api.http.post(
+        "/v1/messages",
+        json=message(
+            to=["Bob <json@ok.test>"],
+            cc=["cc@ok.test"],
+            bcc=["hidden@ok.test"],
+            html="<p>Thanks</p>",
+            headers={"X-Order": "7"},
+        ),
+        headers=api.as_tenant(),
+    )
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert [(r["address"], r["status"]) for r in body["recipients"]] == [
+        ("json@ok.test", "queued"),
+        ("cc@ok.test", "queued"),
+        ("hidden@ok.test", "queued"),
+    ]
+    data = await delivered_to(api, "json@ok.test")
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    assert parsed["To"] == "Bob <json@ok.test>" and parsed["Cc"] == "cc@ok.test"
+    assert "Bcc" not in parsed and b"hidden@ok.test" not in data
+    assert parsed["X-Order"] == "7" and parsed["Message-ID"].endswith("@shop.test>")
+    assert parsed.get_body(("plain",)).get_content().strip() == "Thanks for your order."
+    state = (await api.http.get(f"/v1/messages/{body['id']}", headers=api.as_tenant())).json()
+    assert state["tags"] == ["order"] and state["metadata"] == {"order": "7"}
+
+
+async def test_iso_2022_jp_round_trip(api: Api) -> None:
+    """charset=iso-2022-jp: 7-bit ISO-2022-JP headers and body that decode back to the text."""
+    subject, text, name = "ご注文ありがとうございます", "本文です。\n二行目も。", "山田太郎"
+    response = await api.http.post(
+        "/v1/messages",
+        json=message(
+            to=[f"{name} <taro@docomo.test>"], subject=subject, text=text, charset="iso-2022-jp"
+        ),
+        headers=api.as_tenant(),
+    )
+    assert response.status_code == 202, response.text
+    data = await delivered_to(api, "taro@docomo.test")
+    assert data.isascii()  # 7-bit on the wire
+    assert b"=?iso-2022-jp?b?" in data
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    assert parsed["Subject"] == subject
+    assert parsed["To"].addresses[0].display_name == name
+    part = parsed.get_body(("plain",))
+    assert part.get_content_charset() == "iso-2022-jp"
+    assert part.get_content().replace("\r\n", "\n").strip() == text
+
+
+async def test_raw_messages_are_sent_as_they_are(api: Api) -> None:
+    raw = (
+        b"From: orders@shop.test\r\nTo: raw@ok.test\r\nSubject: raw\r\n"
+        b"Message-ID: <raw-1@shop.test>\r\n\r\nexact bytes\r\n"
+    )
+    response = await api.http.post(
+        "/v1/messages/raw",
+        json={"to": ["raw@ok.test"], "message": base64.b64encode(raw).decode()},
+        headers=api.as_tenant(),
+    )
+    assert response.status_code == 202, response.text
+    data = await delivered_to(api, "raw@ok.test")
+    assert data.startswith(b"DKIM-Signature:") and data.endswith(raw)
+
+
+@pytest.mark.parametrize(
+    "change, where",
+    [
+        ({"surprise": 1}, "surprise"),
+        ({"subject": "two\r\nBcc: victim@evil.test"}, "subject"),
+        ({"headers": {"X-Evil": "a\nBcc: victim@evil.test"}}, "headers.X-Evil"),
+        ({"headers": {"Bcc": "victim@evil.test"}}, "headers"),
+        ({"headers": {"Bad Name": "x"}}, "headers"),
+        ({"to": []}, ""),
+        ({"to": ["not an address"]}, "to.0"),
+        ({"to": ["victim%evil.test@ok.test"]}, "to.0"),
+        ({"text": None}, ""),
+        ({"attachments": [{"filename": "a", "content": "***"}]}, "attachments.0.content"),
+        ({"charset": "latin-1"}, "charset"),
+    ],
+)
+async def test_bad_requests_get_a_400_problem_document(api: Api, change, where) -> None:
+    """Unknown fields, CR/LF in any header, reserved headers, bad addresses: 400 with the
+    location of the error, and nothing is sent."""
+    response = await api.http.post("/v1/messages", json=message(**change), headers=api.as_tenant())
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 400 and problem["title"] == "Bad Request"
+    assert any(e["location"].endswith(where) for e in problem["errors"]), problem
+
+
+async def test_authentication_and_sender_rules(api: Api) -> None:
+    """No key or a wrong key: 401; the operator token cannot send (403); a domain that is not
+    the tenant's: 403."""
+    assert (await api.http.post("/v1/messages", json=message())).status_code == 401
+    wrong = {"Authorization": "Bearer hato_00000000_" + "x" * 43}
+    assert (await api.http.post("/v1/messages", json=message(), headers=wrong)).status_code == 401
+    op = {"Authorization": f"Bearer {OPERATOR}"}
+    assert (await api.http.post("/v1/messages", json=message(), headers=op)).status_code == 403
+    foreign = await api.http.post(
+        "/v1/messages", json=message(**{"from": "x@rival.test"}), headers=api.as_tenant()
+    )
+    assert foreign.status_code == 403 and "rival.test" in foreign.json()["detail"]
+
+
+async def test_idempotency_key_replays_the_first_response(api: Api) -> None:
+    """The same key and body: the same 202 again and one message only; the same key with
+    another body: 422."""
+    tag = unique("idem")
+    headers = {**api.as_tenant(), "Idempotency-Key": tag}
+    first = await api.http.post("/v1/messages", json=message(subject=tag), headers=headers)
+    again = await api.http.post("/v1/messages", json=message(subject=tag), headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json()
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert await api.store.db.messages.count_documents({"subject": tag}) == 1
+    other = await api.http.post("/v1/messages", json=message(subject="other"), headers=headers)
+    assert other.status_code == 422
+
+
+async def test_batch_gives_a_result_per_message(api: Api) -> None:
+    response = await api.http.post(
+        "/v1/messages/batch",
+        json={
+            "messages": [
+                message(to=["b1@ok.test"]),
+                message(**{"from": "x@rival.test"}),
+                message(to=["b3@ok.test"]),
+            ]
+        },
+        headers=api.as_tenant(),
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [202, 403, 202]
+    assert results[0]["recipients"][0]["address"] == "b1@ok.test"
+    await delivered_to(api, "b3@ok.test")
+
+
+async def test_a_tenant_never_sees_another_tenants_messages(api: Api) -> None:
+    """Another tenant's message id is 404, exactly like an unknown one."""
+    sent = await api.http.post("/v1/messages", json=message(), headers=api.as_tenant())
+    url = f"/v1/messages/{sent.json()['id']}"
+    assert (await api.http.get(url, headers=api.as_tenant())).status_code == 200
+    rival = await api.http.get(url, headers=api.as_tenant(api.rival_key))
+    assert rival.status_code == 404
+    assert rival.json() == (
+        await api.http.get("/v1/messages/nope", headers=api.as_tenant(api.rival_key))
+    ).json() | {"detail": rival.json()["detail"]}
+
+
+async def test_openapi_is_published(api: Api) -> None:
+    spec = (await api.http.get("/openapi.json")).json()
+    assert {
+        "/v1/messages",
+        "/v1/messages/raw",
+        "/v1/messages/batch",
+        "/v1/messages/{message_id}",
+    } <= set(spec["paths"])
+
+
+async def test_the_admin_api_provisions_a_tenant_that_can_send(api: Api) -> None:
+    """Operator: tenant → domain (DNS records) → not verified until its DKIM record is in DNS
+    → verified → an SMTP credential and an API key (shown once) → the key sends."""
+    op = {"Authorization": f"Bearer {OPERATOR}"}
+    name, domain = unique("t"), f"{unique('d')}.test"
+    r = await api.http.post(
+        "/admin/v1/tenants",
+        headers=op,
+        json={"name": name, "networks": ["192.0.2.0/24"], "limits": {"max_recipients": 10}},
+    )
+    assert r.status_code == 201, r.text
+    assert (
+        await api.http.post("/admin/v1/tenants", headers=op, json={"name": name})
+    ).status_code == 409
+    r = await api.http.post(
+        f"/admin/v1/tenants/{name}/domains", headers=op, json={"domain": domain}
+    )
+    assert r.status_code == 201, r.text
+    records = {rec["type"] + " " + rec["name"]: rec["value"] for rec in r.json()["dns_records"]}
+    dkim_txt = records[f"TXT hato._domainkey.{domain}"]
+    assert dkim_txt.startswith("v=DKIM1; k=rsa; p=")
+    assert records[f"TXT {domain}"].startswith("v=spf1 include:")
+    assert f"CNAME bounces.{domain}" in records
+
+    r = await api.http.post(f"/admin/v1/domains/{domain}/verify", headers=op)
+    assert r.json()["verified"] is False and r.json()["dkim"][0]["status"] == "missing"
+    api.dns.publish(f"hato._domainkey.{domain}", dkim_txt)
+    r = await api.http.post(f"/admin/v1/domains/{domain}/verify", headers=op)
+    assert r.json()["verified"] is True and r.json()["dkim"][0]["status"] == "found"
+
+    r = await api.http.post(
+        f"/admin/v1/tenants/{name}/credentials",
+        headers=op,
+        json={"username": f"{name}-smtp", "allowed_from": [domain]},
+    )
+    assert r.status_code == 201 and len(r.json()["password"]) >= 20
+    listed = (await api.http.get(f"/admin/v1/tenants/{name}/credentials", headers=op)).json()
+    assert "password" not in json.dumps(listed) and "hash" not in json.dumps(listed)
+    r = await api.http.post(f"/admin/v1/tenants/{name}/api-keys", headers=op, json={"name": "ci"})
+    assert r.status_code == 201
+    key = r.json()["key"]
+    assert key.startswith(f"hato_{r.json()['prefix']}_")
+
+    sent = await api.http.post(
+        "/v1/messages",
+        headers=api.as_tenant(key),
+        json=message(**{"from": f"news@{domain}"}, to=["prov@ok.test"]),
+    )
+    assert sent.status_code == 202, sent.text
+    assert (await api.http.get("/admin/v1/tenants", headers=api.as_tenant(key))).status_code == 403
