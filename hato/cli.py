@@ -1,7 +1,9 @@
-"""``hato``: the admin command. Tenants, domains, DKIM keys, message state, and dev mode.
+"""``hato``: the admin command. Tenants, networks, limits, domains and their DNS records, DKIM
+keys, SMTP credentials, API keys, suppressions, message state, and dev mode.
 
 Reads the same ``HATO_*`` settings as the services (``HATO_MONGODB_URL``,
-``HATO_MASTER_KEY_FILE`` ...).
+``HATO_MASTER_KEY_FILE``, ``HATO_DNS_NAMESERVERS`` ...). The admin HTTP API
+(``/admin/v1``) offers the same operations.
 """
 
 from __future__ import annotations
@@ -10,16 +12,17 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared import dkim
-from shared.secrets import SecretBox, generate_master_key
-from shared.settings import SecretsSettings, StoreSettings
+from shared.directory import DuplicateError, Limits
+from shared.dns import records_for
+from shared.provisioning import Provisioner, ProvisioningError
+from shared.secrets import SecretBox, SecretsError, generate_master_key
+from shared.settings import DnsSettings, SecretsSettings, StoreSettings
 from shared.store import Store
 
 DEV_TENANT = "dev"
@@ -33,104 +36,211 @@ class CliSettings(BaseSettings):
 
     store: StoreSettings = Field(default_factory=StoreSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    dns: DnsSettings = Field(default_factory=DnsSettings)
+
+
+class Context:
+    """What a command works with: the store and the provisioning rules."""
+
+    def __init__(self, store: Store, settings: CliSettings) -> None:
+        self.store = store
+        self.directory = store.directory
+        self.settings = settings
+        try:
+            box: SecretBox | None = SecretBox.from_settings(settings.secrets)
+        except SecretsError:
+            box = None  # only commands that make keys need it; they say so
+        self.provisioner = Provisioner(store.directory, box, settings.dns)
 
 
 def _out(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
 
 
-async def _with_store(settings: CliSettings, fn: Callable[[Store], Awaitable[int]]) -> int:
-    store = Store(settings.store)
-    try:
-        await store.ensure_indexes()
-        return await fn(store)
-    finally:
-        await store.close()
+def _fail(message: str) -> int:
+    print(f"hato: {message}", file=sys.stderr)
+    return 1
 
 
-# -- commands -------------------------------------------------------------------------------
+# -- tenants and networks ---------------------------------------------------------------------
 
 
-async def tenant_add(store: Store, args: argparse.Namespace, _: CliSettings) -> int:
-    await store.directory.upsert_tenant(args.name, pool=args.pool, networks=args.network or [])
-    print(f"tenant {args.name}: pool {args.pool}, networks {', '.join(args.network or []) or '-'}")
+async def tenant_add(ctx: Context, args: argparse.Namespace) -> int:
+    limits = Limits(args.max_message_size, args.max_recipients, args.messages_per_hour)
+    doc = await ctx.directory.upsert_tenant(
+        args.name, pool=args.pool, networks=args.network, limits=limits
+    )
+    print(
+        f"tenant {doc['_id']}: pool {doc['pool']}, networks "
+        f"{', '.join(doc.get('networks', [])) or '-'}, limits {doc.get('limits', {}) or '-'}"
+    )
     return 0
 
 
-async def tenant_list(store: Store, args: argparse.Namespace, _: CliSettings) -> int:
-    for t in await store.directory.tenants():
-        print(f"{t['_id']}\tpool={t.get('pool')}\tnetworks={','.join(t.get('networks', []))}")
+async def tenant_list(ctx: Context, args: argparse.Namespace) -> int:
+    for t in await ctx.directory.tenants():
+        print(
+            f"{t['_id']}\tpool={t.get('pool')}\tnetworks={','.join(t.get('networks', []))}"
+            f"\tlimits={json.dumps(t.get('limits', {}))}"
+        )
     return 0
 
 
-async def domain_add(store: Store, args: argparse.Namespace, settings: CliSettings) -> int:
-    existing = await store.directory.domain(args.domain)
-    if existing and existing["tenant"] != args.tenant:
-        print(f"hato: {args.domain} belongs to tenant {existing['tenant']}", file=sys.stderr)
-        return 1
-    await store.directory.upsert_domain(args.domain, tenant=args.tenant, verified=args.verified)
-    doc = await store.directory.domain(args.domain)
-    if not (doc or {}).get("dkim"):
-        await _generate(store, settings, args.domain, args.selector)
-    print(f"domain {args.domain}: tenant {args.tenant}, verified={args.verified}")
-    return await dkim_show(store, args, settings)
+async def network_add(ctx: Context, args: argparse.Namespace) -> int:
+    if await ctx.directory.tenant(args.tenant) is None:
+        return _fail(f"unknown tenant {args.tenant}")
+    await ctx.directory.add_network(args.tenant, _cidr(args.cidr))
+    print(f"{args.tenant} relays for {_cidr(args.cidr)}")
+    return 0
 
 
-async def domain_list(store: Store, args: argparse.Namespace, _: CliSettings) -> int:
-    for d in await store.directory.domains():
+async def network_remove(ctx: Context, args: argparse.Namespace) -> int:
+    await ctx.directory.remove_network(args.tenant, _cidr(args.cidr))
+    print(f"{args.tenant} no longer relays for {_cidr(args.cidr)}")
+    return 0
+
+
+def _cidr(value: str) -> str:
+    import ipaddress
+
+    return str(ipaddress.ip_network(value, strict=False))
+
+
+# -- domains and DKIM -------------------------------------------------------------------------
+
+
+async def domain_add(ctx: Context, args: argparse.Namespace) -> int:
+    doc = await ctx.provisioner.add_domain(
+        args.domain, tenant=args.tenant, verified=args.verified, selector=args.selector
+    )
+    state = "verified" if doc["verified"] else "not verified yet (publish, then hato domain verify)"
+    print(f"domain {doc['_id']}: tenant {args.tenant}, {state}")
+    print("Publish these DNS records:")
+    for record in records_for(doc, ctx.settings.dns):
+        print(f"  {record.zone_line()}    ; {record.purpose}")
+    return 0
+
+
+async def domain_verify(ctx: Context, args: argparse.Namespace) -> int:
+    verified, checks = await ctx.provisioner.verify(args.domain)
+    for c in checks:
+        print(f"{c.name}: {c.status}")
+    print(f"{args.domain}: {'verified' if verified else 'NOT verified'}")
+    return 0 if verified else 1
+
+
+async def domain_list(ctx: Context, args: argparse.Namespace) -> int:
+    for d in await ctx.directory.domains(args.tenant):
         selectors = ",".join(k["selector"] for k in d.get("dkim", []))
         print(f"{d['_id']}\ttenant={d['tenant']}\tverified={d.get('verified')}\tdkim={selectors}")
     return 0
 
 
-async def _generate(store: Store, settings: CliSettings, domain: str, selector: str) -> None:
-    box = SecretBox.from_settings(settings.secrets)
-    key = await asyncio.to_thread(dkim.generate_rsa, domain.lower(), selector)
-    await store.directory.add_dkim_key(domain, dkim.to_document(key, box))
+async def dkim_generate(ctx: Context, args: argparse.Namespace) -> int:
+    await ctx.provisioner.generate_key(args.domain, args.selector)
+    return await dkim_show(ctx, args)
 
 
-async def dkim_generate(store: Store, args: argparse.Namespace, settings: CliSettings) -> int:
-    if await store.directory.domain(args.domain) is None:
-        print(f"hato: unknown domain {args.domain} (hato domain add first)", file=sys.stderr)
-        return 1
-    await _generate(store, settings, args.domain, args.selector)
-    return await dkim_show(store, args, settings)
-
-
-async def dkim_show(store: Store, args: argparse.Namespace, _: CliSettings) -> int:
-    doc = await store.directory.domain(args.domain)
+async def dkim_show(ctx: Context, args: argparse.Namespace) -> int:
+    doc = await ctx.directory.domain(args.domain)
     if doc is None:
-        print(f"hato: unknown domain {args.domain}", file=sys.stderr)
-        return 1
+        return _fail(f"unknown domain {args.domain}")
     if not doc.get("dkim"):
-        print(f"hato: {args.domain} has no DKIM key (hato dkim generate)", file=sys.stderr)
-        return 1
-    for key in doc["dkim"]:
-        name = dkim.txt_record_name(doc["_id"], key["selector"])
-        print(f'{name}. IN TXT "{dkim.txt_record_value(key)}"')
+        return _fail(f"{args.domain} has no DKIM key (hato dkim generate)")
+    for record in records_for(doc, ctx.settings.dns):
+        if record.type == "TXT" and "._domainkey." in record.name:
+            print(record.zone_line())
     return 0
 
 
-async def message_show(store: Store, args: argparse.Namespace, _: CliSettings) -> int:
-    message = await store.message(args.id)
+# -- credentials, API keys, suppressions -----------------------------------------------------
+
+
+async def credential_add(ctx: Context, args: argparse.Namespace) -> int:
+    if await ctx.directory.tenant(args.tenant) is None:
+        return _fail(f"unknown tenant {args.tenant}")
+    password = await ctx.directory.add_credential(
+        args.tenant, args.username, allowed_from=args.allow_from or []
+    )
+    print(f"SMTP user {args.username} for {args.tenant}; password (shown once): {password}")
+    return 0
+
+
+async def credential_list(ctx: Context, args: argparse.Namespace) -> int:
+    for c in await ctx.directory.credentials(args.tenant):
+        print(
+            f"{c['_id']}\ttenant={c['tenant']}\tallowed_from={','.join(c['allowed_from']) or '*'}"
+        )
+    return 0
+
+
+async def credential_remove(ctx: Context, args: argparse.Namespace) -> int:
+    if not await ctx.directory.delete_credential(args.username):
+        return _fail(f"no SMTP user {args.username}")
+    print(f"removed SMTP user {args.username}")
+    return 0
+
+
+async def apikey_add(ctx: Context, args: argparse.Namespace) -> int:
+    if await ctx.directory.tenant(args.tenant) is None:
+        return _fail(f"unknown tenant {args.tenant}")
+    prefix, token = await ctx.directory.add_api_key(
+        args.tenant, name=args.name, allowed_from=args.allow_from or []
+    )
+    print(f"API key {prefix} for {args.tenant} (shown once):\n{token}")
+    return 0
+
+
+async def apikey_list(ctx: Context, args: argparse.Namespace) -> int:
+    for k in await ctx.directory.api_keys(args.tenant):
+        print(
+            f"{k['_id']}\ttenant={k['tenant']}\tname={k.get('name', '')}"
+            f"\tallowed_from={','.join(k.get('allowed_from', [])) or '*'}"
+        )
+    return 0
+
+
+async def apikey_revoke(ctx: Context, args: argparse.Namespace) -> int:
+    if not await ctx.directory.revoke_api_key(args.prefix):
+        return _fail(f"no API key {args.prefix}")
+    print(f"revoked API key {args.prefix}")
+    return 0
+
+
+async def suppression_add(ctx: Context, args: argparse.Namespace) -> int:
+    await ctx.directory.suppress(args.tenant, args.address, reason=args.reason, source="admin")
+    print(f"{args.tenant} will not mail {args.address.lower()}")
+    return 0
+
+
+async def suppression_remove(ctx: Context, args: argparse.Namespace) -> int:
+    if not await ctx.directory.unsuppress(args.tenant, args.address):
+        return _fail(f"{args.address} is not suppressed for {args.tenant}")
+    print(f"{args.tenant} may mail {args.address.lower()} again")
+    return 0
+
+
+# -- messages and dev mode ---------------------------------------------------------------------
+
+
+async def message_show(ctx: Context, args: argparse.Namespace) -> int:
+    message = await ctx.store.message(args.id)
     if message is None:
-        print(f"hato: no message {args.id}", file=sys.stderr)
-        return 1
-    message["recipients"] = await store.recipients(args.id)
-    message["events"] = await store.events(args.id)
+        return _fail(f"no message {args.id}")
+    message["recipients"] = await ctx.store.recipients(args.id)
+    message["events"] = await ctx.store.events(args.id)
     _out(message)
     return 0
 
 
-async def dev_init(store: Store, args: argparse.Namespace, settings: CliSettings) -> int:
+async def dev_init(ctx: Context, args: argparse.Namespace) -> int:
     """The dev tenant, owning hato.test (verified, DKIM selector 'dev'), relaying from
     127.0.0.1 (or the networks given)."""
     networks = args.network or [DEV_NETWORK]
-    await store.directory.upsert_tenant(DEV_TENANT, pool="default", networks=networks)
-    await store.directory.upsert_domain(DEV_DOMAIN, tenant=DEV_TENANT, verified=True)
-    doc = await store.directory.domain(DEV_DOMAIN)
-    if not any(k["selector"] == DEV_SELECTOR for k in (doc or {}).get("dkim", [])):
-        await _generate(store, settings, DEV_DOMAIN, DEV_SELECTOR)
+    await ctx.directory.upsert_tenant(DEV_TENANT, pool="default", networks=networks)
+    await ctx.provisioner.add_domain(
+        DEV_DOMAIN, tenant=DEV_TENANT, verified=True, selector=DEV_SELECTOR
+    )
     print(f"dev tenant '{DEV_TENANT}' owns {DEV_DOMAIN} and relays from {', '.join(networks)}")
     return 0
 
@@ -146,6 +256,16 @@ def cmd_master_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cert(args: argparse.Namespace) -> int:
+    from hato.devcert import write_self_signed
+
+    if Path(args.cert).exists() and Path(args.key).exists():
+        return 0
+    write_self_signed(Path(args.cert), Path(args.key), args.name)
+    print(f"wrote a self-signed certificate for {args.name} to {args.cert}")
+    return 0
+
+
 def cmd_sink(args: argparse.Namespace) -> int:
     from hato.sink import serve
 
@@ -153,51 +273,143 @@ def cmd_sink(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- the parser ----------------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hato", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="group", required=True)
 
-    tenant = sub.add_parser("tenant", help="tenants").add_subparsers(dest="cmd", required=True)
-    t = tenant.add_parser("add", help="create or update a tenant")
-    t.add_argument("name")
-    t.add_argument("--pool", default="default", help="IP pool (default: default)")
-    t.add_argument("--network", action="append", help="authorised source network (CIDR); repeat")
-    t.set_defaults(run=tenant_add)
-    tenant.add_parser("list", help="list tenants").set_defaults(run=tenant_list)
+    def group(name: str, help: str) -> argparse._SubParsersAction:
+        return sub.add_parser(name, help=help).add_subparsers(dest="cmd", required=True)
 
-    domain = sub.add_parser("domain", help="sending domains").add_subparsers(
-        dest="cmd", required=True
+    def command(g, name: str, run, help: str, *arguments: tuple) -> argparse.ArgumentParser:
+        c = g.add_parser(name, help=help)
+        for names, options in arguments:
+            c.add_argument(*names, **options)
+        c.set_defaults(run=run)
+        return c
+
+    allow = (
+        ("--allow-from",),
+        {
+            "action": "append",
+            "metavar": "ADDRESS_OR_DOMAIN",
+            "help": "restrict to this From address or domain; repeat",
+        },
     )
-    d = domain.add_parser("add", help="add a sending domain to a tenant; prints its DNS records")
-    d.add_argument("domain")
-    d.add_argument("--tenant", required=True)
-    d.add_argument("--verified", action="store_true", help="mark verified by the operator")
-    d.add_argument("--selector", default="hato", help="DKIM selector of the first key")
-    d.set_defaults(run=domain_add)
-    domain.add_parser("list", help="list domains").set_defaults(run=domain_list)
+    tenant_filter = (("--tenant",), {"help": "only this tenant's"})
 
-    dk = sub.add_parser("dkim", help="DKIM keys").add_subparsers(dest="cmd", required=True)
-    g = dk.add_parser("generate", help="generate an RSA-2048 key for a domain")
-    g.add_argument("domain")
-    g.add_argument("--selector", default="hato")
-    g.set_defaults(run=dkim_generate)
-    s = dk.add_parser("show", help="print the DNS TXT records to publish")
-    s.add_argument("domain")
-    s.set_defaults(run=dkim_show)
+    g = group("tenant", "tenants")
+    command(
+        g,
+        "add",
+        tenant_add,
+        "create or update a tenant",
+        (("name",), {}),
+        (("--pool",), {"help": "IP pool"}),
+        (("--network",), {"action": "append", "help": "authorised network (CIDR); repeat"}),
+        (("--max-message-size",), {"type": int}),
+        (("--max-recipients",), {"type": int}),
+        (("--messages-per-hour",), {"type": int}),
+    )
+    command(g, "list", tenant_list, "list tenants")
 
-    msg = sub.add_parser("message", help="message state").add_subparsers(dest="cmd", required=True)
-    m = msg.add_parser("show", help="a message, its recipients and its events")
-    m.add_argument("id")
-    m.set_defaults(run=message_show)
+    g = group("network", "a tenant's authorised source networks (relay without AUTH)")
+    command(g, "add", network_add, "authorise a network", (("tenant",), {}), (("cidr",), {}))
+    command(g, "remove", network_remove, "withdraw a network", (("tenant",), {}), (("cidr",), {}))
 
-    dev = sub.add_parser("dev", help="dev mode").add_subparsers(dest="cmd", required=True)
-    di = dev.add_parser("init", help="create the dev tenant and hato.test")
-    di.add_argument("--network", action="append", help="relay for this CIDR instead of 127.0.0.1")
-    di.set_defaults(run=dev_init)
-    mk = dev.add_parser("master-key", help="write a new master key file unless one exists")
+    g = group("domain", "sending domains")
+    command(
+        g,
+        "add",
+        domain_add,
+        "give a domain to a tenant; prints the DNS records to publish",
+        (("domain",), {}),
+        (("--tenant",), {"required": True}),
+        (("--verified",), {"action": "store_true", "help": "operator marks it verified"}),
+        (("--selector",), {"default": "hato", "help": "DKIM selector of the first key"}),
+    )
+    command(
+        g,
+        "verify",
+        domain_verify,
+        "look its DKIM records up; verified when found",
+        (("domain",), {}),
+    )
+    command(g, "list", domain_list, "list domains", tenant_filter)
+
+    g = group("dkim", "DKIM keys")
+    command(
+        g,
+        "generate",
+        dkim_generate,
+        "generate an RSA-2048 key for a domain",
+        (("domain",), {}),
+        (("--selector",), {"default": "hato"}),
+    )
+    command(g, "show", dkim_show, "print the DKIM TXT records to publish", (("domain",), {}))
+
+    g = group("credential", "SMTP credentials (AUTH PLAIN/LOGIN)")
+    command(
+        g,
+        "add",
+        credential_add,
+        "create an SMTP user; prints its password once",
+        (("tenant",), {}),
+        (("username",), {}),
+        allow,
+    )
+    command(g, "list", credential_list, "list SMTP users", tenant_filter)
+    command(g, "remove", credential_remove, "delete an SMTP user", (("username",), {}))
+
+    g = group("apikey", "HTTP API keys")
+    command(
+        g,
+        "add",
+        apikey_add,
+        "create an API key; prints it once",
+        (("tenant",), {}),
+        (("--name",), {"default": ""}),
+        allow,
+    )
+    command(g, "list", apikey_list, "list API keys (prefixes only)", tenant_filter)
+    command(g, "revoke", apikey_revoke, "revoke an API key", (("prefix",), {}))
+
+    g = group("suppression", "addresses a tenant must not mail")
+    command(
+        g,
+        "add",
+        suppression_add,
+        "suppress an address",
+        (("tenant",), {}),
+        (("address",), {}),
+        (("--reason",), {"default": "manual"}),
+    )
+    command(
+        g, "remove", suppression_remove, "lift a suppression", (("tenant",), {}), (("address",), {})
+    )
+
+    g = group("message", "message state")
+    command(g, "show", message_show, "a message, its recipients and its events", (("id",), {}))
+
+    g = group("dev", "dev mode")
+    command(
+        g,
+        "init",
+        dev_init,
+        "create the dev tenant and hato.test",
+        (("--network",), {"action": "append", "help": "relay for this CIDR, not 127.0.0.1"}),
+    )
+    mk = g.add_parser("master-key", help="write a new master key file unless one exists")
     mk.add_argument("file")
     mk.set_defaults(plain=cmd_master_key)
-    sk = dev.add_parser("sink", help="SMTP sink writing each message to an .eml file")
+    ct = g.add_parser("cert", help="write a self-signed TLS certificate unless one exists")
+    ct.add_argument("cert")
+    ct.add_argument("key")
+    ct.add_argument("--name", default="localhost")
+    ct.set_defaults(plain=cmd_cert)
+    sk = g.add_parser("sink", help="SMTP sink writing each message to an .eml file")
     sk.add_argument("--dir", default="var/outbox")
     sk.add_argument("--host", default="127.0.0.1")
     sk.add_argument("--port", type=int, default=2526)
@@ -205,16 +417,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+async def _run(settings: CliSettings, args: argparse.Namespace) -> int:
+    store = Store(settings.store)
+    try:
+        await store.ensure_indexes()
+        return await args.run(Context(store, settings), args)
+    finally:
+        await store.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if hasattr(args, "plain"):
         return args.plain(args)
-    settings = CliSettings()
     try:
-        return asyncio.run(_with_store(settings, lambda store: args.run(store, args, settings)))
+        return asyncio.run(_run(CliSettings(), args))
+    except (ProvisioningError, DuplicateError, ValueError) as exc:
+        return _fail(str(exc))
     except Exception as exc:  # one line for the operator, not a traceback
-        print(f"hato: {exc}", file=sys.stderr)
-        return 1
+        return _fail(f"{type(exc).__name__}: {exc}")
 
 
 if __name__ == "__main__":

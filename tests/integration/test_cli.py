@@ -68,3 +68,62 @@ async def test_a_domain_cannot_be_taken_from_its_tenant(store, master_key) -> No
     assert code == 1 and "belongs to tenant a" in err
     code, _, err = await hato(store, master_key, "dkim", "show", "nowhere.test")
     assert code == 1 and "unknown domain" in err
+
+
+async def test_credentials_keys_networks_and_suppressions(store, master_key) -> None:
+    """Secrets are printed once and stored only hashed; lists never show them."""
+    assert (await hato(store, master_key, "tenant", "add", "shop", "--max-recipients", "5"))[0] == 0
+    assert (await store.directory.tenant("shop"))["limits"] == {"max_recipients": 5}
+    code, out, _ = await hato(
+        store, master_key, "credential", "add", "shop", "printer", "--allow-from", "scans@shop.test"
+    )
+    assert code == 0
+    password = out.rsplit(": ", 1)[1].strip()
+    code, out, _ = await hato(store, master_key, "apikey", "add", "shop", "--name", "backend")
+    token = out.strip().splitlines()[-1]
+    assert token.startswith("hato_")
+    listing = (await hato(store, master_key, "credential", "list"))[1] + (
+        await hato(store, master_key, "apikey", "list", "--tenant", "shop")
+    )[1]
+    assert password not in listing and token not in listing and "scans@shop.test" in listing
+    stored = str(await store.db.credentials.find_one({})) + str(
+        await store.db.api_keys.find_one({})
+    )
+    assert password not in stored and token not in stored
+    assert (await store.directory.api_key_identity(token)).tenant == "shop"
+
+    assert (await hato(store, master_key, "network", "add", "shop", "192.0.2.7"))[0] == 0
+    assert (await store.directory.tenant("shop"))["networks"] == ["192.0.2.7/32"]
+    assert (await hato(store, master_key, "suppression", "add", "shop", "Gone@X.test"))[0] == 0
+    assert await store.directory.suppressed("shop", ["gone@x.test"]) == {"gone@x.test"}
+    assert (await hato(store, master_key, "apikey", "revoke", token.split("_")[1]))[0] == 0
+    assert await store.directory.api_key_identity(token) is None
+
+
+async def test_domain_verify_looks_the_dkim_record_up(store, master_key) -> None:
+    """`hato domain add` prints DKIM, SPF and return-path records; `hato domain verify`
+    succeeds once the DKIM record is published on the configured resolver."""
+    from tests.helpers.dns import DnsServer
+
+    dns_server = await DnsServer().start()
+    os.environ["HATO_DNS_NAMESERVERS"] = dns_server.address
+    try:
+        await hato(store, master_key, "tenant", "add", "news")
+        code, out, _ = await hato(
+            store, master_key, "domain", "add", "news.test", "--tenant", "news"
+        )
+        assert code == 0 and "not verified" in out
+        lines = [line.strip() for line in out.splitlines() if " IN " in line]
+        assert [line.split()[2] for line in lines] == ["TXT", "TXT", "CNAME"]
+        assert lines[1].startswith('news.test. IN TXT "v=spf1 include:')
+        assert lines[2].startswith("bounces.news.test. IN CNAME ")
+        code, out, _ = await hato(store, master_key, "domain", "verify", "news.test")
+        assert code == 1 and "missing" in out
+        dkim_value = lines[0].split('"')[1]
+        dns_server.publish("hato._domainkey.news.test", dkim_value)
+        code, out, _ = await hato(store, master_key, "domain", "verify", "news.test")
+        assert code == 0 and "found" in out
+        assert (await store.directory.domain("news.test"))["verified"] is True
+    finally:
+        del os.environ["HATO_DNS_NAMESERVERS"]
+        dns_server.stop()
