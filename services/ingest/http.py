@@ -22,20 +22,17 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
-from services.ingest.accept import Accepted, Acceptor, RateLimited, Submission, summarize_headers
+from services.ingest.accept import Acceptor
 from services.ingest.api_models import (
     AcceptedOut,
     BatchIn,
     MessageIn,
     RawMessageIn,
-    RecipientOut,
-    address_of,
 )
-from services.ingest.compose import compose
 from services.ingest.policy import RelayPolicy
+from services.ingest.send import DoorLimits, Refused, Sender
 from shared import logging as hlog
 from shared.directory import IdempotencyConflict, Identity
-from shared.errors import Unavailable
 from shared.store import Store
 
 log = hlog.get_logger(__name__)
@@ -116,12 +113,6 @@ class KeyCache:
         return identity
 
 
-@dataclass(frozen=True, slots=True)
-class DoorLimits:
-    max_message_size: int
-    max_recipients: int
-
-
 def create_app(
     store: Store,
     *,
@@ -200,7 +191,7 @@ def create_app(
         return message
 
     if acceptor is not None and policy is not None and limits is not None:
-        sender = Sender(acceptor, policy, limits)
+        sender = Sender(acceptor, policy, limits, door="http")
         IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
         async def idempotent(
@@ -253,7 +244,7 @@ def create_app(
             """Compose and send a message. 202 once it is durable; each recipient has an id."""
 
             async def work() -> tuple[int, Any]:
-                return 202, await sender.send(identity, message)
+                return 202, await refusals_as_problems(sender.send(identity, message))
 
             return await idempotent(request, identity, idempotency_key, work)
 
@@ -267,7 +258,7 @@ def create_app(
             """Send an RFC 5322 message as it is, to the envelope recipients given."""
 
             async def work() -> tuple[int, Any]:
-                return 202, await sender.send_raw(identity, message)
+                return 202, await refusals_as_problems(sender.send_raw(identity, message))
 
             return await idempotent(request, identity, idempotency_key, work)
 
@@ -284,7 +275,7 @@ def create_app(
                 results = []
                 for i, message in enumerate(batch.messages):
                     try:
-                        accepted = await sender.send(identity, message)
+                        accepted = await refusals_as_problems(sender.send(identity, message))
                         results.append({"index": i, "status": 202, **accepted})
                     except Problem as exc:
                         results.append({"index": i, **exc.document()})
@@ -297,91 +288,11 @@ def create_app(
     return app
 
 
-class Sender:
-    """The rules shared by the JSON, raw and batch endpoints."""
-
-    def __init__(self, acceptor: Acceptor, policy: RelayPolicy, limits: DoorLimits) -> None:
-        self.acceptor = acceptor
-        self.policy = policy
-        self.limits = limits
-
-    async def send(self, identity: Identity, message: MessageIn) -> dict[str, Any]:
-        sender = address_of(message.from_)
-        self._check_sender(identity, sender)
-        raw = compose(message, message_id_domain=sender.rpartition("@")[2])
-        return await self._submit(
-            identity,
-            sender,
-            message.envelope_recipients(),
-            raw,
-            tags=message.tags,
-            metadata=message.metadata,
-        )
-
-    async def send_raw(self, identity: Identity, message: RawMessageIn) -> dict[str, Any]:
-        raw = message.data()
-        headers = summarize_headers(raw)
-        if headers.from_address is None:
-            raise Problem(400, "the message has no usable From header")
-        self._check_sender(identity, headers.from_address)
-        sender = address_of(message.from_) if message.from_ else headers.from_address
-        self._check_sender(identity, sender)
-        rcpts = tuple(dict.fromkeys(address_of(m) for m in message.to))
-        return await self._submit(
-            identity, sender, rcpts, raw, tags=message.tags, metadata=message.metadata
-        )
-
-    def _check_sender(self, identity: Identity, address: str) -> None:
-        if not self.policy.may_send_from(identity, address):
-            raise Problem(403, f"{address} is not a verified sending address of this key's tenant")
-
-    async def _submit(
-        self,
-        identity: Identity,
-        sender: str,
-        rcpts: tuple[str, ...],
-        raw: bytes,
-        *,
-        tags: list[str],
-        metadata: dict[str, str],
-    ) -> dict[str, Any]:
-        max_rcpts = identity.limits.max_recipients or self.limits.max_recipients
-        if len(rcpts) > max_rcpts:
-            raise Problem(400, f"{len(rcpts)} recipients; this tenant may send to {max_rcpts}")
-        max_size = min(
-            identity.limits.max_message_size or self.limits.max_message_size,
-            self.limits.max_message_size,
-        )
-        if len(raw) > max_size:
-            raise Problem(413, f"the message is {len(raw)} bytes; the limit is {max_size}")
-        submission = Submission(
-            identity=identity,
-            mail_from=sender,
-            recipients=rcpts,
-            raw=raw,
-            headers=summarize_headers(raw),
-            door="http",
-            client=identity.credential,
-            tags=tuple(tags),
-            metadata=dict(metadata),
-        )
-        try:
-            accepted = await self.acceptor.accept(submission)
-        except RateLimited as exc:
-            raise Problem(429, str(exc)) from None
-        except Unavailable:
-            raise Problem(503, "the message could not be made durable; try again") from None
-        return _accepted(accepted)
-
-
-def _accepted(accepted: Accepted) -> dict[str, Any]:
-    return AcceptedOut(
-        id=accepted.message_id,
-        recipients=[
-            RecipientOut(id=r.id, address=r.address, status=accepted.status_of(r).value)
-            for r in accepted.recipients
-        ],
-    ).model_dump()
+async def refusals_as_problems(sending: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return await sending
+    except Refused as exc:
+        raise Problem(exc.status, exc.detail) from None
 
 
 def _public(doc: dict[str, Any]) -> dict[str, Any]:

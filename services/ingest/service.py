@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from services.ingest.accept import Acceptor
 from services.ingest.admin import Admin
-from services.ingest.http import DoorLimits, create_app
+from services.ingest.http import create_app
 from services.ingest.policy import RelayPolicy
+from services.ingest.send import DoorLimits
 from services.ingest.settings import IngestSettings
 from services.ingest.smtp import Authenticator, AuthThrottle, Mode, RelayHandler, SmtpListener
 from services.ingest.tls import server_context
