@@ -2,6 +2,7 @@
 
 Topology (every name carries the ``HATO_AMQP_PREFIX``, default ``hato``)::
 
+    submit   (fanout)  ------------->  submit           platform teams → ingest (JSON, README)
     work     (direct)  --sign-------->  sign             ingest → signer
                        --results----->  results          dispatcher → bounce
     deliver  (direct)  --<pool>------>  deliver.<pool>   signer → dispatcher
@@ -70,6 +71,7 @@ FAILED_AT_HEADER = "x-hato-failed-at"
 
 
 class Exchange(StrEnum):
+    SUBMIT = "submit"
     WORK = "work"
     DELIVER = "deliver"
     EVENTS = "events"
@@ -77,6 +79,7 @@ class Exchange(StrEnum):
 
 
 class Queue(StrEnum):
+    SUBMIT = "submit"
     SIGN = "sign"
     RESULTS = "results"
     EVENTS_STORE = "events.store"
@@ -104,13 +107,20 @@ def route(message: schemas.BrokerMessage) -> tuple[Exchange, str]:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """What a handler gets: the decoded message, its payload and where it stands."""
+    """What a handler gets: the decoded message, its payload, where it stands, and the AMQP
+    properties a publisher may have set (message id, reply-to, correlation id)."""
 
-    message: schemas.BrokerMessage
+    message: Any  # a schemas.BrokerMessage, or what the queue's own decoder makes
     payload: bytes
     attempt: int
     queue: str
     headers: Mapping[str, Any] = field(default_factory=dict)
+    message_id: str | None = None
+    reply_to: str | None = None
+    correlation_id: str | None = None
+
+
+Decoder = Callable[[bytes], tuple[Any, bytes]]
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
@@ -160,6 +170,7 @@ class Broker:
         ch = self._publish_channel
         assert ch is not None
         for ex, kind in (
+            (Exchange.SUBMIT, ExchangeType.FANOUT),
             (Exchange.WORK, ExchangeType.DIRECT),
             (Exchange.DELIVER, ExchangeType.DIRECT),
             (Exchange.EVENTS, ExchangeType.TOPIC),
@@ -167,6 +178,7 @@ class Broker:
         ):
             self._exchanges[ex] = await ch.declare_exchange(self.full(ex), kind, durable=True)
         await self._declare_queue(Queue.DEAD, Exchange.DEAD, "", dead_letter=False)
+        await self._declare_queue(Queue.SUBMIT, Exchange.SUBMIT, "")
         await self._declare_queue(Queue.SIGN, Exchange.WORK, Queue.SIGN)
         await self._declare_queue(Queue.RESULTS, Exchange.WORK, Queue.RESULTS)
         await self._declare_queue(Queue.EVENTS_STORE, Exchange.EVENTS, "#")
@@ -251,6 +263,19 @@ class Broker:
             message_id=getattr(message, "message_id", None),
         )
 
+    async def reply(self, to: str, body: bytes, *, correlation_id: str | None) -> None:
+        """Answer a publisher on its reply-to queue (through the default exchange)."""
+        assert self._publish_channel is not None
+        await self._publish(
+            self._publish_channel.default_exchange,
+            to,
+            body,
+            headers={},
+            message_id=None,
+            correlation_id=correlation_id,
+            content_type="application/json",
+        )
+
     async def emit(self, events: Iterable[schemas.Event]) -> None:
         """Publish events concurrently (their confirms arrive together)."""
         await asyncio.gather(*(self.publish(e) for e in events))
@@ -263,6 +288,8 @@ class Broker:
         *,
         headers: Mapping[str, Any],
         message_id: str | None,
+        correlation_id: str | None = None,
+        content_type: str = schemas.CONTENT_TYPE,
     ) -> None:
         if not self.is_connected:
             PUBLISH_FAILURES.labels(exchange.name).inc()
@@ -270,9 +297,10 @@ class Broker:
         msg = aio_pika.Message(
             body,
             headers=dict(headers),
-            content_type=schemas.CONTENT_TYPE,
+            content_type=content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message_id,
+            correlation_id=correlation_id,
         )
         try:
             async with asyncio.timeout(self.settings.publish_timeout):
@@ -290,8 +318,11 @@ class Broker:
 
     # -- consuming -----------------------------------------------------------------
 
-    async def consume(self, queue: str, handler: Handler) -> None:
-        """Start handling ``queue`` with ``handler``, under the policy in the module docstring."""
+    async def consume(
+        self, queue: str, handler: Handler, *, decode: Decoder = schemas.decode
+    ) -> None:
+        """Start handling ``queue`` with ``handler``, under the policy in the module docstring.
+        ``decode`` turns the body into the handler's message (raising CodecError if it can't)."""
         assert self._consume_channel is not None
         q = await self._consume_channel.get_queue(self.full(queue), ensure=True)
 
@@ -300,14 +331,16 @@ class Broker:
             assert task is not None
             self._in_flight.add(task)
             try:
-                await self._handle(queue, handler, message)
+                await self._handle(queue, handler, message, decode)
             finally:
                 self._in_flight.discard(task)
 
         tag = await q.consume(on_message)
         self._consumers.append((q, tag))
 
-    async def _handle(self, queue: str, handler: Handler, message: AbstractIncomingMessage) -> None:
+    async def _handle(
+        self, queue: str, handler: Handler, message: AbstractIncomingMessage, decode: Decoder
+    ) -> None:
         headers = dict(message.headers or {})
         attempt = int(headers.get(ATTEMPT_HEADER, 1) or 1)
         hlog.clear()
@@ -323,10 +356,21 @@ class Broker:
         ):
             decoded: schemas.BrokerMessage | None = None
             try:
-                decoded, payload = schemas.decode(message.body)
+                decoded, payload = decode(message.body)
                 if hasattr(decoded, "message_id"):
                     hlog.bind(message_id=decoded.message_id)
-                await handler(Delivery(decoded, payload, attempt, queue, headers))
+                await handler(
+                    Delivery(
+                        decoded,
+                        payload,
+                        attempt,
+                        queue,
+                        headers,
+                        message_id=message.message_id,
+                        reply_to=message.reply_to,
+                        correlation_id=message.correlation_id,
+                    )
+                )
             except CodecError as exc:
                 await self._settle_dead(queue, message, decoded, f"undecodable: {exc}")
             except Permanent as exc:
@@ -410,7 +454,7 @@ class Broker:
                 headers=headers,
                 message_id=message.message_id,
             )
-            if decoded is not None and not isinstance(decoded, schemas.Event):
+            if isinstance(decoded, schemas.SignJob | schemas.DeliveryJob | schemas.DeliveryResult):
                 await self.publish(
                     schemas.Event(
                         id=new_id(),

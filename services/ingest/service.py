@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from services.ingest.accept import Acceptor
 from services.ingest.admin import Admin
+from services.ingest.amqp import SubmitHandler, decode_json
 from services.ingest.http import create_app
 from services.ingest.policy import RelayPolicy
-from services.ingest.send import DoorLimits
+from services.ingest.send import DoorLimits, Sender
 from services.ingest.settings import IngestSettings
 from services.ingest.smtp import Authenticator, AuthThrottle, Mode, RelayHandler, SmtpListener
 from services.ingest.tls import server_context
 from shared import logging as hlog
+from shared.broker import Queue
 from shared.errors import ConfigError
 from shared.ops import HttpServer
 from shared.provisioning import Provisioner
@@ -108,6 +110,17 @@ async def run(settings: IngestSettings) -> None:
             admin=admin,
         )
         http = HttpServer(app, host=settings.http_host, port=settings.http_port)
+        submit = SubmitHandler(
+            rt.store,
+            rt.broker,
+            Sender(
+                acceptor,
+                policy,
+                DoorLimits(settings.max_message_size, settings.max_recipients),
+                door="amqp",
+            ),
+        )
+        await rt.broker.consume(Queue.SUBMIT, submit.handle, decode=decode_json)
         for listener in listeners:
             await listener.start()
         await http.start()

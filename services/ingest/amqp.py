@@ -1,0 +1,154 @@
+"""The AMQP front door: platform teams publish JSON to the ``submit`` exchange (or queue).
+
+Body (``application/json``), the same message schemas as the HTTP API::
+
+    {"api_key": "hato_...", "message": { ...as POST /v1/messages... }}
+    {"api_key": "hato_...", "raw":     { ...as POST /v1/messages/raw... }}
+
+The API key names the tenant (the RabbitMQ user does not). An AMQP ``message_id`` works as an
+Idempotency-Key; with ``reply_to`` set, the result (the HTTP 202 body, or a problem document)
+is published there with the same ``correlation_id``. The submission is acked only once the
+message is durable and its sign job confirmed. What cannot be accepted goes to the dead-letter
+queue with the reason, and — when the API key is valid — a ``failed`` event is published.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from services.ingest.api_models import MessageIn, RawMessageIn
+from services.ingest.send import Refused, Sender
+from shared import logging as hlog
+from shared.broker import Broker, Delivery
+from shared.directory import Directory, IdempotencyConflict, Identity
+from shared.errors import CodecError, Permanent, RetryLater, Unavailable
+from shared.ids import new_id
+from shared.schemas import Event, EventType
+from shared.store import Store
+
+log = hlog.get_logger(__name__)
+
+
+class SubmitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key: str
+    message: MessageIn | None = None
+    raw: RawMessageIn | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SubmitRequest:
+        if (self.message is None) == (self.raw is None):
+            raise ValueError("give exactly one of 'message' and 'raw'")
+        return self
+
+
+def decode_json(body: bytes) -> tuple[dict[str, Any], bytes]:
+    """The submit queue's decoder: a JSON object, else CodecError (dead-lettered)."""
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CodecError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CodecError("not a JSON object")
+    return value, b""
+
+
+class SubmitHandler:
+    def __init__(self, store: Store, broker: Broker, sender: Sender) -> None:
+        self.store = store
+        self.directory: Directory = store.directory
+        self.broker = broker
+        self.sender = sender
+
+    async def handle(self, delivery: Delivery) -> None:
+        body: dict[str, Any] = delivery.message
+        token = body.get("api_key")
+        identity = await self.directory.api_key_identity(token) if isinstance(token, str) else None
+        if identity is None:
+            await self._answer(delivery, 401, {"status": 401, "detail": "invalid API key"})
+            raise Permanent("invalid or missing api_key")
+        try:
+            request = SubmitRequest.model_validate(body)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
+            )
+            raise await self._refuse(delivery, identity, 400, problems) from None
+
+        key = delivery.message_id
+        if key:
+            try:
+                stored = await self.store.idempotency.begin(identity.tenant, f"amqp:{key}", "amqp")
+            except IdempotencyConflict as conflict:
+                if conflict.kind == "pending":
+                    raise RetryLater(5, "the same message_id is being processed") from None
+                stored = None
+            if stored is not None:
+                log.info("duplicate submission; replaying the first result", amqp_id=key)
+                await self._answer(delivery, stored["status"], stored["body"])
+                return
+        try:
+            if request.message is not None:
+                result = await self.sender.send(identity, request.message)
+            else:
+                assert request.raw is not None
+                result = await self.sender.send_raw(identity, request.raw)
+        except Refused as exc:
+            if exc.is_temporary:
+                if key:
+                    await self.store.idempotency.abandon(identity.tenant, f"amqp:{key}")
+                raise RetryLater(60 if exc.status == 429 else 5, exc.detail) from None
+            if key:
+                await self.store.idempotency.finish(
+                    identity.tenant,
+                    f"amqp:{key}",
+                    exc.status,
+                    {"status": exc.status, "detail": exc.detail},
+                )
+            raise await self._refuse(delivery, identity, exc.status, exc.detail) from None
+        if key:
+            await self.store.idempotency.finish(identity.tenant, f"amqp:{key}", 202, result)
+        await self._answer(delivery, 202, result)
+
+    async def _refuse(
+        self, delivery: Delivery, identity: Identity, status: int, detail: str
+    ) -> Permanent:
+        """Tell the publisher and record a ``failed`` event; returns the Permanent to raise,
+        which dead-letters the submission."""
+        try:
+            await self.broker.emit(
+                [
+                    Event(
+                        id=new_id(),
+                        type=EventType.FAILED,
+                        message_id=new_id(),
+                        tenant=identity.tenant,
+                        detail={
+                            "door": "amqp",
+                            "status": status,
+                            "reason": detail[:1000],
+                            "amqp_message_id": delivery.message_id,
+                        },
+                    )
+                ]
+            )
+        except Unavailable:
+            log.warning("failed event not published")
+        await self._answer(delivery, status, {"status": status, "detail": detail})
+        return Permanent(f"{status}: {detail}")
+
+    async def _answer(self, delivery: Delivery, status: int, body: Any) -> None:
+        if not delivery.reply_to:
+            return
+        try:
+            await self.broker.reply(
+                delivery.reply_to,
+                json.dumps({"status": status, **body}, default=str).encode(),
+                correlation_id=delivery.correlation_id,
+            )
+        except Unavailable:
+            log.warning("could not answer on reply_to", reply_to=delivery.reply_to)
