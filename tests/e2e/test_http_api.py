@@ -35,6 +35,7 @@ class Api:
     rival_key: str
     sink: Sink
     dns: DnsServer
+    prefix: str
 
     def as_tenant(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key}"}
@@ -54,10 +55,11 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
     sink = await Sink(host="127.0.0.2").start()
     dns_server = await DnsServer().start()
     http_port = free_port()
+    prefix = unique("http")
     stack = Stack(
         env={
             "HATO_AMQP_URL": AMQP_URL,
-            "HATO_AMQP_PREFIX": unique("http"),
+            "HATO_AMQP_PREFIX": prefix,
             "HATO_AMQP_QUEUE_EXPIRES": "600000",
             "HATO_MONGODB_URL": MONGODB_URL,
             "HATO_MONGODB_DATABASE": database,
@@ -73,7 +75,7 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
     )
     await stack.start_all()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as http:
-        yield Api(store, http, key, rival_key, sink, dns_server)
+        yield Api(store, http, key, rival_key, sink, dns_server, prefix)
     assert (await stack.stop_all()) == {"ingest": 0, "signer": 0, "dispatcher": 0, "bounce": 0}
     for p in stack.processes.values():
         assert key not in p.log() and OPERATOR not in p.log()

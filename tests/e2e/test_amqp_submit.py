@@ -1,0 +1,120 @@
+"""The AMQP submit door: platform teams publish JSON straight to RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import aio_pika
+import pytest
+
+from shared.broker import REASON_HEADER
+from tests.conftest import AMQP_URL, unique
+from tests.e2e.test_http_api import Api, api, delivered_to, message  # noqa: F401 (fixture)
+from tests.helpers.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+class Publisher:
+    """A platform team's client: publishes to the submit exchange and reads its replies."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    async def __aenter__(self) -> Publisher:
+        self.connection = await aio_pika.connect(AMQP_URL)
+        self.channel = await self.connection.channel()
+        self.replies = await self.channel.declare_queue(exclusive=True)
+        self.exchange = await self.channel.get_exchange(f"{self.prefix}.submit")
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.connection.close()
+
+    async def submit(self, body: bytes | dict, *, message_id: str | None = None) -> str:
+        correlation = unique("c")
+        await self.exchange.publish(
+            aio_pika.Message(
+                body if isinstance(body, bytes) else json.dumps(body).encode(),
+                content_type="application/json",
+                message_id=message_id,
+                reply_to=self.replies.name,
+                correlation_id=correlation,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key="",
+        )
+        return correlation
+
+    async def reply(self, correlation: str) -> dict:
+        async def take():
+            m = await self.replies.get(fail=False, no_ack=True)
+            return m
+
+        m = await eventually(take, until=lambda m: m is not None)
+        assert m.correlation_id == correlation
+        return json.loads(m.body)
+
+    async def dead(self) -> aio_pika.abc.AbstractIncomingMessage:
+        queue = await self.channel.get_queue(f"{self.prefix}.dead")
+        return await eventually(
+            lambda: queue.get(fail=False, no_ack=True), until=lambda m: m is not None
+        )
+
+
+async def test_a_published_message_is_accepted_answered_and_delivered(api: Api) -> None:
+    async with Publisher(api.prefix) as team:
+        c = await team.submit({"api_key": api.key, "message": message(to=["amqp@ok.test"])})
+        answer = await team.reply(c)
+        assert answer["status"] == 202 and answer["recipients"][0]["address"] == "amqp@ok.test"
+        await delivered_to(api, "amqp@ok.test")
+        state = await api.store.message(answer["id"])
+        assert state["door"] == "amqp"
+
+
+async def test_raw_variant_and_message_id_deduplication(api: Api) -> None:
+    """The raw form works; the same AMQP message_id twice sends once and answers twice alike."""
+    raw = b"From: orders@shop.test\r\nTo: amqp-raw@ok.test\r\nSubject: x\r\n\r\nhello\r\n"
+    body = {
+        "api_key": api.key,
+        "raw": {"to": ["amqp-raw@ok.test"], "message": base64.b64encode(raw).decode()},
+    }
+    mid = unique("m")
+    async with Publisher(api.prefix) as team:
+        first = await team.reply(await team.submit(body, message_id=mid))
+        second = await team.reply(await team.submit(body, message_id=mid))
+    assert first["status"] == 202 and first == second
+    await delivered_to(api, "amqp-raw@ok.test")
+    await asyncio.sleep(0.3)
+    assert sum("amqp-raw@ok.test" in r.rcpt_tos for r in api.sink.received) == 1
+
+
+async def test_invalid_submissions_are_dead_lettered_with_a_reason(api: Api) -> None:
+    """Not JSON; a bad key; a valid key with an invalid message (which also yields a `failed`
+    event for the tenant): each lands in the dead-letter queue with the reason."""
+    async with Publisher(api.prefix) as team:
+        await team.submit(b"{not json")
+        dead = await team.dead()
+        assert "undecodable: not JSON" in dead.headers[REASON_HEADER]
+
+        c = await team.submit({"api_key": "hato_bad", "message": message()})
+        assert (await team.reply(c))["status"] == 401
+        assert "api_key" in (await team.dead()).headers[REASON_HEADER]
+
+        tag = unique("bad")
+        c = await team.submit({"api_key": api.key, "message": message(subject=tag, surprise=1)})
+        answer = await team.reply(c)
+        assert answer["status"] == 400 and "surprise" in answer["detail"]
+        assert "400" in (await team.dead()).headers[REASON_HEADER]
+
+        c = await team.submit({"api_key": api.key, "message": message(**{"from": "x@rival.test"})})
+        assert (await team.reply(c))["status"] == 403
+        await team.dead()
+
+    failed = await eventually(
+        lambda: api.store.db.events.find({"type": "failed", "tenant": "acme"}).to_list(),
+        until=lambda es: len(es) >= 2,
+    )
+    assert any("surprise" in e["detail"]["reason"] for e in failed)
