@@ -11,7 +11,7 @@ import pytest
 
 from shared.broker import REASON_HEADER
 from tests.conftest import AMQP_URL, unique
-from tests.e2e.test_http_api import Api, api, delivered_to, message  # noqa: F401 (fixture)
+from tests.e2e.conftest import Api, delivered_to, message
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration
