@@ -47,7 +47,7 @@ async def door(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Door]:
     await provision(store, master_key, dkim_key)
     d = store.directory
     await d.upsert_tenant(TENANT, limits=Limits(max_message_size=4096, max_recipients=3))
-    await d.upsert_tenant("printers", networks=["127.0.0.7/32"])
+    await d.upsert_tenant("printers", networks=["127.0.0.7/32"], limits=Limits(messages_per_hour=2))
     await d.upsert_domain("office.test", tenant="printers", verified=True)
     await d.add_credential(TENANT, "shop", password=PASSWORD)
     await d.add_credential(
@@ -179,6 +179,24 @@ async def test_a_device_network_relays_without_auth_and_only_for_its_domains(doo
         await client.mail("orders@shop.test")
     assert (foreign.value.code, foreign.value.message[:5]) == (550, "5.7.1")
     await client.quit()
+
+
+async def test_the_hourly_message_limit_answers_451_4_7_1(door: Door) -> None:
+    """A tenant with messages_per_hour=2 gets its third message of the hour refused with a
+    temporary 451 4.7.1; exactly two were accepted this hour."""
+    codes = []
+    for _ in range(3):
+        raw = await RawSession.open(door.relay, source="127.0.0.7")
+        await raw.cmd("EHLO printer.test")
+        await raw.cmd("MAIL FROM:<scanner@office.test>")
+        await raw.cmd("RCPT TO:<boss@ok.test>")
+        await raw.cmd("DATA")
+        await raw.send(make_message(from_="scanner@office.test", to="boss@ok.test") + b".\r\n")
+        codes.append((await raw.reply())[0][:9])
+        await raw.close()
+    assert codes[-1] == "451 4.7.1"
+    assert set(codes) <= {"250 2.0.0", "451 4.7.1"}
+    assert await door.store.db.messages.count_documents({"tenant": "printers"}) == 2
 
 
 async def test_wrong_passwords_fail_and_lock_the_address_out(door: Door) -> None:
