@@ -1,4 +1,4 @@
-.PHONY: up down status test lint
+.PHONY: up down status test lint bench-accept
 
 up:       ## bring the whole stack up locally (installs what is missing)
 	scripts/dev.sh up
@@ -14,3 +14,6 @@ test:     ## run the test suite against real RabbitMQ and FerretDB (started if n
 
 lint:
 	.venv/bin/ruff check .
+
+bench-accept:  ## accept throughput and latency of the SMTP and HTTP doors
+	scripts/bootstrap.sh && scripts/infra.sh up && .venv/bin/python -m bench.accept

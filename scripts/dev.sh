@@ -15,6 +15,10 @@ export HATO_MASTER_KEY_FILE="${HATO_MASTER_KEY_FILE:-$ROOT/var/master.key}"
 export HATO_INGEST_ADMIN_TOKEN_FILE="${HATO_INGEST_ADMIN_TOKEN_FILE:-$ROOT/var/admin.token}"
 export HATO_INGEST_SMTP_PORT="${HATO_INGEST_SMTP_PORT:-2525}"
 export HATO_INGEST_HTTP_PORT="${HATO_INGEST_HTTP_PORT:-8025}"
+export HATO_INGEST_SUBMISSION_PORT="${HATO_INGEST_SUBMISSION_PORT:-2587}"
+export HATO_INGEST_SMTPS_PORT="${HATO_INGEST_SMTPS_PORT:-2465}"
+export HATO_INGEST_TLS_CERT_FILE="${HATO_INGEST_TLS_CERT_FILE:-$ROOT/var/tls/cert.pem}"
+export HATO_INGEST_TLS_KEY_FILE="${HATO_INGEST_TLS_KEY_FILE:-$ROOT/var/tls/key.pem}"
 export HATO_INGEST_OPS_PORT="${HATO_INGEST_OPS_PORT:-9101}"
 export HATO_SIGNER_OPS_PORT="${HATO_SIGNER_OPS_PORT:-9102}"
 export HATO_DISPATCHER_OPS_PORT="${HATO_DISPATCHER_OPS_PORT:-9103}"
@@ -58,6 +62,7 @@ case "${1:-up}" in
     scripts/bootstrap.sh
     scripts/infra.sh up
     .venv/bin/hato dev master-key "$HATO_MASTER_KEY_FILE" >/dev/null
+    .venv/bin/hato dev cert "$HATO_INGEST_TLS_CERT_FILE" "$HATO_INGEST_TLS_KEY_FILE" >/dev/null
     [ -s "$HATO_INGEST_ADMIN_TOKEN_FILE" ] || (umask 077 && .venv/bin/python -c \
       'import secrets; print(secrets.token_urlsafe(32))' >"$HATO_INGEST_ADMIN_TOKEN_FILE")
     .venv/bin/hato dev init
@@ -69,6 +74,9 @@ case "${1:-up}" in
 
 Hato is up.
   SMTP (relays for 127.0.0.1, no AUTH)  127.0.0.1:$HATO_INGEST_SMTP_PORT   sender domain: hato.test
+  submission (STARTTLS + AUTH)          127.0.0.1:$HATO_INGEST_SUBMISSION_PORT, implicit TLS 127.0.0.1:$HATO_INGEST_SMTPS_PORT
+                                        (self-signed var/tls/cert.pem; a user: .venv/bin/hato credential add dev NAME)
+  API key for the HTTP API              .venv/bin/hato apikey add dev
   delivered mail lands in               var/outbox/*.eml  (sink on 127.0.0.1:$SINK_PORT)
   HTTP API (operator token in var/admin.token)  http://127.0.0.1:$HATO_INGEST_HTTP_PORT  (OpenAPI at /docs)
   ops (/healthz /readyz /metrics)       ingest :$HATO_INGEST_OPS_PORT  signer :$HATO_SIGNER_OPS_PORT  dispatcher :$HATO_DISPATCHER_OPS_PORT  bounce :$HATO_BOUNCE_OPS_PORT
