@@ -4,6 +4,7 @@ unreachable, SMTP answers 451 4.3.0 and nothing is published."""
 from __future__ import annotations
 
 import aio_pika
+import httpx
 import pytest
 
 from services.ingest import replies
@@ -47,30 +48,41 @@ def ingest_env(prefix: str, database: str, master_key: str, **extra: str) -> dic
 async def test_database_stopped_means_451_and_nothing_published(
     tmp_path, master_key, dkim_key
 ) -> None:
-    """Kill the MongoDB-compatible server under a running ingest: the client gets 451 4.3.0,
-    the sign queue stays empty; with the server back, mail is accepted again."""
+    """Kill the MongoDB-compatible server under a running ingest: SMTP gets 451 4.3.0 and HTTP
+    a 503 problem, nothing is queued; with the server back, mail is accepted again."""
     db = PrivateFerretDB(tmp_path / "ferretdb")
     await db.start()
     prefix, database = unique("dur"), unique("dur")
     store = Store(StoreSettings(url=db.url, database=database, timeout=2))
     await provision(store, master_key, dkim_key)
+    _, key = await store.directory.add_api_key("acme")
     env = ingest_env(prefix, database, master_key, HATO_MONGODB_URL=db.url)
     stack = Stack(env=env, log_dir=tmp_path)
     await stack.start("ingest")
     port = int(env["HATO_INGEST_SMTP_PORT"])
+    api = f"http://127.0.0.1:{env['HATO_INGEST_HTTP_PORT']}/v1/messages"
+    body = {"from": "orders@shop.test", "to": ["bob@ok.test"], "subject": "s", "text": "t"}
+    auth = {"Authorization": f"Bearer {key}"}
     try:
         assert (await send(port)).code == 250
-        assert await queued(prefix, "sign") == 1
+        async with httpx.AsyncClient(timeout=30) as http:
+            assert (await http.post(api, json=body, headers=auth)).status_code == 202
+        assert await queued(prefix, "sign") == 2
 
         await db.stop()
         outcome = await send(port)
         assert (outcome.code, outcome.stage) == (replies.NOT_DURABLE.code, "data")
         assert outcome.message.startswith(replies.NOT_DURABLE.enhanced)
-        assert await queued(prefix, "sign") == 1
+        async with httpx.AsyncClient(timeout=30) as http:
+            # the API key is cached, so this reaches the accept step and its write fails
+            refused = await http.post(api, json=body, headers=auth)
+        assert refused.status_code == 503
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert await queued(prefix, "sign") == 2
 
         await db.start()
         outcome = await eventually(lambda: send(port), until=lambda o: o.code == 250)
-        assert await queued(prefix, "sign") == 2
+        assert await queued(prefix, "sign") == 3
         assert await store.message(outcome.queued_id) is not None
     finally:
         assert await stack.stop_all() == {"ingest": 0}
