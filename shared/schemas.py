@@ -163,6 +163,13 @@ def encode(message: _Model, payload: bytes = b"") -> bytes:
     return message.model_dump_json().encode() + b"\n" + payload
 
 
+def describe(exc: ValidationError, *, whole: str = "body", limit: int = 5) -> str:
+    """A validation error in one line: ``field.path: problem; ...``."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or whole}: {e['msg']}" for e in exc.errors()[:limit]
+    )
+
+
 def decode(body: bytes) -> tuple[BrokerMessage, bytes]:
     """Split an AMQP body into its model and payload; raises CodecError when it is not one."""
     head, sep, payload = body.partition(b"\n")
@@ -171,10 +178,7 @@ def decode(body: bytes) -> tuple[BrokerMessage, bytes]:
     try:
         message = _adapter.validate_json(head)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'envelope'}: {e['msg']}" for e in exc.errors()[:3]
-        )
-        raise CodecError(f"invalid envelope: {problems}") from None
+        raise CodecError(f"invalid envelope: {describe(exc, whole='envelope')}") from None
     if message.schema_version > SCHEMA_VERSION:
         raise CodecError(f"unsupported schema_version {message.schema_version}")
     return message, payload

@@ -26,7 +26,7 @@ from shared.broker import Broker, Delivery
 from shared.directory import Directory, IdempotencyConflict, Identity
 from shared.errors import CodecError, Permanent, RetryLater, Unavailable
 from shared.ids import new_id
-from shared.schemas import Event, EventType
+from shared.schemas import Event, EventType, describe
 from shared.store import Store
 
 log = hlog.get_logger(__name__)
@@ -74,10 +74,7 @@ class SubmitHandler:
         try:
             request = SubmitRequest.model_validate(body)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
-            )
-            raise await self._refuse(delivery, identity, 400, problems) from None
+            raise await self._refuse(delivery, identity, 400, describe(exc)) from None
 
         key = delivery.message_id
         if key:

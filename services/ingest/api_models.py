@@ -60,6 +60,17 @@ def _mailbox(value: str) -> str:
 Mailbox = Annotated[str, AfterValidator(_mailbox)]
 
 
+def _base64(value: str) -> str:
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not valid base64") from None
+    return value
+
+
+Base64 = Annotated[str, AfterValidator(_base64)]
+
+
 def address_of(mailbox: str) -> str:
     return email.utils.parseaddr(mailbox)[1]
 
@@ -71,17 +82,8 @@ class _Strict(BaseModel):
 class Attachment(_Strict):
     filename: OneLine = Field(min_length=1, max_length=255)
     content_type: OneLine = Field("application/octet-stream", pattern=r"^[\w.+-]+/[\w.+-]+$")
-    content: str = Field(description="The file, base64-encoded.")
+    content: Base64 = Field(description="The file, base64-encoded.")
     content_id: OneLine | None = Field(None, description="Makes it inline, for cid: in HTML.")
-
-    @field_validator("content")
-    @classmethod
-    def _base64(cls, value: str) -> str:
-        try:
-            base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("not valid base64") from None
-        return value
 
     def data(self) -> bytes:
         return base64.b64decode(self.content)
@@ -140,18 +142,9 @@ class RawMessageIn(_Strict):
         "", alias="from", description="Envelope sender; default: the From header's address."
     )
     to: list[Mailbox] = Field(min_length=1, max_length=MAX_RECIPIENTS_PER_MESSAGE)
-    message: str = Field(description="The message, base64-encoded.")
+    message: Base64 = Field(description="The message, base64-encoded.")
     tags: list[OneLine] = Field([], max_length=10)
     metadata: dict[str, OneLine] = Field({}, max_length=20)
-
-    @field_validator("message")
-    @classmethod
-    def _base64(cls, value: str) -> str:
-        try:
-            base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("not valid base64") from None
-        return value
 
     def data(self) -> bytes:
         return base64.b64decode(self.message)

@@ -90,6 +90,20 @@ async def door(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Door]:
     await store.close()
 
 
+async def smtps(door: Door, source: str) -> aiosmtplib.SMTP:
+    """A client connected to port 465 (implicit TLS) from ``source``, after EHLO."""
+    client = aiosmtplib.SMTP(
+        hostname="127.0.0.1",
+        port=door.smtps,
+        use_tls=True,
+        tls_context=door.tls,
+        source_address=(source, 0),
+    )
+    await client.connect()
+    await client.ehlo()
+    return client
+
+
 async def submit(
     client: aiosmtplib.SMTP,
     *,
@@ -137,15 +151,7 @@ async def test_submission_port_requires_starttls_then_auth(door: Door) -> None:
 
 
 async def test_smtps_port_is_implicit_tls_with_auth_login(door: Door) -> None:
-    client = aiosmtplib.SMTP(
-        hostname="127.0.0.1",
-        port=door.smtps,
-        use_tls=True,
-        tls_context=door.tls,
-        source_address=("127.0.0.5", 0),
-    )
-    await client.connect()
-    await client.ehlo()
+    client = await smtps(door, "127.0.0.5")
     await client.auth_login("shop", PASSWORD)
     assert (await submit(client)).code == 250
     await client.quit()
@@ -204,15 +210,7 @@ async def test_wrong_passwords_fail_and_lock_the_address_out(door: Door) -> None
     until the lock-out ends; another address is not affected."""
 
     async def attempt(password: str, source: str) -> int:
-        client = aiosmtplib.SMTP(
-            hostname="127.0.0.1",
-            port=door.smtps,
-            use_tls=True,
-            tls_context=door.tls,
-            source_address=(source, 0),
-        )
-        await client.connect()
-        await client.ehlo()
+        client = await smtps(door, source)
         try:
             await client.auth_plain("shop", password)
             return 235
@@ -233,15 +231,7 @@ async def test_wrong_passwords_fail_and_lock_the_address_out(door: Door) -> None
 
 
 async def test_a_restricted_credential_sends_only_from_its_addresses(door: Door) -> None:
-    client = aiosmtplib.SMTP(
-        hostname="127.0.0.1",
-        port=door.smtps,
-        use_tls=True,
-        tls_context=door.tls,
-        source_address=("127.0.0.5", 0),
-    )
-    await client.connect()
-    await client.ehlo()
+    client = await smtps(door, "127.0.0.5")
     await client.auth_plain("orders-only", PASSWORD)
     with pytest.raises(aiosmtplib.SMTPResponseException) as other:
         await client.mail("ceo@shop.test")
