@@ -19,6 +19,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.directory import DuplicateError, Limits
+from shared.dkim import ALGORITHMS
+from shared.dkim import status as key_status
 from shared.dns import records_for
 from shared.provisioning import Provisioner, ProvisioningError
 from shared.secrets import SecretBox, SecretsError, generate_master_key
@@ -137,8 +139,46 @@ async def domain_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def dkim_generate(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.provisioner.generate_key(args.domain, args.selector)
-    return await dkim_show(ctx, args)
+    change = await ctx.provisioner.generate_key(
+        args.domain, args.selector, ALGORITHMS[args.algorithm]
+    )
+    _print_change(change)
+    return 0
+
+
+async def dkim_rotate(ctx: Context, args: argparse.Namespace) -> int:
+    _print_change(await ctx.provisioner.rotate(args.domain, ALGORITHMS[args.algorithm]))
+    return 0
+
+
+def _print_change(change) -> None:
+    if change.kind == "pending":
+        print(
+            f"new key {change.selector} ({change.algorithm}) is pending: the current key keeps "
+            f"signing until this record is published, then this one takes over:"
+        )
+    else:
+        print(f"key {change.selector} ({change.algorithm}) is {change.kind}; publish:")
+    print(f'  {change.record_name}. IN TXT "{change.record_value}"')
+
+
+async def dkim_check(ctx: Context, args: argparse.Namespace) -> int:
+    """Look every live key's record up; activate pending keys whose record is published."""
+    changes = await ctx.provisioner.promote(args.domain)
+    checks = await ctx.provisioner.check(args.domain)
+    doc = await ctx.directory.domain(args.domain)
+    states = {k["selector"]: key_status(k) for k in (doc or {}).get("dkim", [])}
+    explain = {
+        "found": "published, matches",
+        "missing": "NOT published: publish the record (hato dkim show)",
+        "different": "WRONG: the published record holds another key",
+        "dns-error": "DNS lookup failed",
+    }
+    for c in checks:
+        print(f"{c.name} [{states.get(c.selector)}]: {explain[c.status]}")
+    for change in changes:
+        print(f"{change.selector}: now {change.kind}")
+    return 0 if all(c.status == "found" for c in checks) else 1
 
 
 async def dkim_show(ctx: Context, args: argparse.Namespace) -> int:
@@ -340,13 +380,30 @@ def build_parser() -> argparse.ArgumentParser:
     command(g, "list", domain_list, "list domains", tenant_filter)
 
     g = group("dkim", "DKIM keys")
+    algorithm = (("--algorithm",), {"choices": sorted(ALGORITHMS), "default": "rsa-2048"})
     command(
         g,
         "generate",
         dkim_generate,
-        "generate an RSA-2048 key for a domain",
+        "generate a key (active at once unless one of its algorithm is: then pending)",
         (("domain",), {}),
-        (("--selector",), {"default": "hato"}),
+        (("--selector",), {}),
+        algorithm,
+    )
+    command(
+        g,
+        "rotate",
+        dkim_rotate,
+        "a new pending key: it takes over once its record is in DNS",
+        (("domain",), {}),
+        algorithm,
+    )
+    command(
+        g,
+        "check",
+        dkim_check,
+        "look the published records up; activate pending keys that are published",
+        (("domain",), {}),
     )
     command(g, "show", dkim_show, "print the DKIM TXT records to publish", (("domain",), {}))
 

@@ -154,6 +154,10 @@ class Directory:
         query = {"tenant": tenant} if tenant else {}
         return await self.db.domains.find(query).sort("_id", ASCENDING).to_list()
 
+    async def set_dkim_keys(self, domain: str, keys: list[dict[str, Any]]) -> None:
+        """Replace a domain's key list (after a rotation step changed statuses)."""
+        await self.db.domains.update_one({"_id": domain.lower()}, {"$set": {"dkim": keys}})
+
     async def add_dkim_key(self, domain: str, key: dict[str, Any]) -> None:
         """Add (or replace, by selector) one DKIM key of a domain."""
         await self.db.domains.update_one(

@@ -12,11 +12,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from shared.secrets import SecretBox
 
 RSA_BITS = 2048  # RFC 8301 3.2: at least 1024, 2048 recommended
+RSA = "rsa-sha256"
+ED25519 = "ed25519-sha256"  # RFC 8463
+ALGORITHMS = {"rsa-2048": RSA, "ed25519": ED25519}
+
+# A key's life: pending (generated, its record not yet seen in DNS), active (signs), retired.
+PENDING, ACTIVE, RETIRED = "pending", "active", "retired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +31,7 @@ class DkimKey:
 
     domain: str
     selector: str
-    algorithm: str  # "rsa-sha256"
+    algorithm: str  # "rsa-sha256" or "ed25519-sha256"
     private_pem: bytes
     public_b64: str
 
@@ -48,6 +54,47 @@ def generate_rsa(domain: str, selector: str, bits: int = RSA_BITS) -> DkimKey:
     )
 
 
+def generate_ed25519(domain: str, selector: str) -> DkimKey:
+    key = ed25519.Ed25519PrivateKey.generate()
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    # RFC 8463 4.2: p= is the base64 of the raw 32-byte public key.
+    return DkimKey(domain, selector, ED25519, private_pem, base64.b64encode(raw).decode())
+
+
+def generate(domain: str, selector: str, algorithm: str = RSA) -> DkimKey:
+    return (
+        generate_ed25519(domain, selector)
+        if algorithm == ED25519
+        else generate_rsa(domain, selector)
+    )
+
+
+def from_pem(domain: str, selector: str, private_pem: bytes) -> DkimKey:
+    """A key given as a PEM private key (a mounted secret); its algorithm from its type."""
+    key = serialization.load_pem_private_key(private_pem, password=None)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        raw = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return DkimKey(domain, selector, ED25519, private_pem, base64.b64encode(raw).decode())
+    if isinstance(key, rsa.RSAPrivateKey):
+        der = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return DkimKey(domain, selector, RSA, private_pem, base64.b64encode(der).decode())
+    raise ValueError(f"{selector}._domainkey.{domain}: not an RSA or Ed25519 private key")
+
+
+def status(doc: dict[str, Any]) -> str:
+    """A stored key's status (documents from before key rotation only had ``active``)."""
+    return doc.get("status") or (ACTIVE if doc.get("active") else RETIRED)
+
+
 def txt_record_name(domain: str, selector: str) -> str:
     return f"{selector}._domainkey.{domain}"
 
@@ -60,14 +107,16 @@ def txt_record_value(key: DkimKey | dict[str, Any]) -> str:
     return f"v=DKIM1; k={k}; p={public}"
 
 
-def to_document(key: DkimKey, box: SecretBox, *, active: bool = True) -> dict[str, Any]:
+def to_document(key: DkimKey, box: SecretBox, *, state: str = ACTIVE) -> dict[str, Any]:
+    now = datetime.now(UTC)
     return {
         "selector": key.selector,
         "algorithm": key.algorithm,
         "public_key": key.public_b64,
         "private_key_sealed": box.seal(key.private_pem),
-        "active": active,
-        "created_at": datetime.now(UTC),
+        "status": state,
+        "created_at": now,
+        "activated_at": now if state == ACTIVE else None,
     }
 
 

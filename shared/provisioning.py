@@ -4,6 +4,8 @@ domain (with its first DKIM key), generating keys, verifying domains through DNS
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared import dkim
@@ -16,6 +18,48 @@ from shared.settings import DnsSettings
 
 class ProvisioningError(HatoError):
     """Raised when a provisioning request cannot be carried out; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChange:
+    """A step in a key's life: ``pending`` (publish record_value at record_name),
+    ``active`` (it signs now) or ``retired``."""
+
+    kind: str
+    tenant: str
+    domain: str
+    selector: str
+    algorithm: str
+    record_name: str
+    record_value: str
+
+    @classmethod
+    def of(
+        cls, kind: str, doc: dict[str, Any], selector: str, algorithm: str, public: str
+    ) -> KeyChange:
+        value = dkim.txt_record_value({"public_key": public, "algorithm": algorithm})
+        return cls(
+            kind,
+            doc["tenant"],
+            doc["_id"],
+            selector,
+            algorithm,
+            dkim.txt_record_name(doc["_id"], selector),
+            value,
+        )
+
+
+def _new_selector(algorithm: str, taken: set[str]) -> str:
+    base = datetime.now(UTC).strftime("h%Y%m%d") + ("e" if algorithm == dkim.ED25519 else "r")
+    selector, n = base, 1
+    while selector in taken:
+        n += 1
+        selector = f"{base}{n}"
+    return selector
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 class Provisioner:
@@ -44,13 +88,97 @@ class Provisioner:
         assert doc is not None
         return doc
 
-    async def generate_key(self, domain: str, selector: str) -> None:
+    async def generate_key(
+        self, domain: str, selector: str | None = None, algorithm: str = dkim.RSA
+    ) -> KeyChange:
+        """A new key: active at once when the domain has no active key of that algorithm,
+        else pending until its record is published (a rotation)."""
         if self.box is None:
             raise ProvisioningError("no master key is configured (HATO_MASTER_KEY_FILE)")
-        if await self.directory.domain(domain) is None:
+        doc = await self.directory.domain(domain)
+        if doc is None:
             raise ProvisioningError(f"unknown domain {domain}")
-        key = await asyncio.to_thread(dkim.generate_rsa, domain.lower(), selector)
-        await self.directory.add_dkim_key(domain, dkim.to_document(key, self.box))
+        keys = doc.get("dkim", [])
+        selector = selector or _new_selector(algorithm, {k["selector"] for k in keys})
+        if any(k["selector"] == selector for k in keys):
+            raise ProvisioningError(f"{domain} already has a key with selector {selector}")
+        has_active = any(
+            k["algorithm"] == algorithm and dkim.status(k) == dkim.ACTIVE for k in keys
+        )
+        state = dkim.PENDING if has_active else dkim.ACTIVE
+        key = await asyncio.to_thread(dkim.generate, doc["_id"], selector, algorithm)
+        await self.directory.add_dkim_key(domain, dkim.to_document(key, self.box, state=state))
+        return KeyChange.of(state, doc, key.selector, key.algorithm, key.public_b64)
+
+    async def rotate(self, domain: str, algorithm: str = dkim.RSA) -> KeyChange:
+        """Start a rotation: a pending key that takes over once DNS shows its record."""
+        doc = await self.directory.domain(domain)
+        if doc is None:
+            raise ProvisioningError(f"unknown domain {domain}")
+        if any(
+            k["algorithm"] == algorithm and dkim.status(k) == dkim.PENDING
+            for k in doc.get("dkim", [])
+        ):
+            raise ProvisioningError(f"{domain} already has a pending {algorithm} key")
+        return await self.generate_key(domain, None, algorithm)
+
+    async def promote(self, domain: str) -> list[KeyChange]:
+        """Activate each pending key whose record is published; the active key of the same
+        algorithm it replaces retires."""
+        doc = await self.directory.domain(domain)
+        if doc is None:
+            raise ProvisioningError(f"unknown domain {domain}")
+        keys = [dict(k) for k in doc.get("dkim", [])]
+        pending = [k for k in keys if dkim.status(k) == dkim.PENDING]
+        if not pending:
+            return []
+        checks = await check_dkim({"_id": doc["_id"], "dkim": pending}, self.dns)
+        found = {c.selector for c in checks if c.status == "found"}
+        changes, now = [], datetime.now(UTC)
+        for new in (k for k in pending if k["selector"] in found):
+            for old in keys:
+                if old["algorithm"] == new["algorithm"] and dkim.status(old) == dkim.ACTIVE:
+                    old.update(status=dkim.RETIRED, active=False, retired_at=now)
+                    changes.append(
+                        KeyChange.of(
+                            dkim.RETIRED, doc, old["selector"], old["algorithm"], old["public_key"]
+                        )
+                    )
+            new.update(status=dkim.ACTIVE, activated_at=now)
+            changes.append(
+                KeyChange.of(dkim.ACTIVE, doc, new["selector"], new["algorithm"], new["public_key"])
+            )
+        if changes:
+            await self.directory.set_dkim_keys(domain, keys)
+        return changes
+
+    async def rotation_pass(self, rotate_after_days: int) -> list[KeyChange]:
+        """For every domain: promote published keys; start rotations of keys too old."""
+        changes: list[KeyChange] = []
+        cutoff = datetime.now(UTC) - timedelta(days=rotate_after_days)
+        for doc in await self.directory.domains():
+            changes += await self.promote(doc["_id"])
+            if not rotate_after_days:
+                continue
+            fresh = await self.directory.domain(doc["_id"]) or doc
+            keys = fresh.get("dkim", [])
+            for algorithm in {k["algorithm"] for k in keys}:
+                mine = [k for k in keys if k["algorithm"] == algorithm]
+                active = [k for k in mine if dkim.status(k) == dkim.ACTIVE]
+                if any(dkim.status(k) == dkim.PENDING for k in mine) or not active:
+                    continue
+                since = active[0].get("activated_at") or active[0].get("created_at")
+                if since is not None and _aware(since) < cutoff:
+                    changes.append(await self.rotate(doc["_id"], algorithm))
+        return changes
+
+    async def check(self, domain: str) -> list[KeyCheck]:
+        """The DNS state of every key that is not retired."""
+        doc = await self.directory.domain(domain)
+        if doc is None:
+            raise ProvisioningError(f"unknown domain {domain}")
+        live = [k for k in doc.get("dkim", []) if dkim.status(k) != dkim.RETIRED]
+        return await check_dkim({"_id": doc["_id"], "dkim": live}, self.dns)
 
     def records(self, domain: dict[str, Any]) -> list[dict[str, str]]:
         return [r.as_dict() for r in records_for(domain, self.dns)]

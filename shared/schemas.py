@@ -54,6 +54,8 @@ class EventType(StrEnum):
     EXPIRED = "expired"
     FAILED = "failed"
     DEAD_LETTERED = "dead_lettered"
+    DKIM_KEY_PENDING = "dkim_key_pending"  # a new key waits for its DNS record
+    DKIM_KEY_ACTIVATED = "dkim_key_activated"
 
 
 class _Model(BaseModel):
@@ -143,7 +145,7 @@ class Event(_Model):
     kind: Literal["event"] = "event"
     id: str
     type: EventType
-    message_id: str
+    message_id: str | None = None  # None for events about a tenant's setup (DKIM keys ...)
     tenant: str
     recipient_id: str | None = None
     address: str | None = None

@@ -1,4 +1,5 @@
-"""The signer service: sign each message once, then one delivery job per destination domain."""
+"""The signer service: sign each message once, then one delivery job per destination domain;
+and, on a schedule, the DKIM key rotation of every domain."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from itertools import islice
 
 from prometheus_client import Counter
 
+from services.signer.dkim_sign import SigningError, sign
+from services.signer.keys import Choice, KeyRing, load_key_files
 from services.signer.settings import SignerSettings
-from services.signer.signing import KeyRing, sign
 from shared import logging as hlog
 from shared.broker import Broker, Delivery, Queue
 from shared.errors import Permanent, Unavailable
 from shared.ids import new_id
+from shared.provisioning import Provisioner
 from shared.runtime import Runtime
 from shared.schemas import DeliveryJob, Event, EventType, Recipient, Reply, SignJob
 from shared.secrets import SecretBox
@@ -24,6 +27,7 @@ log = hlog.get_logger(__name__)
 SIGNED = Counter(
     "hato_signer_messages_total", "Messages handled by the signer, by outcome.", ["outcome"]
 )
+INLINE_LIMIT = 256 * 1024  # larger messages are signed in a worker thread
 
 
 def fan_out(job: SignJob, *, per_job: int) -> list[DeliveryJob]:
@@ -62,32 +66,60 @@ class Signer:
         job = delivery.message
         if not isinstance(job, SignJob):
             raise Permanent(f"expected a sign job, got {type(job).__name__}")
-        key = await self.keys.for_domain(job.from_domain)
-        if key is None:
-            if self.settings.unsigned_policy == "fail":
-                await self._fail(job, f"no DKIM key for {job.from_domain}")
-                return
-            signed, dkim_info, event = delivery.payload, None, EventType.UNSIGNED
+        choice = await self.keys.choose(job.tenant, job.from_domain)
+        signed, problem = delivery.payload, None
+        if not choice.keys:
+            problem = f"no usable DKIM key for {job.from_domain}"
         else:
-            signed = await asyncio.to_thread(sign, delivery.payload, key)
-            dkim_info = {"domain": key.domain, "selector": key.selector, "algorithm": key.algorithm}
-            event = EventType.SIGNED
+            try:
+                signed = await self._sign(delivery.payload, choice)
+            except SigningError as exc:
+                problem = str(exc)
+        if problem and self.settings.unsigned_policy == "fail":
+            await self._fail(job, problem)
+            return
 
+        dkim_info = (
+            None
+            if problem
+            else {
+                "domain": choice.domain,
+                "selectors": choice.selectors,
+                "aligned": choice.aligned,
+            }
+        )
         if not await self.store.mark_signed(job.message_id, dkim_info):
             # Ingest removes the state of a message whose acceptance failed.
             raise Permanent("no message state: its acceptance did not complete")
-
         jobs = fan_out(job, per_job=self.settings.max_recipients_per_job)
         await asyncio.gather(*(self.broker.publish(j, signed) for j in jobs))
-        SIGNED.labels(event.value).inc()
-        log.info("signed", dkim=dkim_info, jobs=len(jobs))
-        await self._emit(job, event, dkim_info or {"reason": f"no key for {job.from_domain}"})
+
+        if problem:
+            SIGNED.labels("unsigned").inc()
+            log.warning("sent unsigned", reason=problem, jobs=len(jobs))
+            await self._emit(job, EventType.UNSIGNED, {"reason": problem})
+            return
+        SIGNED.labels("signed" if choice.aligned else "signed_fallback").inc()
+        log.info("signed", domain=choice.domain, selectors=choice.selectors, jobs=len(jobs))
+        detail: dict = dict(dkim_info or {})
+        if not choice.aligned:
+            detail["note"] = (
+                f"signed with the tenant's fallback domain {choice.domain}: "
+                f"{job.from_domain} has no usable key (not DMARC-aligned)"
+            )
+        await self._emit(job, EventType.SIGNED, detail)
+
+    async def _sign(self, payload: bytes, choice: Choice) -> bytes:
+        if len(payload) <= INLINE_LIMIT:
+            return sign(payload, choice.keys)
+        return await asyncio.to_thread(sign, payload, choice.keys)
 
     async def _fail(self, job: SignJob, reason: str) -> None:
         await self.store.fail_message(
             job.message_id, Reply(code=554, enhanced="5.7.0", text=reason)
         )
         SIGNED.labels("failed").inc()
+        log.warning("not sent: cannot sign", reason=reason)
         await self._emit(job, EventType.FAILED, {"reason": reason}, per_recipient=True)
 
     async def _emit(
@@ -111,13 +143,57 @@ class Signer:
             log.warning("event not published", type=type_.value)
 
 
+class Rotation:
+    """Activates keys whose records appeared in DNS, and starts a rotation for keys older
+    than ``rotate_after_days``; each step is announced as an event."""
+
+    def __init__(self, provisioner: Provisioner, broker: Broker, *, rotate_after_days: int):
+        self.provisioner = provisioner
+        self.broker = broker
+        self.rotate_after_days = rotate_after_days
+
+    async def run(self) -> None:
+        events = []
+        for change in await self.provisioner.rotation_pass(self.rotate_after_days):
+            type_ = (
+                EventType.DKIM_KEY_PENDING
+                if change.kind == "pending"
+                else EventType.DKIM_KEY_ACTIVATED
+            )
+            events.append(
+                Event(
+                    id=new_id(),
+                    type=type_,
+                    tenant=change.tenant,
+                    detail={
+                        "domain": change.domain,
+                        "selector": change.selector,
+                        "algorithm": change.algorithm,
+                        "record_name": change.record_name,
+                        "record_value": change.record_value,
+                    },
+                )
+            )
+            log.info(
+                "dkim rotation", kind=change.kind, domain=change.domain, selector=change.selector
+            )
+        if events:
+            await self.broker.emit(events)
+
+
 async def run(settings: SignerSettings) -> None:
     box = SecretBox.from_settings(settings.secrets)
+    files = load_key_files(settings.keys_dir)
     async with Runtime("signer", settings, pools=settings.pools) as rt:
-        keys = KeyRing(rt.store, box, ttl=settings.key_cache_seconds)
-        await rt.broker.consume(
-            Queue.SIGN, Signer(rt.store, rt.broker, keys, settings=settings).handle
+        keys = KeyRing(rt.store.directory, box, ttl=settings.key_cache_seconds, files=files)
+        signer = Signer(rt.store, rt.broker, keys, settings=settings)
+        await rt.broker.consume(Queue.SIGN, signer.handle)
+        rotation = Rotation(
+            Provisioner(rt.store.directory, box, settings.dns),
+            rt.broker,
+            rotate_after_days=settings.rotate_after_days,
         )
+        rt.every(settings.rotation_interval, rotation.run)
         rt.serving()
         log.info("ready", ops_port=rt.ops.port)
         await rt.until_stopped()

@@ -7,13 +7,14 @@ from typing import Annotated, Literal
 from pydantic import Field
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from shared.settings import SecretsSettings, ServiceSettings, comma_list
+from shared.settings import DnsSettings, SecretsSettings, ServiceSettings, comma_list
 
 
 class SignerSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HATO_SIGNER_", extra="ignore")
 
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    dns: DnsSettings = Field(default_factory=DnsSettings)
     pools: Annotated[list[str], NoDecode] = Field(
         ["default"], description="IP pools whose delivery queues are declared (comma-separated)."
     )
@@ -25,6 +26,15 @@ class SignerSettings(ServiceSettings):
     )
     key_cache_seconds: float = Field(
         30.0, ge=0, description="Seconds a domain's keys are kept in memory before reloading."
+    )
+    keys_dir: str = Field(
+        "", description="Folder of PEM keys named <selector>._domainkey.<domain>.pem (secrets)."
+    )
+    rotation_interval: float = Field(
+        3600, gt=0, description="Seconds between rotation passes (activate published keys...)."
+    )
+    rotate_after_days: int = Field(
+        0, ge=0, description="Start a key rotation when an active key is this old; 0: never."
     )
 
     _split_pools = comma_list("pools")
