@@ -98,6 +98,8 @@ stop_pidfile() { # file
 case "${1:-up}" in
   up) rabbit_up; ferret_up ;;
   build) ferret_build ;;
+  test-tools)
+    perl -MMail::DKIM::Verifier -e 1 2>/dev/null || apt_install libmail-dkim-perl ;;
   down)
     stop_pidfile "$RUN/ferretdb.pid"
     if [ -f "$RUN/rabbitmq.started-by-hato" ]; then
@@ -109,5 +111,5 @@ case "${1:-up}" in
   status)
     port_open 127.0.0.1 5672 && echo "rabbitmq: up (127.0.0.1:5672)" || echo "rabbitmq: down"
     port_open "${FERRET_ADDR%:*}" "${FERRET_ADDR##*:}" && echo "mongodb: up ($FERRET_ADDR)" || echo "mongodb: down" ;;
-  *) echo "usage: $0 up|down|status|build" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|build|test-tools" >&2; exit 2 ;;
 esac

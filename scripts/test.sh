@@ -6,5 +6,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 scripts/bootstrap.sh
 scripts/infra.sh up
+scripts/infra.sh test-tools  # Mail::DKIM, the independent DKIM verifier of the signer tests
 scripts/infra.sh build  # tests start a FerretDB of their own to stop it
 exec .venv/bin/python -m pytest "$@"

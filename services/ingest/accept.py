@@ -13,7 +13,6 @@ import asyncio
 import email.parser
 import email.policy
 import email.utils
-import re
 from dataclasses import dataclass, field
 
 from opentelemetry.trace import SpanKind
@@ -24,6 +23,7 @@ from shared.broker import Broker
 from shared.directory import Identity
 from shared.errors import TRANSIENT_ERRORS, HatoError, Unavailable
 from shared.ids import new_id
+from shared.message import normalize_line_endings
 from shared.schemas import Event, EventType, Recipient, RecipientStatus, Reply, SignJob, utcnow
 from shared.store import Store
 from shared.telemetry import tracer
@@ -100,18 +100,6 @@ class Accepted:
 
 class RateLimited(HatoError):
     """Raised when a tenant has reached its messages-per-hour limit."""
-
-
-_LINE_ENDING = re.compile(rb"\r\n|\r|\n")
-
-
-def normalize_line_endings(raw: bytes) -> bytes:
-    """Every line ending as CRLF (RFC 5322 2.3). A bare CR or LF can then never pose as the
-    end of DATA further down the line (SMTP smuggling): a "<LF>.<LF>" inside a message becomes
-    a line holding a dot, which the next hop dot-stuffs."""
-    if b"\r" not in raw and b"\n" not in raw:
-        return raw
-    return _LINE_ENDING.sub(b"\r\n", raw)
 
 
 class Acceptor:

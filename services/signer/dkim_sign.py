@@ -25,6 +25,7 @@ from dkim.canonicalization import CanonicalizationPolicy
 
 from shared.dkim import ED25519, RSA, DkimKey
 from shared.errors import HatoError
+from shared.message import normalize_line_endings
 
 POLICY = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 SIGNED = (  # RFC 6376 5.4.1, in this order
@@ -133,13 +134,13 @@ def sign(message: bytes, keys: Sequence[SigningKey], *, now: int | None = None) 
     """``message`` with one DKIM-Signature per key prepended (the first key's on top)."""
     if not keys:
         return message
+    message = normalize_line_endings(message)  # what is signed is what is sent: CRLF
     try:
         headers, body = dkim.rfc822_parse(message)
     except dkim.MessageFormatError as exc:
         raise SigningError(f"the header does not parse: {exc}") from None
     if not any(name.lower() == b"from" for name, _ in headers):
         raise SigningError("the message has no From header")
-    linesep = b"\r\n" if b"\r\n" in message[:4096] or b"\n" not in message[:4096] else b"\n"
     body_hash = base64.b64encode(hashlib.sha256(POLICY.canonicalize_body(body)).digest())
     include = header_list(headers)
     canonical = POLICY.canonicalize_headers(headers)
@@ -168,5 +169,5 @@ def sign(message: bytes, keys: Sequence[SigningKey], *, now: int | None = None) 
         folded = unsigned + b"".join(
             b"\r\n\t" + signature[i : i + 72] for i in range(0, len(signature), 72)
         )
-        fields_out.append(_HEADER_NAME + b": " + folded.replace(b"\r\n", linesep) + linesep)
+        fields_out.append(_HEADER_NAME + b": " + folded + b"\r\n")
     return b"".join(fields_out) + message
