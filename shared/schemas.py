@@ -56,6 +56,7 @@ class EventType(StrEnum):
     DEAD_LETTERED = "dead_lettered"
     DKIM_KEY_PENDING = "dkim_key_pending"  # a new key waits for its DNS record
     DKIM_KEY_ACTIVATED = "dkim_key_activated"
+    DKIM_KEY_RETIRED = "dkim_key_retired"
 
 
 class _Model(BaseModel):

@@ -143,6 +143,13 @@ class Signer:
             log.warning("event not published", type=type_.value)
 
 
+_ROTATION_EVENTS = {
+    "pending": EventType.DKIM_KEY_PENDING,
+    "active": EventType.DKIM_KEY_ACTIVATED,
+    "retired": EventType.DKIM_KEY_RETIRED,
+}
+
+
 class Rotation:
     """Activates keys whose records appeared in DNS, and starts a rotation for keys older
     than ``rotate_after_days``; each step is announced as an event."""
@@ -155,11 +162,7 @@ class Rotation:
     async def run(self) -> None:
         events = []
         for change in await self.provisioner.rotation_pass(self.rotate_after_days):
-            type_ = (
-                EventType.DKIM_KEY_PENDING
-                if change.kind == "pending"
-                else EventType.DKIM_KEY_ACTIVATED
-            )
+            type_ = _ROTATION_EVENTS[change.kind]
             events.append(
                 Event(
                     id=new_id(),

@@ -29,6 +29,8 @@ class Api:
     sink: Sink
     dns: DnsServer
     prefix: str
+    master_key: str
+    dkim_key: object
 
     def as_tenant(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key}"}
@@ -63,12 +65,15 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
             "HATO_DNS_NAMESERVERS": dns_server.address,
             "HATO_DNS_TIMEOUT": "2",
             "HATO_DISPATCHER_ROUTES": f"*={sink.address}",
+            "HATO_SIGNER_KEY_CACHE_SECONDS": "0",
+            "HATO_INGEST_POLICY_REFRESH": "0.5",
+            "HATO_SIGNER_ROTATION_INTERVAL": "0.5",
         },
         log_dir=tmp_path_factory.mktemp("logs"),
     )
     await stack.start_all()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as http:
-        yield Api(store, http, key, rival_key, sink, dns_server, prefix)
+        yield Api(store, http, key, rival_key, sink, dns_server, prefix, master_key, dkim_key)
     assert (await stack.stop_all()) == {"ingest": 0, "signer": 0, "dispatcher": 0, "bounce": 0}
     for p in stack.processes.values():
         assert key not in p.log() and OPERATOR not in p.log()
