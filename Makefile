@@ -1,4 +1,4 @@
-.PHONY: up down status test lint bench-accept
+.PHONY: up down status test lint bench-accept bench-sign
 
 up:       ## bring the whole stack up locally (installs what is missing)
 	scripts/dev.sh up
@@ -17,3 +17,6 @@ lint:
 
 bench-accept:  ## accept throughput and latency of the SMTP and HTTP doors
 	scripts/bootstrap.sh && scripts/infra.sh up && .venv/bin/python -m bench.accept
+
+bench-sign:    ## DKIM signatures per second against raw OpenSSL; memory for 25 MB
+	scripts/bootstrap.sh && .venv/bin/python -m bench.sign
