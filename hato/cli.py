@@ -70,7 +70,11 @@ def _fail(message: str) -> int:
 async def tenant_add(ctx: Context, args: argparse.Namespace) -> int:
     limits = Limits(args.max_message_size, args.max_recipients, args.messages_per_hour)
     doc = await ctx.directory.upsert_tenant(
-        args.name, pool=args.pool, networks=args.network, limits=limits
+        args.name,
+        pool=args.pool,
+        networks=args.network,
+        limits=limits,
+        signing_domain=args.signing_domain,
     )
     print(
         f"tenant {doc['_id']}: pool {doc['pool']}, networks "
@@ -352,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
         (("--max-message-size",), {"type": int}),
         (("--max-recipients",), {"type": int}),
         (("--messages-per-hour",), {"type": int}),
+        (("--signing-domain",), {"help": "fallback DKIM domain for From domains without a key"}),
     )
     command(g, "list", tenant_list, "list tenants")
 

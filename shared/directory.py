@@ -90,8 +90,13 @@ class Directory:
         pool: str | None = None,
         networks: Sequence[str] | None = None,
         limits: Limits | None = None,
+        signing_domain: str | None = None,
     ) -> dict[str, Any]:
+        """Create or update a tenant; ``signing_domain`` is the domain whose key signs mail
+        whose From domain has none (not DMARC-aligned)."""
         fields: dict[str, Any] = {"updated_at": now()}
+        if signing_domain is not None:
+            fields["signing_domain"] = signing_domain.lower() or None
         if pool is not None:
             fields["pool"] = pool
         if networks is not None:

@@ -15,7 +15,7 @@ import dns.exception
 import dns.nameserver
 import dns.resolver
 
-from shared.dkim import txt_record_name, txt_record_value
+from shared.dkim import RETIRED, status, txt_record_name, txt_record_value
 from shared.settings import DnsSettings
 
 
@@ -42,9 +42,10 @@ def records_for(domain: dict[str, Any], settings: DnsSettings) -> list[DnsRecord
             txt_record_name(name, k["selector"]),
             "TXT",
             txt_record_value(k),
-            f"DKIM key {k['selector']} ({k['algorithm']})",
+            f"DKIM key {k['selector']} ({k['algorithm']}, {status(k)})",
         )
         for k in domain.get("dkim", [])
+        if status(k) != RETIRED
     ]
     records.append(
         DnsRecord(

@@ -40,6 +40,9 @@ class TenantIn(_In):
     pool: str = Field("default", pattern=_NAME)
     networks: list[str] = []
     limits: LimitsIn = LimitsIn()
+    signing_domain: str | None = Field(
+        None, description="Fallback DKIM domain for From domains without a key."
+    )
 
     _networks = field_validator("networks")(classmethod(lambda cls, v: [_cidr(n) for n in v]))
 
@@ -72,6 +75,7 @@ def _tenant_out(doc: dict[str, Any]) -> dict[str, Any]:
         "pool": doc.get("pool"),
         "networks": doc.get("networks", []),
         "limits": doc.get("limits", {}),
+        "signing_domain": doc.get("signing_domain"),
         "created_at": doc.get("created_at"),
     }
 
@@ -108,6 +112,7 @@ class Admin:
                 pool=body.pool,
                 networks=body.networks,
                 limits=Limits(**body.limits.model_dump()),
+                signing_domain=body.signing_domain,
             )
             await self.changed()
             return _tenant_out(doc)

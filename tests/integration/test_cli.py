@@ -127,3 +127,59 @@ async def test_domain_verify_looks_the_dkim_record_up(store, master_key) -> None
     finally:
         del os.environ["HATO_DNS_NAMESERVERS"]
         dns_server.stop()
+
+
+async def test_dkim_generate_rotate_and_check(store, master_key) -> None:
+    """An Ed25519 key joins the RSA one; `rotate` makes a pending key that `check` activates
+    once its record is published, retiring the old one."""
+    from tests.helpers.dns import DnsServer
+
+    dns_server = await DnsServer().start()
+    os.environ["HATO_DNS_NAMESERVERS"] = dns_server.address
+    try:
+        await hato(store, master_key, "tenant", "add", "rot")
+        await hato(
+            store,
+            master_key,
+            "domain",
+            "add",
+            "rot.test",
+            "--tenant",
+            "rot",
+            "--verified",
+            "--selector",
+            "old",
+        )
+        code, out, _ = await hato(
+            store,
+            master_key,
+            "dkim",
+            "generate",
+            "rot.test",
+            "--algorithm",
+            "ed25519",
+            "--selector",
+            "ed",
+        )
+        assert code == 0 and "is active" in out and "k=ed25519; p=" in out
+        code, out, _ = await hato(store, master_key, "dkim", "rotate", "rot.test")
+        assert code == 0 and "pending" in out
+        name, value = out.strip().splitlines()[-1].split(". IN TXT ")
+        code, out, _ = await hato(store, master_key, "dkim", "check", "rot.test")
+        assert code == 1 and "NOT published" in out
+        for key in (await store.directory.domain("rot.test"))["dkim"]:
+            if key["selector"] in ("old", "ed"):
+                from shared.dkim import txt_record_name, txt_record_value
+
+                dns_server.publish(
+                    txt_record_name("rot.test", key["selector"]), txt_record_value(key)
+                )
+        dns_server.publish(name.strip(), value.strip('"'))
+        code, out, _ = await hato(store, master_key, "dkim", "check", "rot.test")
+        assert code == 0, out
+        assert "now active" in out and "old: now retired" in out
+        code, out, _ = await hato(store, master_key, "dkim", "show", "rot.test")
+        assert "old._domainkey" not in out and "ed._domainkey" in out
+    finally:
+        del os.environ["HATO_DNS_NAMESERVERS"]
+        dns_server.stop()
