@@ -1,4 +1,5 @@
-"""A real DNS server on loopback (UDP) answering TXT queries from a dict (dnspython)."""
+"""A real DNS server on loopback (UDP) answering from a table (dnspython): TXT, MX, A, AAAA;
+names can be made to fail (SERVFAIL)."""
 
 from __future__ import annotations
 
@@ -16,15 +17,21 @@ class DnsServer(asyncio.DatagramProtocol):
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
         self.port = free_port(host)
-        self.txt: dict[str, list[str]] = {}
+        self.records: dict[tuple[str, str], list[str]] = {}
+        self.failing: set[str] = set()
         self.transport: asyncio.DatagramTransport | None = None
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def add(self, name: str, rdtype: str, value: str) -> None:
+        self.records.setdefault((name.lower().rstrip("."), rdtype), []).append(value)
+
     def publish(self, name: str, value: str) -> None:
-        self.txt.setdefault(name.lower().rstrip("."), []).append(value)
+        """A TXT record (split into 255-byte strings as DNS requires)."""
+        chunks = [value[i : i + 255] for i in range(0, len(value), 255)]
+        self.add(name, "TXT", " ".join(f'"{c}"' for c in chunks))
 
     async def start(self) -> DnsServer:
         loop = asyncio.get_running_loop()
@@ -39,14 +46,16 @@ class DnsServer(asyncio.DatagramProtocol):
         response = dns.message.make_response(query)
         for question in query.question:
             name = question.name.to_text().rstrip(".").lower()
-            values = self.txt.get(name)
-            if question.rdtype == dns.rdatatype.TXT and values:
-                texts = []
-                for v in values:  # a TXT string holds at most 255 bytes: split long values
-                    chunks = [v[i : i + 255] for i in range(0, len(v), 255)]
-                    texts.append(" ".join(f'"{c}"' for c in chunks))
-                response.answer.append(dns.rrset.from_text(question.name, 60, "IN", "TXT", *texts))
-            elif not values:
+            rdtype = dns.rdatatype.to_text(question.rdtype)
+            if name in self.failing:
+                response.set_rcode(dns.rcode.SERVFAIL)
+                continue
+            values = self.records.get((name, rdtype))
+            if values:
+                response.answer.append(
+                    dns.rrset.from_text(question.name, 60, "IN", rdtype, *values)
+                )
+            elif not any(n == name for n, _ in self.records):
                 response.set_rcode(dns.rcode.NXDOMAIN)
         self.transport.sendto(response.to_wire(), addr)
 

@@ -1,0 +1,72 @@
+"""MX resolution through a real DNS server on loopback."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.dispatcher.mx import MxResolver
+from services.dispatcher.routes import RouteTable
+from shared.settings import DnsSettings
+from tests.helpers.dns import DnsServer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def dns_server():
+    server = await DnsServer().start()
+    server.add("ok.test", "MX", "20 backup.ok.test.")
+    server.add("ok.test", "MX", "10 mx1.ok.test.")
+    server.add("ok.test", "MX", "10 mx2.ok.test.")
+    server.add("mx1.ok.test", "A", "127.0.0.21")
+    server.add("mx2.ok.test", "A", "127.0.0.22")
+    server.add("backup.ok.test", "A", "127.0.0.23")
+    server.add("nomx.test", "A", "127.0.0.24")
+    server.add("null.test", "MX", "0 .")
+    server.add("broken.test", "MX", "10 nowhere.broken.test.")
+    server.add("broken.test", "TXT", '"x"')
+    server.failing.add("flaky.test")
+    yield server
+    server.stop()
+
+
+def mx(server: DnsServer, routes: str = "") -> MxResolver:
+    return MxResolver(
+        DnsSettings(nameservers=[server.address], timeout=2), RouteTable.parse(routes), port=2525
+    )
+
+
+async def test_mx_preference_order_with_equal_preferences_shuffled(dns_server) -> None:
+    orders = set()
+    for _ in range(30):
+        route = await mx(dns_server).route("ok.test")
+        addresses = [t.address for t in route.targets]
+        assert addresses[-1] == "127.0.0.23"  # the backup MX comes last
+        orders.add(tuple(addresses[:2]))
+    assert orders == {("127.0.0.21", "127.0.0.22"), ("127.0.0.22", "127.0.0.21")}
+    assert route.targets[0].port == 2525
+
+
+async def test_no_mx_falls_back_to_the_domains_address(dns_server) -> None:
+    route = await mx(dns_server).route("nomx.test")
+    assert [(t.host, t.address) for t in route.targets] == [("nomx.test", "127.0.0.24")]
+
+
+@pytest.mark.parametrize(
+    "domain, code, enhanced",
+    [
+        ("null.test", 556, "5.1.10"),  # RFC 7505
+        ("does-not-exist.test", 550, "5.1.2"),  # NXDOMAIN
+        ("flaky.test", 451, "4.4.3"),  # SERVFAIL: try later
+        ("broken.test", 451, "4.4.4"),  # its MX has no address
+    ],
+)
+async def test_what_cannot_be_routed_says_why(dns_server, domain, code, enhanced) -> None:
+    route = await mx(dns_server).route(domain)
+    assert route.targets == ()
+    assert (route.failure.code, route.failure.enhanced) == (code, enhanced)
+
+
+async def test_static_routes_override_dns(dns_server) -> None:
+    route = await mx(dns_server, "null.test=127.0.0.9:26").route("null.test")
+    assert [(t.address, t.port) for t in route.targets] == [("127.0.0.9", 26)]
