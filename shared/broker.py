@@ -91,6 +91,11 @@ def deliver_queue(pool: str) -> str:
     return f"deliver.{pool}"
 
 
+def ip_queue(pool: str, ip: str) -> str:
+    """The queue of the jobs a pool's member IP was chosen for (before the prefix)."""
+    return f"deliver.{pool}.ip.{ip}"
+
+
 def route(message: schemas.BrokerMessage) -> tuple[Exchange, str]:
     """Where a message is published: the exchange and the routing key."""
     match message:
@@ -228,6 +233,43 @@ class Broker:
                 await queue.bind(exchange)
                 self._exchanges[name] = exchange
         return self._exchanges[name]
+
+    async def declare_pool(self, pool: str) -> str:
+        """The queue of a pool's delivery jobs, declared and bound."""
+        await self._declare_queue(deliver_queue(pool), Exchange.DELIVER, pool)
+        return deliver_queue(pool)
+
+    async def declare_ip_queue(self, pool: str, ip: str, *, handoff: float) -> str:
+        """The queue of ``ip``'s jobs in ``pool``. A job waiting there longer than
+        ``handoff`` seconds (its dispatcher is gone) goes back to the pool's queue."""
+        assert self._publish_channel is not None
+        name = ip_queue(pool, ip)
+        queue = await self._publish_channel.declare_queue(
+            self.full(name),
+            durable=True,
+            arguments={
+                "x-queue-type": self.settings.queue_type,
+                "x-message-ttl": int(handoff * 1000),
+                "x-dead-letter-exchange": self.full(Exchange.DELIVER),
+                "x-dead-letter-routing-key": pool,
+                **self._expires(),
+            },
+        )
+        self._queues[name] = queue
+        return name
+
+    async def forward(
+        self, queue: str, body: bytes, headers: Mapping[str, Any], message_id: str | None
+    ) -> None:
+        """Put a message as it is into another queue (confirmed)."""
+        assert self._publish_channel is not None
+        await self._publish(
+            self._publish_channel.default_exchange,
+            self.full(queue),
+            body,
+            headers=headers,
+            message_id=message_id,
+        )
 
     @property
     def is_connected(self) -> bool:

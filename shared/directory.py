@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pymongo.errors
@@ -342,3 +342,57 @@ class Idempotency:
     async def abandon(self, tenant: str, key: str) -> None:
         """Release a key whose request failed before anything was accepted."""
         await self.db.idempotency.delete_one({"_id": f"{tenant}:{key}", "state": "pending"})
+
+
+class Pools:
+    """IP pools (members: source IP, EHLO name, warm-up plan) and the heartbeats of the
+    dispatcher instances that own the IPs."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.db = db
+
+    async def upsert(self, name: str, members: Sequence[dict[str, Any]]) -> None:
+        await self.db.pools.update_one(
+            {"_id": name},
+            {
+                "$set": {"members": list(members), "updated_at": now()},
+                "$setOnInsert": {"created_at": now()},
+            },
+            upsert=True,
+        )
+
+    async def add_member(self, name: str, member: dict[str, Any]) -> None:
+        doc = await self.db.pools.find_one({"_id": name}) or {"members": []}
+        members = [m for m in doc["members"] if m["ip"] != member["ip"]] + [member]
+        await self.upsert(name, members)
+
+    async def all(self) -> list[dict[str, Any]]:
+        return await self.db.pools.find({}).sort("_id", ASCENDING).to_list()
+
+    async def beat(self, instance: str, ips: Sequence[str]) -> None:
+        await self.db.dispatchers.update_one(
+            {"_id": instance}, {"$set": {"ips": list(ips), "seen_at": now()}}, upsert=True
+        )
+
+    async def leave(self, instance: str) -> None:
+        await self.db.dispatchers.delete_one({"_id": instance})
+
+    async def live_ips(self, within: float) -> set[str]:
+        """Source IPs owned by dispatcher instances heard from in the last ``within`` seconds."""
+        since = now() - timedelta(seconds=within)
+        docs = self.db.dispatchers.find({"seen_at": {"$gte": since}}, {"ips": 1})
+        return {ip async for d in docs for ip in d.get("ips", [])}
+
+    async def add_sent(self, ip: str, n: int) -> None:
+        """Count messages sent from ``ip`` today (warm-up caps)."""
+        day = now().strftime("%Y%m%d")
+        await self.db.rates.update_one(
+            {"_id": f"ip:{ip}:{day}"},
+            {"$inc": {"count": n}, "$set": {"ip": ip, "day": day}},
+            upsert=True,
+        )
+
+    async def sent_today(self) -> dict[str, int]:
+        day = now().strftime("%Y%m%d")
+        docs = self.db.rates.find({"day": day, "ip": {"$exists": True}})
+        return {d["ip"]: int(d["count"]) async for d in docs}

@@ -137,6 +137,7 @@ class DeliveryResult(_Model):
     attempt: int
     destination: str
     results: tuple[RecipientResult, ...]
+    source_ip: str | None = None
     at: datetime = Field(default_factory=utcnow)
 
 

@@ -26,7 +26,7 @@ from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared import logging as hlog
-from shared.directory import Directory, Idempotency
+from shared.directory import Directory, Idempotency, Pools
 from shared.schemas import Event, RecipientResult, RecipientStatus, Reply
 from shared.settings import StoreSettings
 
@@ -58,6 +58,7 @@ class Store:
         self.events_ttl_index = False
         self.directory = Directory(self.db)
         self.idempotency = Idempotency(self.db)
+        self.pools = Pools(self.db)
 
     async def close(self) -> None:
         await self.client.close()
@@ -151,6 +152,7 @@ class Store:
         *,
         destination: str,
         next_attempt_at: datetime | None = None,
+        source_ip: str | None = None,
     ) -> None:
         """Write one delivery attempt's outcome for each recipient, in one round trip.
         A recipient already in a final state keeps it."""
@@ -168,10 +170,17 @@ class Store:
             }
             if r.status.is_final:
                 fields["finished_at"] = at
+            attempt = {
+                "at": at,
+                "status": r.status.value,
+                "reply": r.reply.model_dump(),
+                "destination": destination,
+                "source_ip": source_ip,
+            }
             ops.append(
                 UpdateOne(
                     {"_id": r.recipient_id, "status": {"$nin": _FINAL}},
-                    {"$set": fields, "$inc": {"attempts": 1}},
+                    {"$set": fields, "$inc": {"attempts": 1}, "$push": {"history": attempt}},
                 )
             )
         await self.db.recipients.bulk_write(ops, ordered=False)

@@ -1,22 +1,34 @@
-"""The dispatcher service: deliver each job, record every recipient's outcome, retry the rest.
+"""The dispatcher service: route each job to its source IP, deliver it, record every
+recipient's outcome, retry the rest.
 
-``handle`` reads as its steps: skip recipients already final (a redelivered
-job sends nothing twice), find the destination, deliver, expire what waited
-too long, record, report, and schedule the retry.
+Two kinds of queue feed it. A pool's queue (``deliver.<pool>``), consumed by every instance
+with an IP in the pool: the job's destination domain picks its member IP (rendezvous over
+the live members, within warm-up caps); an IP of this instance delivers at once, another's
+gets the job forwarded to its own queue (``deliver.<pool>.ip.<ip>``), which only its owner
+consumes and which hands jobs back to the pool after ``handoff_ttl`` if that owner is gone.
+
+Delivering reads as its steps: skip recipients already final (a redelivered job sends nothing
+twice), find the servers (static route or MX), wait for the destination's pace, send (next
+MX when one cannot be reached), expire what waited too long, record, report, retry the rest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from prometheus_client import Counter
 
+from services.dispatcher.mx import MxResolver, Route
+from services.dispatcher.pools import Member, PoolView
 from services.dispatcher.routes import RouteTable
 from services.dispatcher.settings import DispatcherSettings
-from services.dispatcher.smtp_client import SmtpClient
+from services.dispatcher.smtp_client import Attempt, SmtpClient, status_for
+from services.dispatcher.throttle import Throttle, parse_limits
 from shared import logging as hlog
-from shared.broker import Broker, Delivery, deliver_queue
+from shared import schemas
+from shared.broker import Broker, Delivery, ip_queue
 from shared.errors import ConfigError, Permanent, RetryLater
 from shared.runtime import Runtime
 from shared.schemas import (
@@ -37,6 +49,9 @@ DELIVERIES = Counter(
     "Recipient outcomes of delivery attempts, by status.",
     ["status"],
 )
+FORWARDED = Counter(
+    "hato_dispatcher_forwarded_total", "Jobs forwarded to the instance owning their IP."
+)
 
 
 class Dispatcher:
@@ -44,34 +59,75 @@ class Dispatcher:
         self,
         store: Store,
         broker: Broker,
-        routes: RouteTable,
+        view: PoolView,
+        mx: MxResolver,
         client: SmtpClient,
+        throttle: Throttle,
         *,
         retry_delays: Sequence[float],
         max_age: float,
     ) -> None:
         self.store = store
         self.broker = broker
-        self.routes = routes
+        self.view = view
+        self.mx = mx
         self.client = client
+        self.throttle = throttle
         self.retry_delays = list(retry_delays) or [60.0]
         self.max_age = max_age
 
-    async def handle(self, delivery: Delivery) -> None:
-        job = delivery.message
-        if not isinstance(job, DeliveryJob):
-            raise Permanent(f"expected a delivery job, got {type(job).__name__}")
+    # -- the two kinds of queue ---------------------------------------------------------------
+
+    async def route(self, delivery: Delivery) -> None:
+        """A job from a pool's queue: deliver it from its member IP, or hand it to the owner."""
+        job = self._job(delivery)
+        member = self.view.choose(job.pool, job.domain)
+        if member is None:
+            raise RetryLater(600, "every live member of the pool is at its warm-up cap")
+        if member.ip not in self.view.own_ips:
+            await self.broker.forward(
+                ip_queue(job.pool, member.ip),
+                schemas.encode(job, delivery.payload),
+                dict(delivery.headers),
+                job.message_id,
+            )
+            FORWARDED.inc()
+            log.info("forwarded to its IP's instance", source_ip=member.ip, domain=job.domain)
+            return
+        await self.deliver(member, job, delivery)
+
+    def owned(self, ip: str) -> Callable[[Delivery], Awaitable[None]]:
+        """The handler of this instance's own IP queue."""
+
+        async def handle(delivery: Delivery) -> None:
+            await self.deliver(self.view.member(ip), self._job(delivery), delivery)
+
+        return handle
+
+    @staticmethod
+    def _job(delivery: Delivery) -> DeliveryJob:
+        if not isinstance(delivery.message, DeliveryJob):
+            raise Permanent(f"expected a delivery job, got {type(delivery.message).__name__}")
+        return delivery.message
+
+    # -- delivering ------------------------------------------------------------------------------
+
+    async def deliver(self, member: Member, job: DeliveryJob, delivery: Delivery) -> None:
+        hlog.bind(source_ip=member.ip, domain=job.domain)
         pending = await self.pending(job)
         if not pending:
             log.info("nothing left to deliver")
             return
-        results, destination = await self.deliver(job, pending, delivery.payload)
+        route = await self.mx.route(job.domain)
+        results, destination = await self.send(member, job, pending, route, delivery.payload)
+        await self.view.count(member.ip, len(pending))
         results = self.expire(job, results)
         delay = self.retry_delay(delivery.attempt)
         retry = any(r.status is RecipientStatus.DEFERRED for r in results)
         await self.store.record_attempt(
             results,
             destination=destination,
+            source_ip=member.ip,
             next_attempt_at=utcnow() + timedelta(seconds=delay) if retry else None,
         )
         await self.broker.publish(
@@ -81,6 +137,7 @@ class Dispatcher:
                 attempt=delivery.attempt,
                 destination=destination,
                 results=tuple(results),
+                source_ip=member.ip,
             )
         )
         for r in results:
@@ -97,22 +154,33 @@ class Dispatcher:
         done = await self.store.finished_recipients(r.id for r in job.recipients)
         return [r for r in job.recipients if r.id not in done]
 
-    async def deliver(
-        self, job: DeliveryJob, recipients: list[Recipient], message: bytes
+    async def send(
+        self,
+        member: Member,
+        job: DeliveryJob,
+        recipients: list[Recipient],
+        route: Route,
+        message: bytes,
     ) -> tuple[list[RecipientResult], str]:
-        dest = self.routes.lookup(job.domain)
-        if dest is None:
-            reply = Reply(code=451, enhanced="4.4.0", text=f"no route to {job.domain}")
-            return [
-                RecipientResult(
-                    recipient_id=r.id,
-                    address=r.address,
-                    status=RecipientStatus.DEFERRED,
-                    reply=reply,
+        if route.failure is not None:
+            return _all(recipients, route.failure), "dns"
+        attempt: Attempt | None = None
+        async with self.throttle.slot(member.ip, job.domain, job.tenant) as limits:
+            for target in route.targets:
+                attempt = await self.client.send(
+                    target,
+                    member,
+                    job.domain,
+                    job.mail_from,
+                    recipients,
+                    message,
+                    max_messages=limits.per_connection,
                 )
-                for r in recipients
-            ], ""
-        return await self.client.send(dest, job.mail_from, recipients, message), str(dest)
+                if attempt.reached:
+                    break
+        assert attempt is not None
+        self.throttle.observe(member.ip, job.domain, job.tenant, [r.reply for r in attempt.results])
+        return attempt.results, str(target)
 
     def expire(self, job: DeliveryJob, results: list[RecipientResult]) -> list[RecipientResult]:
         """Deferred recipients older than ``max_age`` become ``expired``, keeping the last reply."""
@@ -129,27 +197,75 @@ class Dispatcher:
         return self.retry_delays[min(attempt, len(self.retry_delays)) - 1]
 
 
+def _all(recipients: Sequence[Recipient], reply: Reply) -> list[RecipientResult]:
+    return [
+        RecipientResult(
+            recipient_id=r.id, address=r.address, status=status_for(reply.code), reply=reply
+        )
+        for r in recipients
+    ]
+
+
 async def run(settings: DispatcherSettings) -> None:
     try:
         routes = RouteTable.parse(settings.routes)
-    except ValueError as exc:
-        raise ConfigError(f"HATO_DISPATCHER_ROUTES: {exc}") from None
+        throttle = Throttle(
+            parse_limits(settings.throttle),
+            {
+                t: parse_limits(json.dumps(v))
+                for t, v in json.loads(settings.tenant_throttle or "{}").items()
+            },
+        )
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"dispatcher routes or throttle settings: {exc}") from None
     client = SmtpClient(
-        helo_name=settings.helo_name,
-        timeout=settings.smtp_timeout,
         connect_timeout=settings.connect_timeout,
+        max_messages=settings.max_messages_per_connection,
+        idle_timeout=settings.idle_timeout,
+        reuse=settings.reuse_connections,
+        tls_required=frozenset(d.lower() for d in settings.tls_required),
+        command_timeout=settings.smtp_timeout,
     )
-    async with Runtime("dispatcher", settings, pools=settings.pools) as rt:
+    async with Runtime("dispatcher", settings) as rt:
+        pools = rt.store.pools
+        view = PoolView(
+            pools,
+            tuple(settings.source_ips),
+            settings.helo_name,
+            settings.heartbeat_timeout,
+            tuple(settings.pools),
+        )
+        await pools.beat(settings.instance, settings.source_ips)
+        await view.refresh()
         dispatcher = Dispatcher(
             rt.store,
             rt.broker,
-            routes,
+            view,
+            MxResolver(settings.dns, routes, port=settings.mx_port),
             client,
+            throttle,
             retry_delays=settings.retry_delays,
             max_age=settings.max_age,
         )
-        for pool in settings.pools:
-            await rt.broker.consume(deliver_queue(pool), dispatcher.handle)
+        served = view.served()
+        for pool in served:
+            await rt.broker.declare_pool(pool)
+            for member in view.pools[pool].members:
+                if member.ip in view.own_ips:
+                    queue = await rt.broker.declare_ip_queue(
+                        pool, member.ip, handoff=settings.handoff_ttl
+                    )
+                    await rt.broker.consume(queue, dispatcher.owned(member.ip))
+            await rt.broker.consume(f"deliver.{pool}", dispatcher.route)
+
+        async def heartbeat() -> None:
+            await pools.beat(settings.instance, settings.source_ips)
+            await view.refresh()
+
+        rt.every(settings.heartbeat_interval, heartbeat)
+        rt.every(settings.idle_timeout / 2, client.close_idle)
         rt.serving()
-        log.info("ready", pools=settings.pools, ops_port=rt.ops.port)
+        log.info("ready", pools=served, source_ips=settings.source_ips, ops_port=rt.ops.port)
         await rt.until_stopped()
+        await pools.leave(settings.instance)  # the others stop routing to our IPs at once
+        await client.close_idle(all_=True)

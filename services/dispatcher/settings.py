@@ -2,25 +2,41 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Annotated
 
 from pydantic import Field
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from shared.settings import ServiceSettings, comma_list
+from shared.settings import DnsSettings, ServiceSettings, comma_list
 
 
 class DispatcherSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HATO_DISPATCHER_", extra="ignore")
 
+    dns: DnsSettings = Field(default_factory=DnsSettings)
+    source_ips: Annotated[list[str], NoDecode] = Field(
+        ["127.0.0.1"], description="Source IPs this instance owns and sends from."
+    )
     pools: Annotated[list[str], NoDecode] = Field(
-        ["default"], description="IP pools whose delivery queues this instance consumes."
+        ["default"],
+        description="Pools served with this instance's IPs when no pool document names them.",
+    )
+    instance: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        description="This instance's name in heartbeats.",
+    )
+    helo_name: str = Field(
+        "hato.localhost", description="EHLO name of a source IP whose pool member has none."
     )
     routes: str = Field(
-        "",
-        description="Static routes 'domain=host:port,...'; '*' matches every other domain.",
+        "", description="Static routes 'domain=host:port,...' ('*': every other domain)."
     )
-    helo_name: str = Field("hato.localhost", description="Name this instance gives in EHLO.")
+    mx_port: int = Field(25, ge=1, description="Port of destination MX servers.")
+    tls_required: Annotated[list[str], NoDecode] = Field(
+        [], description="Destination domains whose mail must go over verified TLS."
+    )
     retry_delays: Annotated[list[float], NoDecode] = Field(
         [60, 300, 900, 3600, 14400],
         description="Seconds before each retry of a deferred recipient; the last repeats.",
@@ -29,9 +45,29 @@ class DispatcherSettings(ServiceSettings):
         72 * 3600, gt=0, description="Seconds after acceptance a deferred recipient expires."
     )
     smtp_timeout: float = Field(
-        300, gt=0, description="Seconds to wait for each SMTP reply (RFC 5321 4.5.3.2)."
+        300, gt=0, description="Cap on RFC 5321 4.5.3.2 reply timeouts, in seconds."
     )
     connect_timeout: float = Field(30, gt=0, description="Seconds to wait for a connection.")
+    reuse_connections: bool = Field(True, description="Keep connections open between jobs.")
+    max_messages_per_connection: int = Field(
+        100, ge=1, description="Transactions on one connection before it is closed."
+    )
+    idle_timeout: float = Field(30, gt=0, description="Seconds an unused connection stays open.")
+    throttle: str = Field(
+        "", description='Per-domain limits over the presets: {"d": {"connections": 2, ...}}.'
+    )
+    tenant_throttle: str = Field(
+        "", description='Per-tenant limits: {"tenant": {"domain": {"per_minute": 30}}}.'
+    )
+    handoff_ttl: float = Field(
+        60, gt=0, description="Seconds a job waits for its IP's instance before re-routing."
+    )
+    heartbeat_interval: float = Field(5, gt=0, description="Seconds between heartbeats.")
+    heartbeat_timeout: float = Field(
+        15, gt=0, description="Seconds without a heartbeat before an instance counts as gone."
+    )
 
+    _split_ips = comma_list("source_ips")
     _split_pools = comma_list("pools")
+    _split_tls = comma_list("tls_required")
     _split_delays = comma_list("retry_delays")

@@ -1,16 +1,38 @@
-"""One SMTP transaction to one destination (aiosmtplib), with a result for every recipient."""
+"""SMTP transactions to a destination server (aiosmtplib), from a chosen source IP, with a
+result for every recipient, and reused connections.
+
+- EHLO with the source IP's own host name, connecting from that IP;
+- opportunistic STARTTLS (required for destinations configured so);
+- RFC 5321 4.5.3.2 timeouts per command;
+- an idle connection to the same (source IP, server) is reused for the next job, up to
+  ``max_messages`` transactions, and closed after ``idle_timeout`` seconds unused.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import aiosmtplib
 
-from services.dispatcher.routes import Destination
+from services.dispatcher.mx import Target
+from services.dispatcher.pools import Member
+from shared import logging as hlog
 from shared.schemas import Recipient, RecipientResult, RecipientStatus, Reply
 
+log = hlog.get_logger(__name__)
+
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\s+", re.ASCII)
+
+# RFC 5321 4.5.3.2 (seconds)
+TIMEOUT_GREETING = 300
+TIMEOUT_MAIL = 300
+TIMEOUT_RCPT = 300
+TIMEOUT_DATA_INIT = 120
+TIMEOUT_DATA_END = 600
 
 
 def to_reply(code: int, message: str) -> Reply:
@@ -30,19 +52,104 @@ def status_for(code: int) -> RecipientStatus:
     return RecipientStatus.DEFERRED
 
 
+@dataclass
+class Connection:
+    client: aiosmtplib.SMTP
+    key: tuple[str, str, int]
+    transactions: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    clean: bool = True  # False after a transaction that did not finish: RSET first
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one transaction did: per-recipient results, and whether the server was reached
+    (if not, the next MX is worth a try)."""
+
+    results: list[RecipientResult]
+    reached: bool
+    tls: bool = False
+
+
 class SmtpClient:
-    def __init__(self, *, helo_name: str, timeout: float, connect_timeout: float) -> None:
-        self.helo_name = helo_name
-        self.timeout = timeout
+    def __init__(
+        self,
+        *,
+        connect_timeout: float,
+        max_messages: int = 100,
+        idle_timeout: float = 30.0,
+        reuse: bool = True,
+        tls_required: frozenset[str] = frozenset(),
+        command_timeout: float | None = None,
+    ) -> None:
         self.connect_timeout = connect_timeout
+        self.max_messages = max_messages
+        self.idle_timeout = idle_timeout
+        self.reuse = reuse
+        self.tls_required = tls_required
+        self.command_timeout = command_timeout  # tests shorten RFC 5321's minutes
+        self._idle: dict[tuple[str, str, int], list[Connection]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self.opened = 0
+
+    def _timeout(self, rfc: float) -> float:
+        return min(rfc, self.command_timeout) if self.command_timeout else rfc
+
+    async def _acquire(self, target: Target, source: Member, domain: str) -> Connection:
+        key = (source.ip, target.address, target.port)
+        idle = self._idle.get(key, [])
+        while idle:
+            conn = idle.pop()
+            if conn.client.is_connected:
+                if not conn.clean:
+                    await conn.client.rset(timeout=self._timeout(TIMEOUT_MAIL))
+                    conn.clean = True
+                return conn
+        verified = domain in self.tls_required
+        client = aiosmtplib.SMTP(
+            # Verified TLS checks the certificate against the MX name, so connect by name.
+            hostname=target.host if verified else target.address,
+            port=target.port,
+            local_hostname=source.helo,
+            source_address=(source.ip, 0),
+            timeout=self._timeout(TIMEOUT_GREETING),
+            start_tls=True if verified else None,  # None: STARTTLS when offered
+            validate_certs=verified,
+        )
+        await client.connect(timeout=self.connect_timeout)
+        self.opened += 1
+        return Connection(client, key)
+
+    def _release(self, conn: Connection, *, reusable: bool, max_messages: int) -> None:
+        conn.transactions += 1
+        conn.last_used = time.monotonic()
+        if self.reuse and reusable and conn.transactions < min(max_messages, self.max_messages):
+            self._idle.setdefault(conn.key, []).append(conn)
+        else:
+            task = asyncio.ensure_future(_quit(conn))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def close_idle(self, *, all_: bool = False) -> None:
+        """Close connections idle longer than ``idle_timeout`` (all of them with ``all_``)."""
+        cutoff = time.monotonic() - (0 if all_ else self.idle_timeout)
+        for key, conns in list(self._idle.items()):
+            stale = [c for c in conns if c.last_used <= cutoff]
+            self._idle[key] = [c for c in conns if c.last_used > cutoff]
+            for c in stale:
+                await _quit(c)
 
     async def send(
         self,
-        dest: Destination,
+        target: Target,
+        source: Member,
+        domain: str,
         mail_from: str,
         recipients: Sequence[Recipient],
         message: bytes,
-    ) -> list[RecipientResult]:
+        *,
+        max_messages: int = 100,
+    ) -> Attempt:
         results: dict[str, RecipientResult] = {}
 
         def settle(rs: Sequence[Recipient], reply: Reply) -> None:
@@ -57,45 +164,59 @@ class SmtpClient:
                     ),
                 )
 
-        client = aiosmtplib.SMTP(
-            hostname=dest.host,
-            port=dest.port,
-            local_hostname=self.helo_name,
-            timeout=self.timeout,
-            start_tls=None,  # opportunistic: STARTTLS when offered
-            validate_certs=False,
-        )
+        def ordered() -> list[RecipientResult]:
+            return [results[r.id] for r in recipients]
+
         try:
-            try:
-                await client.connect(timeout=self.connect_timeout)
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                settle(
-                    recipients,
-                    Reply(code=451, enhanced="4.4.1", text=f"connection to {dest} failed: {exc}"),
-                )
-                return [results[r.id] for r in recipients]
-            await client.mail(mail_from)
+            conn = await self._acquire(target, source, domain)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            settle(
+                recipients,
+                Reply(code=451, enhanced="4.4.1", text=f"no connection to {target}: {exc}"),
+            )
+            return Attempt(ordered(), reached=False)
+
+        client = conn.client
+        tls = (
+            client.transport is not None
+            and client.transport.get_extra_info("ssl_object") is not None
+        )
+        reusable = False
+        try:
+            conn.clean = False
+            await client.mail(mail_from, timeout=self._timeout(TIMEOUT_MAIL))
             accepted = []
             for r in recipients:
                 try:
-                    await client.rcpt(r.address)
+                    await client.rcpt(r.address, timeout=self._timeout(TIMEOUT_RCPT))
                     accepted.append(r)
                 except aiosmtplib.SMTPRecipientRefused as exc:
                     settle([r], to_reply(exc.code, exc.message))
             if accepted:
-                response = await client.data(message)
+                response = await client.data(message, timeout=self._timeout(TIMEOUT_DATA_END))
                 settle(accepted, to_reply(response.code, response.message))
-            try:
-                await client.quit()
-            except aiosmtplib.SMTPException:
-                pass
+                conn.clean = True
+            reusable = True
         except aiosmtplib.SMTPResponseException as exc:
             settle(recipients, to_reply(exc.code, exc.message))
+            reusable = exc.code != 421 and client.is_connected  # 421: the server is closing
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             settle(
                 recipients,
-                Reply(code=451, enhanced="4.4.2", text=f"connection to {dest} lost: {exc}"),
+                Reply(code=451, enhanced="4.4.2", text=f"connection to {target} lost: {exc}"),
             )
         finally:
-            client.close()
-        return [results[r.id] for r in recipients]
+            self._release(
+                conn, reusable=reusable and client.is_connected, max_messages=max_messages
+            )
+        return Attempt(ordered(), reached=True, tls=tls)
+
+
+async def _quit(conn: Connection) -> None:
+    try:
+        if conn.client.is_connected:
+            await conn.client.quit(timeout=5)
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        pass
+    finally:
+        conn.client.close()

@@ -48,7 +48,7 @@ def test_replies_keep_their_enhanced_code() -> None:
 
 
 def dispatcher(**kw) -> Dispatcher:
-    return Dispatcher(None, None, RouteTable({}), None, **kw)  # type: ignore[arg-type]
+    return Dispatcher(None, None, None, None, None, None, **kw)  # type: ignore[arg-type]
 
 
 def test_retry_delays_follow_the_schedule_and_repeat_the_last() -> None:

@@ -1,0 +1,120 @@
+"""Pace per (source IP, destination domain): concurrent transactions, messages per connection
+and messages per minute, with presets for the large receivers that throttle hard and
+per-tenant overrides. A 421 or a 4.7.x "slow down" halves the pace for that pair; each
+success brings it back a little.
+
+Every (source IP, domain) pair is served by one dispatcher instance (the IP's owner), so the
+pace is kept in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+
+from shared.schemas import Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    connections: int = 10
+    per_connection: int = 100
+    per_minute: float = 600.0
+
+
+DEFAULT = Limits()
+_JP_CARRIER = Limits(connections=2, per_connection=10, per_minute=60)
+PRESETS: dict[str, Limits] = {
+    "docomo.ne.jp": _JP_CARRIER,
+    "ezweb.ne.jp": _JP_CARRIER,
+    "au.com": _JP_CARRIER,
+    "softbank.ne.jp": _JP_CARRIER,
+    "i.softbank.jp": _JP_CARRIER,
+    "gmail.com": Limits(connections=10, per_connection=100, per_minute=1200),
+    "yahoo.co.jp": Limits(connections=3, per_connection=20, per_minute=120),
+    "outlook.com": Limits(connections=5, per_connection=50, per_minute=600),
+    "hotmail.com": Limits(connections=5, per_connection=50, per_minute=600),
+}
+MIN_FACTOR = 1 / 16
+
+
+def parse_limits(text: str) -> dict[str, Limits]:
+    """``{"example.com": {"connections": 2, "per_minute": 30}, ...}`` → limits by domain."""
+    if not text:
+        return {}
+    raw = json.loads(text)
+    return {d.lower(): replace(DEFAULT, **v) for d, v in raw.items()}
+
+
+def slows_down(reply: Reply) -> bool:
+    """421, or a 4.7.x status: the receiver asks us to slow down."""
+    return reply.code == 421 or (400 <= reply.code < 500 and reply.enhanced.startswith("4.7."))
+
+
+@dataclass
+class _Pace:
+    limits: Limits
+    slots: asyncio.Semaphore
+    next_at: float = 0.0
+    factor: float = 1.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Throttle:
+    def __init__(
+        self,
+        overrides: dict[str, Limits] | None = None,
+        tenant_overrides: dict[str, dict[str, Limits]] | None = None,
+    ) -> None:
+        self.domains = {**PRESETS, **(overrides or {})}
+        self.tenants = tenant_overrides or {}
+        self._paces: dict[tuple[str, str, str], _Pace] = {}
+
+    def limits(self, domain: str, tenant: str = "") -> Limits:
+        """The limits for a destination domain (its parents' presets apply to subdomains)."""
+        labels = domain.lower().split(".")
+        for table in (self.tenants.get(tenant, {}), self.domains):
+            for i in range(len(labels) - 1):
+                hit = table.get(".".join(labels[i:]))
+                if hit is not None:
+                    return hit
+        return DEFAULT
+
+    def _pace(self, ip: str, domain: str, tenant: str) -> _Pace:
+        key = (ip, domain, tenant if domain in self.tenants.get(tenant, {}) else "")
+        pace = self._paces.get(key)
+        if pace is None:
+            limits = self.limits(domain, tenant)
+            pace = self._paces[key] = _Pace(limits, asyncio.Semaphore(limits.connections))
+        return pace
+
+    @contextlib.asynccontextmanager
+    async def slot(self, ip: str, domain: str, tenant: str = "") -> AsyncIterator[Limits]:
+        """Wait for a transaction slot and the per-minute pace; yields the limits."""
+        pace = self._pace(ip, domain, tenant)
+        async with pace.slots:
+            async with pace.lock:
+                now = time.monotonic()
+                wait = pace.next_at - now
+                pace.next_at = max(now, pace.next_at) + 60.0 / (
+                    pace.limits.per_minute * pace.factor
+                )
+            if wait > 0:
+                await asyncio.sleep(wait)
+            yield pace.limits
+
+    def observe(self, ip: str, domain: str, tenant: str, replies: list[Reply]) -> None:
+        """Slow down on 421 / 4.7.x; recover gradually on success."""
+        pace = self._pace(ip, domain, tenant)
+        if any(slows_down(r) for r in replies):
+            pace.factor = max(pace.factor / 2, MIN_FACTOR)
+            pace.next_at = time.monotonic() + 60.0 / (pace.limits.per_minute * pace.factor)
+        elif any(200 <= r.code < 300 for r in replies):
+            pace.factor = min(1.0, pace.factor * 1.1)
+
+    def factor(self, ip: str, domain: str, tenant: str = "") -> float:
+        return self._pace(ip, domain, tenant).factor
