@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +265,33 @@ async def suppression_remove(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+# -- IP pools ----------------------------------------------------------------------------------
+
+
+async def pool_add(ctx: Context, args: argparse.Namespace) -> int:
+    ip, _, helo = args.member.partition("=")
+    _cidr(ip)  # a valid address
+    member = {
+        "ip": ip,
+        "helo": helo or None,
+        "started_at": datetime.now(UTC),
+        "warmup": [int(n) for n in args.warmup.split(",")] if args.warmup else [],
+    }
+    await ctx.store.pools.add_member(args.name, member)
+    print(
+        f"pool {args.name}: member {ip} (EHLO {helo or 'the dispatcher default'})"
+        + (f", warm-up {args.warmup} per day" if args.warmup else "")
+    )
+    return 0
+
+
+async def pool_list(ctx: Context, args: argparse.Namespace) -> int:
+    for p in await ctx.store.pools.all():
+        members = ", ".join(f"{m['ip']}={m.get('helo') or '-'}" for m in p.get("members", []))
+        print(f"{p['_id']}\t{members}")
+    return 0
+
+
 # -- messages and dev mode ---------------------------------------------------------------------
 
 
@@ -451,6 +479,18 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         g, "remove", suppression_remove, "lift a suppression", (("tenant",), {}), (("address",), {})
     )
+
+    g = group("pool", "IP pools (source IPs and their EHLO names)")
+    command(
+        g,
+        "add",
+        pool_add,
+        "add (or update) a member of a pool",
+        (("name",), {}),
+        (("--member",), {"required": True, "metavar": "IP[=EHLO_NAME]"}),
+        (("--warmup",), {"metavar": "N,N,...", "help": "daily caps for day 1, 2, ..."}),
+    )
+    command(g, "list", pool_list, "list pools")
 
     g = group("message", "message state")
     command(g, "show", message_show, "a message, its recipients and its events", (("id",), {}))

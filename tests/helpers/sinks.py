@@ -16,6 +16,9 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    peer: str = ""
+    helo: str = ""
+    at: float = 0.0
 
 
 @dataclass
@@ -29,6 +32,9 @@ class Sink:
     port: int = 0
     received: list[Received] = field(default_factory=list)
     attempts: int = 0
+    delay: float = 0.0
+    active: int = 0
+    max_active: int = 0
     _server: asyncio.Server | None = None
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -41,10 +47,24 @@ class Sink:
 
     async def handle_DATA(self, server, session: Session, envelope: Envelope) -> str:
         self.attempts += 1
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+        finally:
+            self.active -= 1
         answer = self.reply(self.attempts)
         if answer.startswith("2"):
             self.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.original_content,
+                    peer=session.peer[0],
+                    helo=session.host_name or "",
+                    at=asyncio.get_running_loop().time(),
+                )
             )
             self._arrived.set()
         return answer
