@@ -69,7 +69,9 @@ def _fail(message: str) -> int:
 
 
 async def tenant_add(ctx: Context, args: argparse.Namespace) -> int:
-    limits = Limits(args.max_message_size, args.max_recipients, args.messages_per_hour)
+    limits = Limits(
+        args.max_message_size, args.max_recipients, args.messages_per_hour, args.max_age
+    )
     doc = await ctx.directory.upsert_tenant(
         args.name,
         pool=args.pool,
@@ -384,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         (("--max-message-size",), {"type": int}),
         (("--max-recipients",), {"type": int}),
         (("--messages-per-hour",), {"type": int}),
+        (("--max-age",), {"type": float, "help": "seconds deferred mail is retried"}),
         (("--signing-domain",), {"help": "fallback DKIM domain for From domains without a key"}),
     )
     command(g, "list", tenant_list, "list tenants")

@@ -12,6 +12,7 @@ RUN="$ROOT/var/run"; LOGS="$ROOT/var/log"
 mkdir -p "$RUN" "$LOGS" "$ROOT/var/outbox"
 
 export HATO_MASTER_KEY_FILE="${HATO_MASTER_KEY_FILE:-$ROOT/var/master.key}"
+export HATO_VERP_KEY_FILE="${HATO_VERP_KEY_FILE:-$ROOT/var/verp.key}"
 export HATO_INGEST_ADMIN_TOKEN_FILE="${HATO_INGEST_ADMIN_TOKEN_FILE:-$ROOT/var/admin.token}"
 export HATO_INGEST_SMTP_PORT="${HATO_INGEST_SMTP_PORT:-2525}"
 export HATO_INGEST_HTTP_PORT="${HATO_INGEST_HTTP_PORT:-8025}"
@@ -63,8 +64,10 @@ case "${1:-up}" in
     scripts/infra.sh up
     .venv/bin/hato dev master-key "$HATO_MASTER_KEY_FILE" >/dev/null
     .venv/bin/hato dev cert "$HATO_INGEST_TLS_CERT_FILE" "$HATO_INGEST_TLS_KEY_FILE" >/dev/null
-    [ -s "$HATO_INGEST_ADMIN_TOKEN_FILE" ] || (umask 077 && .venv/bin/python -c \
-      'import secrets; print(secrets.token_urlsafe(32))' >"$HATO_INGEST_ADMIN_TOKEN_FILE")
+    for secret in "$HATO_INGEST_ADMIN_TOKEN_FILE" "$HATO_VERP_KEY_FILE"; do
+      [ -s "$secret" ] || (umask 077 && .venv/bin/python -c \
+        'import secrets; print(secrets.token_urlsafe(32))' >"$secret")
+    done
     .venv/bin/hato dev init
     start sink .venv/bin/hato dev sink --dir "$ROOT/var/outbox" --port "$SINK_PORT"
     for s in "${SERVICES[@]}"; do start "$s" .venv/bin/python -m "services.$s"; done

@@ -39,6 +39,7 @@ class Limits:
     max_message_size: int | None = None
     max_recipients: int | None = None
     messages_per_hour: int | None = None
+    max_age: float | None = None  # seconds a deferred recipient is retried
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,7 @@ class Directory:
         if networks is not None:
             fields["networks"] = list(networks)
         if limits is not None:
-            for k in ("max_message_size", "max_recipients", "messages_per_hour"):
+            for k in ("max_message_size", "max_recipients", "messages_per_hour", "max_age"):
                 if getattr(limits, k) is not None:
                     fields[f"limits.{k}"] = getattr(limits, k)
         defaults: dict[str, Any] = {"created_at": now()}

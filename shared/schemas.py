@@ -101,6 +101,7 @@ class _Job(_Model):
     recipients: tuple[Recipient, ...]
     pool: str
     created_at: datetime = Field(default_factory=utcnow)
+    max_age: float | None = None  # seconds the tenant gives a deferred recipient
 
 
 class SignJob(_Job):

@@ -133,3 +133,26 @@ class DnsSettings(BaseSettings):
     )
 
     _split = comma_list("nameservers")
+
+
+class VerpSettings(BaseSettings):
+    """The key that signs VERP return paths (dispatcher) and checks them (bounce)."""
+
+    model_config = SettingsConfigDict(env_prefix="HATO_VERP_", extra="ignore")
+
+    key: SecretStr = Field(SecretStr(""), description="HMAC key of return paths; prefer the file.")
+    key_file: str = Field("", description="File holding the VERP key (a mounted secret).")
+    label: str = Field("bounces", description="Label of the return-path subdomain.")
+    mode: str = Field(
+        "recipient",
+        description="'recipient' (one return path, so one transaction, per recipient), "
+        "'message' (one per message), or 'off' (the envelope sender as submitted).",
+    )
+
+    def secret(self) -> bytes:
+        value = self.key.get_secret_value()
+        if not value and self.key_file:
+            from pathlib import Path
+
+            value = Path(self.key_file).read_text().strip()
+        return value.encode()

@@ -24,7 +24,7 @@ from services.dispatcher.mx import MxResolver, Route
 from services.dispatcher.pools import Member, PoolView
 from services.dispatcher.routes import RouteTable
 from services.dispatcher.settings import DispatcherSettings
-from services.dispatcher.smtp_client import Attempt, SmtpClient, status_for
+from services.dispatcher.smtp_client import SmtpClient, status_for
 from services.dispatcher.throttle import Throttle, parse_limits
 from shared import logging as hlog
 from shared import schemas
@@ -41,6 +41,7 @@ from shared.schemas import (
     utcnow,
 )
 from shared.store import Store
+from shared.verp import Verp
 
 log = hlog.get_logger(__name__)
 
@@ -66,7 +67,11 @@ class Dispatcher:
         *,
         retry_delays: Sequence[float],
         max_age: float,
+        verp: Verp | None = None,
+        verp_mode: str = "recipient",
     ) -> None:
+        self.verp = verp
+        self.verp_mode = verp_mode
         self.store = store
         self.broker = broker
         self.view = view
@@ -164,27 +169,43 @@ class Dispatcher:
     ) -> tuple[list[RecipientResult], str]:
         if route.failure is not None:
             return _all(recipients, route.failure), "dns"
-        attempt: Attempt | None = None
+        results: list[RecipientResult] = []
+        where = ""
         async with self.throttle.slot(member.ip, job.domain, job.tenant) as limits:
-            for target in route.targets:
-                attempt = await self.client.send(
-                    target,
-                    member,
-                    job.domain,
-                    job.mail_from,
-                    recipients,
-                    message,
-                    max_messages=limits.per_connection,
-                )
-                if attempt.reached:
-                    break
-        assert attempt is not None
-        self.throttle.observe(member.ip, job.domain, job.tenant, [r.reply for r in attempt.results])
-        return attempt.results, str(target)
+            for mail_from, group in self.transactions(job, recipients):
+                for target in route.targets:
+                    attempt = await self.client.send(
+                        target,
+                        member,
+                        job.domain,
+                        mail_from,
+                        group,
+                        message,
+                        max_messages=limits.per_connection,
+                    )
+                    where = str(target)
+                    if attempt.reached:
+                        break
+                results += attempt.results
+        self.throttle.observe(member.ip, job.domain, job.tenant, [r.reply for r in results])
+        return results, where
+
+    def transactions(
+        self, job: DeliveryJob, recipients: list[Recipient]
+    ) -> list[tuple[str, list[Recipient]]]:
+        """(envelope sender, recipients) of each SMTP transaction: one per recipient with
+        per-recipient VERP, else one for all."""
+        domain = job.mail_from.rpartition("@")[2]
+        if self.verp is None or not domain:
+            return [(job.mail_from, recipients)]
+        if self.verp_mode == "message":
+            return [(self.verp.address(job.message_id, None, domain), recipients)]
+        return [(self.verp.address(job.message_id, r.id, domain), [r]) for r in recipients]
 
     def expire(self, job: DeliveryJob, results: list[RecipientResult]) -> list[RecipientResult]:
         """Deferred recipients older than ``max_age`` become ``expired``, keeping the last reply."""
-        if (utcnow() - job.created_at).total_seconds() < self.max_age:
+        max_age = min(job.max_age or self.max_age, self.max_age)
+        if (utcnow() - job.created_at).total_seconds() < max_age:
             return results
         return [
             r.model_copy(update={"status": RecipientStatus.EXPIRED})
@@ -226,6 +247,13 @@ async def run(settings: DispatcherSettings) -> None:
         tls_required=frozenset(d.lower() for d in settings.tls_required),
         command_timeout=settings.smtp_timeout,
     )
+    verp = None
+    if settings.verp.mode != "off":
+        key = settings.verp.secret()
+        if key:
+            verp = Verp(key, settings.verp.label)
+        else:
+            log.warning("no VERP key (HATO_VERP_KEY_FILE): envelope senders stay as submitted")
     async with Runtime("dispatcher", settings) as rt:
         pools = rt.store.pools
         view = PoolView(
@@ -246,6 +274,8 @@ async def run(settings: DispatcherSettings) -> None:
             throttle,
             retry_delays=settings.retry_delays,
             max_age=settings.max_age,
+            verp=verp,
+            verp_mode=settings.verp.mode,
         )
         served = view.served()
         for pool in served:

@@ -9,13 +9,14 @@ from typing import Annotated
 from pydantic import Field
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from shared.settings import DnsSettings, ServiceSettings, comma_list
+from shared.settings import DnsSettings, ServiceSettings, VerpSettings, comma_list
 
 
 class DispatcherSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HATO_DISPATCHER_", extra="ignore")
 
     dns: DnsSettings = Field(default_factory=DnsSettings)
+    verp: VerpSettings = Field(default_factory=VerpSettings)
     source_ips: Annotated[list[str], NoDecode] = Field(
         ["127.0.0.1"], description="Source IPs this instance owns and sends from."
     )

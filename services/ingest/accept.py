@@ -227,6 +227,7 @@ class Acceptor:
                 recipients=to_send,
                 pool=pool,
                 created_at=now,
+                max_age=sub.identity.limits.max_age,
             )
             try:
                 await self.broker.publish(job, raw)

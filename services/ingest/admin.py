@@ -26,6 +26,7 @@ class LimitsIn(_In):
     max_message_size: int | None = Field(None, ge=1024)
     max_recipients: int | None = Field(None, ge=1)
     messages_per_hour: int | None = Field(None, ge=1)
+    max_age: float | None = Field(None, gt=0, description="Seconds deferred mail is retried.")
 
 
 def _cidr(value: str) -> str:

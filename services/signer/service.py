@@ -48,6 +48,7 @@ def fan_out(job: SignJob, *, per_job: int) -> list[DeliveryJob]:
                     recipients=chunk,
                     pool=job.pool,
                     created_at=job.created_at,
+                    max_age=job.max_age,
                 )
             )
     return jobs

@@ -14,6 +14,7 @@ import pytest
 from shared import schemas
 from shared.settings import StoreSettings
 from shared.store import Store
+from shared.verp import Verp
 from tests.conftest import AMQP_URL, MONGODB_URL, TENANT, provision, unique
 from tests.helpers.dns import DnsServer
 from tests.helpers.net import free_port
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 HELO = {"127.0.0.2": "a.out.hato.test", "127.0.0.3": "b.out.hato.test"}
 DOMAINS = [f"d{i}.test" for i in range(12)]
+VERP_KEY = "verp-" + unique("key")
 
 
 @dataclass
@@ -101,6 +103,7 @@ async def net(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Net]:
             "HATO_DISPATCHER_HANDOFF_TTL": "2",
             "HATO_DISPATCHER_CONNECT_TIMEOUT": "2",
             "HATO_DISPATCHER_THROTTLE": '{"slow.test": {"connections": 1, "per_minute": 120}}',
+            "HATO_VERP_KEY": VERP_KEY,
         },
         log_dir=tmp_path_factory.mktemp("logs"),
     )
@@ -164,6 +167,24 @@ async def test_both_instances_deliver_and_each_domain_keeps_its_ip(net: Net) -> 
     assert {ip for ips in ips_by_domain.values() for ip in ips} == set(HELO)
     rcpt = (await net.store.recipients(ids[0]))[0]
     assert rcpt["history"][-1]["source_ip"] in HELO
+
+
+async def test_each_recipient_gets_its_own_signed_return_path(net: Net) -> None:
+    """Per-recipient VERP on the sending domain's bounce subdomain: the envelope sender names
+    the message and the recipient, and a forged one does not parse."""
+    message_id = await send(net, "v1@d5.test", "v2@d5.test")
+    rcpts = await final(net, message_id, "delivered")
+    verp = Verp(VERP_KEY.encode())
+    seen = {
+        r.rcpt_tos[0]: r.mail_from
+        for r in net.sink.received
+        if r.rcpt_tos[0] in ("v1@d5.test", "v2@d5.test")
+    }
+    for rcpt in rcpts:
+        sender = seen[rcpt["address"]]
+        assert sender.endswith("@bounces.shop.test")
+        assert verp.parse(sender) == (message_id, rcpt["_id"])
+    assert Verp(b"another key").parse(seen["v1@d5.test"]) is None
 
 
 async def test_mx_fallback_null_mx_and_back_off(net: Net) -> None:

@@ -25,7 +25,7 @@ SETTINGS_CLASSES = (
     TelemetrySettings,
     SecretsSettings,
 )
-SECTIONS = ("broker", "store", "telemetry", "secrets", "dns")
+SECTIONS = ("broker", "store", "telemetry", "secrets", "dns", "verp")
 
 
 def own_fields(cls):

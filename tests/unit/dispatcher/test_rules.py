@@ -86,3 +86,25 @@ def test_deferred_recipients_expire_after_max_age_with_their_last_reply() -> Non
     expired = d.expire(job(3601), results)
     assert [r.status for r in expired] == [RecipientStatus.EXPIRED, RecipientStatus.DELIVERED]
     assert expired[0].reply == reply
+
+
+def test_a_tenant_max_age_shortens_the_expiry() -> None:
+    d = dispatcher(retry_delays=[60], max_age=72 * 3600)
+    reply = Reply(code=451, text="later")
+    results = [
+        RecipientResult(
+            recipient_id="a", address="a@x.test", status=RecipientStatus.DEFERRED, reply=reply
+        )
+    ]
+    job = DeliveryJob(
+        message_id="m",
+        tenant="t",
+        mail_from="s@shop.test",
+        domain="x.test",
+        recipients=(Recipient(id="a", address="a@x.test"),),
+        pool="default",
+        created_at=utcnow() - timedelta(seconds=3601),
+        max_age=3600,
+    )
+    assert d.expire(job, results)[0].status is RecipientStatus.EXPIRED
+    assert d.expire(job.model_copy(update={"max_age": None}), results) == results
