@@ -9,9 +9,11 @@ from services.ingest.settings import IngestSettings
 from services.signer.settings import SignerSettings
 from shared.settings import (
     BrokerSettings,
+    DnsSettings,
     SecretsSettings,
     StoreSettings,
     TelemetrySettings,
+    VerpSettings,
 )
 
 SETTINGS_CLASSES = (
@@ -24,6 +26,8 @@ SETTINGS_CLASSES = (
     StoreSettings,
     TelemetrySettings,
     SecretsSettings,
+    DnsSettings,
+    VerpSettings,
 )
 SECTIONS = ("broker", "store", "telemetry", "secrets", "dns", "verp")
 
