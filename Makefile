@@ -1,4 +1,4 @@
-.PHONY: up down status test lint bench-accept bench-sign
+.PHONY: up down status test lint bench-accept bench-sign bench-deliver
 
 up:       ## bring the whole stack up locally (installs what is missing)
 	scripts/dev.sh up
@@ -20,3 +20,6 @@ bench-accept:  ## accept throughput and latency of the SMTP and HTTP doors
 
 bench-sign:    ## DKIM signatures per second against raw OpenSSL; memory for 25 MB
 	scripts/bootstrap.sh && .venv/bin/python -m bench.sign
+
+bench-deliver: ## delivery throughput to a local sink, with and without connection reuse
+	scripts/bootstrap.sh && .venv/bin/python -m bench.deliver
