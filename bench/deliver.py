@@ -47,11 +47,11 @@ def message(size: int) -> bytes:
 
 async def run(n: int, concurrency: int, size: int, delay: float, reuse: bool) -> float:
     port = free_port()
-    sink = subprocess.Popen(
-        [sys.executable, "-c", SINK, str(port), str(delay)], stdout=subprocess.PIPE, text=True
+    sink = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SINK, str(port), str(delay), stdout=asyncio.subprocess.PIPE
     )
     try:
-        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+        assert sink.stdout is not None and (await sink.stdout.readline()).strip() == b"ready"
         client = SmtpClient(connect_timeout=10, reuse=reuse, max_messages=1000)
         target = Target("sink.test", "127.0.0.1", port)
         member = Member("127.0.0.1", "bench.hato.test")
