@@ -78,6 +78,7 @@ async def tenant_add(ctx: Context, args: argparse.Namespace) -> int:
         networks=args.network,
         limits=limits,
         signing_domain=args.signing_domain,
+        other_pools=args.other_pool,
     )
     print(
         f"tenant {doc['_id']}: pool {doc['pool']}, networks "
@@ -387,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
         (("--max-recipients",), {"type": int}),
         (("--messages-per-hour",), {"type": int}),
         (("--max-age",), {"type": float, "help": "seconds deferred mail is retried"}),
+        (("--other-pool",), {"action": "append", "help": "a pool messages may name; repeat"}),
         (("--signing-domain",), {"help": "fallback DKIM domain for From domains without a key"}),
     )
     command(g, "list", tenant_list, "list tenants")

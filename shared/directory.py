@@ -52,6 +52,10 @@ class Identity:
     limits: Limits = field(default_factory=Limits)
     allowed_from: tuple[str, ...] = ()
     credential: str = ""  # "smtp:<user>", "key:<prefix>", "network:<cidr>"
+    other_pools: tuple[str, ...] = ()  # pools a message may name instead of ``pool``
+
+    def may_use_pool(self, pool: str) -> bool:
+        return pool == self.pool or pool in self.other_pools
 
     def allows_from(self, address: str) -> bool:
         if not self.allowed_from:
@@ -92,10 +96,13 @@ class Directory:
         networks: Sequence[str] | None = None,
         limits: Limits | None = None,
         signing_domain: str | None = None,
+        other_pools: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """Create or update a tenant; ``signing_domain`` is the domain whose key signs mail
         whose From domain has none (not DMARC-aligned)."""
         fields: dict[str, Any] = {"updated_at": now()}
+        if other_pools is not None:
+            fields["other_pools"] = list(other_pools)
         if signing_domain is not None:
             fields["signing_domain"] = signing_domain.lower() or None
         if pool is not None:
@@ -134,7 +141,13 @@ class Directory:
         doc = await self.tenant(tenant)
         if doc is None:
             return None
-        return Identity(tenant, doc.get("pool", "default"), tenant_limits(doc), **kw)
+        return Identity(
+            tenant,
+            doc.get("pool", "default"),
+            tenant_limits(doc),
+            other_pools=tuple(doc.get("other_pools", ())),
+            **kw,
+        )
 
     # -- domains -------------------------------------------------------------------------
 

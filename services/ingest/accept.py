@@ -82,6 +82,7 @@ class Submission:
     client: str  # peer address, API key prefix, ...
     tags: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
+    pool: str | None = None  # a pool the message names (checked by the door)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +150,7 @@ class Acceptor:
             raise Unavailable("store unavailable") from exc
 
     async def _durable(self, sub: Submission) -> Accepted:
-        tenant, pool = sub.identity.tenant, sub.identity.pool
+        tenant, pool = sub.identity.tenant, sub.pool or sub.identity.pool
         message_id = new_id()
         hlog.bind(message_id=message_id, tenant=tenant)
         suppressed_addresses = await self._check_limits(sub)

@@ -44,6 +44,7 @@ class TenantIn(_In):
     signing_domain: str | None = Field(
         None, description="Fallback DKIM domain for From domains without a key."
     )
+    other_pools: list[str] = Field([], description="Pools a message may name instead.")
 
     _networks = field_validator("networks")(classmethod(lambda cls, v: [_cidr(n) for n in v]))
 
@@ -114,6 +115,7 @@ class Admin:
                 networks=body.networks,
                 limits=Limits(**body.limits.model_dump()),
                 signing_domain=body.signing_domain,
+                other_pools=body.other_pools,
             )
             await self.changed()
             return _tenant_out(doc)

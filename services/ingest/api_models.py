@@ -105,6 +105,7 @@ class MessageIn(_Strict):
     tags: list[OneLine] = Field([], max_length=10)
     metadata: dict[str, OneLine] = Field({}, max_length=20)
     charset: Literal["utf-8", "iso-2022-jp"] = "utf-8"
+    pool: str | None = Field(None, description="An IP pool other than the tenant's, if allowed.")
 
     @field_validator("headers")
     @classmethod
@@ -145,6 +146,7 @@ class RawMessageIn(_Strict):
     message: Base64 = Field(description="The message, base64-encoded.")
     tags: list[OneLine] = Field([], max_length=10)
     metadata: dict[str, OneLine] = Field({}, max_length=20)
+    pool: str | None = Field(None, description="An IP pool other than the tenant's, if allowed.")
 
     def data(self) -> bytes:
         return base64.b64decode(self.message)

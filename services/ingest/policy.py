@@ -52,7 +52,13 @@ class RelayPolicy:
         doc = self._tenants.get(tenant)
         if doc is None:
             return None
-        return Identity(tenant, doc.get("pool", "default"), tenant_limits(doc), **kw)
+        return Identity(
+            tenant,
+            doc.get("pool", "default"),
+            tenant_limits(doc),
+            other_pools=tuple(doc.get("other_pools", ())),
+            **kw,
+        )
 
     def tenant_for_peer(self, ip: str) -> Identity | None:
         """The identity of the tenant whose authorised networks hold ``ip``, if any."""

@@ -63,6 +63,7 @@ class Sender:
             raw,
             tags=message.tags,
             metadata=message.metadata,
+            pool=message.pool,
         )
 
     async def send_raw(self, identity: Identity, message: RawMessageIn) -> dict[str, Any]:
@@ -75,7 +76,13 @@ class Sender:
         self._check_sender(identity, sender)
         rcpts = tuple(dict.fromkeys(address_of(m) for m in message.to))
         return await self._submit(
-            identity, sender, rcpts, raw, tags=message.tags, metadata=message.metadata
+            identity,
+            sender,
+            rcpts,
+            raw,
+            tags=message.tags,
+            metadata=message.metadata,
+            pool=message.pool,
         )
 
     def _check_sender(self, identity: Identity, address: str) -> None:
@@ -91,7 +98,10 @@ class Sender:
         *,
         tags: list[str],
         metadata: dict[str, str],
+        pool: str | None = None,
     ) -> dict[str, Any]:
+        if pool is not None and not identity.may_use_pool(pool):
+            raise Refused(403, f"this tenant may not send through pool {pool}")
         max_rcpts = identity.limits.max_recipients or self.limits.max_recipients
         if len(rcpts) > max_rcpts:
             raise Refused(400, f"{len(rcpts)} recipients; this tenant may send to {max_rcpts}")
@@ -111,6 +121,7 @@ class Sender:
             client=identity.credential,
             tags=tuple(tags),
             metadata=dict(metadata),
+            pool=pool,
         )
         try:
             accepted = await self.acceptor.accept(submission)

@@ -3,6 +3,7 @@ validation, idempotency, ISO-2022-JP, tenant isolation, provisioning and DNS ver
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email
 import email.policy
@@ -231,3 +232,14 @@ async def test_the_admin_api_provisions_a_tenant_that_can_send(api: Api) -> None
     )
     assert sent.status_code == 202, sent.text
     assert (await api.http.get("/admin/v1/tenants", headers=api.as_tenant(key))).status_code == 403
+
+
+async def test_a_message_may_name_only_the_pools_its_tenant_may_use(api: Api) -> None:
+    refused = await api.http.post(
+        "/v1/messages", json=message(pool="bulk"), headers=api.as_tenant()
+    )
+    assert refused.status_code == 403 and "pool bulk" in refused.json()["detail"]
+    await api.store.directory.upsert_tenant("acme", other_pools=["bulk"])
+    await asyncio.sleep(0.8)  # the ingest policy reloads tenants every 0.5 s in these tests
+    key_identity = await api.store.directory.api_key_identity(api.key)
+    assert key_identity.may_use_pool("bulk")
