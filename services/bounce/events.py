@@ -30,7 +30,11 @@ def events_for(result: DeliveryResult) -> list[Event]:
             recipient_id=r.recipient_id,
             address=r.address,
             reply=r.reply,
-            detail={"attempt": result.attempt, "destination": result.destination},
+            detail={
+                "attempt": result.attempt,
+                "destination": result.destination,
+                "source_ip": result.source_ip,
+            },
             at=result.at,
         )
         for r in result.results

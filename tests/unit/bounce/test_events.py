@@ -12,6 +12,7 @@ def test_each_recipient_outcome_is_an_event_with_its_reply() -> None:
         tenant="acme",
         attempt=3,
         destination="127.0.0.1:25",
+        source_ip="192.0.2.1",
         results=tuple(
             RecipientResult(
                 recipient_id=f"r{i}", address=f"u{i}@x.test", status=s, reply=Reply(code=c)
@@ -34,5 +35,8 @@ def test_each_recipient_outcome_is_an_event_with_its_reply() -> None:
         EventType.EXPIRED,
     ]
     assert [e.reply.code for e in events] == [250, 550, 451, 451]
-    assert all(e.detail == {"attempt": 3, "destination": "127.0.0.1:25"} for e in events)
+    assert all(
+        e.detail == {"attempt": 3, "destination": "127.0.0.1:25", "source_ip": "192.0.2.1"}
+        for e in events
+    )
     assert len({e.id for e in events}) == 4
