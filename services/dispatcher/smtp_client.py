@@ -3,6 +3,7 @@ result for every recipient, and reused connections.
 
 - EHLO with the source IP's own host name, connecting from that IP;
 - opportunistic STARTTLS (required for destinations configured so);
+- PIPELINING (RFC 2920) when offered: MAIL FROM and every RCPT TO in one write;
 - RFC 5321 4.5.3.2 timeouts per command;
 - an idle connection to the same (source IP, server) is reused for the next job, up to
   ``max_messages`` transactions, and closed after ``idle_timeout`` seconds unused.
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 import aiosmtplib
 
+from services.dispatcher import pipelining
 from services.dispatcher.mx import Target
 from services.dispatcher.pools import Member
 from shared import logging as hlog
@@ -59,6 +61,7 @@ class Connection:
     transactions: int = 0
     last_used: float = field(default_factory=time.monotonic)
     clean: bool = True  # False after a transaction that did not finish: RSET first
+    pipelining: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +84,9 @@ class SmtpClient:
         reuse: bool = True,
         tls_required: frozenset[str] = frozenset(),
         command_timeout: float | None = None,
+        pipelining: bool = True,
     ) -> None:
+        self.pipelining = pipelining
         self.connect_timeout = connect_timeout
         self.max_messages = max_messages
         self.idle_timeout = idle_timeout
@@ -118,7 +123,9 @@ class SmtpClient:
         )
         await client.connect(timeout=self.connect_timeout)
         self.opened += 1
-        return Connection(client, key)
+        if client.is_ehlo_or_helo_needed:  # after STARTTLS aiosmtplib waits for a command
+            await client.ehlo(timeout=self._timeout(TIMEOUT_GREETING))
+        return Connection(client, key, pipelining=self.pipelining and pipelining.enable(client))
 
     def _release(self, conn: Connection, *, reusable: bool, max_messages: int) -> None:
         conn.transactions += 1
@@ -184,14 +191,34 @@ class SmtpClient:
         reusable = False
         try:
             conn.clean = False
-            await client.mail(mail_from, timeout=self._timeout(TIMEOUT_MAIL))
-            accepted = []
-            for r in recipients:
-                try:
-                    await client.rcpt(r.address, timeout=self._timeout(TIMEOUT_RCPT))
-                    accepted.append(r)
-                except aiosmtplib.SMTPRecipientRefused as exc:
-                    settle([r], to_reply(exc.code, exc.message))
+            if (
+                conn.pipelining
+                and mail_from.isascii()
+                and all(r.address.isascii() for r in recipients)
+            ):
+                mail, rcpts = await pipelining.envelope(
+                    client,
+                    mail_from,
+                    [r.address for r in recipients],
+                    self._timeout(TIMEOUT_RCPT),
+                )
+                if mail.code != 250:
+                    raise aiosmtplib.SMTPSenderRefused(mail.code, mail.message, mail_from)
+                accepted = []
+                for r, reply in zip(recipients, rcpts, strict=True):
+                    if reply.code in (250, 251):
+                        accepted.append(r)
+                    else:
+                        settle([r], to_reply(reply.code, reply.message))
+            else:
+                await client.mail(mail_from, timeout=self._timeout(TIMEOUT_MAIL))
+                accepted = []
+                for r in recipients:
+                    try:
+                        await client.rcpt(r.address, timeout=self._timeout(TIMEOUT_RCPT))
+                        accepted.append(r)
+                    except aiosmtplib.SMTPRecipientRefused as exc:
+                        settle([r], to_reply(exc.code, exc.message))
             if accepted:
                 response = await client.data(message, timeout=self._timeout(TIMEOUT_DATA_END))
                 settle(accepted, to_reply(response.code, response.message))

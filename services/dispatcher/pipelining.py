@@ -1,0 +1,75 @@
+"""PIPELINING (RFC 2920) on top of aiosmtplib.
+
+aiosmtplib keeps one reply waiter per connection and drops reply bytes that arrive before the
+previous reply was picked up, so replies to commands sent together would be lost. Its
+connection's protocol is switched to ``PipeliningProtocol``, which keeps such bytes buffered and
+hands out one complete reply per ``read_response``; ``envelope()`` then writes MAIL FROM and
+every RCPT TO in one go and reads their replies in order. This leans on two internals of
+aiosmtplib 5.1 (the reply buffer and the command lock), pinned in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import aiosmtplib
+from aiosmtplib.email import quote_address
+from aiosmtplib.protocol import MAX_RESPONSE_LENGTH, SMTPProtocol
+from aiosmtplib.response import SMTPResponse
+
+
+class PipeliningProtocol(SMTPProtocol):
+    """An SMTPProtocol that never drops a reply that came early."""
+
+    def data_received(self, data: bytes) -> None:
+        if self._response_waiter is None:
+            return
+        self._buffer.extend(data)
+        if len(self._buffer) > MAX_RESPONSE_LENGTH * 64:
+            del self._buffer[:]
+            self._set_response_exception(
+                self._response_waiter,
+                aiosmtplib.SMTPResponseException(500, "Response too long"),
+            )
+            return
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        waiter = self._response_waiter
+        if waiter is None or waiter.done():
+            return  # the reply stays buffered for the next read_response
+        try:
+            response = self._read_response_from_buffer()
+        except Exception as exc:
+            self._set_response_exception(waiter, exc)
+            return
+        if response is not None:
+            waiter.set_result(response)
+
+    async def read_response(self, timeout: float | None = None) -> SMTPResponse:
+        self._hand_out()  # a reply may already be complete in the buffer
+        return await super().read_response(timeout)
+
+
+def enable(client: aiosmtplib.SMTP) -> bool:
+    """Switch a connected client to pipelining if the server offers it."""
+    if not client.supports_extension("pipelining") or client.protocol is None:
+        return False
+    client.protocol.__class__ = PipeliningProtocol
+    return True
+
+
+async def envelope(
+    client: aiosmtplib.SMTP, mail_from: str, recipients: Sequence[str], timeout: float
+) -> tuple[SMTPResponse, list[SMTPResponse]]:
+    """MAIL FROM and all RCPT TO in one write; (MAIL reply, RCPT replies)."""
+    commands = [b"MAIL FROM:" + quote_address(mail_from).encode("ascii")]
+    commands += [b"RCPT TO:" + quote_address(r).encode("ascii") for r in recipients]
+    if any(b"\r" in c or b"\n" in c for c in commands):
+        raise ValueError("a line break in an address")
+    protocol = client.protocol
+    assert protocol is not None and protocol._command_lock is not None
+    async with protocol._command_lock:
+        protocol.write(b"".join(c + b"\r\n" for c in commands))
+        replies = [await protocol.read_response(timeout=timeout) for _ in commands]
+    return replies[0], replies[1:]

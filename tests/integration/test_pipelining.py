@@ -1,0 +1,103 @@
+"""PIPELINING against a real server on loopback that shows what arrived before it answered."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.dispatcher.mx import Target
+from services.dispatcher.pools import Member
+from services.dispatcher.smtp_client import SmtpClient
+from shared.schemas import Recipient, RecipientStatus
+from tests.helpers.net import free_port
+
+pytestmark = pytest.mark.integration
+
+
+class PipeliningSink:
+    """A minimal SMTP server advertising PIPELINING. Before answering MAIL it waits a moment
+    and counts the commands already received: a pipelining client has sent them all."""
+
+    def __init__(self, *, advertise: bool = True) -> None:
+        self.advertise = advertise
+        self.port = free_port()
+        self.waiting_at_mail: list[int] = []
+        self.messages = 0
+
+    async def start(self) -> PipeliningSink:
+        self.server = await asyncio.start_server(self.serve, "127.0.0.1", self.port)
+        return self
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 sink ESMTP\r\n")
+        pending: list[bytes] = []
+        try:
+            while True:
+                if not pending:
+                    line = await reader.readline()
+                    if not line:
+                        return
+                    pending.append(line)
+                command = pending.pop(0).strip().upper()
+                if command.startswith(b"EHLO"):
+                    ext = b"250-PIPELINING\r\n" if self.advertise else b""
+                    writer.write(b"250-sink\r\n" + ext + b"250 8BITMIME\r\n")
+                elif command.startswith(b"MAIL"):
+                    await asyncio.sleep(0.1)
+                    while b"\n" in reader._buffer:  # what the client sent without waiting
+                        pending.append(await reader.readline())
+                    self.waiting_at_mail.append(len(pending))
+                    writer.write(b"250 2.1.0 Ok\r\n")
+                elif command.startswith(b"RCPT"):
+                    refused = b"NOBODY@" in command
+                    writer.write(b"550 5.1.1 No such user\r\n" if refused else b"250 2.1.5 Ok\r\n")
+                elif command == b"DATA":
+                    writer.write(b"354 Go ahead\r\n")
+                    await reader.readuntil(b"\r\n.\r\n")
+                    self.messages += 1
+                    writer.write(b"250 2.0.0 Ok: stored\r\n")
+                elif command == b"RSET":
+                    writer.write(b"250 2.0.0 Ok\r\n")
+                elif command == b"QUIT":
+                    writer.write(b"221 2.0.0 Bye\r\n")
+                    return
+                else:
+                    writer.write(b"502 5.5.1 Not implemented\r\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+def recipients() -> list[Recipient]:
+    return [
+        Recipient(id=f"r{i}", address=a)
+        for i, a in enumerate(["a@ok.test", "nobody@ok.test", "c@ok.test"])
+    ]
+
+
+@pytest.mark.parametrize("advertise, expected", [(True, 3), (False, 0)])
+async def test_mail_and_rcpts_go_in_one_write_when_offered(advertise, expected) -> None:
+    """With PIPELINING the three RCPTs are already there when MAIL is answered; without it the
+    client waits for each reply. Either way each recipient has its own result."""
+    sink = await PipeliningSink(advertise=advertise).start()
+    client = SmtpClient(connect_timeout=5)
+    for _ in range(2):  # the second transaction reuses the connection
+        attempt = await client.send(
+            Target("sink.test", "127.0.0.1", sink.port),
+            Member("127.0.0.1", "out.test"),
+            "ok.test",
+            "bounce@shop.test",
+            recipients(),
+            b"Subject: x\r\n\r\nbody\r\n",
+        )
+        assert [r.status for r in attempt.results] == [
+            RecipientStatus.DELIVERED,
+            RecipientStatus.BOUNCED,
+            RecipientStatus.DELIVERED,
+        ]
+        assert attempt.results[1].reply.enhanced == "5.1.1"
+    assert sink.waiting_at_mail == [expected, expected]
+    assert sink.messages == 2 and client.opened == 1
+    await client.close_idle(all_=True)
+    sink.server.close()
