@@ -46,13 +46,23 @@ NULL_MX = Reply(code=556, enhanced="5.1.10", text="the domain accepts no mail (n
 
 
 class MxResolver:
-    def __init__(self, settings: DnsSettings, routes: RouteTable, *, port: int = 25) -> None:
+    def __init__(
+        self,
+        settings: DnsSettings,
+        routes: RouteTable,
+        *,
+        port: int = 25,
+        tenant_routes: dict[str, RouteTable] | None = None,
+    ) -> None:
         self.resolver: dns.asyncresolver.Resolver = resolver(settings)
         self.routes = routes
+        self.tenant_routes = tenant_routes or {}
         self.port = port
 
-    async def route(self, domain: str) -> Route:
-        static = self.routes.lookup(domain)
+    async def route(self, domain: str, tenant: str = "") -> Route:
+        """A tenant's own static route, else the operator's, else DNS."""
+        table = self.tenant_routes.get(tenant)
+        static = (table.lookup(domain) if table else None) or self.routes.lookup(domain)
         if static is not None:
             return Route((Target(static.host, static.host, static.port),))
         try:

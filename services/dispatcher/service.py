@@ -123,7 +123,7 @@ class Dispatcher:
         if not pending:
             log.info("nothing left to deliver")
             return
-        route = await self.mx.route(job.domain)
+        route = await self.mx.route(job.domain, job.tenant)
         results, destination = await self.send(member, job, pending, route, delivery.payload)
         await self.view.count(member.ip, len(pending))
         results = self.expire(job, results)
@@ -230,6 +230,10 @@ def _all(recipients: Sequence[Recipient], reply: Reply) -> list[RecipientResult]
 async def run(settings: DispatcherSettings) -> None:
     try:
         routes = RouteTable.parse(settings.routes)
+        tenant_routes = {
+            tenant: RouteTable.parse(text)
+            for tenant, text in json.loads(settings.tenant_routes or "{}").items()
+        }
         throttle = Throttle(
             parse_limits(settings.throttle),
             {
@@ -269,7 +273,7 @@ async def run(settings: DispatcherSettings) -> None:
             rt.store,
             rt.broker,
             view,
-            MxResolver(settings.dns, routes, port=settings.mx_port),
+            MxResolver(settings.dns, routes, port=settings.mx_port, tenant_routes=tenant_routes),
             client,
             throttle,
             retry_delays=settings.retry_delays,

@@ -34,6 +34,9 @@ class DispatcherSettings(ServiceSettings):
     routes: str = Field(
         "", description="Static routes 'domain=host:port,...' ('*': every other domain)."
     )
+    tenant_routes: str = Field(
+        "", description='Per-tenant static routes: {"tenant": "domain=host:port,..."}.'
+    )
     mx_port: int = Field(25, ge=1, description="Port of destination MX servers.")
     tls_required: Annotated[list[str], NoDecode] = Field(
         [], description="Destination domains whose mail must go over verified TLS."

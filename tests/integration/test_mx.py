@@ -70,3 +70,14 @@ async def test_what_cannot_be_routed_says_why(dns_server, domain, code, enhanced
 async def test_static_routes_override_dns(dns_server) -> None:
     route = await mx(dns_server, "null.test=127.0.0.9:26").route("null.test")
     assert [(t.address, t.port) for t in route.targets] == [("127.0.0.9", 26)]
+
+
+async def test_a_tenants_own_route_comes_first(dns_server) -> None:
+    resolver = MxResolver(
+        DnsSettings(nameservers=[dns_server.address], timeout=2),
+        RouteTable.parse("ok.test=127.0.0.8:25"),
+        port=2525,
+        tenant_routes={"acme": RouteTable.parse("ok.test=127.0.0.7:2600")},
+    )
+    assert (await resolver.route("ok.test", "acme")).targets[0].address == "127.0.0.7"
+    assert (await resolver.route("ok.test", "other")).targets[0].address == "127.0.0.8"
