@@ -121,7 +121,8 @@ async def net(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Net]:
     await asyncio.sleep(1.2)  # two refresh intervals of each instance's view
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as http:
         yield Net(store, stack, http, key, sink, backup, busy, never, slow, prefix)
-    await stack.stop_all()
+    codes = await stack.stop_all()  # SIGTERM: each drains and exits 0
+    assert codes and all(code == 0 for code in codes.values()), codes
     for s in (sink, backup, busy, never, slow):
         await s.stop()
     dns_server.stop()
