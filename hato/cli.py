@@ -341,6 +341,40 @@ def cmd_cert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bounce_classify(args: argparse.Namespace) -> int:
+    """One JSON object per recipient found in each message (or one saying it is no bounce)."""
+    from services.bounce.classify import rules
+    from services.bounce.parse import Kind, parse
+
+    status = 0
+    for name in args.files:
+        try:
+            report = parse(Path(name).read_bytes())
+        except OSError as exc:
+            print(json.dumps({"file": name, "error": exc.strerror}))
+            status = 1
+            continue
+        if report.kind is Kind.NOT_A_BOUNCE or not report.findings:
+            print(
+                json.dumps(
+                    {
+                        "file": name,
+                        "kind": Kind.NOT_A_BOUNCE.value,
+                        "note": "not a bounce, complaint or auto-reply",
+                    }
+                )
+            )
+            continue
+        for verdict in rules().classify(report):
+            print(
+                json.dumps(
+                    {"file": name, "kind": report.kind.value, **verdict.as_dict()},
+                    ensure_ascii=False,
+                )
+            )
+    return status
+
+
 def cmd_sink(args: argparse.Namespace) -> int:
     from hato.sink import serve
 
@@ -496,6 +530,11 @@ def build_parser() -> argparse.ArgumentParser:
         (("--warmup",), {"metavar": "N,N,...", "help": "daily caps for day 1, 2, ..."}),
     )
     command(g, "list", pool_list, "list pools")
+
+    g = group("bounce", "bounces")
+    bc = g.add_parser("classify", help="classify bounce messages (.eml files); JSON per recipient")
+    bc.add_argument("files", nargs="+", metavar="FILE")
+    bc.set_defaults(plain=cmd_bounce_classify)
 
     g = group("message", "message state")
     command(g, "show", message_show, "a message, its recipients and its events", (("id",), {}))
