@@ -6,7 +6,7 @@ Topology (every name carries the ``HATO_AMQP_PREFIX``, default ``hato``)::
     work     (direct)  --sign-------->  sign             ingest → signer
                        --results----->  results          dispatcher → bounce
     deliver  (direct)  --<pool>------>  deliver.<pool>   signer → dispatcher
-    events   (topic)   --<type>------>  events.store     every service → bounce (and
+    events   (topic)   --<tenant>.<type>-> events.store  every service → bounce (and
                                                          any queue a platform team binds)
     retry.<ms> (fanout) ->  retry.<ms>  TTL <ms>, then dead-lettered through the default
                                         exchange back to the queue named by the routing key
@@ -106,7 +106,7 @@ def route(message: schemas.BrokerMessage) -> tuple[Exchange, str]:
         case schemas.DeliveryResult():
             return Exchange.WORK, Queue.RESULTS.value
         case schemas.Event():
-            return Exchange.EVENTS, message.type.value
+            return Exchange.EVENTS, f"{message.tenant}.{message.type.value}"
     raise TypeError(f"no route for {type(message).__name__}")
 
 

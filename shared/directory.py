@@ -69,6 +69,10 @@ class DuplicateError(Exception):
     """Raised when creating something whose name is taken."""
 
 
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def tenant_limits(doc: dict[str, Any]) -> Limits:
     return Limits(**{k: v for k, v in (doc.get("limits") or {}).items() if v is not None})
 
@@ -272,25 +276,67 @@ class Directory:
 
     # -- suppressions ----------------------------------------------------------------------
 
-    async def suppress(self, tenant: str, address: str, *, reason: str, source: str) -> None:
+    async def suppress(
+        self,
+        tenant: str,
+        address: str,
+        *,
+        reason: str,
+        source: str,
+        expires_at: datetime | None = None,
+    ) -> None:
+        """Never mail ``address`` for ``tenant`` again (until ``expires_at``, when given)."""
         await self.db.suppressions.update_one(
             {"tenant": tenant, "address": address.lower()},
             {
-                "$set": {"reason": reason, "source": source, "updated_at": now()},
+                "$set": {
+                    "reason": reason,
+                    "source": source,
+                    "updated_at": now(),
+                    "expires_at": expires_at,
+                },
                 "$setOnInsert": {"created_at": now()},
             },
             upsert=True,
         )
 
+    async def suppressions(
+        self, tenant: str, *, limit: int = 100, after: str = ""
+    ) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"tenant": tenant}
+        if after:
+            query["address"] = {"$gt": after}
+        cursor = self.db.suppressions.find(query).sort("address", ASCENDING).limit(limit)
+        return await cursor.to_list()
+
+    async def soft_bounce(self, tenant: str, address: str, *, window: timedelta) -> int:
+        """Record a soft bounce; how many the address had within ``window`` (this one too)."""
+        at = now()
+        doc = await self.db.soft_bounces.find_one_and_update(
+            {"_id": f"{tenant}:{address.lower()}"},
+            {"$push": {"at": at}, "$set": {"tenant": tenant, "address": address.lower()}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        recent = [t for t in doc["at"] if _aware(t) > at - window]
+        if len(recent) != len(doc["at"]):
+            await self.db.soft_bounces.update_one({"_id": doc["_id"]}, {"$set": {"at": recent}})
+        return len(recent)
+
     async def suppressed(self, tenant: str, addresses: Iterable[str]) -> set[str]:
-        """Which of these addresses (lower-cased) the tenant must not mail."""
+        """Which of these addresses (lower-cased) the tenant must not mail now."""
         wanted = list({a.lower() for a in addresses})
         if not wanted:
             return set()
         docs = self.db.suppressions.find(
-            {"tenant": tenant, "address": {"$in": wanted}}, {"address": 1}
+            {"tenant": tenant, "address": {"$in": wanted}}, {"address": 1, "expires_at": 1}
         )
-        return {d["address"] async for d in docs}
+        at = now()
+        return {
+            d["address"]
+            async for d in docs
+            if d.get("expires_at") is None or _aware(d["expires_at"]) > at
+        }
 
     async def unsuppress(self, tenant: str, address: str) -> bool:
         result = await self.db.suppressions.delete_one(

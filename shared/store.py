@@ -185,6 +185,39 @@ class Store:
             )
         await self.db.recipients.bulk_write(ops, ordered=False)
 
+    async def recipient(self, recipient_id: str) -> dict[str, Any] | None:
+        return await self.db.recipients.find_one({"_id": recipient_id})
+
+    async def recipient_by_address(self, message_id: str, address: str) -> dict[str, Any] | None:
+        return await self.db.recipients.find_one(
+            {"message_id": message_id, "address": {"$in": [address, address.lower()]}}
+        )
+
+    async def mark_feedback(
+        self, recipient_id: str, status: RecipientStatus, reply: Reply, detail: dict[str, Any]
+    ) -> None:
+        """An asynchronous bounce or a complaint: it overrides ``delivered``."""
+        at = now()
+        await self.db.recipients.update_one(
+            {"_id": recipient_id},
+            {
+                "$set": {
+                    "status": status.value,
+                    "reply": reply.model_dump(),
+                    "updated_at": at,
+                    "finished_at": at,
+                },
+                "$push": {
+                    "history": {
+                        "at": at,
+                        "status": status.value,
+                        "reply": reply.model_dump(),
+                        **detail,
+                    }
+                },
+            },
+        )
+
     # -- events ----------------------------------------------------------------------------
 
     async def insert_events(self, events: Sequence[Event]) -> None:

@@ -2,28 +2,60 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from services.bounce.classify import Rules, rules
 from services.bounce.events import EventWriter, events_for
+from services.bounce.feedback import Feedback, Target
+from services.bounce.inbound import BounceHandler, BounceListener
+from services.bounce.parse import Finding
 from services.bounce.settings import BounceSettings
 from shared import logging as hlog
 from shared.broker import Broker, Delivery, Queue
 from shared.errors import Permanent
 from shared.runtime import Runtime
-from shared.schemas import DeliveryResult, Event
+from shared.schemas import DeliveryResult, Event, RecipientStatus
+from shared.verp import Verp
 
 log = hlog.get_logger(__name__)
 
 
 class ResultHandler:
-    """A delivery result → one event per recipient on the events exchange."""
+    """A delivery result → one event per recipient on the events exchange; bounced and
+    expired recipients go through the same classifier as inbound bounces, for the
+    suppression list."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(
+        self, broker: Broker, feedback: Feedback | None = None, rules: Rules | None = None
+    ) -> None:
         self.broker = broker
+        self.feedback = feedback
+        self.rules = rules
 
     async def handle(self, delivery: Delivery) -> None:
         result = delivery.message
         if not isinstance(result, DeliveryResult):
             raise Permanent(f"expected a delivery result, got {type(result).__name__}")
         await self.broker.emit(events_for(result))
+        if self.feedback is None or self.rules is None:
+            return
+        for r in result.results:
+            if r.status not in (RecipientStatus.BOUNCED, RecipientStatus.EXPIRED):
+                continue
+            verdict = self.rules.classify_finding(
+                Finding(
+                    r.address,
+                    status=r.reply.enhanced or f"{str(r.reply.code)[0]}.0.0",
+                    reply_code=r.reply.code,
+                    diagnostic=str(r.reply),
+                )
+            )
+            if r.status is RecipientStatus.EXPIRED:
+                verdict = self.rules.verdict(
+                    r.address, "expired", verdict.status, verdict.diagnostic
+                )
+            target = Target(result.tenant, result.message_id, r.recipient_id, r.address)
+            await self.feedback.suppress(target, verdict, "delivery")
 
 
 class EventRecorder:
@@ -40,14 +72,38 @@ class EventRecorder:
 
 
 async def run(settings: BounceSettings) -> None:
+    key = settings.verp.secret()
+    verp = Verp(key, settings.verp.label) if key else None
     async with Runtime("bounce", settings) as rt:
         writer = EventWriter(
             rt.store, max_batch=settings.event_batch, max_wait=settings.event_batch_wait
         )
-        await rt.broker.consume(Queue.RESULTS, ResultHandler(rt.broker).handle)
+        feedback = Feedback(
+            rt.store,
+            rt.broker,
+            soft_limit=settings.soft_bounce_limit,
+            soft_window=timedelta(days=settings.soft_bounce_window_days),
+            soft_days=settings.soft_suppression_days,
+        )
+        await rt.broker.consume(Queue.RESULTS, ResultHandler(rt.broker, feedback, rules()).handle)
+        listener = None
+        if settings.smtp_port >= 0:
+            listener = BounceListener(
+                BounceHandler(rt.store, verp, rules(), feedback, fbl_address=settings.fbl_address),
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                max_size=settings.max_message_size,
+            )
+            await listener.start()
         await rt.broker.consume(Queue.EVENTS_STORE, EventRecorder(writer).handle)
         if not rt.store.events_ttl_index:
             rt.every(settings.purge_interval, rt.store.purge_events)
         rt.serving()
-        log.info("ready", ops_port=rt.ops.port)
+        log.info(
+            "ready",
+            ops_port=rt.ops.port,
+            smtp=f"{listener.host}:{listener.port}" if listener else None,
+        )
         await rt.until_stopped()
+        if listener is not None:
+            await listener.stop()

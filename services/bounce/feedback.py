@@ -1,0 +1,136 @@
+"""Acting on what came back: a classified bounce or complaint updates the recipient's state,
+is published as an event, and feeds the tenant's suppression list.
+
+- hard bounces and complaints suppress at once and for good;
+- reasons marked ``suppress = "repeated"`` suppress after ``soft_limit`` of them within the
+  window, for ``soft_days``;
+- blocks, filters and rate limits never suppress (they are about the sender, not the mailbox);
+  they stay visible per destination in the events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from prometheus_client import Counter
+
+from services.bounce.classify import Verdict
+from shared import logging as hlog
+from shared.broker import Broker
+from shared.errors import Unavailable
+from shared.ids import new_id
+from shared.schemas import Event, EventType, RecipientStatus, Reply, utcnow
+from shared.store import Store
+
+log = hlog.get_logger(__name__)
+
+FEEDBACK = Counter(
+    "hato_bounce_feedback_total", "Bounces and complaints applied, by reason.", ["reason"]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The recipient a bounce or complaint is about."""
+
+    tenant: str
+    message_id: str
+    recipient_id: str
+    address: str
+
+
+class Feedback:
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        *,
+        soft_limit: int,
+        soft_window: timedelta,
+        soft_days: float,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.soft_limit = soft_limit
+        self.soft_window = soft_window
+        self.soft_days = soft_days
+
+    async def apply(self, target: Target, verdict: Verdict, *, source: str) -> None:
+        complaint = verdict.reason == "complaint"
+        status = RecipientStatus.COMPLAINED if complaint else RecipientStatus.BOUNCED
+        reply = Reply(
+            code=550 if verdict.status.startswith("5") or complaint else 450,
+            enhanced=verdict.status,
+            text=verdict.diagnostic[:500],
+        )
+        if verdict.reason != "auto_reply":
+            await self.store.mark_feedback(
+                target.recipient_id, status, reply, {"reason": verdict.reason, "source": source}
+            )
+        suppressed = await self.suppress(target, verdict, source)
+        FEEDBACK.labels(verdict.reason).inc()
+        log.info(
+            "feedback",
+            reason=verdict.reason,
+            recipient=target.address,
+            suppressed=suppressed,
+            source=source,
+        )
+        event_type = (
+            EventType.COMPLAINED
+            if complaint
+            else EventType.BOUNCED
+            if verdict.reason != "auto_reply"
+            else None
+        )
+        events = []
+        if event_type is not None:
+            events.append(self._event(target, event_type, reply, verdict, source))
+        if suppressed:
+            events.append(self._event(target, EventType.SUPPRESSED, reply, verdict, source))
+        try:
+            await self.broker.emit(events)
+        except Unavailable:
+            log.warning("feedback events not published")
+
+    async def suppress(self, target: Target, verdict: Verdict, source: str) -> bool:
+        if verdict.suppress is True:
+            await self.store.directory.suppress(
+                target.tenant, target.address, reason=verdict.reason, source=source
+            )
+            return True
+        if verdict.suppress == "repeated":
+            n = await self.store.directory.soft_bounce(
+                target.tenant, target.address, window=self.soft_window
+            )
+            if n >= self.soft_limit:
+                await self.store.directory.suppress(
+                    target.tenant,
+                    target.address,
+                    reason=f"{verdict.reason} x{n}",
+                    source=source,
+                    expires_at=utcnow() + timedelta(days=self.soft_days),
+                )
+                return True
+        return False
+
+    @staticmethod
+    def _event(
+        target: Target, type_: EventType, reply: Reply, verdict: Verdict, source: str
+    ) -> Event:
+        return Event(
+            id=new_id(),
+            type=type_,
+            message_id=target.message_id,
+            tenant=target.tenant,
+            recipient_id=target.recipient_id,
+            address=target.address,
+            reply=reply,
+            detail={
+                "reason": verdict.reason,
+                "hard": verdict.hard,
+                "ambiguous": verdict.ambiguous,
+                "source": source,
+            },
+        )

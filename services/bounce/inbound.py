@@ -1,0 +1,157 @@
+"""The inbound listener of the tenants' bounce domains (aiosmtpd): it accepts mail only for
+genuine VERP return paths (the dispatcher's signed tokens) and the feedback-loop address;
+anything else gets ``550 5.1.1``. Each accepted report is parsed, classified and applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from services.bounce.classify import Rules
+from services.bounce.feedback import Feedback, Target
+from services.bounce.parse import Kind, Report, parse
+from shared import logging as hlog
+from shared.errors import TRANSIENT_ERRORS
+from shared.store import Store
+from shared.verp import Verp
+
+log = hlog.get_logger(__name__)
+
+NO_SUCH_RECIPIENT = "550 5.1.1 No such recipient here"
+RECIPIENT_OK = "250 2.1.5 Ok"
+SENDER_OK = "250 2.1.0 Ok"
+STORED = "250 2.0.0 Ok: report received"
+TRY_LATER = "451 4.3.0 Temporary failure; try again later"
+
+
+class BounceSMTP(SMTP):
+    """aiosmtpd's SMTP accepting the null reverse-path ``MAIL FROM:<>`` that bounces use
+    (RFC 5321 4.5.5), which aiosmtpd itself refuses as a syntax error."""
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        stripped = arg.lstrip()
+        if stripped.startswith("<>"):
+            return "<>", stripped[2:]
+        return super()._getaddr(arg)
+
+
+class BounceHandler:
+    def __init__(
+        self, store: Store, verp: Verp | None, rules: Rules, feedback: Feedback, *, fbl_address: str
+    ) -> None:
+        self.store = store
+        self.verp = verp
+        self.rules = rules
+        self.feedback = feedback
+        self.fbl_address = fbl_address.lower()
+
+    async def handle_MAIL(
+        self, server, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        envelope.mail_from = "" if address == "<>" else address
+        envelope.mail_options.extend(options)
+        return SENDER_OK
+
+    async def handle_RCPT(
+        self, server, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address.lower() == self.fbl_address and self.fbl_address:
+            envelope.rcpt_tos.append(address)
+            return RECIPIENT_OK
+        if self.verp is None or self.verp.parse(address) is None:
+            log.info("refused: not a return path of ours", rcpt=address)
+            return NO_SUCH_RECIPIENT
+        envelope.rcpt_tos.append(address)
+        return RECIPIENT_OK
+
+    async def handle_DATA(self, server, session: Session, envelope: Envelope) -> str:
+        raw: bytes = envelope.original_content or b""
+        try:
+            report = await asyncio.to_thread(parse, raw)
+            for rcpt in envelope.rcpt_tos:
+                await self.apply(rcpt, report)
+        except TRANSIENT_ERRORS:
+            return TRY_LATER
+        except Exception:
+            log.exception("could not process an inbound report")
+            return STORED  # kept from looping: a report we cannot read is not retried
+        return STORED
+
+    async def apply(self, rcpt: str, report: Report) -> None:
+        if report.kind is Kind.NOT_A_BOUNCE:
+            log.info("not a bounce; ignored", rcpt=rcpt)
+            return
+        verdicts = self.rules.classify(report)
+        ids = self.verp.parse(rcpt) if self.verp else None
+        if ids is None:  # the feedback-loop address: find the return path in the original
+            ids = self._ids_from_original(report)
+        if ids is None:
+            log.info("report about a message that is not ours", rcpt=rcpt)
+            return
+        message_id, recipient_id = ids
+        message = await self.store.message(message_id)
+        if message is None:
+            return
+        for verdict in verdicts:
+            doc = await (
+                self.store.recipient(recipient_id)
+                if recipient_id and len(verdicts) == 1
+                else self.store.recipient_by_address(message_id, verdict.recipient)
+            )
+            if doc is None or doc["message_id"] != message_id:
+                continue
+            await self.feedback.apply(
+                Target(message["tenant"], message_id, doc["_id"], doc["address"]),
+                verdict,
+                source="complaint" if report.kind is Kind.COMPLAINT else "dsn",
+            )
+
+    def _ids_from_original(self, report: Report) -> tuple[str, str | None] | None:
+        if self.verp is None:
+            return None
+        for header in ("return-path", "x-hato-return-path"):
+            value = report.original_headers.get(header, "")
+            address = email.utils.parseaddr(value)[1] or value.strip("<> ")
+            if address:
+                ids = self.verp.parse(address)
+                if ids is not None:
+                    return ids
+        for value in report.original_headers.values():
+            for candidate in re.findall(r"b[a-z2-7]{52}\.[a-z2-7]{8}@[\w.-]+", value, re.I):
+                ids = self.verp.parse(candidate)
+                if ids is not None:
+                    return ids
+        return None
+
+
+class BounceListener:
+    def __init__(self, handler: BounceHandler, *, host: str, port: int, max_size: int) -> None:
+        self.handler = handler
+        self.host, self.port, self.max_size = host, port, max_size
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> Any:
+            return BounceSMTP(
+                self.handler,
+                hostname="bounces.hato",
+                ident="Hato bounces",
+                data_size_limit=self.max_size,
+                enable_SMTPUTF8=True,
+                loop=loop,
+            )
+
+        self._server = await loop.create_server(protocol, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("bounce listener", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
