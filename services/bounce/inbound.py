@@ -53,7 +53,7 @@ class BounceHandler:
     async def handle_MAIL(
         self, server, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        envelope.mail_from = "" if address == "<>" else address
+        envelope.mail_from = address  # "<>" for a bounce: aiosmtpd needs it non-empty
         envelope.mail_options.extend(options)
         return SENDER_OK
 

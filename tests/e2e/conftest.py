@@ -18,6 +18,8 @@ from tests.helpers.stack import Stack
 from tests.helpers.waiting import eventually
 
 OPERATOR = "op-" + unique("token")
+VERP_KEY = "verp-" + unique("key")
+FBL = "fbl@feedback.hato.test"
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Api:
     prefix: str
     master_key: str
     dkim_key: object
+    bounce_port: int = 0
 
     def as_tenant(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key}"}
@@ -49,7 +52,7 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
     _, rival_key = await d.add_api_key("rival")
     sink = await Sink(host="127.0.0.2").start()
     dns_server = await DnsServer().start()
-    http_port = free_port()
+    http_port, bounce_port = free_port(), free_port()
     prefix = unique("http")
     stack = Stack(
         env={
@@ -66,6 +69,9 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
             "HATO_DNS_TIMEOUT": "2",
             "HATO_DISPATCHER_ROUTES": f"*={sink.address}",
             "HATO_SIGNER_KEY_CACHE_SECONDS": "0",
+            "HATO_VERP_KEY": VERP_KEY,
+            "HATO_BOUNCE_SMTP_PORT": str(bounce_port),
+            "HATO_BOUNCE_FBL_ADDRESS": FBL,
             "HATO_INGEST_POLICY_REFRESH": "0.5",
             "HATO_SIGNER_ROTATION_INTERVAL": "0.5",
         },
@@ -73,7 +79,9 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
     )
     await stack.start_all()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as http:
-        yield Api(store, http, key, rival_key, sink, dns_server, prefix, master_key, dkim_key)
+        yield Api(
+            store, http, key, rival_key, sink, dns_server, prefix, master_key, dkim_key, bounce_port
+        )
     assert (await stack.stop_all()) == {"ingest": 0, "signer": 0, "dispatcher": 0, "bounce": 0}
     for p in stack.processes.values():
         assert key not in p.log() and OPERATOR not in p.log()

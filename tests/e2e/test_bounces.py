@@ -1,0 +1,150 @@
+"""What comes back, end to end: DSNs and complaints arriving at the bounce listener update
+recipients and the suppression list; forged return paths are refused; events reach a queue
+bound to the events exchange."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aio_pika
+import pytest
+
+from tests.conftest import AMQP_URL, unique
+from tests.e2e.conftest import FBL, Api, delivered_to, message
+from tests.helpers.smtp import RawSession
+from tests.helpers.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+async def delivered(api: Api, address: str) -> tuple[str, str, str]:
+    """Send to ``address`` and wait for delivery: (message id, recipient id, return path)."""
+    r = await api.http.post("/v1/messages", json=message(to=[address]), headers=api.as_tenant())
+    assert r.status_code == 202, r.text
+    message_id = r.json()["id"]
+    await delivered_to(api, address)
+    return_path = next(x.mail_from for x in api.sink.received if address in x.rcpt_tos)
+    await eventually(
+        lambda: api.store.recipients(message_id), until=lambda rs: rs[0]["status"] == "delivered"
+    )
+    return message_id, r.json()["recipients"][0]["id"], return_path
+
+
+def dsn(recipient: str, status: str, text: str) -> bytes:
+    return (
+        "From: MAILER-DAEMON@mx.ok.test\r\nTo: bounces\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nThe mail system\r\n\r\n"
+        f"<{recipient}>: host mx.ok.test said: {text}\r\n\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.ok.test\r\n"
+        f"\r\nFinal-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: {status}\r\n"
+        f"Diagnostic-Code: smtp; {text}\r\n\r\n--B--\r\n"
+    ).encode()
+
+
+async def send_report(api: Api, rcpt: str, body: bytes) -> list[str]:
+    """MAIL FROM:<> as bounces come; the replies to RCPT and DATA."""
+    raw = await RawSession.open(api.bounce_port)
+    await raw.cmd("EHLO mx.ok.test")
+    assert (await raw.cmd("MAIL FROM:<>"))[0].startswith("250")
+    rcpt_reply = (await raw.cmd(f"RCPT TO:<{rcpt}>"))[0]
+    if not rcpt_reply.startswith("250"):
+        await raw.close()
+        return [rcpt_reply]
+    await raw.cmd("DATA")
+    await raw.send(body + b".\r\n")
+    data_reply = (await raw.reply())[0]
+    await raw.close()
+    return [rcpt_reply, data_reply]
+
+
+async def test_an_async_bounce_turns_delivered_into_bounced_and_suppresses(api: Api) -> None:
+    address = f"{unique('gone')}@ok.test"
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True)
+        exchange = await channel.get_exchange(f"{api.prefix}.events")
+        await queue.bind(exchange, routing_key="acme.bounced")  # a platform team's queue
+
+        message_id, recipient_id, return_path = await delivered(api, address)
+        assert return_path.endswith("@bounces.shop.test")
+        replies = await send_report(
+            api, return_path, dsn(address, "5.1.1", "550 5.1.1 User unknown")
+        )
+        assert replies == ["250 2.1.5 Ok", "250 2.0.0 Ok: report received"]
+
+        rcpt = await eventually(
+            lambda: api.store.recipient(recipient_id), until=lambda r: r["status"] == "bounced"
+        )
+        assert rcpt["reply"]["enhanced"] == "5.1.1"
+        assert await api.store.directory.suppressed("acme", [address]) == {address}
+        incoming = await eventually(
+            lambda: queue.get(fail=False, no_ack=True), until=lambda m: m is not None
+        )
+        event = json.loads(incoming.body.split(b"\n", 1)[0])
+        assert (event["type"], event["recipient_id"]) == ("bounced", recipient_id)
+        assert event["detail"]["reason"] == "user_unknown"
+    # the next message to that address is not sent
+    again = await api.http.post("/v1/messages", json=message(to=[address]), headers=api.as_tenant())
+    assert again.json()["recipients"][0]["status"] == "suppressed"
+    assert message_id
+
+
+async def test_forged_or_unknown_return_paths_are_refused(api: Api) -> None:
+    _, _, return_path = await delivered(api, f"{unique('x')}@ok.test")
+    local, _, domain = return_path.partition("@")
+    forged = local[:-3] + ("aaa" if not local.endswith("aaa") else "bbb") + "@" + domain
+    assert (await send_report(api, forged, b""))[0].startswith("550 5.1.1")
+    assert (await send_report(api, "postmaster@bounces.shop.test", b""))[0].startswith("550 5.1.1")
+
+
+async def test_a_complaint_marks_complained_and_suppresses(api: Api) -> None:
+    address = f"{unique('angry')}@ok.test"
+    _, recipient_id, return_path = await delivered(api, address)
+    arf = (
+        "From: fbl@isp.test\r\nTo: fbl\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=feedback-report; boundary="A"\r\n\r\n'
+        "--A\r\nContent-Type: text/plain\r\n\r\nAbuse report\r\n"
+        "--A\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n"
+        f"Version: 1\r\nOriginal-Rcpt-To: <{address}>\r\n"
+        "--A\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"Return-Path: <{return_path}>\r\nFrom: orders@shop.test\r\nTo: {address}\r\n"
+        "Subject: Order 7\r\n\r\n--A--\r\n"
+    ).encode()
+    replies = await send_report(api, FBL, arf)
+    assert replies[-1].startswith("250 2.0.0")
+    rcpt = await eventually(
+        lambda: api.store.recipient(recipient_id), until=lambda r: r["status"] == "complained"
+    )
+    assert rcpt["history"][-1]["reason"] == "complaint"
+    assert await api.store.directory.suppressed("acme", [address]) == {address}
+
+
+async def test_soft_bounces_suppress_only_after_repeats_and_for_a_while(api: Api) -> None:
+    address = f"{unique('full')}@ok.test"
+    for n in range(3):
+        _, _, return_path = await delivered(api, address)
+        await send_report(api, return_path, dsn(address, "4.2.2", "452 4.2.2 Mailbox full"))
+        await asyncio.sleep(0.3)
+        suppressed = await api.store.directory.suppressed("acme", [address])
+        assert suppressed == (set() if n < 2 else {address}), n
+    entry = await api.store.db.suppressions.find_one({"address": address})
+    assert entry["expires_at"] is not None and "mailbox_full" in entry["reason"]
+
+
+async def test_blocks_are_reported_but_never_suppress(api: Api) -> None:
+    address = f"{unique('blocked')}@ok.test"
+    _, recipient_id, return_path = await delivered(api, address)
+    await send_report(
+        api,
+        return_path,
+        dsn(address, "5.7.1", "554 5.7.1 Client host blocked using zen.spamhaus.org"),
+    )
+    rcpt = await eventually(
+        lambda: api.store.recipient(recipient_id), until=lambda r: r["status"] == "bounced"
+    )
+    assert rcpt["history"][-1]["reason"] == "blocked"
+    assert await api.store.directory.suppressed("acme", [address]) == set()
