@@ -185,6 +185,46 @@ class Store:
             )
         await self.db.recipients.bulk_write(ops, ordered=False)
 
+    async def list_messages(
+        self,
+        tenant: str,
+        *,
+        recipient: str | None = None,
+        status: str | None = None,
+        tag: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """A tenant's messages, newest first (ids are time-ordered, so ``before`` pages)."""
+        query: dict[str, Any] = {"tenant": tenant}
+        if recipient or status:
+            rquery: dict[str, Any] = {"tenant": tenant}
+            if recipient:
+                rquery["address"] = {"$in": [recipient, recipient.lower()]}
+            if status:
+                rquery["status"] = status
+            ids = {
+                d["message_id"] async for d in self.db.recipients.find(rquery, {"message_id": 1})
+            }
+            query["_id"] = {"$in": sorted(ids)}
+        if tag:
+            query["tags"] = tag
+        created: dict[str, Any] = {}
+        if since:
+            created["$gte"] = since
+        if until:
+            created["$lt"] = until
+        if created:
+            query["created_at"] = created
+        if before:
+            query.setdefault("_id", {})
+            if isinstance(query["_id"], dict):
+                query["_id"]["$lt"] = before
+        cursor = self.db.messages.find(query).sort("_id", -1).limit(limit)
+        return await cursor.to_list()
+
     async def recipient(self, recipient_id: str) -> dict[str, Any] | None:
         return await self.db.recipients.find_one({"_id": recipient_id})
 

@@ -165,3 +165,8 @@ class RecipientOut(BaseModel):
 class AcceptedOut(BaseModel):
     id: str
     recipients: list[RecipientOut]
+
+
+class SuppressionIn(_Strict):
+    address: Mailbox
+    reason: OneLine = Field("manual", max_length=200)

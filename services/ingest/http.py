@@ -14,9 +14,10 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -28,6 +29,8 @@ from services.ingest.api_models import (
     BatchIn,
     MessageIn,
     RawMessageIn,
+    SuppressionIn,
+    address_of,
 )
 from services.ingest.policy import RelayPolicy
 from services.ingest.send import DoorLimits, Refused, Sender
@@ -189,6 +192,73 @@ def create_app(
         message["recipients"] = [_public(r) for r in recipients]
         message["events"] = [_public(e) for e in events]
         return message
+
+    @app.get("/v1/messages", tags=["messages"])
+    async def list_messages(
+        identity: Annotated[Identity, Depends(tenant)],
+        recipient: str | None = None,
+        status: str | None = None,
+        tag: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: str | None = Query(None, description="Page: the `next` of the previous page."),
+        limit: int = Query(50, ge=1, le=500),
+    ) -> dict:
+        """The tenant's messages, newest first, filtered by recipient, recipient status, tag
+        and time; ``next`` continues the list."""
+        docs = await store.list_messages(
+            identity.tenant,
+            recipient=recipient,
+            status=status,
+            tag=tag,
+            since=since,
+            until=until,
+            before=before,
+            limit=limit,
+        )
+        return {
+            "messages": [_public(d) for d in docs],
+            "next": docs[-1]["_id"] if len(docs) == limit else None,
+        }
+
+    @app.get("/v1/suppressions", tags=["suppressions"])
+    async def list_suppressions(
+        identity: Annotated[Identity, Depends(tenant)],
+        after: str = "",
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> dict:
+        """The tenant's suppressed addresses, by address; ``next`` continues the list."""
+        docs = await store.directory.suppressions(identity.tenant, after=after, limit=limit)
+        items = [
+            {
+                "address": d["address"],
+                "reason": d.get("reason"),
+                "source": d.get("source"),
+                "created_at": d.get("created_at"),
+                "expires_at": d.get("expires_at"),
+            }
+            for d in docs
+        ]
+        return {
+            "suppressions": items,
+            "next": items[-1]["address"] if len(items) == limit else None,
+        }
+
+    @app.post("/v1/suppressions", status_code=201, tags=["suppressions"])
+    async def add_suppression(
+        body: SuppressionIn, identity: Annotated[Identity, Depends(tenant)]
+    ) -> dict:
+        await store.directory.suppress(
+            identity.tenant, address_of(body.address), reason=body.reason, source="api"
+        )
+        return {"address": address_of(body.address).lower(), "reason": body.reason}
+
+    @app.delete("/v1/suppressions/{address}", status_code=204, tags=["suppressions"])
+    async def remove_suppression(
+        address: str, identity: Annotated[Identity, Depends(tenant)]
+    ) -> None:
+        if not await store.directory.unsuppress(identity.tenant, address):
+            raise Problem(404, f"{address} is not suppressed")
 
     if acceptor is not None and policy is not None and limits is not None:
         sender = Sender(acceptor, policy, limits, door="http")

@@ -243,3 +243,62 @@ async def test_a_message_may_name_only_the_pools_its_tenant_may_use(api: Api) ->
     await asyncio.sleep(0.8)  # the ingest policy reloads tenants every 0.5 s in these tests
     key_identity = await api.store.directory.api_key_identity(api.key)
     assert key_identity.may_use_pool("bulk")
+
+
+async def test_listing_messages_by_recipient_status_and_tag_with_pages(api: Api) -> None:
+    """GET /v1/messages filters the tenant's own messages and pages newest first."""
+    tag = unique("tag")
+    ids = []
+    for n in range(3):
+        r = await api.http.post(
+            "/v1/messages",
+            json=message(to=[f"list{n}@ok.test"], tags=[tag]),
+            headers=api.as_tenant(),
+        )
+        ids.append(r.json()["id"])
+    page = (
+        await api.http.get("/v1/messages", params={"tag": tag, "limit": 2}, headers=api.as_tenant())
+    ).json()
+    assert [m["id"] for m in page["messages"]] == [ids[2], ids[1]]
+    rest = (
+        await api.http.get(
+            "/v1/messages", params={"tag": tag, "before": page["next"]}, headers=api.as_tenant()
+        )
+    ).json()
+    assert [m["id"] for m in rest["messages"]] == [ids[0]] and rest["next"] is None
+    one = (
+        await api.http.get(
+            "/v1/messages", params={"recipient": "list1@ok.test"}, headers=api.as_tenant()
+        )
+    ).json()
+    assert [m["id"] for m in one["messages"]] == [ids[1]]
+    rival = (
+        await api.http.get(
+            "/v1/messages", params={"tag": tag}, headers=api.as_tenant(api.rival_key)
+        )
+    ).json()
+    assert rival["messages"] == []
+
+
+async def test_suppressions_api(api: Api) -> None:
+    address = f"{unique('s')}@ok.test"
+    added = await api.http.post(
+        "/v1/suppressions", json={"address": address, "reason": "asked"}, headers=api.as_tenant()
+    )
+    assert added.status_code == 201
+    listed = (await api.http.get("/v1/suppressions", headers=api.as_tenant())).json()
+    assert address in {s["address"] for s in listed["suppressions"]}
+    sent = await api.http.post("/v1/messages", json=message(to=[address]), headers=api.as_tenant())
+    assert sent.json()["recipients"][0]["status"] == "suppressed"
+    other = (await api.http.get("/v1/suppressions", headers=api.as_tenant(api.rival_key))).json()
+    assert address not in {s["address"] for s in other["suppressions"]}
+    assert (
+        await api.http.delete(f"/v1/suppressions/{address}", headers=api.as_tenant(api.rival_key))
+    ).status_code == 404
+    assert (
+        await api.http.delete(f"/v1/suppressions/{address}", headers=api.as_tenant())
+    ).status_code == 204
+    bad = await api.http.post(
+        "/v1/suppressions", json={"address": "not an address"}, headers=api.as_tenant()
+    )
+    assert bad.status_code == 400
