@@ -83,6 +83,7 @@ class Queue(StrEnum):
     SIGN = "sign"
     RESULTS = "results"
     EVENTS_STORE = "events.store"
+    WEBHOOKS = "webhooks"
     DEAD = "dead"
 
 
@@ -187,6 +188,7 @@ class Broker:
         await self._declare_queue(Queue.SIGN, Exchange.WORK, Queue.SIGN)
         await self._declare_queue(Queue.RESULTS, Exchange.WORK, Queue.RESULTS)
         await self._declare_queue(Queue.EVENTS_STORE, Exchange.EVENTS, "#")
+        await self._declare_queue(Queue.WEBHOOKS, Exchange.EVENTS, "#")
         for pool in self.pools:
             await self._declare_queue(deliver_queue(pool), Exchange.DELIVER, pool)
 

@@ -29,6 +29,7 @@ from shared import logging as hlog
 from shared.directory import Directory, Idempotency, Pools
 from shared.schemas import Event, RecipientResult, RecipientStatus, Reply
 from shared.settings import StoreSettings
+from shared.webhooks import Webhooks
 
 log = hlog.get_logger(__name__)
 
@@ -59,6 +60,7 @@ class Store:
         self.directory = Directory(self.db)
         self.idempotency = Idempotency(self.db)
         self.pools = Pools(self.db)
+        self.webhooks = Webhooks(self.db)
 
     async def close(self) -> None:
         await self.client.close()
@@ -79,6 +81,7 @@ class Store:
         await db.events.create_index([("message_id", ASCENDING), ("at", ASCENDING)])
         await db.events.create_index([("tenant", ASCENDING), ("at", ASCENDING)])
         await self.directory.ensure_indexes()
+        await self.webhooks.ensure_indexes()
         try:
             await db.events.create_index(
                 [("at", ASCENDING)],
@@ -280,6 +283,22 @@ class Store:
             .sort([("at", ASCENDING), ("_id", ASCENDING)])
             .to_list()
         )
+
+    async def tenant_events(
+        self, tenant: str, since: datetime, until: datetime
+    ) -> list[dict[str, Any]]:
+        """A tenant's events of a time range, as JSON-ready dicts (for webhook replays)."""
+        docs = (
+            await self.db.events.find({"tenant": tenant, "at": {"$gte": since, "$lt": until}})
+            .sort("at", ASCENDING)
+            .to_list()
+        )
+        out = []
+        for d in docs:
+            e = {k: v for k, v in d.items() if k != "_id"}
+            e["id"] = d["_id"]
+            out.append(Event.model_validate(e).model_dump(mode="json"))
+        return out
 
     async def purge_events(self) -> int:
         """Delete events older than the retention (what a TTL index does on MongoDB)."""

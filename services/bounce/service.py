@@ -10,11 +10,13 @@ from services.bounce.feedback import Feedback, Target
 from services.bounce.inbound import BounceHandler, BounceListener
 from services.bounce.parse import Finding
 from services.bounce.settings import BounceSettings
+from services.bounce.webhook_sender import WebhookRouter, WebhookSender
 from shared import logging as hlog
 from shared.broker import Broker, Delivery, Queue
 from shared.errors import Permanent
 from shared.runtime import Runtime
 from shared.schemas import DeliveryResult, Event, RecipientStatus
+from shared.secrets import SecretBox
 from shared.verp import Verp
 
 log = hlog.get_logger(__name__)
@@ -72,6 +74,11 @@ class EventRecorder:
 
 
 async def run(settings: BounceSettings) -> None:
+    box = (
+        SecretBox.from_settings(settings.secrets)
+        if (settings.secrets.master_key.get_secret_value() or settings.secrets.master_key_file)
+        else None
+    )
     key = settings.verp.secret()
     verp = Verp(key, settings.verp.label) if key else None
     async with Runtime("bounce", settings) as rt:
@@ -96,6 +103,18 @@ async def run(settings: BounceSettings) -> None:
             )
             await listener.start()
         await rt.broker.consume(Queue.EVENTS_STORE, EventRecorder(writer).handle)
+        sender = None
+        if box is not None:
+            await rt.broker.consume(Queue.WEBHOOKS, WebhookRouter(rt.store.webhooks).handle)
+            sender = WebhookSender(
+                rt.store.webhooks,
+                box,
+                timeout=settings.webhook_timeout,
+                backoff=settings.webhook_backoff,
+            )
+            rt.every(settings.webhook_interval, sender.run_once)
+        else:
+            log.warning("no master key: webhooks are not delivered")
         if not rt.store.events_ttl_index:
             rt.every(settings.purge_interval, rt.store.purge_events)
         rt.serving()
@@ -107,3 +126,5 @@ async def run(settings: BounceSettings) -> None:
         await rt.until_stopped()
         if listener is not None:
             await listener.stop()
+        if sender is not None:
+            await sender.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from typing import Annotated
 
-from shared.settings import ServiceSettings, VerpSettings
+from pydantic import Field
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from shared.settings import SecretsSettings, ServiceSettings, VerpSettings, comma_list
 
 
 class BounceSettings(ServiceSettings):
@@ -37,3 +39,14 @@ class BounceSettings(ServiceSettings):
     soft_suppression_days: float = Field(
         30, gt=0, description="Days a suppression for repeated soft bounces lasts."
     )
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    webhook_interval: float = Field(
+        0.5, gt=0, description="Seconds between passes over the webhook outbox."
+    )
+    webhook_timeout: float = Field(5.0, gt=0, description="Seconds a webhook POST may take.")
+    webhook_backoff: Annotated[list[float], NoDecode] = Field(
+        [1, 5, 30, 120, 600, 1800, 3600, 7200],
+        description="Seconds before each retry of a failed webhook POST; then it fails.",
+    )
+
+    _split_backoff = comma_list("webhook_backoff")

@@ -7,6 +7,7 @@ import base64
 import binascii
 import email.utils
 import re
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -170,3 +171,24 @@ class AcceptedOut(BaseModel):
 class SuppressionIn(_Strict):
     address: Mailbox
     reason: OneLine = Field("manual", max_length=200)
+
+
+class WebhookIn(_Strict):
+    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2000)
+    events: list[str] = Field([], description="Event types to send; empty: all of them.")
+
+    @field_validator("events")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        from shared.schemas import EventType
+
+        known = {e.value for e in EventType}
+        for v in value:
+            if v not in known:
+                raise ValueError(f"unknown event type {v!r}")
+        return value
+
+
+class ReplayIn(_Strict):
+    since: datetime
+    until: datetime

@@ -29,13 +29,16 @@ from services.ingest.api_models import (
     BatchIn,
     MessageIn,
     RawMessageIn,
+    ReplayIn,
     SuppressionIn,
+    WebhookIn,
     address_of,
 )
 from services.ingest.policy import RelayPolicy
 from services.ingest.send import DoorLimits, Refused, Sender
 from shared import logging as hlog
 from shared.directory import IdempotencyConflict, Identity
+from shared.secrets import SecretBox
 from shared.store import Store
 
 log = hlog.get_logger(__name__)
@@ -124,6 +127,7 @@ def create_app(
     policy: RelayPolicy | None = None,
     limits: DoorLimits | None = None,
     admin: Any = None,
+    box: SecretBox | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Hato",
@@ -259,6 +263,71 @@ def create_app(
     ) -> None:
         if not await store.directory.unsuppress(identity.tenant, address):
             raise Problem(404, f"{address} is not suppressed")
+
+    @app.post("/v1/webhooks", status_code=201, tags=["webhooks"])
+    async def add_webhook(body: WebhookIn, identity: Annotated[Identity, Depends(tenant)]) -> dict:
+        """An endpoint for the tenant's events; the signing secret is in this answer only."""
+        if box is None:
+            raise Problem(503, "webhooks need the master key (HATO_MASTER_KEY_FILE)")
+        doc, secret = await store.webhooks.add(identity.tenant, body.url, body.events, box)
+        return {"id": doc["_id"], "url": doc["url"], "events": doc["events"], "secret": secret}
+
+    @app.get("/v1/webhooks", tags=["webhooks"])
+    async def list_webhooks(identity: Annotated[Identity, Depends(tenant)]) -> dict:
+        return {
+            "webhooks": [
+                {
+                    "id": w["_id"],
+                    "url": w["url"],
+                    "events": w["events"],
+                    "created_at": w["created_at"],
+                }
+                for w in await store.webhooks.of(identity.tenant)
+            ]
+        }
+
+    async def own_webhook(webhook_id: str, identity: Identity) -> dict:
+        hook = await store.webhooks.get(webhook_id)
+        if hook is None or hook["tenant"] != identity.tenant:
+            raise Problem(404, f"no webhook {webhook_id}")
+        return hook
+
+    @app.delete("/v1/webhooks/{webhook_id}", status_code=204, tags=["webhooks"])
+    async def remove_webhook(
+        webhook_id: str, identity: Annotated[Identity, Depends(tenant)]
+    ) -> None:
+        await own_webhook(webhook_id, identity)
+        await store.webhooks.remove(identity.tenant, webhook_id)
+
+    @app.get("/v1/webhooks/{webhook_id}/deliveries", tags=["webhooks"])
+    async def webhook_log(webhook_id: str, identity: Annotated[Identity, Depends(tenant)]) -> dict:
+        """The delivery log: each event's state, attempts and the last answer."""
+        await own_webhook(webhook_id, identity)
+        return {
+            "deliveries": [
+                {
+                    "event_id": d["event"]["id"],
+                    "type": d["event"]["type"],
+                    "state": d["state"],
+                    "attempts": d.get("attempts", 0),
+                    "last_status": d.get("last_status"),
+                    "last_error": d.get("last_error"),
+                    "last_attempt_at": d.get("last_attempt_at"),
+                }
+                for d in await store.webhooks.log(webhook_id)
+            ]
+        }
+
+    @app.post("/v1/webhooks/{webhook_id}/replay", tags=["webhooks"])
+    async def replay(
+        webhook_id: str, body: ReplayIn, identity: Annotated[Identity, Depends(tenant)]
+    ) -> dict:
+        """Send the tenant's events of a time range to this endpoint again."""
+        hook = await own_webhook(webhook_id, identity)
+        events = await store.tenant_events(identity.tenant, body.since, body.until)
+        wanted = [e for e in events if not hook["events"] or e["type"] in hook["events"]]
+        queued = await store.webhooks.requeue(webhook_id, wanted)
+        return {"queued": queued}
 
     if acceptor is not None and policy is not None and limits is not None:
         sender = Sender(acceptor, policy, limits, door="http")

@@ -108,6 +108,7 @@ async def run(settings: IngestSettings) -> None:
             policy=policy,
             limits=DoorLimits(settings.max_message_size, settings.max_recipients),
             admin=admin,
+            box=box,
         )
         http = HttpServer(app, host=settings.http_host, port=settings.http_port)
         submit = SubmitHandler(

@@ -1,0 +1,136 @@
+"""Webhook delivery: events go into each matching endpoint's outbox (MongoDB), and a worker
+POSTs them in signed batches with retries and back-off. The mail pipeline only ever writes to
+the outbox, so a slow or dead endpoint delays nothing but its own deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from prometheus_client import Counter
+
+from shared import logging as hlog
+from shared.broker import Delivery
+from shared.errors import Permanent
+from shared.schemas import Event
+from shared.secrets import SecretBox
+from shared.webhooks import SIGNATURE_HEADER, Webhooks, sign
+
+log = hlog.get_logger(__name__)
+
+POSTS = Counter("hato_webhook_posts_total", "Webhook POSTs, by outcome.", ["outcome"])
+BACKOFF = (1, 5, 30, 120, 600, 1800, 3600, 7200)  # seconds before each retry
+
+
+class WebhookRouter:
+    """Consumes every event; puts it into the outbox of each endpoint that wants it."""
+
+    def __init__(self, webhooks: Webhooks, *, refresh: float = 5.0) -> None:
+        self.webhooks = webhooks
+        self.refresh = refresh
+        self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+
+    async def hooks(self, tenant: str) -> list[dict[str, Any]]:
+        hit = self._cache.get(tenant)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        hooks = await self.webhooks.of(tenant)
+        self._cache[tenant] = (time.monotonic() + self.refresh, hooks)
+        return hooks
+
+    async def handle(self, delivery: Delivery) -> None:
+        event = delivery.message
+        if not isinstance(event, Event):
+            raise Permanent(f"expected an event, got {type(event).__name__}")
+        for hook in await self.hooks(event.tenant):
+            if not hook.get("events") or event.type.value in hook["events"]:
+                await self.webhooks.enqueue(hook["_id"], [event.model_dump(mode="json")])
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        webhooks: Webhooks,
+        box: SecretBox,
+        *,
+        timeout: float = 5.0,
+        batch: int = 50,
+        backoff: Sequence[float] = BACKOFF,
+        parallel: int = 10,
+    ) -> None:
+        self.webhooks = webhooks
+        self.box = box
+        self.timeout = timeout
+        self.batch = batch
+        self.backoff = tuple(backoff)
+        self._limit = asyncio.Semaphore(parallel)
+        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def run_once(self) -> None:
+        due = await self.webhooks.due()
+        by_hook: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for item in due:
+            by_hook[item["webhook"]].append(item)
+        await asyncio.gather(*(self._deliver(h, items) for h, items in by_hook.items()))
+
+    async def _deliver(self, hook_id: str, items: list[dict[str, Any]]) -> None:
+        async with self._limit:
+            hook = await self.webhooks.get(hook_id)
+            if hook is None:  # the endpoint was removed
+                await self.webhooks.settle(
+                    [i["_id"] for i in items],
+                    ok=False,
+                    status=None,
+                    error="webhook removed",
+                    attempts=0,
+                    backoff=None,
+                )
+                return
+            secret = self.box.open(hook["secret_sealed"]).decode()
+            for start in range(0, len(items), self.batch):
+                await self._post(hook, secret, items[start : start + self.batch])
+
+    async def _post(self, hook: dict[str, Any], secret: str, chunk: list[dict[str, Any]]) -> None:
+        body = json.dumps({"events": [i["event"] for i in chunk]}, separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(secret, body),
+            "Hato-Webhook-Id": hook["_id"],
+            "User-Agent": "Hato-Webhooks/1",
+        }
+        status, error = None, ""
+        try:
+            response = await self._client.post(hook["url"], content=body, headers=headers)
+            status = response.status_code
+            ok = 200 <= status < 300
+            if not ok:
+                error = f"HTTP {status}"
+        except httpx.HTTPError as exc:
+            ok, error = False, f"{type(exc).__name__}: {exc}"[:300]
+        attempts = max(i.get("attempts", 0) for i in chunk) + 1
+        backoff = None if ok or attempts > len(self.backoff) else self.backoff[attempts - 1]
+        POSTS.labels("ok" if ok else ("retry" if backoff is not None else "failed")).inc()
+        if not ok:
+            log.info(
+                "webhook delivery failed",
+                webhook=hook["_id"],
+                error=error,
+                attempts=attempts,
+                retry_in=backoff,
+            )
+        await self.webhooks.settle(
+            [i["_id"] for i in chunk],
+            ok=ok,
+            status=status,
+            error=error,
+            attempts=attempts,
+            backoff=backoff,
+        )

@@ -1,0 +1,169 @@
+"""Webhooks: tenants' endpoints with event filters, and the outbox of their deliveries.
+
+A POST carries ``{"events": [...]}`` and is signed: ``Hato-Signature: t=<unix time>,
+v1=<hex HMAC-SHA256 of "<t>.<body>" with the endpoint's secret>``. Receivers check the
+signature and the time, and drop events whose ``id`` they have seen (deliveries are at least
+once). Secrets are stored sealed by the master key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.ids import new_id
+from shared.secrets import SecretBox
+
+SIGNATURE_HEADER = "Hato-Signature"
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def verify(secret: str, body: bytes, header: str, *, tolerance: float = 300) -> bool:
+    """What a receiver does: the signature matches and is recent."""
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        t = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    expected = sign(secret, body, t).split("v1=")[1]
+    return abs(time.time() - t) <= tolerance and hmac.compare_digest(parts.get("v1", ""), expected)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Webhooks:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.db = db
+
+    async def ensure_indexes(self) -> None:
+        await self.db.webhooks.create_index([("tenant", ASCENDING)])
+        await self.db.webhook_deliveries.create_index(
+            [("state", ASCENDING), ("next_at", ASCENDING)]
+        )
+        await self.db.webhook_deliveries.create_index(
+            [("webhook", ASCENDING), ("created_at", ASCENDING)]
+        )
+
+    async def add(
+        self, tenant: str, url: str, events: list[str], box: SecretBox
+    ) -> tuple[dict[str, Any], str]:
+        secret = "whsec_" + secrets.token_urlsafe(24)
+        doc = {
+            "_id": new_id(),
+            "tenant": tenant,
+            "url": url,
+            "events": events,
+            "secret_sealed": box.seal(secret.encode()),
+            "created_at": now(),
+        }
+        await self.db.webhooks.insert_one(doc)
+        return doc, secret
+
+    async def of(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        query = {"tenant": tenant} if tenant else {}
+        return await self.db.webhooks.find(query).sort("_id", ASCENDING).to_list()
+
+    async def get(self, webhook_id: str) -> dict[str, Any] | None:
+        return await self.db.webhooks.find_one({"_id": webhook_id})
+
+    async def remove(self, tenant: str, webhook_id: str) -> bool:
+        result = await self.db.webhooks.delete_one({"_id": webhook_id, "tenant": tenant})
+        return result.deleted_count > 0
+
+    async def enqueue(self, webhook_id: str, events: list[dict[str, Any]]) -> None:
+        """Put events in a webhook's outbox (an event already there is not added twice)."""
+        if not events:
+            return
+        ops = [
+            UpdateOne(
+                {"_id": f"{webhook_id}:{e['id']}"},
+                {
+                    "$setOnInsert": {
+                        "webhook": webhook_id,
+                        "event": e,
+                        "state": "pending",
+                        "attempts": 0,
+                        "next_at": now(),
+                        "created_at": now(),
+                    }
+                },
+                upsert=True,
+            )
+            for e in events
+        ]
+        await self.db.webhook_deliveries.bulk_write(ops, ordered=False)
+
+    async def requeue(self, webhook_id: str, events: list[dict[str, Any]]) -> int:
+        """Replay: these events are sent again, delivered or not."""
+        ops = [
+            UpdateOne(
+                {"_id": f"{webhook_id}:{e['id']}"},
+                {
+                    "$set": {
+                        "webhook": webhook_id,
+                        "event": e,
+                        "state": "pending",
+                        "attempts": 0,
+                        "next_at": now(),
+                    },
+                    "$setOnInsert": {"created_at": now()},
+                },
+                upsert=True,
+            )
+            for e in events
+        ]
+        if ops:
+            await self.db.webhook_deliveries.bulk_write(ops, ordered=False)
+        return len(ops)
+
+    async def due(self, limit: int = 500) -> list[dict[str, Any]]:
+        cursor = self.db.webhook_deliveries.find(
+            {"state": "pending", "next_at": {"$lte": now()}}
+        ).sort("next_at", ASCENDING)
+        return await cursor.limit(limit).to_list()
+
+    async def settle(
+        self,
+        ids: list[str],
+        *,
+        ok: bool,
+        status: int | None,
+        error: str,
+        attempts: int,
+        backoff: float | None,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "last_status": status,
+            "last_error": error,
+            "last_attempt_at": now(),
+            "attempts": attempts,
+        }
+        if ok:
+            fields["state"] = "delivered"
+        elif backoff is None:
+            fields["state"] = "failed"
+        else:
+            fields["next_at"] = now() + timedelta(seconds=backoff)
+        await self.db.webhook_deliveries.update_many({"_id": {"$in": ids}}, {"$set": fields})
+
+    async def log(self, webhook_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        cursor = (
+            self.db.webhook_deliveries.find({"webhook": webhook_id})
+            .sort("created_at", -1)
+            .limit(limit)
+        )
+        return await cursor.to_list()
