@@ -300,6 +300,30 @@ class Store:
             out.append(Event.model_validate(e).model_dump(mode="json"))
         return out
 
+    async def destination_report(
+        self, tenant: str, since: datetime, until: datetime, *, cap: int = 50_000
+    ) -> list[dict[str, Any]]:
+        """Bounces and deferrals of a time range counted by destination domain and reason:
+        how a tenant sees that a receiver blocks or throttles it."""
+        counts: dict[tuple[str, str, str], int] = {}
+        cursor = self.db.events.find(
+            {
+                "tenant": tenant,
+                "type": {"$in": ["bounced", "deferred", "expired"]},
+                "at": {"$gte": since, "$lt": until},
+            },
+            {"type": 1, "address": 1, "detail": 1},
+        ).limit(cap)
+        async for e in cursor:
+            detail = e.get("detail") or {}
+            domain = detail.get("domain") or (e.get("address") or "").rpartition("@")[2]
+            key = (domain.lower(), e["type"], detail.get("reason") or "unclassified")
+            counts[key] = counts.get(key, 0) + 1
+        return [
+            {"domain": d, "type": t, "reason": r, "count": n}
+            for (d, t, r), n in sorted(counts.items(), key=lambda kv: -kv[1])
+        ]
+
     async def purge_events(self) -> int:
         """Delete events older than the retention (what a TTL index does on MongoDB)."""
         cutoff = now() - timedelta(days=self.settings.events_ttl_days)

@@ -19,8 +19,10 @@ _EVENT_FOR_STATUS = {
 }
 
 
-def events_for(result: DeliveryResult) -> list[Event]:
-    """One event per recipient of a delivery attempt, with the remote reply."""
+def events_for(result: DeliveryResult, reasons: dict[str, str] | None = None) -> list[Event]:
+    """One event per recipient of a delivery attempt, with the remote reply (and, for bounces
+    and expiries, the classified reason by recipient id)."""
+    reasons = reasons or {}
     return [
         Event(
             id=new_id(),
@@ -34,6 +36,8 @@ def events_for(result: DeliveryResult) -> list[Event]:
                 "attempt": result.attempt,
                 "destination": result.destination,
                 "source_ip": result.source_ip,
+                "domain": r.address.rpartition("@")[2].lower(),
+                **({"reason": reasons[r.recipient_id]} if r.recipient_id in reasons else {}),
             },
             at=result.at,
         )

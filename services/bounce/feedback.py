@@ -132,5 +132,6 @@ class Feedback:
                 "hard": verdict.hard,
                 "ambiguous": verdict.ambiguous,
                 "source": source,
+                "domain": target.address.rpartition("@")[2].lower(),
             },
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from services.bounce.classify import Rules, rules
+from services.bounce.classify import Rules, Verdict, rules
 from services.bounce.events import EventWriter, events_for
 from services.bounce.feedback import Feedback, Target
 from services.bounce.inbound import BounceHandler, BounceListener
@@ -38,9 +38,20 @@ class ResultHandler:
         result = delivery.message
         if not isinstance(result, DeliveryResult):
             raise Permanent(f"expected a delivery result, got {type(result).__name__}")
-        await self.broker.emit(events_for(result))
-        if self.feedback is None or self.rules is None:
+        verdicts = self.verdicts(result)
+        await self.broker.emit(events_for(result, {rid: v.reason for rid, v in verdicts.items()}))
+        if self.feedback is None:
             return
+        for r in result.results:
+            if r.recipient_id in verdicts:
+                target = Target(result.tenant, result.message_id, r.recipient_id, r.address)
+                await self.feedback.suppress(target, verdicts[r.recipient_id], "delivery")
+
+    def verdicts(self, result: DeliveryResult) -> dict[str, Verdict]:
+        """The classified reason of each bounced or expired recipient of the attempt."""
+        if self.rules is None:
+            return {}
+        out = {}
         for r in result.results:
             if r.status not in (RecipientStatus.BOUNCED, RecipientStatus.EXPIRED):
                 continue
@@ -56,8 +67,8 @@ class ResultHandler:
                 verdict = self.rules.verdict(
                     r.address, "expired", verdict.status, verdict.diagnostic
                 )
-            target = Target(result.tenant, result.message_id, r.recipient_id, r.address)
-            await self.feedback.suppress(target, verdict, "delivery")
+            out[r.recipient_id] = verdict
+        return out
 
 
 class EventRecorder:

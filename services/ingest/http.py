@@ -14,7 +14,7 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -263,6 +263,19 @@ def create_app(
     ) -> None:
         if not await store.directory.unsuppress(identity.tenant, address):
             raise Problem(404, f"{address} is not suppressed")
+
+    @app.get("/v1/reports/destinations", tags=["messages"])
+    async def destinations(
+        identity: Annotated[Identity, Depends(tenant)],
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict:
+        """Bounces, deferrals and expiries by destination domain and reason (default: the last
+        24 hours): blocks and rate limits show here even though they suppress nobody."""
+        until = until or datetime.now(UTC)
+        since = since or until - timedelta(days=1)
+        rows = await store.destination_report(identity.tenant, since, until)
+        return {"since": since, "until": until, "destinations": rows}
 
     @app.post("/v1/webhooks", status_code=201, tags=["webhooks"])
     async def add_webhook(body: WebhookIn, identity: Annotated[Identity, Depends(tenant)]) -> dict:

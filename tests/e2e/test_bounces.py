@@ -148,3 +148,27 @@ async def test_blocks_are_reported_but_never_suppress(api: Api) -> None:
     )
     assert rcpt["history"][-1]["reason"] == "blocked"
     assert await api.store.directory.suppressed("acme", [address]) == set()
+
+
+async def test_blocks_show_per_destination(api: Api) -> None:
+    """The destinations report counts bounces by domain and reason."""
+    address = f"{unique('b')}@ok.test"
+    _, recipient_id, return_path = await delivered(api, address)
+    await send_report(
+        api,
+        return_path,
+        dsn(address, "5.7.1", "554 5.7.1 Service unavailable; client host blocked by policy"),
+    )
+    await eventually(
+        lambda: api.store.recipient(recipient_id), until=lambda r: r["status"] == "bounced"
+    )
+
+    async def report():
+        r = await api.http.get("/v1/reports/destinations", headers=api.as_tenant())
+        return r.json()["destinations"]
+
+    rows = await eventually(
+        report,
+        until=lambda rows: any(r["domain"] == "ok.test" and r["reason"] == "blocked" for r in rows),
+    )
+    assert all(set(r) == {"domain", "type", "reason", "count"} for r in rows)

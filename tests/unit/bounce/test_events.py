@@ -36,7 +36,15 @@ def test_each_recipient_outcome_is_an_event_with_its_reply() -> None:
     ]
     assert [e.reply.code for e in events] == [250, 550, 451, 451]
     assert all(
-        e.detail == {"attempt": 3, "destination": "127.0.0.1:25", "source_ip": "192.0.2.1"}
+        e.detail
+        == {
+            "attempt": 3,
+            "destination": "127.0.0.1:25",
+            "source_ip": "192.0.2.1",
+            "domain": "x.test",
+        }
         for e in events
     )
+    with_reason = events_for(result, {"r1": "user_unknown"})
+    assert with_reason[1].detail["reason"] == "user_unknown"
     assert len({e.id for e in events}) == 4
