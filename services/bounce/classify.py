@@ -46,9 +46,11 @@ class _Rule:
     domains: tuple[str, ...]
     ambiguous: bool
 
-    def matches(self, status: str, text: str, domain: str) -> bool:
-        if self.domains and not any(domain == d or domain.endswith("." + d) for d in self.domains):
-            return False
+    def matches(self, status: str, text: str, domain: str, context: str = "") -> bool:
+        if self.domains:
+            if not any(domain == d or domain.endswith("." + d) for d in self.domains):
+                return False
+            text = f"{text} {context}"  # carriers explain in the bounce's preamble
         if self.status and not any(status.startswith(s) for s in self.status):
             return False
         return not (self.text and not self.text.search(text))
@@ -95,7 +97,7 @@ class Rules:
             status = f"{str(finding.reply_code)[0]}.0.0"
         text = finding.diagnostic
         for rule in self.rules:
-            if rule.matches(status, text, domain):
+            if rule.matches(status, text, domain, finding.context):
                 return self.verdict(finding.recipient, rule.reason, status, text, rule.ambiguous)
         return self.verdict(finding.recipient, "other", status, text)
 

@@ -32,6 +32,7 @@ class Finding:
     diagnostic: str = ""
     action: str = ""  # failed, delayed, ...
     remote_mta: str = ""
+    context: str = ""  # the bounce's own text (carriers put the reason in its preamble)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ class Report:
 
 _ADDRESS = re.compile(r"<?([A-Za-z0-9._%+!#$&'*/=?^`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})>?")
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-_REPLY = re.compile(r"(?<![\d.])([245]\d\d)(?:[ -]|$)")
+_REPLY = re.compile(r"(?<![\d.])([245]\d\d)(?:[ :-]|$)")
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|returned mail|delivery (status|failure|has failed|notification)|failure notice|"
     r"mail delivery (failed|system)|could not be delivered|non.?delivery|rejected|"
@@ -163,6 +164,7 @@ def _dsn(part: email.message.Message, text: str) -> list[Finding]:
         reply = _REPLY.search(diagnostic)
         findings.append(
             Finding(
+                context=" ".join(text.split())[:2000],
                 recipient=rcpt,
                 status=".".join(m.groups()) if m else "",
                 reply_code=int(reply.group(1)) if reply else None,
@@ -272,7 +274,7 @@ def _free_text(text: str, msg: email.message.Message, original: dict[str, str]) 
             or reply
             or re.search(
                 r"unknown|not exist|invalid|full|reject|"
-                r"denied|refused|fail|disabled|quota",
+                r"denied|refused|fail|disabled|quota|account|delivery error",
                 detail,
                 re.I,
             )
@@ -297,5 +299,6 @@ def _free_text(text: str, msg: email.message.Message, original: dict[str, str]) 
                 reply_code=int(reply.group(1)) if reply else None,
                 diagnostic=body,
                 action="failed",
+                context=" ".join(text.split())[:2000],
             )
     return list(seen.values())

@@ -210,3 +210,30 @@ def test_hato_bounce_classify_prints_json_per_recipient(tmp_path) -> None:
         (None, None, "not-a-bounce"),
     ]
     assert Path(rows[0]["file"]).name == "dsn.eml"
+
+
+OWN_CORPUS = Path(__file__).resolve().parents[2] / "corpus" / "bounces"
+
+
+def _labels():
+    import csv
+
+    with (OWN_CORPUS / "labels.tsv").open() as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+@pytest.mark.parametrize("row", _labels(), ids=lambda r: r["file"])
+def test_our_corpus_of_mta_formats(row) -> None:
+    """Each MTA's format, read and classified as labelled."""
+    report = parse((OWN_CORPUS / row["file"]).read_bytes())
+    if row["reason"] == "not-a-bounce":
+        assert report.kind is Kind.NOT_A_BOUNCE
+        return
+    verdicts = rules().classify(report)
+    assert len(verdicts) == 1, verdicts
+    v = verdicts[0]
+    assert (v.reason, v.hard, v.ambiguous) == (
+        row["reason"],
+        row["hard"] == "1",
+        row["ambiguous"] == "1",
+    ), v
