@@ -24,6 +24,8 @@ export HATO_INGEST_OPS_PORT="${HATO_INGEST_OPS_PORT:-9101}"
 export HATO_SIGNER_OPS_PORT="${HATO_SIGNER_OPS_PORT:-9102}"
 export HATO_DISPATCHER_OPS_PORT="${HATO_DISPATCHER_OPS_PORT:-9103}"
 export HATO_BOUNCE_OPS_PORT="${HATO_BOUNCE_OPS_PORT:-9104}"
+export HATO_BOUNCE_SMTP_PORT="${HATO_BOUNCE_SMTP_PORT:-2527}"
+export HATO_BOUNCE_FBL_ADDRESS="${HATO_BOUNCE_FBL_ADDRESS:-fbl@bounces.hato.localhost}"
 SINK_PORT="${HATO_DEV_SINK_PORT:-2526}"
 export HATO_DISPATCHER_ROUTES="${HATO_DISPATCHER_ROUTES:-*=127.0.0.1:$SINK_PORT}"
 SERVICES=(ingest signer dispatcher bounce)
@@ -80,6 +82,7 @@ Hato is up.
   submission (STARTTLS + AUTH)          127.0.0.1:$HATO_INGEST_SUBMISSION_PORT, implicit TLS 127.0.0.1:$HATO_INGEST_SMTPS_PORT
                                         (self-signed var/tls/cert.pem; a user: .venv/bin/hato credential add dev NAME)
   API key for the HTTP API              .venv/bin/hato apikey add dev
+  bounces and complaints (VERP, FBL)    127.0.0.1:$HATO_BOUNCE_SMTP_PORT   (classify by hand: .venv/bin/hato bounce classify FILE)
   delivered mail lands in               var/outbox/*.eml  (sink on 127.0.0.1:$SINK_PORT)
   HTTP API (operator token in var/admin.token)  http://127.0.0.1:$HATO_INGEST_HTTP_PORT  (OpenAPI at /docs)
   ops (/healthz /readyz /metrics)       ingest :$HATO_INGEST_OPS_PORT  signer :$HATO_SIGNER_OPS_PORT  dispatcher :$HATO_DISPATCHER_OPS_PORT  bounce :$HATO_BOUNCE_OPS_PORT
