@@ -261,6 +261,16 @@ async def suppression_add(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+async def suppression_list(ctx: Context, args: argparse.Namespace) -> int:
+    for d in await ctx.directory.suppressions(args.tenant, limit=args.limit):
+        until = d.get("expires_at")
+        print(
+            f"{d['address']}\treason={d.get('reason')}\tsource={d.get('source')}"
+            f"\tuntil={until.isoformat() if until else 'forever'}"
+        )
+    return 0
+
+
 async def suppression_remove(ctx: Context, args: argparse.Namespace) -> int:
     if not await ctx.directory.unsuppress(args.tenant, args.address):
         return _fail(f"{args.address} is not suppressed for {args.tenant}")
@@ -517,6 +527,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command(
         g, "remove", suppression_remove, "lift a suppression", (("tenant",), {}), (("address",), {})
+    )
+    command(
+        g,
+        "list",
+        suppression_list,
+        "list a tenant's suppressed addresses",
+        (("tenant",), {}),
+        (("--limit",), {"type": int, "default": 1000}),
     )
 
     g = group("pool", "IP pools (source IPs and their EHLO names)")

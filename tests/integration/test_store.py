@@ -90,3 +90,26 @@ async def test_ensure_indexes_is_idempotent(store: Store) -> None:
     await store.ensure_indexes()
     names = {i["name"] async for i in await store.db.recipients.list_indexes()}
     assert "message_id_1" in names
+
+
+async def test_suppressions_expire_and_soft_bounces_count_within_the_window(store: Store) -> None:
+    """An expired suppression no longer suppresses; soft bounces outside the window are
+    forgotten."""
+    from datetime import timedelta
+
+    d = store.directory
+    await d.suppress(
+        "t", "Old@X.test", reason="r", source="s", expires_at=utcnow() - timedelta(seconds=1)
+    )
+    await d.suppress(
+        "t", "new@x.test", reason="r", source="s", expires_at=utcnow() + timedelta(days=1)
+    )
+    await d.suppress("t", "forever@x.test", reason="r", source="s")
+    assert await d.suppressed("t", ["old@x.test", "new@x.test", "forever@x.test"]) == {
+        "new@x.test",
+        "forever@x.test",
+    }
+    assert await d.suppressed("other", ["new@x.test"]) == set()
+    assert await d.soft_bounce("t", "a@x.test", window=timedelta(days=7)) == 1
+    assert await d.soft_bounce("t", "a@x.test", window=timedelta(days=7)) == 2
+    assert await d.soft_bounce("t", "a@x.test", window=timedelta(microseconds=1)) == 1
