@@ -312,6 +312,7 @@ class Directory:
     async def soft_bounce(self, tenant: str, address: str, *, window: timedelta) -> int:
         """Record a soft bounce; how many the address had within ``window`` (this one too)."""
         at = now()
+        at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # BSON keeps milliseconds
         doc = await self.db.soft_bounces.find_one_and_update(
             {"_id": f"{tenant}:{address.lower()}"},
             {"$push": {"at": at}, "$set": {"tenant": tenant, "address": address.lower()}},
