@@ -248,13 +248,16 @@ def _inline_original(msg: email.message.Message) -> dict[str, str]:
 
 
 def _near(text: str, address: str, span: int = 600) -> str:
-    """The text after the first mention of ``address``: usually the server's reply."""
+    """The line that mentions ``address`` and what follows it: usually the server's reply."""
     i = text.lower().find(address.lower())
     if i < 0:
         return ""
+    line_start = text.rfind("\n", 0, i) + 1
+    before = text[line_start:i]
     chunk = text[i + len(address) : i + len(address) + span]
     chunk = re.split(r"\n\s*\n\s*\n|\n\s*<?[^\s@<>]+@[^\s@<>]+>?:?\s*\n", chunk)[0]
-    return " ".join(chunk.replace(">:", " ").split()).strip(" :>")
+    before = before.strip(" \t<(") if len(before) < 200 else ""
+    return " ".join(f"{before} {chunk.replace('>:', ' ')}".split()).strip(" :>")
 
 
 def _free_text(text: str, msg: email.message.Message, original: dict[str, str]) -> list[Finding]:
@@ -274,7 +277,8 @@ def _free_text(text: str, msg: email.message.Message, original: dict[str, str]) 
             or reply
             or re.search(
                 r"unknown|not exist|invalid|full|reject|"
-                r"denied|refused|fail|disabled|quota|account|delivery error",
+                r"denied|refused|fail|disabled|quota|account|delivery error|"
+                r"expired|unreachable|not reachable|error",
                 detail,
                 re.I,
             )
