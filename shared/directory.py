@@ -73,6 +73,17 @@ def _aware(when: datetime) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def identity_of(doc: dict[str, Any], **kw: Any) -> Identity:
+    """The identity of a tenant document (``kw``: the credential's own restrictions)."""
+    return Identity(
+        doc["_id"],
+        doc.get("pool", "default"),
+        tenant_limits(doc),
+        other_pools=tuple(doc.get("other_pools", ())),
+        **kw,
+    )
+
+
 def tenant_limits(doc: dict[str, Any]) -> Limits:
     return Limits(**{k: v for k, v in (doc.get("limits") or {}).items() if v is not None})
 
@@ -143,15 +154,7 @@ class Directory:
 
     async def identity(self, tenant: str, **kw: Any) -> Identity | None:
         doc = await self.tenant(tenant)
-        if doc is None:
-            return None
-        return Identity(
-            tenant,
-            doc.get("pool", "default"),
-            tenant_limits(doc),
-            other_pools=tuple(doc.get("other_pools", ())),
-            **kw,
-        )
+        return None if doc is None else identity_of(doc, **kw)
 
     # -- domains -------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 from shared import logging as hlog
-from shared.directory import Identity, tenant_limits
+from shared.directory import Identity, identity_of, tenant_limits
 from shared.store import Store
 
 log = hlog.get_logger(__name__)
@@ -50,15 +50,7 @@ class RelayPolicy:
     def identity(self, tenant: str, **kw) -> Identity | None:
         """The identity of a tenant known to the policy (None for an unknown tenant)."""
         doc = self._tenants.get(tenant)
-        if doc is None:
-            return None
-        return Identity(
-            tenant,
-            doc.get("pool", "default"),
-            tenant_limits(doc),
-            other_pools=tuple(doc.get("other_pools", ())),
-            **kw,
-        )
+        return None if doc is None else identity_of(doc, **kw)
 
     def tenant_for_peer(self, ip: str) -> Identity | None:
         """The identity of the tenant whose authorised networks hold ``ip``, if any."""
