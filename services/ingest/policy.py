@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 from shared import logging as hlog
-from shared.directory import Identity, identity_of, tenant_limits
+from shared.directory import Identity, identity_of
 from shared.store import Store
 
 log = hlog.get_logger(__name__)
@@ -31,12 +31,7 @@ class RelayPolicy:
                 except ValueError:
                     log.warning("ignoring a bad network", tenant=doc["_id"], network=cidr)
                     continue
-                identity = Identity(
-                    doc["_id"],
-                    doc.get("pool", "default"),
-                    tenant_limits(doc),
-                    credential=f"network:{network}",
-                )
+                identity = identity_of(doc, credential=f"network:{network}")
                 networks.append((network, identity))
         # Most specific network first, so a /32 beats the /24 around it.
         networks.sort(key=lambda nt: nt[0].prefixlen, reverse=True)
