@@ -26,6 +26,7 @@ from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared import logging as hlog
+from shared.batching import Batcher
 from shared.directory import Directory, Idempotency, Pools
 from shared.schemas import Event, RecipientResult, RecipientStatus, Reply
 from shared.settings import StoreSettings
@@ -61,6 +62,9 @@ class Store:
         self.idempotency = Idempotency(self.db)
         self.pools = Pools(self.db)
         self.webhooks = Webhooks(self.db)
+        self._messages: Batcher[tuple[dict[str, Any], list[dict[str, Any]]]] = Batcher(
+            self._insert_messages, max_batch=100
+        )
 
     async def close(self) -> None:
         await self.client.close()
@@ -100,9 +104,15 @@ class Store:
     async def insert_message(
         self, message: dict[str, Any], recipients: Sequence[dict[str, Any]]
     ) -> None:
-        """Make an accepted message durable: its document and one per recipient."""
-        await self.db.messages.insert_one(message)
-        await self.db.recipients.insert_many(list(recipients), ordered=False)
+        """Make an accepted message durable: its document and one per recipient. Concurrent
+        calls share their inserts (group commit)."""
+        await self._messages.submit((message, list(recipients)))
+
+    async def _insert_messages(
+        self, batch: list[tuple[dict[str, Any], list[dict[str, Any]]]]
+    ) -> None:
+        await self.db.messages.insert_many([m for m, _ in batch], ordered=False)
+        await self.db.recipients.insert_many([r for _, rs in batch for r in rs], ordered=False)
 
     async def discard_message(self, message_id: str) -> None:
         """Forget a message whose acceptance failed after it was written (best effort)."""

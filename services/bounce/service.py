@@ -93,9 +93,7 @@ async def run(settings: BounceSettings) -> None:
     key = settings.verp.secret()
     verp = Verp(key, settings.verp.label) if key else None
     async with Runtime("bounce", settings) as rt:
-        writer = EventWriter(
-            rt.store, max_batch=settings.event_batch, max_wait=settings.event_batch_wait
-        )
+        writer = EventWriter(rt.store, max_batch=settings.event_batch)
         feedback = Feedback(
             rt.store,
             rt.broker,

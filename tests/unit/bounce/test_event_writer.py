@@ -27,14 +27,14 @@ def event(i: int) -> Event:
 
 async def test_concurrent_events_are_written_in_batches() -> None:
     store = FakeStore()
-    writer = EventWriter(store, max_batch=4, max_wait=0.05)  # type: ignore[arg-type]
+    writer = EventWriter(store, max_batch=4)  # type: ignore[arg-type]
     await asyncio.gather(*(writer.write(event(i)) for i in range(10)))
     assert sorted(len(b) for b in store.batches) == [2, 4, 4]
     assert sorted(i for b in store.batches for i in b) == sorted(f"e{i}" for i in range(10))
 
 
 async def test_a_failed_insert_fails_each_waiting_write() -> None:
-    writer = EventWriter(FakeStore(fail=True), max_batch=10, max_wait=0.01)  # type: ignore[arg-type]
+    writer = EventWriter(FakeStore(fail=True), max_batch=10)  # type: ignore[arg-type]
     results = await asyncio.gather(
         *(writer.write(event(i)) for i in range(3)), return_exceptions=True
     )
