@@ -26,6 +26,7 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared import credentials
+from shared.batching import Batcher
 
 
 def now() -> datetime:
@@ -91,6 +92,9 @@ def tenant_limits(doc: dict[str, Any]) -> Limits:
 class Directory:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self.db = db
+        self._suppressed: Batcher[tuple[str, tuple[str, ...]], set[str]] = Batcher(
+            self._suppressed_batch, max_batch=100
+        )
 
     async def ensure_indexes(self) -> None:
         await self.db.domains.create_index([("tenant", ASCENDING)])
@@ -328,19 +332,28 @@ class Directory:
         return len(recent)
 
     async def suppressed(self, tenant: str, addresses: Iterable[str]) -> set[str]:
-        """Which of these addresses (lower-cased) the tenant must not mail now."""
-        wanted = list({a.lower() for a in addresses})
+        """Which of these addresses (lower-cased) the tenant must not mail now. Concurrent
+        calls share one query."""
+        wanted = sorted({a.lower() for a in addresses})
         if not wanted:
             return set()
-        docs = self.db.suppressions.find(
-            {"tenant": tenant, "address": {"$in": wanted}}, {"address": 1, "expires_at": 1}
-        )
-        at = now()
-        return {
-            d["address"]
-            async for d in docs
-            if d.get("expires_at") is None or _aware(d["expires_at"]) > at
+        return await self._suppressed.submit((tenant, tuple(wanted))) or set()
+
+    async def _suppressed_batch(self, batch: list[tuple[str, tuple[str, ...]]]) -> list[set[str]]:
+        by_tenant: dict[str, set[str]] = {}
+        for tenant, wanted in batch:
+            by_tenant.setdefault(tenant, set()).update(wanted)
+        query = {
+            "$or": [{"tenant": t, "address": {"$in": sorted(a)}} for t, a in by_tenant.items()]
         }
+        at = now()
+        found: set[tuple[str, str]] = set()
+        async for d in self.db.suppressions.find(
+            query, {"tenant": 1, "address": 1, "expires_at": 1}
+        ):
+            if d.get("expires_at") is None or _aware(d["expires_at"]) > at:
+                found.add((d["tenant"], d["address"]))
+        return [{a for a in wanted if (tenant, a) in found} for tenant, wanted in batch]
 
     async def unsuppress(self, tenant: str, address: str) -> bool:
         result = await self.db.suppressions.delete_one(

@@ -62,7 +62,7 @@ class Store:
         self.idempotency = Idempotency(self.db)
         self.pools = Pools(self.db)
         self.webhooks = Webhooks(self.db)
-        self._messages: Batcher[tuple[dict[str, Any], list[dict[str, Any]]]] = Batcher(
+        self._messages: Batcher[tuple[dict[str, Any], list[dict[str, Any]]], None] = Batcher(
             self._insert_messages, max_batch=100
         )
 

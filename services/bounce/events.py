@@ -49,7 +49,7 @@ class EventWriter:
     returns once its event is stored, so its broker message is acked only then."""
 
     def __init__(self, store: Store, *, max_batch: int) -> None:
-        self._batcher: Batcher[Event] = Batcher(store.insert_events, max_batch=max_batch)
+        self._batcher: Batcher[Event, None] = Batcher(store.insert_events, max_batch=max_batch)
 
     async def write(self, event: Event) -> None:
         await self._batcher.submit(event)

@@ -3,6 +3,8 @@ idempotent event writes."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from shared.ids import new_id
@@ -113,3 +115,18 @@ async def test_suppressions_expire_and_soft_bounces_count_within_the_window(stor
     assert await d.soft_bounce("t", "a@x.test", window=timedelta(days=7)) == 1
     assert await d.soft_bounce("t", "a@x.test", window=timedelta(days=7)) == 2
     assert await d.soft_bounce("t", "a@x.test", window=timedelta(microseconds=1)) == 1
+
+
+async def test_concurrent_suppression_lookups_share_a_query_but_not_their_answers(
+    store: Store,
+) -> None:
+    d = store.directory
+    await d.suppress("a", "x@ok.test", reason="r", source="s")
+    await d.suppress("b", "y@ok.test", reason="r", source="s")
+    results = await asyncio.gather(
+        d.suppressed("a", ["x@ok.test", "y@ok.test"]),
+        d.suppressed("b", ["x@ok.test", "Y@ok.test"]),
+        d.suppressed("c", ["x@ok.test"]),
+        d.suppressed("a", []),
+    )
+    assert results == [{"x@ok.test"}, {"y@ok.test"}, set(), set()]
