@@ -99,7 +99,7 @@ async def net(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Net]:
             "HATO_DISPATCHER_RETRY_DELAYS": "1",
             "HATO_DISPATCHER_MAX_AGE": "6",
             "HATO_DISPATCHER_HEARTBEAT_INTERVAL": "0.5",
-            "HATO_DISPATCHER_HEARTBEAT_TIMEOUT": "2",
+            "HATO_DISPATCHER_HEARTBEAT_TIMEOUT": "5",
             "HATO_DISPATCHER_HANDOFF_TTL": "2",
             "HATO_DISPATCHER_CONNECT_TIMEOUT": "2",
             "HATO_DISPATCHER_THROTTLE": '{"slow.test": {"connections": 1, "per_minute": 120}}',
@@ -117,7 +117,7 @@ async def net(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Net]:
     )
     stack.processes["dispatcher-b"] = stack.processes.pop("dispatcher")
     # Both instances must have heard each other's heartbeat before affinity is stable.
-    await eventually(lambda: store.pools.live_ips(2), until=lambda ips: ips == set(HELO))
+    await eventually(lambda: store.pools.live_ips(5), until=lambda ips: ips == set(HELO))
     await asyncio.sleep(1.2)  # two refresh intervals of each instance's view
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as http:
         yield Net(store, stack, http, key, sink, backup, busy, never, slow, prefix)
