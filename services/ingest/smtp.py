@@ -14,6 +14,7 @@ whether a password is right, and hands a Submission to the Acceptor.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import re
 import ssl
 import time
@@ -251,6 +252,9 @@ class RelayHandler:
             return str(replies.NO_FROM_HEADER)
         if not self.policy.may_send_from(identity, headers.from_address):
             return str(replies.FROM_NOT_ALLOWED)
+        if self.mode is Mode.SUBMISSION:  # RFC 6409 8.2, 8.3: an MSA completes the header
+            raw = complete_header(raw, headers.from_domain)
+            headers = summarize_headers(raw)
         submission = Submission(
             identity=identity,
             mail_from=envelope.mail_from or "",
@@ -270,6 +274,18 @@ class RelayHandler:
             log.exception("accept failed")
             return str(replies.NOT_DURABLE)
         return str(replies.queued(accepted.message_id))
+
+
+def complete_header(raw: bytes, domain: str) -> bytes:
+    """``raw`` with a Date and a Message-ID added when it has none (at the top of the header)."""
+    end = raw.find(b"\r\n\r\n")
+    head = (raw if end < 0 else raw[: end + 2]).lower()
+    added = b""
+    if not head.startswith(b"date:") and b"\r\ndate:" not in head:
+        added += b"Date: " + email.utils.formatdate(usegmt=True).encode() + b"\r\n"
+    if not head.startswith(b"message-id:") and b"\r\nmessage-id:" not in head:
+        added += b"Message-ID: " + email.utils.make_msgid(domain=domain).encode() + b"\r\n"
+    return added + raw if added else raw
 
 
 def _peer_ip(session: Session) -> str:

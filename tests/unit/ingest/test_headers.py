@@ -25,3 +25,15 @@ def test_bare_lf_messages_and_missing_from() -> None:
 def test_the_body_is_not_parsed() -> None:
     big = b"From: a@shop.test\r\n\r\n" + b"x" * 5_000_000
     assert summarize_headers(big).from_domain == "shop.test"
+
+
+def test_a_submission_gets_date_and_message_id_only_when_missing() -> None:
+    from services.ingest.smtp import complete_header
+
+    bare = b"From: a@shop.test\r\nSubject: x\r\n\r\nbody\r\n"
+    done = complete_header(bare, "shop.test")
+    h = summarize_headers(done)
+    assert h.message_id and h.message_id.endswith("@shop.test>")
+    assert done.startswith(b"Date: ") and done.endswith(bare)
+    full = b"Date: Sun, 1 Nov 2026 00:00:00 +0000\r\nMessage-ID: <1@x>\r\n" + bare
+    assert complete_header(full, "shop.test") == full
