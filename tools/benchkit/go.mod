@@ -1,0 +1,3 @@
+module hato/benchkit
+
+go 1.21
