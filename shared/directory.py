@@ -95,6 +95,7 @@ class Directory:
         self._suppressed: Batcher[tuple[str, tuple[str, ...]], set[str]] = Batcher(
             self._suppressed_batch, max_batch=100
         )
+        self._hourly: Batcher[tuple[str, int], int] = Batcher(self._hourly_batch, max_batch=500)
 
     async def ensure_indexes(self) -> None:
         await self.db.domains.create_index([("tenant", ASCENDING)])
@@ -364,15 +365,41 @@ class Directory:
     # -- hourly rate -------------------------------------------------------------------------
 
     async def count_hourly(self, tenant: str, n: int = 1) -> int:
-        """Add ``n`` to this hour's count of the tenant's messages; returns the new count."""
+        """Add ``n`` to this hour's count of the tenant's messages; returns the new count.
+        Concurrent callers share one increment per tenant (each sees the count up to its own
+        share)."""
+        count = await self._hourly.submit((tenant, n))
+        assert count is not None
+        return count
+
+    async def _hourly_batch(self, items: list[tuple[str, int]]) -> list[int]:
+        totals: dict[str, int] = {}
+        for tenant, n in items:
+            totals[tenant] = totals.get(tenant, 0) + n
+        after = {tenant: await self._add_hourly(tenant, n) for tenant, n in totals.items()}
+        results = []
+        for tenant, n in reversed(items):  # the last item of a tenant sees the full count
+            results.append(after[tenant])
+            after[tenant] -= n
+        return results[::-1]
+
+    async def _add_hourly(self, tenant: str, n: int) -> int:
         hour = now().strftime("%Y%m%d%H")
-        doc = await self.db.rates.find_one_and_update(
-            {"_id": f"{tenant}:{hour}"},
-            {"$inc": {"count": n}, "$setOnInsert": {"tenant": tenant, "created_at": now()}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        return int(doc["count"])
+        for attempt in (1, 2):
+            try:
+                doc = await self.db.rates.find_one_and_update(
+                    {"_id": f"{tenant}:{hour}"},
+                    {"$inc": {"count": n}, "$setOnInsert": {"tenant": tenant, "created_at": now()}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+                return int(doc["count"])
+            except pymongo.errors.DuplicateKeyError:
+                # Two first upserts of the hour raced (another instance); the document
+                # exists now, so the update applies.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
 
 class IdempotencyConflict(Exception):

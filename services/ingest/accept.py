@@ -147,6 +147,7 @@ class Acceptor:
             return await directory.suppressed(tenant, sub.recipients)
         except TRANSIENT_ERRORS as exc:
             NOT_ACCEPTED.inc()
+            log.warning("store unavailable; not accepting", error=repr(exc))
             raise Unavailable("store unavailable") from exc
 
     async def _durable(self, sub: Submission) -> Accepted:

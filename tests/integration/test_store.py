@@ -130,3 +130,18 @@ async def test_concurrent_suppression_lookups_share_a_query_but_not_their_answer
         d.suppressed("a", []),
     )
     assert results == [{"x@ok.test"}, {"y@ok.test"}, set(), set()]
+
+
+async def test_concurrent_hourly_counts_neither_race_nor_lose_increments(store: Store) -> None:
+    """The first increments of an hour arrive together (each ingest's accepts, and two
+    instances racing to create the hour's document): every caller gets its own running count."""
+    d = store.directory
+    results = await asyncio.gather(
+        *(d.count_hourly("a") for _ in range(30)), *(d.count_hourly("b", 2) for _ in range(5))
+    )
+    assert sorted(results[:30]) == list(range(1, 31))
+    assert sorted(results[30:]) == [2, 4, 6, 8, 10]
+    other = type(d)(d.db)  # another instance's directory, racing for the same documents
+    both = await asyncio.gather(d.count_hourly("c"), other.count_hourly("c"))
+    assert sorted(both) == [1, 2]
+    assert await d.count_hourly("a", -1) == 29
