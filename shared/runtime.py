@@ -140,12 +140,21 @@ def main(name: str, settings: ServiceSettings, run: Callable[[], Awaitable[None]
     hlog.configure(name, level=settings.telemetry.log_level, fmt=settings.telemetry.log_format)
     provider = configure_tracing(name, otlp_endpoint=settings.telemetry.otlp_endpoint)
     try:
-        asyncio.run(_guarded(run))
+        with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
+            runner.run(_guarded(run))
     except ConfigError as exc:
         log.error("cannot start: bad configuration", error=str(exc))
         sys.exit(2)
     finally:
         provider.shutdown()
+
+
+def _loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
 
 
 async def _guarded(run: Callable[[], Awaitable[None]]) -> None:

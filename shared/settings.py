@@ -7,7 +7,7 @@ Every field has a default and a one-line description.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -95,6 +95,9 @@ class ServiceSettings(BaseSettings):
     ops_port: int = Field(0, ge=0, description="Port of /healthz, /readyz and /metrics (0: any).")
     shutdown_grace: float = Field(
         20.0, gt=0, description="Seconds in-flight work gets to finish after SIGTERM."
+    )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="Event loop: uvloop (libuv, faster) or Python's own asyncio."
     )
 
 
