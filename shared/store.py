@@ -65,6 +65,16 @@ class Store:
         self._messages: Batcher[tuple[dict[str, Any], list[dict[str, Any]]], None] = Batcher(
             self._insert_messages, max_batch=100
         )
+        # Group commit for the signer's and the dispatcher's per-message writes, too.
+        self._signed: Batcher[tuple[str, dict[str, Any] | None], bool] = Batcher(
+            self._mark_signed_batch, max_batch=200
+        )
+        self._finished: Batcher[tuple[str, ...], set[str]] = Batcher(
+            self._finished_batch, max_batch=200
+        )
+        self._attempts: Batcher[list[UpdateOne], None] = Batcher(
+            self._attempts_batch, max_batch=200
+        )
 
     async def close(self) -> None:
         await self.client.close()
@@ -121,11 +131,22 @@ class Store:
 
     async def mark_signed(self, message_id: str, dkim: dict[str, Any] | None) -> bool:
         """Record how a message was signed; False when the message has no state."""
-        result = await self.db.messages.update_one(
-            {"_id": message_id},
-            {"$set": {"status": "signed", "dkim": dkim, "signed_at": now()}},
-        )
-        return result.matched_count > 0
+        return bool(await self._signed.submit((message_id, dkim)))
+
+    async def _mark_signed_batch(
+        self, items: list[tuple[str, dict[str, Any] | None]]
+    ) -> list[bool]:
+        ids = [message_id for message_id, _ in items]
+        found = {d["_id"] async for d in self.db.messages.find({"_id": {"$in": ids}}, {"_id": 1})}
+        at = now()
+        ops = [
+            UpdateOne({"_id": i}, {"$set": {"status": "signed", "dkim": dkim, "signed_at": at}})
+            for i, dkim in items
+            if i in found
+        ]
+        if ops:
+            await self.db.messages.bulk_write(ops, ordered=False)
+        return [i in found for i in ids]
 
     async def fail_message(self, message_id: str, reply: Reply) -> None:
         """Every recipient of a message not yet final becomes ``failed`` with ``reply``."""
@@ -154,10 +175,13 @@ class Store:
 
     async def finished_recipients(self, ids: Iterable[str]) -> set[str]:
         """Which of these recipients already reached a final state (so are not sent again)."""
-        docs = self.db.recipients.find(
-            {"_id": {"$in": list(ids)}, "status": {"$in": _FINAL}}, {"_id": 1}
-        )
-        return {d["_id"] async for d in docs}
+        return await self._finished.submit(tuple(ids)) or set()
+
+    async def _finished_batch(self, items: list[tuple[str, ...]]) -> list[set[str]]:
+        ids = sorted({i for item in items for i in item})
+        docs = self.db.recipients.find({"_id": {"$in": ids}, "status": {"$in": _FINAL}}, {"_id": 1})
+        done = {d["_id"] async for d in docs}
+        return [done.intersection(item) for item in items]
 
     async def record_attempt(
         self,
@@ -196,7 +220,10 @@ class Store:
                     {"$set": fields, "$inc": {"attempts": 1}, "$push": {"history": attempt}},
                 )
             )
-        await self.db.recipients.bulk_write(ops, ordered=False)
+        await self._attempts.submit(ops)
+
+    async def _attempts_batch(self, items: list[list[UpdateOne]]) -> None:
+        await self.db.recipients.bulk_write([op for ops in items for op in ops], ordered=False)
 
     async def list_messages(
         self,
