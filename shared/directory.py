@@ -23,6 +23,7 @@ from typing import Any
 
 import pymongo.errors
 from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared import credentials
@@ -385,21 +386,33 @@ class Directory:
 
     async def _add_hourly(self, tenant: str, n: int) -> int:
         hour = now().strftime("%Y%m%d%H")
-        for attempt in (1, 2):
-            try:
-                doc = await self.db.rates.find_one_and_update(
-                    {"_id": f"{tenant}:{hour}"},
-                    {"$inc": {"count": n}, "$setOnInsert": {"tenant": tenant, "created_at": now()}},
-                    upsert=True,
-                    return_document=ReturnDocument.AFTER,
-                )
-                return int(doc["count"])
-            except pymongo.errors.DuplicateKeyError:
-                # Two first upserts of the hour raced (another instance); the document
-                # exists now, so the update applies.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        return await increment(
+            self.db.rates,
+            f"{tenant}:{hour}",
+            n,
+            {"$setOnInsert": {"tenant": tenant, "created_at": now()}},
+        )
+
+
+async def increment(
+    rates: AsyncCollection[dict[str, Any]], id_: str, n: int, update: dict[str, Any]
+) -> int:
+    """Add ``n`` to the count of a rates document, creating it; returns the new count."""
+    for attempt in (1, 2):
+        try:
+            doc = await rates.find_one_and_update(
+                {"_id": id_},
+                {"$inc": {"count": n}, **update},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+            return int(doc["count"])
+        except pymongo.errors.DuplicateKeyError:
+            # Two first upserts of the period raced (another instance); the document
+            # exists now, so the update applies.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 class IdempotencyConflict(Exception):
@@ -454,6 +467,7 @@ class Pools:
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self.db = db
+        self._sent: Batcher[tuple[str, int], None] = Batcher(self._sent_batch, max_batch=500)
 
     async def upsert(self, name: str, members: Sequence[dict[str, Any]]) -> None:
         await self.db.pools.update_one(
@@ -488,13 +502,17 @@ class Pools:
         return {ip async for d in docs for ip in d.get("ips", [])}
 
     async def add_sent(self, ip: str, n: int) -> None:
-        """Count messages sent from ``ip`` today (warm-up caps)."""
+        """Count messages sent from ``ip`` today (warm-up caps); concurrent deliveries share
+        one increment per IP."""
+        await self._sent.submit((ip, n))
+
+    async def _sent_batch(self, items: list[tuple[str, int]]) -> None:
         day = now().strftime("%Y%m%d")
-        await self.db.rates.update_one(
-            {"_id": f"ip:{ip}:{day}"},
-            {"$inc": {"count": n}, "$set": {"ip": ip, "day": day}},
-            upsert=True,
-        )
+        totals: dict[str, int] = {}
+        for ip, n in items:
+            totals[ip] = totals.get(ip, 0) + n
+        for ip, n in totals.items():
+            await increment(self.db.rates, f"ip:{ip}:{day}", n, {"$set": {"ip": ip, "day": day}})
 
     async def sent_today(self) -> dict[str, int]:
         day = now().strftime("%Y%m%d")

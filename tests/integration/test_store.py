@@ -145,3 +145,12 @@ async def test_concurrent_hourly_counts_neither_race_nor_lose_increments(store: 
     both = await asyncio.gather(d.count_hourly("c"), other.count_hourly("c"))
     assert sorted(both) == [1, 2]
     assert await d.count_hourly("a", -1) == 29
+
+
+async def test_concurrent_sent_counts_add_up(store: Store) -> None:
+    """Deliveries from one IP share one increment; none is lost."""
+    d = store.pools
+    await asyncio.gather(
+        *(d.add_sent("127.0.0.2", 1) for _ in range(20)), d.add_sent("127.0.0.3", 3)
+    )
+    assert await d.sent_today() == {"127.0.0.2": 20, "127.0.0.3": 3}
