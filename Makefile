@@ -1,4 +1,4 @@
-.PHONY: up down status test lint bench-accept bench-sign bench-deliver
+.PHONY: up down status test lint bench bench-accept bench-sign bench-deliver
 
 up:       ## bring the whole stack up locally (installs what is missing)
 	scripts/dev.sh up
@@ -14,6 +14,10 @@ test:     ## run the test suite against real RabbitMQ and FerretDB (started if n
 
 lint:
 	.venv/bin/ruff check .
+
+bench:         ## Hato side by side with Postfix + OpenDKIM: throughput, latency, memory (~20 min)
+	scripts/bootstrap.sh && .venv/bin/pip install -q -e ".[bench]" && scripts/infra.sh up \
+	  && scripts/infra.sh bench-tools && .venv/bin/python -m bench.compare $(BENCH_ARGS)
 
 bench-accept:  ## accept throughput and latency of the SMTP and HTTP doors
 	scripts/bootstrap.sh && scripts/infra.sh up && .venv/bin/python -m bench.accept

@@ -124,6 +124,14 @@ case "${1:-up}" in
   build) ferret_build ;;
   test-tools)
     perl -MMail::DKIM::Verifier -e 1 2>/dev/null || apt_install libmail-dkim-perl ;;
+  bench-tools) # Postfix (with smtp-source) and OpenDKIM for `make bench`; Postfix itself is not
+    # configured or started system-wide: the benchmark runs its own instance.
+    if [ ! -x /usr/sbin/smtp-source ] || [ ! -x /usr/sbin/opendkim ]; then
+      echo "postfix postfix/main_mailer_type select No configuration" | sudo_ debconf-set-selections
+      apt_install postfix opendkim
+    fi
+    export PATH="$PATH:/usr/local/go/bin:/usr/lib/go/bin"
+    (cd "$ROOT/tools/benchkit" && go build -o "$VAR/bin/benchkit" .) ;;
   down)
     stop_pidfile "$RUN/ferretdb.pid"
     if [ -f "$RUN/rabbitmq.started-by-hato" ]; then
@@ -135,5 +143,5 @@ case "${1:-up}" in
   status)
     port_open 127.0.0.1 5672 && echo "rabbitmq: up (127.0.0.1:5672)" || echo "rabbitmq: down"
     port_open "${FERRET_ADDR%:*}" "${FERRET_ADDR##*:}" && echo "mongodb: up ($FERRET_ADDR)" || echo "mongodb: down" ;;
-  *) echo "usage: $0 up|down|status|build|test-tools" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|build|test-tools|bench-tools" >&2; exit 2 ;;
 esac
