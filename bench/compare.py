@@ -12,8 +12,8 @@ the final "." came back, and tags the message with an ``X-Bench-Id`` header so t
 can be matched. ``smtp-source`` opens one connection per message, as it does by default.
 
 Workloads: N messages of each size from 20 concurrent sessions (throughput), then a steady
-``--rate`` messages per second for ``--duration`` seconds (latency: one ``smtp-source`` per
-message slot, each sending one message a second, started evenly apart). Figures per system
+``--rate`` messages per second for ``--duration`` seconds (latency: one ``smtp-source -m 1``
+per message, started on a fixed schedule). Figures per system
 and workload: accepted and delivered messages per second, p50/p99 accept latency (MAIL FROM
 to the reply after DATA), p50/p99 accept-to-delivered latency, peak RSS of each process kind
 and of all together. Hato counts its four services, RabbitMQ and FerretDB; Postfix counts
@@ -291,12 +291,15 @@ async def generate(work: Workload, port: int) -> None:
         cmd = smtp_source(port, work.size, "-s", str(work.concurrency), "-m", str(work.messages))
         await run_checked(cmd)
         return
-    # One smtp-source per slot, each sending one message a second (-w 1), slots evenly apart.
+    # One smtp-source per message, started on a fixed schedule (smtp-source's own -w waits
+    # whole seconds after each message, which would offer less than the rate).
+    loop = asyncio.get_running_loop()
+    start = loop.time()
     procs = []
-    for _ in range(work.rate):
-        cmd = smtp_source(port, work.size, "-s", "1", "-w", "1", "-m", str(work.duration))
+    for i in range(work.total):
+        await asyncio.sleep(max(0.0, start + i / work.rate - loop.time()))
+        cmd = smtp_source(port, work.size, "-s", "1", "-m", "1")
         procs.append(asyncio.create_task(run_checked(cmd)))
-        await asyncio.sleep(1 / work.rate)
     await asyncio.gather(*procs)
 
 

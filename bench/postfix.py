@@ -176,7 +176,9 @@ class PostfixRelay:
         master = self.master_pid()
         if master:
             for pid in [master, *descendants(master)]:
-                found.setdefault(_postfix_program(pid), []).append(pid)
+                program = _postfix_program(pid)
+                if program != "?":  # exited while being listed
+                    found.setdefault(program, []).append(pid)
         if self.opendkim is not None and self.opendkim.poll() is None:
             found["opendkim"] = [self.opendkim.pid, *descendants(self.opendkim.pid)]
         return found
