@@ -11,12 +11,18 @@ Topology (every name carries the ``HATO_AMQP_PREFIX``, default ``hato``)::
     retry.<ms> (fanout) ->  retry.<ms>  TTL <ms>, then dead-lettered through the default
                                         exchange back to the queue named by the routing key
     dead     (fanout)  ------------->  dead             what no consumer could process
+    control  (fanout)  ------------->  control.<service>.<id>  configuration changed: one
+                                                         exclusive queue per running process
 
 ``consume()`` owns the ack policy: a handler returns (ack), raises ``RetryLater``
 (republished to a TTL retry queue, attempt + 1), ``Permanent`` or fails to decode
 (dead-lettered with the reason and, when the message names one, a
 ``dead_lettered`` event), or hits a transient error (retried after a back-off);
 any other exception is retried ``max_redeliveries`` times, then dead-lettered.
+
+A delivery job for a pool whose queue does not exist yet (a pool created after the signer
+started) declares that queue and is published again: its mail waits there durably for a
+dispatcher of the pool.
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ class Exchange(StrEnum):
     DELIVER = "deliver"
     EVENTS = "events"
     DEAD = "dead"
+    CONTROL = "control"
 
 
 class Queue(StrEnum):
@@ -108,6 +115,8 @@ def route(message: schemas.BrokerMessage) -> tuple[Exchange, str]:
             return Exchange.WORK, Queue.RESULTS.value
         case schemas.Event():
             return Exchange.EVENTS, f"{message.tenant}.{message.type.value}"
+        case schemas.Changed():
+            return Exchange.CONTROL, ""
     raise TypeError(f"no route for {type(message).__name__}")
 
 
@@ -131,6 +140,13 @@ Decoder = Callable[[bytes], tuple[Any, bytes]]
 
 Handler = Callable[[Delivery], Awaitable[None]]
 
+NO_ROUTE = 312  # AMQP 0-9-1 reply code of a mandatory message no queue was bound for
+
+
+class NoRoute(Unavailable):
+    """Raised when the broker returned a mandatory message: no queue is bound for its
+    routing key (a pool's delivery queue that was never declared, say)."""
+
 
 class Broker:
     """A connection to RabbitMQ with the topology declared, a confirming publisher and consumers."""
@@ -153,8 +169,10 @@ class Broker:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    async def connect(self) -> None:
-        """Connect (raising Unavailable when the server cannot be reached) and declare."""
+    async def connect(self, *, topology: bool = True) -> None:
+        """Connect (raising Unavailable when the server cannot be reached) and declare the
+        exchanges and, with ``topology``, the queues (the admin command declares no queues:
+        their arguments are the services' settings)."""
         try:
             self._connection = await aio_pika.connect_robust(
                 self.settings.url,
@@ -166,13 +184,12 @@ class Broker:
             )
             self._consume_channel = await self._connection.channel()
             await self._consume_channel.set_qos(prefetch_count=self.settings.prefetch)
-            await self.declare()
+            await (self.declare() if topology else self.declare_exchanges())
         except TRANSIENT_ERRORS as exc:
             await self.close()
             raise Unavailable(f"broker unreachable: {exc!r}") from exc
 
-    async def declare(self) -> None:
-        """Declare every exchange and queue; the same call from every service."""
+    async def declare_exchanges(self) -> None:
         ch = self._publish_channel
         assert ch is not None
         for ex, kind in (
@@ -181,8 +198,13 @@ class Broker:
             (Exchange.DELIVER, ExchangeType.DIRECT),
             (Exchange.EVENTS, ExchangeType.TOPIC),
             (Exchange.DEAD, ExchangeType.FANOUT),
+            (Exchange.CONTROL, ExchangeType.FANOUT),
         ):
             self._exchanges[ex] = await ch.declare_exchange(self.full(ex), kind, durable=True)
+
+    async def declare(self) -> None:
+        """Declare every queue (the exchanges first); the same call from every service."""
+        await self.declare_exchanges()
         await self._declare_queue(Queue.DEAD, Exchange.DEAD, "", dead_letter=False)
         await self._declare_queue(Queue.SUBMIT, Exchange.SUBMIT, "")
         await self._declare_queue(Queue.SIGN, Exchange.WORK, Queue.SIGN)
@@ -260,6 +282,33 @@ class Broker:
         self._queues[name] = queue
         return name
 
+    async def stop_consuming(self, queue: str) -> None:
+        """Stop taking messages from ``queue`` (a pool this instance no longer serves)."""
+        full = self.full(queue)
+        for q, tag in [c for c in self._consumers if c[0].name == full]:
+            with contextlib.suppress(Exception):
+                await q.cancel(tag)
+            self._consumers.remove((q, tag))
+
+    def consuming(self) -> set[str]:
+        """The queues (without the prefix) this process consumes."""
+        cut = len(self.settings.prefix) + 1
+        return {q.name[cut:] for q, _ in self._consumers}
+
+    async def depth(self, queue: str) -> int | None:
+        """Messages ready in ``queue``; None when it does not exist."""
+        assert self._connection is not None
+        # A passive declare of a missing queue closes its channel: use a throwaway one.
+        channel = await self._connection.channel()
+        try:
+            declared = await channel.declare_queue(self.full(queue), passive=True)
+            return declared.declaration_result.message_count
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return None
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
     async def forward(
         self, queue: str, body: bytes, headers: Mapping[str, Any], message_id: str | None
     ) -> None:
@@ -299,13 +348,25 @@ class Broker:
     ) -> None:
         """Publish persistently and wait for the broker's confirm; raises Unavailable otherwise."""
         exchange, key = route(message)
-        await self._publish(
-            self._exchanges[exchange],
-            key,
-            schemas.encode(message, payload),
-            headers=inject_headers(dict(headers or {})),
-            message_id=getattr(message, "message_id", None),
-        )
+        body = schemas.encode(message, payload)
+        # Nobody may be listening for a configuration change; that is no failure.
+        mandatory = not isinstance(message, schemas.Changed)
+        for first in (True, False):
+            try:
+                await self._publish(
+                    self._exchanges[exchange],
+                    key,
+                    body,
+                    headers=inject_headers(dict(headers or {})),
+                    message_id=getattr(message, "message_id", None),
+                    mandatory=mandatory,
+                )
+                return
+            except NoRoute:
+                if not (first and isinstance(message, schemas.DeliveryJob)):
+                    raise
+                log.info("declaring the queue of a new pool", pool=message.pool)
+                await self.declare_pool(message.pool)
 
     async def reply(self, to: str, body: bytes, *, correlation_id: str | None) -> None:
         """Answer a publisher on its reply-to queue (through the default exchange)."""
@@ -334,6 +395,7 @@ class Broker:
         message_id: str | None,
         correlation_id: str | None = None,
         content_type: str = schemas.CONTENT_TYPE,
+        mandatory: bool = True,
     ) -> None:
         if not self.is_connected:
             PUBLISH_FAILURES.labels(exchange.name).inc()
@@ -348,11 +410,17 @@ class Broker:
         )
         try:
             async with asyncio.timeout(self.settings.publish_timeout):
-                await exchange.publish(msg, routing_key=routing_key, mandatory=True)
+                await exchange.publish(msg, routing_key=routing_key, mandatory=mandatory)
+        except aio_pika.exceptions.PublishError as exc:
+            PUBLISH_FAILURES.labels(exchange.name).inc()
+            if getattr(exc.frame, "reply_code", None) == NO_ROUTE:
+                raise NoRoute(
+                    f"no queue for {routing_key!r} on {exchange.name!r}: the message was returned"
+                ) from exc
+            raise Unavailable(f"publish to {exchange.name!r} not confirmed: {exc!r}") from exc
         except (
             *TRANSIENT_ERRORS,
             aio_pika.exceptions.DeliveryError,
-            aio_pika.exceptions.PublishError,
             aio_pika.exceptions.ChannelInvalidStateError,
             RuntimeError,
         ) as exc:
@@ -381,6 +449,28 @@ class Broker:
 
         tag = await q.consume(on_message)
         self._consumers.append((q, tag))
+
+    async def on_change(self, handler: Callable[[schemas.Changed], Awaitable[None]]) -> None:
+        """Call ``handler`` with every configuration change announced while this process runs,
+        through an exclusive queue of its own (gone with the connection). A handler that fails
+        is logged and the change acked: the services' periodic refreshes catch up anyway."""
+        assert self._consume_channel is not None
+        queue = await self._consume_channel.declare_queue(
+            self.full(f"control.{self.name}.{new_id()[-12:]}"), exclusive=True, auto_delete=True
+        )
+        await queue.bind(self.full(Exchange.CONTROL))
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            try:
+                change, _ = schemas.decode(message.body)
+                if isinstance(change, schemas.Changed):
+                    await handler(change)
+            except Exception:
+                log.exception("configuration change not applied")
+            await self._ack(message)
+
+        tag = await queue.consume(on_message)
+        self._consumers.append((queue, tag))
 
     async def _handle(
         self, queue: str, handler: Handler, message: AbstractIncomingMessage, decode: Decoder

@@ -159,8 +159,26 @@ class Event(_Model):
     at: datetime = Field(default_factory=utcnow)
 
 
+class ChangeKind(StrEnum):
+    """What an operator changed: which cached configuration services must drop."""
+
+    TENANTS = "tenants"  # tenants, their networks, limits, credentials and API keys
+    DOMAINS = "domains"  # sending domains and their DKIM keys
+    POOLS = "pools"  # IP pools and their members
+
+
+class Changed(_Model):
+    """An operator (``hato``, the admin API, the key rotation) changed configuration; every
+    running service drops what it cached of it at once instead of at its next refresh.
+    ``name`` is the tenant, domain or pool ("" for any)."""
+
+    kind: Literal["changed"] = "changed"
+    what: ChangeKind
+    name: str = ""
+
+
 BrokerMessage = Annotated[
-    SignJob | DeliveryJob | DeliveryResult | Event, Field(discriminator="kind")
+    SignJob | DeliveryJob | DeliveryResult | Event | Changed, Field(discriminator="kind")
 ]
 _adapter: TypeAdapter[BrokerMessage] = TypeAdapter(BrokerMessage)
 

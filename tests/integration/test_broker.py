@@ -11,9 +11,18 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from shared.broker import QUEUE_HEADER, REASON_HEADER, Broker, Delivery, Queue
+from shared.broker import QUEUE_HEADER, REASON_HEADER, Broker, Delivery, NoRoute, Queue
 from shared.errors import Permanent, RetryLater, Unavailable
-from shared.schemas import DeliveryJob, Event, EventType, Recipient, SignJob, decode
+from shared.schemas import (
+    Changed,
+    ChangeKind,
+    DeliveryJob,
+    Event,
+    EventType,
+    Recipient,
+    SignJob,
+    decode,
+)
 from shared.settings import BrokerSettings
 from tests.helpers.waiting import eventually
 
@@ -167,19 +176,45 @@ async def test_trace_context_rides_in_amqp_headers(broker: Broker) -> None:
     assert consumer_trace == [producer_trace]
 
 
-async def test_an_unroutable_publish_is_not_confirmed(broker: Broker) -> None:
-    """A job for a pool with no queue is returned by the broker: Unavailable, not silence."""
-    lost = DeliveryJob(
+async def test_a_job_for_a_pool_without_a_queue_waits_in_a_new_one(broker: Broker) -> None:
+    """A pool made after the publisher started has no queue yet: the broker returns the job,
+    the publisher declares the pool's queue and publishes again, and the job waits there."""
+    new_pool = DeliveryJob(
         message_id="m",
         tenant="t",
         mail_from="a@shop.test",
         domain="ok.test",
         recipients=(Recipient(id="r", address="b@ok.test"),),
-        pool="no-such-pool",
+        pool="made-later",
         created_at=job().created_at,
     )
-    with pytest.raises(Unavailable, match="not confirmed"):
-        await broker.publish(lost)
+    assert await broker.depth("deliver.made-later") is None
+    await broker.publish(new_pool)
+    assert await broker.depth("deliver.made-later") == 1
+
+
+async def test_an_unroutable_publish_is_not_confirmed(broker: Broker) -> None:
+    """What no queue takes is returned by the broker: NoRoute (an Unavailable), not silence."""
+    with pytest.raises(NoRoute, match="returned"):
+        await broker.forward("no-such-queue", b"{}\n", {}, "m")
+
+
+async def test_configuration_changes_reach_every_listener(broker: Broker, broker_settings) -> None:
+    """A change published on the control exchange reaches each process listening (its own
+    queue each); published with nobody listening, it is no error."""
+    await broker.publish(Changed(what=ChangeKind.POOLS, name="nobody-listens"))
+    others = [Broker(broker_settings, name=f"listener{i}") for i in range(2)]
+    heard: list[list[Changed]] = [[], []]
+    try:
+        for other, log in zip(others, heard, strict=True):
+            await other.connect()
+            await other.on_change(lambda c, log=log: asyncio.sleep(0, log.append(c)))
+        await broker.publish(Changed(what=ChangeKind.DOMAINS, name="shop.test"))
+        await eventually(lambda: asyncio.sleep(0, heard), until=lambda h: all(h))
+        assert heard == [[Changed(what=ChangeKind.DOMAINS, name="shop.test")]] * 2
+    finally:
+        for other in others:
+            await other.close()
 
 
 async def test_drain_lets_in_flight_work_finish(broker: Broker) -> None:
