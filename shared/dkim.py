@@ -14,7 +14,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from shared.secrets import SecretBox
+from shared.secrets import SecretBox, SecretsError
 
 RSA_BITS = 2048  # RFC 8301 3.2: at least 1024, 2048 recommended
 RSA = "rsa-sha256"
@@ -114,6 +114,7 @@ def to_document(key: DkimKey, box: SecretBox, *, state: str = ACTIVE) -> dict[st
         "algorithm": key.algorithm,
         "public_key": key.public_b64,
         "private_key_sealed": box.seal(key.private_pem),
+        "sealed_with": box.fingerprint,
         "status": state,
         "created_at": now,
         "activated_at": now if state == ACTIVE else None,
@@ -121,10 +122,31 @@ def to_document(key: DkimKey, box: SecretBox, *, state: str = ACTIVE) -> dict[st
 
 
 def from_document(domain: str, doc: dict[str, Any], box: SecretBox) -> DkimKey:
+    """The usable key of a stored one; raises SecretsError naming why it does not open."""
+    try:
+        private_pem = box.open(doc["private_key_sealed"])
+    except SecretsError:
+        raise SecretsError(unopenable(domain, doc, box)) from None
     return DkimKey(
         domain=domain,
         selector=doc["selector"],
         algorithm=doc["algorithm"],
-        private_pem=box.open(doc["private_key_sealed"]),
+        private_pem=private_pem,
         public_b64=doc["public_key"],
+    )
+
+
+def unopenable(domain: str, doc: dict[str, Any], box: SecretBox) -> str:
+    """Why a stored key does not open with ``box``, in words an operator can act on."""
+    name = txt_record_name(domain, doc["selector"])
+    sealed_with = doc.get("sealed_with")
+    if sealed_with and sealed_with != box.fingerprint:
+        return (
+            f"the DKIM key {name} was sealed with another master key (fingerprint "
+            f"{sealed_with}; this process has {box.fingerprint}): the database holds another "
+            f"installation's keys, or HATO_MASTER_KEY_FILE names the wrong file"
+        )
+    return (
+        f"the DKIM key {name} does not open with this master key (fingerprint "
+        f"{box.fingerprint}): it was sealed with another one, or it is damaged"
     )

@@ -3,6 +3,8 @@ that comes from the environment or a mounted file, never from the database or a 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -27,6 +29,11 @@ class SecretBox:
             self._fernet = Fernet(master_key.strip().encode())
         except (ValueError, TypeError):
             raise SecretsError("the master key is not a valid Fernet key") from None
+        # Names the key without revealing it, so that "sealed with another master key" can
+        # be told from a damaged ciphertext: stored beside every sealed secret.
+        self.fingerprint = hmac.new(
+            master_key.strip().encode(), b"hato master key fingerprint", hashlib.sha256
+        ).hexdigest()[:12]
 
     @classmethod
     def from_settings(cls, settings: SecretsSettings) -> SecretBox:
