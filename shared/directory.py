@@ -164,14 +164,23 @@ class Directory:
 
     # -- domains -------------------------------------------------------------------------
 
-    async def upsert_domain(self, domain: str, *, tenant: str, verified: bool) -> None:
+    async def upsert_domain(
+        self,
+        domain: str,
+        *,
+        tenant: str,
+        verified: bool,
+        dkim: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Create or update a domain; ``dkim`` (when given) replaces its key list."""
+        fields: dict[str, Any] = {"tenant": tenant, "verified": verified, "updated_at": now()}
+        on_insert: dict[str, Any] = {"created_at": now()}
+        if dkim is not None:
+            fields["dkim"] = dkim
+        else:
+            on_insert["dkim"] = []
         await self.db.domains.update_one(
-            {"_id": domain.lower()},
-            {
-                "$set": {"tenant": tenant, "verified": verified, "updated_at": now()},
-                "$setOnInsert": {"created_at": now(), "dkim": []},
-            },
-            upsert=True,
+            {"_id": domain.lower()}, {"$set": fields, "$setOnInsert": on_insert}, upsert=True
         )
 
     async def mark_verified(self, domain: str, verified: bool = True) -> None:
@@ -484,13 +493,33 @@ class Pools:
         members = [m for m in doc["members"] if m["ip"] != member["ip"]] + [member]
         await self.upsert(name, members)
 
+    async def remove_member(self, name: str, ip: str) -> bool:
+        """Take a source IP out of a pool; False when it was not a member."""
+        doc = await self.db.pools.find_one({"_id": name})
+        if doc is None or not any(m["ip"] == ip for m in doc["members"]):
+            return False
+        await self.upsert(name, [m for m in doc["members"] if m["ip"] != ip])
+        return True
+
     async def all(self) -> list[dict[str, Any]]:
         return await self.db.pools.find({}).sort("_id", ASCENDING).to_list()
 
-    async def beat(self, instance: str, ips: Sequence[str]) -> None:
+    async def dispatchers(self) -> list[dict[str, Any]]:
+        """Every dispatcher instance's last heartbeat: its name, IPs and ``seen_at``."""
+        return await self.db.dispatchers.find({}).sort("_id", ASCENDING).to_list()
+
+    async def beat(self, instance: str, ips: Sequence[str], pools: Sequence[str] = ()) -> None:
+        """A dispatcher instance is alive, owns ``ips`` and serves ``pools``."""
         await self.db.dispatchers.update_one(
-            {"_id": instance}, {"$set": {"ips": list(ips), "seen_at": now()}}, upsert=True
+            {"_id": instance},
+            {"$set": {"ips": list(ips), "pools": list(pools), "seen_at": now()}},
+            upsert=True,
         )
+
+    async def live_dispatchers(self, within: float) -> list[dict[str, Any]]:
+        """The instances heard from in the last ``within`` seconds."""
+        since = now() - timedelta(seconds=within)
+        return await self.db.dispatchers.find({"seen_at": {"$gte": since}}).to_list()
 
     async def leave(self, instance: str) -> None:
         await self.db.dispatchers.delete_one({"_id": instance})

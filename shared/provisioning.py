@@ -1,23 +1,55 @@
-"""Provisioning rules shared by the ``hato`` command and the admin HTTP API: adding a sending
-domain (with its first DKIM key), generating keys, verifying domains through DNS."""
+"""Provisioning rules shared by the ``hato`` command and the admin HTTP API: creating and
+changing tenants (which may only name pools that exist), pool members, adding a sending
+domain (with its first DKIM key), generating keys, verifying domains through DNS.
+
+Every operation checks all it needs before it writes, so a refused one leaves nothing behind.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared import dkim
-from shared.directory import Directory
+from shared.directory import Directory, Limits, Pools
 from shared.dns import KeyCheck, check_dkim, records_for
 from shared.errors import HatoError
+from shared.ids import new_id
+from shared.schemas import Event, EventType
 from shared.secrets import SecretBox
 from shared.settings import DnsSettings
 
 
 class ProvisioningError(HatoError):
     """Raised when a provisioning request cannot be carried out; the message says why."""
+
+
+class NotFound(ProvisioningError):
+    """Raised when the tenant, domain or pool a request is about does not exist."""
+
+
+class Conflict(ProvisioningError):
+    """Raised when a request would take or replace what exists (a tenant's name, another
+    tenant's domain, a selector in use)."""
+
+
+class Invalid(ProvisioningError):
+    """Raised when a request names something unusable (a pool that does not exist, an
+    address that is no IP)."""
+
+
+DEFAULT_POOL = "default"  # every installation has it: a dispatcher serves it with its own IPs
+
+
+_KEY_EVENTS = {
+    dkim.PENDING: EventType.DKIM_KEY_PENDING,
+    dkim.ACTIVE: EventType.DKIM_KEY_ACTIVATED,
+    dkim.RETIRED: EventType.DKIM_KEY_RETIRED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +64,21 @@ class KeyChange:
     algorithm: str
     record_name: str
     record_value: str
+
+    def event(self) -> Event:
+        """The timeline event that tells the domain's owner (with the record to publish)."""
+        return Event(
+            id=new_id(),
+            type=_KEY_EVENTS[self.kind],
+            tenant=self.tenant,
+            detail={
+                "domain": self.domain,
+                "selector": self.selector,
+                "algorithm": self.algorithm,
+                "record_name": self.record_name,
+                "record_value": self.record_value,
+            },
+        )
 
     @classmethod
     def of(
@@ -58,33 +105,139 @@ def _new_selector(algorithm: str, taken: set[str]) -> str:
     return selector
 
 
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise Invalid(f"not a network: {value!r}") from None
+
+
 def _aware(when: datetime) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 class Provisioner:
-    def __init__(self, directory: Directory, box: SecretBox | None, dns: DnsSettings) -> None:
+    def __init__(
+        self, directory: Directory, pools: Pools, box: SecretBox | None, dns: DnsSettings
+    ) -> None:
         self.directory = directory
+        self.pools = pools
         self.box = box
         self.dns = dns
+
+    # -- tenants and pools ---------------------------------------------------------------
+
+    async def pool_names(self) -> set[str]:
+        """The pools that exist: ``default`` and every pool with a document."""
+        return {DEFAULT_POOL} | {p["_id"] for p in await self.pools.all()}
+
+    async def _check_pools(self, names: Iterable[str]) -> None:
+        missing = sorted(set(names) - await self.pool_names())
+        if missing:
+            raise Invalid(
+                f"no pool {', '.join(missing)}: create it first "
+                f"(hato pool add {missing[0]} --member IP[=EHLO_NAME])"
+            )
+
+    async def create_tenant(
+        self,
+        name: str,
+        *,
+        pool: str = DEFAULT_POOL,
+        networks: Sequence[str] = (),
+        limits: Limits | None = None,
+        signing_domain: str | None = None,
+        other_pools: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """A new tenant; an existing name is a Conflict (change a tenant with update_tenant)."""
+        if await self.directory.tenant(name) is not None:
+            raise Conflict(f"tenant {name} exists (change it with: hato tenant set {name} ...)")
+        await self._check_pools([pool, *other_pools])
+        return await self.directory.upsert_tenant(
+            name,
+            pool=pool,
+            networks=[_cidr(n) for n in networks],
+            limits=limits,
+            signing_domain=signing_domain,
+            other_pools=other_pools,
+        )
+
+    async def update_tenant(
+        self,
+        name: str,
+        *,
+        pool: str | None = None,
+        limits: Limits | None = None,
+        signing_domain: str | None = None,
+        other_pools: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Change what is given of a tenant and keep the rest (networks change one by one)."""
+        if await self.directory.tenant(name) is None:
+            raise NotFound(f"unknown tenant {name}")
+        await self._check_pools([*([pool] if pool else []), *(other_pools or [])])
+        return await self.directory.upsert_tenant(
+            name,
+            pool=pool,
+            limits=limits,
+            signing_domain=signing_domain,
+            other_pools=other_pools,
+        )
+
+    async def add_pool_member(
+        self, pool: str, ip: str, *, helo: str | None = None, warmup: Sequence[int] = ()
+    ) -> dict[str, Any]:
+        """Add a source IP to a pool (creating the pool), or replace that member."""
+        try:
+            address = str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise Invalid(f"not an IP address: {ip!r}") from None
+        if any(n <= 0 for n in warmup):
+            raise Invalid("warm-up caps are messages per day: positive numbers")
+        member = {
+            "ip": address,
+            "helo": helo or None,
+            "started_at": datetime.now(UTC),
+            "warmup": list(warmup),
+        }
+        await self.pools.add_member(pool, member)
+        return member
+
+    async def remove_pool_member(self, pool: str, ip: str) -> None:
+        if not await self.pools.remove_member(pool, ip):
+            raise NotFound(f"pool {pool} has no member {ip}")
+
+    # -- domains and keys ---------------------------------------------------------------
+
+    def _box(self) -> SecretBox:
+        if self.box is None:
+            raise ProvisioningError(
+                "no master key is configured (HATO_MASTER_KEY_FILE): DKIM keys cannot be sealed"
+            )
+        return self.box
 
     async def add_domain(
         self, domain: str, *, tenant: str, verified: bool = False, selector: str = "hato"
     ) -> dict[str, Any]:
-        """Give ``domain`` to ``tenant`` (with a DKIM key unless it has one); the domain doc."""
+        """Give ``domain`` to ``tenant`` (with a DKIM key unless it has one); the domain doc.
+        The key is made before anything is written: a refusal leaves no domain behind."""
         domain = domain.lower().rstrip(".")
         if await self.directory.tenant(tenant) is None:
-            raise ProvisioningError(f"unknown tenant {tenant}")
+            raise NotFound(f"unknown tenant {tenant}")
         existing = await self.directory.domain(domain)
         if existing and existing["tenant"] != tenant:
-            raise ProvisioningError(f"{domain} belongs to tenant {existing['tenant']}")
+            raise Conflict(f"{domain} belongs to tenant {existing['tenant']}")
+        first_key = None
+        if not (existing or {}).get("dkim"):
+            box = self._box()
+            key = await asyncio.to_thread(dkim.generate, domain, selector, dkim.RSA)
+            first_key = dkim.to_document(key, box, state=dkim.ACTIVE)
         await self.directory.upsert_domain(
-            domain, tenant=tenant, verified=verified or bool(existing and existing["verified"])
+            domain,
+            tenant=tenant,
+            verified=verified or bool(existing and existing["verified"]),
+            dkim=[first_key] if first_key else None,
         )
         doc = await self.directory.domain(domain)
-        if not (doc or {}).get("dkim"):
-            await self.generate_key(domain, selector)
-            doc = await self.directory.domain(domain)
         assert doc is not None
         return doc
 
@@ -93,33 +246,32 @@ class Provisioner:
     ) -> KeyChange:
         """A new key: active at once when the domain has no active key of that algorithm,
         else pending until its record is published (a rotation)."""
-        if self.box is None:
-            raise ProvisioningError("no master key is configured (HATO_MASTER_KEY_FILE)")
+        box = self._box()
         doc = await self.directory.domain(domain)
         if doc is None:
-            raise ProvisioningError(f"unknown domain {domain}")
+            raise NotFound(f"unknown domain {domain}")
         keys = doc.get("dkim", [])
         selector = selector or _new_selector(algorithm, {k["selector"] for k in keys})
         if any(k["selector"] == selector for k in keys):
-            raise ProvisioningError(f"{domain} already has a key with selector {selector}")
+            raise Conflict(f"{domain} already has a key with selector {selector}")
         has_active = any(
             k["algorithm"] == algorithm and dkim.status(k) == dkim.ACTIVE for k in keys
         )
         state = dkim.PENDING if has_active else dkim.ACTIVE
         key = await asyncio.to_thread(dkim.generate, doc["_id"], selector, algorithm)
-        await self.directory.add_dkim_key(domain, dkim.to_document(key, self.box, state=state))
+        await self.directory.add_dkim_key(domain, dkim.to_document(key, box, state=state))
         return KeyChange.of(state, doc, key.selector, key.algorithm, key.public_b64)
 
     async def rotate(self, domain: str, algorithm: str = dkim.RSA) -> KeyChange:
         """Start a rotation: a pending key that takes over once DNS shows its record."""
         doc = await self.directory.domain(domain)
         if doc is None:
-            raise ProvisioningError(f"unknown domain {domain}")
+            raise NotFound(f"unknown domain {domain}")
         if any(
             k["algorithm"] == algorithm and dkim.status(k) == dkim.PENDING
             for k in doc.get("dkim", [])
         ):
-            raise ProvisioningError(f"{domain} already has a pending {algorithm} key")
+            raise Conflict(f"{domain} already has a pending {algorithm} key")
         return await self.generate_key(domain, None, algorithm)
 
     async def promote(self, domain: str) -> list[KeyChange]:
@@ -127,7 +279,7 @@ class Provisioner:
         algorithm it replaces retires."""
         doc = await self.directory.domain(domain)
         if doc is None:
-            raise ProvisioningError(f"unknown domain {domain}")
+            raise NotFound(f"unknown domain {domain}")
         keys = [dict(k) for k in doc.get("dkim", [])]
         pending = [k for k in keys if dkim.status(k) == dkim.PENDING]
         if not pending:
@@ -176,7 +328,7 @@ class Provisioner:
         """The DNS state of every key that is not retired."""
         doc = await self.directory.domain(domain)
         if doc is None:
-            raise ProvisioningError(f"unknown domain {domain}")
+            raise NotFound(f"unknown domain {domain}")
         live = [k for k in doc.get("dkim", []) if dkim.status(k) != dkim.RETIRED]
         return await check_dkim({"_id": doc["_id"], "dkim": live}, self.dns)
 
@@ -187,7 +339,7 @@ class Provisioner:
         """Look the DKIM records up; a domain with one found becomes verified."""
         doc = await self.directory.domain(domain)
         if doc is None:
-            raise ProvisioningError(f"unknown domain {domain}")
+            raise NotFound(f"unknown domain {domain}")
         checks = await check_dkim(doc, self.dns)
         verified = any(c.status == "found" for c in checks)
         if verified and not doc.get("verified"):

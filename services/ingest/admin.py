@@ -1,10 +1,14 @@
 """The admin HTTP API (operator token): what ``hato`` does, for platforms' own tooling —
-tenants, networks, limits, domains and their DNS records, SMTP credentials and API keys.
+tenants, networks, limits, IP pools, domains and their DNS records, SMTP credentials and
+API keys.
 
 Secrets (passwords, API keys) are in the creating response only; they are stored hashed.
+Every change is announced on the broker, so the other ingest instances, the signers and the
+dispatchers apply it at once.
 """
 
 import ipaddress
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -13,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.ingest.http import Problem
 from shared.directory import Directory, DuplicateError, Limits
-from shared.provisioning import Provisioner, ProvisioningError
+from shared.provisioning import Conflict, Invalid, NotFound, Provisioner, ProvisioningError
+from shared.schemas import ChangeKind
 
 _NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
@@ -49,6 +54,21 @@ class TenantIn(_In):
     _networks = field_validator("networks")(classmethod(lambda cls, v: [_cidr(n) for n in v]))
 
 
+class TenantChangeIn(_In):
+    """What changes of a tenant; what is left out stays as it is."""
+
+    pool: str | None = Field(None, pattern=_NAME)
+    limits: LimitsIn | None = None
+    signing_domain: str | None = None
+    other_pools: list[str] | None = None
+
+
+class PoolMemberIn(_In):
+    ip: str
+    helo: str | None = Field(None, max_length=253, description="EHLO name of this source IP.")
+    warmup: list[int] = Field([], description="Daily caps for day 1, 2, ... (the last holds).")
+
+
 class NetworkIn(_In):
     cidr: str
 
@@ -71,10 +91,16 @@ class ApiKeyIn(_In):
     allowed_from: list[str] = []
 
 
+def _problem(exc: ProvisioningError) -> Problem:
+    status = {NotFound: 404, Conflict: 409, Invalid: 422}.get(type(exc), 400)
+    return Problem(status, str(exc))
+
+
 def _tenant_out(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": doc["_id"],
         "pool": doc.get("pool"),
+        "other_pools": doc.get("other_pools", []),
         "networks": doc.get("networks", []),
         "limits": doc.get("limits", {}),
         "signing_domain": doc.get("signing_domain"),
@@ -89,7 +115,7 @@ class Admin:
         self,
         directory: Directory,
         provisioner: Provisioner,
-        changed: Callable[[], Awaitable[None]],
+        changed: Callable[[ChangeKind, str], Awaitable[None]],
     ) -> None:
         self.directory = directory
         self.provisioner = provisioner
@@ -107,18 +133,62 @@ class Admin:
 
         @r.post("/tenants", status_code=201)
         async def create_tenant(body: TenantIn) -> dict:
-            if await d.tenant(body.name) is not None:
-                raise Problem(409, f"tenant {body.name} exists")
-            doc = await d.upsert_tenant(
-                body.name,
-                pool=body.pool,
-                networks=body.networks,
-                limits=Limits(**body.limits.model_dump()),
-                signing_domain=body.signing_domain,
-                other_pools=body.other_pools,
-            )
-            await self.changed()
+            try:
+                doc = await self.provisioner.create_tenant(
+                    body.name,
+                    pool=body.pool,
+                    networks=body.networks,
+                    limits=Limits(**body.limits.model_dump()),
+                    signing_domain=body.signing_domain,
+                    other_pools=body.other_pools,
+                )
+            except ProvisioningError as exc:
+                raise _problem(exc) from None
+            await self.changed(ChangeKind.TENANTS, body.name)
             return _tenant_out(doc)
+
+        @r.patch("/tenants/{tenant}")
+        async def change_tenant(tenant: str, body: TenantChangeIn) -> dict:
+            try:
+                doc = await self.provisioner.update_tenant(
+                    tenant,
+                    pool=body.pool,
+                    limits=Limits(**body.limits.model_dump()) if body.limits else None,
+                    signing_domain=body.signing_domain,
+                    other_pools=body.other_pools,
+                )
+            except ProvisioningError as exc:
+                raise _problem(exc) from None
+            await self.changed(ChangeKind.TENANTS, tenant)
+            return _tenant_out(doc)
+
+        @r.get("/pools")
+        async def list_pools() -> list[dict]:
+            return [
+                {"name": p["_id"], "members": p.get("members", [])}
+                for p in await self.provisioner.pools.all()
+            ]
+
+        @r.post("/pools/{pool}/members", status_code=201)
+        async def add_pool_member(pool: str, body: PoolMemberIn) -> dict:
+            if not re.match(_NAME, pool):
+                raise Problem(400, f"not a pool name: {pool!r}")
+            try:
+                member = await self.provisioner.add_pool_member(
+                    pool, body.ip, helo=body.helo, warmup=body.warmup
+                )
+            except ProvisioningError as exc:
+                raise _problem(exc) from None
+            await self.changed(ChangeKind.POOLS, pool)
+            return {"pool": pool, **member}
+
+        @r.delete("/pools/{pool}/members/{ip}", status_code=204)
+        async def remove_pool_member(pool: str, ip: str) -> None:
+            try:
+                await self.provisioner.remove_pool_member(pool, ip)
+            except ProvisioningError as exc:
+                raise _problem(exc) from None
+            await self.changed(ChangeKind.POOLS, pool)
 
         @r.get("/tenants")
         async def list_tenants() -> list[dict]:
@@ -132,21 +202,21 @@ class Admin:
         async def set_limits(tenant: str, body: LimitsIn) -> dict:
             await self._tenant(tenant)
             doc = await d.upsert_tenant(tenant, limits=Limits(**body.model_dump()))
-            await self.changed()
+            await self.changed(ChangeKind.TENANTS, tenant)
             return _tenant_out(doc)
 
         @r.post("/tenants/{tenant}/networks", status_code=201)
         async def add_network(tenant: str, body: NetworkIn) -> dict:
             await self._tenant(tenant)
             await d.add_network(tenant, body.cidr)
-            await self.changed()
+            await self.changed(ChangeKind.TENANTS, tenant)
             return _tenant_out(await self._tenant(tenant))
 
         @r.delete("/tenants/{tenant}/networks")
         async def remove_network(tenant: str, cidr: Annotated[str, Query()]) -> dict:
             await self._tenant(tenant)
             await d.remove_network(tenant, _cidr(cidr))
-            await self.changed()
+            await self.changed(ChangeKind.TENANTS, tenant)
             return _tenant_out(await self._tenant(tenant))
 
         @r.post("/tenants/{tenant}/domains", status_code=201)
@@ -156,8 +226,8 @@ class Admin:
                     body.domain, tenant=tenant, verified=body.verified, selector=body.selector
                 )
             except ProvisioningError as exc:
-                raise Problem(409 if "belongs" in str(exc) else 404, str(exc)) from None
-            await self.changed()
+                raise _problem(exc) from None
+            await self.changed(ChangeKind.DOMAINS, doc["_id"])
             return {
                 "domain": doc["_id"],
                 "tenant": tenant,
@@ -182,8 +252,8 @@ class Admin:
             try:
                 verified, checks = await self.provisioner.verify(domain)
             except ProvisioningError as exc:
-                raise Problem(404, str(exc)) from None
-            await self.changed()
+                raise _problem(exc) from None
+            await self.changed(ChangeKind.DOMAINS, domain.lower())
             return {
                 "domain": domain,
                 "verified": verified,
@@ -201,6 +271,7 @@ class Admin:
                 )
             except DuplicateError as exc:
                 raise Problem(409, str(exc)) from None
+            await self.changed(ChangeKind.TENANTS, tenant)
             return {
                 "username": body.username,
                 "password": password,
@@ -223,6 +294,7 @@ class Admin:
         async def delete_credential(tenant: str, username: str) -> None:
             if not await d.delete_credential(username, tenant):
                 raise Problem(404, f"no SMTP user {username} for {tenant}")
+            await self.changed(ChangeKind.TENANTS, tenant)
 
         @r.post("/tenants/{tenant}/api-keys", status_code=201)
         async def add_api_key(tenant: str, body: ApiKeyIn) -> dict:
@@ -254,5 +326,6 @@ class Admin:
         async def revoke_api_key(tenant: str, prefix: str) -> None:
             if not await d.revoke_api_key(prefix, tenant):
                 raise Problem(404, f"no API key {prefix} for {tenant}")
+            await self.changed(ChangeKind.TENANTS, tenant)
 
         return r

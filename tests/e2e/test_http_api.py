@@ -234,6 +234,52 @@ async def test_the_admin_api_provisions_a_tenant_that_can_send(api: Api) -> None
     assert (await api.http.get("/admin/v1/tenants", headers=api.as_tenant(key))).status_code == 403
 
 
+async def test_the_admin_api_changes_tenants_and_pools(api: Api) -> None:
+    """A tenant may only be given pools that exist (422 naming the pool otherwise); PATCH
+    changes what it is given and keeps the networks; pool members are added and removed."""
+    op = {"Authorization": f"Bearer {OPERATOR}"}
+    name, pool = unique("t"), unique("p")
+    r = await api.http.post(
+        "/admin/v1/tenants", headers=op, json={"name": name, "other_pools": [pool]}
+    )
+    assert r.status_code == 422 and f"no pool {pool}" in r.json()["detail"]
+    r = await api.http.post(
+        "/admin/v1/tenants", headers=op, json={"name": name, "networks": ["192.0.2.0/24"]}
+    )
+    assert r.status_code == 201, r.text
+    r = await api.http.patch(f"/admin/v1/tenants/{name}", headers=op, json={"pool": pool})
+    assert r.status_code == 422
+    r = await api.http.post(
+        f"/admin/v1/pools/{pool}/members", headers=op, json={"ip": "192.0.2.300"}
+    )
+    assert r.status_code == 422 and "not an IP address" in r.json()["detail"]
+    r = await api.http.post(
+        f"/admin/v1/pools/{pool}/members",
+        headers=op,
+        json={"ip": "127.0.0.9", "helo": "out9.hato.test", "warmup": [100, 200]},
+    )
+    assert r.status_code == 201, r.text
+    r = await api.http.patch(
+        f"/admin/v1/tenants/{name}",
+        headers=op,
+        json={"other_pools": [pool], "limits": {"max_recipients": 7}},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["other_pools"] == [pool] and r.json()["networks"] == ["192.0.2.0/24"]
+    assert r.json()["limits"] == {"max_recipients": 7}
+    pools = (await api.http.get("/admin/v1/pools", headers=op)).json()
+    assert [m["ip"] for p in pools if p["name"] == pool for m in p["members"]] == ["127.0.0.9"]
+    assert (
+        await api.http.delete(f"/admin/v1/pools/{pool}/members/127.0.0.9", headers=op)
+    ).status_code == 204
+    assert (
+        await api.http.delete(f"/admin/v1/pools/{pool}/members/127.0.0.9", headers=op)
+    ).status_code == 404
+    assert (
+        await api.http.patch("/admin/v1/tenants/nobody", headers=op, json={"pool": "default"})
+    ).status_code == 404
+
+
 async def test_a_message_may_name_only_the_pools_its_tenant_may_use(api: Api) -> None:
     refused = await api.http.post(
         "/v1/messages", json=message(pool="bulk"), headers=api.as_tenant()
@@ -278,6 +324,16 @@ async def test_listing_messages_by_recipient_status_and_tag_with_pages(api: Api)
         )
     ).json()
     assert rival["messages"] == []
+    # Empty parameters (as forms and copied examples send them) mean "not given".
+    blank = await api.http.get(
+        "/v1/messages?recipient=list2@ok.test&status=&tag=&since=&until=&before=",
+        headers=api.as_tenant(),
+    )
+    assert blank.status_code == 200, blank.text
+    assert [m["id"] for m in blank.json()["messages"]] == [ids[2]]
+    assert blank.json()["messages"][0]["status"] in ("accepted", "signed", "delivered")
+    bad = await api.http.get("/v1/messages?status=lost", headers=api.as_tenant())
+    assert bad.status_code == 400 and bad.json()["errors"][0]["location"] == "query.status"
 
 
 async def test_suppressions_api(api: Api) -> None:

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 def provisioner(api: Api) -> Provisioner:
     return Provisioner(
         api.store.directory,
+        api.store.pools,
         SecretBox(api.master_key),
         DnsSettings(nameservers=[api.dns.address], timeout=2),
     )

@@ -22,6 +22,7 @@ async def test_a_key_older_than_the_schedule_gets_a_pending_successor_once(
     try:
         p = Provisioner(
             store.directory,
+            store.pools,
             SecretBox(master_key),
             DnsSettings(nameservers=[dns_server.address], timeout=2),
         )
