@@ -173,6 +173,18 @@ class Store:
             .to_list()
         )
 
+    async def recipient_statuses(self, message_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Each message's recipients' statuses (for listing messages with their status)."""
+        out: dict[str, list[str]] = {}
+        if not message_ids:
+            return out
+        docs = self.db.recipients.find(
+            {"message_id": {"$in": list(message_ids)}}, {"message_id": 1, "status": 1}
+        )
+        async for d in docs:
+            out.setdefault(d["message_id"], []).append(d["status"])
+        return out
+
     async def finished_recipients(self, ids: Iterable[str]) -> set[str]:
         """Which of these recipients already reached a final state (so are not sent again)."""
         return await self._finished.submit(tuple(ids)) or set()

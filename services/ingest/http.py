@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,8 +39,10 @@ from services.ingest.policy import RelayPolicy
 from services.ingest.send import DoorLimits, Refused, Sender
 from shared import logging as hlog
 from shared.directory import IdempotencyConflict, Identity
+from shared.schemas import RecipientStatus
 from shared.secrets import SecretBox
 from shared.store import Store
+from shared.views import message_view, with_status
 
 log = hlog.get_logger(__name__)
 
@@ -118,6 +121,26 @@ class KeyCache:
         self._cache[key] = (time.monotonic() + self.ttl, identity)
         return identity
 
+    def clear(self) -> None:
+        """Forget every key (one was revoked or its tenant changed)."""
+        self._cache.clear()
+
+
+class DropEmptyQueryParameters:
+    """``?recipient=&status=`` means "not given", as HTML forms and copied examples send it:
+    empty query parameters are dropped before routing, so they never fail validation."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("query_string"):
+            pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+            kept = [(k, v) for k, v in pairs if v != ""]
+            if len(kept) != len(pairs):
+                scope = dict(scope, query_string=urlencode(kept).encode("latin-1"))
+        await self.app(scope, receive, send)
+
 
 def create_app(
     store: Store,
@@ -136,8 +159,10 @@ def create_app(
         redoc_url=None,
         description="Send mail through Hato and follow every recipient's fate.",
     )
+    app.add_middleware(DropEmptyQueryParameters)
     operator_digest = hashlib.sha256(operator_token.encode()).digest() if operator_token else None
     keys = KeyCache(store)
+    app.state.api_keys = keys
     bearer = HTTPBearer(auto_error=False)
 
     @app.exception_handler(HTTPException)
@@ -186,22 +211,21 @@ def create_app(
 
     @app.get("/v1/messages/{message_id}", tags=["messages"])
     async def get_message(message_id: str, c: Annotated[Caller, Depends(caller)]) -> dict:
-        """A message, every recipient's status with the remote reply, and its events."""
-        message = await store.message(message_id)
-        if message is None or (not c.operator and message["tenant"] != c.identity.tenant):
+        """A message with its status (which follows its recipients': ``delivered`` once all
+        are, see the README), every recipient's status with the remote reply, its events,
+        and what it waits for when it waits."""
+        view = await message_view(store, message_id)
+        if view is None or (not c.operator and view["tenant"] != c.identity.tenant):
             raise Problem(404, f"no message {message_id}")
-        recipients = await store.recipients(message_id)
-        events = await store.events(message_id)
-        message["id"] = message.pop("_id")
-        message["recipients"] = [_public(r) for r in recipients]
-        message["events"] = [_public(e) for e in events]
-        return message
+        return view
 
     @app.get("/v1/messages", tags=["messages"])
     async def list_messages(
         identity: Annotated[Identity, Depends(tenant)],
         recipient: str | None = None,
-        status: str | None = None,
+        status: Annotated[
+            RecipientStatus | None, Query(description="Messages with a recipient in this status.")
+        ] = None,
         tag: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
@@ -213,7 +237,7 @@ def create_app(
         docs = await store.list_messages(
             identity.tenant,
             recipient=recipient,
-            status=status,
+            status=status.value if status else None,
             tag=tag,
             since=since,
             until=until,
@@ -221,7 +245,7 @@ def create_app(
             limit=limit,
         )
         return {
-            "messages": [_public(d) for d in docs],
+            "messages": await with_status(store, docs),
             "next": docs[-1]["_id"] if len(docs) == limit else None,
         }
 
@@ -445,9 +469,3 @@ async def refusals_as_problems(sending: Awaitable[dict[str, Any]]) -> dict[str, 
         return await sending
     except Refused as exc:
         raise Problem(exc.status, exc.detail) from None
-
-
-def _public(doc: dict[str, Any]) -> dict[str, Any]:
-    doc = dict(doc)
-    doc["id"] = doc.pop("_id")
-    return doc

@@ -18,6 +18,7 @@ from shared.broker import QUEUE_HEADER, REASON_HEADER
 from shared.dkim import txt_record_name, txt_record_value
 from shared.settings import StoreSettings
 from shared.store import Store
+from shared.views import message_view
 from tests.conftest import AMQP_URL, DOMAIN, MONGODB_URL, SELECTOR, provision, unique
 from tests.helpers.net import free_port
 from tests.helpers.sinks import Sink
@@ -136,6 +137,7 @@ async def test_mail_arrives_signed_and_is_recorded_delivered(pipeline: Pipeline)
     assert rcpt["reply"]["code"] == 250
     assert rcpt["reply"]["text"] == "Ok: stored"
     assert rcpt["attempts"] == 1
+    assert (await message_view(pipeline.store, message_id))["status"] == "delivered"
     types = await event_types(pipeline.store, message_id, "accepted", "signed", "delivered")
     assert types.index("accepted") < types.index("delivered")
 
@@ -148,6 +150,7 @@ async def test_a_550_makes_the_recipient_bounced(pipeline: Pipeline) -> None:
     assert (rcpt["reply"]["code"], rcpt["reply"]["enhanced"]) == (550, "5.1.1")
     assert rcpt["reply"]["text"] == "No such user"
     await event_types(pipeline.store, outcome.queued_id, "bounced")
+    assert (await message_view(pipeline.store, outcome.queued_id))["status"] == "bounced"
 
 
 async def test_a_451_defers_and_the_retry_delivers(pipeline: Pipeline) -> None:
@@ -155,6 +158,10 @@ async def test_a_451_defers_and_the_retry_delivers(pipeline: Pipeline) -> None:
     second attempt delivers."""
     outcome = await send(pipeline.smtp_port, rcpts=("carol@flaky.test",))
     assert outcome.code == 250, outcome
+    await eventually(  # between the attempts, the message itself says it is deferred
+        lambda: message_view(pipeline.store, outcome.queued_id),
+        until=lambda view: view is not None and view["status"] == "deferred",
+    )
     rcpt = await recipient(pipeline.store, outcome.queued_id, "delivered")
     assert rcpt["attempts"] == 2
     assert rcpt["reply"]["text"] == "Ok: finally"
@@ -278,6 +285,10 @@ async def test_the_http_api_shows_a_message_to_the_operator_only(pipeline: Pipel
             "ivy@bounce.test": ("bounced", 550),
         }
         assert "accepted" in {e["type"] for e in body["events"]}
+        # The message's own status follows its recipients' final states.
+        assert body["status"] == "partially_delivered"
+        assert body["recipient_counts"] == {"delivered": 1, "bounced": 1}
+        assert body["stage"] == "signed"
 
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             denied = await client.get(f"{base}/{outcome.queued_id}", headers=headers)

@@ -1,0 +1,103 @@
+"""A message as the people who ask about it see it (``hato message show``, ``GET
+/v1/messages``): its status follows its recipients' states, and a message that waits says for
+what.
+
+The status is worked out when asked, from the recipients: writing it on every recipient's
+final state would cost each delivery another database write for what only a reader needs.
+
+=======================  ===================================================================
+status                   when
+=======================  ===================================================================
+``accepted``             durable, not signed yet
+``signed``               signed; no recipient has reached a final state or been deferred
+``deferred``             some recipient waits for a retry
+``delivered`` ...        every recipient ended the same way: ``delivered``, ``bounced``,
+                         ``complained``, ``suppressed``, ``expired`` or ``failed``
+``partially_delivered``  every recipient is final, some delivered and some not
+``undelivered``          every recipient is final, none delivered, in different ways
+=======================  ===================================================================
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from shared.schemas import RecipientStatus
+from shared.store import Store
+
+_FINAL = {s.value for s in RecipientStatus if s.is_final}
+HEARTBEAT_WITHIN = 30.0  # seconds: a dispatcher heard from since is taken as running
+
+
+def message_status(stage: str, statuses: Iterable[str]) -> str:
+    """The status of a message at ``stage`` (what its own document says) whose recipients
+    are in ``statuses``."""
+    statuses = list(statuses)
+    if statuses and all(s in _FINAL for s in statuses):
+        kinds = set(statuses)
+        if len(kinds) == 1:
+            return kinds.pop()
+        return "partially_delivered" if RecipientStatus.DELIVERED.value in kinds else "undelivered"
+    if RecipientStatus.DEFERRED.value in statuses:
+        return RecipientStatus.DEFERRED.value
+    return stage
+
+
+async def waiting_for(store: Store, message: dict[str, Any], statuses: list[str]) -> str | None:
+    """What a message that has recipients still queued waits for, when it is not just a
+    moment's work: a signer, or a dispatcher of its pool."""
+    if RecipientStatus.QUEUED.value not in statuses:
+        return None
+    if message.get("status") == "accepted":
+        return "to be signed: it waits in the sign queue for a signer"
+    pool = message.get("pool") or "default"
+    live = await store.pools.live_dispatchers(HEARTBEAT_WITHIN)
+    serving = [d["_id"] for d in live if pool in d.get("pools", [])]
+    if serving:
+        return None
+    members = next((p.get("members", []) for p in await store.pools.all() if p["_id"] == pool), [])
+    ips = ", ".join(m["ip"] for m in members) or "none"
+    return (
+        f"for a dispatcher of pool {pool}: none is running (member IPs: {ips}); the pool's "
+        f"mail waits in its queue until a dispatcher owning one of them starts"
+    )
+
+
+async def message_view(store: Store, message_id: str) -> dict[str, Any] | None:
+    """A message with its status, per-status recipient counts, recipients and events."""
+    message = await store.message(message_id)
+    if message is None:
+        return None
+    recipients = await store.recipients(message_id)
+    statuses = [r["status"] for r in recipients]
+    view = _public(message)
+    view["stage"] = message.get("status")
+    view["status"] = message_status(message.get("status", ""), statuses)
+    view["recipient_counts"] = dict(Counter(statuses))
+    waiting = await waiting_for(store, message, statuses)
+    if waiting:
+        view["waiting"] = waiting
+    view["recipients"] = [_public(r) for r in recipients]
+    view["events"] = [_public(e) for e in await store.events(message_id)]
+    return view
+
+
+async def with_status(store: Store, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Listed messages with their status worked out (one query for all their recipients)."""
+    statuses = await store.recipient_statuses([m["_id"] for m in messages])
+    out = []
+    for m in messages:
+        view = _public(m)
+        view["stage"] = m.get("status")
+        mine = statuses.get(m["_id"], [])
+        view["status"] = message_status(m.get("status", ""), mine)
+        view["recipient_counts"] = dict(Counter(mine))
+        out.append(view)
+    return out
+
+
+def _public(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored document as shown: its ``_id`` as ``id``, first."""
+    return {"id": doc["_id"], **{k: v for k, v in doc.items() if k != "_id"}}
