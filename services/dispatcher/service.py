@@ -14,6 +14,7 @@ MX when one cannot be reached), expire what waited too long, record, report, ret
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
@@ -28,10 +29,11 @@ from services.dispatcher.smtp_client import SmtpClient, status_for
 from services.dispatcher.throttle import Throttle, parse_limits
 from shared import logging as hlog
 from shared import schemas
-from shared.broker import Broker, Delivery, ip_queue
+from shared.broker import Broker, Delivery, deliver_queue, ip_queue
 from shared.errors import ConfigError, Permanent, RetryLater
 from shared.runtime import Runtime
 from shared.schemas import (
+    Changed,
     DeliveryJob,
     DeliveryResult,
     Recipient,
@@ -227,6 +229,52 @@ def _all(recipients: Sequence[Recipient], reply: Reply) -> list[RecipientResult]
     ]
 
 
+class Subscriptions:
+    """Which queues this instance consumes: the queue of every pool it has a member IP of, and
+    each of its own IPs' queues there. ``sync`` follows the pools as they are now, so a pool or
+    member added while the instance runs is served without a restart, and one removed is let go.
+    """
+
+    def __init__(
+        self, broker: Broker, view: PoolView, dispatcher: Dispatcher, *, handoff: float
+    ) -> None:
+        self.broker = broker
+        self.view = view
+        self.dispatcher = dispatcher
+        self.handoff = handoff
+        self._lock = asyncio.Lock()  # the heartbeat and an announced change may sync at once
+
+    def wanted(self) -> dict[str, tuple[str, str | None]]:
+        """queue → (pool, own member IP or None for the pool's own queue)."""
+        out: dict[str, tuple[str, str | None]] = {}
+        for pool in self.view.served():
+            out[deliver_queue(pool)] = (pool, None)
+            for member in self.view.pools[pool].members:
+                if member.ip in self.view.own_ips:
+                    out[ip_queue(pool, member.ip)] = (pool, member.ip)
+        return out
+
+    async def sync(self) -> None:
+        async with self._lock:
+            await self._sync()
+
+    async def _sync(self) -> None:
+        wanted = self.wanted()
+        have = {q for q in self.broker.consuming() if q.startswith("deliver.")}
+        for queue in sorted(set(wanted) - have):
+            pool, ip = wanted[queue]
+            if ip is None:
+                await self.broker.declare_pool(pool)
+                await self.broker.consume(queue, self.dispatcher.route)
+            else:
+                await self.broker.declare_ip_queue(pool, ip, handoff=self.handoff)
+                await self.broker.consume(queue, self.dispatcher.owned(ip))
+            log.info("serving", queue=queue)
+        for queue in sorted(have - set(wanted)):
+            await self.broker.stop_consuming(queue)
+            log.info("no longer serving", queue=queue)
+
+
 async def run(settings: DispatcherSettings) -> None:
     try:
         routes = RouteTable.parse(settings.routes)
@@ -267,7 +315,6 @@ async def run(settings: DispatcherSettings) -> None:
             settings.heartbeat_timeout,
             tuple(settings.pools),
         )
-        await pools.beat(settings.instance, settings.source_ips)
         await view.refresh()
         dispatcher = Dispatcher(
             rt.store,
@@ -281,25 +328,20 @@ async def run(settings: DispatcherSettings) -> None:
             verp=verp,
             verp_mode=settings.verp.mode,
         )
-        served = view.served()
-        for pool in served:
-            await rt.broker.declare_pool(pool)
-            for member in view.pools[pool].members:
-                if member.ip in view.own_ips:
-                    queue = await rt.broker.declare_ip_queue(
-                        pool, member.ip, handoff=settings.handoff_ttl
-                    )
-                    await rt.broker.consume(queue, dispatcher.owned(member.ip))
-            await rt.broker.consume(f"deliver.{pool}", dispatcher.route)
+        subscriptions = Subscriptions(rt.broker, view, dispatcher, handoff=settings.handoff_ttl)
+        await subscriptions.sync()
+        await pools.beat(settings.instance, settings.source_ips, view.served())
 
-        async def heartbeat() -> None:
-            await pools.beat(settings.instance, settings.source_ips)
+        async def heartbeat(_: Changed | None = None) -> None:
             await view.refresh()
+            await subscriptions.sync()
+            await pools.beat(settings.instance, settings.source_ips, view.served())
 
+        await rt.broker.on_change(heartbeat)  # a new pool or member is served at once
         rt.every(settings.heartbeat_interval, heartbeat)
         rt.every(settings.idle_timeout / 2, client.close_idle)
         rt.serving()
-        log.info("ready", pools=served, source_ips=settings.source_ips, ops_port=rt.ops.port)
+        log.info("ready", pools=view.served(), source_ips=settings.source_ips, ops_port=rt.ops.port)
         await rt.until_stopped()
         await pools.leave(settings.instance)  # the others stop routing to our IPs at once
         await client.close_idle(all_=True)

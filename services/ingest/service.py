@@ -13,10 +13,11 @@ from services.ingest.smtp import Authenticator, AuthThrottle, Mode, RelayHandler
 from services.ingest.tls import server_context
 from shared import logging as hlog
 from shared.broker import Queue
-from shared.errors import ConfigError
+from shared.errors import ConfigError, Unavailable
 from shared.ops import HttpServer
 from shared.provisioning import Provisioner
 from shared.runtime import Runtime
+from shared.schemas import Changed, ChangeKind
 from shared.secrets import SecretBox
 
 log = hlog.get_logger(__name__)
@@ -96,10 +97,22 @@ async def run(settings: IngestSettings) -> None:
         authenticator = Authenticator(rt.store.directory, policy)
         listeners = smtp_listeners(settings, policy, acceptor, authenticator)
         box = SecretBox.from_settings(settings.secrets) if _has_master_key(settings) else None
+
+        async def apply(_: Changed | None = None) -> None:
+            await policy.refresh(rt.store)
+            app.state.api_keys.clear()
+
+        async def announce(what: ChangeKind, name: str) -> None:
+            await apply()  # here at once, even when the broker cannot tell the others
+            try:
+                await rt.broker.publish(Changed(what=what, name=name))
+            except Unavailable as exc:
+                log.warning("change not announced; others refresh on their own", error=str(exc))
+
         admin = Admin(
             rt.store.directory,
-            Provisioner(rt.store.directory, box, settings.dns),
-            changed=lambda: policy.refresh(rt.store),
+            Provisioner(rt.store.directory, rt.store.pools, box, settings.dns),
+            changed=announce,
         )
         app = create_app(
             rt.store,
@@ -122,6 +135,7 @@ async def run(settings: IngestSettings) -> None:
             ),
         )
         await rt.broker.consume(Queue.SUBMIT, submit.handle, decode=decode_json)
+        await rt.broker.on_change(apply)
         for listener in listeners:
             await listener.start()
         await http.start()

@@ -5,7 +5,9 @@ For a tenant's message with header From ``domain`` the ring looks for active key
 failing that, the tenant's fallback signing domain (``signing_domain`` on the tenant), which is
 not aligned and is said so in the events. Keys come from the ``domains`` collection (private
 keys sealed with the master key) and from PEM files in ``keys_dir`` (mounted secrets), named
-``<selector>._domainkey.<domain>.pem``; they are kept in memory for ``ttl`` seconds.
+``<selector>._domainkey.<domain>.pem``; they are kept in memory for ``ttl`` seconds, and
+forgotten at once when an operator's change is announced (a key activated, a domain added),
+so the first mail after a change is signed as the change says.
 """
 
 from __future__ import annotations
@@ -71,6 +73,11 @@ class KeyRing:
         self.files = files or {}
         self._domains: dict[str, tuple[float, str | None, tuple[SigningKey, ...]]] = {}
         self._fallback: dict[str, tuple[float, str | None]] = {}
+
+    def forget(self) -> None:
+        """Drop every cached key and fallback domain: the next message loads them again."""
+        self._domains.clear()
+        self._fallback.clear()
 
     async def choose(self, tenant: str, from_domain: str) -> Choice:
         labels = from_domain.lower().rstrip(".").split(".")

@@ -18,7 +18,16 @@ from shared.errors import Permanent, Unavailable
 from shared.ids import new_id
 from shared.provisioning import Provisioner
 from shared.runtime import Runtime
-from shared.schemas import DeliveryJob, Event, EventType, Recipient, Reply, SignJob
+from shared.schemas import (
+    Changed,
+    ChangeKind,
+    DeliveryJob,
+    Event,
+    EventType,
+    Recipient,
+    Reply,
+    SignJob,
+)
 from shared.secrets import SecretBox
 from shared.store import Store
 
@@ -144,13 +153,6 @@ class Signer:
             log.warning("event not published", type=type_.value)
 
 
-_ROTATION_EVENTS = {
-    "pending": EventType.DKIM_KEY_PENDING,
-    "active": EventType.DKIM_KEY_ACTIVATED,
-    "retired": EventType.DKIM_KEY_RETIRED,
-}
-
-
 class Rotation:
     """Activates keys whose records appeared in DNS, and starts a rotation for keys older
     than ``rotate_after_days``; each step is announced as an event."""
@@ -163,26 +165,14 @@ class Rotation:
     async def run(self) -> None:
         events = []
         for change in await self.provisioner.rotation_pass(self.rotate_after_days):
-            type_ = _ROTATION_EVENTS[change.kind]
-            events.append(
-                Event(
-                    id=new_id(),
-                    type=type_,
-                    tenant=change.tenant,
-                    detail={
-                        "domain": change.domain,
-                        "selector": change.selector,
-                        "algorithm": change.algorithm,
-                        "record_name": change.record_name,
-                        "record_value": change.record_value,
-                    },
-                )
-            )
+            events.append(change.event())
             log.info(
                 "dkim rotation", kind=change.kind, domain=change.domain, selector=change.selector
             )
         if events:
             await self.broker.emit(events)
+            for domain in sorted({str(e.detail["domain"]) for e in events}):
+                await self.broker.publish(Changed(what=ChangeKind.DOMAINS, name=domain))
 
 
 async def run(settings: SignerSettings) -> None:
@@ -192,8 +182,13 @@ async def run(settings: SignerSettings) -> None:
         keys = KeyRing(rt.store.directory, box, ttl=settings.key_cache_seconds, files=files)
         signer = Signer(rt.store, rt.broker, keys, settings=settings)
         await rt.broker.consume(Queue.SIGN, signer.handle)
+
+        async def apply(_: Changed) -> None:
+            keys.forget()
+
+        await rt.broker.on_change(apply)
         rotation = Rotation(
-            Provisioner(rt.store.directory, box, settings.dns),
+            Provisioner(rt.store.directory, rt.store.pools, box, settings.dns),
             rt.broker,
             rotate_after_days=settings.rotate_after_days,
         )

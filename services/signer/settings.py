@@ -25,7 +25,9 @@ class SignerSettings(ServiceSettings):
         50, ge=1, description="Most recipients in one delivery job (one SMTP transaction)."
     )
     key_cache_seconds: float = Field(
-        30.0, ge=0, description="Seconds a domain's keys are kept in memory before reloading."
+        30.0,
+        ge=0,
+        description="Seconds a domain's keys are kept in memory when no change is announced.",
     )
     keys_dir: str = Field(
         "", description="Folder of PEM keys named <selector>._domainkey.<domain>.pem (secrets)."
