@@ -1,89 +1,207 @@
-"""``hato``: the admin command. Tenants, networks, limits, domains and their DNS records, DKIM
-keys, SMTP credentials, API keys, suppressions, message state, and dev mode.
+"""``hato``: the admin command. Tenants, networks, limits, IP pools, domains and their DNS
+records, DKIM keys, SMTP credentials, API keys, suppressions, message state, and dev mode.
 
 Reads the same ``HATO_*`` settings as the services (``HATO_MONGODB_URL``,
-``HATO_MASTER_KEY_FILE``, ``HATO_DNS_NAMESERVERS`` ...). The admin HTTP API
-(``/admin/v1``) offers the same operations.
+``HATO_MASTER_KEY_FILE``, ``HATO_DNS_NAMESERVERS`` ...), taking what the environment does
+not set from the settings file of the dev stack (``var/dev.env``, which ``make up`` writes;
+``HATO_ENV_FILE`` names another, or none when empty). Changes are announced on the broker, so
+running services apply them at once. The admin HTTP API (``/admin/v1``) offers the same
+operations.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
+import os
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared import dkim
+from shared.broker import Broker, deliver_queue
 from shared.directory import DuplicateError, Limits
-from shared.dkim import ALGORITHMS
-from shared.dkim import status as key_status
 from shared.dns import records_for
-from shared.provisioning import Provisioner, ProvisioningError
+from shared.errors import Unavailable
+from shared.provisioning import DEFAULT_POOL, KeyChange, Provisioner, ProvisioningError
+from shared.schemas import Changed, ChangeKind, Event
 from shared.secrets import SecretBox, SecretsError, generate_master_key
-from shared.settings import DnsSettings, SecretsSettings, StoreSettings
+from shared.settings import BrokerSettings, DnsSettings, SecretsSettings, StoreSettings
 from shared.store import Store
+from shared.views import HEARTBEAT_WITHIN, message_view
 
 DEV_TENANT = "dev"
 DEV_DOMAIN = "hato.test"
 DEV_SELECTOR = "dev"
 DEV_NETWORK = "127.0.0.1/32"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DESCRIPTION = (
+    "The admin command of Hato, a self-hosted mail relay: tenants, networks, IP pools, "
+    "domains, DKIM keys, SMTP credentials, API keys, suppressions, message state, dev mode."
+)
+
+
+def env_file() -> Path | None:
+    """The settings file to read: ``HATO_ENV_FILE`` when set (empty: none), else the dev
+    stack's ``var/dev.env`` in the current folder or in the checkout this command runs from."""
+    given = os.environ.get("HATO_ENV_FILE")
+    if given is not None:
+        return Path(given) if given else None
+    for folder in (Path.cwd(), PROJECT_ROOT):
+        candidate = folder / "var" / "dev.env"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_env_file(path: Path | None) -> None:
+    """Take the ``HATO_*`` settings the environment does not set from ``path``."""
+    if path is None:
+        return
+    from dotenv import dotenv_values
+
+    for key, value in dotenv_values(path).items():
+        if key.startswith("HATO_") and value is not None:
+            os.environ.setdefault(key, value)
+
+
+class DevSettings(BaseSettings):
+    """Dev mode: the local DNS server's zone that ``hato dev dns`` publishes to."""
+
+    model_config = SettingsConfigDict(env_prefix="HATO_DEV_", extra="ignore")
+
+    dns_zone: str = Field(
+        "", description="Zone file (JSON) of the dev DNS server; empty: none (make up sets it)."
+    )
+    dns_port: int = Field(5300, ge=1, description="Port of the dev DNS server on 127.0.0.1.")
 
 
 class CliSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     store: StoreSettings = Field(default_factory=StoreSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     dns: DnsSettings = Field(default_factory=DnsSettings)
+    dev: DevSettings = Field(default_factory=DevSettings)
 
 
 class Context:
-    """What a command works with: the store and the provisioning rules."""
+    """What a command works with: the store, the provisioning rules, and the broker it
+    announces changes on."""
 
     def __init__(self, store: Store, settings: CliSettings) -> None:
         self.store = store
         self.directory = store.directory
         self.settings = settings
+        self.box_problem = ""
         try:
             box: SecretBox | None = SecretBox.from_settings(settings.secrets)
-        except SecretsError:
-            box = None  # only commands that make keys need it; they say so
-        self.provisioner = Provisioner(store.directory, box, settings.dns)
+        except SecretsError as exc:
+            box, self.box_problem = None, str(exc)  # only commands that need it say so
+        self.box = box
+        self.provisioner = Provisioner(store.directory, store.pools, box, settings.dns)
+        self._broker: Broker | None = None
+        self._broker_failed = False
+
+    async def broker(self) -> Broker | None:
+        """The broker, connected on first use; None (said once) when it cannot be reached."""
+        if self._broker is None and not self._broker_failed:
+            broker = Broker(
+                self.settings.broker.model_copy(update={"connect_timeout": 3.0}), name="cli"
+            )
+            try:
+                await broker.connect(topology=False)
+                self._broker = broker
+            except Unavailable as exc:
+                self._broker_failed = True
+                _note(
+                    f"RabbitMQ cannot be reached ({exc}); running services pick the change up "
+                    "at their next refresh (ingest 10 s, signer 30 s, dispatcher 5 s)"
+                )
+        return self._broker
+
+    async def announce(self, what: ChangeKind, name: str, events: Sequence[Event] = ()) -> None:
+        """Tell running services that ``name`` changed (and publish ``events``)."""
+        broker = await self.broker()
+        if broker is None:
+            return
+        try:
+            await broker.emit(events)
+            await broker.publish(Changed(what=what, name=name))
+        except Unavailable as exc:
+            _note(f"the change was made but not announced: {exc}")
+
+    async def close(self) -> None:
+        if self._broker is not None:
+            await self._broker.close()
 
 
 def _out(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
 
 
-def _fail(message: str) -> int:
+def _note(message: str) -> None:
     print(f"hato: {message}", file=sys.stderr)
+
+
+def _fail(message: str) -> int:
+    _note(message)
     return 1
+
+
+def _limits(args: argparse.Namespace) -> Limits | None:
+    limits = Limits(
+        args.max_message_size, args.max_recipients, args.messages_per_hour, args.max_age
+    )
+    return None if limits == Limits() else limits
+
+
+def _tenant_line(doc: dict[str, Any]) -> str:
+    return (
+        f"tenant {doc['_id']}: pool {doc.get('pool')}"
+        + (f" (may name {', '.join(doc['other_pools'])})" if doc.get("other_pools") else "")
+        + f", networks {', '.join(doc.get('networks', [])) or '-'}"
+        + f", limits {json.dumps(doc.get('limits') or {}) if doc.get('limits') else '-'}"
+        + (f", signs unaligned with {doc['signing_domain']}" if doc.get("signing_domain") else "")
+    )
 
 
 # -- tenants and networks ---------------------------------------------------------------------
 
 
 async def tenant_add(ctx: Context, args: argparse.Namespace) -> int:
-    limits = Limits(
-        args.max_message_size, args.max_recipients, args.messages_per_hour, args.max_age
+    doc = await ctx.provisioner.create_tenant(
+        args.name,
+        pool=args.pool or DEFAULT_POOL,
+        networks=args.network or [],
+        limits=_limits(args),
+        signing_domain=args.signing_domain,
+        other_pools=args.other_pool or [],
     )
-    doc = await ctx.directory.upsert_tenant(
+    await ctx.announce(ChangeKind.TENANTS, args.name)
+    print(_tenant_line(doc))
+    return 0
+
+
+async def tenant_set(ctx: Context, args: argparse.Namespace) -> int:
+    doc = await ctx.provisioner.update_tenant(
         args.name,
         pool=args.pool,
-        networks=args.network,
-        limits=limits,
+        limits=_limits(args),
         signing_domain=args.signing_domain,
         other_pools=args.other_pool,
     )
-    print(
-        f"tenant {doc['_id']}: pool {doc['pool']}, networks "
-        f"{', '.join(doc.get('networks', [])) or '-'}, limits {doc.get('limits', {}) or '-'}"
-    )
+    await ctx.announce(ChangeKind.TENANTS, args.name)
+    print(_tenant_line(doc))
     return 0
 
 
@@ -100,20 +218,23 @@ async def network_add(ctx: Context, args: argparse.Namespace) -> int:
     if await ctx.directory.tenant(args.tenant) is None:
         return _fail(f"unknown tenant {args.tenant}")
     await ctx.directory.add_network(args.tenant, _cidr(args.cidr))
+    await ctx.announce(ChangeKind.TENANTS, args.tenant)
     print(f"{args.tenant} relays for {_cidr(args.cidr)}")
     return 0
 
 
 async def network_remove(ctx: Context, args: argparse.Namespace) -> int:
     await ctx.directory.remove_network(args.tenant, _cidr(args.cidr))
+    await ctx.announce(ChangeKind.TENANTS, args.tenant)
     print(f"{args.tenant} no longer relays for {_cidr(args.cidr)}")
     return 0
 
 
 def _cidr(value: str) -> str:
-    import ipaddress
-
-    return str(ipaddress.ip_network(value, strict=False))
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise ValueError(f"not a network: {value!r}") from None
 
 
 # -- domains and DKIM -------------------------------------------------------------------------
@@ -123,16 +244,20 @@ async def domain_add(ctx: Context, args: argparse.Namespace) -> int:
     doc = await ctx.provisioner.add_domain(
         args.domain, tenant=args.tenant, verified=args.verified, selector=args.selector
     )
+    await ctx.announce(ChangeKind.DOMAINS, doc["_id"])
     state = "verified" if doc["verified"] else "not verified yet (publish, then hato domain verify)"
     print(f"domain {doc['_id']}: tenant {args.tenant}, {state}")
     print("Publish these DNS records:")
     for record in records_for(doc, ctx.settings.dns):
         print(f"  {record.zone_line()}    ; {record.purpose}")
+    if ctx.settings.dev.dns_zone:
+        print(f"(dev mode: hato dev dns publish {doc['_id']} publishes them in the local DNS)")
     return 0
 
 
 async def domain_verify(ctx: Context, args: argparse.Namespace) -> int:
     verified, checks = await ctx.provisioner.verify(args.domain)
+    await ctx.announce(ChangeKind.DOMAINS, args.domain.lower())
     for c in checks:
         print(f"{c.name}: {c.status}")
     print(f"{args.domain}: {'verified' if verified else 'NOT verified'}")
@@ -148,19 +273,22 @@ async def domain_list(ctx: Context, args: argparse.Namespace) -> int:
 
 async def dkim_generate(ctx: Context, args: argparse.Namespace) -> int:
     change = await ctx.provisioner.generate_key(
-        args.domain, args.selector, ALGORITHMS[args.algorithm]
+        args.domain, args.selector, dkim.ALGORITHMS[args.algorithm]
     )
+    await ctx.announce(ChangeKind.DOMAINS, change.domain, [change.event()])
     _print_change(change)
     return 0
 
 
 async def dkim_rotate(ctx: Context, args: argparse.Namespace) -> int:
-    _print_change(await ctx.provisioner.rotate(args.domain, ALGORITHMS[args.algorithm]))
+    change = await ctx.provisioner.rotate(args.domain, dkim.ALGORITHMS[args.algorithm])
+    await ctx.announce(ChangeKind.DOMAINS, change.domain, [change.event()])
+    _print_change(change)
     return 0
 
 
-def _print_change(change) -> None:
-    if change.kind == "pending":
+def _print_change(change: KeyChange) -> None:
+    if change.kind == dkim.PENDING:
         print(
             f"new key {change.selector} ({change.algorithm}) is pending: the current key keeps "
             f"signing until this record is published, then this one takes over:"
@@ -173,9 +301,11 @@ def _print_change(change) -> None:
 async def dkim_check(ctx: Context, args: argparse.Namespace) -> int:
     """Look every live key's record up; activate pending keys whose record is published."""
     changes = await ctx.provisioner.promote(args.domain)
+    if changes:
+        await ctx.announce(ChangeKind.DOMAINS, args.domain.lower(), [c.event() for c in changes])
     checks = await ctx.provisioner.check(args.domain)
     doc = await ctx.directory.domain(args.domain)
-    states = {k["selector"]: key_status(k) for k in (doc or {}).get("dkim", [])}
+    states = {k["selector"]: dkim.status(k) for k in (doc or {}).get("dkim", [])}
     explain = {
         "found": "published, matches",
         "missing": "NOT published: publish the record (hato dkim show)",
@@ -185,7 +315,7 @@ async def dkim_check(ctx: Context, args: argparse.Namespace) -> int:
     for c in checks:
         print(f"{c.name} [{states.get(c.selector)}]: {explain[c.status]}")
     for change in changes:
-        print(f"{change.selector}: now {change.kind}")
+        print(f"key {change.selector}: now {change.kind}")
     return 0 if all(c.status == "found" for c in checks) else 1
 
 
@@ -210,7 +340,9 @@ async def credential_add(ctx: Context, args: argparse.Namespace) -> int:
     password = await ctx.directory.add_credential(
         args.tenant, args.username, allowed_from=args.allow_from or []
     )
-    print(f"SMTP user {args.username} for {args.tenant}; password (shown once): {password}")
+    await ctx.announce(ChangeKind.TENANTS, args.tenant)
+    _note(f"SMTP user {args.username} for {args.tenant}; its password (shown once) follows")
+    print(password)
     return 0
 
 
@@ -225,6 +357,7 @@ async def credential_list(ctx: Context, args: argparse.Namespace) -> int:
 async def credential_remove(ctx: Context, args: argparse.Namespace) -> int:
     if not await ctx.directory.delete_credential(args.username):
         return _fail(f"no SMTP user {args.username}")
+    await ctx.announce(ChangeKind.TENANTS, "")
     print(f"removed SMTP user {args.username}")
     return 0
 
@@ -235,7 +368,9 @@ async def apikey_add(ctx: Context, args: argparse.Namespace) -> int:
     prefix, token = await ctx.directory.add_api_key(
         args.tenant, name=args.name, allowed_from=args.allow_from or []
     )
-    print(f"API key {prefix} for {args.tenant} (shown once):\n{token}")
+    await ctx.announce(ChangeKind.TENANTS, args.tenant)
+    _note(f"API key {prefix} for {args.tenant}; the key (shown once) follows")
+    print(token)
     return 0
 
 
@@ -251,11 +386,14 @@ async def apikey_list(ctx: Context, args: argparse.Namespace) -> int:
 async def apikey_revoke(ctx: Context, args: argparse.Namespace) -> int:
     if not await ctx.directory.revoke_api_key(args.prefix):
         return _fail(f"no API key {args.prefix}")
+    await ctx.announce(ChangeKind.TENANTS, "")
     print(f"revoked API key {args.prefix}")
     return 0
 
 
 async def suppression_add(ctx: Context, args: argparse.Namespace) -> int:
+    if await ctx.directory.tenant(args.tenant) is None:
+        return _fail(f"unknown tenant {args.tenant}")
     await ctx.directory.suppress(args.tenant, args.address, reason=args.reason, source="admin")
     print(f"{args.tenant} will not mail {args.address.lower()}")
     return 0
@@ -283,50 +421,215 @@ async def suppression_remove(ctx: Context, args: argparse.Namespace) -> int:
 
 async def pool_add(ctx: Context, args: argparse.Namespace) -> int:
     ip, _, helo = args.member.partition("=")
-    _cidr(ip)  # a valid address
-    member = {
-        "ip": ip,
-        "helo": helo or None,
-        "started_at": datetime.now(UTC),
-        "warmup": [int(n) for n in args.warmup.split(",")] if args.warmup else [],
-    }
-    await ctx.store.pools.add_member(args.name, member)
+    try:
+        warmup = [int(n) for n in args.warmup.split(",")] if args.warmup else []
+    except ValueError:
+        return _fail(f"--warmup takes daily caps like 500,1000,2000, not {args.warmup!r}")
+    member = await ctx.provisioner.add_pool_member(args.name, ip, helo=helo, warmup=warmup)
+    broker = await ctx.broker()
+    if broker is not None:  # its mail waits durably from now on, served or not
+        try:
+            await broker.declare_pool(args.name)
+        except Exception as exc:
+            _note(f"the queue of pool {args.name} is declared when its first mail is: {exc!r}")
+    await ctx.announce(ChangeKind.POOLS, args.name)
     print(
-        f"pool {args.name}: member {ip} (EHLO {helo or 'the dispatcher default'})"
+        f"pool {args.name}: member {member['ip']} (EHLO {helo or 'the dispatcher default'})"
         + (f", warm-up {args.warmup} per day" if args.warmup else "")
+    )
+    print(
+        f"its mail is sent by the dispatcher that owns {member['ip']} "
+        f"(HATO_DISPATCHER_SOURCE_IPS={member['ip']}); until one runs, it waits in the queue "
+        f"{ctx.settings.broker.prefix}.{deliver_queue(args.name)}"
     )
     return 0
 
 
-async def pool_list(ctx: Context, args: argparse.Namespace) -> int:
-    for p in await ctx.store.pools.all():
-        members = ", ".join(f"{m['ip']}={m.get('helo') or '-'}" for m in p.get("members", []))
-        print(f"{p['_id']}\t{members}")
+async def pool_remove(ctx: Context, args: argparse.Namespace) -> int:
+    await ctx.provisioner.remove_pool_member(args.name, args.member)
+    await ctx.announce(ChangeKind.POOLS, args.name)
+    print(f"pool {args.name}: {args.member} is no longer a member")
     return 0
+
+
+async def pool_list(ctx: Context, args: argparse.Namespace) -> int:
+    """Every pool: its members, the running dispatcher that owns each member IP, the
+    dispatchers serving it, and how many jobs wait in its queue."""
+    docs = {p["_id"]: p for p in await ctx.store.pools.all()}
+    live = await ctx.store.pools.live_dispatchers(HEARTBEAT_WITHIN)
+    sent = await ctx.store.pools.sent_today()
+    broker = await ctx.broker()
+    now = datetime.now(UTC)
+    pools = []
+    for name in sorted({DEFAULT_POOL, *docs}):
+        owners = {ip: d for d in live for ip in d.get("ips", [])}
+        members = []
+        for m in docs.get(name, {}).get("members", []):
+            owner = owners.get(m["ip"])
+            members.append(
+                {
+                    "ip": m["ip"],
+                    "helo": m.get("helo"),
+                    "warmup": m.get("warmup") or [],
+                    "sent_today": sent.get(m["ip"], 0),
+                    "dispatcher": owner["_id"] if owner else None,
+                }
+            )
+        serving = [
+            {
+                "instance": d["_id"],
+                "ips": d.get("ips", []),
+                "seen_seconds_ago": round((now - _aware(d["seen_at"])).total_seconds(), 1),
+            }
+            for d in live
+            if name in d.get("pools", [])
+        ]
+        waiting = None
+        if broker is not None:
+            try:
+                waiting = await broker.depth(deliver_queue(name))
+            except Exception:
+                waiting = None
+        pools.append(
+            {
+                "name": name,
+                "members": members,
+                "stored": name in docs,
+                "dispatchers": serving,
+                "waiting": waiting,
+            }
+        )
+    if args.json:
+        _out(pools)
+        return 0
+    for p in pools:
+        print(p["name"])
+        if not p["stored"]:
+            print("  no stored members: each dispatcher serving it sends from its own IPs")
+        for m in p["members"]:
+            caps = f"  warm-up {','.join(map(str, m['warmup']))}" if m["warmup"] else ""
+            owner = f"dispatcher {m['dispatcher']}" if m["dispatcher"] else "NO dispatcher runs"
+            print(
+                f"  member {m['ip']}  EHLO {m['helo'] or '-'}{caps}"
+                f"  sent today {m['sent_today']}  {owner}"
+            )
+        for d in p["dispatchers"]:
+            print(
+                f"  served by {d['instance']} ({', '.join(d['ips'])}; "
+                f"heard from {d['seen_seconds_ago']} s ago)"
+            )
+        if not p["dispatchers"]:
+            print("  served by NO running dispatcher: its mail waits")
+        shown = "?" if p["waiting"] is None else p["waiting"]
+        queue = f"{ctx.settings.broker.prefix}.{deliver_queue(p['name'])}"
+        print(f"  waiting in {queue}: {shown}")
+    return 0
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 # -- messages and dev mode ---------------------------------------------------------------------
 
 
 async def message_show(ctx: Context, args: argparse.Namespace) -> int:
-    message = await ctx.store.message(args.id)
-    if message is None:
+    view = await message_view(ctx.store, args.id)
+    if view is None:
         return _fail(f"no message {args.id}")
-    message["recipients"] = await ctx.store.recipients(args.id)
-    message["events"] = await ctx.store.events(args.id)
-    _out(message)
+    _out(view)
     return 0
 
 
 async def dev_init(ctx: Context, args: argparse.Namespace) -> int:
     """The dev tenant, owning hato.test (verified, DKIM selector 'dev'), relaying from
-    127.0.0.1 (or the networks given)."""
-    networks = args.network or [DEV_NETWORK]
-    await ctx.directory.upsert_tenant(DEV_TENANT, pool="default", networks=networks)
-    await ctx.provisioner.add_domain(
+    127.0.0.1 (or the networks given); its records published in the dev DNS."""
+    networks = [_cidr(n) for n in args.network or [DEV_NETWORK]]
+    if await ctx.directory.tenant(DEV_TENANT) is None:
+        await ctx.provisioner.create_tenant(DEV_TENANT, networks=networks)
+    for network in networks:
+        await ctx.directory.add_network(DEV_TENANT, network)
+    doc = await ctx.provisioner.add_domain(
         DEV_DOMAIN, tenant=DEV_TENANT, verified=True, selector=DEV_SELECTOR
     )
+    if ctx.box is None:
+        return _fail(ctx.box_problem)
+    for key in doc.get("dkim", []):
+        if dkim.status(key) != dkim.RETIRED:
+            try:
+                ctx.box.open(key["private_key_sealed"])
+            except SecretsError:
+                return _fail(
+                    dkim.unopenable(DEV_DOMAIN, key, ctx.box)
+                    + f". The database is {ctx.settings.store.url} ({ctx.settings.store.database})"
+                    ": if another checkout's stack uses it, stop that one (make down there) or "
+                    "give this one its own (HATO_FERRETDB_ADDR=127.0.0.1:27018 make up)"
+                )
+    await ctx.announce(ChangeKind.TENANTS, DEV_TENANT)
+    await ctx.announce(ChangeKind.DOMAINS, DEV_DOMAIN)
     print(f"dev tenant '{DEV_TENANT}' owns {DEV_DOMAIN} and relays from {', '.join(networks)}")
+    if ctx.settings.dev.dns_zone:
+        _publish(ctx, doc)
+    return 0
+
+
+def _zone(ctx: Context):
+    from hato.devdns import Zone
+
+    if not ctx.settings.dev.dns_zone:
+        raise ProvisioningError(
+            "no dev DNS (HATO_DEV_DNS_ZONE is not set): `make up` starts one and sets it"
+        )
+    return Zone(Path(ctx.settings.dev.dns_zone))
+
+
+def _publish(ctx: Context, doc: dict[str, Any]) -> None:
+    zone = _zone(ctx)
+    sets: dict[tuple[str, str], list[str]] = {}
+    for record in records_for(doc, ctx.settings.dns):
+        sets.setdefault((record.name, record.type), []).append(record.value)
+    for (name, rdtype), values in sets.items():
+        zone.set(name, rdtype, values)
+    print(f"published in the dev DNS ({zone.path}):")
+    for record in records_for(doc, ctx.settings.dns):
+        print(f"  {record.zone_line()}")
+
+
+async def dns_publish(ctx: Context, args: argparse.Namespace) -> int:
+    doc = await ctx.directory.domain(args.domain)
+    if doc is None:
+        return _fail(f"unknown domain {args.domain}")
+    _publish(ctx, doc)
+    return 0
+
+
+async def dns_list(ctx: Context, args: argparse.Namespace) -> int:
+    for line in _zone(ctx).lines():
+        print(line)
+    return 0
+
+
+async def dns_set(ctx: Context, args: argparse.Namespace) -> int:
+    _zone(ctx).set(args.name, args.type, args.values)
+    print(f"{args.name} {args.type.upper()}: {', '.join(args.values)}")
+    return 0
+
+
+async def dns_remove(ctx: Context, args: argparse.Namespace) -> int:
+    if not _zone(ctx).remove(args.name, args.type):
+        return _fail(f"the dev DNS has no {args.type or 'record'} at {args.name}")
+    print(f"removed {args.type or 'every record'} at {args.name}")
+    return 0
+
+
+def cmd_dns_serve(args: argparse.Namespace) -> int:
+    from hato.devdns import serve
+
+    settings = DevSettings()
+    zone = args.zone or settings.dns_zone
+    if not zone:
+        return _fail("no zone file: give --zone or set HATO_DEV_DNS_ZONE")
+    asyncio.run(serve(Path(zone), args.host, args.port or settings.dns_port))
     return 0
 
 
@@ -396,14 +699,15 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hato", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="hato", description=DESCRIPTION)
+    p.add_argument("--version", action="version", version=f"hato {_version()}")
     sub = p.add_subparsers(dest="group", required=True)
 
-    def group(name: str, help: str) -> argparse._SubParsersAction:
-        return sub.add_parser(name, help=help).add_subparsers(dest="cmd", required=True)
+    def group(name: str, help: str, parent=sub) -> argparse._SubParsersAction:
+        return parent.add_parser(name, help=help).add_subparsers(dest="cmd", required=True)
 
     def command(g, name: str, run, help: str, *arguments: tuple) -> argparse.ArgumentParser:
-        c = g.add_parser(name, help=help)
+        c = g.add_parser(name, help=help, description=help)
         for names, options in arguments:
             c.add_argument(*names, **options)
         c.set_defaults(run=run)
@@ -418,22 +722,38 @@ def build_parser() -> argparse.ArgumentParser:
         },
     )
     tenant_filter = (("--tenant",), {"help": "only this tenant's"})
+    limits = (
+        (("--max-message-size",), {"type": int, "help": "bytes"}),
+        (("--max-recipients",), {"type": int}),
+        (("--messages-per-hour",), {"type": int}),
+        (("--max-age",), {"type": float, "help": "seconds deferred mail is retried"}),
+        (("--signing-domain",), {"help": "fallback DKIM domain for From domains without a key"}),
+    )
 
     g = group("tenant", "tenants")
     command(
         g,
         "add",
         tenant_add,
-        "create or update a tenant",
+        "create a tenant (an existing one is refused: change it with `tenant set`)",
         (("name",), {}),
-        (("--pool",), {"help": "IP pool"}),
+        (("--pool",), {"help": "IP pool (default: default); it must exist"}),
         (("--network",), {"action": "append", "help": "authorised network (CIDR); repeat"}),
-        (("--max-message-size",), {"type": int}),
-        (("--max-recipients",), {"type": int}),
-        (("--messages-per-hour",), {"type": int}),
-        (("--max-age",), {"type": float, "help": "seconds deferred mail is retried"}),
         (("--other-pool",), {"action": "append", "help": "a pool messages may name; repeat"}),
-        (("--signing-domain",), {"help": "fallback DKIM domain for From domains without a key"}),
+        *limits,
+    )
+    command(
+        g,
+        "set",
+        tenant_set,
+        "change a tenant: what is given changes, the rest stays (networks: `hato network`)",
+        (("name",), {}),
+        (("--pool",), {"help": "IP pool; it must exist"}),
+        (
+            ("--other-pool",),
+            {"action": "append", "help": "a pool messages may name; repeat (replaces the list)"},
+        ),
+        *limits,
     )
     command(g, "list", tenant_list, "list tenants")
 
@@ -462,7 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
     command(g, "list", domain_list, "list domains", tenant_filter)
 
     g = group("dkim", "DKIM keys")
-    algorithm = (("--algorithm",), {"choices": sorted(ALGORITHMS), "default": "rsa-2048"})
+    algorithm = (("--algorithm",), {"choices": sorted(dkim.ALGORITHMS), "default": "rsa-2048"})
     command(
         g,
         "generate",
@@ -494,7 +814,7 @@ def build_parser() -> argparse.ArgumentParser:
         g,
         "add",
         credential_add,
-        "create an SMTP user; prints its password once",
+        "create an SMTP user; prints its password once (alone on stdout)",
         (("tenant",), {}),
         (("username",), {}),
         allow,
@@ -507,7 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
         g,
         "add",
         apikey_add,
-        "create an API key; prints it once",
+        "create an API key; prints it once (alone on stdout: KEY=$(hato apikey add ...))",
         (("tenant",), {}),
         (("--name",), {"default": ""}),
         allow,
@@ -542,12 +862,26 @@ def build_parser() -> argparse.ArgumentParser:
         g,
         "add",
         pool_add,
-        "add (or update) a member of a pool",
+        "add (or update) a member of a pool, creating the pool",
         (("name",), {}),
         (("--member",), {"required": True, "metavar": "IP[=EHLO_NAME]"}),
         (("--warmup",), {"metavar": "N,N,...", "help": "daily caps for day 1, 2, ..."}),
     )
-    command(g, "list", pool_list, "list pools")
+    command(
+        g,
+        "remove",
+        pool_remove,
+        "take a member out of a pool",
+        (("name",), {}),
+        (("--member",), {"required": True, "metavar": "IP"}),
+    )
+    command(
+        g,
+        "list",
+        pool_list,
+        "pools with their members, the dispatchers serving them and what waits",
+        (("--json",), {"action": "store_true"}),
+    )
 
     g = group("bounce", "bounces")
     bc = g.add_parser("classify", help="classify bounce messages (.eml files); JSON per recipient")
@@ -562,9 +896,40 @@ def build_parser() -> argparse.ArgumentParser:
         g,
         "init",
         dev_init,
-        "create the dev tenant and hato.test",
+        "create the dev tenant and hato.test (and publish its records in the dev DNS)",
         (("--network",), {"action": "append", "help": "relay for this CIDR, not 127.0.0.1"}),
     )
+    dns = group("dns", "the dev DNS server: publish the records Hato asks for", parent=g)
+    command(
+        dns,
+        "publish",
+        dns_publish,
+        "publish a domain's records (DKIM keys, SPF, return path) as `domain add` printed them",
+        (("domain",), {}),
+    )
+    command(dns, "list", dns_list, "every record the dev DNS serves")
+    command(
+        dns,
+        "set",
+        dns_set,
+        "publish one record set (replacing that name's records of that type)",
+        (("name",), {}),
+        (("type",), {"metavar": "TYPE", "help": "TXT, CNAME, MX, A or AAAA"}),
+        (("values",), {"nargs": "+", "metavar": "VALUE"}),
+    )
+    command(
+        dns,
+        "remove",
+        dns_remove,
+        "withdraw the records at a name (of one type, when given)",
+        (("name",), {}),
+        (("type",), {"nargs": "?", "metavar": "TYPE"}),
+    )
+    sv = dns.add_parser("serve", help="run the dev DNS server (make up starts it)")
+    sv.add_argument("--zone", help="zone file (default: HATO_DEV_DNS_ZONE)")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=0, help="default: HATO_DEV_DNS_PORT (5300)")
+    sv.set_defaults(plain=cmd_dns_serve)
     mk = g.add_parser("master-key", help="write a new master key file unless one exists")
     mk.add_argument("file")
     mk.set_defaults(plain=cmd_master_key)
@@ -581,16 +946,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _version() -> str:
+    try:
+        return metadata.version("hato")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 async def _run(settings: CliSettings, args: argparse.Namespace) -> int:
     store = Store(settings.store)
+    ctx = Context(store, settings)
     try:
         await store.ensure_indexes()
-        return await args.run(Context(store, settings), args)
+        return await args.run(ctx, args)
     finally:
+        await ctx.close()
         await store.close()
 
 
 def main(argv: list[str] | None = None) -> int:
+    load_env_file(env_file())
     args = build_parser().parse_args(argv)
     if hasattr(args, "plain"):
         return args.plain(args)

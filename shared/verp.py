@@ -53,3 +53,16 @@ class Verp:
         return str(uuid.UUID(bytes=ids[:16])), (
             None if recipient == b"\0" * 16 else str(uuid.UUID(bytes=recipient))
         )
+
+
+def unverified_message_id(address: str) -> str | None:
+    """The message id a VERP return path names, without checking its MAC: for tools that only
+    label what they saw (the dev sink's file names), never for matching a bounce."""
+    body, dot, _ = address.partition("@")[0].lower().partition(".")
+    if not dot or not body.startswith("b"):
+        return None
+    try:
+        ids = _unb32(body[1:])
+    except (ValueError, base64.binascii.Error):
+        return None
+    return str(uuid.UUID(bytes=ids[:16])) if len(ids) == 32 else None

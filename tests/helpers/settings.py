@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hato.cli import CliSettings
+from hato.cli import CliSettings, DevSettings
 from services.bounce.settings import BounceSettings
 from services.dispatcher.settings import DispatcherSettings
 from services.ingest.settings import IngestSettings
@@ -22,6 +22,7 @@ SETTINGS_CLASSES = (
     DispatcherSettings,
     BounceSettings,
     CliSettings,
+    DevSettings,
     BrokerSettings,
     StoreSettings,
     TelemetrySettings,
@@ -29,7 +30,7 @@ SETTINGS_CLASSES = (
     DnsSettings,
     VerpSettings,
 )
-SECTIONS = ("broker", "store", "telemetry", "secrets", "dns", "verp")
+SECTIONS = ("broker", "store", "telemetry", "secrets", "dns", "verp", "dev")
 
 
 def own_fields(cls):

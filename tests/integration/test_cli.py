@@ -4,37 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+from shared.secrets import SecretBox, generate_master_key
 from shared.store import Store
+from tests.conftest import AMQP_URL, unique
+from tests.helpers.cli import run_hato
 from tests.helpers.stack import ROOT
 
 pytestmark = pytest.mark.integration
 
 
-async def hato(store: Store, master_key: str, *args: str) -> tuple[int, str, str]:
-    env = {
-        **os.environ,
-        "HATO_MONGODB_URL": store.settings.url,
-        "HATO_MONGODB_DATABASE": store.settings.database,
-        "HATO_MASTER_KEY": master_key,
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hato.cli",
+PREFIX = unique("cli")  # changes are announced on a broker prefix of this module's own
+
+
+async def hato(
+    store: Store, master_key: str, *args: str, cwd: Path = ROOT, **env: str
+) -> tuple[int, str, str]:
+    """`hato` on this test's database, announcing on this module's broker prefix."""
+    return await run_hato(
+        {
+            "HATO_MONGODB_URL": store.settings.url,
+            "HATO_MONGODB_DATABASE": store.settings.database,
+            "HATO_AMQP_URL": AMQP_URL,
+            "HATO_AMQP_PREFIX": PREFIX,
+            **({"HATO_MASTER_KEY": master_key} if master_key else {}),
+            **env,
+        },
         *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
     )
-    out, err = await proc.communicate()
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_dev_init_gives_hato_test_a_publishable_dkim_record(store, master_key) -> None:
@@ -78,10 +83,11 @@ async def test_credentials_keys_networks_and_suppressions(store, master_key) -> 
         store, master_key, "credential", "add", "shop", "printer", "--allow-from", "scans@shop.test"
     )
     assert code == 0
-    password = out.rsplit(": ", 1)[1].strip()
-    code, out, _ = await hato(store, master_key, "apikey", "add", "shop", "--name", "backend")
-    token = out.strip().splitlines()[-1]
-    assert token.startswith("hato_")
+    password = out.strip()  # alone on stdout, the note on stderr
+    assert password and "\n" not in password
+    code, out, err = await hato(store, master_key, "apikey", "add", "shop", "--name", "backend")
+    token = out.strip()
+    assert token.startswith("hato_") and "\n" not in token and "shown once" in err
     listing = (await hato(store, master_key, "credential", "list"))[1] + (
         await hato(store, master_key, "apikey", "list", "--tenant", "shop")
     )[1]
@@ -177,9 +183,111 @@ async def test_dkim_generate_rotate_and_check(store, master_key) -> None:
         dns_server.publish(name.strip(), value.strip('"'))
         code, out, _ = await hato(store, master_key, "dkim", "check", "rot.test")
         assert code == 0, out
-        assert "now active" in out and "old: now retired" in out
+        assert "now active" in out and "key old: now retired" in out
         code, out, _ = await hato(store, master_key, "dkim", "show", "rot.test")
         assert "old._domainkey" not in out and "ed._domainkey" in out
     finally:
         del os.environ["HATO_DNS_NAMESERVERS"]
         dns_server.stop()
+
+
+async def test_tenant_add_refuses_an_existing_tenant_and_set_keeps_its_networks(
+    store, master_key
+) -> None:
+    """`tenant add` on an existing tenant changes nothing; `tenant set` changes only what it
+    is given: a network added with `network add` stays."""
+    assert (await hato(store, master_key, "tenant", "add", "t1", "--network", "192.0.2.0/24"))[
+        0
+    ] == 0
+    assert (await hato(store, master_key, "network", "add", "t1", "198.51.100.7"))[0] == 0
+    code, _, err = await hato(store, master_key, "tenant", "add", "t1", "--max-recipients", "3")
+    assert code == 1 and "tenant t1 exists" in err and "hato tenant set" in err
+    code, _out, err = await hato(store, master_key, "tenant", "set", "t1", "--max-recipients", "3")
+    assert code == 0, err
+    doc = await store.directory.tenant("t1")
+    assert doc["networks"] == ["192.0.2.0/24", "198.51.100.7/32"]
+    assert doc["limits"] == {"max_recipients": 3}
+    code, _, err = await hato(store, master_key, "tenant", "set", "nobody", "--pool", "default")
+    assert code == 1 and "unknown tenant nobody" in err
+
+
+async def test_a_tenant_may_only_name_pools_that_exist(store, master_key) -> None:
+    """Naming a pool that does not exist is refused (and nothing is written); once `pool add`
+    made it, the same command works. A member must be an IP address."""
+    code, _, err = await hato(
+        store, master_key, "tenant", "add", "t2", "--other-pool", "transactional"
+    )
+    assert code == 1 and "no pool transactional" in err and "hato pool add" in err
+    assert await store.directory.tenant("t2") is None
+    code, _, err = await hato(store, master_key, "pool", "add", "bulk", "--member", "192.0.2.0/24")
+    assert code == 1 and "not an IP address" in err
+    assert await store.pools.all() == []
+    code, out, err = await hato(
+        store, master_key, "pool", "add", "bulk", "--member", "127.0.0.2=out1.hato.test"
+    )
+    assert code == 0, err
+    assert f"{PREFIX}.deliver.bulk" in out
+    code, _, err = await hato(store, master_key, "tenant", "add", "t2", "--pool", "bulk")
+    assert code == 0, err
+    code, out, _ = await hato(store, master_key, "pool", "list")
+    assert "member 127.0.0.2  EHLO out1.hato.test" in out and "NO dispatcher runs" in out
+    assert f"waiting in {PREFIX}.deliver.bulk: 0" in out  # its queue exists from now on
+    code, out, _ = await hato(store, master_key, "pool", "list", "--json")
+    pools = {p["name"]: p for p in json.loads(out)}
+    assert pools["bulk"]["members"][0]["dispatcher"] is None and pools["default"]["stored"] is False
+    code, _, _ = await hato(store, master_key, "pool", "remove", "bulk", "--member", "127.0.0.2")
+    assert code == 0 and (await store.pools.all())[0]["members"] == []
+
+
+async def test_a_failed_domain_add_leaves_nothing_behind(store, master_key) -> None:
+    """Without a master key `domain add` fails and no half-made domain stays; with the key the
+    same command then works."""
+    await hato(store, master_key, "tenant", "add", "t3")
+    code, _, err = await hato(store, "", "domain", "add", "t3.test", "--tenant", "t3")
+    assert code == 1 and "no master key" in err
+    assert await store.directory.domain("t3.test") is None
+    code, _out, err = await hato(store, master_key, "domain", "add", "t3.test", "--tenant", "t3")
+    assert code == 0, err
+    assert (await store.directory.domain("t3.test"))["dkim"][0]["sealed_with"]
+
+
+async def test_dev_init_names_the_cause_when_the_key_was_sealed_with_another_master_key(
+    store, master_key
+) -> None:
+    """A database another installation set up (another master key) is found out at once, with
+    the two fingerprints and what to do."""
+    other = SecretBox(generate_master_key())
+    assert (await hato(store, master_key, "dev", "init"))[0] == 0
+    code, _, err = await hato(
+        store, "", "dev", "init", HATO_MASTER_KEY=generate_master_key(), HATO_AMQP_URL=AMQP_URL
+    )
+    assert code == 1
+    assert "sealed with another master key" in err and SecretBox(master_key).fingerprint in err
+    assert "make down" in err and other.fingerprint not in err
+
+
+async def test_the_settings_file_of_the_dev_stack_is_read_from_the_current_folder(
+    store, master_key, tmp_path
+) -> None:
+    """Run where `make up` wrote var/dev.env, `hato` needs no settings in its environment."""
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "dev.env").write_text(
+        f"HATO_MONGODB_URL='{store.settings.url}'\n"
+        f"HATO_MONGODB_DATABASE='{store.settings.database}'\n"
+        f"HATO_MASTER_KEY='{master_key}'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HATO_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hato.cli",
+        "dev",
+        "init",
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT), "HATO_AMQP_PREFIX": PREFIX},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert (await store.directory.domain("hato.test"))["verified"] is True

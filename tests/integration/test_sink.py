@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 
 import aiosmtplib
 
 from hato.sink import serve
+from shared.verp import Verp
 from tests.helpers.net import free_port
 from tests.helpers.waiting import eventually
 
@@ -34,6 +36,32 @@ async def test_each_message_becomes_one_eml_file_byte_for_byte(tmp_path) -> None
         files = await eventually(lambda: asyncio.sleep(0, list(tmp_path.glob("*.eml"))))
         assert len(files) == 1
         assert files[0].read_bytes() == raw
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_files_are_named_after_the_message_id_of_the_return_path(tmp_path) -> None:
+    """A VERP return path names the Hato message: the file says which message it holds."""
+    port = free_port()
+    task = asyncio.create_task(serve(tmp_path, "127.0.0.1", port))
+    message_id, recipient_id = str(uuid.uuid4()), str(uuid.uuid4())
+    sender = Verp(b"any key").address(message_id, recipient_id, "shop.test")
+    try:
+        for _ in range(30):
+            with contextlib.suppress(OSError):
+                await aiosmtplib.send(
+                    b"Subject: x\r\n\r\nbody\r\n",
+                    sender=sender,
+                    recipients=["b@example.com"],
+                    hostname="127.0.0.1",
+                    port=port,
+                )
+                break
+            await asyncio.sleep(0.05)
+        files = await eventually(lambda: asyncio.sleep(0, list(tmp_path.glob("*.eml"))))
+        assert files[0].name.endswith(f"-{message_id}-1.eml")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
