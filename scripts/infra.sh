@@ -95,10 +95,25 @@ ferret_build() {
   echo "$stamp" >"$FERRET_BIN.stamp"
 }
 
+whose_server() { # port: which process serves it, and whether it is this checkout's FerretDB
+  local pid cmd
+  pid="$(ss -ltnpH "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)"
+  if [ -n "$pid" ] && [ "$pid" = "$(cat "$RUN/ferretdb.pid" 2>/dev/null)" ]; then
+    echo "FerretDB of this checkout already running (pid $pid, data in var/ferretdb/)"; return
+  fi
+  cmd="$([ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+  if [ -n "$cmd" ]; then cmd="pid $pid: ${cmd% }"; else cmd="its process is not visible here"; fi
+  echo "port $1 is taken by a MongoDB-compatible server that this checkout did not start" \
+    "($cmd); Hato will keep its" \
+    "data there. If it is another checkout's, its keys are sealed with another master key:" \
+    "stop it there (make down) or start this one on its own port" \
+    "(HATO_FERRETDB_ADDR=127.0.0.1:27018 make up)"
+}
+
 ferret_up() {
   if external_mongo; then log "using HATO_MONGODB_URL, not starting FerretDB"; return; fi
   local host="${FERRET_ADDR%:*}" port="${FERRET_ADDR##*:}"
-  if port_open "$host" "$port"; then log "MongoDB-compatible server already listening on $FERRET_ADDR"; return; fi
+  if port_open "$host" "$port"; then log "$(whose_server "$port")"; return; fi
   ferret_build
   log "starting FerretDB on $FERRET_ADDR (data in var/ferretdb/)"
   nohup "$FERRET_BIN" --listen-addr "$FERRET_ADDR" --sqlite-url "file:$VAR/ferretdb/" --log-level error \
