@@ -112,8 +112,9 @@ class Context:
         self._broker: Broker | None = None
         self._broker_failed = False
 
-    async def broker(self) -> Broker | None:
-        """The broker, connected on first use; None (said once) when it cannot be reached."""
+    async def broker(self, without: str) -> Broker | None:
+        """The broker, connected on first use; None when it cannot be reached, said once with
+        ``without``: what that means for the command."""
         if self._broker is None and not self._broker_failed:
             broker = Broker(
                 self.settings.broker.model_copy(update={"connect_timeout": 3.0}), name="cli"
@@ -123,15 +124,15 @@ class Context:
                 self._broker = broker
             except Unavailable as exc:
                 self._broker_failed = True
-                _note(
-                    f"RabbitMQ cannot be reached ({exc}); running services pick the change up "
-                    "at their next refresh (ingest 10 s, signer 30 s, dispatcher 5 s)"
-                )
+                _note(f"RabbitMQ cannot be reached ({exc}): {without}")
         return self._broker
 
     async def announce(self, what: ChangeKind, name: str, events: Sequence[Event] = ()) -> None:
         """Tell running services that ``name`` changed (and publish ``events``)."""
-        broker = await self.broker()
+        broker = await self.broker(
+            "running services pick the change up at their next refresh "
+            "(ingest 10 s, signer 30 s, dispatcher 5 s)"
+        )
         if broker is None:
             return
         try:
@@ -426,7 +427,7 @@ async def pool_add(ctx: Context, args: argparse.Namespace) -> int:
     except ValueError:
         return _fail(f"--warmup takes daily caps like 500,1000,2000, not {args.warmup!r}")
     member = await ctx.provisioner.add_pool_member(args.name, ip, helo=helo, warmup=warmup)
-    broker = await ctx.broker()
+    broker = await ctx.broker("the pool's queue is declared when its first mail is signed")
     if broker is not None:  # its mail waits durably from now on, served or not
         try:
             await broker.declare_pool(args.name)
@@ -458,7 +459,7 @@ async def pool_list(ctx: Context, args: argparse.Namespace) -> int:
     docs = {p["_id"]: p for p in await ctx.store.pools.all()}
     live = await ctx.store.pools.live_dispatchers(HEARTBEAT_WITHIN)
     sent = await ctx.store.pools.sent_today()
-    broker = await ctx.broker()
+    broker = await ctx.broker("how much mail waits is not known")
     now = datetime.now(UTC)
     pools = []
     for name in sorted({DEFAULT_POOL, *docs}):

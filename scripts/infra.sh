@@ -16,7 +16,10 @@ VAR="$ROOT/var"
 RUN="$VAR/run"
 FERRET_BIN="$ROOT/var/bin/ferretdb"
 FERRET_ADDR="${HATO_FERRETDB_ADDR:-127.0.0.1:27017}"
-mkdir -p "$RUN" "$VAR/log" "$VAR/ferretdb" "$VAR/bin"
+# Data under var/ferretdb/, or var/ferretdb-<port>/ for a server on another port: two servers
+# must never share SQLite files.
+FERRET_DATA="ferretdb"; [ "${FERRET_ADDR##*:}" = 27017 ] || FERRET_DATA="ferretdb-${FERRET_ADDR##*:}"
+mkdir -p "$RUN" "$VAR/log" "$VAR/$FERRET_DATA" "$VAR/bin"
 
 log() { printf 'infra: %s\n' "$*" >&2; }
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -99,7 +102,7 @@ whose_server() { # port: which process serves it, and whether it is this checkou
   local pid cmd
   pid="$(ss -ltnpH "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)"
   if [ -n "$pid" ] && [ "$pid" = "$(cat "$RUN/ferretdb.pid" 2>/dev/null)" ]; then
-    echo "FerretDB of this checkout already running (pid $pid, data in var/ferretdb/)"; return
+    echo "FerretDB of this checkout already running (pid $pid, data in var/$FERRET_DATA/)"; return
   fi
   cmd="$([ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
   if [ -n "$cmd" ]; then cmd="pid $pid: ${cmd% }"; else cmd="its process is not visible here"; fi
@@ -115,8 +118,8 @@ ferret_up() {
   local host="${FERRET_ADDR%:*}" port="${FERRET_ADDR##*:}"
   if port_open "$host" "$port"; then log "$(whose_server "$port")"; return; fi
   ferret_build
-  log "starting FerretDB on $FERRET_ADDR (data in var/ferretdb/)"
-  nohup "$FERRET_BIN" --listen-addr "$FERRET_ADDR" --sqlite-url "file:$VAR/ferretdb/" --log-level error \
+  log "starting FerretDB on $FERRET_ADDR (data in var/$FERRET_DATA/)"
+  nohup "$FERRET_BIN" --listen-addr "$FERRET_ADDR" --sqlite-url "file:$VAR/$FERRET_DATA/" --log-level error \
     >>"$VAR/log/ferretdb.log" 2>&1 &
   echo $! >"$RUN/ferretdb.pid"
   wait_port "$host" "$port" 30 FerretDB

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.schemas import RecipientStatus
@@ -29,6 +30,7 @@ from shared.store import Store
 
 _FINAL = {s.value for s in RecipientStatus if s.is_final}
 HEARTBEAT_WITHIN = 30.0  # seconds: a dispatcher heard from since is taken as running
+SIGNING_TAKES = 10.0  # seconds after which a message not yet signed is said to wait
 
 
 def message_status(stage: str, statuses: Iterable[str]) -> str:
@@ -51,7 +53,11 @@ async def waiting_for(store: Store, message: dict[str, Any], statuses: list[str]
     if RecipientStatus.QUEUED.value not in statuses:
         return None
     if message.get("status") == "accepted":
-        return "to be signed: it waits in the sign queue for a signer"
+        created = message.get("created_at")
+        age = (datetime.now(UTC) - created).total_seconds() if created else 0.0
+        if age < SIGNING_TAKES:
+            return None
+        return f"for a signer: accepted {age:.0f} s ago and not signed yet (does a signer run?)"
     pool = message.get("pool") or "default"
     live = await store.pools.live_dispatchers(HEARTBEAT_WITHIN)
     serving = [d["_id"] for d in live if pool in d.get("pools", [])]

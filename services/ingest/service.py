@@ -13,7 +13,7 @@ from services.ingest.smtp import Authenticator, AuthThrottle, Mode, RelayHandler
 from services.ingest.tls import server_context
 from shared import logging as hlog
 from shared.broker import Queue
-from shared.errors import ConfigError, Unavailable
+from shared.errors import ConfigError
 from shared.ops import HttpServer
 from shared.provisioning import Provisioner
 from shared.runtime import Runtime
@@ -105,9 +105,11 @@ async def run(settings: IngestSettings) -> None:
         async def announce(what: ChangeKind, name: str) -> None:
             await apply()  # here at once, even when the broker cannot tell the others
             try:
+                if what is ChangeKind.POOLS and name:  # its mail waits durably from now on
+                    await rt.broker.declare_pool(name)
                 await rt.broker.publish(Changed(what=what, name=name))
-            except Unavailable as exc:
-                log.warning("change not announced; others refresh on their own", error=str(exc))
+            except Exception as exc:  # made already; the others refresh on their own
+                log.warning("change not announced", error=repr(exc))
 
         admin = Admin(
             rt.store.directory,
