@@ -3,6 +3,7 @@
     make bench
     .venv/bin/python -m bench.compare [--messages 20000] [--sizes 1024,20480]
         [--concurrency 20] [--rate 50] [--duration 60] [--systems hato,postfix]
+        [--profile DIR]
 
 Both relays run on loopback, sign every message with RSA-2048 (Hato's signer; OpenDKIM as
 Postfix's milter) and deliver everything to one sink (``benchkit sink``, Go), which stamps
@@ -369,11 +370,83 @@ def figures(accepted: list[list[str]], delivered: list[list[str]], rss: RssSampl
     )
 
 
+class Profiler:
+    """py-spy sampling every Python process of a relay while a workload runs; each process's
+    samples as collapsed stacks in ``<dir>/<process>.stacks``, and the functions that spent
+    the most time themselves (and with what they call) in ``<dir>/<process>.top``."""
+
+    def __init__(self, relay: Relay, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        self.procs = {
+            kind: subprocess.Popen(
+                [
+                    py_spy,
+                    "record",
+                    "-p",
+                    str(pids[0]),
+                    "-r",
+                    "200",
+                    "-f",
+                    "raw",
+                    "--nonblocking",
+                    "-o",
+                    str(folder / f"{kind}.stacks"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for kind, pids in relay.processes().items()
+            if kind not in ("ferretdb", "rabbitmq") and pids
+        }
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.send_signal(2)  # SIGINT: py-spy writes what it sampled
+        for kind, proc in self.procs.items():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(30)
+            stacks = self.folder / f"{kind}.stacks"
+            if stacks.exists():
+                (self.folder / f"{kind}.top").write_text(top_functions(stacks.read_text()))
+
+
+def top_functions(collapsed: str, most: int = 40) -> str:
+    """Functions by self samples and by inclusive samples, from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    under: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            under[frame] = under.get(frame, 0) + n
+    out = [f"{total} samples", "", "self %  function"]
+    for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:most]:
+        out.append(f"{100 * n / max(total, 1):6.1f}  {frame}")
+    out += ["", "total %  function (with what it calls)"]
+    for frame, n in sorted(under.items(), key=lambda kv: -kv[1])[:most]:
+        out.append(f"{100 * n / max(total, 1):6.1f}  {frame}")
+    return "\n".join(out) + "\n"
+
+
 async def measure(
-    relay: Relay, sink: Kit, work: Workload, workdir: Path, drain_timeout: float
+    relay: Relay,
+    sink: Kit,
+    work: Workload,
+    workdir: Path,
+    drain_timeout: float,
+    profile: Path | None = None,
 ) -> Figures:
     """Runs one workload through a proxy in front of ``relay``; waits for the sink to have
-    every accepted message (or ``drain_timeout``)."""
+    every accepted message (or ``drain_timeout``). With ``profile``, py-spy samples the
+    relay's Python processes meanwhile."""
     tag = f"{relay.name}-{work.name}"
     already = sink.count()
     proxy_port = free_port()
@@ -387,6 +460,7 @@ async def measure(
     )
     rss = RssSampler(relay)
     rss.start()
+    profiler = Profiler(relay, profile) if profile else None
     try:
         await generate(work, proxy_port)
         await asyncio.sleep(0.3)  # the proxy's last records reach its file
@@ -398,6 +472,8 @@ async def measure(
     finally:
         await rss.stop()
         proxy.stop()
+        if profiler is not None:
+            await asyncio.to_thread(profiler.stop)
     delivered = sink.lines()[already:]
     return figures(proxy.lines(), delivered, rss)
 
@@ -418,9 +494,12 @@ async def bench_system(
     try:
         warm = Workload("warm-up", 1024, messages=200, concurrency=args.concurrency)
         await measure(relay, sink, warm, workdir, args.drain_timeout)
-        for work in workloads:
+        for i, work in enumerate(workloads):
             print(f"  {name}: {work.describe()} ...", file=sys.stderr, flush=True)
-            results[work.name] = await measure(relay, sink, work, workdir, args.drain_timeout)
+            profile = args.profile if args.profile and i == 0 and name == "hato" else None
+            results[work.name] = await measure(
+                relay, sink, work, workdir, args.drain_timeout, profile
+            )
             await asyncio.sleep(2)  # let the queues settle between workloads
     finally:
         if isinstance(relay, HatoRelay):
@@ -564,6 +643,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--systems", type=lambda s: s.split(","), default=list(SYSTEMS))
     p.add_argument("--drain-timeout", type=float, default=600)
     p.add_argument("--keep", action="store_true", help="keep var/bench (logs, records)")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy each Python process during the first workload; stacks and top lists here",
+    )
     args = p.parse_args(argv)
     unknown = set(args.systems) - set(SYSTEMS)
     if unknown:

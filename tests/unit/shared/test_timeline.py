@@ -1,0 +1,50 @@
+"""Delivery results become one event per recipient."""
+
+from __future__ import annotations
+
+from shared.schemas import DeliveryResult, EventType, RecipientResult, RecipientStatus, Reply
+from shared.timeline import attempt_events
+
+
+def test_each_recipient_outcome_is_an_event_with_its_reply() -> None:
+    result = DeliveryResult(
+        message_id="m",
+        tenant="acme",
+        attempt=3,
+        destination="127.0.0.1:25",
+        source_ip="192.0.2.1",
+        results=tuple(
+            RecipientResult(
+                recipient_id=f"r{i}", address=f"u{i}@x.test", status=s, reply=Reply(code=c)
+            )
+            for i, (s, c) in enumerate(
+                [
+                    (RecipientStatus.DELIVERED, 250),
+                    (RecipientStatus.BOUNCED, 550),
+                    (RecipientStatus.DEFERRED, 451),
+                    (RecipientStatus.EXPIRED, 451),
+                ]
+            )
+        ),
+    )
+    events = attempt_events(result)
+    assert [e.type for e in events] == [
+        EventType.DELIVERED,
+        EventType.BOUNCED,
+        EventType.DEFERRED,
+        EventType.EXPIRED,
+    ]
+    assert [e.reply.code for e in events] == [250, 550, 451, 451]
+    assert all(
+        e.detail
+        == {
+            "attempt": 3,
+            "destination": "127.0.0.1:25",
+            "source_ip": "192.0.2.1",
+            "domain": "x.test",
+        }
+        for e in events
+    )
+    with_reason = attempt_events(result, {"r1": "user_unknown"})
+    assert with_reason[1].detail["reason"] == "user_unknown"
+    assert len({e.id for e in events}) == 4
