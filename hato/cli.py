@@ -128,7 +128,8 @@ class Context:
         return self._broker
 
     async def announce(self, what: ChangeKind, name: str, events: Sequence[Event] = ()) -> None:
-        """Tell running services that ``name`` changed (and publish ``events``)."""
+        """Tell running services that ``name`` changed (and write and publish ``events``)."""
+        await self.store.insert_events(events)
         broker = await self.broker(
             "running services pick the change up at their next refresh "
             "(ingest 10 s, signer 30 s, dispatcher 5 s)"

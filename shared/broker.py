@@ -6,8 +6,11 @@ Topology (every name carries the ``HATO_AMQP_PREFIX``, default ``hato``)::
     work     (direct)  --sign-------->  sign             ingest → signer
                        --results----->  results          dispatcher → bounce
     deliver  (direct)  --<pool>------>  deliver.<pool>   signer → dispatcher
-    events   (topic)   --<tenant>.<type>-> events.store  every service → bounce (and
-                                                         any queue a platform team binds)
+    events   (topic)   --<tenant>.<type>-> any queue a platform team binds;
+                       --#.dead_lettered-> events.store  (consume() has no store: bounce
+                                                         writes these for it)
+                       --<tenant>.<type>-> webhooks      bound by the bounce service for what
+                                                         tenants' webhooks subscribed to
     retry.<ms> (fanout) ->  retry.<ms>  TTL <ms>, then dead-lettered through the default
                                         exchange back to the queue named by the routing key
     dead     (fanout)  ------------->  dead             what no consumer could process
@@ -141,6 +144,7 @@ Decoder = Callable[[bytes], tuple[Any, bytes]]
 Handler = Callable[[Delivery], Awaitable[None]]
 
 NO_ROUTE = 312  # AMQP 0-9-1 reply code of a mandatory message no queue was bound for
+DEAD_LETTERED = f"#.{schemas.EventType.DEAD_LETTERED.value}"
 
 
 class NoRoute(Unavailable):
@@ -209,13 +213,18 @@ class Broker:
         await self._declare_queue(Queue.SUBMIT, Exchange.SUBMIT, "")
         await self._declare_queue(Queue.SIGN, Exchange.WORK, Queue.SIGN)
         await self._declare_queue(Queue.RESULTS, Exchange.WORK, Queue.RESULTS)
-        await self._declare_queue(Queue.EVENTS_STORE, Exchange.EVENTS, "#")
-        await self._declare_queue(Queue.WEBHOOKS, Exchange.EVENTS, "#")
+        # Services write their own events; the store queue takes only what consume()
+        # publishes without a store, and the webhook queue what bounce binds for tenants.
+        # Both were bound to every event before: that binding goes.
+        store = await self._declare_queue(Queue.EVENTS_STORE, Exchange.EVENTS, DEAD_LETTERED)
+        webhooks = await self._declare_queue(Queue.WEBHOOKS, Exchange.EVENTS, None)
+        for queue in (store, webhooks):
+            await queue.unbind(self._exchanges[Exchange.EVENTS], routing_key="#")
         for pool in self.pools:
             await self._declare_queue(deliver_queue(pool), Exchange.DELIVER, pool)
 
     async def _declare_queue(
-        self, name: str, exchange: Exchange, key: str, *, dead_letter: bool = True
+        self, name: str, exchange: Exchange, key: str | None, *, dead_letter: bool = True
     ) -> AbstractQueue:
         assert self._publish_channel is not None
         args: dict[str, Any] = {"x-queue-type": self.settings.queue_type, **self._expires()}
@@ -224,9 +233,17 @@ class Broker:
         queue = await self._publish_channel.declare_queue(
             self.full(name), durable=True, arguments=args
         )
-        await queue.bind(self._exchanges[exchange], routing_key=key)
+        if key is not None:
+            await queue.bind(self._exchanges[exchange], routing_key=key)
         self._queues[name] = queue
         return queue
+
+    async def bind_events(self, queue: Queue, keys: Iterable[str], *, bound: bool = True) -> None:
+        """Bind ``queue`` to the events exchange with each routing key (or unbind them)."""
+        q = self._queues[queue]
+        exchange = self._exchanges[Exchange.EVENTS]
+        for key in keys:
+            await (q.bind(exchange, routing_key=key) if bound else q.unbind(exchange, key))
 
     def _expires(self) -> dict[str, int]:
         return {"x-expires": self.settings.queue_expires} if self.settings.queue_expires else {}
@@ -349,8 +366,8 @@ class Broker:
         """Publish persistently and wait for the broker's confirm; raises Unavailable otherwise."""
         exchange, key = route(message)
         body = schemas.encode(message, payload)
-        # Nobody may be listening for a configuration change; that is no failure.
-        mandatory = not isinstance(message, schemas.Changed)
+        # Nobody may listen to an event or a configuration change; that is no failure.
+        mandatory = not isinstance(message, schemas.Changed | schemas.Event)
         for first in (True, False):
             try:
                 await self._publish(

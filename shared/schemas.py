@@ -165,6 +165,7 @@ class ChangeKind(StrEnum):
     TENANTS = "tenants"  # tenants, their networks, limits, credentials and API keys
     DOMAINS = "domains"  # sending domains and their DKIM keys
     POOLS = "pools"  # IP pools and their members
+    WEBHOOKS = "webhooks"  # tenants' webhook endpoints and the events they take
 
 
 class Changed(_Model):

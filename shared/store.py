@@ -62,19 +62,20 @@ class Store:
         self.idempotency = Idempotency(self.db)
         self.pools = Pools(self.db)
         self.webhooks = Webhooks(self.db)
-        self._messages: Batcher[tuple[dict[str, Any], list[dict[str, Any]]], None] = Batcher(
-            self._insert_messages, max_batch=100
+        self._messages: Batcher[tuple[dict[str, Any], list[dict[str, Any]], list[Event]], None] = (
+            Batcher(self._insert_messages, max_batch=100)
         )
         # Group commit for the signer's and the dispatcher's per-message writes, too.
-        self._signed: Batcher[tuple[str, dict[str, Any] | None], bool] = Batcher(
+        self._signed: Batcher[tuple[str, dict[str, Any] | None, list[Event]], None] = Batcher(
             self._mark_signed_batch, max_batch=200
         )
-        self._finished: Batcher[tuple[str, ...], set[str]] = Batcher(
-            self._finished_batch, max_batch=200
+        self._pending: Batcher[tuple[str, ...], set[str]] = Batcher(
+            self._pending_batch, max_batch=200
         )
-        self._attempts: Batcher[list[UpdateOne], None] = Batcher(
+        self._attempts: Batcher[tuple[list[UpdateOne], list[Event]], None] = Batcher(
             self._attempts_batch, max_batch=200
         )
+        self._events: Batcher[list[Event], None] = Batcher(self._events_batch, max_batch=200)
 
     async def close(self) -> None:
         await self.client.close()
@@ -112,41 +113,49 @@ class Store:
     # -- messages and recipients ---------------------------------------------------------
 
     async def insert_message(
-        self, message: dict[str, Any], recipients: Sequence[dict[str, Any]]
+        self,
+        message: dict[str, Any],
+        recipients: Sequence[dict[str, Any]],
+        events: Sequence[Event] = (),
     ) -> None:
-        """Make an accepted message durable: its document and one per recipient. Concurrent
-        calls share their inserts (group commit)."""
-        await self._messages.submit((message, list(recipients)))
+        """Make an accepted message durable: its document, one per recipient, and the events
+        of its acceptance. Concurrent calls share their inserts (group commit)."""
+        await self._messages.submit((message, list(recipients), list(events)))
 
     async def _insert_messages(
-        self, batch: list[tuple[dict[str, Any], list[dict[str, Any]]]]
+        self, batch: list[tuple[dict[str, Any], list[dict[str, Any]], list[Event]]]
     ) -> None:
-        await self.db.messages.insert_many([m for m, _ in batch], ordered=False)
-        await self.db.recipients.insert_many([r for _, rs in batch for r in rs], ordered=False)
+        await self.db.messages.insert_many([m for m, _, _ in batch], ordered=False)
+        await self.db.recipients.insert_many([r for _, rs, _ in batch for r in rs], ordered=False)
+        await self._insert_events([e for _, _, es in batch for e in es])
 
     async def discard_message(self, message_id: str) -> None:
         """Forget a message whose acceptance failed after it was written (best effort)."""
+        await self.db.events.delete_many({"message_id": message_id})
         await self.db.recipients.delete_many({"message_id": message_id})
         await self.db.messages.delete_one({"_id": message_id})
 
-    async def mark_signed(self, message_id: str, dkim: dict[str, Any] | None) -> bool:
-        """Record how a message was signed; False when the message has no state."""
-        return bool(await self._signed.submit((message_id, dkim)))
+    async def mark_signed(
+        self, message_id: str, dkim: dict[str, Any] | None, events: Sequence[Event] = ()
+    ) -> None:
+        """Record how a message was signed, with the events that say so (group commit: one
+        update per distinct signing outcome in a batch). A message without state (its
+        acceptance failed) is not created; the dispatcher sends nothing for it."""
+        await self._signed.submit((message_id, dkim, list(events)))
 
     async def _mark_signed_batch(
-        self, items: list[tuple[str, dict[str, Any] | None]]
-    ) -> list[bool]:
-        ids = [message_id for message_id, _ in items]
-        found = {d["_id"] async for d in self.db.messages.find({"_id": {"$in": ids}}, {"_id": 1})}
+        self, items: list[tuple[str, dict[str, Any] | None, list[Event]]]
+    ) -> None:
+        by_outcome: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
+        for message_id, dkim, _ in items:
+            key = repr(sorted(dkim.items())) if dkim else ""
+            by_outcome.setdefault(key, (dkim, []))[1].append(message_id)
         at = now()
-        ops = [
-            UpdateOne({"_id": i}, {"$set": {"status": "signed", "dkim": dkim, "signed_at": at}})
-            for i, dkim in items
-            if i in found
-        ]
-        if ops:
-            await self.db.messages.bulk_write(ops, ordered=False)
-        return [i in found for i in ids]
+        for dkim, ids in by_outcome.values():
+            await self.db.messages.update_many(
+                {"_id": {"$in": ids}}, {"$set": {"status": "signed", "dkim": dkim, "signed_at": at}}
+            )
+        await self._insert_events([e for _, _, es in items for e in es])
 
     async def fail_message(self, message_id: str, reply: Reply) -> None:
         """Every recipient of a message not yet final becomes ``failed`` with ``reply``."""
@@ -185,15 +194,17 @@ class Store:
             out.setdefault(d["message_id"], []).append(d["status"])
         return out
 
-    async def finished_recipients(self, ids: Iterable[str]) -> set[str]:
-        """Which of these recipients already reached a final state (so are not sent again)."""
-        return await self._finished.submit(tuple(ids)) or set()
+    async def pending_recipients(self, ids: Iterable[str]) -> set[str]:
+        """Which of these recipients still wait for delivery: stored and not final. A
+        recipient already final is not sent again (a redelivered job); one without a document
+        belongs to a message whose acceptance failed, and is not sent at all."""
+        return await self._pending.submit(tuple(ids)) or set()
 
-    async def _finished_batch(self, items: list[tuple[str, ...]]) -> list[set[str]]:
+    async def _pending_batch(self, items: list[tuple[str, ...]]) -> list[set[str]]:
         ids = sorted({i for item in items for i in item})
-        docs = self.db.recipients.find({"_id": {"$in": ids}, "status": {"$in": _FINAL}}, {"_id": 1})
-        done = {d["_id"] async for d in docs}
-        return [done.intersection(item) for item in items]
+        docs = self.db.recipients.find({"_id": {"$in": ids}}, {"status": 1})
+        waiting = {d["_id"] async for d in docs if d.get("status") not in _FINAL}
+        return [waiting.intersection(item) for item in items]
 
     async def record_attempt(
         self,
@@ -202,9 +213,10 @@ class Store:
         destination: str,
         next_attempt_at: datetime | None = None,
         source_ip: str | None = None,
+        events: Sequence[Event] = (),
     ) -> None:
-        """Write one delivery attempt's outcome for each recipient, in one round trip.
-        A recipient already in a final state keeps it."""
+        """Write one delivery attempt's outcome for each recipient, and its events, together
+        with concurrent attempts' (group commit). A recipient already final keeps its state."""
         if not results:
             return
         at = now()
@@ -232,10 +244,11 @@ class Store:
                     {"$set": fields, "$inc": {"attempts": 1}, "$push": {"history": attempt}},
                 )
             )
-        await self._attempts.submit(ops)
+        await self._attempts.submit((ops, list(events)))
 
-    async def _attempts_batch(self, items: list[list[UpdateOne]]) -> None:
-        await self.db.recipients.bulk_write([op for ops in items for op in ops], ordered=False)
+    async def _attempts_batch(self, items: list[tuple[list[UpdateOne], list[Event]]]) -> None:
+        await self.db.recipients.bulk_write([op for ops, _ in items for op in ops], ordered=False)
+        await self._insert_events([e for _, es in items for e in es])
 
     async def list_messages(
         self,
@@ -313,7 +326,15 @@ class Store:
     # -- events ----------------------------------------------------------------------------
 
     async def insert_events(self, events: Sequence[Event]) -> None:
-        """Append events; ones already stored (a redelivered batch) are skipped."""
+        """Append events (concurrent calls share one insert); ones already stored (a
+        redelivered batch) are skipped."""
+        if events:
+            await self._events.submit(list(events))
+
+    async def _events_batch(self, items: list[list[Event]]) -> None:
+        await self._insert_events([e for events in items for e in events])
+
+    async def _insert_events(self, events: Sequence[Event]) -> None:
         if not events:
             return
         docs = [

@@ -73,6 +73,16 @@ class Webhooks:
         await self.db.webhooks.insert_one(doc)
         return doc, secret
 
+    async def bound_keys(self) -> set[str]:
+        """The routing keys the webhook queue was last bound with (for unbinding)."""
+        doc = await self.db.meta.find_one({"_id": "webhook_bindings"})
+        return set((doc or {}).get("keys", []))
+
+    async def set_bound_keys(self, keys: set[str]) -> None:
+        await self.db.meta.update_one(
+            {"_id": "webhook_bindings"}, {"$set": {"keys": sorted(keys)}}, upsert=True
+        )
+
     async def of(self, tenant: str | None = None) -> list[dict[str, Any]]:
         query = {"tenant": tenant} if tenant else {}
         return await self.db.webhooks.find(query).sort("_id", ASCENDING).to_list()

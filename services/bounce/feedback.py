@@ -1,5 +1,5 @@
 """Acting on what came back: a classified bounce or complaint updates the recipient's state,
-is published as an event, and feeds the tenant's suppression list.
+is recorded and published as an event, and feeds the tenant's suppression list.
 
 - hard bounces and complaints suppress at once and for good;
 - reasons marked ``suppress = "repeated"`` suppress after ``soft_limit`` of them within the
@@ -18,10 +18,10 @@ from prometheus_client import Counter
 from services.bounce.classify import Verdict
 from shared import logging as hlog
 from shared.broker import Broker
-from shared.errors import Unavailable
 from shared.ids import new_id
 from shared.schemas import Event, EventType, RecipientStatus, Reply, utcnow
 from shared.store import Store
+from shared.timeline import Timeline
 
 log = hlog.get_logger(__name__)
 
@@ -51,7 +51,7 @@ class Feedback:
         soft_days: float,
     ) -> None:
         self.store = store
-        self.broker = broker
+        self.timeline = Timeline(store, broker)
         self.soft_limit = soft_limit
         self.soft_window = soft_window
         self.soft_days = soft_days
@@ -89,10 +89,7 @@ class Feedback:
             events.append(self._event(target, event_type, reply, verdict, source))
         if suppressed:
             events.append(self._event(target, EventType.SUPPRESSED, reply, verdict, source))
-        try:
-            await self.broker.emit(events)
-        except Unavailable:
-            log.warning("feedback events not published")
+        await self.timeline.record(events)
 
     async def suppress(self, target: Target, verdict: Verdict, source: str) -> bool:
         if verdict.suppress is True:

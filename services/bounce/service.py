@@ -1,36 +1,40 @@
-"""The bounce service: delivery results become events; every event is stored."""
+"""The bounce service: bounced and expired delivery results are classified (their events
+written with the reason) and feed the suppression list; inbound bounces and complaints the
+same; the webhook queue is bound to what tenants subscribed to and fills their outboxes; the
+dead-letter events the broker publishes are written."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 from services.bounce.classify import Rules, Verdict, rules
-from services.bounce.events import EventWriter, events_for
 from services.bounce.feedback import Feedback, Target
 from services.bounce.inbound import BounceHandler, BounceListener
 from services.bounce.parse import Finding
 from services.bounce.settings import BounceSettings
-from services.bounce.webhook_sender import WebhookRouter, WebhookSender
+from services.bounce.webhook_sender import WebhookBindings, WebhookRouter, WebhookSender
 from shared import logging as hlog
-from shared.broker import Broker, Delivery, Queue
+from shared.broker import Delivery, Queue
 from shared.errors import Permanent
 from shared.runtime import Runtime
-from shared.schemas import DeliveryResult, Event, RecipientStatus
+from shared.schemas import Changed, ChangeKind, DeliveryResult, Event, RecipientStatus
 from shared.secrets import SecretBox
+from shared.store import Store
+from shared.timeline import Timeline, attempt_events
 from shared.verp import Verp
 
 log = hlog.get_logger(__name__)
 
 
 class ResultHandler:
-    """A delivery result → one event per recipient on the events exchange; bounced and
-    expired recipients go through the same classifier as inbound bounces, for the
-    suppression list."""
+    """A delivery result (the dispatcher sends those with bounced or expired recipients) →
+    each recipient classified by the rules inbound bounces go through, its event written and
+    published with the reason, and the suppression list fed."""
 
     def __init__(
-        self, broker: Broker, feedback: Feedback | None = None, rules: Rules | None = None
+        self, timeline: Timeline, feedback: Feedback | None = None, rules: Rules | None = None
     ) -> None:
-        self.broker = broker
+        self.timeline = timeline
         self.feedback = feedback
         self.rules = rules
 
@@ -39,7 +43,8 @@ class ResultHandler:
         if not isinstance(result, DeliveryResult):
             raise Permanent(f"expected a delivery result, got {type(result).__name__}")
         verdicts = self.verdicts(result)
-        await self.broker.emit(events_for(result, {rid: v.reason for rid, v in verdicts.items()}))
+        reasons = {rid: v.reason for rid, v in verdicts.items()}
+        await self.timeline.record(attempt_events(result, reasons))
         if self.feedback is None:
             return
         for r in result.results:
@@ -72,16 +77,17 @@ class ResultHandler:
 
 
 class EventRecorder:
-    """Every event published by any service → the ``events`` collection."""
+    """Events published by code that has no store of its own (the broker's dead-letter
+    events) → the ``events`` collection. Every service writes its other events itself."""
 
-    def __init__(self, writer: EventWriter) -> None:
-        self.writer = writer
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     async def handle(self, delivery: Delivery) -> None:
         event = delivery.message
         if not isinstance(event, Event):
             raise Permanent(f"expected an event, got {type(event).__name__}")
-        await self.writer.write(event)
+        await self.store.insert_events([event])
 
 
 async def run(settings: BounceSettings) -> None:
@@ -93,7 +99,7 @@ async def run(settings: BounceSettings) -> None:
     key = settings.verp.secret()
     verp = Verp(key, settings.verp.label) if key else None
     async with Runtime("bounce", settings) as rt:
-        writer = EventWriter(rt.store, max_batch=settings.event_batch)
+        timeline = Timeline(rt.store, rt.broker)
         feedback = Feedback(
             rt.store,
             rt.broker,
@@ -101,7 +107,7 @@ async def run(settings: BounceSettings) -> None:
             soft_window=timedelta(days=settings.soft_bounce_window_days),
             soft_days=settings.soft_suppression_days,
         )
-        await rt.broker.consume(Queue.RESULTS, ResultHandler(rt.broker, feedback, rules()).handle)
+        await rt.broker.consume(Queue.RESULTS, ResultHandler(timeline, feedback, rules()).handle)
         listener = None
         if settings.smtp_port >= 0:
             listener = BounceListener(
@@ -111,10 +117,21 @@ async def run(settings: BounceSettings) -> None:
                 max_size=settings.max_message_size,
             )
             await listener.start()
-        await rt.broker.consume(Queue.EVENTS_STORE, EventRecorder(writer).handle)
+        await rt.broker.consume(Queue.EVENTS_STORE, EventRecorder(rt.store).handle)
         sender = None
         if box is not None:
-            await rt.broker.consume(Queue.WEBHOOKS, WebhookRouter(rt.store.webhooks).handle)
+            router = WebhookRouter(rt.store.webhooks)
+            bindings = WebhookBindings(rt.broker, rt.store.webhooks)
+            await bindings.sync()
+
+            async def webhooks_changed(change: Changed) -> None:
+                if change.what is ChangeKind.WEBHOOKS:
+                    router.forget()
+                    await bindings.sync()
+
+            await rt.broker.on_change(webhooks_changed)
+            rt.every(settings.webhook_binding_refresh, bindings.sync)
+            await rt.broker.consume(Queue.WEBHOOKS, router.handle)
             sender = WebhookSender(
                 rt.store.webhooks,
                 box,

@@ -13,7 +13,6 @@ from shared.settings import SecretsSettings, ServiceSettings, VerpSettings, comm
 class BounceSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HATO_BOUNCE_", extra="ignore")
 
-    event_batch: int = Field(200, ge=1, description="Most events written in one insert.")
     purge_interval: float = Field(
         3600, gt=0, description="Seconds between purges of expired events (servers without TTL)."
     )
@@ -41,6 +40,12 @@ class BounceSettings(ServiceSettings):
         0.5, gt=0, description="Seconds between passes over the webhook outbox."
     )
     webhook_timeout: float = Field(5.0, gt=0, description="Seconds a webhook POST may take.")
+    webhook_binding_refresh: float = Field(
+        30,
+        gt=0,
+        description="Seconds between checks that the webhook queue's bindings follow "
+        "the webhooks (changes made through Hato apply at once).",
+    )
     webhook_backoff: Annotated[list[float], NoDecode] = Field(
         [1, 5, 30, 120, 600, 1800, 3600, 7200],
         description="Seconds before each retry of a failed webhook POST; then it fails.",

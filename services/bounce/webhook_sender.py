@@ -15,7 +15,7 @@ import httpx
 from prometheus_client import Counter
 
 from shared import logging as hlog
-from shared.broker import Delivery
+from shared.broker import Broker, Delivery, Queue
 from shared.errors import Permanent
 from shared.schemas import Event
 from shared.secrets import SecretBox
@@ -27,13 +27,44 @@ POSTS = Counter("hato_webhook_posts_total", "Webhook POSTs, by outcome.", ["outc
 BACKOFF = (1, 5, 30, 120, 600, 1800, 3600, 7200)  # seconds before each retry
 
 
+def binding_keys(hooks: list[dict[str, Any]]) -> set[str]:
+    """The events-exchange routing keys (``<tenant>.<type>``) that tenants' webhooks want."""
+    keys: set[str] = set()
+    for hook in hooks:
+        types = hook.get("events") or ["*"]  # none named: every event of the tenant
+        keys |= {f"{hook['tenant']}.{t}" for t in types}
+    return keys
+
+
+class WebhookBindings:
+    """The webhook queue is bound to just the events some tenant's webhook subscribed to, so
+    mail of tenants without webhooks never reaches the router. ``sync`` follows webhooks
+    added and removed; the keys bound are kept in the database, so a restart unbinds what is
+    no longer wanted."""
+
+    def __init__(self, broker: Broker, webhooks: Webhooks) -> None:
+        self.broker = broker
+        self.webhooks = webhooks
+
+    async def sync(self) -> None:
+        wanted = binding_keys(await self.webhooks.of())
+        stale = await self.webhooks.bound_keys() - wanted
+        await self.broker.bind_events(Queue.WEBHOOKS, sorted(wanted))  # idempotent
+        await self.broker.bind_events(Queue.WEBHOOKS, sorted(stale), bound=False)
+        await self.webhooks.set_bound_keys(wanted)
+
+
 class WebhookRouter:
-    """Consumes every event; puts it into the outbox of each endpoint that wants it."""
+    """Consumes the events the webhook queue is bound to; puts each into the outbox of every
+    endpoint of its tenant that wants it (a binding may take more: this is the filter)."""
 
     def __init__(self, webhooks: Webhooks, *, refresh: float = 5.0) -> None:
         self.webhooks = webhooks
         self.refresh = refresh
         self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+
+    def forget(self) -> None:
+        self._cache.clear()
 
     async def hooks(self, tenant: str) -> list[dict[str, Any]]:
         hit = self._cache.get(tenant)

@@ -43,9 +43,12 @@ from shared.schemas import (
     utcnow,
 )
 from shared.store import Store
+from shared.timeline import Timeline, attempt_events
 from shared.verp import Verp
 
 log = hlog.get_logger(__name__)
+
+NEEDS_CLASSIFYING = (RecipientStatus.BOUNCED, RecipientStatus.EXPIRED)
 
 DELIVERIES = Counter(
     "hato_dispatcher_recipients_total",
@@ -82,6 +85,7 @@ class Dispatcher:
         self.throttle = throttle
         self.retry_delays = list(retry_delays) or [60.0]
         self.max_age = max_age
+        self.timeline = Timeline(store, broker)
 
     # -- the two kinds of queue ---------------------------------------------------------------
 
@@ -131,22 +135,30 @@ class Dispatcher:
         results = self.expire(job, results)
         delay = self.retry_delay(delivery.attempt)
         retry = any(r.status is RecipientStatus.DEFERRED for r in results)
+        result = DeliveryResult(
+            message_id=job.message_id,
+            tenant=job.tenant,
+            attempt=delivery.attempt,
+            destination=destination,
+            results=tuple(results),
+            source_ip=member.ip,
+        )
+        # Deliveries and deferrals are written with their events here; bounces and expiries
+        # go to the bounce service, which classifies them (and writes their events with the
+        # reason) for the suppression list.
+        mine = [r for r in results if r.status not in NEEDS_CLASSIFYING]
+        theirs = tuple(r for r in results if r.status in NEEDS_CLASSIFYING)
+        events = attempt_events(result.model_copy(update={"results": tuple(mine)}))
         await self.store.record_attempt(
             results,
             destination=destination,
             source_ip=member.ip,
             next_attempt_at=utcnow() + timedelta(seconds=delay) if retry else None,
+            events=events,
         )
-        await self.broker.publish(
-            DeliveryResult(
-                message_id=job.message_id,
-                tenant=job.tenant,
-                attempt=delivery.attempt,
-                destination=destination,
-                results=tuple(results),
-                source_ip=member.ip,
-            )
-        )
+        if theirs:
+            await self.broker.publish(result.model_copy(update={"results": theirs}))
+        await self.timeline.publish(events)
         for r in results:
             DELIVERIES.labels(r.status.value).inc()
         log.info(
@@ -158,8 +170,13 @@ class Dispatcher:
             raise RetryLater(delay, "deferred recipients")
 
     async def pending(self, job: DeliveryJob) -> list[Recipient]:
-        done = await self.store.finished_recipients(r.id for r in job.recipients)
-        return [r for r in job.recipients if r.id not in done]
+        waiting = await self.store.pending_recipients(r.id for r in job.recipients)
+        if len(waiting) < len(job.recipients):
+            log.info(
+                "not sending to recipients already final or without state",
+                skipped=len(job.recipients) - len(waiting),
+            )
+        return [r for r in job.recipients if r.id in waiting]
 
     async def send(
         self,

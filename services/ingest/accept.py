@@ -1,10 +1,11 @@
 """Accepting a submission, the same for every front door: make it durable, then hand it on.
 
-The order is the promise: the message and recipient documents are written,
-then the sign job is published and confirmed; only then does the caller hear
-"accepted". If either step fails the caller hears ``Unavailable`` and the
-written documents are removed (best effort; a signer meeting a job without its
-document dead-letters it rather than sending what the client was told failed).
+The order is the promise: the message and recipient documents (and the events of the
+acceptance) are written, then the sign job is published and confirmed; only then does the
+caller hear "accepted", and the events are published. If either step fails the caller hears
+``Unavailable`` and the written documents are removed (best effort; a dispatcher meeting
+recipients without their documents sends nothing rather than what the client was told
+failed).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from shared.message import normalize_line_endings
 from shared.schemas import Event, EventType, Recipient, RecipientStatus, Reply, SignJob, utcnow
 from shared.store import Store
 from shared.telemetry import tracer
+from shared.timeline import Timeline
 
 log = hlog.get_logger(__name__)
 
@@ -109,6 +111,7 @@ class Acceptor:
     def __init__(self, store: Store, broker: Broker) -> None:
         self.store = store
         self.broker = broker
+        self.timeline = Timeline(store, broker)
         self._in_flight: set[asyncio.Task[Accepted]] = set()
 
     async def accept(self, submission: Submission) -> Accepted:
@@ -208,8 +211,26 @@ class Acceptor:
             )
             for r in recipients
         ]
+        detail = {"door": sub.door, "client": sub.client, "credential": sub.identity.credential}
+
+        def event(type_: EventType, r: Recipient, reply: Reply | None = None) -> Event:
+            return Event(
+                id=new_id(),
+                type=type_,
+                message_id=message_id,
+                tenant=tenant,
+                recipient_id=r.id,
+                address=r.address,
+                reply=reply,
+                detail=detail,
+                at=now,
+            )
+
+        events = [event(EventType.ACCEPTED, r) for r in recipients] + [
+            event(EventType.SUPPRESSED, r, Reply(**suppressed_reply)) for r in suppressed
+        ]
         try:
-            await self.store.insert_message(message_doc, recipient_docs)
+            await self.store.insert_message(message_doc, recipient_docs, events)
         except TRANSIENT_ERRORS as exc:
             NOT_ACCEPTED.inc()
             log.warning("store unavailable; not accepting", error=repr(exc))
@@ -247,29 +268,8 @@ class Acceptor:
             size=len(raw),
             door=sub.door,
         )
-        detail = {"door": sub.door, "client": sub.client, "credential": sub.identity.credential}
-
-        def event(type_: EventType, r: Recipient, reply: Reply | None = None) -> Event:
-            return Event(
-                id=new_id(),
-                type=type_,
-                message_id=message_id,
-                tenant=tenant,
-                recipient_id=r.id,
-                address=r.address,
-                reply=reply,
-                detail=detail,
-                at=now,
-            )
-
-        try:
-            await self.broker.emit(
-                [event(EventType.ACCEPTED, r) for r in recipients]
-                + [event(EventType.SUPPRESSED, r, Reply(**suppressed_reply)) for r in suppressed]
-            )
-        except Unavailable:
-            # The message is durable and on its way; only its timeline misses a line.
-            log.warning("accepted event not published")
+        # Written with the message; published only now that it is accepted.
+        await self.timeline.publish(events)
         return Accepted(message_id, recipients, frozenset(r.id for r in suppressed))
 
     async def _discard(self, message_id: str) -> None:

@@ -24,10 +24,11 @@ from services.ingest.send import Refused, Sender
 from shared import logging as hlog
 from shared.broker import Broker, Delivery
 from shared.directory import Directory, IdempotencyConflict, Identity
-from shared.errors import CodecError, Permanent, RetryLater, Unavailable
+from shared.errors import TRANSIENT_ERRORS, CodecError, Permanent, RetryLater, Unavailable
 from shared.ids import new_id
 from shared.schemas import Event, EventType, describe
 from shared.store import Store
+from shared.timeline import Timeline
 
 log = hlog.get_logger(__name__)
 
@@ -116,25 +117,22 @@ class SubmitHandler:
     ) -> Permanent:
         """Tell the publisher and record a ``failed`` event; returns the Permanent to raise,
         which dead-letters the submission."""
+        failed = Event(
+            id=new_id(),
+            type=EventType.FAILED,
+            message_id=new_id(),
+            tenant=identity.tenant,
+            detail={
+                "door": "amqp",
+                "status": status,
+                "reason": detail[:1000],
+                "amqp_message_id": delivery.message_id,
+            },
+        )
         try:
-            await self.broker.emit(
-                [
-                    Event(
-                        id=new_id(),
-                        type=EventType.FAILED,
-                        message_id=new_id(),
-                        tenant=identity.tenant,
-                        detail={
-                            "door": "amqp",
-                            "status": status,
-                            "reason": detail[:1000],
-                            "amqp_message_id": delivery.message_id,
-                        },
-                    )
-                ]
-            )
-        except Unavailable:
-            log.warning("failed event not published")
+            await Timeline(self.store, self.broker).record([failed])
+        except TRANSIENT_ERRORS:
+            log.warning("failed event not recorded")
         await self._answer(delivery, status, {"status": status, "detail": detail})
         return Permanent(f"{status}: {detail}")
 

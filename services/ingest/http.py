@@ -39,7 +39,7 @@ from services.ingest.policy import RelayPolicy
 from services.ingest.send import DoorLimits, Refused, Sender
 from shared import logging as hlog
 from shared.directory import IdempotencyConflict, Identity
-from shared.schemas import RecipientStatus
+from shared.schemas import ChangeKind, RecipientStatus
 from shared.secrets import SecretBox
 from shared.store import Store
 from shared.views import message_view, with_status
@@ -151,6 +151,7 @@ def create_app(
     limits: DoorLimits | None = None,
     admin: Any = None,
     box: SecretBox | None = None,
+    changed: Callable[[ChangeKind, str], Awaitable[None]] | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Hato",
@@ -307,6 +308,8 @@ def create_app(
         if box is None:
             raise Problem(503, "webhooks need the master key (HATO_MASTER_KEY_FILE)")
         doc, secret = await store.webhooks.add(identity.tenant, body.url, body.events, box)
+        if changed is not None:  # the bounce service binds what the webhook subscribed to
+            await changed(ChangeKind.WEBHOOKS, identity.tenant)
         return {"id": doc["_id"], "url": doc["url"], "events": doc["events"], "secret": secret}
 
     @app.get("/v1/webhooks", tags=["webhooks"])
@@ -335,6 +338,8 @@ def create_app(
     ) -> None:
         await own_webhook(webhook_id, identity)
         await store.webhooks.remove(identity.tenant, webhook_id)
+        if changed is not None:
+            await changed(ChangeKind.WEBHOOKS, identity.tenant)
 
     @app.get("/v1/webhooks/{webhook_id}/deliveries", tags=["webhooks"])
     async def webhook_log(webhook_id: str, identity: Annotated[Identity, Depends(tenant)]) -> dict:

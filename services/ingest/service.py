@@ -124,6 +124,7 @@ async def run(settings: IngestSettings) -> None:
             limits=DoorLimits(settings.max_message_size, settings.max_recipients),
             admin=admin,
             box=box,
+            changed=announce,
         )
         http = HttpServer(app, host=settings.http_host, port=settings.http_port)
         submit = SubmitHandler(

@@ -14,7 +14,7 @@ from services.signer.keys import Choice, KeyRing, load_key_files
 from services.signer.settings import SignerSettings
 from shared import logging as hlog
 from shared.broker import Broker, Delivery, Queue
-from shared.errors import Permanent, Unavailable
+from shared.errors import Permanent
 from shared.ids import new_id
 from shared.provisioning import Provisioner
 from shared.runtime import Runtime
@@ -30,6 +30,7 @@ from shared.schemas import (
 )
 from shared.secrets import SecretBox
 from shared.store import Store
+from shared.timeline import Timeline
 
 log = hlog.get_logger(__name__)
 
@@ -71,6 +72,7 @@ class Signer:
         self.broker = broker
         self.keys = keys
         self.settings = settings
+        self.timeline = Timeline(store, broker)
 
     async def handle(self, delivery: Delivery) -> None:
         job = delivery.message
@@ -98,26 +100,26 @@ class Signer:
                 "aligned": choice.aligned,
             }
         )
-        if not await self.store.mark_signed(job.message_id, dkim_info):
-            # Ingest removes the state of a message whose acceptance failed.
-            raise Permanent("no message state: its acceptance did not complete")
+        if problem:
+            event = self._event(job, EventType.UNSIGNED, {"reason": problem})
+        else:
+            detail: dict = dict(dkim_info or {})
+            if not choice.aligned:
+                detail["note"] = (
+                    f"signed with the tenant's fallback domain {choice.domain}: "
+                    f"{job.from_domain} has no usable key (not DMARC-aligned)"
+                )
+            event = self._event(job, EventType.SIGNED, detail)
+        await self.store.mark_signed(job.message_id, dkim_info, [event])
         jobs = fan_out(job, per_job=self.settings.max_recipients_per_job)
         await asyncio.gather(*(self.broker.publish(j, signed) for j in jobs))
-
+        await self.timeline.publish([event])
         if problem:
             SIGNED.labels("unsigned").inc()
             log.warning("sent unsigned", reason=problem, jobs=len(jobs))
-            await self._emit(job, EventType.UNSIGNED, {"reason": problem})
-            return
-        SIGNED.labels("signed" if choice.aligned else "signed_fallback").inc()
-        log.info("signed", domain=choice.domain, selectors=choice.selectors, jobs=len(jobs))
-        detail: dict = dict(dkim_info or {})
-        if not choice.aligned:
-            detail["note"] = (
-                f"signed with the tenant's fallback domain {choice.domain}: "
-                f"{job.from_domain} has no usable key (not DMARC-aligned)"
-            )
-        await self._emit(job, EventType.SIGNED, detail)
+        else:
+            SIGNED.labels("signed" if choice.aligned else "signed_fallback").inc()
+            log.info("signed", domain=choice.domain, selectors=choice.selectors, jobs=len(jobs))
 
     async def _sign(self, payload: bytes, choice: Choice) -> bytes:
         if len(payload) <= INLINE_LIMIT:
@@ -130,36 +132,35 @@ class Signer:
         )
         SIGNED.labels("failed").inc()
         log.warning("not sent: cannot sign", reason=reason)
-        await self._emit(job, EventType.FAILED, {"reason": reason}, per_recipient=True)
+        await self.timeline.record(
+            [self._event(job, EventType.FAILED, {"reason": reason}, r) for r in job.recipients]
+        )
 
-    async def _emit(
-        self, job: SignJob, type_: EventType, detail: dict, *, per_recipient: bool = False
-    ) -> None:
-        targets = job.recipients if per_recipient else (None,)
-        try:
-            await self.broker.emit(
-                Event(
-                    id=new_id(),
-                    type=type_,
-                    message_id=job.message_id,
-                    tenant=job.tenant,
-                    recipient_id=r.id if r else None,
-                    address=r.address if r else None,
-                    detail=detail,
-                )
-                for r in targets
-            )
-        except Unavailable:
-            log.warning("event not published", type=type_.value)
+    @staticmethod
+    def _event(
+        job: SignJob, type_: EventType, detail: dict, recipient: Recipient | None = None
+    ) -> Event:
+        return Event(
+            id=new_id(),
+            type=type_,
+            message_id=job.message_id,
+            tenant=job.tenant,
+            recipient_id=recipient.id if recipient else None,
+            address=recipient.address if recipient else None,
+            detail=detail,
+        )
 
 
 class Rotation:
     """Activates keys whose records appeared in DNS, and starts a rotation for keys older
     than ``rotate_after_days``; each step is announced as an event."""
 
-    def __init__(self, provisioner: Provisioner, broker: Broker, *, rotate_after_days: int):
+    def __init__(
+        self, provisioner: Provisioner, timeline: Timeline, *, rotate_after_days: int
+    ) -> None:
         self.provisioner = provisioner
-        self.broker = broker
+        self.timeline = timeline
+        self.broker = timeline.broker
         self.rotate_after_days = rotate_after_days
 
     async def run(self) -> None:
@@ -170,7 +171,7 @@ class Rotation:
                 "dkim rotation", kind=change.kind, domain=change.domain, selector=change.selector
             )
         if events:
-            await self.broker.emit(events)
+            await self.timeline.record(events)
             for domain in sorted({str(e.detail["domain"]) for e in events}):
                 await self.broker.publish(Changed(what=ChangeKind.DOMAINS, name=domain))
 
@@ -189,7 +190,7 @@ async def run(settings: SignerSettings) -> None:
         await rt.broker.on_change(apply)
         rotation = Rotation(
             Provisioner(rt.store.directory, rt.store.pools, box, settings.dns),
-            rt.broker,
+            signer.timeline,
             rotate_after_days=settings.rotate_after_days,
         )
         rt.every(settings.rotation_interval, rotation.run)

@@ -34,6 +34,7 @@ class Api:
     master_key: str
     dkim_key: object
     bounce_port: int = 0
+    stack: Stack | None = None
 
     def as_tenant(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key}"}
@@ -80,7 +81,17 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
     await stack.start_all()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as http:
         yield Api(
-            store, http, key, rival_key, sink, dns_server, prefix, master_key, dkim_key, bounce_port
+            store,
+            http,
+            key,
+            rival_key,
+            sink,
+            dns_server,
+            prefix,
+            master_key,
+            dkim_key,
+            bounce_port,
+            stack,
         )
     assert (await stack.stop_all()) == {"ingest": 0, "signer": 0, "dispatcher": 0, "bounce": 0}
     for p in stack.processes.values():

@@ -299,6 +299,47 @@ async def test_the_http_api_shows_a_message_to_the_operator_only(pipeline: Pipel
         assert (missing.status_code, missing.json()["status"]) == (404, 404)
 
 
+async def test_every_recipient_has_its_whole_timeline_in_order(pipeline: Pipeline) -> None:
+    """Each service writes the events of the changes it makes: a recipient deferred once and
+    then delivered, one delivered at once and one bounced each have every event, once, in
+    the order the changes happened, with the message's signing between acceptance and the
+    first attempt."""
+    pipeline.flaky.attempts = 0  # its next DATA is the first: 451, then 250
+    outcome = await send(
+        pipeline.smtp_port, rcpts=("kim@ok.test", "lee@flaky.test", "max@bounce.test")
+    )
+    assert outcome.code == 250, outcome
+    expected = {
+        "kim@ok.test": ["accepted", "delivered"],
+        "lee@flaky.test": ["accepted", "deferred", "delivered"],
+        "max@bounce.test": ["accepted", "bounced"],
+    }
+
+    def per_recipient(events: list[dict]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for e in events:
+            if e.get("address"):
+                out.setdefault(e["address"], []).append(e["type"])
+        return out
+
+    events = await eventually(
+        lambda: pipeline.store.events(outcome.queued_id),
+        until=lambda es: per_recipient(es) == expected,
+        timeout=30,
+    )
+    times = [e["at"] for e in events]
+    assert times == sorted(times)
+    signed = [i for i, e in enumerate(events) if e["type"] == "signed"]
+    assert len(signed) == 1
+    first_attempt = min(
+        i for i, e in enumerate(events) if e["type"] in ("delivered", "deferred", "bounced")
+    )
+    last_accepted = max(i for i, e in enumerate(events) if e["type"] == "accepted")
+    assert last_accepted < signed[0] < first_attempt
+    bounced = next(e for e in events if e["type"] == "bounced")
+    assert bounced["detail"]["reason"] == "user_unknown"  # classified where it is written
+
+
 async def test_each_service_serves_health_readiness_and_metrics(pipeline: Pipeline) -> None:
     """Every service answers /healthz, /readyz and Prometheus /metrics on its own port, and the
     counters show the work done."""
@@ -306,7 +347,7 @@ async def test_each_service_serves_health_readiness_and_metrics(pipeline: Pipeli
         "ingest": "hato_ingest_accepted_total",
         "signer": "hato_signer_messages_total",
         "dispatcher": "hato_dispatcher_recipients_total",
-        "bounce": 'hato_consumed_messages_total{outcome="ack",queue="events.store"}',
+        "bounce": 'hato_consumed_messages_total{outcome="ack",queue="results"}',
     }
     async with httpx.AsyncClient() as client:
         for name, process in pipeline.stack.processes.items():

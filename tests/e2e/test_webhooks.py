@@ -118,3 +118,68 @@ async def test_signed_filtered_retried_logged_and_replayed(api: Api) -> None:
         assert bad.status_code == 400
     finally:
         await receiver.server.stop()
+
+
+async def consumed(api: Api, queue: str) -> float:
+    """Messages the bounce service acked from ``queue`` so far (its Prometheus counter)."""
+    assert api.stack is not None
+    metrics = (await api.http.get(f"{api.stack.processes['bounce'].ops_url}/metrics")).text
+    line = f'hato_consumed_messages_total{{outcome="ack",queue="{queue}"}} '
+    return sum(float(m.split()[-1]) for m in metrics.splitlines() if m.startswith(line))
+
+
+async def test_only_subscribed_events_reach_the_webhook_router(api: Api) -> None:
+    """The webhook queue is bound to what webhooks subscribed to: mail of a tenant without a
+    webhook, and events a webhook did not ask for, never reach the bounce service; once a
+    webhook asks for them they do, and after it is removed they stop again."""
+    rival = api.as_tenant(api.rival_key)
+    before = await consumed(api, "webhooks")
+    address = f"{unique('nohook')}@ok.test"
+    sent = await api.http.post(
+        "/v1/messages", json=message(**{"from": "news@rival.test"}, to=[address]), headers=rival
+    )
+    assert sent.status_code == 202, sent.text
+    await delivered_to(api, address)
+    await eventually(
+        lambda: api.store.events(sent.json()["id"]),
+        until=lambda es: "delivered" in {e["type"] for e in es},
+    )
+    await asyncio.sleep(0.5)
+    assert await consumed(api, "webhooks") == before
+
+    receiver = Receiver()
+    receiver.answered = 1  # answer every POST with 204
+    await receiver.server.start()
+    try:
+        hook = (
+            await api.http.post(
+                "/v1/webhooks", json={"url": receiver.url, "events": []}, headers=rival
+            )
+        ).json()
+        address = f"{unique('hook')}@ok.test"
+        sent = await api.http.post(
+            "/v1/messages", json=message(**{"from": "news@rival.test"}, to=[address]), headers=rival
+        )
+        types = await eventually(
+            lambda: asyncio.sleep(
+                0, [e["type"] for e in receiver.events() if e["message_id"] == sent.json()["id"]]
+            ),
+            until=lambda ts: "delivered" in ts,
+            timeout=30,
+        )
+        assert types == ["accepted", "unsigned", "delivered"]  # every event (no key), in order
+        assert await consumed(api, "webhooks") >= before + 3
+        assert (
+            await api.http.delete(f"/v1/webhooks/{hook['id']}", headers=rival)
+        ).status_code == 204
+        await asyncio.sleep(0.5)
+        settled = await consumed(api, "webhooks")
+        address = f"{unique('unhooked')}@ok.test"
+        await api.http.post(
+            "/v1/messages", json=message(**{"from": "news@rival.test"}, to=[address]), headers=rival
+        )
+        await delivered_to(api, address)
+        await asyncio.sleep(0.5)
+        assert await consumed(api, "webhooks") == settled
+    finally:
+        await receiver.server.stop()

@@ -42,13 +42,14 @@ def result(rid: str, status: RecipientStatus, code: int) -> RecipientResult:
 
 async def test_attempts_are_recorded_and_final_states_stay_final(store: Store) -> None:
     """A deferral counts an attempt; a delivered recipient is not overwritten by a late
-    (redelivered) deferral; finished_recipients names only final ones."""
+    (redelivered) deferral; pending_recipients names only the stored ones not final (a
+    recipient without a document, of a message whose acceptance failed, is not pending)."""
     message_id, (a, b) = await seed(store, "a@ok.test", "b@ok.test")
     await store.record_attempt(
         [result(a, RecipientStatus.DEFERRED, 451), result(b, RecipientStatus.DELIVERED, 250)],
         destination="d",
     )
-    assert await store.finished_recipients([a, b]) == {b}
+    assert await store.pending_recipients([a, b, new_id()]) == {a}
     await store.record_attempt([result(b, RecipientStatus.DEFERRED, 451)], destination="d")
     docs = {d["_id"]: d for d in await store.recipients(message_id)}
     assert (docs[a]["status"], docs[a]["attempts"]) == ("deferred", 1)
@@ -85,6 +86,41 @@ async def test_discarded_messages_leave_nothing(store: Store) -> None:
     await store.discard_message(message_id)
     assert await store.message(message_id) is None
     assert await store.recipients(message_id) == []
+    assert await store.events(message_id) == []
+
+
+async def test_state_changes_are_written_with_their_events(store: Store) -> None:
+    """Acceptance, signing and an attempt each write their events in the same group commit
+    as the change; concurrent signings of the same outcome share one update."""
+    message_ids = []
+    for _ in range(3):
+        message_id = new_id()
+        rid = new_id()
+        accepted = Event(id=new_id(), type=EventType.ACCEPTED, message_id=message_id, tenant="t")
+        await store.insert_message(
+            {"_id": message_id, "tenant": "t", "status": "accepted"},
+            [{"_id": rid, "message_id": message_id, "tenant": "t", "status": "queued"}],
+            [accepted],
+        )
+        message_ids.append((message_id, rid))
+    dkim = {"domain": "shop.test", "selectors": "s1(rsa-sha256)", "aligned": True}
+    await asyncio.gather(
+        *(
+            store.mark_signed(
+                m, dkim, [Event(id=new_id(), type=EventType.SIGNED, message_id=m, tenant="t")]
+            )
+            for m, _ in message_ids
+        )
+    )
+    m, rid = message_ids[0]
+    delivered = Event(id=new_id(), type=EventType.DELIVERED, message_id=m, tenant="t")
+    await store.record_attempt(
+        [result(rid, RecipientStatus.DELIVERED, 250)], destination="d", events=[delivered]
+    )
+    assert [e["type"] for e in await store.events(m)] == ["accepted", "signed", "delivered"]
+    for m, _ in message_ids:
+        assert (await store.message(m))["dkim"] == dkim
+        assert (await store.message(m))["status"] == "signed"
 
 
 async def test_ensure_indexes_is_idempotent(store: Store) -> None:

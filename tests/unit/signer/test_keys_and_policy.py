@@ -100,15 +100,20 @@ async def test_keys_from_files_join_and_override_by_selector(keys, tmp_path):
 
 
 class FakeStore:
-    def __init__(self) -> None:
-        self.failed, self.signed = [], []
+    """Records what the signer writes: signing outcomes, failures and events."""
 
-    async def mark_signed(self, message_id, info):
+    def __init__(self) -> None:
+        self.failed, self.signed, self.events = [], [], []
+
+    async def mark_signed(self, message_id, info, events=()):
         self.signed.append((message_id, info))
-        return True
+        self.events += list(events)
 
     async def fail_message(self, message_id, reply):
         self.failed.append((message_id, reply))
+
+    async def insert_events(self, events):
+        self.events += list(events)
 
 
 class FakeBroker:
@@ -145,6 +150,7 @@ async def test_an_unsignable_message_follows_the_policy(keys, policy):
     raw = b"From: a@nokey.test\r\n\r\nbody\r\n"
     await signer.handle(Delivery(job("nokey.test"), raw, 1, "sign"))
     types = [e.type for e in broker.events]
+    assert [e.id for e in store.events] == [e.id for e in broker.events]  # written, published
     if policy == "send":
         assert types == [EventType.UNSIGNED]
         assert [p for _, p in broker.published] == [raw, raw]  # one job per domain
