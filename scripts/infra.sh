@@ -75,22 +75,23 @@ go_ok() { # FerretDB 1.24 needs Go 1.24 or newer
 }
 
 ferret_build() {
-  # Built from FerretDB v1.24.2 with tools/ferretdb/sqlite-id-index.patch applied, so that
-  # _id lookups use the _id index (unpatched, each one reads the whole collection).
-  local stamp src mod
+  # Built from FerretDB v1.24.2 with tools/ferretdb/*.patch applied: _id lookups use the
+  # _id index (unpatched, each one reads the whole collection), and an update writes the
+  # documents it modifies in one transaction (unpatched, one transaction and fsync each).
+  local stamp src mod patch
   stamp="$(cat "$ROOT/tools/ferretdb/go.mod" "$ROOT/tools/ferretdb/main.go" \
-    "$ROOT/tools/ferretdb/sqlite-id-index.patch" | sha256sum | cut -c1-16)"
+    "$ROOT"/tools/ferretdb/*.patch | sha256sum | cut -c1-16)"
   [ -x "$FERRET_BIN" ] && [ "$(cat "$FERRET_BIN.stamp" 2>/dev/null)" = "$stamp" ] && return
   export PATH="$PATH:/usr/local/go/bin:/usr/lib/go/bin"
   go_ok || apt_install golang-go || true
   go_ok || { log "FerretDB needs Go 1.24 or newer to build; install Go 1.24+ and run again"; return 1; }
-  log "building FerretDB v1.24.2 with Hato's patch (one-off, about a minute)"
+  log "building FerretDB v1.24.2 with Hato's patches (one-off, about a minute)"
   src="$VAR/build/FerretDB-v1.24.2-patched"
   mod="$(cd "$ROOT/tools/ferretdb" && go mod download -json github.com/FerretDB/FerretDB |
     sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
   [ -d "$mod" ] || { log "could not download FerretDB's module"; return 1; }
   rm -rf "$src" && mkdir -p "$VAR/build" && cp -r "$mod" "$src" && chmod -R u+w "$src"
-  patch -s -d "$src" -p1 <"$ROOT/tools/ferretdb/sqlite-id-index.patch"
+  for patch in "$ROOT"/tools/ferretdb/*.patch; do patch -s -d "$src" -p1 <"$patch"; done
   cp "$ROOT/tools/ferretdb/go.mod" "$VAR/build/ferretdb.mod"
   cp "$ROOT/tools/ferretdb/go.sum" "$VAR/build/ferretdb.sum"
   echo "replace github.com/FerretDB/FerretDB => $src" >>"$VAR/build/ferretdb.mod"
