@@ -35,6 +35,46 @@ from shared.webhooks import Webhooks
 log = hlog.get_logger(__name__)
 
 _FINAL = [s.value for s in RecipientStatus if s.is_final]
+# Written for a whole batch at once: their details live in their events.
+_GROUPED = (RecipientStatus.DELIVERED, RecipientStatus.DEFERRED)
+# What a recipient's history is made of: the events of its attempts and of what came back.
+_HISTORY = ("deferred", "delivered", "bounced", "expired", "complained", "failed")
+
+
+def _stamps(status: RecipientStatus, at: datetime) -> dict[str, datetime]:
+    return {"updated_at": at, **({"finished_at": at} if status.is_final else {})}
+
+
+def with_history(recipient: dict[str, Any], events: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A recipient document with its history read from its events: every attempt and what
+    came back (time, status, reply, server, source IP, reason); its last reply, server and
+    source IP, and when the next attempt is due, as fields."""
+    history = [
+        {
+            "at": e["at"],
+            "status": e["type"],
+            "reply": e.get("reply"),
+            **{
+                k: e["detail"][k]
+                for k in ("destination", "source_ip", "reason", "source", "next_attempt_at")
+                if (e.get("detail") or {}).get(k) is not None
+            },
+        }
+        for e in events
+        if e.get("recipient_id") == recipient["_id"] and e["type"] in _HISTORY
+    ]
+    out = dict(recipient, history=history)
+    if history:
+        last = history[-1]
+        out.setdefault("reply", last["reply"])
+        for key in ("destination", "source_ip"):
+            if key in last:
+                out[key] = last[key]
+        if recipient.get("status") == "deferred" and "next_attempt_at" in last:
+            out["next_attempt_at"] = last["next_attempt_at"]
+    return out
+
+
 _NOT_IMPLEMENTED = 238
 
 
@@ -150,12 +190,12 @@ class Store:
         for message_id, dkim, _ in items:
             key = repr(sorted(dkim.items())) if dkim else ""
             by_outcome.setdefault(key, (dkim, []))[1].append(message_id)
+        await self._insert_events([e for _, _, es in items for e in es])  # first: see recipients
         at = now()
         for dkim, ids in by_outcome.values():
             await self.db.messages.update_many(
                 {"_id": {"$in": ids}}, {"$set": {"status": "signed", "dkim": dkim, "signed_at": at}}
             )
-        await self._insert_events([e for _, _, es in items for e in es])
 
     async def fail_message(self, message_id: str, reply: Reply) -> None:
         """Every recipient of a message not yet final becomes ``failed`` with ``reply``."""
@@ -176,6 +216,15 @@ class Store:
         return await self.db.messages.find_one({"_id": message_id})
 
     async def recipients(self, message_id: str) -> list[dict[str, Any]]:
+        """A message's recipients, each with its history (read from the message's events).
+        The documents are read first: writers write the events of a change before the change,
+        so every status read has its events."""
+        docs = await self.recipient_docs(message_id)
+        events = await self.events(message_id)
+        return [with_history(d, events) for d in docs]
+
+    async def recipient_docs(self, message_id: str) -> list[dict[str, Any]]:
+        """A message's recipient documents as stored."""
         return (
             await self.db.recipients.find({"message_id": message_id})
             .sort("_id", ASCENDING)
@@ -207,48 +256,43 @@ class Store:
         return [waiting.intersection(item) for item in items]
 
     async def record_attempt(
-        self,
-        results: Sequence[RecipientResult],
-        *,
-        destination: str,
-        next_attempt_at: datetime | None = None,
-        source_ip: str | None = None,
-        events: Sequence[Event] = (),
+        self, results: Sequence[RecipientResult], events: Sequence[Event] = ()
     ) -> None:
-        """Write one delivery attempt's outcome for each recipient, and its events, together
-        with concurrent attempts' (group commit). A recipient already final keeps its state."""
-        if not results:
-            return
-        at = now()
-        ops = []
-        for r in results:
-            fields: dict[str, Any] = {
-                "status": r.status.value,
-                "reply": r.reply.model_dump(),
-                "destination": destination,
-                "updated_at": at,
-                "next_attempt_at": next_attempt_at,
-            }
-            if r.status.is_final:
-                fields["finished_at"] = at
-            attempt = {
-                "at": at,
-                "status": r.status.value,
-                "reply": r.reply.model_dump(),
-                "destination": destination,
-                "source_ip": source_ip,
-            }
-            ops.append(
-                UpdateOne(
-                    {"_id": r.recipient_id, "status": {"$nin": _FINAL}},
-                    {"$set": fields, "$inc": {"attempts": 1}, "$push": {"history": attempt}},
-                )
-            )
-        await self._attempts.submit((ops, list(events)))
+        """Write one delivery attempt's outcome for each recipient, with its events, together
+        with concurrent attempts' (group commit). Delivered and deferred recipients change
+        only their status and counters — one update per status for the whole batch; the reply,
+        server and source IP of every attempt are in its event, which ``recipients`` reads
+        back as the recipient's history. A bounce or an expiry keeps its reply on the
+        recipient itself too (it outlives the events' retention). A recipient already final
+        keeps its state."""
+        if results:
+            await self._attempts.submit((list(results), list(events)))
 
-    async def _attempts_batch(self, items: list[tuple[list[UpdateOne], list[Event]]]) -> None:
-        await self.db.recipients.bulk_write([op for ops, _ in items for op in ops], ordered=False)
+    async def _attempts_batch(self, items: list[tuple[list[RecipientResult], list[Event]]]) -> None:
+        at = now()
+        by_status: dict[RecipientStatus, list[str]] = {}
+        one_by_one: list[UpdateOne] = []
+        for results, _ in items:
+            for r in results:
+                if r.status in _GROUPED:
+                    by_status.setdefault(r.status, []).append(r.recipient_id)
+                    continue
+                fields = {"status": r.status.value, "reply": r.reply.model_dump()}
+                one_by_one.append(
+                    UpdateOne(
+                        {"_id": r.recipient_id, "status": {"$nin": _FINAL}},
+                        {"$set": {**fields, **_stamps(r.status, at)}, "$inc": {"attempts": 1}},
+                    )
+                )
+        # Events first: whoever sees a recipient's new status finds its reply in them.
         await self._insert_events([e for _, es in items for e in es])
+        for status, ids in by_status.items():
+            await self.db.recipients.update_many(
+                {"_id": {"$in": ids}, "status": {"$nin": _FINAL}},
+                {"$set": {"status": status.value, **_stamps(status, at)}, "$inc": {"attempts": 1}},
+            )
+        if one_by_one:
+            await self.db.recipients.bulk_write(one_by_one, ordered=False)
 
     async def list_messages(
         self,
@@ -291,17 +335,20 @@ class Store:
         return await cursor.to_list()
 
     async def recipient(self, recipient_id: str) -> dict[str, Any] | None:
-        return await self.db.recipients.find_one({"_id": recipient_id})
+        """One recipient with its history, or None."""
+        doc = await self.db.recipients.find_one({"_id": recipient_id})
+        if doc is None:
+            return None
+        return with_history(doc, await self.events(doc["message_id"]))
 
     async def recipient_by_address(self, message_id: str, address: str) -> dict[str, Any] | None:
         return await self.db.recipients.find_one(
             {"message_id": message_id, "address": {"$in": [address, address.lower()]}}
         )
 
-    async def mark_feedback(
-        self, recipient_id: str, status: RecipientStatus, reply: Reply, detail: dict[str, Any]
-    ) -> None:
-        """An asynchronous bounce or a complaint: it overrides ``delivered``."""
+    async def mark_feedback(self, recipient_id: str, status: RecipientStatus, reply: Reply) -> None:
+        """An asynchronous bounce or a complaint: it overrides ``delivered`` (its event, written
+        by the caller, is the history entry)."""
         at = now()
         await self.db.recipients.update_one(
             {"_id": recipient_id},
@@ -311,15 +358,7 @@ class Store:
                     "reply": reply.model_dump(),
                     "updated_at": at,
                     "finished_at": at,
-                },
-                "$push": {
-                    "history": {
-                        "at": at,
-                        "status": status.value,
-                        "reply": reply.model_dump(),
-                        **detail,
-                    }
-                },
+                }
             },
         )
 

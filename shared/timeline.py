@@ -12,6 +12,7 @@ key rotation) write them with ``record``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from shared import logging as hlog
 from shared.broker import Broker
@@ -33,10 +34,17 @@ _EVENT_FOR_STATUS = {
 }
 
 
-def attempt_events(result: DeliveryResult, reasons: dict[str, str] | None = None) -> list[Event]:
-    """One event per recipient of a delivery attempt, with the remote reply (and, for bounces
-    and expiries, the classified reason by recipient id)."""
+def attempt_events(
+    result: DeliveryResult,
+    reasons: dict[str, str] | None = None,
+    *,
+    retry_at: datetime | None = None,
+) -> list[Event]:
+    """One event per recipient of a delivery attempt, with the remote reply (for bounces and
+    expiries, the classified reason by recipient id; for deferrals, when the next attempt is
+    due)."""
     reasons = reasons or {}
+    retry = {"next_attempt_at": retry_at.isoformat()} if retry_at else {}
     return [
         Event(
             id=new_id(),
@@ -52,6 +60,7 @@ def attempt_events(result: DeliveryResult, reasons: dict[str, str] | None = None
                 "source_ip": result.source_ip,
                 "domain": r.address.rpartition("@")[2].lower(),
                 **({"reason": reasons[r.recipient_id]} if r.recipient_id in reasons else {}),
+                **(retry if r.status is RecipientStatus.DEFERRED else {}),
             },
             at=result.at,
         )

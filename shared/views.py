@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.schemas import RecipientStatus
-from shared.store import Store
+from shared.store import Store, with_history
 
 _FINAL = {s.value for s in RecipientStatus if s.is_final}
 HEARTBEAT_WITHIN = 30.0  # seconds: a dispatcher heard from since is taken as running
@@ -76,7 +76,9 @@ async def message_view(store: Store, message_id: str) -> dict[str, Any] | None:
     message = await store.message(message_id)
     if message is None:
         return None
-    recipients = await store.recipients(message_id)
+    docs = await store.recipient_docs(message_id)  # before the events: see Store.recipients
+    events = await store.events(message_id)
+    recipients = [with_history(r, events) for r in docs]
     statuses = [r["status"] for r in recipients]
     view = _public(message)
     view["stage"] = message.get("status")
@@ -86,7 +88,7 @@ async def message_view(store: Store, message_id: str) -> dict[str, Any] | None:
     if waiting:
         view["waiting"] = waiting
     view["recipients"] = [_public(r) for r in recipients]
-    view["events"] = [_public(e) for e in await store.events(message_id)]
+    view["events"] = [_public(e) for e in events]
     return view
 
 

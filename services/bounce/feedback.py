@@ -65,9 +65,7 @@ class Feedback:
             text=verdict.diagnostic[:500],
         )
         if verdict.reason != "auto_reply":
-            await self.store.mark_feedback(
-                target.recipient_id, status, reply, {"reason": verdict.reason, "source": source}
-            )
+            await self.store.mark_feedback(target.recipient_id, status, reply)
         suppressed = await self.suppress(target, verdict, source)
         FEEDBACK.labels(verdict.reason).inc()
         log.info(

@@ -148,14 +148,11 @@ class Dispatcher:
         # reason) for the suppression list.
         mine = [r for r in results if r.status not in NEEDS_CLASSIFYING]
         theirs = tuple(r for r in results if r.status in NEEDS_CLASSIFYING)
-        events = attempt_events(result.model_copy(update={"results": tuple(mine)}))
-        await self.store.record_attempt(
-            results,
-            destination=destination,
-            source_ip=member.ip,
-            next_attempt_at=utcnow() + timedelta(seconds=delay) if retry else None,
-            events=events,
+        events = attempt_events(
+            result.model_copy(update={"results": tuple(mine)}),
+            retry_at=utcnow() + timedelta(seconds=delay) if retry else None,
         )
+        await self.store.record_attempt(results, events)
         if theirs:
             await self.broker.publish(result.model_copy(update={"results": theirs}))
         await self.timeline.publish(events)

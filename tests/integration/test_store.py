@@ -8,8 +8,17 @@ import asyncio
 import pytest
 
 from shared.ids import new_id
-from shared.schemas import Event, EventType, RecipientResult, RecipientStatus, Reply, utcnow
+from shared.schemas import (
+    DeliveryResult,
+    Event,
+    EventType,
+    RecipientResult,
+    RecipientStatus,
+    Reply,
+    utcnow,
+)
 from shared.store import Store
+from shared.timeline import attempt_events
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +43,17 @@ async def seed(store: Store, *addresses: str) -> tuple[str, list[str]]:
     return message_id, ids
 
 
+def attempted(message_id: str, results: list[RecipientResult]) -> DeliveryResult:
+    return DeliveryResult(
+        message_id=message_id,
+        tenant="acme",
+        attempt=1,
+        destination="mx.ok.test:25",
+        results=tuple(results),
+        source_ip="192.0.2.1",
+    )
+
+
 def result(rid: str, status: RecipientStatus, code: int) -> RecipientResult:
     return RecipientResult(
         recipient_id=rid, address="x@ok.test", status=status, reply=Reply(code=code, text="t")
@@ -45,19 +65,33 @@ async def test_attempts_are_recorded_and_final_states_stay_final(store: Store) -
     (redelivered) deferral; pending_recipients names only the stored ones not final (a
     recipient without a document, of a message whose acceptance failed, is not pending)."""
     message_id, (a, b) = await seed(store, "a@ok.test", "b@ok.test")
-    await store.record_attempt(
-        [result(a, RecipientStatus.DEFERRED, 451), result(b, RecipientStatus.DELIVERED, 250)],
-        destination="d",
-    )
+    first = [result(a, RecipientStatus.DEFERRED, 451), result(b, RecipientStatus.DELIVERED, 250)]
+    await store.record_attempt(first, attempt_events(attempted(message_id, first)))
     assert await store.pending_recipients([a, b, new_id()]) == {a}
-    await store.record_attempt([result(b, RecipientStatus.DEFERRED, 451)], destination="d")
+    late = [result(b, RecipientStatus.DEFERRED, 451)]
+    await store.record_attempt(late)  # a redelivered job's: no event written for it
     docs = {d["_id"]: d for d in await store.recipients(message_id)}
-    assert (docs[a]["status"], docs[a]["attempts"]) == ("deferred", 1)
+    assert (docs[a]["status"], docs[a]["attempts"], docs[a]["reply"]["code"]) == (
+        "deferred",
+        1,
+        451,
+    )
     assert (docs[b]["status"], docs[b]["reply"]["code"], docs[b]["attempts"]) == (
         "delivered",
         250,
         1,
     )
+    assert [h["status"] for h in docs[b]["history"]] == ["delivered"]
+    assert docs[b]["destination"] == "mx.ok.test:25" and docs[b]["source_ip"] == "192.0.2.1"
+
+
+async def test_bounces_keep_their_reply_on_the_recipient(store: Store) -> None:
+    """A bounce's reply is written on the recipient itself, where it outlives the events."""
+    message_id, (a,) = await seed(store, "a@ok.test")
+    await store.record_attempt([result(a, RecipientStatus.BOUNCED, 550)])
+    await store.db.events.delete_many({"message_id": message_id})  # their retention ended
+    (doc,) = await store.recipients(message_id)
+    assert (doc["status"], doc["reply"]["code"], doc["history"]) == ("bounced", 550, [])
 
 
 async def test_events_are_stored_once_even_when_written_twice(store: Store) -> None:
@@ -114,9 +148,7 @@ async def test_state_changes_are_written_with_their_events(store: Store) -> None
     )
     m, rid = message_ids[0]
     delivered = Event(id=new_id(), type=EventType.DELIVERED, message_id=m, tenant="t")
-    await store.record_attempt(
-        [result(rid, RecipientStatus.DELIVERED, 250)], destination="d", events=[delivered]
-    )
+    await store.record_attempt([result(rid, RecipientStatus.DELIVERED, 250)], [delivered])
     assert [e["type"] for e in await store.events(m)] == ["accepted", "signed", "delivered"]
     for m, _ in message_ids:
         assert (await store.message(m))["dkim"] == dkim
