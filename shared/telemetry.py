@@ -11,6 +11,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from prometheus_client import Counter, Histogram
 
 tracer = trace.get_tracer("hato")
@@ -34,8 +35,14 @@ PUBLISH_FAILURES = Counter(
 
 
 def configure_tracing(service: str, *, otlp_endpoint: str = "") -> TracerProvider:
-    """Install the SDK tracer provider; spans go out over OTLP/HTTP when an endpoint is set."""
-    provider = TracerProvider(resource=Resource.create({"service.name": f"hato-{service}"}))
+    """Install the SDK tracer provider; spans go out over OTLP/HTTP when an endpoint is set.
+    Without one nothing is recorded (recording spans nobody exports cost every message
+    tens of microseconds), but trace context still travels: a caller's trace id reaches
+    every service and its logs."""
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": f"hato-{service}"}),
+        sampler=ParentBased(ALWAYS_ON) if otlp_endpoint else ALWAYS_OFF,
+    )
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

@@ -62,6 +62,7 @@ class PoolView:
     pools: dict[str, Pool] = field(default_factory=dict)
     live: set[str] = field(default_factory=set)
     counts: dict[str, tuple[str, int]] = field(default_factory=dict)  # ip -> (day, sent)
+    unflushed: dict[str, int] = field(default_factory=dict)  # ip -> sent, not in the store yet
 
     async def refresh(self) -> None:
         pools = {}
@@ -117,9 +118,23 @@ class PoolView:
         day, n = self.counts.get(ip, ("", 0))
         return n if day == time.strftime("%Y%m%d", time.gmtime()) else 0
 
-    async def count(self, ip: str, n: int = 1) -> None:
-        """Record ``n`` messages sent from ``ip`` (here and in the store, for the others)."""
+    def count(self, ip: str, n: int = 1) -> None:
+        """Record ``n`` messages sent from ``ip``: here at once, in the store (for the other
+        instances and ``hato pool list``) at the next ``flush``. Warm-up caps are per day, so a
+        few seconds' lag costs nothing, and the store gets one write per heartbeat instead of
+        one per batch of deliveries."""
         today = time.strftime("%Y%m%d", time.gmtime())
         day, sent = self.counts.get(ip, (today, 0))
         self.counts[ip] = (today, (sent if day == today else 0) + n)
-        await self.store.add_sent(ip, n)
+        self.unflushed[ip] = self.unflushed.get(ip, 0) + n
+
+    async def flush(self) -> None:
+        """Write the sends counted since the last flush (kept for the next one on failure)."""
+        pending, self.unflushed = self.unflushed, {}
+        try:
+            for ip, n in pending.items():
+                await self.store.add_sent(ip, n)
+        except Exception:
+            for ip, n in pending.items():
+                self.unflushed[ip] = self.unflushed.get(ip, 0) + n
+            raise

@@ -131,7 +131,7 @@ class Dispatcher:
             return
         route = await self.mx.route(job.domain, job.tenant)
         results, destination = await self.send(member, job, pending, route, delivery.payload)
-        await self.view.count(member.ip, len(pending))
+        self.view.count(member.ip, len(pending))
         results = self.expire(job, results)
         delay = self.retry_delay(delivery.attempt)
         retry = any(r.status is RecipientStatus.DEFERRED for r in results)
@@ -347,6 +347,7 @@ async def run(settings: DispatcherSettings) -> None:
         await pools.beat(settings.instance, settings.source_ips, view.served())
 
         async def heartbeat(_: Changed | None = None) -> None:
+            await view.flush()
             await view.refresh()
             await subscriptions.sync()
             await pools.beat(settings.instance, settings.source_ips, view.served())
@@ -358,4 +359,5 @@ async def run(settings: DispatcherSettings) -> None:
         log.info("ready", pools=view.served(), source_ips=settings.source_ips, ops_port=rt.ops.port)
         await rt.until_stopped()
         await pools.leave(settings.instance)  # the others stop routing to our IPs at once
+        await view.flush()
         await client.close_idle(all_=True)

@@ -49,9 +49,14 @@ async def test_a_member_at_its_warm_up_cap_is_passed_over_until_tomorrow() -> No
     v = view([warm, other])
     domain = next(d for d in DOMAINS if rendezvous(d, [warm, other])[0] is warm)
     assert v.choose("bulk", domain) is warm
-    await v.count(warm.ip, 3)
+    v.count(warm.ip, 3)
     assert v.choose("bulk", domain) is other
     assert warm.daily_cap(datetime.now(UTC) + timedelta(days=30)) == 10  # the last step holds
+    assert v.store.sent == {}  # the other instances learn at the next flush ...
+    await v.flush()
+    v.count(warm.ip, 1)
+    await v.flush()
+    assert v.store.sent == {warm.ip: 4}  # ... each send once
 
 
 def test_a_member_not_live_is_skipped_and_none_when_all_are_capped() -> None:
