@@ -616,10 +616,13 @@ async def main(args: argparse.Namespace) -> None:
     results: dict[str, dict[str, Figures]] = {}
     for system in args.systems:
         results[system] = await bench_system(system, workloads, args, workdir)
+    engines = engines_used()
     print(table(results, workloads))
+    print("\nHato ran on: " + "; ".join(f"{k} {v}" for k, v in engines.items()))
     document = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "engines": engines,
         "command": " ".join(sys.argv),
         "workloads": {w.name: w.describe() for w in workloads},
         **{s: {w: vars(f) for w, f in r.items()} for s, r in results.items()},
@@ -631,6 +634,24 @@ async def main(args: argparse.Namespace) -> None:
     print(f"\nwrote {RESULTS / 'latest.json'}{wrote}")
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def engines_used() -> dict[str, str]:
+    """What Hato's figures were measured on: the store's engine and the broker."""
+
+    def debian(package: str) -> str:
+        found = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True
+        )
+        return found.stdout.strip() or "?"
+
+    store = (
+        f"MongoDB-compatible server at {MONGODB_URL}"
+        if "HATO_MONGODB_URL" in os.environ
+        else "FerretDB 1.24.2, SQLite backend (WAL, synchronous=FULL), with "
+        + ", ".join(sorted(p.name for p in (ROOT / "tools/ferretdb").glob("*.patch")))
+    )
+    return {"store": store, "broker": f"RabbitMQ {debian('rabbitmq-server')} (classic queues)"}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
