@@ -8,6 +8,8 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
 COPY hato ./hato
-RUN pip install . && useradd --system --uid 10001 hato
+# /secrets belongs to hato so that a new volume mounted there does too (Docker copies the
+# folder's owner into an empty volume): docker-compose.yml's init job writes secrets there.
+RUN pip install . && useradd --system --uid 10001 hato && install -d -o hato -m 700 /secrets
 USER hato
 CMD ["python", "-m", "services.ingest"]
