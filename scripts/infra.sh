@@ -151,6 +151,39 @@ case "${1:-up}" in
     fi
     export PATH="$PATH:/usr/local/go/bin:/usr/lib/go/bin"
     (cd "$ROOT/tools/benchkit" && go build -o "$VAR/bin/benchkit" .) ;;
+  compose-check) # tools/composecheck: docker-compose.yml through the Compose Specification's loader
+    # (compose-go), for tests/unit/test_deploy_files.py; rebuilt only when its source changed.
+    export PATH="$PATH:/usr/local/go/bin:/usr/lib/go/bin"
+    stamp="$(cat "$ROOT"/tools/composecheck/go.* "$ROOT/tools/composecheck/main.go" | sha256sum | cut -c1-16)"
+    if [ ! -x "$VAR/bin/composecheck" ] || [ "$(cat "$VAR/bin/composecheck.stamp" 2>/dev/null)" != "$stamp" ]; then
+      go_ok || apt_install golang-go || true
+      go_ok || { log "the compose checker needs Go 1.24 or newer to build"; exit 1; }
+      (cd "$ROOT/tools/composecheck" && go build -o "$VAR/bin/composecheck" .)
+      echo "$stamp" >"$VAR/bin/composecheck.stamp"
+    fi ;;
+  k8s-tools) # kustomize and the Prometheus Operator's CRDs, from the Go module proxy, for
+    # tests/unit/test_k8s.py (offline validation of deploy/k8s/); only what is missing.
+    export PATH="$PATH:/usr/local/go/bin:/usr/lib/go/bin"
+    KUSTOMIZE_VERSION=v5.8.2  # its go.mod asks for Go 1.26
+    PROMETHEUS_OPERATOR_VERSION=v0.85.0
+    if [ "$("$VAR/bin/kustomize" version 2>/dev/null)" != "$KUSTOMIZE_VERSION" ]; then
+      command -v go >/dev/null && go version | grep -Eq 'go1\.(2[6-9]|[3-9][0-9])' \
+        || { log "kustomize $KUSTOMIZE_VERSION needs Go 1.26 or newer to build"; exit 1; }
+      log "building kustomize $KUSTOMIZE_VERSION into var/bin/ (one-off)"
+      GOBIN="$VAR/bin" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+    fi
+    crds="$VAR/k8s/crds/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
+    if [ ! -f "$crds/.complete" ]; then
+      mod="$(cd "$VAR" && go mod download -json \
+        "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+      [ -d "$mod" ] || { log "could not download the Prometheus Operator's module"; exit 1; }
+      mkdir -p "$crds"
+      for kind in podmonitors servicemonitors prometheusrules; do
+        install -m 0644 "$mod/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$crds/"
+      done
+      touch "$crds/.complete"
+    fi ;;
   down)
     stop_pidfile "$RUN/ferretdb.pid"
     if [ -f "$RUN/rabbitmq.started-by-hato" ]; then
@@ -162,5 +195,5 @@ case "${1:-up}" in
   status)
     port_open 127.0.0.1 5672 && echo "rabbitmq: up (127.0.0.1:5672)" || echo "rabbitmq: down"
     port_open "${FERRET_ADDR%:*}" "${FERRET_ADDR##*:}" && echo "mongodb: up ($FERRET_ADDR)" || echo "mongodb: down" ;;
-  *) echo "usage: $0 up|down|status|build|test-tools|bench-tools" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|build|test-tools|bench-tools|compose-check|k8s-tools" >&2; exit 2 ;;
 esac

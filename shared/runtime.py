@@ -9,7 +9,10 @@ A service's ``run(settings)`` reads::
 Entering connects (retrying until the servers answer or a stop is requested),
 creates indexes, declares the topology and serves ``/healthz``, ``/readyz``
 and ``/metrics``. Leaving drains: consumers stop, in-flight work gets
-``shutdown_grace`` seconds, then connections close.
+what is left of ``shutdown_grace``, then connections close. The grace is one budget counted
+from the stop request (SIGTERM): a service that drains work of its own first (ingest's
+accepts) passes ``grace_left()`` and the broker's drain gets the rest, so the whole drain fits
+in ``shutdown_grace`` and a pod's terminationGracePeriodSeconds can be sized from it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from shared import logging as hlog
@@ -44,6 +48,7 @@ class Runtime:
             ops_app(name, self.readiness), host=settings.ops_host, port=settings.ops_port
         )
         self._stop = asyncio.Event()
+        self._stop_at: float | None = None  # monotonic time of the stop request
         self._serving = False
         self._background: set[asyncio.Task[None]] = set()
 
@@ -59,7 +64,17 @@ class Runtime:
         self._serving = True
 
     def request_stop(self) -> None:
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
         self._stop.set()
+
+    def grace_left(self) -> float:
+        """Seconds left of ``shutdown_grace`` since the stop request (all of it before one):
+        every drain step of a stopping service shares this one budget."""
+        if self._stop_at is None:
+            return self.settings.shutdown_grace
+        spent = time.monotonic() - self._stop_at
+        return max(0.0, self.settings.shutdown_grace - spent)
 
     @property
     def stopping(self) -> bool:
@@ -102,7 +117,7 @@ class Runtime:
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("stop requested", signal=sig.name)
-        self._stop.set()
+        self.request_stop()
 
     async def _until_up(self, what: str, connect: Callable[[], Awaitable[None]]) -> None:
         delay = 0.5
@@ -121,8 +136,8 @@ class Runtime:
             delay = min(delay * 2, 10.0)
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        await self.broker.drain(self.settings.shutdown_grace)
+        self.request_stop()
+        await self.broker.drain(self.grace_left())
         for task in list(self._background):
             task.cancel()
         await self.broker.close()

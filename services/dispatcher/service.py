@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
@@ -289,6 +290,22 @@ class Subscriptions:
             log.info("no longer serving", queue=queue)
 
 
+def check_bindable(ips: Sequence[str]) -> None:
+    """Raise ConfigError unless every source IP is an address of this host. A pod scheduled
+    onto a node that does not carry its map entry's addresses (yet) then stops at once and
+    visibly, instead of announcing IPs whose every connection would fail."""
+    for ip in ips:
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((ip, 0))
+            except OSError as exc:
+                raise ConfigError(
+                    f"source IP {ip} is not an address of this host ({exc.strerror}); "
+                    "is the pod on the node HATO_DISPATCHER_SOURCE_IPS_BY_NODE gives it?"
+                ) from None
+
+
 async def run(settings: DispatcherSettings) -> None:
     try:
         routes = RouteTable.parse(settings.routes)
@@ -313,6 +330,9 @@ async def run(settings: DispatcherSettings) -> None:
         tls_required=frozenset(d.lower() for d in settings.tls_required),
         command_timeout=settings.smtp_timeout,
     )
+    source_ips = settings.own_source_ips()
+    if settings.source_ips_by_node:
+        check_bindable(source_ips)
     verp = None
     if settings.verp.mode != "off":
         key = settings.verp.secret()
@@ -324,7 +344,7 @@ async def run(settings: DispatcherSettings) -> None:
         pools = rt.store.pools
         view = PoolView(
             pools,
-            tuple(settings.source_ips),
+            tuple(source_ips),
             settings.helo_name,
             settings.heartbeat_timeout,
             tuple(settings.pools),
@@ -344,19 +364,19 @@ async def run(settings: DispatcherSettings) -> None:
         )
         subscriptions = Subscriptions(rt.broker, view, dispatcher, handoff=settings.handoff_ttl)
         await subscriptions.sync()
-        await pools.beat(settings.instance, settings.source_ips, view.served())
+        await pools.beat(settings.instance, source_ips, view.served())
 
         async def heartbeat(_: Changed | None = None) -> None:
             await view.flush()
             await view.refresh()
             await subscriptions.sync()
-            await pools.beat(settings.instance, settings.source_ips, view.served())
+            await pools.beat(settings.instance, source_ips, view.served())
 
         await rt.broker.on_change(heartbeat)  # a new pool or member is served at once
         rt.every(settings.heartbeat_interval, heartbeat)
         rt.every(settings.idle_timeout / 2, client.close_idle)
         rt.serving()
-        log.info("ready", pools=view.served(), source_ips=settings.source_ips, ops_port=rt.ops.port)
+        log.info("ready", pools=view.served(), source_ips=source_ips, ops_port=rt.ops.port)
         await rt.until_stopped()
         await pools.leave(settings.instance)  # the others stop routing to our IPs at once
         await view.flush()

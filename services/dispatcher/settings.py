@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from shared.errors import ConfigError
 from shared.settings import DnsSettings, ServiceSettings, VerpSettings, comma_list
 
 
@@ -24,9 +26,15 @@ class DispatcherSettings(ServiceSettings):
         ["default"],
         description="Pools served with this instance's IPs when no pool document names them.",
     )
+    source_ips_by_node: dict[str, list[str]] = Field(
+        {},
+        description='Source IPs per node, JSON {"node": ["ip", ...]}; when set, an instance '
+        "sends from its node's entry (see node) instead of source_ips.",
+    )
+    node: str = Field("", description="The node this instance runs on (Kubernetes: spec.nodeName).")
     instance: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
-        description="This instance's name in heartbeats.",
+        description="This instance's name in heartbeats (Kubernetes: the pod's name).",
     )
     helo_name: str = Field(
         "hato.localhost", description="EHLO name of a source IP whose pool member has none."
@@ -70,6 +78,36 @@ class DispatcherSettings(ServiceSettings):
     heartbeat_timeout: float = Field(
         15, gt=0, description="Seconds without a heartbeat before an instance counts as gone."
     )
+
+    @field_validator("source_ips_by_node")
+    @classmethod
+    def _addresses(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for node, ips in value.items():
+            for ip in ips:
+                try:
+                    ipaddress.ip_address(ip)
+                except ValueError:
+                    raise ValueError(f"{node}: {ip!r} is not an IP address") from None
+        return value
+
+    def own_source_ips(self) -> list[str]:
+        """The source IPs this instance owns. With ``source_ips_by_node`` set, those of the node
+        it runs on: on Kubernetes the addresses live on nodes and a pod takes the set of the
+        node it was scheduled to, so the map is keyed by node, not by pod."""
+        if not self.source_ips_by_node:
+            return list(self.source_ips)
+        if not self.node:
+            raise ConfigError(
+                "HATO_DISPATCHER_SOURCE_IPS_BY_NODE is set but HATO_DISPATCHER_NODE is not "
+                "(Kubernetes: set it from spec.nodeName)"
+            )
+        ips = self.source_ips_by_node.get(self.node)
+        if not ips:
+            raise ConfigError(
+                f"node {self.node} has no source IPs in HATO_DISPATCHER_SOURCE_IPS_BY_NODE "
+                f"(it lists {', '.join(sorted(self.source_ips_by_node)) or 'no node'})"
+            )
+        return list(ips)
 
     _split_ips = comma_list("source_ips")
     _split_pools = comma_list("pools")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from services.ingest.accept import Acceptor
 from services.ingest.admin import Admin
 from services.ingest.amqp import SubmitHandler, decode_json
@@ -150,7 +153,18 @@ async def run(settings: IngestSettings) -> None:
             ops_port=rt.ops.port,
         )
         await rt.until_stopped()
-        for listener in listeners:
-            await listener.stop()
-        await http.stop()
-        await acceptor.drain(settings.shutdown_grace)
+        await stop_doors(rt, listeners, http, acceptor)
+
+
+async def stop_doors(
+    rt: Runtime, listeners: list[SmtpListener], http: HttpServer, acceptor: Acceptor
+) -> None:
+    """Close the doors and let accepts in progress finish, within what is left of the one
+    shutdown grace; the runtime's broker drain then gets the rest of it, not a grace of its
+    own (two would outlast the pod's terminationGracePeriodSeconds and end in SIGKILL)."""
+    for listener in listeners:
+        await listener.stop()
+    # uvicorn waits for requests in flight without a limit of its own.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(http.stop(), rt.grace_left())
+    await acceptor.drain(rt.grace_left())
