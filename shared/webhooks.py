@@ -1,5 +1,9 @@
 """Webhooks: tenants' endpoints with event filters, and the outbox of their deliveries.
 
+The outbox (``webhook_deliveries``) holds one document per endpoint and event: ``pending``
+(due at ``next_at``), then ``delivered`` or ``failed``. The bounce service sends an
+endpoint's pending deliveries while it holds that endpoint's lease (``shared/leases.py``).
+
 A POST carries ``{"events": [...]}`` and is signed: ``Hato-Signature: t=<unix time>,
 v1=<hex HMAC-SHA256 of "<t>.<body>" with the endpoint's secret>``. Receivers check the
 signature and the time, and drop events whose ``id`` they have seen (deliveries are at least
@@ -145,6 +149,17 @@ class Webhooks:
             {"state": "pending", "next_at": {"$lte": now()}}
         ).sort("next_at", ASCENDING)
         return await cursor.limit(limit).to_list()
+
+    async def still_due(self, ids: list[str]) -> list[dict[str, Any]]:
+        """Those of these deliveries that are still due, read again by ``_id`` (cheap on
+        FerretDB too): what another replica sent and settled since ``due()`` is not sent
+        again."""
+        if not ids:
+            return []
+        cursor = self.db.webhook_deliveries.find(
+            {"_id": {"$in": ids}, "state": "pending", "next_at": {"$lte": now()}}
+        ).sort("next_at", ASCENDING)
+        return await cursor.to_list()
 
     async def settle(
         self,

@@ -1,7 +1,11 @@
 """The bounce service: bounced and expired delivery results are classified (their events
 written with the reason) and feed the suppression list; inbound bounces and complaints the
 same; the webhook queue is bound to what tenants subscribed to and fills their outboxes; the
-dead-letter events the broker publishes are written."""
+dead-letter events the broker publishes are written.
+
+Several replicas may run: consumers share their queues, and what must run on one replica at a
+time holds a lease in MongoDB (``shared/leases.py``): each webhook endpoint's sending, and the
+purge of expired events on servers without TTL indexes."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from services.bounce.webhook_sender import WebhookBindings, WebhookRouter, Webho
 from shared import logging as hlog
 from shared.broker import Delivery, Queue
 from shared.errors import Permanent
+from shared.leases import Leases, holder_id
 from shared.runtime import Runtime
 from shared.schemas import Changed, ChangeKind, DeliveryResult, Event, RecipientStatus
 from shared.secrets import SecretBox
@@ -99,6 +104,8 @@ async def run(settings: BounceSettings) -> None:
     key = settings.verp.secret()
     verp = Verp(key, settings.verp.label) if key else None
     async with Runtime("bounce", settings) as rt:
+        leases = Leases(rt.store.db, holder=holder_id("bounce"), ttl=settings.lease_ttl)
+        await leases.ensure_indexes()
         timeline = Timeline(rt.store, rt.broker)
         feedback = Feedback(
             rt.store,
@@ -135,6 +142,7 @@ async def run(settings: BounceSettings) -> None:
             sender = WebhookSender(
                 rt.store.webhooks,
                 box,
+                leases,
                 timeout=settings.webhook_timeout,
                 backoff=settings.webhook_backoff,
             )
@@ -142,7 +150,9 @@ async def run(settings: BounceSettings) -> None:
         else:
             log.warning("no master key: webhooks are not delivered")
         if not rt.store.events_ttl_index:
-            rt.every(settings.purge_interval, rt.store.purge_events)
+            # Deleting expired events twice does no harm, but on FerretDB each purge reads the
+            # whole events collection: one replica at a time is enough.
+            leases.lease("events-purge").every(rt, settings.purge_interval, rt.store.purge_events)
         rt.serving()
         log.info(
             "ready",
@@ -152,5 +162,8 @@ async def run(settings: BounceSettings) -> None:
         await rt.until_stopped()
         if listener is not None:
             await listener.stop()
+        # Released leases pass to another replica at once instead of after their TTL. Half
+        # of what is left of the one shutdown grace; the broker's drain gets the rest.
+        await leases.close(rt.grace_left() / 2)
         if sender is not None:
             await sender.close()

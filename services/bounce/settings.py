@@ -16,6 +16,12 @@ class BounceSettings(ServiceSettings):
     purge_interval: float = Field(
         3600, gt=0, description="Seconds between purges of expired events (servers without TTL)."
     )
+    lease_ttl: float = Field(
+        30,
+        gt=0,
+        description="Seconds a replica's lease (events purge, one webhook endpoint) lasts "
+        "unrenewed; another replica takes over after it.",
+    )
 
     verp: VerpSettings = Field(default_factory=VerpSettings)
     smtp_host: str = Field("127.0.0.1", description="Address of the inbound bounce listener.")

@@ -1,6 +1,7 @@
 """Webhook delivery: events go into each matching endpoint's outbox (MongoDB), and a worker
 POSTs them in signed batches with retries and back-off. The mail pipeline only ever writes to
-the outbox, so a slow or dead endpoint delays nothing but its own deliveries."""
+the outbox, so a slow or dead endpoint delays nothing but its own deliveries. With several
+bounce replicas, each endpoint is sent to by one of them at a time (a lease per endpoint)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from prometheus_client import Counter
 from shared import logging as hlog
 from shared.broker import Broker, Delivery, Queue
 from shared.errors import Permanent
+from shared.leases import Leases
 from shared.schemas import Event
 from shared.secrets import SecretBox
 from shared.webhooks import SIGNATURE_HEADER, Webhooks, sign
@@ -84,10 +86,22 @@ class WebhookRouter:
 
 
 class WebhookSender:
+    """Sends the outbox: each pass reads the due deliveries and POSTs them, endpoint by
+    endpoint, in batches.
+
+    An endpoint's deliveries are sent only by the bounce replica holding its lease
+    (``webhook:<id>``): every replica's pass reads the same due deliveries, and without a
+    claim two replicas would POST every event twice. A lease per endpoint, rather than one
+    for the whole outbox, lets replicas share the endpoints while one endpoint still gets
+    its events in order, one POST at a time. The holder keeps the lease while the endpoint
+    has work. A replica reads the deliveries again once it holds the lease, so that what
+    the previous holder sent just before is not sent again."""
+
     def __init__(
         self,
         webhooks: Webhooks,
         box: SecretBox,
+        leases: Leases,
         *,
         timeout: float = 5.0,
         batch: int = 50,
@@ -96,6 +110,7 @@ class WebhookSender:
     ) -> None:
         self.webhooks = webhooks
         self.box = box
+        self.leases = leases
         self.timeout = timeout
         self.batch = batch
         self.backoff = tuple(backoff)
@@ -107,27 +122,34 @@ class WebhookSender:
 
     async def run_once(self) -> None:
         due = await self.webhooks.due()
-        by_hook: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        by_hook: dict[str, list[str]] = defaultdict(list)
         for item in due:
-            by_hook[item["webhook"]].append(item)
-        await asyncio.gather(*(self._deliver(h, items) for h, items in by_hook.items()))
+            by_hook[item["webhook"]].append(item["_id"])
+        await asyncio.gather(*(self._claim(h, ids) for h, ids in by_hook.items()))
 
-    async def _deliver(self, hook_id: str, items: list[dict[str, Any]]) -> None:
+    async def _claim(self, hook_id: str, ids: list[str]) -> None:
         async with self._limit:
-            hook = await self.webhooks.get(hook_id)
-            if hook is None:  # the endpoint was removed
-                await self.webhooks.settle(
-                    [i["_id"] for i in items],
-                    ok=False,
-                    status=None,
-                    error="webhook removed",
-                    attempts=0,
-                    backoff=None,
-                )
-                return
-            secret = self.box.open(hook["secret_sealed"]).decode()
-            for start in range(0, len(items), self.batch):
-                await self._post(hook, secret, items[start : start + self.batch])
+            lease = self.leases.lease(f"webhook:{hook_id}")
+            await lease.run(lambda: self._deliver(hook_id, ids))
+
+    async def _deliver(self, hook_id: str, ids: list[str]) -> None:
+        items = await self.webhooks.still_due(ids)
+        if not items:
+            return
+        hook = await self.webhooks.get(hook_id)
+        if hook is None:  # the endpoint was removed
+            await self.webhooks.settle(
+                [i["_id"] for i in items],
+                ok=False,
+                status=None,
+                error="webhook removed",
+                attempts=0,
+                backoff=None,
+            )
+            return
+        secret = self.box.open(hook["secret_sealed"]).decode()
+        for start in range(0, len(items), self.batch):
+            await self._post(hook, secret, items[start : start + self.batch])
 
     async def _post(self, hook: dict[str, Any], secret: str, chunk: list[dict[str, Any]]) -> None:
         body = json.dumps({"events": [i["event"] for i in chunk]}, separators=(",", ":")).encode()

@@ -1,5 +1,6 @@
 """The signer service: sign each message once, then one delivery job per destination domain;
-and, on a schedule, the DKIM key rotation of every domain."""
+and, on a schedule, the DKIM key rotation of every domain. Replicas share the sign queue; the
+rotation runs on one of them at a time, the holder of its lease in MongoDB."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from shared import logging as hlog
 from shared.broker import Broker, Delivery, Queue
 from shared.errors import Permanent
 from shared.ids import new_id
+from shared.leases import Leases, holder_id
 from shared.provisioning import Provisioner
 from shared.runtime import Runtime
 from shared.schemas import (
@@ -153,7 +155,12 @@ class Signer:
 
 class Rotation:
     """Activates keys whose records appeared in DNS, and starts a rotation for keys older
-    than ``rotate_after_days``; each step is announced as an event."""
+    than ``rotate_after_days``; each step is announced as an event.
+
+    The pass runs on one signer replica at a time (it holds the ``dkim-rotation`` lease):
+    a pass reads a domain's keys, looks DNS up and writes the keys back, so two passes at
+    once would each activate the same key (two events for one step) or each start a rotation
+    of an old key (two pending keys, of which the tenant publishes one)."""
 
     def __init__(
         self, provisioner: Provisioner, timeline: Timeline, *, rotate_after_days: int
@@ -193,7 +200,12 @@ async def run(settings: SignerSettings) -> None:
             signer.timeline,
             rotate_after_days=settings.rotate_after_days,
         )
-        rt.every(settings.rotation_interval, rotation.run)
+        leases = Leases(rt.store.db, holder=holder_id("signer"), ttl=settings.lease_ttl)
+        await leases.ensure_indexes()
+        leases.lease("dkim-rotation").every(rt, settings.rotation_interval, rotation.run)
         rt.serving()
         log.info("ready", ops_port=rt.ops.port)
         await rt.until_stopped()
+        # Released, the lease passes to another replica at once instead of after its TTL.
+        # Half of what is left of the one shutdown grace; the broker's drain gets the rest.
+        await leases.close(rt.grace_left() / 2)

@@ -35,6 +35,12 @@ class SignerSettings(ServiceSettings):
     rotation_interval: float = Field(
         3600, gt=0, description="Seconds between rotation passes (activate published keys...)."
     )
+    lease_ttl: float = Field(
+        30,
+        gt=0,
+        description="Seconds the key rotation lease lasts unrenewed; another replica takes "
+        "over after it.",
+    )
     rotate_after_days: int = Field(
         0, ge=0, description="Start a key rotation when an active key is this old; 0: never."
     )
