@@ -22,32 +22,51 @@ Topology (every name carries the ``HATO_AMQP_PREFIX``, default ``hato``)::
 (dead-lettered with the reason and, when the message names one, a
 ``dead_lettered`` event), or hits a transient error (retried after a back-off);
 any other exception is retried ``max_redeliveries`` times, then dead-lettered.
+Two copies of one job (at-least-once makes them) never run at once in a process.
 
 A delivery job for a pool whose queue does not exist yet (a pool created after the signer
 started) declares that queue and is published again: its mail waits there durably for a
 dispatcher of the pool.
+
+Queues (``HATO_AMQP_QUEUE_TYPE``): every durable queue gets the configured ``x-queue-type``;
+the control queues stay classic (exclusive and auto-delete, which quorum queues refuse). A
+quorum queue that dead-letters (``retry.<ms>`` and the per-IP queues hand jobs back to work
+queues by dead-lettering; the others dead-letter to ``dead`` only if an operator's policy
+rejects or limits) does it ``at-least-once`` (``x-dead-letter-strategy``, which needs
+``x-overflow: reject-publish``): the broker keeps a dead-lettered job until a target queue
+confirmed it, where ``at-most-once`` would lose mail whenever the target is unavailable.
+
+Failover (``HATO_AMQP_URL`` lists one URL per node, comma-separated): ``connect()`` takes the
+first URL that answers. When the connection or one of its channels is lost, publishing fails
+at once with ``Unavailable`` (callers retry; ingest answers ``451 4.3.0``) while a task
+reconnects, the next URL first, round after round with a back-off; then it declares the
+topology again (with the pools, IP queues and event bindings declared since), waits for
+handlers still running from the lost connection (``handler_grace``: the broker redelivers
+their messages, and a job must not run twice at once) and consumes again. A handler is never
+cancelled by a lost channel, and does not republish a message the broker will redeliver.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractConnection,
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
-    AbstractRobustConnection,
     ExchangeType,
 )
 from opentelemetry.trace import SpanKind
+from yarl import URL
 
 from shared import logging as hlog
 from shared import schemas
@@ -145,6 +164,8 @@ Handler = Callable[[Delivery], Awaitable[None]]
 
 NO_ROUTE = 312  # AMQP 0-9-1 reply code of a mandatory message no queue was bound for
 DEAD_LETTERED = f"#.{schemas.EventType.DEAD_LETTERED.value}"
+RECONNECT_CAP = 30.0  # seconds: the longest pause between two rounds over the broker URLs
+RENEW_PAUSE = 0.5  # seconds between a nacked publish and a new publishing channel
 
 
 class NoRoute(Unavailable):
@@ -152,46 +173,290 @@ class NoRoute(Unavailable):
     routing key (a pool's delivery queue that was never declared, say)."""
 
 
+@dataclass(eq=False)
+class _Subscription:
+    """A consumer the process keeps: started by ``consume()``/``on_change()`` and again on
+    every new connection."""
+
+    queue: str  # without the prefix
+    start: Callable[[AbstractChannel], Awaitable[tuple[AbstractQueue, str]]]
+    active: tuple[AbstractQueue, str] | None = None
+    generation: int = -1  # the connection ``active`` belongs to
+
+
+def redact(url: str) -> str:
+    """A broker URL fit for logs: the password masked."""
+    parsed = URL(url)
+    return str(parsed.with_password("******")) if parsed.password else url
+
+
+def _channel_lost(message: AbstractIncomingMessage) -> bool:
+    """True when the channel a message came on is gone: the broker redelivers the message,
+    so settling it (a retry or dead-letter copy) would only make a second one."""
+    try:
+        return message.channel.is_closed
+    except aio_pika.exceptions.ChannelInvalidStateError:
+        return True
+
+
 class Broker:
-    """A connection to RabbitMQ with the topology declared, a confirming publisher and consumers."""
+    """A connection to RabbitMQ with the topology declared, a confirming publisher and consumers;
+    reconnects by itself (see the module docstring)."""
 
     def __init__(self, settings: BrokerSettings, *, name: str, pools: Iterable[str] = ()) -> None:
         self.settings = settings
         self.name = name
         self.pools = tuple(pools)
-        self._connection: AbstractRobustConnection | None = None
+        self._urls = settings.urls() or ["amqp://guest:guest@127.0.0.1:5672/"]
+        self._url_index = 0  # the URL of the current (or the last) connection
+        self._topology = True
+        self._connection: AbstractConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._consume_channel: AbstractChannel | None = None
+        # Rebuilt for every connection (exchange and queue objects belong to its channels).
         self._exchanges: dict[str, AbstractExchange] = {}
         self._queues: dict[str, AbstractQueue] = {}
-        self._consumers: list[tuple[AbstractQueue, str]] = []
+        # What was declared or bound after start-up, declared again on a new connection.
+        self._pools_declared: set[str] = set()
+        self._ip_queues: dict[str, tuple[str, str, float]] = {}
+        self._event_keys: dict[Queue, set[str]] = {}
+        self._subscriptions: list[_Subscription] = []
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._declare_lock = asyncio.Lock()
+        self._generation = 0  # bumped by every connection and every loss of one
+        self._ready = False  # connected and the topology declared
+        self._closing = False
+        self._recovery: asyncio.Task[None] | None = None
+        self._renewing: asyncio.Task[None] | None = None
+        self._chores: set[asyncio.Future[None]] = set()
+        self._twins: dict[tuple[str, bytes], tuple[asyncio.Lock, list[int]]] = {}
 
     def full(self, name: str) -> str:
         return f"{self.settings.prefix}.{name}"
 
+    @property
+    def url(self) -> str:
+        """The URL of the current (or the last) connection, password masked."""
+        return redact(self._urls[self._url_index])
+
     # -- lifecycle -----------------------------------------------------------------
 
     async def connect(self, *, topology: bool = True) -> None:
-        """Connect (raising Unavailable when the server cannot be reached) and declare the
-        exchanges and, with ``topology``, the queues (the admin command declares no queues:
-        their arguments are the services' settings)."""
+        """Connect to the first broker URL that answers (raising Unavailable when none does)
+        and declare the exchanges and, with ``topology``, the queues (the admin command
+        declares no queues: their arguments are the services' settings). From then on a lost
+        connection is replaced by itself."""
+        self._topology = topology
+        self._closing = False
+        errors: list[str] = []
+        for index in self._order(0):
+            try:
+                await self._open(index)
+                return
+            except TRANSIENT_ERRORS as exc:
+                errors.append(f"{redact(self._urls[index])}: {exc!r}")
+                await self._discard()
+            except BaseException:
+                await self._discard()
+                raise
+        raise Unavailable(f"broker unreachable: {'; '.join(errors)}")
+
+    def _order(self, start: int) -> list[int]:
+        n = len(self._urls)
+        return [(start + i) % n for i in range(n)]
+
+    async def _open(self, index: int) -> None:
+        """Connect to URL ``index``, open the channels and declare what this process uses."""
+        connection = await aio_pika.connect(
+            self._urls[index],
+            timeout=self.settings.connect_timeout,
+            client_properties={"connection_name": f"hato-{self.name}"},
+        )
+        self._generation += 1
+        generation = self._generation
+        self._connection, self._url_index = connection, index
+        self._exchanges, self._queues = {}, {}
+
+        def lost(_sender: object, exc: BaseException | None = None, *_: object) -> None:
+            self._lost(generation, exc)
+
+        connection.close_callbacks.add(lost)
+        self._publish_channel = await self._publisher(connection, generation)
+        self._consume_channel = await connection.channel()
+        self._watch(self._consume_channel, generation)
+        await self._consume_channel.set_qos(prefetch_count=self.settings.prefetch)
+        if self._topology:
+            await self.declare()
+            await self._declare_since()
+        else:
+            await self.declare_exchanges()
+        self._ready = True
+
+    async def _publisher(self, connection: AbstractConnection, generation: int) -> AbstractChannel:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._watch(channel, generation)
+        return channel
+
+    def _watch(self, channel: AbstractChannel, generation: int) -> None:
+        """A channel the broker closed (a channel error: a publish over its size limit, say)
+        is replaced: the publishing one alone, the consuming one with the whole connection
+        (its consumers and unacked messages go with it). A lost connection closes its
+        channels too; its own callback handles that."""
+
+        def closed(_sender: object, exc: BaseException | None = None, *_: object) -> None:
+            if channel is self._publish_channel:
+                self._renew_publisher_soon(channel, pause=0)
+            elif channel is self._consume_channel:
+                self._lost(generation, exc)
+
+        channel.close_callbacks.add(closed)
+
+    def _renew_publisher_soon(self, channel: object, *, pause: float = RENEW_PAUSE) -> None:
+        if channel is not self._publish_channel or self._renewing:
+            return
+        self._renewing = asyncio.create_task(self._renew_publisher(self._publish_channel, pause))
+        self._chores.add(self._renewing)
+        self._renewing.add_done_callback(self._chores.discard)
+
+    async def _renew_publisher(self, channel: AbstractChannel, pause: float) -> None:
+        """Publish on a new channel: after the broker closed the old one, or after a nack.
+        RabbitMQ 3.10 nacks every publish to a quorum queue on a channel opened while that
+        queue elected its leader (one opened when reconnecting after a node died, say), for as
+        long as the channel lives; a new channel finds the leader. Other nacks (a queue
+        without a majority) cost a channel now and then."""
         try:
-            self._connection = await aio_pika.connect_robust(
-                self.settings.url,
-                timeout=self.settings.connect_timeout,
-                client_properties={"connection_name": f"hato-{self.name}"},
-            )
-            self._publish_channel = await self._connection.channel(
-                publisher_confirms=True, on_return_raises=True
-            )
-            self._consume_channel = await self._connection.channel()
-            await self._consume_channel.set_qos(prefetch_count=self.settings.prefetch)
-            await (self.declare() if topology else self.declare_exchanges())
-        except TRANSIENT_ERRORS as exc:
-            await self.close()
-            raise Unavailable(f"broker unreachable: {exc!r}") from exc
+            # One new channel per pause at most, however many publishes fail meanwhile.
+            await asyncio.sleep(pause)
+            connection, generation = self._connection, self._generation
+            if channel is not self._publish_channel or connection is None or not self._ready:
+                return  # renewed already, or reconnecting
+            new = await self._publisher(connection, generation)
+            exchanges = {
+                key: await new.get_exchange(ex.name, ensure=False)
+                for key, ex in self._exchanges.items()
+            }
+            queues = {
+                key: await new.get_queue(q.name, ensure=False) for key, q in self._queues.items()
+            }
+            if channel is not self._publish_channel or generation != self._generation:
+                await new.close()
+                return
+            self._publish_channel, self._exchanges, self._queues = new, exchanges, queues
+            log.warning("publishing on a new channel", url=self.url, closed=channel.is_closed)
+            self._background(self._close_later(channel))
+        except Exception as exc:  # a lost connection is handled by its own callback
+            log.warning("could not open a new publishing channel", error=repr(exc))
+        finally:
+            self._renewing = None
+
+    async def _close_later(self, channel: AbstractChannel) -> None:
+        # Confirms still due on the old channel get their time before it closes.
+        await asyncio.sleep(self.settings.publish_timeout)
+        with contextlib.suppress(Exception):
+            await channel.close()
+
+    def _background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    async def _declare_since(self) -> None:
+        """What this process declared or bound after start-up, on a new connection."""
+        for pool in sorted(self._pools_declared - set(self.pools)):
+            await self._declare_queue(deliver_queue(pool), Exchange.DELIVER, pool)
+        for pool, ip, handoff in list(self._ip_queues.values()):
+            await self._declare_ip_queue(pool, ip, handoff)
+        for queue, keys in list(self._event_keys.items()):
+            await self._bind_events(queue, sorted(keys), bound=True)
+
+    def _lost(self, generation: int, exc: BaseException | None) -> None:
+        """A close callback of the connection or a channel: start reconnecting, once."""
+        if generation != self._generation or self._closing or not self._ready:
+            # An older connection, one closed on purpose, or one still being opened (its
+            # opener gets the error and tries the next URL).
+            return
+        self._generation += 1
+        self._ready = False
+        if self._recovery is not None and not self._recovery.done():
+            return  # the running recovery notices the loss in what it awaits
+        log.warning(
+            "broker connection lost; reconnecting",
+            url=self.url,
+            error=repr(exc),
+            in_flight=len(self._in_flight),
+        )
+        self._recovery = asyncio.create_task(self._recover(set(self._in_flight)))
+
+    async def _recover(self, stale: set[asyncio.Task[Any]]) -> None:
+        """Reconnect (the next URL first), wait for the lost connection's handlers, consume
+        again; round after round until it holds or the broker is closed."""
+        delay = self.settings.reconnect_interval
+        start = self._url_index + 1
+        while not self._closing:
+            await self._discard()
+            errors: list[str] = []
+            for index in self._order(start):
+                try:
+                    await self._open(index)
+                    break
+                except Exception as exc:  # any failure: try the next URL
+                    errors.append(f"{redact(self._urls[index])}: {exc!r}")
+                    await self._discard()
+            else:
+                log.warning("no broker answered; retrying", errors=errors, retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_CAP)
+                continue
+            try:
+                if stale and self.settings.handler_grace:
+                    # Their messages are redelivered to whoever consumes them next: this
+                    # process too, and running a delivery job twice at once sends it twice.
+                    await asyncio.wait(stale, timeout=self.settings.handler_grace)
+                stale = set()
+                await self._resubscribe()
+            except Exception as exc:  # lost again: another round
+                log.warning("reconnected broker failed again", error=repr(exc))
+                start = self._url_index + 1
+                await asyncio.sleep(delay)
+                continue
+            if self.is_connected:  # no await since: a loss after this starts a new recovery
+                log.info("broker reconnected", url=self.url, consumers=len(self._subscriptions))
+                return
+            start = self._url_index + 1
+
+    async def _resubscribe(self) -> None:
+        for sub in list(self._subscriptions):
+            if sub.generation != self._generation and sub in self._subscriptions:
+                await self._start(sub)
+
+    async def _discard(self) -> None:
+        """Close the current connection, if any, without treating it as lost."""
+        self._ready = False
+        self._generation += 1
+        connection, self._connection = self._connection, None
+        self._publish_channel = self._consume_channel = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    def _channel(self) -> AbstractChannel:
+        """The publishing channel, or Unavailable while there is none."""
+        if not self.is_connected:
+            self._down()
+        assert self._publish_channel is not None
+        return self._publish_channel
+
+    def _down(self) -> NoReturn:
+        if self._ready and self._publish_channel is not None and self._publish_channel.is_closed:
+            self._renew_publisher_soon(self._publish_channel, pause=0)  # if no one did yet
+        raise Unavailable("broker connection is down")
+
+    def _exchange(self, name: str) -> AbstractExchange:
+        self._channel()
+        try:
+            return self._exchanges[name]
+        except KeyError:  # declared by the connection being replaced, not this one yet
+            raise Unavailable("broker connection is down") from None
 
     async def declare_exchanges(self) -> None:
         ch = self._publish_channel
@@ -223,23 +488,51 @@ class Broker:
         for pool in self.pools:
             await self._declare_queue(deliver_queue(pool), Exchange.DELIVER, pool)
 
+    def arguments(
+        self,
+        *,
+        dead_letter_exchange: str | None,
+        dead_letter_key: str | None = None,
+        ttl_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """The arguments of a durable queue: its type, and its TTL and dead-lettering. On a
+        quorum queue dead-lettering is at-least-once: a job handed back by dead-lettering
+        (a retry, a per-IP queue's handoff) must not be dropped when its target is down."""
+        args: dict[str, Any] = {"x-queue-type": self.settings.queue_type, **self._expires()}
+        if ttl_ms is not None:
+            args["x-message-ttl"] = ttl_ms
+        if dead_letter_exchange is not None:
+            args["x-dead-letter-exchange"] = dead_letter_exchange
+            if dead_letter_key is not None:
+                args["x-dead-letter-routing-key"] = dead_letter_key
+            if self.settings.queue_type == "quorum":
+                args["x-dead-letter-strategy"] = "at-least-once"
+                args["x-overflow"] = "reject-publish"  # at-least-once needs it
+        return args
+
     async def _declare_queue(
         self, name: str, exchange: Exchange, key: str | None, *, dead_letter: bool = True
     ) -> AbstractQueue:
-        assert self._publish_channel is not None
-        args: dict[str, Any] = {"x-queue-type": self.settings.queue_type, **self._expires()}
-        if dead_letter:
-            args["x-dead-letter-exchange"] = self.full(Exchange.DEAD)
-        queue = await self._publish_channel.declare_queue(
-            self.full(name), durable=True, arguments=args
+        channel, queues = self._publish_channel, self._queues
+        assert channel is not None
+        dlx = self.full(Exchange.DEAD) if dead_letter else None
+        queue = await channel.declare_queue(
+            self.full(name), durable=True, arguments=self.arguments(dead_letter_exchange=dlx)
         )
         if key is not None:
             await queue.bind(self._exchanges[exchange], routing_key=key)
-        self._queues[name] = queue
+        queues[name] = queue
         return queue
 
     async def bind_events(self, queue: Queue, keys: Iterable[str], *, bound: bool = True) -> None:
         """Bind ``queue`` to the events exchange with each routing key (or unbind them)."""
+        keys = list(keys)
+        wanted = self._event_keys.setdefault(queue, set())
+        (wanted.update if bound else wanted.difference_update)(keys)
+        self._channel()  # Unavailable now; bound on the next connection
+        await self._bind_events(queue, keys, bound=bound)
+
+    async def _bind_events(self, queue: Queue, keys: list[str], *, bound: bool) -> None:
         q = self._queues[queue]
         exchange = self._exchanges[Exchange.EVENTS]
         for key in keys:
@@ -251,69 +544,67 @@ class Broker:
     async def _retry_exchange(self, delay: float) -> AbstractExchange:
         ms = max(100, round(delay * 10) * 100)
         name = self.full(f"retry.{ms}")
-        if name in self._exchanges:
-            return self._exchanges[name]
+        channel, exchanges = self._channel(), self._exchanges
+        if name in exchanges:
+            return exchanges[name]
         async with self._declare_lock:
-            if name not in self._exchanges:
-                assert self._publish_channel is not None
-                exchange = await self._publish_channel.declare_exchange(
-                    name, ExchangeType.FANOUT, durable=True
-                )
-                queue = await self._publish_channel.declare_queue(
+            if name not in exchanges:
+                exchange = await channel.declare_exchange(name, ExchangeType.FANOUT, durable=True)
+                # Expired messages go back through the default exchange to the queue their
+                # routing key names.
+                queue = await channel.declare_queue(
                     name,
                     durable=True,
-                    arguments={
-                        "x-queue-type": self.settings.queue_type,
-                        "x-message-ttl": ms,
-                        # Expired messages go back through the default exchange to the
-                        # queue their routing key names.
-                        "x-dead-letter-exchange": "",
-                        **self._expires(),
-                    },
+                    arguments=self.arguments(dead_letter_exchange="", ttl_ms=ms),
                 )
                 await queue.bind(exchange)
-                self._exchanges[name] = exchange
-        return self._exchanges[name]
+                exchanges[name] = exchange
+        return exchanges[name]
 
     async def declare_pool(self, pool: str) -> str:
         """The queue of a pool's delivery jobs, declared and bound."""
+        self._pools_declared.add(pool)
+        self._channel()
         await self._declare_queue(deliver_queue(pool), Exchange.DELIVER, pool)
         return deliver_queue(pool)
 
     async def declare_ip_queue(self, pool: str, ip: str, *, handoff: float) -> str:
         """The queue of ``ip``'s jobs in ``pool``. A job waiting there longer than
         ``handoff`` seconds (its dispatcher is gone) goes back to the pool's queue."""
-        assert self._publish_channel is not None
+        self._ip_queues[ip_queue(pool, ip)] = (pool, ip, handoff)
+        self._channel()  # Unavailable now; declared on the next connection
+        return await self._declare_ip_queue(pool, ip, handoff)
+
+    async def _declare_ip_queue(self, pool: str, ip: str, handoff: float) -> str:
         name = ip_queue(pool, ip)
-        queue = await self._publish_channel.declare_queue(
+        channel = self._publish_channel
+        assert channel is not None
+        queue = await channel.declare_queue(
             self.full(name),
             durable=True,
-            arguments={
-                "x-queue-type": self.settings.queue_type,
-                "x-message-ttl": int(handoff * 1000),
-                "x-dead-letter-exchange": self.full(Exchange.DELIVER),
-                "x-dead-letter-routing-key": pool,
-                **self._expires(),
-            },
+            arguments=self.arguments(
+                dead_letter_exchange=self.full(Exchange.DELIVER),
+                dead_letter_key=pool,
+                ttl_ms=int(handoff * 1000),
+            ),
         )
         self._queues[name] = queue
         return name
 
     async def stop_consuming(self, queue: str) -> None:
         """Stop taking messages from ``queue`` (a pool this instance no longer serves)."""
-        full = self.full(queue)
-        for q, tag in [c for c in self._consumers if c[0].name == full]:
-            with contextlib.suppress(Exception):
-                await q.cancel(tag)
-            self._consumers.remove((q, tag))
+        for sub in [s for s in self._subscriptions if s.queue == queue]:
+            self._subscriptions.remove(sub)
+            await self._cancel(sub)
 
     def consuming(self) -> set[str]:
-        """The queues (without the prefix) this process consumes."""
-        cut = len(self.settings.prefix) + 1
-        return {q.name[cut:] for q, _ in self._consumers}
+        """The queues (without the prefix) this process consumes, or will again once
+        reconnected."""
+        return {s.queue for s in self._subscriptions}
 
     async def depth(self, queue: str) -> int | None:
         """Messages ready in ``queue``; None when it does not exist."""
+        self._channel()
         assert self._connection is not None
         # A passive declare of a missing queue closes its channel: use a throwaway one.
         channel = await self._connection.channel()
@@ -330,9 +621,8 @@ class Broker:
         self, queue: str, body: bytes, headers: Mapping[str, Any], message_id: str | None
     ) -> None:
         """Put a message as it is into another queue (confirmed)."""
-        assert self._publish_channel is not None
         await self._publish(
-            self._publish_channel.default_exchange,
+            self._channel().default_exchange,
             self.full(queue),
             body,
             headers=headers,
@@ -342,17 +632,22 @@ class Broker:
     @property
     def is_connected(self) -> bool:
         return (
-            self._connection is not None
+            self._ready
+            and self._connection is not None
             and not self._connection.is_closed
             and self._publish_channel is not None
             and not self._publish_channel.is_closed
         )
 
     async def close(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await self._connection.close()
-        self._connection = None
+        self._closing = True
+        tasks = [t for t in (self._recovery, *self._chores) if t is not None]
+        self._recovery = None
+        for task in tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._discard()
 
     # -- publishing ----------------------------------------------------------------
 
@@ -371,7 +666,7 @@ class Broker:
         for first in (True, False):
             try:
                 await self._publish(
-                    self._exchanges[exchange],
+                    self._exchange(exchange),
                     key,
                     body,
                     headers=inject_headers(dict(headers or {})),
@@ -387,9 +682,8 @@ class Broker:
 
     async def reply(self, to: str, body: bytes, *, correlation_id: str | None) -> None:
         """Answer a publisher on its reply-to queue (through the default exchange)."""
-        assert self._publish_channel is not None
         await self._publish(
-            self._publish_channel.default_exchange,
+            self._channel().default_exchange,
             to,
             body,
             headers={},
@@ -416,7 +710,7 @@ class Broker:
     ) -> None:
         if not self.is_connected:
             PUBLISH_FAILURES.labels(exchange.name).inc()
-            raise Unavailable("broker connection is down")
+            self._down()
         msg = aio_pika.Message(
             body,
             headers=dict(headers),
@@ -435,9 +729,12 @@ class Broker:
                     f"no queue for {routing_key!r} on {exchange.name!r}: the message was returned"
                 ) from exc
             raise Unavailable(f"publish to {exchange.name!r} not confirmed: {exc!r}") from exc
+        except aio_pika.exceptions.DeliveryError as exc:  # nacked
+            PUBLISH_FAILURES.labels(exchange.name).inc()
+            self._renew_publisher_soon(getattr(exchange, "channel", None))
+            raise Unavailable(f"publish to {exchange.name!r} not confirmed: {exc!r}") from exc
         except (
             *TRANSIENT_ERRORS,
-            aio_pika.exceptions.DeliveryError,
             aio_pika.exceptions.ChannelInvalidStateError,
             RuntimeError,
         ) as exc:
@@ -450,32 +747,24 @@ class Broker:
     async def consume(
         self, queue: str, handler: Handler, *, decode: Decoder = schemas.decode
     ) -> None:
-        """Start handling ``queue`` with ``handler``, under the policy in the module docstring.
-        ``decode`` turns the body into the handler's message (raising CodecError if it can't)."""
-        assert self._consume_channel is not None
-        q = await self._consume_channel.get_queue(self.full(queue), ensure=True)
+        """Start handling ``queue`` with ``handler``, under the policy in the module docstring,
+        on this connection and every later one. ``decode`` turns the body into the handler's
+        message (raising CodecError if it can't)."""
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            self._in_flight.add(task)
-            try:
-                await self._handle(queue, handler, message, decode)
-            finally:
-                self._in_flight.discard(task)
+            await self._run(self._handle(queue, handler, message, decode))
 
-        tag = await q.consume(on_message)
-        self._consumers.append((q, tag))
+        async def start(channel: AbstractChannel) -> tuple[AbstractQueue, str]:
+            q = await channel.get_queue(self.full(queue), ensure=True)
+            return q, await q.consume(on_message)
+
+        await self._subscribe(_Subscription(queue, start))
 
     async def on_change(self, handler: Callable[[schemas.Changed], Awaitable[None]]) -> None:
         """Call ``handler`` with every configuration change announced while this process runs,
-        through an exclusive queue of its own (gone with the connection). A handler that fails
-        is logged and the change acked: the services' periodic refreshes catch up anyway."""
-        assert self._consume_channel is not None
-        queue = await self._consume_channel.declare_queue(
-            self.full(f"control.{self.name}.{new_id()[-12:]}"), exclusive=True, auto_delete=True
-        )
-        await queue.bind(self.full(Exchange.CONTROL))
+        through an exclusive queue of its own (gone with the connection; a new one on the next).
+        A handler that fails is logged and the change acked: the services' periodic refreshes
+        catch up anyway, also on what was announced while the connection was down."""
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             try:
@@ -486,8 +775,47 @@ class Broker:
                 log.exception("configuration change not applied")
             await self._ack(message)
 
-        tag = await queue.consume(on_message)
-        self._consumers.append((queue, tag))
+        async def start(channel: AbstractChannel) -> tuple[AbstractQueue, str]:
+            # Classic even where the durable queues are quorum (which refuse exclusive and
+            # auto-delete queues), and said so: a vhost's default queue type must not apply.
+            queue = await channel.declare_queue(
+                self.full(f"control.{self.name}.{new_id()[-12:]}"),
+                exclusive=True,
+                auto_delete=True,
+                arguments={"x-queue-type": "classic"},
+            )
+            await queue.bind(self.full(Exchange.CONTROL))
+            return queue, await queue.consume(on_message)
+
+        await self._subscribe(_Subscription(f"control.{self.name}", start))
+
+    async def _subscribe(self, sub: _Subscription) -> None:
+        if not self.is_connected:
+            raise Unavailable("broker connection is down")
+        await self._start(sub)
+        self._subscriptions.append(sub)
+
+    async def _start(self, sub: _Subscription) -> None:
+        channel, generation = self._consume_channel, self._generation
+        if channel is None or channel.is_closed:
+            raise Unavailable("broker connection is down")
+        sub.active, sub.generation = await sub.start(channel), generation
+
+    async def _cancel(self, sub: _Subscription) -> None:
+        active, sub.active = sub.active, None
+        if active is not None and sub.generation == self._generation:
+            queue, tag = active
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+
+    async def _run(self, handling: Awaitable[None]) -> None:
+        # The handler runs in a task of its own, shielded: losing the channel cancels the
+        # consumer's task, and a handler cut off between sending a mail and recording it would
+        # send it again when the job is redelivered. Reconnecting waits for these tasks.
+        task = asyncio.ensure_future(handling)
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        await asyncio.shield(task)
 
     async def _handle(
         self, queue: str, handler: Handler, message: AbstractIncomingMessage, decode: Decoder
@@ -510,18 +838,19 @@ class Broker:
                 decoded, payload = decode(message.body)
                 if hasattr(decoded, "message_id"):
                     hlog.bind(message_id=decoded.message_id)
-                await handler(
-                    Delivery(
-                        decoded,
-                        payload,
-                        attempt,
-                        queue,
-                        headers,
-                        message_id=message.message_id,
-                        reply_to=message.reply_to,
-                        correlation_id=message.correlation_id,
+                async with self._alone(queue, decoded, message.body, payload):
+                    await handler(
+                        Delivery(
+                            decoded,
+                            payload,
+                            attempt,
+                            queue,
+                            headers,
+                            message_id=message.message_id,
+                            reply_to=message.reply_to,
+                            correlation_id=message.correlation_id,
+                        )
                     )
-                )
             except CodecError as exc:
                 await self._settle_dead(queue, message, decoded, f"undecodable: {exc}")
             except Permanent as exc:
@@ -554,6 +883,31 @@ class Broker:
                 await self._ack(message)
                 CONSUMED.labels(queue, "ack").inc()
 
+    @contextlib.asynccontextmanager
+    async def _alone(
+        self, queue: str, decoded: object, body: bytes, payload: bytes
+    ) -> AsyncIterator[None]:
+        """Run a job only when no copy of it runs in this process. Copies come from
+        at-least-once: a job redelivered after a lost connection while its first handler still
+        runs, or published twice because the ack of what made it was lost (a sign job
+        redelivered to the signer makes its delivery jobs again). Run together, both would
+        find the recipient still waiting and send it twice; one after the other, the second
+        finds what the first recorded. A copy is the same envelope (the payload can differ:
+        a DKIM signature carries its time)."""
+        if not isinstance(decoded, schemas.SignJob | schemas.DeliveryJob | schemas.DeliveryResult):
+            yield
+            return
+        key = (queue, body[: len(body) - len(payload)])
+        entry = self._twins.setdefault(key, (asyncio.Lock(), [0]))
+        entry[1][0] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1][0] -= 1
+            if not entry[1][0]:
+                del self._twins[key]
+
     async def _settle_retry(
         self,
         queue: str,
@@ -564,6 +918,10 @@ class Broker:
         reason: str,
     ) -> None:
         log.info("retrying later", delay=delay, outcome=outcome, reason=reason)
+        if _channel_lost(message):
+            log.info("channel lost: the broker redelivers the message instead")
+            CONSUMED.labels(queue, "redelivered").inc()
+            return
         try:
             exchange = await self._retry_exchange(delay)
             await self._publish(
@@ -589,6 +947,10 @@ class Broker:
         reason: str,
     ) -> None:
         log.error("dead-lettering", reason=reason)
+        if _channel_lost(message):
+            log.info("channel lost: the broker redelivers the message instead")
+            CONSUMED.labels(queue, "redelivered").inc()
+            return
         headers = dict(message.headers or {})
         headers.update(
             {
@@ -599,7 +961,7 @@ class Broker:
         )
         try:
             await self._publish(
-                self._exchanges[Exchange.DEAD],
+                self._exchange(Exchange.DEAD),
                 self.full(queue),
                 message.body,
                 headers=headers,
@@ -637,10 +999,9 @@ class Broker:
     async def drain(self, grace: float) -> None:
         """Stop taking messages, then give in-flight handlers ``grace`` seconds to finish.
         Whatever is still unacked afterwards is redelivered by the broker."""
-        for q, tag in self._consumers:
-            with contextlib.suppress(Exception):
-                await q.cancel(tag)
-        self._consumers.clear()
+        subscriptions, self._subscriptions = self._subscriptions, []
+        for sub in subscriptions:
+            await self._cancel(sub)
         if self._in_flight:
             log.info("draining", in_flight=len(self._in_flight))
             _, pending = await asyncio.wait(set(self._in_flight), timeout=grace)

@@ -31,14 +31,19 @@ class BrokerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HATO_AMQP_", extra="ignore")
 
     url: str = Field(
-        "amqp://guest:guest@127.0.0.1:5672/", description="AMQP URL of the RabbitMQ server."
+        "amqp://guest:guest@127.0.0.1:5672/",
+        description="AMQP URL of RabbitMQ; for a cluster, one URL per node, comma-separated: a "
+        "service connects to the first that answers and, when its connection is lost, to any "
+        "that answers (the next one in the list first), then declares the topology and "
+        "consumes again by itself. Publishes in flight while it switches fail as Unavailable.",
     )
     prefix: str = Field(
         "hato", description="Prefix of every exchange and queue name (isolates test runs)."
     )
-    queue_type: str = Field(
+    queue_type: Literal["classic", "quorum"] = Field(
         "classic",
-        description="x-queue-type of work queues: 'classic' for dev, 'quorum' in production.",
+        description="x-queue-type of durable queues: 'classic' for dev, 'quorum' in production "
+        "(replicated; dead-letters at least once). The per-process control queues stay classic.",
     )
     queue_expires: int = Field(
         0,
@@ -49,13 +54,32 @@ class BrokerSettings(BaseSettings):
     publish_timeout: float = Field(
         5.0, gt=0, description="Seconds to wait for a publisher confirm before giving up."
     )
-    connect_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a connection.")
+    connect_timeout: float = Field(
+        5.0, gt=0, description="Seconds to wait for a connection (to each URL in turn)."
+    )
+    reconnect_interval: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds before trying every URL again when none answered after a lost "
+        "connection; doubles each round up to 30.",
+    )
+    handler_grace: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds a reconnected process waits for handlers still running from the "
+        "lost connection before consuming again (their messages come back; one job must not "
+        "run twice at once).",
+    )
     max_redeliveries: int = Field(
         5, ge=0, description="Retries for unexpected handler errors before dead-lettering."
     )
     error_backoff: float = Field(
         5.0, gt=0, description="Seconds before retrying a message whose handler failed."
     )
+
+    def urls(self) -> list[str]:
+        """The broker URLs in the order they are tried."""
+        return [part.strip() for part in self.url.split(",") if part.strip()]
 
 
 class StoreSettings(BaseSettings):

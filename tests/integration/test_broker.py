@@ -1,5 +1,7 @@
 """consume() on the real RabbitMQ: ack, retry through TTL queues, dead-letter with a reason,
-transient errors, trace context, confirms and draining."""
+transient errors, trace context, confirms and draining; reconnecting through another URL when
+the connection is lost (cut by a proxy); quorum queue arguments. tests/cluster/ does the same
+on a real three-node cluster."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import aio_pika
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from yarl import URL
 
-from shared.broker import QUEUE_HEADER, REASON_HEADER, Broker, Delivery, NoRoute, Queue
+from shared.broker import QUEUE_HEADER, REASON_HEADER, Broker, Delivery, NoRoute, Queue, redact
 from shared.errors import Permanent, RetryLater, Unavailable
 from shared.schemas import (
     Changed,
@@ -24,6 +27,8 @@ from shared.schemas import (
     decode,
 )
 from shared.settings import BrokerSettings
+from tests.conftest import AMQP_URL
+from tests.helpers.net import TcpProxy
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -235,3 +240,171 @@ async def test_drain_lets_in_flight_work_finish(broker: Broker) -> None:
     await broker.publish(job())  # nobody consumes any more
     await asyncio.sleep(0.3)
     assert await count(broker, Queue.SIGN) == 1
+
+
+async def test_copies_of_one_job_run_one_after_another(broker: Broker) -> None:
+    """Two copies of one job (at-least-once makes them) never run at once in a process: the
+    second starts when the first ended; different jobs still run side by side."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    loop = asyncio.get_running_loop()
+
+    async def handler(d: Delivery) -> None:
+        start = loop.time()
+        await asyncio.sleep(0.3)
+        spans.setdefault(d.message.message_id, []).append((start, loop.time()))
+
+    await broker.consume(Queue.SIGN, handler)
+    twin = job("twin")
+    await asyncio.gather(broker.publish(twin), broker.publish(twin))
+    await broker.publish(job("other"))
+    await eventually(lambda: asyncio.sleep(0, spans), until=lambda s: len(s.get("twin", [])) == 2)
+    (a_start, a_end), (b_start, _) = sorted(spans["twin"])
+    assert b_start >= a_end
+    ((o_start, o_end),) = spans["other"]
+    assert o_start < a_end and a_start < o_end  # the other job overlapped the first copy
+
+
+@pytest.fixture
+async def proxies() -> AsyncIterator[list[TcpProxy]]:
+    """Two ways to the broker, each of which a test can cut: two "nodes" of one broker."""
+    host, port = URL(AMQP_URL).host, URL(AMQP_URL).port
+    pair = [TcpProxy(host, port), TcpProxy(host, port)]
+    for proxy in pair:
+        await proxy.start()
+    yield pair
+    for proxy in pair:
+        await proxy.cut()
+
+
+def via(proxy: TcpProxy) -> str:
+    return str(URL(AMQP_URL).with_host(proxy.host).with_port(proxy.port))
+
+
+async def test_a_lost_connection_moves_to_the_next_url_and_consumes_again(
+    broker_settings: BrokerSettings, proxies: list[TcpProxy]
+) -> None:
+    """With several URLs, losing the connection reconnects by itself through the next one:
+    the topology is declared again, consumers consume again, publishing works again."""
+    first, second = proxies
+    settings = broker_settings.model_copy(
+        update={"url": f"{via(first)}, {via(second)}", "reconnect_interval": 0.2}
+    )
+    b = Broker(settings, name="failover", pools=["default"])
+    await b.connect()
+    seen: list[str] = []
+
+    async def handler(d: Delivery) -> None:
+        seen.append(d.message.message_id)
+
+    try:
+        await b.consume(Queue.SIGN, handler)
+        await b.publish(job("before"))
+        await eventually(lambda: asyncio.sleep(0, seen), until=lambda s: s == ["before"])
+        assert b.url == redact(via(first))
+
+        await first.cut()
+        with pytest.raises(Unavailable):  # at once, while it reconnects
+            await b.publish(job("during"))
+        await eventually(lambda: asyncio.sleep(0, b.is_connected), timeout=10)
+        assert b.url == redact(via(second))
+        assert b.consuming() == {"sign"}
+        await b.publish(job("after"))
+        await eventually(lambda: asyncio.sleep(0, seen), until=lambda s: "after" in s)
+    finally:
+        await b.close()
+
+
+async def test_with_no_broker_reachable_it_keeps_trying(
+    broker_settings: BrokerSettings, proxies: list[TcpProxy]
+) -> None:
+    """When no URL answers, publishing fails fast (Unavailable) and the broker tries again,
+    round after round, until one answers."""
+    first, second = proxies
+    settings = broker_settings.model_copy(
+        update={"url": f"{via(first)},{via(second)}", "reconnect_interval": 0.1}
+    )
+    b = Broker(settings, name="failover")
+    await b.connect()
+    try:
+        await first.cut()
+        await second.cut()
+        await asyncio.sleep(0.5)  # several rounds find nobody
+        assert not b.is_connected
+        with pytest.raises(Unavailable, match="down"):
+            await b.publish(job())
+        await first.restore()
+        await eventually(lambda: asyncio.sleep(0, b.is_connected), timeout=10)
+        await b.publish(job())
+    finally:
+        await b.close()
+
+
+async def test_a_handler_cut_off_by_a_lost_connection_finishes_before_its_copy_runs(
+    broker_settings: BrokerSettings, proxies: list[TcpProxy]
+) -> None:
+    """A handler running when the connection drops is not cancelled; the broker redelivers
+    its message, and the copy runs only after the first handler has finished (a delivery
+    job run twice at once would mail its recipients twice)."""
+    first, second = proxies
+    settings = broker_settings.model_copy(
+        update={"url": f"{via(first)},{via(second)}", "reconnect_interval": 0.1}
+    )
+    b = Broker(settings, name="failover")
+    await b.connect()
+    loop = asyncio.get_running_loop()
+    runs: list[dict[str, float]] = []
+    started = asyncio.Event()
+
+    async def handler(d: Delivery) -> None:
+        run = {"start": loop.time()}
+        runs.append(run)
+        started.set()
+        await asyncio.sleep(1.0 if len(runs) == 1 else 0)
+        run["end"] = loop.time()
+
+    try:
+        await b.consume(Queue.SIGN, handler)
+        await b.publish(job("cut-off"))
+        await asyncio.wait_for(started.wait(), 10)
+        await first.cut()
+        await eventually(lambda: asyncio.sleep(0, runs), until=lambda r: len(r) == 2, timeout=10)
+        assert "end" in runs[0]  # ran to its end, not cancelled
+        assert runs[1]["start"] >= runs[0]["end"]  # the redelivered copy started afterwards
+    finally:
+        await b.close()
+
+
+async def test_quorum_queues_dead_letter_at_least_once_and_control_stays_classic(
+    broker_settings: BrokerSettings,
+) -> None:
+    """With queue_type=quorum every durable queue is a quorum queue, those that dead-letter do
+    it at-least-once (with reject-publish overflow, which it needs), the retry flow still
+    returns a job, and the per-process control queue stays a classic exclusive queue."""
+    settings = broker_settings.model_copy(update={"queue_type": "quorum"})
+    b = Broker(settings, name="quorum", pools=["default"])
+    await b.connect()
+    try:
+        args = b.arguments(dead_letter_exchange="", ttl_ms=100)
+        assert args["x-queue-type"] == "quorum"
+        assert args["x-dead-letter-strategy"] == "at-least-once"
+        assert args["x-overflow"] == "reject-publish"
+        assert "x-dead-letter-strategy" not in b.arguments(dead_letter_exchange=None)
+        classic = Broker(broker_settings, name="classic")
+        assert "x-dead-letter-strategy" not in classic.arguments(dead_letter_exchange="x")
+
+        attempts: list[int] = []
+
+        async def handler(d: Delivery) -> None:
+            attempts.append(d.attempt)
+            if d.attempt == 1:
+                raise RetryLater(0.2)
+
+        await b.consume(Queue.SIGN, handler)
+        await b.on_change(lambda c: asyncio.sleep(0))
+        await b.declare_ip_queue("default", "192.0.2.9", handoff=1)
+        await b.publish(job())
+        await eventually(lambda: asyncio.sleep(0, attempts), until=lambda a: a == [1, 2])
+        control = next(q for q in b.consuming() if q.startswith("control."))
+        assert control == "control.quorum"
+    finally:
+        await b.close()
