@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.ingest import addresses
+from services.ingest.content import LINE_BREAKING, ContentError, one_mailbox
 
 # Headers the API builds itself; a custom header may not set them.
 RESERVED_HEADERS = frozenset(
@@ -41,8 +42,10 @@ MAX_RECIPIENTS_PER_MESSAGE = 1000
 
 
 def _no_line_breaks(value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise ValueError("must not contain CR or LF")
+    # Not only CR and LF: the email package also breaks lines at VT, FF, FS, GS, RS, NEL and
+    # the Unicode line and paragraph separators.
+    if LINE_BREAKING.search(value):
+        raise ValueError("must not contain a line break or a control character")
     return value
 
 
@@ -50,10 +53,13 @@ OneLine = Annotated[str, AfterValidator(_no_line_breaks)]
 
 
 def _mailbox(value: str) -> str:
-    """``addr@domain`` or ``Name <addr@domain>``, on one line, with an acceptable address."""
-    _no_line_breaks(value)
-    _, address = email.utils.parseaddr(value)
-    if not address or addresses.split(address) is None:
+    """``addr@domain`` or ``Name <addr@domain>``: one mailbox (a list in one string is not a
+    list), on one line, with an acceptable address."""
+    try:
+        address = one_mailbox(value)
+    except ContentError as exc:
+        raise ValueError(str(exc)) from None
+    if addresses.split(address) is None:
         raise ValueError(f"not a usable address: {value!r}")
     return value
 

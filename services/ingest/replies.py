@@ -26,6 +26,12 @@ MESSAGE_TOO_BIG = SMTPReply(552, "5.3.4", "Message size exceeds the limit for th
 RATE_LIMITED = SMTPReply(451, "4.7.1", "Hourly message limit reached; try again later")
 NOT_DURABLE = SMTPReply(451, "4.3.0", "Temporary failure, message not accepted; try again later")
 SHUTTING_DOWN = SMTPReply(421, "4.3.2", "Service shutting down, try again later")
+AUTH_IN_TRANSACTION = SMTPReply(503, "5.5.1", "AUTH not permitted during a mail transaction")
+
+
+def content_refused(why: str) -> SMTPReply:
+    """The message itself is refused (services/ingest/content.py says why)."""
+    return SMTPReply(554, "5.6.0", f"Message refused: {why}")
 
 
 def queued(message_id: str) -> SMTPReply:

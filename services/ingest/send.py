@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from services.ingest import content
 from services.ingest.accept import Accepted, Acceptor, RateLimited, Submission, summarize_headers
 from services.ingest.api_models import (
     AcceptedOut,
@@ -55,7 +56,7 @@ class Sender:
     async def send(self, identity: Identity, message: MessageIn) -> dict[str, Any]:
         sender = address_of(message.from_)
         self._check_sender(identity, sender)
-        raw = compose(message, message_id_domain=sender.rpartition("@")[2])
+        raw = _checked(compose(message, message_id_domain=sender.rpartition("@")[2]))
         return await self._submit(
             identity,
             sender,
@@ -67,7 +68,7 @@ class Sender:
         )
 
     async def send_raw(self, identity: Identity, message: RawMessageIn) -> dict[str, Any]:
-        raw = message.data()
+        raw = _checked(content.with_crlf(message.data()))
         headers = summarize_headers(raw)
         if headers.from_address is None:
             raise Refused(400, "the message has no usable From header")
@@ -130,6 +131,14 @@ class Sender:
         except Unavailable:
             raise Refused(503, "the message could not be made durable; try again") from None
         return _accepted(accepted)
+
+
+def _checked(raw: bytes) -> bytes:
+    try:
+        content.check(raw)
+    except content.ContentError as exc:
+        raise Refused(400, str(exc)) from None
+    return raw
 
 
 def _accepted(accepted: Accepted) -> dict[str, Any]:

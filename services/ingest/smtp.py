@@ -24,7 +24,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from services.ingest import addresses, replies
+from services.ingest import addresses, content, replies
 from services.ingest.accept import Acceptor, RateLimited, Submission, summarize_headers
 from services.ingest.policy import RelayPolicy
 from shared import credentials
@@ -183,6 +183,10 @@ class RelayHandler:
         return [*out, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
 
     async def handle_AUTH(self, server: SMTP, session: Session, envelope: Envelope, args):
+        # RFC 4954 4: not within a transaction. A MAIL FROM given before AUTH would otherwise
+        # have been checked against another identity (or none) than the one sending.
+        if envelope.mail_from is not None:
+            return str(replies.AUTH_IN_TRANSACTION)
         if self.throttle.locked(_peer_ip(session)):
             return str(replies.AUTH_LOCKED)
         return MISSING  # aiosmtpd goes on with the mechanism
@@ -247,6 +251,12 @@ class RelayHandler:
         raw: bytes = envelope.original_content or b""
         if len(raw) > self.size_limit(identity):
             return str(replies.MESSAGE_TOO_BIG)
+        if not self.policy.may_send_from(identity, envelope.mail_from or ""):
+            return str(replies.SENDER_NOT_ALLOWED)  # the identity may have changed since MAIL
+        try:
+            content.check(raw)
+        except content.ContentError as exc:
+            return str(replies.content_refused(str(exc)))
         headers = summarize_headers(raw)
         if headers.from_address is None or headers.from_domain is None:
             return str(replies.NO_FROM_HEADER)

@@ -99,6 +99,16 @@ async def test_raw_messages_are_sent_as_they_are(api: Api) -> None:
         ({"text": None}, ""),
         ({"attachments": [{"filename": "a", "content": "***"}]}, "attachments.0.content"),
         ({"charset": "latin-1"}, "charset"),
+        # Every character the email package takes for a line break, not only CR and LF.
+        ({"subject": "a\x0cBcc: victim@evil.test"}, "subject"),
+        ({"subject": "a\x0bb"}, "subject"),
+        ({"headers": {"X-Evil": "a\u2028Bcc: victim@evil.test"}}, "headers.X-Evil"),
+        ({"headers": {"X-Evil": "a\x85b"}}, "headers.X-Evil"),
+        ({"tags": ["a\x1cb"]}, "tags.0"),
+        # One address per field: a list in one string is not a list.
+        ({"to": ["a@ok.test,victim@evil.test"]}, "to.0"),
+        ({"from": "orders@shop.test, ceo@bank.test"}, "from"),
+        ({"from": "orders@shop.test <ceo@bank.test>"}, "from"),
     ],
 )
 async def test_bad_requests_get_a_400_problem_document(api: Api, change, where) -> None:
@@ -110,6 +120,47 @@ async def test_bad_requests_get_a_400_problem_document(api: Api, change, where) 
     problem = response.json()
     assert problem["status"] == 400 and problem["title"] == "Bad Request"
     assert any(e["location"].endswith(where) for e in problem["errors"]), problem
+
+
+async def test_no_composed_line_is_longer_than_998_octets(api: Api) -> None:
+    """A header that cannot be folded under 998 octets is refused (400), in the JSON and in the
+    raw API; a long one with spaces is folded and sent."""
+    long = await api.http.post(
+        "/v1/messages", json=message(headers={"X-Long": "y" * 5001}), headers=api.as_tenant()
+    )
+    assert long.status_code == 400 and "998" in long.json()["detail"], long.text
+    raw = b"From: orders@shop.test\r\nTo: raw@ok.test\r\nX-Long: " + b"y" * 5001 + b"\r\n\r\nx"
+    response = await api.http.post(
+        "/v1/messages/raw",
+        json={"to": ["raw@ok.test"], "message": base64.b64encode(raw).decode()},
+        headers=api.as_tenant(),
+    )
+    assert response.status_code == 400 and "998" in response.json()["detail"], response.text
+    folded = await api.http.post(
+        "/v1/messages",
+        json=message(to=["fold@ok.test"], headers={"X-Words": "word " * 900}),
+        headers=api.as_tenant(),
+    )
+    assert folded.status_code == 202, folded.text
+    data = await delivered_to(api, "fold@ok.test")
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"From: orders@shop.test\r\nFrom: ceo@bank.test\r\n\r\nx",
+        b"From: orders@shop.test, ceo@bank.test\r\n\r\nx",
+        b"From: orders@shop.test\r\nSubject: a\rBcc: victim@evil.test\r\n\r\nx",
+    ],
+)
+async def test_a_raw_message_must_have_one_from_and_clean_headers(api: Api, raw: bytes) -> None:
+    response = await api.http.post(
+        "/v1/messages/raw",
+        json={"to": ["raw@ok.test"], "message": base64.b64encode(raw).decode()},
+        headers=api.as_tenant(),
+    )
+    assert response.status_code == 400, response.text
 
 
 async def test_authentication_and_sender_rules(api: Api) -> None:

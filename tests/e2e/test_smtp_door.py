@@ -326,3 +326,56 @@ async def test_the_legacy_listener_serves_tls_1_0_and_the_others_do_not(door: Do
 
     assert await starttls(door.legacy) == "TLSv1"
     assert (await starttls(door.submission)).startswith("refused")
+
+
+async def test_auth_inside_a_transaction_is_refused(door: Door) -> None:
+    """On the relay port after STARTTLS, a stranger's MAIL FROM a foreign address is taken
+    (it may be mail for a local tenant), but AUTH after it is refused with 503 5.5.1: the
+    sender must be checked against the identity that sends."""
+    client = aiosmtplib.SMTP(
+        hostname="127.0.0.1",
+        port=door.relay,
+        start_tls=True,
+        tls_context=door.tls,
+        source_address=("127.0.0.9", 0),
+    )
+    await client.connect()
+    await client.ehlo()
+    assert (await client.mail("ceo@bank.test")).code == 250
+    with pytest.raises(aiosmtplib.SMTPResponseException) as inside:
+        await client.auth_plain("shop", PASSWORD)
+    assert (inside.value.code, inside.value.message[:5]) == (503, "5.5.1")
+    await client.rset()
+    await client.auth_plain("shop", PASSWORD)
+    with pytest.raises(aiosmtplib.SMTPResponseException) as foreign:
+        await client.mail("ceo@bank.test")
+    assert (foreign.value.code, foreign.value.message[:5]) == (550, "5.7.1")
+    await client.quit()
+
+
+@pytest.mark.parametrize(
+    ("header", "answer"),
+    [
+        (b"From: orders@shop.test\r\nSubject: a\rBcc: v@victim.test\r\n", "554 5.6.0"),
+        (b"From: orders@shop.test\r\nSubject: a\nBcc: v@victim.test\r\n", "554 5.6.0"),
+        (b"From: orders@shop.test\r\nFrom: ceo@bank.test\r\n", "554 5.6.0"),
+        (b"From: orders@shop.test, ceo@bank.test\r\n", "554 5.6.0"),
+        (b"From: orders@shop.test\r\nSubject: a\0\r\n", "554 5.6.0"),
+        # Over RFC 5321's 1,000 octets with CRLF a line is refused by the SMTP parser itself.
+        (b"From: orders@shop.test\r\nX-Long: " + b"y" * 5001 + b"\r\n", "500 5.5.2"),
+    ],
+)
+async def test_a_header_that_could_be_read_two_ways_is_refused(
+    door: Door, header: bytes, answer: str
+) -> None:
+    """A bare CR or LF in a header, a second From or mailbox, a NUL, a line over 998 octets:
+    refused after DATA, with the reason."""
+    raw = await RawSession.open(door.relay)  # 127.0.0.1: tenant acme's network
+    await raw.cmd("EHLO client.test")
+    assert (await raw.cmd("MAIL FROM:<orders@shop.test>"))[0].startswith("250")
+    assert (await raw.cmd("RCPT TO:<bob@ok.test>"))[0].startswith("250")
+    assert (await raw.cmd("DATA"))[0].startswith("354")
+    await raw.send(header + b"To: bob@ok.test\r\n\r\nhello\r\n.\r\n")
+    reply = (await raw.reply())[0]
+    assert reply.startswith(answer), reply
+    await raw.close()

@@ -1,0 +1,107 @@
+"""What a message must be before Hato signs it for a tenant, whichever door it came through.
+
+The lines drawn here stop a message from meaning one thing to the check that admits it and
+another to the parsers downstream (the signer's, the recipient's):
+
+- no NUL anywhere, and in the header block no CR or LF that does not end a line: Python's
+  email package, and many receivers, take a bare CR or LF for a line break, so
+  ``Subject: a<CR>Bcc: v@victim.example`` would become a real ``Bcc`` line;
+- no header line over 998 octets (RFC 5322 2.1.1);
+- exactly one From field holding exactly one mailbox (RFC 5322 3.6.2 allows a list only with a
+  Sender field; a relay that signs for the first of several addresses signs for all of them),
+  read alike by a strict RFC 5322 parser and by the lenient one the rest of Hato uses.
+
+A message that fails is refused whole (SMTP ``554 5.6.0``, HTTP 400); nothing is repaired.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from email.headerregistry import HeaderRegistry
+
+MAX_LINE = 998  # octets, without the CRLF (RFC 5322 2.1.1)
+
+# Characters that end a line for str.splitlines() (and so for the email package), and the
+# other C0 controls: never inside a one-line value the API composes into a header.
+LINE_BREAKING = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_BARE_CR = re.compile(rb"\r(?!\n)")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.M)
+_REGISTRY = HeaderRegistry()
+
+
+class ContentError(ValueError):
+    """A message Hato will not sign; the text says why, for the sender."""
+
+
+def header_block(raw: bytes) -> bytes:
+    """The header block of ``raw`` with the line break that ends it (all of ``raw`` if it has
+    no body)."""
+    match = _HEADER_END.search(raw)
+    return raw[: match.end()] if match else raw
+
+
+def with_crlf(raw: bytes) -> bytes:
+    """A message written with LF line ends (a Unix file) in CRLF; any other left as it is, so
+    that a mix of the two is still seen by ``check``."""
+    return raw.replace(b"\n", b"\r\n") if b"\r" not in raw else raw
+
+
+def check(raw: bytes) -> str:
+    """Check ``raw`` (CRLF line ends) and return its From address; ContentError if refused."""
+    if b"\0" in raw:
+        raise ContentError("the message contains a NUL byte")
+    head = header_block(raw)
+    if _BARE_CR.search(head):
+        raise ContentError("a header contains a CR that does not end a line")
+    if _BARE_LF.search(head):
+        raise ContentError("a header contains a line feed without CR")
+    for line in head.split(b"\r\n"):
+        if len(line) > MAX_LINE:
+            raise ContentError(f"a header line is {len(line)} octets; the limit is {MAX_LINE}")
+    froms = [m for m in _FIELD.finditer(head) if m.group(1).lower() == b"from"]
+    if len(froms) != 1:
+        raise ContentError(f"the message has {len(froms)} From fields; exactly one is required")
+    return one_mailbox(_field_value(head, froms[0].end()), what="From")
+
+
+def one_mailbox(value: str, *, what: str = "the address") -> str:
+    """The address of ``value``, which must be exactly one mailbox (``addr@domain`` or
+    ``Name <addr@domain>``) read alike by the strict and the lenient parser."""
+    if LINE_BREAKING.search(value):
+        raise ContentError(f"{what} contains a line break or control character")
+    try:
+        header = _REGISTRY("From", value)
+        strict = [a.addr_spec for a in header.addresses]
+        lenient = [a for _, a in email.utils.getaddresses([value])]
+    except Exception:  # the standard library's parser fails on some junk (AttributeError ...)
+        raise ContentError(f"{what} cannot be read as a mailbox: {value[:200]!r}") from None
+    if len(strict) != 1 or len(lenient) != 1 or header.defects:
+        raise ContentError(f"{what} must hold exactly one mailbox: {value[:200]!r}")
+    address = strict[0]
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or address.lower() != lenient[0].lower():
+        raise ContentError(f"{what} must hold exactly one mailbox: {value[:200]!r}")
+    return address
+
+
+def _field_value(head: bytes, start: int) -> str:
+    """The unfolded value of the field whose name ends at ``start``."""
+    end = start
+    while True:
+        nl = head.find(b"\r\n", end)
+        if nl == -1:
+            end = len(head)
+            break
+        end = nl + 2
+        if head[end : end + 1] not in (b" ", b"\t"):
+            end = nl
+            break
+    value = head[start:end].replace(b"\r\n", b"")
+    try:
+        return value.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ContentError("the From field is neither ASCII nor UTF-8") from None
