@@ -40,6 +40,8 @@ export HATO_DISPATCHER_ROUTES="${HATO_DISPATCHER_ROUTES:-*=127.0.0.1:$SINK_PORT}
 export HATO_DEV_DNS_PORT="${HATO_DEV_DNS_PORT:-5300}"
 export HATO_DEV_DNS_ZONE="${HATO_DEV_DNS_ZONE:-$ROOT/var/dns/zone.json}"
 export HATO_DNS_NAMESERVERS="${HATO_DNS_NAMESERVERS:-127.0.0.1:$HATO_DEV_DNS_PORT}"
+# Everything of the dev stack is on loopback, webhook receivers and MX hosts included.
+export HATO_EGRESS_ALLOW="${HATO_EGRESS_ALLOW:-127.0.0.0/8}"
 SERVICES=(ingest signer dispatcher bounce)
 
 running() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }

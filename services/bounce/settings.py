@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from shared.egress import EgressSettings
 from shared.settings import SecretsSettings, ServiceSettings, VerpSettings, comma_list
 
 
@@ -24,6 +25,7 @@ class BounceSettings(ServiceSettings):
     )
 
     verp: VerpSettings = Field(default_factory=VerpSettings)
+    egress: EgressSettings = Field(default_factory=EgressSettings)
     smtp_host: str = Field("127.0.0.1", description="Address of the inbound bounce listener.")
     smtp_port: int = Field(
         -1, ge=-1, description="Port of the inbound bounce listener (25 in production); -1: off."

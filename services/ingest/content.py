@@ -23,8 +23,8 @@ from email.headerregistry import HeaderRegistry
 MAX_LINE = 998  # octets, without the CRLF (RFC 5322 2.1.1)
 
 # Characters that end a line for str.splitlines() (and so for the email package), and the
-# other C0 controls: never inside a one-line value the API composes into a header.
-LINE_BREAKING = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+# other C0 and C1 controls: never inside a one-line value the API composes into a header.
+LINE_BREAKING = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")

@@ -39,6 +39,7 @@ from services.ingest.policy import RelayPolicy
 from services.ingest.send import DoorLimits, Refused, Sender
 from shared import logging as hlog
 from shared.directory import IdempotencyConflict, Identity
+from shared.egress import Egress, Forbidden
 from shared.schemas import ChangeKind, RecipientStatus
 from shared.secrets import SecretBox
 from shared.store import Store
@@ -152,6 +153,7 @@ def create_app(
     admin: Any = None,
     box: SecretBox | None = None,
     changed: Callable[[ChangeKind, str], Awaitable[None]] | None = None,
+    egress: Egress | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Hato",
@@ -307,6 +309,10 @@ def create_app(
         """An endpoint for the tenant's events; the signing secret is in this answer only."""
         if box is None:
             raise Problem(503, "webhooks need the master key (HATO_MASTER_KEY_FILE)")
+        try:  # checked again before every POST: a name may resolve elsewhere later
+            await (egress or Egress()).check_url(body.url)
+        except Forbidden as exc:
+            raise Problem(422, f"webhook URL refused: {exc}") from None
         doc, secret = await store.webhooks.add(identity.tenant, body.url, body.events, box)
         if changed is not None:  # the bounce service binds what the webhook subscribed to
             await changed(ChangeKind.WEBHOOKS, identity.tenant)

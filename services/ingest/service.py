@@ -16,6 +16,7 @@ from services.ingest.smtp import Authenticator, AuthThrottle, Mode, RelayHandler
 from services.ingest.tls import server_context
 from shared import logging as hlog
 from shared.broker import Queue
+from shared.egress import Egress
 from shared.errors import ConfigError
 from shared.ops import HttpServer
 from shared.provisioning import Provisioner
@@ -128,6 +129,7 @@ async def run(settings: IngestSettings) -> None:
             admin=admin,
             box=box,
             changed=announce,
+            egress=Egress.from_settings(settings.egress),
         )
         http = HttpServer(app, host=settings.http_host, port=settings.http_port)
         submit = SubmitHandler(

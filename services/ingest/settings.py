@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from shared.egress import EgressSettings
 from shared.errors import ConfigError
 from shared.settings import DnsSettings, SecretsSettings, ServiceSettings
 
@@ -17,6 +18,7 @@ class IngestSettings(ServiceSettings):
 
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     dns: DnsSettings = Field(default_factory=DnsSettings)
+    egress: EgressSettings = Field(default_factory=EgressSettings)
     smtp_host: str = Field("127.0.0.1", description="Address the SMTP listeners bind.")
     smtp_port: int = Field(
         2525,

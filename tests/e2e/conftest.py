@@ -73,6 +73,7 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
             "HATO_VERP_KEY": VERP_KEY,
             "HATO_BOUNCE_SMTP_PORT": str(bounce_port),
             "HATO_BOUNCE_FBL_ADDRESS": FBL,
+            "HATO_EGRESS_ALLOW": "127.0.0.0/8",  # webhook receivers are on loopback
             "HATO_INGEST_POLICY_REFRESH": "0.5",
             "HATO_SIGNER_ROTATION_INTERVAL": "0.5",
         },

@@ -135,6 +135,7 @@ async def pair(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Pair]:
             "HATO_BOUNCE_WEBHOOK_INTERVAL": "0.1",
             "HATO_BOUNCE_PURGE_INTERVAL": "0.3",
             "HATO_BOUNCE_LEASE_TTL": str(LEASE_TTL),
+            "HATO_EGRESS_ALLOW": "127.0.0.0/8",  # the webhook receiver is on loopback
         },
         log_dir=tmp_path_factory.mktemp("logs"),
     )

@@ -183,3 +183,28 @@ async def test_only_subscribed_events_reach_the_webhook_router(api: Api) -> None
         assert await consumed(api, "webhooks") == settled
     finally:
         await receiver.server.stop()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1]:15672/api/queues",  # loopback, but not the network this stack allows
+        "http://[fe80::1]/",
+        "http://[::ffff:10.0.0.1]/",  # a private IPv4 address mapped into IPv6
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/",
+        "http://0.0.0.0:8025/",
+        "http://user:secret@127.0.0.1/hook",
+        "http://no-such-host.invalid/hook",
+    ],
+)
+async def test_a_webhook_may_not_point_inside(api: Api, url: str) -> None:
+    """A tenant's endpoint must resolve to public addresses (or a network the operator
+    allows: 127.0.0.0/8 in this stack): 422, and nothing is stored."""
+    created = await api.http.post(
+        "/v1/webhooks", json={"url": url, "events": []}, headers=api.as_tenant()
+    )
+    assert created.status_code == 422, created.text
+    assert created.json()["detail"].startswith("webhook URL refused")
+    hooks = (await api.http.get("/v1/webhooks", headers=api.as_tenant())).json()["webhooks"]
+    assert url not in [h["url"] for h in hooks]

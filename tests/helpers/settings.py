@@ -7,6 +7,7 @@ from services.bounce.settings import BounceSettings
 from services.dispatcher.settings import DispatcherSettings
 from services.ingest.settings import IngestSettings
 from services.signer.settings import SignerSettings
+from shared.egress import EgressSettings
 from shared.settings import (
     BrokerSettings,
     DnsSettings,
@@ -29,8 +30,9 @@ SETTINGS_CLASSES = (
     SecretsSettings,
     DnsSettings,
     VerpSettings,
+    EgressSettings,
 )
-SECTIONS = ("broker", "store", "telemetry", "secrets", "dns", "verp", "dev")
+SECTIONS = ("broker", "store", "telemetry", "secrets", "dns", "verp", "egress", "dev")
 
 
 def own_fields(cls):

@@ -4,6 +4,7 @@ downstream parser could split, no over-long line."""
 from __future__ import annotations
 
 import email
+import email.policy
 
 import pytest
 from hypothesis import given, settings
@@ -79,7 +80,7 @@ _header_text = st.text(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, derandomize=True)
 @given(subject=_header_text, sender=_header_text)
 def test_what_passes_has_the_headers_it_was_checked_with(subject: str, sender: str) -> None:
     """Whatever passes, the email package sees exactly the fields the check saw: one From, with
@@ -89,6 +90,6 @@ def test_what_passes_has_the_headers_it_was_checked_with(subject: str, sender: s
         address = check(raw)
     except ContentError:
         return
-    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    parsed = email.message_from_string(raw.decode(), policy=email.policy.default)
     assert [k.lower() for k in parsed] == ["from", "subject"]
     assert [a.addr_spec for a in parsed["From"].addresses] == [address]
