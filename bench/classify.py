@@ -1,100 +1,241 @@
-"""The bounce classifier against a labelled corpus: precision and recall per reason.
+"""The bounce classifier against labelled corpora: precision and recall per reason and per
+format, and how often the recipient, the status code and hard/soft come out right.
 
-    python -m bench.classify [--corpus DIR] [--errors]
+    python -m bench.classify [--corpus DIR ...] [--errors]
 
-Two corpus layouts are read. The default, ``tests/corpus/bounces`` in this repository, is
-labelled with Hato's reason names (``labels.tsv``: file, reason, ...; the ``.eml`` files
-beside it). A larger corpus labelled with Sisimai's reason names (``labels.tsv`` with
-``expected_reason``, the files in ``eml/``), such as the 154 real bounces the team keeps
-beside the checkout in ``../shared/corpus/bounces``, is given with ``--corpus``;
-``SISIMAI`` maps its names onto Hato's. Each recipient of each message is one case (a
-message that is not a bounce is one case, labelled ``not-a-bounce``).
+Two corpus layouts are read, both labelled with Sisimai's reason names (Hato's own):
+
+- ``tests/corpus/bounces`` in this repository (the default): ``labels.tsv`` with file,
+  format, recipient, status, reason, hard, ambiguous (``a|b`` for several recipients), the
+  ``.eml`` files beside it;
+- Sisimai-style corpora such as the 154 real bounces the team keeps beside the checkout in
+  ``../shared/corpus/bounces``: ``labels.tsv`` with ``expected_reason``,
+  ``expected_status``, ``expected_hardbounce`` ..., the files in ``eml/``. Their format is the
+  file name's prefix (``lhost-postfix-13.eml`` → ``postfix``, ``rhost-google-07.eml`` →
+  ``google``). A status marked ``status_is_sisimai_pseudo`` (Sisimai's X.0.9NN stand-in for a
+  mail without a code) counts as right when its first digit is.
+
+Each recipient of each message is one case; a message that is not a bounce is one case,
+labelled ``not-a-bounce``. With ``--corpus`` given several times, each is measured in turn.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-from collections import Counter
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from services.bounce.classify import rules
-from services.bounce.parse import Kind, parse
+from services.bounce.parse import Kind, NotMail, parse
 
-SISIMAI = {
-    "userunknown": "user_unknown",
-    "mailboxfull": "mailbox_full",
-    "hostunknown": "host_unknown",
-    "notaccept": "host_unknown",
-    "suspend": "suspended",
-    "filtered": "filtered",
-    "blocked": "blocked",
-    "badreputation": "blocked",
-    "requireptr": "blocked",
-    "authfailure": "blocked",
-    "securityerror": "blocked",
-    "policyviolation": "blocked",
-    "norelaying": "blocked",
-    "rejected": "blocked",
-    "spamdetected": "spam_filtered",
-    "virusdetected": "spam_filtered",
-    "contenterror": "content_rejected",
-    "notcompliantrfc": "content_rejected",
-    "exceedlimit": "message_too_large",
-    "toomanyconn": "rate_limited",
-    "speeding": "rate_limited",
-    "expired": "expired",
-    "vacation": "auto_reply",
-    "feedback": "complaint",
-    "not-a-bounce": "not-a-bounce",
-}
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "tests" / "corpus" / "bounces"
+SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "bounces"
+NOT_A_BOUNCE = "not-a-bounce"
 
 
-def predictions(path: Path) -> list[str]:
-    report = parse(path.read_bytes())
-    if report.kind is Kind.NOT_A_BOUNCE:
-        return ["not-a-bounce"]
-    return [v.reason for v in rules().classify(report)]
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One expected recipient (or one non-bounce message) and what the classifier made of it."""
+
+    file: str
+    format: str
+    reason: str  # expected
+    predicted: str
+    recipient: str = ""  # expected address, when the corpus names it
+    found: str = ""  # the recipient the classifier found ("" none)
+    status: str = ""  # expected
+    predicted_status: str = ""
+    pseudo: bool = False  # the expected status is only a class (X.0.9NN)
+    hard: str = ""  # expected "1", "0" or "" (not labelled)
+    predicted_hard: bool = False
+
+    @property
+    def right(self) -> bool:
+        return self.reason == self.predicted
+
+    @property
+    def recipient_right(self) -> bool | None:
+        if self.reason == NOT_A_BOUNCE:
+            return None
+        if self.recipient:
+            return self.found.lower() == self.recipient.lower()
+        return bool(self.found)
+
+    @property
+    def status_right(self) -> bool | None:
+        if not self.status or self.reason == NOT_A_BOUNCE:
+            return None
+        if self.pseudo:
+            return self.predicted_status[:1] == self.status[:1]
+        return self.predicted_status == self.status
+
+    @property
+    def hard_right(self) -> bool | None:
+        if self.hard == "" or self.reason == NOT_A_BOUNCE:
+            return None
+        return self.predicted_hard == (self.hard == "1")
 
 
-def evaluate(corpus: Path) -> tuple[list[tuple[str, str, str]], Counter]:
-    cases: list[tuple[str, str, str]] = []  # (file, expected, predicted)
+def predict(path: Path) -> list[tuple[str, str, str, bool]]:
+    """(recipient, reason, status, hard) per recipient; one not-a-bounce row for the rest."""
+    try:
+        report = parse(path.read_bytes())
+    except NotMail:
+        return [("", NOT_A_BOUNCE, "", False)]
+    if report.kind is Kind.NOT_A_BOUNCE or not report.findings:
+        return [("", NOT_A_BOUNCE, "", False)]
+    return [(v.recipient, v.reason, v.status, v.hard) for v in rules().classify(report)]
+
+
+def _split(value: str | None, n: int) -> list[str]:
+    parts = (value or "").split("|")
+    return parts + [parts[-1]] * (n - len(parts)) if len(parts) < n else parts
+
+
+def format_of(file: str) -> str:
+    """``lhost-postfix-13.eml`` → postfix; ``rhost-google-07.eml`` → google; rfc3464 ..."""
+    stem = file.rsplit(".", 1)[0]
+    parts = stem.split("-")
+    if parts[0] in ("lhost", "rhost") and len(parts) > 2:
+        return "-".join(parts[1:-1])
+    if stem.startswith("is-not-bounce"):
+        return NOT_A_BOUNCE
+    return parts[0]
+
+
+def evaluate(corpus: Path) -> list[Case]:
+    cases: list[Case] = []
     with (corpus / "labels.tsv").open() as f:
         for row in csv.DictReader(f, delimiter="\t"):
-            if "expected_reason" in row:  # Sisimai's names, files in eml/
-                expected = [SISIMAI.get(r, "other") for r in row["expected_reason"].split("|")]
-                predicted = predictions(corpus / "eml" / row["file"])
-            else:  # Hato's names, files beside labels.tsv
-                expected = [row["reason"]]
-                predicted = predictions(corpus / row["file"])
-            for i, exp in enumerate(expected):
-                cases.append((row["file"], exp, predicted[i] if i < len(predicted) else "none"))
-    return cases, Counter(exp for _, exp, _ in cases)
+            sisimai = "expected_reason" in row
+            path = corpus / "eml" / row["file"] if sisimai else corpus / row["file"]
+            predicted = predict(path)
+            reasons = (row["expected_reason"] if sisimai else row["reason"]).split("|")
+            n = len(reasons)
+            statuses = _split(row.get("expected_status" if sisimai else "status"), n)
+            hards = _split(row.get("expected_hardbounce" if sisimai else "hard"), n)
+            recipients = _split(row.get("recipient", ""), n)
+            pseudo = row.get("status_is_sisimai_pseudo") == "1"
+            fmt = format_of(row["file"]) if sisimai else row.get("format") or format_of(row["file"])
+            by_address = {p[0].lower(): p for p in predicted}
+            for i, reason in enumerate(reasons):
+                if recipients[i] and recipients[i].lower() in by_address:
+                    got = by_address[recipients[i].lower()]
+                elif i < len(predicted):
+                    got = predicted[i]
+                else:
+                    got = ("", "none", "", False)
+                cases.append(
+                    Case(
+                        file=row["file"],
+                        format=fmt,
+                        reason=reason,
+                        predicted=got[1],
+                        recipient=recipients[i],
+                        found=got[0],
+                        status=statuses[i],
+                        predicted_status=got[2],
+                        pseudo=pseudo,
+                        hard=hards[i] if reason != NOT_A_BOUNCE else "",
+                        predicted_hard=got[3],
+                    )
+                )
+    return cases
 
 
-def main(corpus: Path, show_errors: bool) -> None:
-    cases, support = evaluate(corpus)
-    predicted = Counter(p for _, _, p in cases)
-    right = Counter(e for _, e, p in cases if e == p)
-    print(f"{len(cases)} recipients in {corpus}")
-    print(f"{'reason':<18} {'n':>4} {'precision':>10} {'recall':>8}")
-    for reason in sorted(set(support) | set(predicted), key=lambda r: -support[r]):
-        p = right[reason] / predicted[reason] if predicted[reason] else 0.0
-        r = right[reason] / support[reason] if support[reason] else 0.0
-        print(f"{reason:<18} {support[reason]:>4} {p:>10.2f} {r:>8.2f}")
-    print(f"accuracy {sum(right.values()) / len(cases):.2f}")
-    if show_errors:
-        for file, exp, pred in cases:
-            if exp != pred:
-                print(f"  {file}: expected {exp}, got {pred}")
+@dataclass(frozen=True, slots=True)
+class Summary:
+    cases: int
+    reason: float
+    recipient: float
+    status: float
+    hard: float
+    false_bounces: int  # non-bounces taken for a bounce
+    non_bounces: int
+
+
+def _ratio(values: list[bool | None]) -> float:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else 1.0
+
+
+def summarize(cases: list[Case]) -> Summary:
+    non = [c for c in cases if c.reason == NOT_A_BOUNCE]
+    return Summary(
+        cases=len(cases),
+        reason=_ratio([c.right for c in cases]),
+        recipient=_ratio([c.recipient_right for c in cases]),
+        status=_ratio([c.status_right for c in cases]),
+        hard=_ratio([c.hard_right for c in cases]),
+        false_bounces=sum(c.predicted != NOT_A_BOUNCE for c in non),
+        non_bounces=len(non),
+    )
+
+
+def table(cases: list[Case], key: str) -> list[str]:
+    """Precision and recall per reason, or accuracy per format."""
+    lines = []
+    if key == "reason":
+        support = Counter(c.reason for c in cases)
+        predicted = Counter(c.predicted for c in cases)
+        right = Counter(c.reason for c in cases if c.right)
+        lines.append(f"{'reason':<18} {'n':>4} {'precision':>10} {'recall':>8}")
+        for reason in sorted(set(support) | set(predicted), key=lambda r: (-support[r], r)):
+            p = right[reason] / predicted[reason] if predicted[reason] else 0.0
+            r = right[reason] / support[reason] if support[reason] else 0.0
+            lines.append(f"{reason:<18} {support[reason]:>4} {p:>10.2f} {r:>8.2f}")
+        return lines
+    groups: dict[str, list[Case]] = defaultdict(list)
+    for c in cases:
+        groups[c.format].append(c)
+    lines.append(f"{'format':<18} {'n':>4} {'reason':>7} {'rcpt':>6} {'status':>7} {'hard':>6}")
+    for fmt in sorted(groups, key=lambda g: (-len(groups[g]), g)):
+        s = summarize(groups[fmt])
+        lines.append(
+            f"{fmt:<18} {s.cases:>4} {s.reason:>7.2f} {s.recipient:>6.2f} {s.status:>7.2f} "
+            f"{s.hard:>6.2f}"
+        )
+    return lines
+
+
+def main(corpora: list[Path], show_errors: bool) -> None:
+    for corpus in corpora:
+        cases = evaluate(corpus)
+        s = summarize(cases)
+        print(f"{s.cases} recipients in {corpus}")
+        print("\n".join(table(cases, "reason")))
+        print()
+        print("\n".join(table(cases, "format")))
+        print(
+            f"\nreason {s.reason:.2f}  recipient {s.recipient:.2f}  status {s.status:.2f}  "
+            f"hard/soft {s.hard:.2f}  non-bounces taken for bounces {s.false_bounces}"
+            f"/{s.non_bounces}"
+        )
+        if show_errors:
+            for c in cases:
+                wrong = []
+                if not c.right:
+                    wrong.append(f"reason {c.reason} got {c.predicted}")
+                if c.status_right is False:
+                    wrong.append(f"status {c.status} got {c.predicted_status or '-'}")
+                if c.hard_right is False:
+                    wrong.append(f"hard {c.hard} got {int(c.predicted_hard)}")
+                if c.recipient_right is False:
+                    wrong.append(f"recipient {c.recipient or '?'} got {c.found or '-'}")
+                if wrong:
+                    print(f"  {c.file}: {'; '.join(wrong)}")
+        print()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    parser.add_argument("--errors", action="store_true", help="list the misclassified cases")
+    parser.add_argument("--corpus", type=Path, action="append", help="a labelled corpus")
+    parser.add_argument("--errors", action="store_true", help="list the cases got wrong")
     a = parser.parse_args()
-    if not (a.corpus / "labels.tsv").is_file():
-        parser.error(f"no labelled corpus at {a.corpus} (it needs a labels.tsv)")
-    main(a.corpus, a.errors)
+    corpora = a.corpus or [DEFAULT_CORPUS]
+    for corpus in corpora:
+        if not (corpus / "labels.tsv").is_file():
+            parser.error(f"no labelled corpus at {corpus} (it needs a labels.tsv)")
+    main(corpora, a.errors)

@@ -659,14 +659,24 @@ def cmd_cert(args: argparse.Namespace) -> int:
 def cmd_bounce_classify(args: argparse.Namespace) -> int:
     """One JSON object per recipient found in each message (or one saying it is no bounce)."""
     from services.bounce.classify import rules
-    from services.bounce.parse import Kind, parse
+    from services.bounce.parse import Kind, NotMail, parse
 
     status = 0
     for name in args.files:
         try:
-            report = parse(Path(name).read_bytes())
-        except OSError as exc:
-            print(json.dumps({"file": name, "error": exc.strerror}))
+            raw = Path(name).read_bytes()
+            if not raw.strip():
+                raise NotMail("empty file: not an email message")
+            try:
+                report = parse(raw)
+            except NotMail:
+                raise
+            except Exception as exc:  # a parser bug must not hide the other files' results
+                raise NotMail(f"unreadable as mail ({type(exc).__name__})") from exc
+        except (OSError, NotMail) as exc:
+            error = f"{exc.strerror}: {name}" if isinstance(exc, OSError) else f"{exc}: {name}"
+            print(json.dumps({"file": name, "error": error}, ensure_ascii=False))
+            print(f"hato bounce classify: {error}", file=sys.stderr)
             status = 1
             continue
         if report.kind is Kind.NOT_A_BOUNCE or not report.findings:

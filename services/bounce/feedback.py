@@ -1,11 +1,14 @@
 """Acting on what came back: a classified bounce or complaint updates the recipient's state,
 is recorded and published as an event, and feeds the tenant's suppression list.
 
-- hard bounces and complaints suppress at once and for good;
-- reasons marked ``suppress = "repeated"`` suppress after ``soft_limit`` of them within the
-  window, for ``soft_days``;
-- blocks, filters and rate limits never suppress (they are about the sender, not the mailbox);
-  they stay visible per destination in the events.
+- reasons marked ``suppress = "at once"`` in reasons.toml (``userunknown``, ``hostunknown``,
+  ``feedback`` ...) suppress at once and for good;
+- reasons marked ``suppress = "repeated"`` (``mailboxfull``, ``suspend``, ``filtered`` ..., and
+  an "at once" reason with a 4xx code or an ambiguous verdict) suppress after ``soft_limit``
+  of them within the window, for ``soft_days``;
+- blocks, spam and policy refusals, rate limits never suppress (they are about the sender or
+  the message, not the mailbox); they stay visible per destination in the events;
+- ``vacation`` and ``delivered`` are no bounces: they change nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from datetime import timedelta
 
 from prometheus_client import Counter
 
-from services.bounce.classify import Verdict
+from services.bounce.classify import FEEDBACK as COMPLAINT
+from services.bounce.classify import NOT_BOUNCES, Verdict
 from shared import logging as hlog
 from shared.broker import Broker
 from shared.ids import new_id
@@ -57,21 +61,21 @@ class Feedback:
         self.soft_days = soft_days
 
     async def apply(self, target: Target, verdict: Verdict, *, source: str) -> None:
-        complaint = verdict.reason == "complaint"
+        complaint = verdict.reason == COMPLAINT
         status = RecipientStatus.COMPLAINED if complaint else RecipientStatus.BOUNCED
         reply = Reply(
             code=550 if verdict.status.startswith("5") or complaint else 450,
             enhanced=verdict.status,
             text=verdict.diagnostic[:500],
         )
-        if verdict.reason != "auto_reply":
+        if verdict.reason not in NOT_BOUNCES:
             await self.store.mark_feedback(target.recipient_id, status, reply)
         suppressed = await self.suppress(target, verdict, source)
         FEEDBACK.labels(verdict.reason).inc()
         log.info(
             "feedback",
             reason=verdict.reason,
-            recipient=target.address,
+            recipient_id=target.recipient_id,  # not the address: none at info level
             suppressed=suppressed,
             source=source,
         )
@@ -79,7 +83,7 @@ class Feedback:
             EventType.COMPLAINED
             if complaint
             else EventType.BOUNCED
-            if verdict.reason != "auto_reply"
+            if verdict.reason not in NOT_BOUNCES
             else None
         )
         events = []

@@ -1,6 +1,12 @@
-"""Reading what comes back: RFC 3464 delivery status notifications, the free-text bounces
-real MTAs send (Postfix, Exim, Sendmail, qmail, Exchange, carriers ...), ARF complaint
-reports (RFC 5965) and auto-replies. Classification is elsewhere (``classify``).
+"""Reading what comes back: RFC 3464 delivery status notifications (of any origin), the
+free-text bounces real MTAs send (Postfix, Sendmail, Exim, qmail, Courier, Exchange, Domino,
+the Japanese carriers ...), Amazon SES notifications (JSON), ARF complaint reports (RFC 5965,
+also forwarded or nested), RFC 3834 auto-replies and delivery notifications. Each becomes a
+``Report`` with one ``Finding`` per recipient; classification is elsewhere (``classify``).
+
+Japanese bounces arrive in ISO-2022-JP or Shift_JIS, often with the charset undeclared, and
+diagnostics may be quoted-printable or base64 inside the report: text is decoded before it is
+read.
 """
 
 from __future__ import annotations
@@ -10,15 +16,21 @@ import email.header
 import email.message
 import email.policy
 import email.utils
+import json
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 
+class NotMail(ValueError):
+    """Raised by ``parse`` for input that is not an RFC 5322 message (no header fields)."""
+
+
 class Kind(StrEnum):
     DSN = "dsn"  # a bounce, standard (RFC 3464) or not
     COMPLAINT = "complaint"  # an ARF feedback report
-    AUTO_REPLY = "auto-reply"  # vacation / out of office: not a bounce
+    AUTO_REPLY = "auto-reply"  # vacation / out of office (RFC 3834): not a bounce
+    DELIVERED = "delivered"  # a success notification (DSN action delivered, SES Delivery)
     NOT_A_BOUNCE = "not-a-bounce"
 
 
@@ -30,9 +42,12 @@ class Finding:
     status: str = ""  # RFC 3463 code, e.g. 5.1.1
     reply_code: int | None = None  # the remote SMTP reply code, when one is given
     diagnostic: str = ""
-    action: str = ""  # failed, delayed, ...
+    action: str = ""  # failed, delayed, delivered ...
     remote_mta: str = ""
     context: str = ""  # the bounce's own text (carriers put the reason in its preamble)
+    command: str = ""  # the SMTP command the remote host refused: CONN, HELO, MAIL, RCPT, DATA
+    diagnostic_type: str = ""  # SMTP, X-UNIX, X-POSTFIX ... (RFC 3464 diagnostic-type)
+    hint: str = ""  # a reason the format itself names (SES bounce sub-types ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,165 +59,176 @@ class Report:
     original_headers: dict[str, str] = field(default_factory=dict)
 
 
-_ADDRESS = re.compile(r"<?([A-Za-z0-9._%+!#$&'*/=?^`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})>?")
-_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-_REPLY = re.compile(r"(?<![\d.])([245]\d\d)(?:[ :-]|$)")
+_ADDRESS = re.compile(
+    r"(?<![\w.%+=-])([A-Za-z0-9._%+!#$&'*/=?^`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})"
+)
+_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+_REPLY = re.compile(r"(?<![\w.#=-])([45][0-5]\d)(?:[ :,-]|$)")
 _BOUNCE_SUBJECT = re.compile(
-    r"undeliver|returned mail|delivery (status|failure|has failed|notification)|failure notice|"
-    r"mail delivery (failed|system)|could not be delivered|non.?delivery|rejected|"
-    r"mail system error|nondeliverable|delivery problem|warning: could not send",
+    r"undeliver|undelivered|returned mail|return(ed)? to sender|"
+    r"delivery (status|failure|has failed|notification|report|problem|error|failed)|"
+    r"failure notice|mail delivery (failed|system|failure)|could not be delivered|"
+    r"non.?delivery|not delivered|rejected|mail system error|"
+    r"nondeliverable|delivery problem|warning: could not send|mail failure|"
+    r"delivery final failure|permanent error|failed delivery|message you sent|"
+    r"error sending message|unable to deliver|delayed mail|delivery delayed|"
+    r"配信(不能|エラー|失敗)|送信(エラー|失敗)|不達|エラーメール|返送",
     re.I,
 )
 _AUTO_SUBJECT = re.compile(
-    r"out of (the )?office|vacation|auto(matic)?[ -]?(reply|response)|^auto:|away from|"
-    r"自動応答|自動返信|不在",
+    r"out of (the )?office|vacation|auto(matic|matische)?[ -]?(reply|response|antwort)|^auto:|"
+    r"away from|on leave|abwesen|absence|absent|r[ée]ponse automatique|respuesta autom|"
+    r"risposta automatica|自動応答|自動返信|自動送信|不在",
     re.I,
 )
-_DAEMON = re.compile(r"mailer-daemon|postmaster|mail delivery (system|subsystem)|mdaemon", re.I)
+_DAEMON = re.compile(
+    r"mailer-daemon|postmaster|mail delivery (system|subsystem)|mdaemon|mail\.delivery|"
+    r"post_master|no-?reply@.*(amazonses|sns\.amazonaws)|double-bounce|bounce[s]?@",
+    re.I,
+)
+# Where a bounce's own text ends and the returned message begins.
 _ORIGINAL = re.compile(
-    r"^-+ ?(below this line is a copy of the message|original message|"
-    r"this is a copy of the message|the header of the original message).*$|"
-    r"^-{2,} ?(original message follows|undelivered message follows).*$",
+    r"^[ \t]*[-=_]{2,}[ \t]*(below this line is a copy of the message|original message|"
+    r"this is a copy of (the|your) message|the header of the original message|"
+    r"original message follows|undelivered message follows|unsent message below|"
+    r"returned message|message text follows|original mail|copy of the message).*$|"
+    r"^[ \t]*(original message follows|--- ?below this line is a copy|"
+    r"------ this is a copy of your message|content-description: undelivered message|"
+    r"original mail as follows|------ ?original message ?------|-+ ?original mail info).*$",
     re.I | re.M,
 )
+_CHARSETS = {
+    "shift_jis": "cp932",
+    "shift-jis": "cp932",
+    "sjis": "cp932",
+    "x-sjis": "cp932",
+    "windows-31j": "cp932",
+    "ms932": "cp932",
+    "iso-2022-jp": "iso2022_jp_ext",
+    "iso-2022-jp-1": "iso2022_jp_ext",
+    "csiso2022jp": "iso2022_jp_ext",
+    "euc-jp": "euc_jp",
+    "x-euc-jp": "euc_jp",
+    "x-unknown": "utf-8",
+    "unknown-8bit": "utf-8",
+}
+_REPORT_TYPES = re.compile(
+    rb"(?im)^(content-type:[ \t]*)message/(global-)?(delivery-status|feedback-report)"
+)
+_HEADER_LINE = re.compile(rb"^[!-9;-~]+:")
+_SKIP = frozenset({"message/rfc822", "text/rfc822-headers", "message/partial"})
 
 
 def parse(raw: bytes) -> Report:
-    if raw.startswith(b"From "):  # an mbox "From " line
-        raw = raw.split(b"\n", 1)[1] if b"\n" in raw else b""
+    """The report a returned message makes: kind, one finding per recipient, the original's
+    headers. Raises ``NotMail`` when the input has no header fields at all."""
+    raw = _mail(raw)
+    # The email package parses message/delivery-status itself, before any transfer decoding:
+    # read report parts as text so quoted-printable and base64 reports decode like any text.
+    raw = _REPORT_TYPES.sub(rb"\1text/x-\3", raw)
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
-    original = _original_headers(msg) or _inline_original(msg)
 
-    feedback = _part(msg, "message/feedback-report")
+    feedback = _arf(msg)
     if feedback is not None:
-        return _arf(feedback, original)
+        return feedback
 
-    status = _part(msg, "message/delivery-status")
+    ses = _ses(msg)
+    if ses is not None:
+        return ses
+
     text = _human_text(msg)
-    if status is not None:
-        findings = _dsn(status, text)
+    original = _original_headers(msg) or _inline_original(msg)
+    status = [_text_of(p) for p in _walk(msg) if p.get_content_type() == "text/x-delivery-status"]
+    if not status:  # DSN fields in a report whose MIME structure is broken or missing
+        fields = re.search(r"(?im)^(Original-Recipient|Final-Recipient):.*@", text)
+        if fields and re.search(r"(?im)^(Action|Status):", text[fields.start() :]):
+            start = text.rfind("\n\n", 0, fields.start())
+            status = [text[start + 1 if start >= 0 else 0 :]]
+    if status:
+        findings = [f for p in status for f in _dsn(p, text)]
+        failed = [f for f in findings if f.action not in ("delivered", "relayed", "expanded")]
+        if failed:
+            return Report(Kind.DSN, tuple(failed), original_headers=original)
         if findings:
-            return Report(Kind.DSN, tuple(findings), original_headers=original)
+            return Report(Kind.DELIVERED, tuple(findings), original_headers=original)
 
-    subject = _decode(msg.get("Subject", ""))
-    sender = msg.get("From", "")
-    if (
-        _AUTO_SUBJECT.search(subject)
-        or msg.get("X-Autoreply")
-        or (
-            (msg.get("Auto-Submitted", "").lower().startswith("auto-replied"))
-            and not _BOUNCE_SUBJECT.search(subject)
-            and not _DAEMON.search(sender)
-        )
-    ):
+    subject = _header(msg, "Subject")
+    sender = _header(msg, "From")
+    bounceish = bool(
+        _BOUNCE_SUBJECT.search(subject)
+        or _DAEMON.search(sender)
+        or _DAEMON.search(msg.get("Return-Path", "") or "")
+        or msg.get_content_type() == "multipart/report"
+        or msg.get("X-Failed-Recipients")
+    )
+    if not bounceish and _auto_reply(msg, subject):
         rcpt = email.utils.parseaddr(sender)[1]
         return Report(
             Kind.AUTO_REPLY, (Finding(rcpt, diagnostic=subject),), original_headers=original
         )
-
-    if (
-        _BOUNCE_SUBJECT.search(subject)
-        or _DAEMON.search(sender)
-        or msg.get_content_type() == ("multipart/report")
-    ):
+    if bounceish or _bounce_text(text):
         findings = _free_text(text, msg, original)
+        if findings and _GOOGLE_GROUPS.search(text):
+            # Google Groups refuses a post (no such group, no permission), in the poster's
+            # language; Sisimai files every such notice under Rejected.
+            findings = [_with_hint(f, "rejected") for f in findings]
         if findings:
             return Report(Kind.DSN, tuple(findings), original_headers=original)
     return Report(Kind.NOT_A_BOUNCE, original_headers=original)
 
 
-def _decode(value: str) -> str:
+# -- reading a message ----------------------------------------------------------------------
+
+
+def _mail(raw: bytes) -> bytes:
+    if raw.startswith(b"From "):  # an mbox "From " line
+        raw = raw.split(b"\n", 1)[1] if b"\n" in raw else b""
+    head = raw.lstrip(b"\r\n")[:2000]
+    first = head.split(b"\n", 1)[0].rstrip(b"\r")
+    if not first or b"\x00" in first or not _HEADER_LINE.match(first):
+        raise NotMail("no RFC 5322 header fields at the start: not an email message")
+    return raw
+
+
+def decode_bytes(data: bytes, charset: str | None = None) -> str:
+    """Bytes → text, trusting the declared charset first, then ISO-2022-JP escapes, UTF-8,
+    Shift_JIS and EUC-JP (Japanese bounces often declare nothing, or the wrong thing)."""
+    candidates = []
+    if b"\x1b$" in data or b"\x1b(" in data:
+        candidates.append("iso2022_jp_ext")
+    if charset:
+        name = charset.strip().strip('"').lower()
+        candidates.append(_CHARSETS.get(name, name))
+    candidates += ["utf-8", "cp932", "euc_jp"]
+    for name in candidates:
+        try:
+            return data.decode(name)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode("latin-1")
+
+
+def _decode_words(value: str) -> str:
+    """A header value with RFC 2047 encoded words (and raw 8-bit bytes) → text."""
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        value = decode_bytes(value.encode("ascii", "surrogateescape"))
+    if "=?" not in value:
+        return value
     try:
-        return str(email.header.make_header(email.header.decode_header(value)))
+        out = []
+        for chunk, charset in email.header.decode_header(value):
+            if isinstance(chunk, bytes):
+                out.append(decode_bytes(chunk, charset))
+            else:
+                out.append(chunk)
+        return "".join(out)
     except Exception:
         return value
 
 
-def _part(msg: email.message.Message, content_type: str) -> email.message.Message | None:
-    for part in msg.walk():
-        if part.get_content_type() == content_type:
-            return part
-    return None
-
-
-def _fields(part: email.message.Message) -> list[email.message.Message]:
-    """The header blocks of a message/delivery-status or feedback-report part."""
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        return [p for p in payload if isinstance(p, email.message.Message)]
-    text = payload if isinstance(payload, str) else ""
-    blocks = re.split(r"\r?\n\s*\r?\n", text.strip())
-    return [email.message_from_string(b) for b in blocks if b.strip()]
-
-
-def _value(field: str | None) -> str:
-    """``rfc822; a@b`` → ``a@b``; folded lines joined."""
-    if not field:
-        return ""
-    value = " ".join(str(field).split())
-    return value.split(";", 1)[1].strip() if ";" in value else value
-
-
-def _dsn(part: email.message.Message, text: str) -> list[Finding]:
-    findings = []
-    for block in _fields(part):
-        rcpt = _value(block.get("Final-Recipient") or block.get("Original-Recipient"))
-        rcpt = email.utils.parseaddr(rcpt)[1] or rcpt.strip("<>")
-        if not rcpt or "@" not in rcpt:
-            continue
-        action = _value(block.get("Action")).lower()
-        if action in ("delivered", "relayed", "expanded"):
-            continue
-        diagnostic = _value(block.get("Diagnostic-Code"))
-        detail = _near(text, rcpt)
-        if len(detail) > len(diagnostic) and not diagnostic:
-            diagnostic = detail
-        elif detail and diagnostic and detail not in diagnostic:
-            diagnostic = f"{diagnostic} | {detail}"
-        status = _value(block.get("Status"))
-        m = _STATUS.search(status) or _STATUS.search(diagnostic)
-        reply = _REPLY.search(diagnostic)
-        findings.append(
-            Finding(
-                context=" ".join(text.split())[:2000],
-                recipient=rcpt,
-                status=".".join(m.groups()) if m else "",
-                reply_code=int(reply.group(1)) if reply else None,
-                diagnostic=diagnostic[:1000],
-                action=action,
-                remote_mta=_value(block.get("Remote-MTA")),
-            )
-        )
-    return findings
-
-
-def _arf(part: email.message.Message, original: dict[str, str]) -> Report:
-    blocks = _fields(part)
-    fields = blocks[0] if blocks else email.message.Message()
-    rcpt = (
-        email.utils.parseaddr(_value(fields.get("Original-Rcpt-To")))[1]
-        or (email.utils.parseaddr(original.get("to", ""))[1])
-    )
-    return Report(
-        Kind.COMPLAINT,
-        (Finding(rcpt, diagnostic=_value(fields.get("Feedback-Type"))),) if rcpt else (),
-        feedback_type=_value(fields.get("Feedback-Type")).lower(),
-        original_headers=original,
-    )
-
-
-def _original_headers(msg: email.message.Message) -> dict[str, str]:
-    for part in msg.walk():
-        ctype = part.get_content_type()
-        if ctype == "message/rfc822":
-            inner = part.get_payload()
-            inner = inner[0] if isinstance(inner, list) and inner else inner
-            if isinstance(inner, email.message.Message):
-                return {k.lower(): str(v) for k, v in inner.items()}
-        if ctype == "text/rfc822-headers":
-            headers = email.message_from_string(_text_of(part))
-            return {k.lower(): str(v) for k, v in headers.items()}
-    return {}
+def _header(msg: email.message.Message, name: str) -> str:
+    value = msg.get(name)
+    return _decode_words(str(value)) if value is not None else ""
 
 
 def _text_of(part: email.message.Message) -> str:
@@ -210,99 +236,551 @@ def _text_of(part: email.message.Message) -> str:
     if payload is None:
         raw = part.get_payload()
         return raw if isinstance(raw, str) else ""
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return payload.decode(charset, "replace")
-    except LookupError:
-        return payload.decode("utf-8", "replace")
+    return decode_bytes(payload, part.get_content_charset())
+
+
+def _walk(msg: email.message.Message, *, into_originals: bool = False):
+    """Parts depth first; returned originals (message/rfc822) are not entered unless asked."""
+    yield msg
+    if msg.get_content_type() in _SKIP and not into_originals:
+        return
+    payload = msg.get_payload()
+    if isinstance(payload, list):
+        for part in payload:
+            if isinstance(part, email.message.Message):
+                yield from _walk(part, into_originals=into_originals)
 
 
 def _human_text(msg: email.message.Message) -> str:
     """The bounce's own text (not the returned message)."""
     texts = []
-    for part in msg.walk():
-        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
-            break
-        subtype = part.get_content_subtype()
-        if part.get_content_maintype() == "text" and not subtype.startswith("rfc822"):
-            text = _text_of(part)
-            if subtype.startswith("html"):
-                text = re.sub(r"<[^>]+>", " ", text)
-            texts.append(text)
+    for part in _walk(msg):
+        ctype = part.get_content_type()
+        if part.is_multipart() or ctype in _SKIP:
+            continue
+        if part.get_content_maintype() == "multipart":  # a boundary the parser could not find
+            texts.append(_text_of(part))
+            continue
+        if part.get_content_maintype() != "text":
+            continue
+        if ctype in ("text/x-delivery-status", "text/x-feedback-report"):
+            continue
+        if part.get_filename() and not ctype.startswith("text/plain"):
+            continue
+        text = _text_of(part)
+        if part.get_content_subtype().startswith("html"):
+            text = _html_to_text(text)
+        texts.append(text)
     text = "\n".join(texts)
     cut = _ORIGINAL.search(text)
-    return text[: cut.start()] if cut else text
+    return text[: cut.start()] if cut and cut.start() > 0 else text
+
+
+def _html_to_text(text: str) -> str:
+    text = re.sub(r"(?is)<(script|style).*?</\1>", " ", text)
+    text = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>|</li>", "\n", text)
+    text = re.sub(r"<[^>]+>", " ", text)
+    for entity, char in (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"), ("&nbsp;", " ")):
+        text = text.replace(entity, char)
+    return text
+
+
+def _headers_dict(msg: email.message.Message) -> dict[str, str]:
+    return {k.lower(): _decode_words(str(v)) for k, v in msg.items()}
+
+
+def _original_headers(msg: email.message.Message) -> dict[str, str]:
+    for part in _walk(msg):
+        ctype = part.get_content_type()
+        if ctype == "message/rfc822":
+            inner = part.get_payload()
+            inner = inner[0] if isinstance(inner, list) and inner else inner
+            if isinstance(inner, email.message.Message):
+                return _headers_dict(inner)
+        if ctype == "text/rfc822-headers":
+            return _headers_dict(email.message_from_string(_text_of(part).lstrip()))
+    return {}
 
 
 def _inline_original(msg: email.message.Message) -> dict[str, str]:
     """Headers of a returned message copied into the bounce's text after a marker line."""
-    for part in msg.walk():
-        if part.get_content_maintype() != "text":
+    for part in _walk(msg):
+        if part.get_content_maintype() != "text" or part.get_content_type() in _SKIP:
             continue
         text = _text_of(part)
         cut = _ORIGINAL.search(text)
         if cut:
-            headers = email.message_from_string(text[cut.end() :].lstrip("\r\n"))
-            return {k.lower(): str(v) for k, v in headers.items()}
+            rest = text[cut.end() :].lstrip("\r\n")
+            rest = "\n".join(line.strip() for line in rest.splitlines())  # indented copies
+            headers = email.message_from_string(rest)
+            found = _headers_dict(headers)
+            if any(k in found for k in ("from", "to", "subject", "message-id", "date")):
+                return found
     return {}
 
 
-def _near(text: str, address: str, span: int = 600) -> str:
+# -- RFC 3464 ------------------------------------------------------------------------------
+
+
+def _blocks(text: str) -> list[email.message.Message]:
+    """The header blocks of a delivery-status or feedback-report body."""
+    text = text.replace("\r\n", "\n").strip()
+    blocks = re.split(r"\n[ \t]*\n", text)
+    return [email.message_from_string(b.strip("\n") + "\n") for b in blocks if b.strip()]
+
+
+def _value(field: str | None) -> str:
+    """``rfc822; a@b`` → ``a@b``; folded lines joined; encoded words decoded."""
+    if not field:
+        return ""
+    value = " ".join(_decode_words(str(field)).split())
+    return value.split(";", 1)[1].strip() if ";" in value else value
+
+
+def _type(field: str | None) -> str:
+    value = " ".join(str(field or "").split())
+    return value.split(";", 1)[0].strip().upper() if ";" in value else ""
+
+
+def _address(value: str) -> str:
+    value = value.strip().strip("<>").strip()
+    found = _ADDRESS.search(value)
+    return found.group(1).strip(".") if found else ""
+
+
+def _dsn(report: str, text: str) -> list[Finding]:
+    findings = []
+    context = _squash(text)[:2000]
+    for block in _blocks(report):
+        rcpt = _address(_value(block.get("Final-Recipient"))) or _address(
+            _value(block.get("Original-Recipient"))
+        )
+        if not rcpt:
+            if block.get("Final-Recipient") or block.get("Original-Recipient"):
+                rcpt = _value(block.get("Final-Recipient") or block.get("Original-Recipient"))
+            else:
+                continue
+        action = _value(block.get("Action")).lower().split()[0] if block.get("Action") else ""
+        diagnostic = _value(block.get("Diagnostic-Code"))
+        dtype = _type(block.get("Diagnostic-Code"))
+        detail = _near(text, rcpt) if "@" in rcpt else ""
+        status = prefer_status(_value(block.get("Status")), diagnostic or detail)
+        if not _informative(diagnostic):
+            if detail and detail not in diagnostic:
+                diagnostic = f"{diagnostic} {detail}".strip()
+            elif not diagnostic and not detail:
+                diagnostic = _error_lines(text)
+        command = find_command(diagnostic) or find_command(detail)
+        reply = _REPLY.search(diagnostic)
+        findings.append(
+            Finding(
+                recipient=rcpt,
+                status=status,
+                reply_code=int(reply.group(1)) if reply else None,
+                diagnostic=diagnostic[:1000],
+                action=action,
+                remote_mta=_value(block.get("Remote-MTA")),
+                context=context,
+                command=command,
+                diagnostic_type=dtype,
+            )
+        )
+    return findings
+
+
+def prefer_status(field_value: str, diagnostic: str) -> str:
+    """The enhanced status code: the Status field, unless it only says X.0.0 and the remote
+    reply gives a more precise code of the same class, or there is no field at all."""
+    m = _STATUS.search(field_value)
+    status = ".".join(m.groups()) if m else ""
+    d = _STATUS.search(diagnostic or "")
+    found = ".".join(d.groups()) if d else ""
+    if not status:
+        return found
+    if found and status.endswith(".0.0") and found[0] == status[0] and found != status:
+        return found
+    return status
+
+
+def _informative(diagnostic: str) -> bool:
+    """A diagnostic with words in it, not only a code."""
+    return len(re.sub(r"[\d.#<>()\[\];:,\s-]+|smtp", "", diagnostic, flags=re.I)) >= 6
+
+
+# -- SMTP commands --------------------------------------------------------------------------
+
+_COMMANDS = (
+    (
+        re.compile(r"end of data|after data|data command|>>> ?data\b|\bDATA\b|message body", re.I),
+        "DATA",
+    ),
+    (re.compile(r"rcpt to|rcpt command|>>> ?rcpt\b|\bRCPT\b", re.I), "RCPT"),
+    (re.compile(r"mail from|mail command|>>> ?mail\b|\bMAIL F", re.I), "MAIL"),
+    (re.compile(r"\b(ehlo|helo)\b", re.I), "HELO"),
+    (
+        re.compile(r"initial connection|greeting|banner|connect(ed|ing)? to|after connect", re.I),
+        "CONN",
+    ),
+    (re.compile(r"\bSTARTTLS\b|starttls command", re.I), "STARTTLS"),
+)
+_QMAIL = (
+    (re.compile(r"does not like recipient|didn.t accept the recipient", re.I), "RCPT"),
+    (re.compile(r"sender was rejected|didn.t like the sender", re.I), "MAIL"),
+    (re.compile(r"failed after I sent the message|didn.t accept the message", re.I), "DATA"),
+    (re.compile(r"\[RCPT_TO\]", re.I), "RCPT"),
+    (re.compile(r"\[(BODY|DATA)\]"), "DATA"),
+    (re.compile(r"\[MAIL_FROM\]", re.I), "MAIL"),
+)
+_IN_REPLY = re.compile(
+    r"(?:in reply to|after|while sending|error after|refused at|during|response to|"
+    r"smtp:|>>>)\s*(?:the\s+)?(end of data|data|rcpt(?: to)?|mail(?: from)?|ehlo|helo|"
+    r"initial connection|starttls|connect)",
+    re.I,
+)
+
+
+def find_command(text: str) -> str:
+    """The SMTP command a diagnostic says the remote host answered (Postfix's "in reply to
+    RCPT TO command", Exim's "after RCPT TO:", Sendmail's ">>> DATA" ...)."""
+    if not text:
+        return ""
+    for pattern, name in _QMAIL:
+        if pattern.search(text):
+            return name
+    m = None
+    for m in _IN_REPLY.finditer(text):  # noqa: B007 - the last mention is the one answered
+        pass
+    if m is not None:
+        word = m.group(1).lower()
+        if "data" in word:
+            return "DATA"
+        if word.startswith("rcpt"):
+            return "RCPT"
+        if word.startswith("mail"):
+            return "MAIL"
+        if word in ("ehlo", "helo"):
+            return "HELO"
+        if word == "starttls":
+            return "STARTTLS"
+        return "CONN"
+    for pattern, name in _COMMANDS[:3]:
+        if pattern.search(text) and name != "DATA":
+            return name
+    if re.search(r"\bDATA\b", text):
+        return "DATA"
+    return ""
+
+
+# -- free-text bounces ----------------------------------------------------------------------
+
+_EVIDENCE = re.compile(
+    r"unknown|malformed|not exist|no such|invalid|full|quota|reject|denied|refused|fail|disabled|"
+    r"suspend|inactive|account|delivery error|expired|unreachable|not reachable|error|"
+    r"blocked|not found|not accept|unavailable|too (large|big|many)|timed? ?out|"
+    r"could not|couldn.t|unable|permanent|undeliverable|spam|virus|policy|bounced|unrout|"
+    r"not (listed|allowed|permitted|valid|available)|permission|exceed|limit|no longer|"
+    r"見つかりません|存在しません|拒否|エラー|送信できません|届きません|受信|容量|"
+    r"[245]\.\d{1,3}\.\d{1,3}|\b[45]\d\d\b",
+    re.I,
+)
+_BOUNCE_TEXT = re.compile(
+    r"could not be delivered|couldn.t be delivered|was not delivered|undeliverable|"
+    r"delivery (to the following|has failed|failed)|permanent(ly)? (fatal )?error|"
+    r"following (address(es)?|recipient\(?s?\)?) (had|failed)|did not reach|"
+    r"returned to (the )?sender|unable to deliver|message delivery failed|"
+    r"this is the mail system at|mail delivery subsystem|"
+    r"送信できませんでした|届きませんでした|配信できませんでした|配送できませんでした|"
+    r"宛先.{0,20}(見つかりません|存在しません)",
+    re.I,
+)
+
+
+_GOOGLE_GROUPS = re.compile(r"https?://groups\.google\.com/support", re.I)
+
+
+def _with_hint(finding: Finding, hint: str) -> Finding:
+    return Finding(**{**{k: getattr(finding, k) for k in Finding.__slots__}, "hint": hint})
+
+
+def _bounce_text(text: str) -> bool:
+    return bool(_BOUNCE_TEXT.search(text))
+
+
+def _auto_reply(msg: email.message.Message, subject: str) -> bool:
+    auto = (msg.get("Auto-Submitted") or "").lower()
+    precedence = (msg.get("Precedence") or "").lower()
+    return bool(
+        auto.startswith("auto-replied")
+        or msg.get("X-Autoreply")
+        or msg.get("X-Autorespond")
+        or (
+            msg.get("X-Auto-Response-Suppress", "").lower() == "all"
+            and _AUTO_SUBJECT.search(subject)
+        )
+        or precedence == "auto_reply"
+        or _AUTO_SUBJECT.search(subject)
+    )
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _near(text: str, address: str, span: int = 700) -> str:
     """The line that mentions ``address`` and what follows it: usually the server's reply."""
-    i = text.lower().find(address.lower())
+    lowered = text.lower()
+    i = lowered.find(address.lower())
     if i < 0:
         return ""
+    # Prefer a mention followed by something (a transcript names the address twice).
+    while True:
+        after = text[i + len(address) : i + len(address) + span]
+        if _EVIDENCE.search(after.split("\n\n\n")[0]) or lowered.find(address.lower(), i + 1) < 0:
+            break
+        i = lowered.find(address.lower(), i + 1)
     line_start = text.rfind("\n", 0, i) + 1
     before = text[line_start:i]
     chunk = text[i + len(address) : i + len(address) + span]
-    chunk = re.split(r"\n\s*\n\s*\n|\n\s*<?[^\s@<>]+@[^\s@<>]+>?:?\s*\n", chunk)[0]
-    before = before.strip(" \t<(") if len(before) < 200 else ""
-    return " ".join(f"{before} {chunk.replace('>:', ' ')}".split()).strip(" :>")
+    # The reply ends at a blank gap, a rule line, or a line that starts with another address.
+    chunk = re.split(r"\n\s*\n\s*\n|\n[ \t]*[-=_]{5,}[ \t]*(?=\n|$)", chunk)[0]
+    for m in re.finditer(r"\n[ \t]*<?([^\s@<>:]+@[A-Za-z0-9.-]*[A-Za-z0-9])>?[\s:.,]", chunk):
+        if m.group(1).lower() != address.lower():
+            chunk = chunk[: m.start()]
+            break
+    before = before.strip(" \t<(*") if len(before) < 200 else ""
+    return _squash(f"{before} {chunk.replace('>:', ' ')}").strip(" :>")
+
+
+def _error_lines(text: str) -> str:
+    """The lines of a bounce that carry the error: reply codes and error words."""
+    lines = [line.strip() for line in text.splitlines()]
+    keep = [
+        line
+        for line in lines
+        if line
+        and (
+            _STATUS.search(line)
+            or re.search(r"(^|\s|<<< ?)[45]\d\d[\s-]", line)
+            or _EVIDENCE.search(line)
+        )
+    ]
+    return _squash(" ".join(keep))[:1000]
 
 
 def _free_text(text: str, msg: email.message.Message, original: dict[str, str]) -> list[Finding]:
-    own = {email.utils.parseaddr(msg.get(h, ""))[1].lower() for h in ("From", "To")}
+    own = {email.utils.parseaddr(_header(msg, h))[1].lower() for h in ("From", "To", "Reply-To")}
     own |= {email.utils.parseaddr(original.get("from", ""))[1].lower()}
-    seen: dict[str, Finding] = {}
+    own |= {email.utils.parseaddr(_header(msg, "Return-Path"))[1].lower()}
+    own.discard("")
+    context = _squash(text)[:2000]
+    addresses: list[str] = []
+    failed = msg.get("X-Failed-Recipients")
+    if failed:
+        addresses += [a.strip() for a in str(failed).split(",") if "@" in a]
     for m in _ADDRESS.finditer(text):
         address = m.group(1).strip(".")
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        line = text[line_start : m.start()].lower()
+        if re.search(r"^\s*(from|mail from|sender|reply-to|return-path|message-id)\s*:", line):
+            continue
+        if address.lower() in own or _DAEMON.search(address):
+            continue
+        addresses.append(address)
+    seen: dict[str, Finding] = {}
+    for address in addresses:
         lowered = address.lower()
-        if lowered in own or lowered in seen or _DAEMON.search(lowered):
+        if lowered in seen:
             continue
         detail = _near(text, address)
-        status = _STATUS.search(detail)
-        reply = _REPLY.search(detail)
-        if not (
-            status
-            or reply
-            or re.search(
-                r"unknown|not exist|invalid|full|reject|"
-                r"denied|refused|fail|disabled|quota|account|delivery error|"
-                r"expired|unreachable|not reachable|error",
-                detail,
-                re.I,
-            )
-        ):
-            continue
+        if not _EVIDENCE.search(detail):
+            detail = ""
         seen[lowered] = Finding(
             recipient=address,
-            status=".".join(status.groups()) if status else "",
-            reply_code=int(reply.group(1)) if reply else None,
-            diagnostic=detail[:1000],
+            diagnostic=detail,
             action="failed",
+            context=context,
         )
     if not seen:
         to = email.utils.parseaddr(original.get("to", ""))[1]
-        if to:
-            status = _STATUS.search(text)
-            reply = _REPLY.search(text)
-            body = " ".join(text.split())[:1000]
-            seen[to.lower()] = Finding(
-                recipient=to,
+        if to and to.lower() not in own:
+            seen[to.lower()] = Finding(recipient=to, action="failed", context=context)
+    if not seen:
+        return []
+    # Only addresses the text says something about are recipients, unless none is.
+    with_detail = [f for f in seen.values() if f.diagnostic]
+    findings = with_detail if with_detail else list(seen.values())[:1]
+    if len(findings) > 1:
+        # An address quoted inside another's diagnostic is not a recipient of its own.
+        findings = [
+            f
+            for f in findings
+            if not any(
+                f is not g
+                and f.recipient.lower() in g.diagnostic.lower()[:200]
+                and g.recipient.lower() not in f.diagnostic.lower()[:200]
+                for g in findings
+            )
+        ] or findings
+    errors = _error_lines(text)
+    out = []
+    for f in findings:
+        diagnostic = f.diagnostic
+        if len(findings) == 1 and not (_STATUS.search(diagnostic) or _REPLY.search(diagnostic)):
+            if errors and errors not in diagnostic:
+                diagnostic = f"{diagnostic} {errors}".strip()
+        status = _STATUS.search(diagnostic)
+        reply = _REPLY.search(diagnostic)
+        transcript = re.search(r"<<<\s*([245]\d\d[^\n]*)", text)
+        if transcript and not reply:
+            diagnostic = f"{diagnostic} {transcript.group(1)}".strip()
+            reply = _REPLY.search(transcript.group(1))
+            status = status or _STATUS.search(transcript.group(1))
+        out.append(
+            Finding(
+                recipient=f.recipient,
                 status=".".join(status.groups()) if status else "",
                 reply_code=int(reply.group(1)) if reply else None,
-                diagnostic=body,
+                diagnostic=diagnostic[:1000],
                 action="failed",
-                context=" ".join(text.split())[:2000],
+                context=context,
+                command=find_command(diagnostic) or find_command(_near(text, f.recipient, 2000)),
             )
-    return list(seen.values())
+        )
+    return out
+
+
+# -- ARF (RFC 5965) -------------------------------------------------------------------------
+
+
+def _arf(msg: email.message.Message) -> Report | None:
+    """A feedback report, wherever it sits: the message itself, a part of it, or a report
+    forwarded as an attachment (multipart in multipart). Non-MIME reports that carry the
+    fields in their text count too."""
+    container, report = None, None
+    for part in _walk(msg, into_originals=True):
+        if part.get_content_type() == "text/x-feedback-report":
+            report = part
+            break
+        if part.is_multipart():
+            container = part
+    fields: email.message.Message | None = None
+    original: dict[str, str] = {}
+    if report is not None:
+        blocks = _blocks(_text_of(report))
+        fields = blocks[0] if blocks else email.message.Message()
+        if container is not None:
+            original = _original_headers_in(container)
+    else:
+        text = "\n".join(_text_of(p) for p in _walk(msg) if p.get_content_type() in ("text/plain",))
+        m = re.search(r"(?im)^Feedback-Type:[ \t]*[\w-]+[ \t]*$", text)
+        if not (m and re.search(r"(?im)^(User-Agent|Version|Original-Mail-From):", text)):
+            return None
+        block = re.split(r"\n[ \t]*\n", text[m.start() :].replace("\r\n", "\n"))[0]
+        fields = email.message_from_string(block + "\n")
+        original = _original_headers(msg) or _inline_original(msg)
+    rcpt = (
+        _address(_value(fields.get("Original-Rcpt-To")))
+        or _address(_value(fields.get("Removal-Recipient")))
+        or _address(original.get("x-hmxmroriginalrecipient", ""))
+        or email.utils.parseaddr(original.get("to", ""))[1]
+    )
+    feedback_type = _value(fields.get("Feedback-Type")).lower() or "abuse"
+    return Report(
+        Kind.COMPLAINT,
+        (Finding(rcpt, diagnostic=feedback_type, action="failed"),) if rcpt else (),
+        feedback_type=feedback_type,
+        original_headers=original,
+    )
+
+
+def _original_headers_in(container: email.message.Message) -> dict[str, str]:
+    payload = container.get_payload()
+    for part in payload if isinstance(payload, list) else []:
+        if isinstance(part, email.message.Message) and part.get_content_type() in _SKIP:
+            return _original_headers(part)
+    return _original_headers(container)
+
+
+# -- Amazon SES notifications (JSON, through SNS or as sent) --------------------------------
+
+_SES_SUBTYPES = {
+    "noemail": "userunknown",
+    "suppressed": "suppressed",
+    "onaccountsuppressionlist": "suppressed",
+    "mailboxfull": "mailboxfull",
+    "messagetoolarge": "mesgtoobig",
+    "contentrejected": "contenterror",
+    "attachmentrejected": "securityerror",
+}
+
+
+def _ses(msg: email.message.Message) -> Report | None:
+    if msg.is_multipart() or msg.get_content_maintype() != "text":
+        return None
+    body = _text_of(msg).strip()
+    if not body.startswith("{") or ("notificationType" not in body and "eventType" not in body):
+        return None
+    try:
+        data = json.loads(body[: body.rfind("}") + 1])
+        if isinstance(data.get("Message"), str):
+            data = json.loads(data["Message"])
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    kind = str(data.get("notificationType") or data.get("eventType") or "").lower()
+    original = {
+        k.lower(): str(v)
+        for k, v in (data.get("mail", {}).get("commonHeaders") or {}).items()
+        if isinstance(v, str)
+    }
+    if kind == "bounce":
+        bounce = data.get("bounce") or {}
+        subtype = str(bounce.get("bounceSubType", "")).lower()
+        transient = str(bounce.get("bounceType", "")).lower() == "transient"
+        findings = []
+        for r in bounce.get("bouncedRecipients") or []:
+            diagnostic = str(r.get("diagnosticCode") or "")
+            dtype = diagnostic.split(";", 1)[0].strip().upper() if ";" in diagnostic else ""
+            diagnostic = diagnostic.split(";", 1)[1].strip() if ";" in diagnostic else diagnostic
+            reply = _REPLY.search(diagnostic)
+            status = prefer_status(str(r.get("status") or ""), diagnostic)
+            if not status:
+                status = "4.0.0" if transient else "5.0.0"
+            findings.append(
+                Finding(
+                    recipient=str(r.get("emailAddress", "")),
+                    status=status,
+                    reply_code=int(reply.group(1)) if reply else None,
+                    diagnostic=diagnostic or subtype,
+                    action=str(r.get("action") or "failed").lower(),
+                    remote_mta=str(bounce.get("remoteMtaIp") or ""),
+                    command=find_command(diagnostic),
+                    diagnostic_type=dtype,
+                    hint=_SES_SUBTYPES.get(subtype, ""),
+                )
+            )
+        return Report(Kind.DSN, tuple(findings), original_headers=original)
+    if kind == "complaint":
+        complaint = data.get("complaint") or {}
+        feedback_type = str(complaint.get("complaintFeedbackType") or "abuse").lower()
+        findings = tuple(
+            Finding(str(r.get("emailAddress", "")), diagnostic=feedback_type)
+            for r in complaint.get("complainedRecipients") or []
+        )
+        return Report(Kind.COMPLAINT, findings, feedback_type, original_headers=original)
+    if kind == "delivery":
+        delivery = data.get("delivery") or {}
+        reply = str(delivery.get("smtpResponse") or "")
+        status = _STATUS.search(reply)
+        findings = tuple(
+            Finding(
+                str(r),
+                status=".".join(status.groups()) if status else "2.0.0",
+                diagnostic=reply,
+                action="delivered",
+            )
+            for r in delivery.get("recipients") or []
+        )
+        return Report(Kind.DELIVERED, findings, original_headers=original)
+    return None

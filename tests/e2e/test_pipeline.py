@@ -337,7 +337,7 @@ async def test_every_recipient_has_its_whole_timeline_in_order(pipeline: Pipelin
     last_accepted = max(i for i, e in enumerate(events) if e["type"] == "accepted")
     assert last_accepted < signed[0] < first_attempt
     bounced = next(e for e in events if e["type"] == "bounced")
-    assert bounced["detail"]["reason"] == "user_unknown"  # classified where it is written
+    assert bounced["detail"]["reason"] == "userunknown"  # classified where it is written
 
 
 async def test_each_service_serves_health_readiness_and_metrics(pipeline: Pipeline) -> None:

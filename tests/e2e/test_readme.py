@@ -198,7 +198,7 @@ CHECKS: dict[str, Check] = {
         expect=(
             r'"file": "tests/corpus/bounces/postfix-user-unknown\.eml".*"reason": "userunknown"',
             r'"file": "tests/corpus/bounces/vacation\.eml".*"reason": "vacation"',
-            r"^accuracy \d\.\d\d$",
+            r"^reason \d\.\d\d  recipient \d\.\d\d  status \d\.\d\d  hard/soft \d\.\d\d  ",
         )
     ),
     "suppressions": Check(

@@ -4,6 +4,7 @@ rules of reasons.toml."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,8 +85,8 @@ def test_an_rfc_3464_report_gives_one_finding_per_recipient() -> None:
     assert report.kind is Kind.DSN
     verdicts = rules().classify(report)
     assert [(v.recipient, v.status, v.reason, v.hard, v.suppress) for v in verdicts] == [
-        ("gone@example.net", "5.1.1", "user_unknown", True, True),
-        ("full@example.net", "4.2.2", "mailbox_full", False, "repeated"),
+        ("gone@example.net", "5.1.1", "userunknown", True, True),
+        ("full@example.net", "4.2.2", "mailboxfull", False, "repeated"),
     ]
     assert "User unknown in virtual mailbox table" in verdicts[0].diagnostic
 
@@ -94,9 +95,10 @@ def test_an_arf_report_is_a_complaint_for_the_original_recipient() -> None:
     report = parse(ARF)
     assert (report.kind, report.feedback_type) == (Kind.COMPLAINT, "abuse")
     verdict = rules().classify(report)[0]
-    assert (verdict.recipient, verdict.reason, verdict.suppress) == (
+    assert (verdict.recipient, verdict.reason, verdict.hard, verdict.suppress) == (
         "angry@isp.example",
-        "complaint",
+        "feedback",
+        False,
         True,
     )
 
@@ -108,7 +110,7 @@ def test_vacation_replies_and_ordinary_mail_are_not_bounces() -> None:
         b"\r\nI am away.\r\n"
     )
     assert vacation.kind is Kind.AUTO_REPLY
-    assert rules().classify(vacation)[0].reason == "auto_reply"
+    assert rules().classify(vacation)[0].reason == "vacation"
     assert rules().classify(vacation)[0].suppress is False
     assert parse(b"From: a@b.test\r\nSubject: hello\r\n\r\nhi\r\n").kind is Kind.NOT_A_BOUNCE
 
@@ -116,21 +118,35 @@ def test_vacation_replies_and_ordinary_mail_are_not_bounces() -> None:
 @pytest.mark.parametrize(
     "recipient, status, text, reason, ambiguous",
     [
-        ("x@docomo.ne.jp", "5.0.0", "550 Unknown user x@docomo.ne.jp", "user_unknown", True),
-        ("x@ezweb.ne.jp", "5.0.0", "The user(s) account is disabled.", "suspended", True),
+        ("x@docomo.ne.jp", "5.0.0", "550 Unknown user x@docomo.ne.jp", "userunknown", True),
+        (
+            "x@docomo.ne.jp",
+            "5.0.0",
+            "550 Unknown user x@docomo.ne.jp (in reply to end of DATA command)",
+            "filtered",
+            True,
+        ),
+        ("x@ezweb.ne.jp", "5.0.0", "The user(s) account is disabled.", "suspend", True),
         ("x@softbank.ne.jp", "5.0.0", "550 Rejected by the recipient's filter", "filtered", False),
         (
             "x@gmail.com",
             "5.7.26",
             "550 5.7.26 Unauthenticated email is not accepted due to domain's DMARC policy",
-            "blocked",
+            "authfailure",
             False,
         ),
         (
             "x@example.net",
             "4.7.0",
-            "421 4.7.0 Too many connections, slow down",
-            "rate_limited",
+            "421 4.7.0 Too many concurrent SMTP connections from this IP",
+            "toomanyconn",
+            False,
+        ),
+        (
+            "x@example.net",
+            "4.7.28",
+            "421 4.7.28 Mail sent from your IP address has been temporarily rate limited",
+            "speeding",
             False,
         ),
         (
@@ -140,26 +156,72 @@ def test_vacation_replies_and_ordinary_mail_are_not_bounces() -> None:
             "blocked",
             False,
         ),
-        ("x@example.net", "5.1.2", "Host or domain name not found", "host_unknown", False),
+        ("x@example.net", "5.1.2", "Host or domain name not found", "hostunknown", False),
+        (
+            "x@example.net",
+            "5.0.0",
+            "550 No such user (in reply to RCPT TO command)",
+            "userunknown",
+            False,
+        ),
+        ("x@example.net", "5.1.1", "550 5.1.1 Mailbox full", "mailboxfull", False),
+        ("x@example.net", "5.7.1", "554 5.7.1 Relay access denied", "norelaying", False),
+        ("x@example.net", "5.7.1", "550 5.7.1 Message rejected as spam", "spamdetected", False),
+        ("x@example.net", "5.0.0", "521 5.3.2 does not accept mail (null MX)", "notaccept", False),
         (
             "x@example.net",
             "5.3.4",
             "552 5.3.4 Message size exceeds fixed limit",
-            "message_too_large",
+            "mesgtoobig",
             False,
         ),
         ("x@example.net", "4.4.7", "Message expired after 5 days in queue", "expired", False),
-        ("x@example.net", "5.0.0", "something nobody planned for", "other", False),
+        ("x@example.net", "5.0.0", "something nobody planned for", "onhold", False),
+        ("x@example.net", "", "", "undefined", False),
     ],
 )
 def test_rules(recipient, status, text, reason, ambiguous) -> None:
+    """Sisimai's semantics: the text first where the code is generic, the SMTP command decides
+    between a missing mailbox and the recipient's filter, the carriers' replies stay ambiguous."""
     verdict = rules().classify_finding(Finding(recipient, status=status, diagnostic=text))
     assert (verdict.reason, verdict.ambiguous) == (reason, ambiguous)
 
 
 def test_reputation_and_policy_blocks_never_suppress() -> None:
-    for reason in ("blocked", "rate_limited", "spam_filtered", "filtered"):
-        assert rules().reasons[reason]["suppress"] is False
+    """Reasons about the sender or the message never suppress the recipient."""
+    for reason in ("blocked", "badreputation", "speeding", "spamdetected", "policyviolation"):
+        assert rules().policy(reason, "5.7.1") == (False, False)
+
+
+@pytest.mark.parametrize(
+    "reason, status, ambiguous, hard, suppress",
+    [
+        ("userunknown", "5.1.1", False, True, True),
+        ("userunknown", "4.1.1", False, True, "repeated"),  # a temporary code: wait and see
+        ("userunknown", "5.0.0", True, True, "repeated"),  # a carrier's ambiguous reply
+        ("notaccept", "5.3.2", False, True, True),
+        ("notaccept", "4.3.2", False, False, "repeated"),
+        ("mailboxfull", "5.2.2", False, False, "repeated"),
+        ("filtered", "5.0.0", False, False, "repeated"),
+        ("feedback", "", False, False, True),
+        ("vacation", "", False, False, False),
+    ],
+)
+def test_hard_soft_and_suppression_follow_reason_and_code(
+    reason, status, ambiguous, hard, suppress
+) -> None:
+    """One table: hard/soft and the suppression policy from the reason plus the code."""
+    assert rules().policy(reason, status, ambiguous) == (hard, suppress)
+
+
+def test_sisimai_vocabulary_is_complete() -> None:
+    """Every reason name Sisimai documents is one of Hato's."""
+    sisimai = """authfailure badreputation blocked contenterror delivered exceedlimit expired
+    feedback filtered hasmoved hostunknown mailboxfull mailererror mesgtoobig networkerror
+    norelaying notaccept notcompliantrfc onhold policyviolation rejected requireptr
+    securityerror spamdetected speeding suppressed suspend syntaxerror systemerror systemfull
+    toomanyconn undefined userunknown vacation virusdetected""".split()
+    assert set(sisimai) <= set(rules().reasons)
 
 
 def test_every_rule_names_a_documented_reason(tmp_path) -> None:
@@ -167,22 +229,36 @@ def test_every_rule_names_a_documented_reason(tmp_path) -> None:
     assert all(meta.get("description") for meta in rules().reasons.values())
     bad = tmp_path / "r.toml"
     bad.write_text(
-        '[reasons.a]\nhard=true\nsuppress=true\ndescription="x"\n'
+        '[reasons.a]\nhard=true\nsuppress="at once"\ndescription="x"\n'
         '[[rules]]\nreason="b"\ntext=["x"]\n'
     )
     with pytest.raises(ValueError, match="unknown reason b"):
         Rules.load(bad)
 
 
-@pytest.mark.skipif(not CORPUS.exists(), reason="the shared corpus sits beside the checkout")
-def test_the_corpus_benchmark_holds_its_floor() -> None:
-    """bench.classify over the 154 labelled messages: the accuracy measured when the rules
-    were written (0.57) must not drop."""
-    from bench.classify import evaluate
+# What bench/classify.py measured on the shared corpus when the rules were last changed
+# (before the Sisimai vocabulary: reason 0.59, recipient 0.94, status 0.73, hard/soft 0.80).
+SHARED_FLOOR = {"reason": 0.81, "recipient": 0.99, "status": 0.97, "hard": 0.94}
 
-    cases, _ = evaluate(CORPUS)
-    accuracy = sum(e == p for _, e, p in cases) / len(cases)
-    assert accuracy >= 0.55, accuracy
+
+@pytest.mark.skipif(not CORPUS.exists(), reason="the shared corpus sits beside the checkout")
+def test_the_shared_corpus_figures_do_not_fall() -> None:
+    """bench.classify over the 154 real, labelled bounces: no figure falls below what was
+    reached, and no non-bounce is taken for a bounce."""
+    from bench.classify import evaluate, summarize
+
+    s = summarize(evaluate(CORPUS))
+    got = {"reason": s.reason, "recipient": s.recipient, "status": s.status, "hard": s.hard}
+    assert all(round(got[k], 2) >= v for k, v in SHARED_FLOOR.items()), got
+    assert s.false_bounces == 0
+
+
+def test_our_corpus_figures() -> None:
+    """bench.classify over tests/corpus/bounces: every labelled case right."""
+    from bench.classify import DEFAULT_CORPUS, evaluate, summarize
+
+    s = summarize(evaluate(DEFAULT_CORPUS))
+    assert (s.reason, s.recipient, s.status, s.hard, s.false_bounces) == (1, 1, 1, 1, 0), s
 
 
 def test_hato_bounce_classify_prints_json_per_recipient(tmp_path) -> None:
@@ -205,11 +281,37 @@ def test_hato_bounce_classify_prints_json_per_recipient(tmp_path) -> None:
     ).stdout.splitlines()
     rows = [json.loads(line) for line in out]
     assert [(r.get("recipient"), r.get("reason"), r["kind"]) for r in rows] == [
-        ("gone@example.net", "user_unknown", "dsn"),
-        ("full@example.net", "mailbox_full", "dsn"),
+        ("gone@example.net", "userunknown", "dsn"),
+        ("full@example.net", "mailboxfull", "dsn"),
         (None, None, "not-a-bounce"),
     ]
     assert Path(rows[0]["file"]).name == "dsn.eml"
+
+
+def test_hato_bounce_classify_says_clearly_what_is_not_mail(tmp_path) -> None:
+    """A missing, empty, binary or directory argument: one error line each, no traceback,
+    exit status 1, and the other files still classified."""
+    (tmp_path / "empty.eml").write_bytes(b"")
+    (tmp_path / "binary.eml").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "dsn.eml").write_bytes(DSN)
+    names = ["missing.eml", "empty.eml", "binary.eml", ".", "dsn.eml"]
+    done = subprocess.run(
+        [sys.executable, "-m", "hato.cli", "bounce", "classify", *names],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    errors = {r["file"]: r["error"] for r in rows if "error" in r}
+    assert set(errors) == {"missing.eml", "empty.eml", "binary.eml", "."}
+    assert "No such file" in errors["missing.eml"]
+    assert "not an email message" in errors["empty.eml"]
+    assert "not an email message" in errors["binary.eml"]
+    assert "directory" in errors["."]
+    assert [r["reason"] for r in rows if "reason" in r] == ["userunknown", "mailboxfull"]
 
 
 OWN_CORPUS = Path(__file__).resolve().parents[2] / "corpus" / "bounces"
@@ -224,16 +326,30 @@ def _labels():
 
 @pytest.mark.parametrize("row", _labels(), ids=lambda r: r["file"])
 def test_our_corpus_of_mta_formats(row) -> None:
-    """Each MTA's format, read and classified as labelled."""
+    """Each MTA's format, read and classified as labelled (recipient, status, reason,
+    hard/soft, ambiguous)."""
     report = parse((OWN_CORPUS / row["file"]).read_bytes())
     if row["reason"] == "not-a-bounce":
         assert report.kind is Kind.NOT_A_BOUNCE
         return
     verdicts = rules().classify(report)
-    assert len(verdicts) == 1, verdicts
-    v = verdicts[0]
-    assert (v.reason, v.hard, v.ambiguous) == (
-        row["reason"],
-        row["hard"] == "1",
-        row["ambiguous"] == "1",
-    ), v
+    expected = list(
+        zip(
+            row["recipient"].split("|"),
+            row["status"].split("|"),
+            row["reason"].split("|"),
+            row["hard"].split("|"),
+            row["ambiguous"].split("|"),
+            strict=True,
+        )
+    )
+    assert len(verdicts) == len(expected), verdicts
+    for v, (recipient, status, reason, hard, ambiguous) in zip(verdicts, expected, strict=True):
+        assert (v.recipient, v.reason, v.hard, v.ambiguous) == (
+            recipient,
+            reason,
+            hard == "1",
+            ambiguous == "1",
+        ), v
+        if status:
+            assert v.status == status, v

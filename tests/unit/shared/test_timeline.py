@@ -45,6 +45,6 @@ def test_each_recipient_outcome_is_an_event_with_its_reply() -> None:
         }
         for e in events
     )
-    with_reason = attempt_events(result, {"r1": "user_unknown"})
-    assert with_reason[1].detail["reason"] == "user_unknown"
+    with_reason = attempt_events(result, {"r1": "userunknown"})
+    assert with_reason[1].detail["reason"] == "userunknown"
     assert len({e.id for e in events}) == 4
