@@ -35,6 +35,7 @@ from services.ingest.api_models import (
     WebhookIn,
     address_of,
 )
+from services.ingest.gate import Gate
 from services.ingest.policy import RelayPolicy
 from services.ingest.send import DoorLimits, Refused, Sender
 from shared import logging as hlog
@@ -127,6 +128,22 @@ class KeyCache:
         self._cache.clear()
 
 
+def body_limits(max_message_size: int) -> Callable[[str, str], int]:
+    """The largest body each route takes: a message's (in base64, in JSON) for the sending
+    routes, 1 MiB for the rest."""
+    sending = max_message_size * 4 // 3 + 1024 * 1024
+
+    def limit(method: str, path: str) -> int:
+        if method == "POST" and path.rstrip("/") in SENDING_ROUTES:
+            return sending
+        return 1024 * 1024
+
+    return limit
+
+
+SENDING_ROUTES = frozenset({"/v1/messages", "/v1/messages/raw", "/v1/messages/batch"})
+
+
 class DropEmptyQueryParameters:
     """``?recipient=&status=`` means "not given", as HTML forms and copied examples send it:
     empty query parameters are dropped before routing, so they never fail validation."""
@@ -166,6 +183,17 @@ def create_app(
     operator_digest = hashlib.sha256(operator_token.encode()).digest() if operator_token else None
     keys = KeyCache(store)
     app.state.api_keys = keys
+
+    def is_operator(token: str) -> bool:
+        return operator_digest is not None and hmac.compare_digest(
+            hashlib.sha256(token.encode()).digest(), operator_digest
+        )
+
+    async def known(token: str) -> bool:
+        return is_operator(token) or await keys.identity(token) is not None
+
+    largest = (limits or DoorLimits(25 * 1024 * 1024, 100)).max_message_size
+    app.add_middleware(Gate, known=known, limit=body_limits(largest))
     bearer = HTTPBearer(auto_error=False)
 
     @app.exception_handler(HTTPException)
@@ -192,9 +220,7 @@ def create_app(
         token = credentials.credentials if credentials else ""
         if not token:
             raise Problem(401, "an API key (or the operator token) is required")
-        if operator_digest is not None and hmac.compare_digest(
-            hashlib.sha256(token.encode()).digest(), operator_digest
-        ):
+        if is_operator(token):
             return Caller(operator=True)
         identity = await keys.identity(token)
         if identity is None:

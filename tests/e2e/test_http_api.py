@@ -409,3 +409,53 @@ async def test_suppressions_api(api: Api) -> None:
         "/v1/suppressions", json={"address": "not an address"}, headers=api.as_tenant()
     )
     assert bad.status_code == 400
+
+
+async def _head_only(api: Api, head: bytes) -> bytes:
+    """Send a request's head and the first 64 KiB of its body, never the rest; the answer."""
+    port = api.http.base_url.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head + b"\r\n" + b"{" + b" " * 65535)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(4096), 10)
+    finally:
+        writer.close()
+
+
+async def test_a_caller_is_authenticated_before_its_body_is_read(api: Api) -> None:
+    """A 60 MiB POST without a key, or with a wrong one, gets its 401 while the body is still
+    unsent: ingest never holds it."""
+    for auth in (b"", b"Authorization: Bearer hato_00000000_" + b"x" * 43 + b"\r\n"):
+        head = (
+            b"POST /v1/messages HTTP/1.1\r\nHost: hato\r\nContent-Type: application/json\r\n"
+            + auth
+            + b"Content-Length: 62914560\r\n"
+        )
+        answer = await _head_only(api, head)
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+        assert b"application/problem+json" in answer
+
+
+async def test_each_route_takes_a_body_of_its_size(api: Api) -> None:
+    """A tenant's body over its route's limit is refused with 413 from Content-Length before
+    it is sent, and a chunked one as soon as it passes the limit."""
+    key = api.as_tenant()["Authorization"].encode()
+    head = (
+        b"POST /v1/suppressions HTTP/1.1\r\nHost: hato\r\nContent-Type: application/json\r\n"
+        b"Authorization: " + key + b"\r\nContent-Length: 2000000\r\n"
+    )
+    answer = await _head_only(api, head)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+    async def chunks():
+        for _ in range(40):
+            yield b" " * 65536
+
+    chunked = await api.http.post(
+        "/v1/suppressions",
+        content=chunks(),
+        headers={**api.as_tenant(), "Content-Type": "application/json"},
+    )
+    assert chunked.status_code == 413, chunked.text
+    assert chunked.json()["status"] == 413

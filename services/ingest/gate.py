@@ -1,0 +1,97 @@
+"""The HTTP door's gate: who is calling, and how much they may send, before a body is read.
+
+FastAPI reads and parses a request's body before its dependencies run, so a caller without a
+key could make ingest hold a body as large as the server accepts before being told 401. This
+ASGI middleware answers first: a request to ``/v1`` or ``/admin`` without a known bearer token
+gets 401 with its body unread, and a body larger than its route allows gets 413 — from the
+declared ``Content-Length`` at once, or as soon as a chunked body passes the limit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+PROTECTED = ("/v1/", "/admin/")
+
+
+class Gate:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        known: Callable[[str], Awaitable[bool]],
+        limit: Callable[[str, str], int],
+    ) -> None:
+        self.app = app
+        self.known = known  # bearer token -> a tenant's key or the operator token?
+        self.limit = limit  # (method, path) -> largest body in bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PROTECTED):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v for k, v in scope["headers"]}
+        token = _bearer(headers.get(b"authorization", b""))
+        if not token:
+            await _problem(send, 401, "an API key (or the operator token) is required")
+            return
+        if not await self.known(token):
+            await _problem(send, 401, "the API key is not valid")
+            return
+        limit = self.limit(scope["method"], scope["path"])
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await _problem(send, 413, f"the request body is over {limit} bytes for this route")
+            return
+
+        received = 0
+        started = refused = False
+        too_large = f"the request body is over {limit} bytes for this route"
+
+        async def counted() -> Any:
+            # Past the limit: answer 413 here, and tell the app the client is gone (an
+            # exception would become the app's own 400); what it answers then is dropped.
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refused = True
+                    if not started:
+                        await _problem(send, 413, too_large)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracked(message: Any) -> None:
+            nonlocal started
+            if refused:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counted, tracked)
+
+
+def _bearer(value: bytes) -> str:
+    scheme, _, token = value.decode("latin-1").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+async def _problem(send: Any, status: int, detail: str) -> None:
+    titles = {401: "Unauthorized", 413: "Content Too Large"}
+    body = json.dumps(
+        {"type": "about:blank", "title": titles[status], "status": status, "detail": detail}
+    ).encode()
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),  # the unread body is not ours to wait for
+    ]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
