@@ -3,8 +3,12 @@
 The first item is written at once; items arriving while a write is in flight wait for it and
 go together in the next one (up to ``max_batch``). So a lone caller pays no extra latency and
 a busy service makes one database round trip for many items. Each ``submit`` returns when its
-item is written (with its result, when ``write`` returns one per item) and raises what its
-batch's write raised.
+item is written (with its result, when ``write`` returns one per item) and raises what the
+write of its item raised.
+
+When a batch of several fails, each of its items is written again alone: one caller's bad item
+(a document the database refuses) fails that caller only, not the others who happened to share
+its round trip. So ``write`` must be safe to repeat for items already written.
 """
 
 from __future__ import annotations
@@ -40,9 +44,19 @@ class Batcher(Generic[T, R]):
             try:
                 results = await self.write([item for item, _ in batch])
             except Exception as exc:
-                for _, f in batch:
-                    if not f.done():
-                        f.set_exception(exc)
+                if len(batch) == 1:
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(exc)
+                    continue
+                for item, f in batch:  # alone: the bad item fails its own caller only
+                    try:
+                        result = await self.write([item])
+                    except Exception as alone:
+                        if not f.done():
+                            f.set_exception(alone)
+                    else:
+                        if not f.done():
+                            f.set_result(result[0] if result is not None else None)
             else:
                 for i, (_, f) in enumerate(batch):
                     if not f.done():

@@ -165,8 +165,10 @@ class Store:
     async def _insert_messages(
         self, batch: list[tuple[dict[str, Any], list[dict[str, Any]], list[Event]]]
     ) -> None:
-        await self.db.messages.insert_many([m for m, _, _ in batch], ordered=False)
-        await self.db.recipients.insert_many([r for _, rs, _ in batch for r in rs], ordered=False)
+        # Repeatable (the batcher writes a failed batch's items again one by one): what an
+        # earlier try wrote is a duplicate key now, not an error.
+        await _insert_new(self.db.messages, [m for m, _, _ in batch])
+        await _insert_new(self.db.recipients, [r for _, rs, _ in batch for r in rs])
         await self._insert_events([e for _, _, es in batch for e in es])
 
     async def discard_message(self, message_id: str) -> None:
@@ -438,3 +440,14 @@ class Store:
         cutoff = now() - timedelta(days=self.settings.events_ttl_days)
         result = await self.db.events.delete_many({"at": {"$lt": cutoff}})
         return result.deleted_count
+
+
+async def _insert_new(collection: Any, docs: list[dict[str, Any]]) -> None:
+    """Insert ``docs``; those already there (same ``_id``) are not an error."""
+    if not docs:
+        return
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except pymongo.errors.BulkWriteError as exc:
+        if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+            raise

@@ -38,6 +38,7 @@ RESERVED_HEADERS = frozenset(
     )
 )
 _FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 2.2: printable ASCII except ':'
+_METADATA_KEY = re.compile(r"[\w-]{1,64}")  # letters, digits, _ and -: a key the store takes
 MAX_RECIPIENTS_PER_MESSAGE = 1000
 
 
@@ -76,6 +77,13 @@ def _base64(value: str) -> str:
 
 
 Base64 = Annotated[str, AfterValidator(_base64)]
+
+
+def _checked_metadata(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        if not _METADATA_KEY.fullmatch(key):
+            raise ValueError(f"metadata keys are 1-64 letters, digits, _ or -: {key[:70]!r}")
+    return value
 
 
 def address_of(mailbox: str) -> str:
@@ -124,6 +132,11 @@ class MessageIn(_Strict):
                 raise ValueError(f"{name} is set by Hato, not by a custom header")
         return value
 
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        return _checked_metadata(value)
+
     @model_validator(mode="after")
     def _complete(self) -> MessageIn:
         n = len(self.to) + len(self.cc) + len(self.bcc)
@@ -154,6 +167,11 @@ class RawMessageIn(_Strict):
     tags: list[OneLine] = Field([], max_length=10)
     metadata: dict[str, OneLine] = Field({}, max_length=20)
     pool: str | None = Field(None, description="An IP pool other than the tenant's, if allowed.")
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        return _checked_metadata(value)
 
     def data(self) -> bytes:
         return base64.b64decode(self.message)

@@ -222,3 +222,36 @@ async def test_concurrent_sent_counts_add_up(store: Store) -> None:
         *(d.add_sent("127.0.0.2", 1) for _ in range(20)), d.add_sent("127.0.0.3", 3)
     )
     assert await d.sent_today() == {"127.0.0.2": 20, "127.0.0.3": 3}
+
+
+async def test_one_bad_document_fails_its_own_submission_only(store: Store) -> None:
+    """Messages accepted together share an insert; one the server refuses (a key it does not
+    take) fails its own caller, and the others are stored whole, recipients and all."""
+
+    async def submit(metadata: dict) -> str:
+        message_id = new_id()
+        await store.insert_message(
+            {"_id": message_id, "tenant": "acme", "created_at": utcnow(), "metadata": metadata},
+            [
+                {
+                    "_id": new_id(),
+                    "message_id": message_id,
+                    "tenant": "acme",
+                    "address": "a@ok.test",
+                    "status": "queued",
+                    "attempts": 0,
+                }
+            ],
+        )
+        return message_id
+
+    outcomes = await asyncio.gather(
+        *(submit({"$bad": "x"} if i == 3 else {"n": str(i)}) for i in range(8)),
+        return_exceptions=True,
+    )
+    failed = [i for i, o in enumerate(outcomes) if isinstance(o, Exception)]
+    assert failed == [3], outcomes
+    for o in outcomes:
+        if not isinstance(o, Exception):
+            assert await store.message(o) is not None
+            assert len(await store.recipients(o)) == 1
