@@ -17,7 +17,7 @@ events          bounce                 append-only timeline, kept ``events_ttl_d
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -396,20 +396,48 @@ class Store:
         )
 
     async def tenant_events(
-        self, tenant: str, since: datetime, until: datetime
-    ) -> list[dict[str, Any]]:
-        """A tenant's events of a time range, as JSON-ready dicts (for webhook replays)."""
-        docs = (
-            await self.db.events.find({"tenant": tenant, "at": {"$gte": since, "$lt": until}})
-            .sort("at", ASCENDING)
-            .to_list()
-        )
-        out = []
-        for d in docs:
-            e = {k: v for k, v in d.items() if k != "_id"}
-            e["id"] = d["_id"]
-            out.append(Event.model_validate(e).model_dump(mode="json"))
-        return out
+        self,
+        tenant: str,
+        since: datetime,
+        until: datetime,
+        *,
+        types: Sequence[str] = (),
+        page: int = 1000,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """A tenant's events of a time range (of these types; all if none), oldest first, as
+        JSON-ready dicts in pages of ``page`` (for webhook replays: a long range is never
+        held in memory whole)."""
+        query: dict[str, Any] = {"tenant": tenant, "at": {"$gte": since, "$lt": until}}
+        if types:
+            query["type"] = {"$in": list(types)}
+        after: tuple[datetime, str] | None = None
+        while True:
+            q = query
+            if after is not None:  # keyset paging on (at, _id): no skip, no gaps
+                q = {
+                    **query,
+                    "$or": [
+                        {"at": {"$gt": after[0], "$lt": until}},
+                        {"at": after[0], "_id": {"$gt": after[1]}},
+                    ],
+                }
+            docs = (
+                await self.db.events.find(q)
+                .sort([("at", ASCENDING), ("_id", ASCENDING)])
+                .limit(page)
+                .to_list()
+            )
+            if not docs:
+                return
+            out = []
+            for d in docs:
+                e = {k: v for k, v in d.items() if k != "_id"}
+                e["id"] = d["_id"]
+                out.append(Event.model_validate(e).model_dump(mode="json"))
+            yield out
+            if len(docs) < page:
+                return
+            after = (docs[-1]["at"], docs[-1]["_id"])
 
     async def destination_report(
         self, tenant: str, since: datetime, until: datetime, *, cap: int = 50_000

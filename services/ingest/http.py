@@ -141,6 +141,7 @@ def body_limits(max_message_size: int) -> Callable[[str, str], int]:
     return limit
 
 
+MAX_REPLAY = 100_000  # events one replay call queues; the caller goes on from next_since
 SENDING_ROUTES = frozenset({"/v1/messages", "/v1/messages/raw", "/v1/messages/batch"})
 
 
@@ -396,12 +397,17 @@ def create_app(
     async def replay(
         webhook_id: str, body: ReplayIn, identity: Annotated[Identity, Depends(tenant)]
     ) -> dict:
-        """Send the tenant's events of a time range to this endpoint again."""
+        """Send the tenant's events of a time range to this endpoint again: at most
+        100,000 in one call; ``complete`` is false and ``next_since`` says where to go on
+        when the range holds more."""
         hook = await own_webhook(webhook_id, identity)
-        events = await store.tenant_events(identity.tenant, body.since, body.until)
-        wanted = [e for e in events if not hook["events"] or e["type"] in hook["events"]]
-        queued = await store.webhooks.requeue(webhook_id, wanted)
-        return {"queued": queued}
+        queued = 0
+        pages = store.tenant_events(identity.tenant, body.since, body.until, types=hook["events"])
+        async for events in pages:
+            if queued + len(events) > MAX_REPLAY:
+                return {"queued": queued, "complete": False, "next_since": events[0]["at"]}
+            queued += await store.webhooks.requeue(webhook_id, events)
+        return {"queued": queued, "complete": True, "next_since": None}
 
     if acceptor is not None and policy is not None and limits is not None:
         sender = Sender(acceptor, policy, limits, door="http")

@@ -94,7 +94,7 @@ async def test_signed_filtered_retried_logged_and_replayed(api: Api) -> None:
             },
             headers=api.as_tenant(),
         )
-        assert replay.json()["queued"] >= 1
+        assert replay.json()["queued"] >= 1 and replay.json()["complete"] is True
         await eventually(
             lambda: asyncio.sleep(0, receiver.events()), until=lambda es: len(es) > before
         )
