@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import dkim
 from shared.broker import Broker, deliver_queue
-from shared.directory import DuplicateError, Limits
+from shared.directory import DuplicateError, Limits, relay_network
 from shared.dns import records_for
 from shared.errors import Unavailable
 from shared.provisioning import DEFAULT_POOL, KeyChange, Provisioner, ProvisioningError
@@ -184,7 +184,7 @@ async def tenant_add(ctx: Context, args: argparse.Namespace) -> int:
     doc = await ctx.provisioner.create_tenant(
         args.name,
         pool=args.pool or DEFAULT_POOL,
-        networks=args.network or [],
+        networks=[relay_network(n, wide=args.allow_wide_network) for n in args.network or []],
         limits=_limits(args),
         signing_domain=args.signing_domain,
         other_pools=args.other_pool or [],
@@ -219,9 +219,10 @@ async def tenant_list(ctx: Context, args: argparse.Namespace) -> int:
 async def network_add(ctx: Context, args: argparse.Namespace) -> int:
     if await ctx.directory.tenant(args.tenant) is None:
         return _fail(f"unknown tenant {args.tenant}")
-    await ctx.directory.add_network(args.tenant, _cidr(args.cidr))
+    network = relay_network(args.cidr, wide=args.allow_wide_network)
+    await ctx.directory.add_network(args.tenant, network)
     await ctx.announce(ChangeKind.TENANTS, args.tenant)
-    print(f"{args.tenant} relays for {_cidr(args.cidr)}")
+    print(f"{args.tenant} relays for {network}")
     return 0
 
 
@@ -742,6 +743,13 @@ def build_parser() -> argparse.ArgumentParser:
         (("--signing-domain",), {"help": "fallback DKIM domain for From domains without a key"}),
     )
 
+    wide = (
+        ("--allow-wide-network",),
+        {
+            "action": "store_true",
+            "help": "take networks wider than /8 (IPv4) or /32 (IPv6): every address relays",
+        },
+    )
     g = group("tenant", "tenants")
     command(
         g,
@@ -751,6 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
         (("name",), {}),
         (("--pool",), {"help": "IP pool (default: default); it must exist"}),
         (("--network",), {"action": "append", "help": "authorised network (CIDR); repeat"}),
+        wide,
         (("--other-pool",), {"action": "append", "help": "a pool messages may name; repeat"}),
         *limits,
     )
@@ -770,7 +779,9 @@ def build_parser() -> argparse.ArgumentParser:
     command(g, "list", tenant_list, "list tenants")
 
     g = group("network", "a tenant's authorised source networks (relay without AUTH)")
-    command(g, "add", network_add, "authorise a network", (("tenant",), {}), (("cidr",), {}))
+    command(
+        g, "add", network_add, "authorise a network", (("tenant",), {}), (("cidr",), {}), wide
+    )
     command(g, "remove", network_remove, "withdraw a network", (("tenant",), {}), (("cidr",), {}))
 
     g = group("domain", "sending domains")

@@ -16,6 +16,7 @@ rates           (tenant, hour): messages accepted, for the hourly limit
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,27 @@ from shared.batching import Batcher
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+
+# The widest networks a tenant may relay from without a password, unless the operator says so:
+# a /0 would make Hato an open relay for the whole internet.
+WIDEST_PREFIX = {4: 8, 6: 32}
+
+
+def relay_network(value: str, *, wide: bool = False) -> str:
+    """``value`` as a CIDR network a tenant may relay from; ValueError if it is not one, or
+    if it is wider than /8 (IPv4) or /32 (IPv6) and ``wide`` is not given."""
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"not a network: {value!r}") from None
+    if network.prefixlen < WIDEST_PREFIX[network.version] and not wide:
+        raise ValueError(
+            f"{network} is wider than /{WIDEST_PREFIX[network.version]}: every address in it "
+            "could relay without a password (allow it explicitly if you mean it)"
+        )
+    return str(network)
 
 
 @dataclass(frozen=True, slots=True)

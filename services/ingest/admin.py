@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.ingest.http import Problem
-from shared.directory import Directory, DuplicateError, Limits
+from shared.directory import Directory, DuplicateError, Limits, relay_network
 from shared.provisioning import Conflict, Invalid, NotFound, Provisioner, ProvisioningError
 from shared.schemas import ChangeKind
 
@@ -41,6 +41,13 @@ def _cidr(value: str) -> str:
         raise ValueError(f"not a network: {value!r}") from None
 
 
+def _relay_networks(networks: list[str], wide: bool) -> list[str]:
+    try:
+        return [relay_network(n, wide=wide) for n in networks]
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class TenantIn(_In):
     name: str = Field(pattern=_NAME)
     pool: str = Field("default", pattern=_NAME)
@@ -50,8 +57,14 @@ class TenantIn(_In):
         None, description="Fallback DKIM domain for From domains without a key."
     )
     other_pools: list[str] = Field([], description="Pools a message may name instead.")
+    allow_wide_networks: bool = Field(
+        False, description="Take networks wider than /8 (IPv4) or /32 (IPv6): they relay freely."
+    )
 
-    _networks = field_validator("networks")(classmethod(lambda cls, v: [_cidr(n) for n in v]))
+    @model_validator(mode="after")
+    def _networks(self) -> "TenantIn":
+        self.networks = _relay_networks(self.networks, self.allow_wide_networks)
+        return self
 
 
 class TenantChangeIn(_In):
@@ -71,8 +84,14 @@ class PoolMemberIn(_In):
 
 class NetworkIn(_In):
     cidr: str
+    allow_wide: bool = Field(
+        False, description="Take a network wider than /8 (IPv4) or /32 (IPv6): it relays freely."
+    )
 
-    _cidr = field_validator("cidr")(classmethod(lambda cls, v: _cidr(v)))
+    @model_validator(mode="after")
+    def _cidr(self) -> "NetworkIn":
+        self.cidr = _relay_networks([self.cidr], self.allow_wide)[0]
+        return self
 
 
 class DomainIn(_In):

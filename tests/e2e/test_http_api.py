@@ -249,6 +249,21 @@ async def test_the_admin_api_provisions_a_tenant_that_can_send(api: Api) -> None
     assert (
         await api.http.post("/admin/v1/tenants", headers=op, json={"name": name})
     ).status_code == 409
+    for networks in (["0.0.0.0/0"], ["::/0"], ["192.0.2.0/24", "0.0.0.0/1"]):
+        wide = await api.http.post(
+            "/admin/v1/tenants", headers=op, json={"name": unique("w"), "networks": networks}
+        )
+        assert wide.status_code == 400 and "wider than" in wide.text, wide.text
+    wide = await api.http.post(
+        f"/admin/v1/tenants/{name}/networks", headers=op, json={"cidr": "0.0.0.0/0"}
+    )
+    assert wide.status_code == 400 and "wider than" in wide.text, wide.text
+    meant = await api.http.post(
+        f"/admin/v1/tenants/{name}/networks",
+        headers=op,
+        json={"cidr": "10.0.0.0/7", "allow_wide": True},
+    )
+    assert meant.status_code == 201, meant.text
     r = await api.http.post(
         f"/admin/v1/tenants/{name}/domains", headers=op, json={"domain": domain}
     )

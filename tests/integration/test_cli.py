@@ -100,6 +100,12 @@ async def test_credentials_keys_networks_and_suppressions(store, master_key) -> 
 
     assert (await hato(store, master_key, "network", "add", "shop", "192.0.2.7"))[0] == 0
     assert (await store.directory.tenant("shop"))["networks"] == ["192.0.2.7/32"]
+    # A network that wide relays for the world: only with the operator's explicit word.
+    code, _, err = await hato(store, master_key, "network", "add", "shop", "0.0.0.0/0")
+    assert code != 0 and "wider than /8" in err
+    assert (await store.directory.tenant("shop"))["networks"] == ["192.0.2.7/32"]
+    wide = ("network", "add", "shop", "10.0.0.0/7", "--allow-wide-network")
+    assert (await hato(store, master_key, *wide))[0] == 0
     assert (await hato(store, master_key, "suppression", "add", "shop", "Gone@X.test"))[0] == 0
     assert await store.directory.suppressed("shop", ["gone@x.test"]) == {"gone@x.test"}
     assert (await hato(store, master_key, "apikey", "revoke", token.split("_")[1]))[0] == 0
