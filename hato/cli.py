@@ -779,9 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
     command(g, "list", tenant_list, "list tenants")
 
     g = group("network", "a tenant's authorised source networks (relay without AUTH)")
-    command(
-        g, "add", network_add, "authorise a network", (("tenant",), {}), (("cidr",), {}), wide
-    )
+    command(g, "add", network_add, "authorise a network", (("tenant",), {}), (("cidr",), {}), wide)
     command(g, "remove", network_remove, "withdraw a network", (("tenant",), {}), (("cidr",), {}))
 
     g = group("domain", "sending domains")

@@ -35,7 +35,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-
 # The widest networks a tenant may relay from without a password, unless the operator says so:
 # a /0 would make Hato an open relay for the whole internet.
 WIDEST_PREFIX = {4: 8, 6: 32}

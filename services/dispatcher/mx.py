@@ -3,7 +3,11 @@
 - MX records in preference order, equal preferences shuffled;
 - a null MX (a single "0 .") means the domain accepts no mail: bounce;
 - no MX: the domain's own A/AAAA records are the implicit MX;
-- NXDOMAIN: bounce; any temporary DNS failure: defer.
+- NXDOMAIN: bounce; any temporary DNS failure: defer;
+- an MX address that is not public (loopback, private, link-local ..., see shared/egress.py)
+  is not used unless the operator allows its network: a recipient's domain must not point
+  Hato at its own inside. When none is left: bounce (5.4.4). Static routes are the
+  operator's and are used as they are.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import dns.resolver
 
 from services.dispatcher.routes import RouteTable
 from shared.dns import resolver
+from shared.egress import Egress
 from shared.schemas import Reply
 from shared.settings import DnsSettings
 
@@ -43,6 +48,7 @@ class Route:
 
 
 NULL_MX = Reply(code=556, enhanced="5.1.10", text="the domain accepts no mail (null MX)")
+INSIDE_MX = Reply(code=550, enhanced="5.4.4", text="the domain's mail hosts have no public address")
 
 
 class MxResolver:
@@ -53,11 +59,13 @@ class MxResolver:
         *,
         port: int = 25,
         tenant_routes: dict[str, RouteTable] | None = None,
+        egress: Egress | None = None,
     ) -> None:
         self.resolver: dns.asyncresolver.Resolver = resolver(settings)
         self.routes = routes
         self.tenant_routes = tenant_routes or {}
         self.port = port
+        self.egress = egress or Egress()
 
     async def route(self, domain: str, tenant: str = "") -> Route:
         """A tenant's own static route, else the operator's, else DNS."""
@@ -72,12 +80,17 @@ class MxResolver:
         if hosts is None:
             return Route(failure=NULL_MX)
         targets: list[Target] = []
+        inside = 0
         for host in hosts:
             try:
                 addresses = await self._addresses(host)
             except _Failure:
                 continue  # this MX does not resolve now; try the others
-            targets += [Target(host, a, self.port) for a in addresses]
+            public = [a for a in addresses if self.egress.permits(a)]
+            inside += len(addresses) - len(public)
+            targets += [Target(host, a, self.port) for a in public]
+        if not targets and inside:
+            return Route(failure=INSIDE_MX)
         if not targets:
             return Route(
                 failure=Reply(code=451, enhanced="4.4.4", text=f"no MX host of {domain} resolves")

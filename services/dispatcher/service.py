@@ -31,6 +31,7 @@ from services.dispatcher.throttle import Throttle, parse_limits
 from shared import logging as hlog
 from shared import schemas
 from shared.broker import Broker, Delivery, deliver_queue, ip_queue
+from shared.egress import Egress
 from shared.errors import ConfigError, Permanent, RetryLater
 from shared.runtime import Runtime
 from shared.schemas import (
@@ -354,7 +355,13 @@ async def run(settings: DispatcherSettings) -> None:
             rt.store,
             rt.broker,
             view,
-            MxResolver(settings.dns, routes, port=settings.mx_port, tenant_routes=tenant_routes),
+            MxResolver(
+                settings.dns,
+                routes,
+                port=settings.mx_port,
+                tenant_routes=tenant_routes,
+                egress=Egress.from_settings(settings.egress),
+            ),
             client,
             throttle,
             retry_delays=settings.retry_delays,

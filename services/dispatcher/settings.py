@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from shared.egress import EgressSettings
 from shared.errors import ConfigError
 from shared.settings import DnsSettings, ServiceSettings, VerpSettings, comma_list
 
@@ -18,6 +19,7 @@ class DispatcherSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HATO_DISPATCHER_", extra="ignore")
 
     dns: DnsSettings = Field(default_factory=DnsSettings)
+    egress: EgressSettings = Field(default_factory=EgressSettings)
     verp: VerpSettings = Field(default_factory=VerpSettings)
     source_ips: Annotated[list[str], NoDecode] = Field(
         ["127.0.0.1"], description="Source IPs this instance owns and sends from."

@@ -470,7 +470,9 @@ async def test_each_route_takes_a_body_of_its_size(api: Api) -> None:
     try:
         writer.write(
             b"POST /v1/suppressions HTTP/1.1\r\nHost: hato\r\nContent-Type: application/json\r\n"
-            b"Authorization: " + key + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"Authorization: "
+            + key
+            + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
             + (b"10000\r\n" + b" " * 65536 + b"\r\n") * 17
         )
         await writer.drain()

@@ -69,6 +69,9 @@ class Stack:
         ops_port = free_port()
         full_env = {
             **os.environ,
+            # Every test's MX hosts and webhook receivers are on loopback: allowed explicitly
+            # (a test of the refusal sets it empty).
+            "HATO_EGRESS_ALLOW": "127.0.0.0/8",
             **self.env,
             f"HATO_{name.upper()}_OPS_PORT": str(ops_port),
             **env,

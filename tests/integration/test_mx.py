@@ -6,6 +6,7 @@ import pytest
 
 from services.dispatcher.mx import MxResolver
 from services.dispatcher.routes import RouteTable
+from shared.egress import Egress, EgressSettings
 from shared.settings import DnsSettings
 from tests.helpers.dns import DnsServer
 
@@ -30,9 +31,15 @@ async def dns_server():
     server.stop()
 
 
+LOOPBACK = Egress.from_settings(EgressSettings(allow=["127.0.0.0/8"]))
+
+
 def mx(server: DnsServer, routes: str = "") -> MxResolver:
     return MxResolver(
-        DnsSettings(nameservers=[server.address], timeout=2), RouteTable.parse(routes), port=2525
+        DnsSettings(nameservers=[server.address], timeout=2),
+        RouteTable.parse(routes),
+        port=2525,
+        egress=LOOPBACK,
     )
 
 
@@ -81,3 +88,18 @@ async def test_a_tenants_own_route_comes_first(dns_server) -> None:
     )
     assert (await resolver.route("ok.test", "acme")).targets[0].address == "127.0.0.7"
     assert (await resolver.route("ok.test", "other")).targets[0].address == "127.0.0.8"
+
+
+async def test_an_mx_inside_is_not_used_unless_its_network_is_allowed(dns_server) -> None:
+    """A recipient's domain may not point Hato at loopback (or any non-public address): its
+    mail bounces 550 5.4.4. With the network allowed (as the tests and the dev stack do), the
+    same MX is used; a static route is the operator's and is used as it is."""
+    settings = DnsSettings(nameservers=[dns_server.address], timeout=2)
+    strict = MxResolver(settings, RouteTable.parse(""), port=2525, egress=Egress())
+    route = await strict.route("ok.test")
+    assert route.targets == () and route.failure is not None
+    assert (route.failure.code, route.failure.enhanced) == (550, "5.4.4")
+    lenient = MxResolver(settings, RouteTable.parse(""), port=2525, egress=LOOPBACK)
+    assert len((await lenient.route("ok.test")).targets) == 3
+    routed = MxResolver(settings, RouteTable.parse("*=127.0.0.9:2525"), egress=Egress())
+    assert [t.address for t in (await routed.route("ok.test")).targets] == ["127.0.0.9"]
