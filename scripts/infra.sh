@@ -6,6 +6,12 @@
 #   scripts/infra.sh up       install what is missing, start both, wait until ready
 #   scripts/infra.sh down     stop what `up` started
 #   scripts/infra.sh status   say what runs
+#   scripts/infra.sh prometheus-tools   install Debian's prometheus (prometheus, promtool) for
+#                             the dashboard and alert tests; its system service is not started
+#
+# RabbitMQ's own metrics (the rabbitmq_prometheus plugin) are on 127.0.0.1:15692/metrics and
+# FerretDB's (process and Go runtime) on $HATO_FERRETDB_DEBUG_ADDR/debug/metrics (127.0.0.1:8088
+# for the server on 27017), as deploy/prometheus scrapes them.
 #
 # HATO_AMQP_URL / HATO_MONGODB_URL set to other servers: those are used and
 # nothing is started for them.
@@ -19,6 +25,10 @@ FERRET_ADDR="${HATO_FERRETDB_ADDR:-127.0.0.1:27017}"
 # Data under var/ferretdb/, or var/ferretdb-<port>/ for a server on another port: two servers
 # must never share SQLite files.
 FERRET_DATA="ferretdb"; [ "${FERRET_ADDR##*:}" = 27017 ] || FERRET_DATA="ferretdb-${FERRET_ADDR##*:}"
+# Its metrics: FerretDB's usual debug address for the default server, none for another one
+# unless asked for (two servers cannot share the port).
+FERRET_DEBUG_DEFAULT=""; [ "${FERRET_ADDR##*:}" = 27017 ] && FERRET_DEBUG_DEFAULT="127.0.0.1:8088"
+FERRET_DEBUG_ADDR="${HATO_FERRETDB_DEBUG_ADDR-$FERRET_DEBUG_DEFAULT}"
 mkdir -p "$RUN" "$VAR/log" "$VAR/$FERRET_DATA" "$VAR/bin"
 
 log() { printf 'infra: %s\n' "$*" >&2; }
@@ -68,6 +78,15 @@ rabbit_up() {
   sudo_ timeout 90 rabbitmqctl await_startup >/dev/null 2>&1 || wait_port 127.0.0.1 5672 60 RabbitMQ
   wait_port 127.0.0.1 5672 60 RabbitMQ
   log "RabbitMQ ready on 127.0.0.1:5672"
+}
+
+rabbit_metrics() { # RabbitMQ's own Prometheus endpoint (rabbitmq_prometheus), enabled online
+  if external_amqp || port_open 127.0.0.1 15692; then return 0; fi
+  export PATH="$PATH:/usr/sbin:/usr/lib/rabbitmq/bin"
+  log "enabling the rabbitmq_prometheus plugin (metrics on 127.0.0.1:15692)"
+  sudo_ rabbitmq-plugins enable rabbitmq_prometheus >>"$VAR/log/rabbitmq-start.log" 2>&1 \
+    || { log "could not enable rabbitmq_prometheus (see var/log/rabbitmq-start.log)"; return 0; }
+  wait_port 127.0.0.1 15692 30 "RabbitMQ's metrics" || true
 }
 
 go_ok() { # FerretDB 1.24 needs Go 1.24 or newer
@@ -121,7 +140,7 @@ ferret_up() {
   ferret_build
   log "starting FerretDB on $FERRET_ADDR (data in var/$FERRET_DATA/)"
   nohup "$FERRET_BIN" --listen-addr "$FERRET_ADDR" --sqlite-url "file:$VAR/$FERRET_DATA/" --log-level error \
-    >>"$VAR/log/ferretdb.log" 2>&1 &
+    --debug-addr "$FERRET_DEBUG_ADDR" >>"$VAR/log/ferretdb.log" 2>&1 &
   echo $! >"$RUN/ferretdb.pid"
   wait_port "$host" "$port" 30 FerretDB
   log "FerretDB ready on $FERRET_ADDR"
@@ -139,8 +158,24 @@ stop_pidfile() { # file
 }
 
 case "${1:-up}" in
-  up) rabbit_up; ferret_up ;;
+  up) rabbit_up; rabbit_metrics; ferret_up ;;
   build) ferret_build ;;
+  prometheus-tools) # Debian's prometheus package: prometheus and promtool, for the dashboard and
+    # alert rule tests (tests/e2e/test_observe.py, tests/unit/test_observability.py). Those start
+    # their own Prometheus; the package's system service is kept from starting.
+    if [ ! -x /usr/bin/prometheus ] || [ ! -x /usr/bin/promtool ]; then
+      policy=""
+      if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | sudo_ tee /usr/sbin/policy-rc.d >/dev/null
+        sudo_ chmod 0755 /usr/sbin/policy-rc.d; policy=1
+      fi
+      apt_install prometheus || { [ -n "$policy" ] && sudo_ rm -f /usr/sbin/policy-rc.d; exit 1; }
+      [ -n "$policy" ] && sudo_ rm -f /usr/sbin/policy-rc.d
+      # Where systemd runs, the package enables and may have started its unit regardless.
+      if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        sudo_ systemctl disable --now prometheus >/dev/null 2>&1 || true
+      fi
+    fi ;;
   test-tools)
     perl -MMail::DKIM::Verifier -e 1 2>/dev/null || apt_install libmail-dkim-perl ;;
   bench-tools) # Postfix (with smtp-source) and OpenDKIM for `make bench`; Postfix itself is not
@@ -195,5 +230,5 @@ case "${1:-up}" in
   status)
     port_open 127.0.0.1 5672 && echo "rabbitmq: up (127.0.0.1:5672)" || echo "rabbitmq: down"
     port_open "${FERRET_ADDR%:*}" "${FERRET_ADDR##*:}" && echo "mongodb: up ($FERRET_ADDR)" || echo "mongodb: down" ;;
-  *) echo "usage: $0 up|down|status|build|test-tools|bench-tools|compose-check|k8s-tools" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|build|test-tools|bench-tools|compose-check|k8s-tools|prometheus-tools" >&2; exit 2 ;;
 esac

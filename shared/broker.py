@@ -86,6 +86,8 @@ from shared.telemetry import (
     PUBLISHED,
     extract_context,
     inject_headers,
+    links_to,
+    traceparent,
     tracer,
 )
 
@@ -96,6 +98,9 @@ ERRORS_HEADER = "x-hato-errors"
 REASON_HEADER = "x-hato-reason"
 QUEUE_HEADER = "x-hato-queue"
 FAILED_AT_HEADER = "x-hato-failed-at"
+# The traceparent of a job's first attempt: every retry's span links to it (span links, not
+# parenthood: a retry is caused by the producer's publish like the first attempt was).
+FIRST_ATTEMPT_HEADER = "x-hato-first-attempt"
 
 
 class Exchange(StrEnum):
@@ -620,12 +625,13 @@ class Broker:
     async def forward(
         self, queue: str, body: bytes, headers: Mapping[str, Any], message_id: str | None
     ) -> None:
-        """Put a message as it is into another queue (confirmed)."""
+        """Put a message as it is into another queue (confirmed); its consumer's span is a
+        child of the current one."""
         await self._publish(
             self._channel().default_exchange,
             self.full(queue),
             body,
-            headers=headers,
+            headers=inject_headers(dict(headers)),
             message_id=message_id,
         )
 
@@ -824,20 +830,33 @@ class Broker:
         attempt = int(headers.get(ATTEMPT_HEADER, 1) or 1)
         hlog.clear()
         hlog.bind(queue=queue, amqp_message_id=message.message_id, attempt=attempt)
+        first = headers.get(FIRST_ATTEMPT_HEADER)
+        if isinstance(first, bytes):
+            first = first.decode(errors="replace")
         with (
             tracer.start_as_current_span(
                 f"{self.full(queue)} process",
                 context=extract_context(headers),
                 kind=SpanKind.CONSUMER,
                 attributes={"messaging.destination.name": self.full(queue)},
-            ),
+                links=links_to(first, **{"hato.link": "first attempt"}) if first else None,
+            ) as span,
             HANDLE_SECONDS.labels(queue).time(),
         ):
             decoded: schemas.BrokerMessage | None = None
             try:
                 decoded, payload = decode(message.body)
                 if hasattr(decoded, "message_id"):
-                    hlog.bind(message_id=decoded.message_id)
+                    hlog.bind(message_id=decoded.message_id, tenant=decoded.tenant)
+                    if span.is_recording() and decoded.message_id:
+                        span.set_attributes(
+                            {
+                                "messaging.system": "rabbitmq",
+                                "hato.message_id": decoded.message_id,
+                                "hato.tenant": decoded.tenant,
+                                "hato.attempt": attempt,
+                            }
+                        )
                 async with self._alone(queue, decoded, message.body, payload):
                     await handler(
                         Delivery(
@@ -918,6 +937,9 @@ class Broker:
         reason: str,
     ) -> None:
         log.info("retrying later", delay=delay, outcome=outcome, reason=reason)
+        first = traceparent()  # this attempt's span, unless an earlier one is named already
+        if first and FIRST_ATTEMPT_HEADER not in headers:
+            headers[FIRST_ATTEMPT_HEADER] = first
         if _channel_lost(message):
             log.info("channel lost: the broker redelivers the message instead")
             CONSUMED.labels(queue, "redelivered").inc()

@@ -22,9 +22,10 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from shared import logging as hlog
+from shared import metrics
 from shared.broker import Broker
 from shared.errors import TRANSIENT_ERRORS, ConfigError
 from shared.ops import HttpServer, ops_app
@@ -51,6 +52,7 @@ class Runtime:
         self._stop_at: float | None = None  # monotonic time of the stop request
         self._serving = False
         self._background: set[asyncio.Task[None]] = set()
+        self._census: metrics.Census | None = None
 
     async def readiness(self) -> dict[str, bool]:
         return {
@@ -100,6 +102,28 @@ class Runtime:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def census(
+        self,
+        *,
+        queues: Iterable[str] = (),
+        collectors: Sequence[Callable[[], Awaitable[None]]] = (),
+    ) -> None:
+        """Report this service on /metrics: its dependencies, the depth and oldest job of
+        the queues it consumes and of ``queues``, and what ``collectors`` read, every
+        ``HATO_METRICS_INTERVAL`` seconds."""
+        extra = tuple(queues)
+
+        async def watched() -> set[str]:
+            return self.broker.consuming() | set(extra)
+
+        self._census = metrics.start_census(
+            self,
+            self.name,
+            self.settings.telemetry.metrics_interval,
+            queues=watched,
+            collectors=collectors,
+        )
+
     async def __aenter__(self) -> Runtime:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -140,6 +164,8 @@ class Runtime:
         await self.broker.drain(self.grace_left())
         for task in list(self._background):
             task.cancel()
+        if self._census is not None:
+            await self._census.close()
         await self.broker.close()
         await self.store.close()
         await self.ops.stop()

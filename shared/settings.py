@@ -105,6 +105,12 @@ class TelemetrySettings(BaseSettings):
     otlp_endpoint: str = Field(
         "", description="OTLP/HTTP endpoint for traces (e.g. http://otel:4318); empty: no export."
     )
+    metrics_interval: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds between reads of what /metrics reports from the broker and the "
+        "store (queue depths, oldest job age, DKIM keys, warm-up headroom).",
+    )
 
 
 class ServiceSettings(BaseSettings):

@@ -68,3 +68,38 @@ def extract_context(headers: Mapping[str, Any] | None) -> otel_context.Context:
         if k in ("traceparent", "tracestate", "baggage")
     }
     return propagate.extract(carrier)
+
+
+def traceparent(span: trace.Span | None = None) -> str | None:
+    """The W3C ``traceparent`` of ``span`` (default: the current one), or None when there is
+    no valid span (no SDK configured). Also without an OTLP endpoint: ids are made anyway,
+    so logs and stored records can name the trace."""
+    ctx = (span or trace.get_current_span()).get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+def trace_id(span: trace.Span | None = None) -> str | None:
+    """The current (or ``span``'s) trace id as 32 hex digits, or None."""
+    ctx = (span or trace.get_current_span()).get_span_context()
+    return f"{ctx.trace_id:032x}" if ctx.is_valid else None
+
+
+def context_of(parent: str | None) -> otel_context.Context | None:
+    """A context whose parent is the span a stored ``traceparent`` names (None: none), to
+    continue a mail's trace from its record (a bounce arriving days later)."""
+    if not parent:
+        return None
+    ctx = propagate.extract({"traceparent": parent})
+    return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
+
+
+def links_to(*parents: str | None, **attributes: Any) -> list[trace.Link]:
+    """Span links to the spans these ``traceparent`` values name (the invalid ones skipped)."""
+    links = []
+    for parent in parents:
+        ctx = context_of(parent)
+        if ctx is not None:
+            links.append(trace.Link(trace.get_current_span(ctx).get_span_context(), attributes))
+    return links

@@ -80,7 +80,7 @@ async def message_view(store: Store, message_id: str) -> dict[str, Any] | None:
     events = await store.events(message_id)
     recipients = [with_history(r, events) for r in docs]
     statuses = [r["status"] for r in recipients]
-    view = _public(message)
+    view = _message(message)
     view["stage"] = message.get("status")
     view["status"] = message_status(message.get("status", ""), statuses)
     view["recipient_counts"] = dict(Counter(statuses))
@@ -97,13 +97,22 @@ async def with_status(store: Store, messages: list[dict[str, Any]]) -> list[dict
     statuses = await store.recipient_statuses([m["_id"] for m in messages])
     out = []
     for m in messages:
-        view = _public(m)
+        view = _message(m)
         view["stage"] = m.get("status")
         mine = statuses.get(m["_id"], [])
         view["status"] = message_status(m.get("status", ""), mine)
         view["recipient_counts"] = dict(Counter(mine))
         out.append(view)
     return out
+
+
+def _message(doc: dict[str, Any]) -> dict[str, Any]:
+    """A message document as shown: with ``trace_id``, the id of the mail's trace (null for
+    mail accepted before traces were recorded); the full ``traceparent`` is for Hato alone."""
+    view = _public(doc)
+    view.pop("traceparent", None)
+    view["trace_id"] = doc.get("trace_id")
+    return view
 
 
 def _public(doc: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from prometheus_client import Counter
 from services.bounce.classify import FEEDBACK as COMPLAINT
 from services.bounce.classify import NOT_BOUNCES, Verdict
 from shared import logging as hlog
+from shared import metrics
 from shared.broker import Broker
 from shared.ids import new_id
 from shared.schemas import Event, EventType, RecipientStatus, Reply, utcnow
@@ -72,6 +73,11 @@ class Feedback:
             await self.store.mark_feedback(target.recipient_id, status, reply)
         suppressed = await self.suppress(target, verdict, source)
         FEEDBACK.labels(verdict.reason).inc()
+        metrics.bounce(target.tenant, target.address, verdict.reason, source)
+        if complaint or verdict.reason not in NOT_BOUNCES:
+            provider = metrics.provider_of_address(target.address)
+            status = "complained" if complaint else "bounced"
+            metrics.OUTCOMES.labels(target.tenant, provider, status).inc()
         log.info(
             "feedback",
             reason=verdict.reason,

@@ -11,6 +11,8 @@ import re
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from services.bounce.classify import Rules
 from services.bounce.feedback import Feedback, Target
@@ -18,6 +20,7 @@ from services.bounce.parse import Kind, Report, parse
 from shared import logging as hlog
 from shared.errors import TRANSIENT_ERRORS
 from shared.store import Store
+from shared.telemetry import context_of, tracer
 from shared.verp import Verp
 
 log = hlog.get_logger(__name__)
@@ -64,23 +67,35 @@ class BounceHandler:
             envelope.rcpt_tos.append(address)
             return RECIPIENT_OK
         if self.verp is None or self.verp.parse(address) is None:
-            log.info("refused: not a return path of ours", rcpt=address)
+            # The domain only: whoever it was meant for, no address is logged at info level.
+            log.info("refused: not a return path of ours", rcpt_domain=address.rpartition("@")[2])
             return NO_SUCH_RECIPIENT
         envelope.rcpt_tos.append(address)
         return RECIPIENT_OK
 
     async def handle_DATA(self, server, session: Session, envelope: Envelope) -> str:
         raw: bytes = envelope.original_content or b""
-        try:
-            report = await asyncio.to_thread(parse, raw)
-            for rcpt in envelope.rcpt_tos:
-                await self.apply(rcpt, report)
-        except TRANSIENT_ERRORS:
-            return TRY_LATER
-        except Exception:
-            log.exception("could not process an inbound report")
-            return STORED  # kept from looping: a report we cannot read is not retried
-        return STORED
+        # A trace of its own (a remote server sent it); what it is matched to gets a span in
+        # the mail's trace, linked to this one.
+        with tracer.start_as_current_span("smtp report", kind=SpanKind.SERVER) as span:
+            try:
+                report = await asyncio.to_thread(parse, raw)
+                if span.is_recording():
+                    span.set_attributes(
+                        {
+                            "client.address": str(session.peer[0]) if session.peer else "",
+                            "hato.report.kind": report.kind.value,
+                            "hato.size": len(raw),
+                        }
+                    )
+                for rcpt in envelope.rcpt_tos:
+                    await self.apply(rcpt, report)
+            except TRANSIENT_ERRORS:
+                return TRY_LATER
+            except Exception:
+                log.exception("could not process an inbound report")
+                return STORED  # kept from looping: a report we cannot read is not retried
+            return STORED
 
     async def apply(self, rcpt: str, report: Report) -> None:
         if report.kind is Kind.NOT_A_BOUNCE:
@@ -97,19 +112,43 @@ class BounceHandler:
         message = await self.store.message(message_id)
         if message is None:
             return
-        for verdict in verdicts:
-            doc = await (
-                self.store.recipient(recipient_id)
-                if recipient_id and len(verdicts) == 1
-                else self.store.recipient_by_address(message_id, verdict.recipient)
-            )
-            if doc is None or doc["message_id"] != message_id:
-                continue
-            await self.feedback.apply(
-                Target(message["tenant"], message_id, doc["_id"], doc["address"]),
-                verdict,
-                source="complaint" if report.kind is Kind.COMPLAINT else "dsn",
-            )
+        source = "complaint" if report.kind is Kind.COMPLAINT else "dsn"
+        report_span = trace.get_current_span().get_span_context()
+        with (
+            # Matched back: the mail's own trace goes on (its record keeps where it began),
+            # with a link to the trace of the report's SMTP session.
+            tracer.start_as_current_span(
+                "complaint matched" if source == "complaint" else "bounce matched",
+                context=context_of(message.get("traceparent")),
+                links=[trace.Link(report_span)] if report_span.is_valid else None,
+            ) as span,
+            hlog.bound(message_id=message_id, tenant=message["tenant"]),
+        ):
+            matched = []
+            for verdict in verdicts:
+                doc = await (
+                    self.store.recipient(recipient_id)
+                    if recipient_id and len(verdicts) == 1
+                    else self.store.recipient_by_address(message_id, verdict.recipient)
+                )
+                if doc is None or doc["message_id"] != message_id:
+                    continue
+                await self.feedback.apply(
+                    Target(message["tenant"], message_id, doc["_id"], doc["address"]),
+                    verdict,
+                    source=source,
+                )
+                matched.append((doc["_id"], verdict.reason))
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        "hato.message_id": message_id,
+                        "hato.tenant": message["tenant"],
+                        "hato.report.kind": report.kind.value,
+                        "hato.recipient_ids": [rid for rid, _ in matched],
+                        "hato.bounce.reasons": [reason for _, reason in matched],
+                    }
+                )
 
     def _ids_from_original(self, report: Report) -> tuple[str, str | None] | None:
         if self.verp is None:

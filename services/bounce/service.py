@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from opentelemetry import trace
+
 from services.bounce.classify import Rules, Verdict, rules
 from services.bounce.feedback import Feedback, Target
 from services.bounce.inbound import BounceHandler, BounceListener
@@ -18,6 +20,7 @@ from services.bounce.parse import Finding
 from services.bounce.settings import BounceSettings
 from services.bounce.webhook_sender import WebhookBindings, WebhookRouter, WebhookSender
 from shared import logging as hlog
+from shared import metrics
 from shared.broker import Delivery, Queue
 from shared.errors import Permanent
 from shared.leases import Leases, holder_id
@@ -49,6 +52,19 @@ class ResultHandler:
             raise Permanent(f"expected a delivery result, got {type(result).__name__}")
         verdicts = self.verdicts(result)
         reasons = {rid: v.reason for rid, v in verdicts.items()}
+        for r in result.results:
+            if r.recipient_id in reasons:
+                metrics.bounce(result.tenant, r.address, reasons[r.recipient_id], "delivery")
+        span = trace.get_current_span()  # the result's consumer span, in the mail's trace
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "hato.recipient_ids": [r.recipient_id for r in result.results],
+                    "hato.bounce.reasons": [
+                        reasons.get(r.recipient_id, "") for r in result.results
+                    ],
+                }
+            )
         await self.timeline.record(attempt_events(result, reasons))
         if self.feedback is None:
             return
@@ -153,6 +169,7 @@ async def run(settings: BounceSettings) -> None:
             # Deleting expired events twice does no harm, but on FerretDB each purge reads the
             # whole events collection: one replica at a time is enough.
             leases.lease("events-purge").every(rt, settings.purge_interval, rt.store.purge_events)
+        rt.census()
         rt.serving()
         log.info(
             "ready",

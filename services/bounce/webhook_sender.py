@@ -10,9 +10,11 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from prometheus_client import Counter
 
 from shared import logging as hlog
@@ -21,12 +23,16 @@ from shared.errors import Permanent
 from shared.leases import Leases
 from shared.schemas import Event
 from shared.secrets import SecretBox
+from shared.telemetry import context_of, inject_headers, links_to, traceparent, tracer
 from shared.webhooks import SIGNATURE_HEADER, Webhooks, sign
 
 log = hlog.get_logger(__name__)
 
 POSTS = Counter("hato_webhook_posts_total", "Webhook POSTs, by outcome.", ["outcome"])
 BACKOFF = (1, 5, 30, 120, 600, 1800, 3600, 7200)  # seconds before each retry
+# Where an outbox entry keeps the trace context of the event it holds (the router's span),
+# so that the POST, seconds or hours later, continues the mail's trace. Never POSTed.
+TRACE_KEY = "_traceparent"
 
 
 def binding_keys(hooks: list[dict[str, Any]]) -> set[str]:
@@ -80,9 +86,13 @@ class WebhookRouter:
         event = delivery.message
         if not isinstance(event, Event):
             raise Permanent(f"expected an event, got {type(event).__name__}")
+        parent = traceparent()
         for hook in await self.hooks(event.tenant):
             if not hook.get("events") or event.type.value in hook["events"]:
-                await self.webhooks.enqueue(hook["_id"], [event.model_dump(mode="json")])
+                entry = event.model_dump(mode="json")
+                if parent:
+                    entry[TRACE_KEY] = parent
+                await self.webhooks.enqueue(hook["_id"], [entry])
 
 
 class WebhookSender:
@@ -148,37 +158,39 @@ class WebhookSender:
             )
             return
         secret = self.box.open(hook["secret_sealed"]).decode()
-        for start in range(0, len(items), self.batch):
-            await self._post(hook, secret, items[start : start + self.batch])
+        with hlog.bound(tenant=hook["tenant"], webhook=hook["_id"]):
+            for start in range(0, len(items), self.batch):
+                await self._post(hook, secret, items[start : start + self.batch])
 
     async def _post(self, hook: dict[str, Any], secret: str, chunk: list[dict[str, Any]]) -> None:
-        body = json.dumps({"events": [i["event"] for i in chunk]}, separators=(",", ":")).encode()
+        events = [{k: v for k, v in i["event"].items() if k != TRACE_KEY} for i in chunk]
+        body = json.dumps({"events": events}, separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(secret, body),
             "Hato-Webhook-Id": hook["_id"],
             "User-Agent": "Hato-Webhooks/1",
         }
-        status, error = None, ""
-        try:
-            response = await self._client.post(hook["url"], content=body, headers=headers)
-            status = response.status_code
-            ok = 200 <= status < 300
+        message_ids = sorted(
+            {i["event"]["message_id"] for i in chunk if i["event"].get("message_id")}
+        )
+        with _post_span(hook, chunk, message_ids) as span:
+            ok, status, error = await self._request(hook["url"], body, headers)
+            attempts = max(i.get("attempts", 0) for i in chunk) + 1
+            backoff = None if ok or attempts > len(self.backoff) else self.backoff[attempts - 1]
+            POSTS.labels("ok" if ok else ("retry" if backoff is not None else "failed")).inc()
+            if status is not None:
+                span.set_attribute("http.response.status_code", status)
             if not ok:
-                error = f"HTTP {status}"
-        except httpx.HTTPError as exc:
-            ok, error = False, f"{type(exc).__name__}: {exc}"[:300]
-        attempts = max(i.get("attempts", 0) for i in chunk) + 1
-        backoff = None if ok or attempts > len(self.backoff) else self.backoff[attempts - 1]
-        POSTS.labels("ok" if ok else ("retry" if backoff is not None else "failed")).inc()
-        if not ok:
-            log.info(
-                "webhook delivery failed",
-                webhook=hook["_id"],
-                error=error,
-                attempts=attempts,
-                retry_in=backoff,
-            )
+                span.set_status(StatusCode.ERROR, error)
+                log.info(
+                    "webhook delivery failed",
+                    webhook=hook["_id"],
+                    message_ids=message_ids,
+                    error=error,
+                    attempts=attempts,
+                    retry_in=backoff,
+                )
         await self.webhooks.settle(
             [i["_id"] for i in chunk],
             ok=ok,
@@ -187,3 +199,49 @@ class WebhookSender:
             attempts=attempts,
             backoff=backoff,
         )
+
+    async def _request(
+        self, url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[bool, int | None, str]:
+        """POST ``body`` with the current span's ``traceparent`` (the receiver's work joins
+        the mail's trace): (2xx, the status, an error)."""
+        try:
+            response = await self._client.post(url, content=body, headers=inject_headers(headers))
+        except httpx.HTTPError as exc:
+            return False, None, f"{type(exc).__name__}: {exc}"[:300]
+        ok = 200 <= response.status_code < 300
+        return ok, response.status_code, "" if ok else f"HTTP {response.status_code}"
+
+
+def _post_span(
+    hook: dict[str, Any], chunk: list[dict[str, Any]], message_ids: list[str]
+) -> AbstractContextManager[Span]:
+    """The span of one webhook POST: it continues the trace of the first event's mail; the
+    events of other mails in the batch are linked."""
+    parents = [p for i in chunk if (p := i["event"].get(TRACE_KEY))]
+    first = parents[0] if parents else None
+    others = {_trace_of(p): p for p in reversed(parents)}
+    others.pop(_trace_of(first), None)
+    url = httpx.URL(hook["url"])
+    return tracer.start_as_current_span(
+        "webhook POST",
+        context=context_of(first),
+        kind=SpanKind.CLIENT,
+        links=links_to(*others.values()),
+        attributes={
+            "http.request.method": "POST",
+            # Not the full URL: a tenant's endpoint may carry a token in it.
+            "server.address": url.host,
+            "server.port": url.port or (443 if url.scheme == "https" else 80),
+            "url.path": url.path,
+            "hato.webhook.id": hook["_id"],
+            "hato.tenant": hook["tenant"],
+            "hato.events": len(chunk),
+            "hato.message_ids": message_ids,
+        },
+    )
+
+
+def _trace_of(parent: str | None) -> str:
+    """The trace id of a ``traceparent`` ("" for none)."""
+    return parent.split("-")[1] if parent and parent.count("-") >= 2 else ""

@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
+from opentelemetry import trace
 from prometheus_client import Counter
 
 from services.dispatcher.mx import MxResolver, Route
@@ -27,10 +29,10 @@ from services.dispatcher.pools import Member, PoolView
 from services.dispatcher.routes import RouteTable
 from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.smtp_client import SmtpClient, status_for
-from services.dispatcher.throttle import Throttle, parse_limits
+from services.dispatcher.throttle import Throttle, parse_limits, slows_down
 from shared import logging as hlog
-from shared import schemas
-from shared.broker import Broker, Delivery, deliver_queue, ip_queue
+from shared import metrics, schemas
+from shared.broker import Broker, Delivery, Queue, deliver_queue, ip_queue
 from shared.egress import Egress
 from shared.errors import ConfigError, Permanent, RetryLater
 from shared.runtime import Runtime
@@ -45,6 +47,7 @@ from shared.schemas import (
     utcnow,
 )
 from shared.store import Store
+from shared.telemetry import tracer
 from shared.timeline import Timeline, attempt_events
 from shared.verp import Verp
 
@@ -105,6 +108,9 @@ class Dispatcher:
                 job.message_id,
             )
             FORWARDED.inc()
+            span = trace.get_current_span()
+            if span.is_recording():
+                span.set_attribute("hato.forwarded_to", member.ip)
             log.info("forwarded to its IP's instance", source_ip=member.ip, domain=job.domain)
             return
         await self.deliver(member, job, delivery)
@@ -127,11 +133,28 @@ class Dispatcher:
 
     async def deliver(self, member: Member, job: DeliveryJob, delivery: Delivery) -> None:
         hlog.bind(source_ip=member.ip, domain=job.domain)
+        # The job's consumer span is this delivery attempt's span: a retry is a new one, and
+        # consume() links it to the first attempt's.
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.update_name(f"deliver {job.domain}")
+            span.set_attributes(
+                {
+                    "hato.domain": job.domain,
+                    "hato.pool": job.pool,
+                    "hato.source_ip": member.ip,
+                    "network.local.address": member.ip,
+                    "hato.attempt": delivery.attempt,
+                }
+            )
         pending = await self.pending(job)
         if not pending:
             log.info("nothing left to deliver")
             return
-        route = await self.mx.route(job.domain, job.tenant)
+        with tracer.start_as_current_span("mx lookup") as lookup:
+            route = await self.mx.route(job.domain, job.tenant)
+            if lookup.is_recording():
+                lookup.set_attributes(_route_attributes(job.domain, route))
         results, destination = await self.send(member, job, pending, route, delivery.payload)
         self.view.count(member.ip, len(pending))
         results = self.expire(job, results)
@@ -160,10 +183,21 @@ class Dispatcher:
         await self.timeline.publish(events)
         for r in results:
             DELIVERIES.labels(r.status.value).inc()
+        metrics.attempt_outcomes(
+            tenant=job.tenant,
+            pool=job.pool,
+            source_ip=member.ip,
+            provider=metrics.provider_group(job.domain),
+            created_at=job.created_at,
+            results=results,
+        )
+        if span.is_recording():
+            _describe_attempt(span, results, destination, retry=delay if retry else None)
         log.info(
             "attempted",
             destination=destination,
-            outcome={r.address: r.status.value for r in results},
+            # By recipient id: addresses stay out of logs at info level.
+            outcome={r.recipient_id: r.status.value for r in results},
         )
         if retry:
             raise RetryLater(delay, "deferred recipients")
@@ -189,9 +223,14 @@ class Dispatcher:
             return _all(recipients, route.failure), "dns"
         results: list[RecipientResult] = []
         where = ""
+        mx_host = route.targets[0].host if route.targets else ""
+        provider = metrics.provider_group(job.domain, mx_host)
+        waiting = time.monotonic()
         async with self.throttle.slot(member.ip, job.domain, job.tenant) as limits:
+            metrics.THROTTLED_SECONDS.labels(member.ip, provider).inc(time.monotonic() - waiting)
             for mail_from, group in self.transactions(job, recipients):
                 for target in route.targets:
+                    started = time.monotonic()
                     attempt = await self.client.send(
                         target,
                         member,
@@ -201,11 +240,17 @@ class Dispatcher:
                         message,
                         max_messages=limits.per_connection,
                     )
+                    metrics.transaction(job.pool, provider, time.monotonic() - started, attempt)
                     where = str(target)
                     if attempt.reached:
                         break
                 results += attempt.results
-        self.throttle.observe(member.ip, job.domain, job.tenant, [r.reply for r in results])
+        replies = [r.reply for r in results]
+        self.throttle.observe(member.ip, job.domain, job.tenant, replies)
+        if any(slows_down(r) for r in replies):
+            metrics.SLOWDOWNS.labels(member.ip, provider).inc()
+        factor = self.throttle.factor(member.ip, job.domain, job.tenant)
+        metrics.PACE.labels(member.ip, provider).set(factor)
         return results, where
 
     def transactions(
@@ -234,6 +279,44 @@ class Dispatcher:
 
     def retry_delay(self, attempt: int) -> float:
         return self.retry_delays[min(attempt, len(self.retry_delays)) - 1]
+
+
+def _route_attributes(domain: str, route: Route) -> dict[str, str | int | list[str]]:
+    attributes: dict[str, str | int | list[str]] = {"hato.domain": domain}
+    if route.failure is not None:
+        attributes["hato.route"] = "none"
+        attributes["smtp.reply.code"] = route.failure.code
+        attributes["smtp.reply.text"] = route.failure.text
+        if route.failure.enhanced:
+            attributes["smtp.reply.enhanced"] = route.failure.enhanced
+    else:
+        attributes["hato.route"] = "mx"
+        attributes["hato.mx.hosts"] = list(dict.fromkeys(t.host for t in route.targets))
+        attributes["hato.mx.targets"] = [str(t) for t in route.targets]
+    return attributes
+
+
+def _describe_attempt(
+    span: trace.Span, results: Sequence[RecipientResult], destination: str, *, retry: float | None
+) -> None:
+    """The attempt's outcome on its span: where it went, the remote reply with its enhanced
+    code (the first recipient's), the recipients by status, and when it is retried."""
+    attributes: dict[str, str | int | float | list[str]] = {
+        "hato.destination": destination,
+        "hato.recipient_ids": [r.recipient_id for r in results],
+    }
+    if results:
+        reply = results[0].reply
+        attributes["smtp.reply.code"] = reply.code
+        attributes["smtp.reply.text"] = reply.text[:500]
+        if reply.enhanced:
+            attributes["smtp.reply.enhanced"] = reply.enhanced
+    for r in results:
+        key = f"hato.recipients.{r.status.value}"
+        attributes[key] = int(attributes.get(key, 0)) + 1
+    if retry is not None:
+        attributes["hato.retry_in"] = retry
+    span.set_attributes(attributes)
 
 
 def _all(recipients: Sequence[Recipient], reply: Reply) -> list[RecipientResult]:
@@ -281,7 +364,7 @@ class Subscriptions:
             pool, ip = wanted[queue]
             if ip is None:
                 await self.broker.declare_pool(pool)
-                await self.broker.consume(queue, self.dispatcher.route)
+                await self.broker.consume(queue, metrics.waits(self.dispatcher.route))
             else:
                 await self.broker.declare_ip_queue(pool, ip, handoff=self.handoff)
                 await self.broker.consume(queue, self.dispatcher.owned(ip))
@@ -382,6 +465,12 @@ async def run(settings: DispatcherSettings) -> None:
         await rt.broker.on_change(heartbeat)  # a new pool or member is served at once
         rt.every(settings.heartbeat_interval, heartbeat)
         rt.every(settings.idle_timeout / 2, client.close_idle)
+
+        async def warmup() -> None:
+            metrics.warmup(view.pools.values(), source_ips, view.sent_today)
+
+        retries = {metrics.retry_queue(d) for d in settings.retry_delays}
+        rt.census(queues=[*sorted(retries), Queue.DEAD.value], collectors=[warmup])
         rt.serving()
         log.info("ready", pools=view.served(), source_ips=source_ips, ops_port=rt.ops.port)
         await rt.until_stopped()

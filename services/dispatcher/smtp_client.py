@@ -18,12 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import aiosmtplib
+from opentelemetry.trace import Span, SpanKind
 
 from services.dispatcher import pipelining
 from services.dispatcher.mx import Target
 from services.dispatcher.pools import Member
 from shared import logging as hlog
 from shared.schemas import Recipient, RecipientResult, RecipientStatus, Reply
+from shared.telemetry import tracer
 
 log = hlog.get_logger(__name__)
 
@@ -72,6 +74,8 @@ class Attempt:
     results: list[RecipientResult]
     reached: bool
     tls: bool = False
+    tls_version: str | None = None  # "TLSv1.3"
+    reused: bool = False  # over a connection an earlier transaction opened
 
 
 class SmtpClient:
@@ -111,20 +115,29 @@ class SmtpClient:
                     conn.clean = True
                 return conn
         verified = domain in self.tls_required
-        client = aiosmtplib.SMTP(
-            # Verified TLS checks the certificate against the MX name, so connect by name.
-            hostname=target.host if verified else target.address,
-            port=target.port,
-            local_hostname=source.helo,
-            source_address=(source.ip, 0),
-            timeout=self._timeout(TIMEOUT_GREETING),
-            start_tls=True if verified else None,  # None: STARTTLS when offered
-            validate_certs=verified,
-        )
-        await client.connect(timeout=self.connect_timeout)
-        self.opened += 1
-        if client.is_ehlo_or_helo_needed:  # after STARTTLS aiosmtplib waits for a command
-            await client.ehlo(timeout=self._timeout(TIMEOUT_GREETING))
+        # Connecting, the greeting, EHLO and STARTTLS: the span says how long and what TLS.
+        with tracer.start_as_current_span("smtp connect", kind=SpanKind.CLIENT) as span:
+            client = aiosmtplib.SMTP(
+                # Verified TLS checks the certificate against the MX name, so connect by name.
+                hostname=target.host if verified else target.address,
+                port=target.port,
+                local_hostname=source.helo,
+                source_address=(source.ip, 0),
+                timeout=self._timeout(TIMEOUT_GREETING),
+                start_tls=True if verified else None,  # None: STARTTLS when offered
+                validate_certs=verified,
+            )
+            if span.is_recording():
+                span.set_attributes(_where(target, source) | {"hato.tls.verified": verified})
+            await client.connect(timeout=self.connect_timeout)
+            self.opened += 1
+            if client.is_ehlo_or_helo_needed:  # after STARTTLS aiosmtplib waits for a command
+                await client.ehlo(timeout=self._timeout(TIMEOUT_GREETING))
+            if span.is_recording():
+                version = _tls_version(client)
+                span.set_attribute("hato.tls", version is not None)
+                if version:
+                    span.set_attribute("tls.protocol.version", version.removeprefix("TLSv"))
         return Connection(client, key, pipelining=self.pipelining and pipelining.enable(client))
 
     def _release(self, conn: Connection, *, reusable: bool, max_messages: int) -> None:
@@ -157,6 +170,33 @@ class SmtpClient:
         *,
         max_messages: int = 100,
     ) -> Attempt:
+        """One SMTP transaction to ``target`` from ``source``, in a span of its own that
+        names the server, the source IP, TLS and the reply."""
+        with tracer.start_as_current_span("smtp send", kind=SpanKind.CLIENT) as span:
+            attempt = await self._send(
+                target,
+                source,
+                domain,
+                mail_from,
+                recipients,
+                message,
+                max_messages=max_messages,
+            )
+            if span.is_recording():
+                describe(span, attempt, target, source)
+            return attempt
+
+    async def _send(
+        self,
+        target: Target,
+        source: Member,
+        domain: str,
+        mail_from: str,
+        recipients: Sequence[Recipient],
+        message: bytes,
+        *,
+        max_messages: int,
+    ) -> Attempt:
         results: dict[str, RecipientResult] = {}
 
         def settle(rs: Sequence[Recipient], reply: Reply) -> None:
@@ -184,10 +224,8 @@ class SmtpClient:
             return Attempt(ordered(), reached=False)
 
         client = conn.client
-        tls = (
-            client.transport is not None
-            and client.transport.get_extra_info("ssl_object") is not None
-        )
+        tls_version = _tls_version(client)
+        reused = conn.transactions > 0
         reusable = False
         try:
             conn.clean = False
@@ -236,7 +274,54 @@ class SmtpClient:
             self._release(
                 conn, reusable=reusable and client.is_connected, max_messages=max_messages
             )
-        return Attempt(ordered(), reached=True, tls=tls)
+        return Attempt(
+            ordered(),
+            reached=True,
+            tls=tls_version is not None,
+            tls_version=tls_version,
+            reused=reused,
+        )
+
+
+def _tls_version(client: aiosmtplib.SMTP) -> str | None:
+    """The TLS version of a connection ("TLSv1.3"), None when it is not encrypted."""
+    ssl_object = client.transport.get_extra_info("ssl_object") if client.transport else None
+    return ssl_object.version() if ssl_object is not None else None
+
+
+def _where(target: Target, source: Member) -> dict[str, str | int]:
+    return {
+        "server.address": target.host,
+        "server.port": target.port,
+        "network.peer.address": target.address,
+        "network.local.address": source.ip,
+        "hato.source_ip": source.ip,
+    }
+
+
+def describe(span: Span, attempt: Attempt, target: Target, source: Member) -> None:
+    """Put what an attempt did on ``span``: the server (MX host, address, port), the source
+    IP, TLS, the connection's reuse, and the remote reply with its enhanced status code
+    (the first recipient's; the per-status counts tell whether the others differ)."""
+    attributes: dict[str, str | int | bool] = {
+        **_where(target, source),
+        "hato.reached": attempt.reached,
+        "hato.tls": attempt.tls,
+        "hato.smtp.reused_connection": attempt.reused,
+        "hato.recipients": len(attempt.results),
+    }
+    if attempt.tls_version:
+        attributes["tls.protocol.version"] = attempt.tls_version.removeprefix("TLSv")
+    if attempt.results:
+        reply = attempt.results[0].reply
+        attributes["smtp.reply.code"] = reply.code
+        attributes["smtp.reply.text"] = reply.text[:500]
+        if reply.enhanced:
+            attributes["smtp.reply.enhanced"] = reply.enhanced
+    for r in attempt.results:
+        key = f"hato.recipients.{r.status.value}"
+        attributes[key] = int(attributes.get(key, 0)) + 1
+    span.set_attributes(attributes)
 
 
 async def _quit(conn: Connection) -> None:

@@ -14,12 +14,14 @@ import asyncio
 import email.parser
 import email.policy
 import email.utils
+import time
 from dataclasses import dataclass, field
 
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 
 from shared import logging as hlog
+from shared import metrics
 from shared.broker import Broker
 from shared.directory import Identity
 from shared.errors import TRANSIENT_ERRORS, HatoError, Unavailable
@@ -27,12 +29,14 @@ from shared.ids import new_id
 from shared.message import normalize_line_endings
 from shared.schemas import Event, EventType, Recipient, RecipientStatus, Reply, SignJob, utcnow
 from shared.store import Store
-from shared.telemetry import tracer
+from shared.telemetry import trace_id, traceparent, tracer
 from shared.timeline import Timeline
 
 log = hlog.get_logger(__name__)
 
-ACCEPTED = Counter("hato_ingest_accepted_total", "Messages accepted, by front door.", ["door"])
+ACCEPTED = Counter(
+    "hato_ingest_accepted_total", "Messages accepted, by front door and tenant.", ["door", "tenant"]
+)
 NOT_ACCEPTED = Counter(
     "hato_ingest_unavailable_total", "Messages refused because state could not be made durable."
 )
@@ -121,7 +125,10 @@ class Acceptor:
         task = asyncio.create_task(self._accept(submission))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
-        return await asyncio.shield(task)
+        started = time.perf_counter()
+        accepted = await asyncio.shield(task)
+        metrics.ACCEPT_SECONDS.labels(submission.door).observe(time.perf_counter() - started)
+        return accepted
 
     async def drain(self, grace: float) -> None:
         """Wait for accepts in progress (at shutdown)."""
@@ -129,13 +136,22 @@ class Acceptor:
             await asyncio.wait(set(self._in_flight), timeout=grace)
 
     async def _accept(self, sub: Submission) -> Accepted:
+        # A child of the request's span (HTTP, SMTP DATA, the submit queue's consumer): the
+        # first span of the mail's own story, whose traceparent the message record keeps.
         with tracer.start_as_current_span(
-            f"{sub.door} accept",
-            kind=SpanKind.SERVER,
-            attributes={"hato.tenant": sub.identity.tenant},
+            "accept",
+            kind=SpanKind.INTERNAL,
+            attributes={"hato.tenant": sub.identity.tenant, "hato.door": sub.door},
         ) as span:
             accepted = await self._durable(sub)
-            span.set_attribute("hato.message_id", accepted.message_id)
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        "hato.message_id": accepted.message_id,
+                        "hato.recipients": len(accepted.recipients),
+                        "hato.suppressed": len(accepted.suppressed),
+                    }
+                )
             return accepted
 
     async def _check_limits(self, sub: Submission) -> set[str]:
@@ -183,6 +199,13 @@ class Acceptor:
             "metadata": dict(sub.metadata),
             "created_at": now,
         }
+        tid = trace_id()
+        if tid is not None:
+            # Kept so that the mail's trace can be found from the message, and continued by
+            # what happens to it later without a broker message to carry the context (an
+            # asynchronous bounce or complaint).
+            message_doc["trace_id"] = tid
+            message_doc["traceparent"] = traceparent()
         suppressed_reply = {
             "code": 550,
             "enhanced": "5.7.1",
@@ -260,7 +283,9 @@ class Acceptor:
                 await self._discard(message_id)
                 raise
 
-        ACCEPTED.labels(sub.door).inc()
+        ACCEPTED.labels(sub.door, tenant).inc()
+        for r in suppressed:
+            metrics.OUTCOMES.labels(tenant, metrics.provider_group(r.domain), "suppressed").inc()
         log.info(
             "accepted",
             recipients=len(recipients),

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from services.ingest.api_models import MessageIn, RawMessageIn
 from services.ingest.send import Refused, Sender
 from shared import logging as hlog
+from shared import metrics
 from shared.broker import Broker, Delivery
 from shared.directory import Directory, IdempotencyConflict, Identity
 from shared.errors import TRANSIENT_ERRORS, CodecError, Permanent, RetryLater, Unavailable
@@ -70,8 +71,10 @@ class SubmitHandler:
         token = body.get("api_key")
         identity = await self.directory.api_key_identity(token) if isinstance(token, str) else None
         if identity is None:
+            metrics.refused("amqp", 401)
             await self._answer(delivery, 401, {"status": 401, "detail": "invalid API key"})
             raise Permanent("invalid or missing api_key")
+        hlog.bind(tenant=identity.tenant)  # this job's lines (consume() clears it for the next)
         try:
             request = SubmitRequest.model_validate(body)
         except ValidationError as exc:
@@ -97,6 +100,7 @@ class SubmitHandler:
                 result = await self.sender.send_raw(identity, request.raw)
         except Refused as exc:
             if exc.is_temporary:
+                metrics.refused("amqp", exc.status)
                 if key:
                     await self.store.idempotency.abandon(identity.tenant, f"amqp:{key}")
                 raise RetryLater(60 if exc.status == 429 else 5, exc.detail) from None
@@ -117,6 +121,7 @@ class SubmitHandler:
     ) -> Permanent:
         """Tell the publisher and record a ``failed`` event; returns the Permanent to raise,
         which dead-letters the submission."""
+        metrics.refused("amqp", status)
         failed = Event(
             id=new_id(),
             type=EventType.FAILED,

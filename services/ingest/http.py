@@ -39,6 +39,7 @@ from services.ingest.gate import Gate
 from services.ingest.policy import RelayPolicy
 from services.ingest.send import DoorLimits, Refused, Sender
 from shared import logging as hlog
+from shared import metrics
 from shared.directory import IdempotencyConflict, Identity
 from shared.egress import Egress, Forbidden
 from shared.schemas import ChangeKind, RecipientStatus
@@ -179,7 +180,13 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
         description="Send mail through Hato and follow every recipient's fate.",
+        # FastAPI's own OpenTelemetry: each request a server span (`POST /v1/messages`) that
+        # continues the caller's `traceparent`. Without its spans per dependency and
+        # endpoint: the accept span under the request says what the work was, and each span
+        # costs every mail.
+        telemetry={"operation_spans": False},
     )
+    app.add_middleware(metrics.HttpMetrics)
     app.add_middleware(DropEmptyQueryParameters)
     operator_digest = hashlib.sha256(operator_token.encode()).digest() if operator_token else None
     keys = KeyCache(store)
@@ -226,6 +233,7 @@ def create_app(
         identity = await keys.identity(token)
         if identity is None:
             raise Problem(401, "the API key is not valid")
+        hlog.bind(tenant=identity.tenant)  # this request's task only
         return Caller(identity=identity)
 
     async def tenant(c: Annotated[Caller, Depends(caller)]) -> Identity:

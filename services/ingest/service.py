@@ -15,6 +15,7 @@ from services.ingest.settings import IngestSettings
 from services.ingest.smtp import Authenticator, AuthThrottle, Mode, RelayHandler, SmtpListener
 from services.ingest.tls import server_context
 from shared import logging as hlog
+from shared import metrics
 from shared.broker import Queue
 from shared.egress import Egress
 from shared.errors import ConfigError
@@ -147,6 +148,12 @@ async def run(settings: IngestSettings) -> None:
         for listener in listeners:
             await listener.start()
         await http.start()
+
+        async def certificate() -> None:
+            if settings.tls_cert_file:
+                metrics.certificate_expiry(settings.tls_cert_file)
+
+        rt.census(queues=[Queue.SIGN.value], collectors=[certificate])
         rt.serving()
         log.info(
             "ready",

@@ -23,14 +23,16 @@ from enum import StrEnum
 from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
+from opentelemetry.trace import SpanKind
 
 from services.ingest import addresses, content, replies
 from services.ingest.accept import Acceptor, RateLimited, Submission, summarize_headers
 from services.ingest.policy import RelayPolicy
-from shared import credentials
+from shared import credentials, metrics
 from shared import logging as hlog
 from shared.directory import Directory, Identity
 from shared.errors import Unavailable
+from shared.telemetry import tracer
 
 log = hlog.get_logger(__name__)
 
@@ -70,6 +72,7 @@ class AuthThrottle:
         if len(failures) >= self.max_failures:
             self._locked_until[ip] = now + self.lockout
             failures.clear()
+            metrics.SMTP_LOCKOUTS.inc()
             log.warning("auth lock-out", peer=ip, seconds=self.lockout)
 
     def succeeded(self, ip: str) -> None:
@@ -103,10 +106,23 @@ class HatoSMTP(SMTP):
 
     _in_ehlo = False
     _stashed: tuple[str, LoginPassword] | None = None
+    listener = "relay"  # the metrics' name of the listener (SmtpListener sets it)
+    _tls_counted = False
+
+    def connection_made(self, transport: Any) -> None:
+        if self._original_transport is None:  # not the TLS layer after STARTTLS: a new client
+            metrics.SMTP_SESSIONS.labels(self.listener).inc()
+            metrics.SMTP_OPEN.labels(self.listener).inc()
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        metrics.SMTP_OPEN.labels(self.listener).dec()
+        super().connection_lost(exc)
 
     async def push(self, status: str | bytes) -> None:
         if isinstance(status, str) and not self._in_ehlo:
             status = replies.with_enhanced_code(status)
+            metrics.smtp_reply(status)
         await super().push(status)
 
     async def smtp_EHLO(self, hostname: str) -> None:
@@ -115,6 +131,12 @@ class HatoSMTP(SMTP):
             await super().smtp_EHLO(hostname)
         finally:
             self._in_ehlo = False
+        # The first EHLO over TLS (after STARTTLS, or at once on implicit TLS): one count
+        # per session that encrypted.
+        ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
+        if ssl_object is not None and not self._tls_counted:
+            self._tls_counted = True
+            metrics.SMTP_TLS.labels(self.listener, ssl_object.version() or "unknown").inc()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         if _SOURCE_ROUTE.match(arg):
@@ -188,6 +210,7 @@ class RelayHandler:
         if envelope.mail_from is not None:
             return str(replies.AUTH_IN_TRANSACTION)
         if self.throttle.locked(_peer_ip(session)):
+            metrics.SMTP_AUTH.labels("locked").inc()
             return str(replies.AUTH_LOCKED)
         return MISSING  # aiosmtpd goes on with the mechanism
 
@@ -200,12 +223,15 @@ class RelayHandler:
             )
         except Exception:
             log.exception("auth check failed")
+            metrics.SMTP_AUTH.labels("error").inc()
             return AuthResult(success=False, handled=False, message=str(replies.NOT_DURABLE))
         if identity is None:
             self.throttle.failed(ip)
+            metrics.SMTP_AUTH.labels("failed").inc()
             log.info("auth failed", peer=ip)
             return AuthResult(success=False, handled=False, message=str(replies.AUTH_FAILED))
         self.throttle.succeeded(ip)
+        metrics.SMTP_AUTH.labels("ok").inc()
         log.info("auth ok", peer=ip, tenant=identity.tenant, credential=identity.credential)
         return AuthResult(success=True, auth_data=identity, message=str(replies.AUTH_OK))
 
@@ -234,7 +260,8 @@ class RelayHandler:
     ) -> str:
         identity = self.identity(session)
         if identity is None:
-            log.info("relay denied", peer=_peer_ip(session), rcpt=address)
+            # The domain only: recipient addresses stay out of logs at info level.
+            log.info("relay denied", peer=_peer_ip(session), rcpt_domain=address.rpartition("@")[2])
             return str(replies.RELAY_DENIED)
         if addresses.split(address) is None:
             return str(replies.BAD_RECIPIENT)
@@ -245,6 +272,21 @@ class RelayHandler:
         return str(replies.RECIPIENT_OK)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        # The SMTP transaction's span: the root of the mail's trace (SMTP carries no context).
+        with tracer.start_as_current_span("smtp DATA", kind=SpanKind.SERVER) as span:
+            reply = await self._data(session, envelope)
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        "client.address": _peer_ip(session),
+                        "hato.smtp.mode": self.mode.value,
+                        "hato.recipients": len(envelope.rcpt_tos),
+                        "smtp.reply.code": int(reply[:3]),
+                    }
+                )
+            return reply
+
+    async def _data(self, session: Session, envelope: Envelope) -> str:
         identity = self.identity(session)
         if identity is None:  # the client lost its authorisation mid-transaction
             return str(replies.RELAY_DENIED)
@@ -262,6 +304,7 @@ class RelayHandler:
             return str(replies.NO_FROM_HEADER)
         if not self.policy.may_send_from(identity, headers.from_address):
             return str(replies.FROM_NOT_ALLOWED)
+        hlog.bind(tenant=identity.tenant)  # the session's task: later lines of it carry it too
         if self.mode is Mode.SUBMISSION:  # RFC 6409 8.2, 8.3: an MSA completes the header
             raw = complete_header(raw, headers.from_domain)
             headers = summarize_headers(raw)
@@ -334,7 +377,7 @@ class SmtpListener:
 
     def _protocol(self) -> SMTP:
         starttls = None if self._implicit else self._tls
-        return HatoSMTP(
+        protocol = HatoSMTP(
             self.handler,
             hostname=self._hostname,
             ident="Hato ESMTP",
@@ -346,6 +389,8 @@ class SmtpListener:
             auth_require_tls=not self._implicit,
             loop=asyncio.get_running_loop(),
         )
+        protocol.listener = "smtps" if self._implicit else self.handler.mode.value
+        return protocol
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

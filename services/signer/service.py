@@ -5,16 +5,19 @@ rotation runs on one of them at a time, the holder of its lease in MongoDB."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from itertools import islice
 
+from opentelemetry import trace
 from prometheus_client import Counter
 
 from services.signer.dkim_sign import SigningError, sign
 from services.signer.keys import Choice, KeyRing, load_key_files
 from services.signer.settings import SignerSettings
 from shared import logging as hlog
-from shared.broker import Broker, Delivery, Queue
+from shared import metrics
+from shared.broker import Broker, Delivery, Queue, deliver_queue
 from shared.errors import Permanent
 from shared.ids import new_id
 from shared.leases import Leases, holder_id
@@ -32,6 +35,7 @@ from shared.schemas import (
 )
 from shared.secrets import SecretBox
 from shared.store import Store
+from shared.telemetry import tracer
 from shared.timeline import Timeline
 
 log = hlog.get_logger(__name__)
@@ -82,13 +86,27 @@ class Signer:
             raise Permanent(f"expected a sign job, got {type(job).__name__}")
         choice = await self.keys.choose(job.tenant, job.from_domain)
         signed, problem = delivery.payload, None
-        if not choice.keys:
-            problem = f"no usable DKIM key for {job.from_domain}"
-        else:
-            try:
-                signed = await self._sign(delivery.payload, choice)
-            except SigningError as exc:
-                problem = str(exc)
+        with tracer.start_as_current_span("dkim sign") as span:
+            if not choice.keys:
+                problem = f"no usable DKIM key for {job.from_domain}"
+            else:
+                try:
+                    started = time.perf_counter()
+                    signed = await self._sign(delivery.payload, choice)
+                    metrics.SIGN_SECONDS.observe(time.perf_counter() - started)
+                except SigningError as exc:
+                    problem = str(exc)
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        "hato.dkim.domain": choice.domain or job.from_domain,
+                        "hato.dkim.selectors": choice.selectors,
+                        "hato.dkim.aligned": choice.aligned,
+                        "hato.size": len(delivery.payload),
+                    }
+                )
+                if problem:
+                    span.set_attribute("hato.dkim.problem", problem)
         if problem and self.settings.unsigned_policy == "fail":
             await self._fail(job, problem)
             return
@@ -115,6 +133,9 @@ class Signer:
         await self.store.mark_signed(job.message_id, dkim_info, [event])
         jobs = fan_out(job, per_job=self.settings.max_recipients_per_job)
         await asyncio.gather(*(self.broker.publish(j, signed) for j in jobs))
+        span = trace.get_current_span()  # the sign job's consumer span
+        if span.is_recording():
+            span.set_attribute("hato.delivery_jobs", len(jobs))
         await self.timeline.publish([event])
         if problem:
             SIGNED.labels("unsigned").inc()
@@ -189,7 +210,7 @@ async def run(settings: SignerSettings) -> None:
     async with Runtime("signer", settings, pools=settings.pools) as rt:
         keys = KeyRing(rt.store.directory, box, ttl=settings.key_cache_seconds, files=files)
         signer = Signer(rt.store, rt.broker, keys, settings=settings)
-        await rt.broker.consume(Queue.SIGN, signer.handle)
+        await rt.broker.consume(Queue.SIGN, metrics.waits(signer.handle))
 
         async def apply(_: Changed) -> None:
             keys.forget()
@@ -203,6 +224,13 @@ async def run(settings: SignerSettings) -> None:
         leases = Leases(rt.store.db, holder=holder_id("signer"), ttl=settings.lease_ttl)
         await leases.ensure_indexes()
         leases.lease("dkim-rotation").every(rt, settings.rotation_interval, rotation.run)
+
+        async def dkim_keys() -> None:
+            await metrics.dkim_keys(
+                rt.store.directory, rotate_after_days=settings.rotate_after_days
+            )
+
+        rt.census(queues=[deliver_queue(p) for p in settings.pools], collectors=[dkim_keys])
         rt.serving()
         log.info("ready", ops_port=rt.ops.port)
         await rt.until_stopped()

@@ -3,7 +3,8 @@ four services run as processes with the environment, commands and healthchecks t
 them (read through the Compose Specification's loader), its network laid onto loopback
 (172.28.a.b -> 127.28.a.b, tests/helpers/compose.py), and the real RabbitMQ and FerretDB
 standing in for its rabbitmq and mongodb services under a prefix and database of this test's
-own. A recording SMTP server listens where the compose sink does."""
+own. A recording SMTP server listens where the compose sink does, an OTLP receiver where its
+jaeger does."""
 
 from __future__ import annotations
 
@@ -29,8 +30,10 @@ from shared.verp import Verp
 from tests.conftest import AMQP_URL, MONGODB_URL, unique
 from tests.helpers.compose import Loopback, load, seconds
 from tests.helpers.dkim_verify import dkimpy
+from tests.helpers.otlp import OtlpReceiver
 from tests.helpers.sinks import Received, Sink
 from tests.helpers.stack import ROOT, SERVICES, ServiceProcess
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +54,7 @@ class ComposeRun:
     sink: Sink
     env: dict[str, str]
     sink_health_before_start: int
+    jaeger: OtlpReceiver
 
     def secret(self, name: str) -> str:
         return (self.secrets / name).read_text().strip()
@@ -165,6 +169,7 @@ async def compose(tmp_path_factory) -> AsyncIterator[ComposeRun]:
     sink_port = int(_option(net.project["services"]["sink"]["command"], "--port"))
     sink_health_before_start = await healthcheck(net, "sink", env)
     sink = await Sink(host=net.address("sink"), port=sink_port).start()
+    jaeger = await OtlpReceiver(host=net.address("jaeger"), port=4318).start()
     processes: dict[str, ServiceProcess] = {}
     try:
         assert [code for code, _ in init_runs] == [0, 0], init_runs
@@ -172,10 +177,13 @@ async def compose(tmp_path_factory) -> AsyncIterator[ComposeRun]:
         for name in SERVICES:
             processes[name] = await start(net, name, env, logs)
         await asyncio.gather(*(until_healthy(net, n, env, processes[n]) for n in SERVICES))
-        yield ComposeRun(net, store, secrets, first, processes, sink, env, sink_health_before_start)
+        yield ComposeRun(
+            net, store, secrets, first, processes, sink, env, sink_health_before_start, jaeger
+        )
     finally:
         codes = await asyncio.gather(*(p.terminate() for p in processes.values()))
         await sink.stop()
+        await jaeger.stop()
         await store.client.drop_database(database)
         await store.close()
         await _delete_exchanges(prefix)
@@ -251,6 +259,16 @@ async def test_mail_from_the_host_is_delivered_from_the_dispatchers_own_address(
     }
     assert b"d=hato.test" in received.data
     assert dkimpy(received.data, published) == [True]
+
+    # Its trace reached where the compose file's jaeger listens (HATO_OTLP_ENDPOINT), from each
+    # service the mail crossed (the batch exporter sends every 5 s; bounce has no part in a
+    # delivery nobody asked to hear about).
+    message = await compose.store.message(message_id)
+    await eventually(
+        lambda: asyncio.sleep(0, {s.service for s in compose.jaeger.trace(message["trace_id"])}),
+        until=lambda services: services >= {"hato-ingest", "hato-signer", "hato-dispatcher"},
+        timeout=20,
+    )
 
 
 async def test_admin_api_takes_the_generated_token(compose: ComposeRun) -> None:

@@ -13,9 +13,11 @@ FERRETDB = ROOT / "var" / "bin" / "ferretdb"
 
 
 class PrivateFerretDB:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, metrics: bool = False) -> None:
         self.data_dir = data_dir
         self.port = free_port()
+        # Its Prometheus metrics on /debug/metrics of this port (0: none).
+        self.debug_port = free_port() if metrics else 0
         self.process: asyncio.subprocess.Process | None = None
 
     @property
@@ -32,6 +34,7 @@ class PrivateFerretDB:
             f"file:{self.data_dir}/",
             "--log-level",
             "error",
+            *(["--debug-addr", f"127.0.0.1:{self.debug_port}"] if self.debug_port else []),
         )
         async with asyncio.timeout(30):
             while True:

@@ -237,14 +237,17 @@ def test_prometheus_evaluates_the_rules_and_scrapes_every_service(project) -> No
             assert groups and all(g["rules"] for g in groups), f
         matched |= set(files)
     assert matched == set((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
-    targets = {
-        t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
-    }
+    (hato,) = [job for job in config["scrape_configs"] if job["job_name"] == "hato"]
+    targets = {t for sc in hato["static_configs"] for t in sc["targets"]}
     expected = {
         f"{name}:{services(project)[name]['environment'][f'HATO_{name.upper()}_OPS_PORT']}"
         for name in SERVICES
     }
     assert targets == expected
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    rabbitmq = {t for sc in jobs["rabbitmq"]["static_configs"] for t in sc["targets"]}
+    assert rabbitmq == {"rabbitmq:15692"}, "RabbitMQ's rabbitmq_prometheus endpoint"
+    assert "rabbitmq" in services(project)
 
 
 def test_grafana_provisions_the_prometheus_datasource_and_the_dashboards(project) -> None:
@@ -294,6 +297,24 @@ def _datasources(node: Any) -> list[dict[str, Any]]:
         for value in node:
             found += _datasources(value)
     return found
+
+
+def test_traces_go_to_jaeger_whose_ui_the_host_opens(project) -> None:
+    """Every Hato service exports its spans over OTLP/HTTP to the jaeger service (Jaeger v2, its
+    image pinned), whose UI the host opens on 127.0.0.1:16686; its healthcheck asks Jaeger's
+    own health endpoint. tests/e2e/test_compose_settings.py receives the spans there."""
+    jaeger = services(project)["jaeger"]
+    image, _, tag = jaeger["image"].partition(":")
+    assert image == "jaegertracing/jaeger"
+    assert re.fullmatch(r"2\.\d+\.\d+", tag), "Jaeger v2, a fixed version"
+    assert [(p["host_ip"], p["published"], p["target"]) for p in jaeger["ports"]] == [
+        ("127.0.0.1", "16686", 16686)
+    ]
+    assert "http://127.0.0.1:13133/status" in jaeger["healthcheck"]["test"]
+    for name in SERVICES:
+        assert services(project)[name]["environment"]["HATO_OTLP_ENDPOINT"] == (
+            "http://jaeger:4318"
+        ), name
 
 
 def test_published_ports_bind_loopback_only(project) -> None:

@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 func main() {
@@ -25,7 +26,15 @@ func main() {
 	sqliteURL := flag.String("sqlite-url", "file:data/", "SQLite URI (a directory, ending in /)")
 	level := flag.String("log-level", "warn", "debug, info, warn or error")
 	pprofAddr := flag.String("pprof-addr", "", "serve Go's /debug/pprof on this address (off when empty)")
+	debugAddr := flag.String("debug-addr", "", "serve Prometheus metrics (process and Go runtime) "+
+		"on this address at /debug/metrics, as FerretDB's own --debug-addr does (off when empty)")
 	flag.Parse()
+
+	if *debugAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/debug/metrics", promhttp.Handler())
+		go func() { _ = http.ListenAndServe(*debugAddr, mux) }()
+	}
 
 	if *pprofAddr != "" {
 		go func() { _ = http.ListenAndServe(*pprofAddr, nil) }()
