@@ -22,6 +22,7 @@ from services.bounce.webhook_sender import WebhookBindings, WebhookRouter, Webho
 from shared import logging as hlog
 from shared import metrics
 from shared.broker import Delivery, Queue
+from shared.egress import Egress
 from shared.errors import Permanent
 from shared.leases import Leases, holder_id
 from shared.runtime import Runtime
@@ -161,6 +162,7 @@ async def run(settings: BounceSettings) -> None:
                 leases,
                 timeout=settings.webhook_timeout,
                 backoff=settings.webhook_backoff,
+                egress=Egress.from_settings(settings.egress),
             )
             rt.every(settings.webhook_interval, sender.run_once)
         else:

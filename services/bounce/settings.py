@@ -47,7 +47,9 @@ class BounceSettings(ServiceSettings):
     webhook_interval: float = Field(
         0.5, gt=0, description="Seconds between passes over the webhook outbox."
     )
-    webhook_timeout: float = Field(5.0, gt=0, description="Seconds a webhook POST may take.")
+    webhook_timeout: float = Field(
+        5.0, gt=0, description="Seconds a webhook POST may take, connecting included."
+    )
     webhook_binding_refresh: float = Field(
         30,
         gt=0,

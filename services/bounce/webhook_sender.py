@@ -19,6 +19,7 @@ from prometheus_client import Counter
 
 from shared import logging as hlog
 from shared.broker import Broker, Delivery, Queue
+from shared.egress import Egress, Forbidden
 from shared.errors import Permanent
 from shared.leases import Leases
 from shared.schemas import Event
@@ -33,6 +34,10 @@ BACKOFF = (1, 5, 30, 120, 600, 1800, 3600, 7200)  # seconds before each retry
 # Where an outbox entry keeps the trace context of the event it holds (the router's span),
 # so that the POST, seconds or hours later, continues the mail's trace. Never POSTed.
 TRACE_KEY = "_traceparent"
+# What the delivery log says when no status came back: the same words whatever the cause.
+REFUSED = "the endpoint's address is not allowed"
+NO_ANSWER = "no answer from the endpoint"
+NO_ANSWER_IN_TIME = "no answer from the endpoint in time"
 
 
 def binding_keys(hooks: list[dict[str, Any]]) -> set[str]:
@@ -117,14 +122,21 @@ class WebhookSender:
         batch: int = 50,
         backoff: Sequence[float] = BACKOFF,
         parallel: int = 10,
+        per_tenant: int = 2,
+        egress: Egress | None = None,
     ) -> None:
         self.webhooks = webhooks
         self.box = box
         self.leases = leases
-        self.timeout = timeout
+        self.timeout = timeout  # for the whole POST, from connecting to the status line
         self.batch = batch
         self.backoff = tuple(backoff)
+        self.egress = egress or Egress()
         self._limit = asyncio.Semaphore(parallel)
+        # One tenant's many or slow endpoints cannot take every sending slot.
+        self._per_tenant = per_tenant
+        self._tenants: dict[str, asyncio.Semaphore] = {}
+        # No redirects: a 3xx is a failure, never a second request somewhere else.
         self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
 
     async def close(self) -> None:
@@ -158,9 +170,11 @@ class WebhookSender:
             )
             return
         secret = self.box.open(hook["secret_sealed"]).decode()
+        tenant = self._tenants.setdefault(hook["tenant"], asyncio.Semaphore(self._per_tenant))
         with hlog.bound(tenant=hook["tenant"], webhook=hook["_id"]):
-            for start in range(0, len(items), self.batch):
-                await self._post(hook, secret, items[start : start + self.batch])
+            async with tenant:
+                for start in range(0, len(items), self.batch):
+                    await self._post(hook, secret, items[start : start + self.batch])
 
     async def _post(self, hook: dict[str, Any], secret: str, chunk: list[dict[str, Any]]) -> None:
         events = [{k: v for k, v in i["event"].items() if k != TRACE_KEY} for i in chunk]
@@ -204,11 +218,32 @@ class WebhookSender:
         self, url: str, body: bytes, headers: dict[str, str]
     ) -> tuple[bool, int | None, str]:
         """POST ``body`` with the current span's ``traceparent`` (the receiver's work joins
-        the mail's trace): (2xx, the status, an error)."""
+        the mail's trace): (2xx, the status, an error).
+
+        The URL's host is resolved and checked again now (it may point elsewhere than when
+        the webhook was added) and the request goes to the checked address. The whole POST
+        has ``timeout`` seconds, and the reply's body is never read: only its status counts.
+        The errors are the same few words whatever failed underneath, for they are the
+        tenant's to read, and a tenant must not learn how Hato's network answers."""
         try:
-            response = await self._client.post(url, content=body, headers=inject_headers(headers))
-        except httpx.HTTPError as exc:
-            return False, None, f"{type(exc).__name__}: {exc}"[:300]
+            target, host, extensions = await self.egress.pinned(url)
+        except Forbidden:
+            return False, None, REFUSED
+        try:
+            async with asyncio.timeout(self.timeout):
+                request = self._client.build_request(
+                    "POST",
+                    target,
+                    content=body,
+                    headers=inject_headers({**headers, **host}),
+                    extensions=extensions,
+                )
+                response = await self._client.send(request, stream=True)
+                await response.aclose()
+        except TimeoutError:
+            return False, None, NO_ANSWER_IN_TIME
+        except httpx.HTTPError:
+            return False, None, NO_ANSWER
         ok = 200 <= response.status_code < 300
         return ok, response.status_code, "" if ok else f"HTTP {response.status_code}"
 

@@ -208,3 +208,120 @@ async def test_a_webhook_may_not_point_inside(api: Api, url: str) -> None:
     assert created.json()["detail"].startswith("webhook URL refused")
     hooks = (await api.http.get("/v1/webhooks", headers=api.as_tenant())).json()["webhooks"]
     assert url not in [h["url"] for h in hooks]
+
+
+class Endpoint:
+    """A raw TCP endpoint on loopback that answers as told, counting its connections."""
+
+    def __init__(self, answer, host: str = "127.0.0.1") -> None:
+        self.answer, self.host, self.connections = answer, host, 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> Endpoint:
+        self.server = await asyncio.start_server(self._serve, self.host, 0)
+        return self
+
+    @property
+    def url(self) -> str:
+        port = self.server.sockets[0].getsockname()[1]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{port}/hook"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            await self.answer(writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        self.server.close()
+
+
+async def _log_after_a_mail(api: Api, url: str, *, store_url: str | None = None) -> dict:
+    """Add a webhook for ``url`` (then point it at ``store_url`` behind the API's back, as a
+    name that resolves elsewhere later would), send a mail, and return the first delivery
+    log entry that has been tried."""
+    rival = api.as_tenant(api.rival_key)
+    hook = (
+        await api.http.post(
+            "/v1/webhooks", json={"url": url, "events": ["accepted"]}, headers=rival
+        )
+    ).json()
+    try:
+        if store_url:
+            await api.store.db.webhooks.update_one(
+                {"_id": hook["id"]}, {"$set": {"url": store_url}}
+            )
+        address = f"{unique('wh')}@ok.test"
+        sent = await api.http.post(
+            "/v1/messages", json=message(**{"from": "news@rival.test"}, to=[address]), headers=rival
+        )
+        assert sent.status_code == 202, sent.text
+
+        async def tried() -> list[dict]:
+            r = await api.http.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=rival)
+            return [d for d in r.json()["deliveries"] if d["attempts"] >= 1]
+
+        return (await eventually(tried, until=bool, timeout=30))[0]
+    finally:
+        await api.http.delete(f"/v1/webhooks/{hook['id']}", headers=rival)
+
+
+async def test_the_address_is_checked_again_when_sending(api: Api) -> None:
+    """A webhook whose URL now leads to an address that is not allowed ([::1] here: only
+    127.0.0.0/8 is) is not connected to; the log says so in fixed words."""
+
+    async def ok(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    inside = await Endpoint(ok, host="::1").start()
+    fine = await Endpoint(ok).start()
+    try:
+        entry = await _log_after_a_mail(api, fine.url, store_url=inside.url)
+        assert entry["last_error"] == "the endpoint's address is not allowed"
+        assert inside.connections == 0
+    finally:
+        await inside.stop()
+        await fine.stop()
+
+
+async def test_a_failed_post_says_little(api: Api) -> None:
+    """A closed port is 'no answer from the endpoint' — not an errno a tenant could map a
+    network with."""
+    closed = Endpoint(None)
+    await closed.start()
+    url = closed.url
+    await closed.stop()
+    entry = await _log_after_a_mail(api, url)
+    assert entry["last_error"] == "no answer from the endpoint", entry
+
+
+async def test_a_post_has_one_deadline_and_its_reply_body_is_not_read(api: Api) -> None:
+    """An endpoint that trickles its status line a byte a second never trips a per-read
+    timeout, but the POST's own deadline (5 s); one that answers 200 and then never ends its
+    body has answered: delivered."""
+
+    async def trickle(writer: asyncio.StreamWriter) -> None:
+        for byte in b"HTTP/1.1 200 OK\r\n" * 10:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(1)
+
+    async def endless(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 314572800\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(60)
+
+    slow, huge = await Endpoint(trickle).start(), await Endpoint(endless).start()
+    try:
+        entry = await _log_after_a_mail(api, slow.url)
+        assert entry["last_error"] == "no answer from the endpoint in time", entry
+        entry = await _log_after_a_mail(api, huge.url)
+        assert (entry["state"], entry["last_status"]) == ("delivered", 200), entry
+    finally:
+        await slow.stop()
+        await huge.stop()
