@@ -27,6 +27,12 @@ RATE_LIMITED = SMTPReply(451, "4.7.1", "Hourly message limit reached; try again 
 NOT_DURABLE = SMTPReply(451, "4.3.0", "Temporary failure, message not accepted; try again later")
 SHUTTING_DOWN = SMTPReply(421, "4.3.2", "Service shutting down, try again later")
 AUTH_IN_TRANSACTION = SMTPReply(503, "5.5.1", "AUTH not permitted during a mail transaction")
+PREGREET = SMTPReply(554, "5.5.0", "Protocol error: talking before the greeting")
+NOT_SMTP = SMTPReply(554, "5.5.0", "Not an SMTP client; goodbye")
+TOO_MANY_ERRORS = SMTPReply(421, "4.7.0", "Too many errors; closing the connection")
+TOO_MANY_CONNECTIONS = SMTPReply(
+    421, "4.7.0", "Too many connections from your address; try again later"
+)
 
 
 def content_refused(why: str) -> SMTPReply:

@@ -12,7 +12,14 @@ from services.ingest.http import create_app
 from services.ingest.policy import RelayPolicy
 from services.ingest.send import DoorLimits, Sender
 from services.ingest.settings import IngestSettings
-from services.ingest.smtp import Authenticator, AuthThrottle, Mode, RelayHandler, SmtpListener
+from services.ingest.smtp import (
+    Authenticator,
+    AuthThrottle,
+    Mode,
+    RelayHandler,
+    SessionGuard,
+    SmtpListener,
+)
 from services.ingest.tls import server_context
 from shared import logging as hlog
 from shared import metrics
@@ -52,6 +59,12 @@ def smtp_listeners(
         max_failures=settings.auth_max_failures,
         window=settings.auth_failure_window,
         lockout=settings.auth_lockout,
+        max_failures_per_user=settings.auth_max_failures_per_user,
+    )
+    guard = SessionGuard(
+        greet_pause=settings.smtp_greet_pause,
+        max_errors=settings.smtp_max_errors,
+        per_client=settings.smtp_max_connections_per_client,
     )
 
     def handler(mode: Mode) -> RelayHandler:
@@ -65,7 +78,12 @@ def smtp_listeners(
             max_size=settings.max_message_size,
         )
 
-    common = {"host": settings.smtp_host, "hostname": settings.hostname}
+    common = {
+        "host": settings.smtp_host,
+        "hostname": settings.hostname,
+        "guard": guard,
+        "timeout": settings.smtp_timeout,
+    }
     listeners = [SmtpListener(handler(Mode.RELAY), port=settings.smtp_port, tls=tls, **common)]
     if settings.submission_port >= 0:
         listeners.append(

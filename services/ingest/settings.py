@@ -48,6 +48,30 @@ class IngestSettings(ServiceSettings):
         300, gt=0, description="Seconds in which auth_max_failures failures lock an address out."
     )
     auth_lockout: float = Field(300, gt=0, description="Seconds a locked-out address waits.")
+    auth_max_failures_per_user: int = Field(
+        20,
+        ge=1,
+        description="Failed AUTH attempts for one user name, from any address, before the name "
+        "is locked out for auth_lockout (guessing spread over many addresses).",
+    )
+    smtp_greet_pause: float = Field(
+        0.2,
+        ge=0,
+        description="Seconds the SMTP banner waits; a client that talks before it is refused "
+        "(554 5.5.0) and dropped.",
+    )
+    smtp_max_errors: int = Field(
+        20, ge=1, description="Error replies in one SMTP session before it is closed (421 4.7.0)."
+    )
+    smtp_max_connections_per_client: int = Field(
+        50, ge=1, description="SMTP sessions one client address may hold open at once."
+    )
+    smtp_timeout: float = Field(
+        300,
+        gt=0,
+        description="Seconds an SMTP session may wait for the next command, and the whole of "
+        "DATA may take (a slow drip is cut there).",
+    )
     hostname: str = Field("hato.localhost", description="Name in the SMTP banner and EHLO reply.")
     max_message_size: int = Field(
         26_214_400, ge=1024, description="Largest message accepted, in bytes (SIZE)."

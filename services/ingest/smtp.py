@@ -19,6 +19,7 @@ import re
 import ssl
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -31,7 +32,7 @@ from services.ingest.policy import RelayPolicy
 from shared import credentials, metrics
 from shared import logging as hlog
 from shared.directory import Directory, Identity
-from shared.errors import Unavailable
+from shared.errors import SMTPReply, Unavailable
 from shared.telemetry import tracer
 
 log = hlog.get_logger(__name__)
@@ -45,38 +46,78 @@ class Mode(StrEnum):
 
 
 class AuthThrottle:
-    """Locks an address out after too many failed AUTH attempts within a window."""
+    """Locks an address out after too many failed AUTH attempts within a window, and a user
+    name after more of them from anywhere (guessing spread over many addresses). What it
+    remembers is bounded: entries older than the window go, and past ``max_entries`` keys
+    the oldest are forgotten first."""
 
-    def __init__(self, *, max_failures: int, window: float, lockout: float) -> None:
+    def __init__(
+        self,
+        *,
+        max_failures: int,
+        window: float,
+        lockout: float,
+        max_failures_per_user: int | None = None,
+        max_entries: int = 50_000,
+    ) -> None:
         self.max_failures = max_failures
+        self.max_failures_per_user = max_failures_per_user or max_failures * 4
         self.window = window
         self.lockout = lockout
-        self._failures: dict[str, deque[float]] = {}
+        self.max_entries = max_entries
+        self._failures: dict[str, deque[float]] = {}  # "ip:<addr>" / "user:<name>", oldest first
         self._locked_until: dict[str, float] = {}
 
     def locked(self, ip: str) -> bool:
-        until = self._locked_until.get(ip)
+        return self._locked(f"ip:{ip}")
+
+    def user_locked(self, user: str) -> bool:
+        return self._locked(f"user:{user.lower()}")
+
+    def _locked(self, key: str) -> bool:
+        until = self._locked_until.get(key)
         if until is None:
             return False
         if until > time.monotonic():
             return True
-        del self._locked_until[ip]
+        del self._locked_until[key]
         return False
 
-    def failed(self, ip: str) -> None:
+    def failed(self, ip: str, user: str = "") -> None:
+        self._count(f"ip:{ip}", self.max_failures, peer=ip)
+        if user:
+            self._count(f"user:{user.lower()}", self.max_failures_per_user, peer=ip)
+
+    def _count(self, key: str, limit: int, *, peer: str) -> None:
         now = time.monotonic()
-        failures = self._failures.setdefault(ip, deque())
+        failures = self._failures.pop(key, None) or deque()
+        self._failures[key] = failures  # most recently failed last
         failures.append(now)
         while failures and failures[0] < now - self.window:
             failures.popleft()
-        if len(failures) >= self.max_failures:
-            self._locked_until[ip] = now + self.lockout
+        if len(failures) >= limit:
+            self._locked_until[key] = now + self.lockout
             failures.clear()
             metrics.SMTP_LOCKOUTS.inc()
-            log.warning("auth lock-out", peer=ip, seconds=self.lockout)
+            log.warning("auth lock-out", key=key.split(":", 1)[0], peer=peer, seconds=self.lockout)
+        self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        while len(self._failures) > self.max_entries:
+            del self._failures[next(iter(self._failures))]
+        while len(self._locked_until) > self.max_entries:
+            del self._locked_until[next(iter(self._locked_until))]
+        stale = [
+            k for k, f in list(self._failures.items())[:100] if not f or f[-1] < now - self.window
+        ]
+        for key in stale:
+            del self._failures[key]
 
     def succeeded(self, ip: str) -> None:
-        self._failures.pop(ip, None)
+        self._failures.pop(f"ip:{ip}", None)
+
+    def __len__(self) -> int:
+        return len(self._failures) + len(self._locked_until)
 
 
 class Authenticator:
@@ -100,30 +141,114 @@ class Authenticator:
         )
 
 
+@dataclass
+class SessionGuard:
+    """Rules for every SMTP session of a process, whichever listener it came to: the banner
+    waits ``greet_pause`` and a client that talks first is dropped; ``max_errors`` error
+    replies close a session; one client address holds at most ``per_client`` sessions."""
+
+    greet_pause: float = 0.2
+    max_errors: int = 20
+    per_client: int = 50
+    open: dict[str, int] = field(default_factory=dict)
+
+    def opened(self, ip: str) -> bool:
+        """Count a new session; False when the client holds too many already."""
+        self.open[ip] = self.open.get(ip, 0) + 1
+        return self.open[ip] <= self.per_client
+
+    def closed(self, ip: str) -> None:
+        left = self.open.get(ip, 1) - 1
+        if left > 0:
+            self.open[ip] = left
+        else:
+            self.open.pop(ip, None)
+
+
+# Not SMTP: a web client (or a cross-protocol attack through one) talking to an SMTP port.
+_NOT_SMTP = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "CONNECT", "HOST:"})
+
+
 class HatoSMTP(SMTP):
-    """aiosmtpd's SMTP with enhanced status codes on every reply, source routes refused, and
-    password checks that do not block the event loop."""
+    """aiosmtpd's SMTP with enhanced status codes on every reply, source routes refused,
+    password checks that do not block the event loop, and the SessionGuard's rules."""
 
     _in_ehlo = False
     _stashed: tuple[str, LoginPassword] | None = None
     listener = "relay"  # the metrics' name of the listener (SmtpListener sets it)
+    guard = SessionGuard()  # SmtpListener sets the process's own
     _tls_counted = False
+    _greeted = False
+    _errors = 0
+    _client: str | None = None  # the address counted in guard.open
+    _over_limit = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in _NOT_SMTP:
+            self._smtp_methods[command] = self._not_smtp
 
     def connection_made(self, transport: Any) -> None:
-        if self._original_transport is None:  # not the TLS layer after STARTTLS: a new client
+        new = self._original_transport is None  # not the TLS layer after STARTTLS
+        if new:
             metrics.SMTP_SESSIONS.labels(self.listener).inc()
             metrics.SMTP_OPEN.labels(self.listener).inc()
         super().connection_made(transport)
+        if new and self.session is not None:
+            self._client = _peer_ip(self.session)
+            self._over_limit = not self.guard.opened(self._client)
 
     def connection_lost(self, exc: Exception | None) -> None:
         metrics.SMTP_OPEN.labels(self.listener).dec()
+        if self._client is not None:
+            self.guard.closed(self._client)
+            self._client = None
         super().connection_lost(exc)
 
     async def push(self, status: str | bytes) -> None:
+        if not self._greeted and isinstance(status, str) and status.startswith("220 "):
+            self._greeted = True
+            refusal = await self._refusal_before_greeting()
+            if refusal is not None:
+                await self._drop(refusal)
+                return
         if isinstance(status, str) and not self._in_ehlo:
             status = replies.with_enhanced_code(status)
             metrics.smtp_reply(status)
         await super().push(status)
+        if isinstance(status, str) and status[:1] in ("4", "5") and status[:3] != "421":
+            self._errors += 1
+            if self._errors >= self.guard.max_errors:
+                await self._drop(str(replies.TOO_MANY_ERRORS))
+
+    async def _refusal_before_greeting(self) -> SMTPReply | None:
+        if self._over_limit:
+            return replies.TOO_MANY_CONNECTIONS
+        if self.guard.greet_pause > 0:
+            await asyncio.sleep(self.guard.greet_pause)
+        if self._reader._buffer:  # type: ignore[attr-defined]  # it talked first
+            log.info("client talked before the greeting", peer=self._client)
+            return replies.PREGREET
+        return None
+
+    async def _drop(self, reply: SMTPReply | str) -> None:
+        """Say ``reply`` and close; what the client sent meanwhile is not read."""
+        self._reader._buffer.clear()  # type: ignore[attr-defined]
+        await super().push(str(reply))
+        if self.transport is not None:
+            self.transport.close()
+
+    async def _not_smtp(self, arg: str | None) -> None:
+        log.info("not an SMTP client; dropped", peer=self._client)
+        await self._drop(replies.NOT_SMTP)
+
+    async def smtp_HELP(self, arg: str) -> None:
+        methods = self._smtp_methods
+        self._smtp_methods = {k: v for k, v in methods.items() if k not in _NOT_SMTP}
+        try:
+            await super().smtp_HELP(arg)
+        finally:
+            self._smtp_methods = methods
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_ehlo = True
@@ -217,6 +342,9 @@ class RelayHandler:
     async def authenticate(self, session: Session, login: LoginPassword) -> AuthResult:
         ip = _peer_ip(session)
         identity = None
+        if self.throttle.user_locked(login.login.decode("utf-8", "replace")):
+            metrics.SMTP_AUTH.labels("locked").inc()  # not even checked: no oracle
+            return AuthResult(success=False, handled=False, message=str(replies.AUTH_LOCKED))
         try:
             identity = await self.authenticator.verify(
                 login.login.decode("utf-8", "replace"), login.password.decode("utf-8", "replace")
@@ -226,7 +354,7 @@ class RelayHandler:
             metrics.SMTP_AUTH.labels("error").inc()
             return AuthResult(success=False, handled=False, message=str(replies.NOT_DURABLE))
         if identity is None:
-            self.throttle.failed(ip)
+            self.throttle.failed(ip, login.login.decode("utf-8", "replace"))
             metrics.SMTP_AUTH.labels("failed").inc()
             log.info("auth failed", peer=ip)
             return AuthResult(success=False, handled=False, message=str(replies.AUTH_FAILED))
@@ -366,7 +494,11 @@ class SmtpListener:
         hostname: str,
         tls: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
+        guard: SessionGuard | None = None,
+        timeout: float = 300,
     ) -> None:
+        self.guard = guard or SessionGuard()
+        self.timeout = timeout
         self.handler = handler
         self.host = host
         self.port = port
@@ -382,14 +514,18 @@ class SmtpListener:
             hostname=self._hostname,
             ident="Hato ESMTP",
             data_size_limit=self.handler.max_size,
-            enable_SMTPUTF8=True,
+            # Not offered: addresses are ASCII here (RFC 6531 would need UTF-8 addresses all
+            # the way to the recipient's server). Headers may still be UTF-8 (RFC 6532).
+            enable_SMTPUTF8=False,
             decode_data=False,
+            timeout=self.timeout,  # reset by commands only: DATA must end within it too
             tls_context=starttls,
             require_starttls=starttls is not None and self.handler.mode is Mode.SUBMISSION,
             auth_require_tls=not self._implicit,
             loop=asyncio.get_running_loop(),
         )
         protocol.listener = "smtps" if self._implicit else self.handler.mode.value
+        protocol.guard = self.guard
         return protocol
 
     async def start(self) -> None:
