@@ -89,6 +89,8 @@ class Submission:
     tags: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
     pool: str | None = None  # a pool the message names (checked by the door)
+    received_from: str = ""  # the Received field's "from" (SMTP: HELO name and address)
+    protocol: str = ""  # its "with": ESMTPSA, HTTP ... (default: the door's name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +114,10 @@ class RateLimited(HatoError):
 class Acceptor:
     """Turns a Submission into durable state plus a confirmed sign job."""
 
-    def __init__(self, store: Store, broker: Broker) -> None:
+    def __init__(self, store: Store, broker: Broker, *, hostname: str = "hato.localhost") -> None:
         self.store = store
         self.broker = broker
+        self.hostname = hostname  # in the Received field Hato adds
         self.timeline = Timeline(store, broker)
         self._in_flight: set[asyncio.Task[Accepted]] = set()
 
@@ -154,6 +157,18 @@ class Acceptor:
                 )
             return accepted
 
+    def _received(self, sub: Submission, message_id: str) -> bytes:
+        """The Received field of this hop (RFC 5321 4.4): where the message came from, how,
+        and under which id Hato knows it. Its count stops mail loops (content.MAX_HOPS)."""
+        source = sub.received_from or f"{sub.door} ({sub.client})"
+        protocol = sub.protocol or sub.door.upper()
+        date = email.utils.formatdate(usegmt=True)
+        line = (
+            f"Received: from {source}\r\n\tby {self.hostname} (Hato) with {protocol}"
+            f" id {message_id};\r\n\t{date}\r\n"
+        )
+        return line.encode("ascii", "replace")
+
     async def _check_limits(self, sub: Submission) -> set[str]:
         """Enforce the hourly limit; return the suppressed recipient addresses."""
         directory = self.store.directory
@@ -174,7 +189,7 @@ class Acceptor:
         message_id = new_id()
         hlog.bind(message_id=message_id, tenant=tenant)
         suppressed_addresses = await self._check_limits(sub)
-        raw = normalize_line_endings(sub.raw)
+        raw = self._received(sub, message_id) + normalize_line_endings(sub.raw)
         recipients = tuple(Recipient(id=new_id(), address=a) for a in sub.recipients)
         suppressed = [r for r in recipients if r.address.lower() in suppressed_addresses]
         to_send = tuple(r for r in recipients if r.address.lower() not in suppressed_addresses)

@@ -7,6 +7,8 @@ another to the parsers downstream (the signer's, the recipient's):
   email package, and many receivers, take a bare CR or LF for a line break, so
   ``Subject: a<CR>Bcc: v@victim.example`` would become a real ``Bcc`` line;
 - no header line over 998 octets (RFC 5322 2.1.1);
+- at most ``MAX_HOPS`` Received fields: more is a mail loop (RFC 5321 6.3), refused with
+  ``554 5.4.6`` rather than relayed once more;
 - exactly one From field holding exactly one mailbox (RFC 5322 3.6.2 allows a list only with a
   Sender field; a relay that signs for the first of several addresses signs for all of them),
   read alike by a strict RFC 5322 parser and by the lenient one the rest of Hato uses.
@@ -21,6 +23,7 @@ import re
 from email.headerregistry import HeaderRegistry
 
 MAX_LINE = 998  # octets, without the CRLF (RFC 5322 2.1.1)
+MAX_HOPS = 50  # Received fields a message may carry when it comes in (as Postfix counts)
 
 # Characters that end a line for str.splitlines() (and so for the email package), and the
 # other C0 and C1 controls: never inside a one-line value the API composes into a header.
@@ -35,6 +38,10 @@ _REGISTRY = HeaderRegistry()
 
 class ContentError(ValueError):
     """A message Hato will not sign; the text says why, for the sender."""
+
+
+class TooManyHops(ContentError):
+    """A message that has passed through too many servers: a mail loop."""
 
 
 def header_block(raw: bytes) -> bytes:
@@ -62,6 +69,9 @@ def check(raw: bytes) -> str:
     for line in head.split(b"\r\n"):
         if len(line) > MAX_LINE:
             raise ContentError(f"a header line is {len(line)} octets; the limit is {MAX_LINE}")
+    hops = sum(1 for m in _FIELD.finditer(head) if m.group(1).lower() == b"received")
+    if hops > MAX_HOPS:
+        raise TooManyHops(f"{hops} Received fields: a mail loop (the limit is {MAX_HOPS})")
     froms = [m for m in _FIELD.finditer(head) if m.group(1).lower() == b"from"]
     if len(froms) != 1:
         raise ContentError(f"the message has {len(froms)} From fields; exactly one is required")

@@ -35,9 +35,10 @@ TOO_MANY_CONNECTIONS = SMTPReply(
 )
 
 
-def content_refused(why: str) -> SMTPReply:
-    """The message itself is refused (services/ingest/content.py says why)."""
-    return SMTPReply(554, "5.6.0", f"Message refused: {why}")
+def content_refused(why: str, *, loop: bool = False) -> SMTPReply:
+    """The message itself is refused (services/ingest/content.py says why); a mail loop with
+    RFC 3463's code for one."""
+    return SMTPReply(554, "5.4.6" if loop else "5.6.0", f"Message refused: {why}")
 
 
 def queued(message_id: str) -> SMTPReply:

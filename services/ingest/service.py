@@ -116,7 +116,7 @@ async def run(settings: IngestSettings) -> None:
         policy = RelayPolicy()
         await policy.refresh(rt.store)
         rt.every(settings.policy_refresh, lambda: policy.refresh(rt.store))
-        acceptor = Acceptor(rt.store, rt.broker)
+        acceptor = Acceptor(rt.store, rt.broker, hostname=settings.hostname)
         authenticator = Authenticator(rt.store.directory, policy)
         listeners = smtp_listeners(settings, policy, acceptor, authenticator)
         box = SecretBox.from_settings(settings.secrets) if _has_master_key(settings) else None

@@ -426,7 +426,8 @@ class RelayHandler:
         try:
             content.check(raw)
         except content.ContentError as exc:
-            return str(replies.content_refused(str(exc)))
+            loop = isinstance(exc, content.TooManyHops)
+            return str(replies.content_refused(str(exc), loop=loop))
         headers = summarize_headers(raw)
         if headers.from_address is None or headers.from_domain is None:
             return str(replies.NO_FROM_HEADER)
@@ -444,6 +445,8 @@ class RelayHandler:
             headers=headers,
             door="smtp",
             client=_peer_ip(session),
+            received_from=f"{session.host_name or 'unknown'} ([{_peer_ip(session)}])",
+            protocol=_protocol(session),
         )
         try:
             accepted = await self.acceptor.accept(submission)
@@ -467,6 +470,13 @@ def complete_header(raw: bytes, domain: str) -> bytes:
     if not head.startswith(b"message-id:") and b"\r\nmessage-id:" not in head:
         added += b"Message-ID: " + email.utils.make_msgid(domain=domain).encode() + b"\r\n"
     return added + raw if added else raw
+
+
+def _protocol(session: Session) -> str:
+    """The Received field's ``with`` (RFC 3848): ESMTP, plus S for TLS and A for AUTH."""
+    tls = "S" if session.ssl else ""
+    auth = "A" if session.authenticated else ""
+    return f"ESMTP{tls}{auth}" if session.extended_smtp else f"SMTP{tls}{auth}"
 
 
 def _peer_ip(session: Session) -> str:

@@ -83,6 +83,9 @@ async def test_raw_messages_are_sent_as_they_are(api: Api) -> None:
     assert response.status_code == 202, response.text
     data = await delivered_to(api, "raw@ok.test")
     assert data.startswith(b"DKIM-Signature:") and data.endswith(raw)
+    # One Received field of Hato's own between the signature and the message.
+    received = data[: -len(raw)].split(b"\r\nReceived: ", 1)[1]
+    assert received.startswith(b"from http (") and b"(Hato) with HTTP id " in received
 
 
 @pytest.mark.parametrize(

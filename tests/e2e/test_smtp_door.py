@@ -362,6 +362,11 @@ async def test_auth_inside_a_transaction_is_refused(door: Door) -> None:
         (b"From: orders@shop.test\r\nFrom: ceo@bank.test\r\n", "554 5.6.0"),
         (b"From: orders@shop.test, ceo@bank.test\r\n", "554 5.6.0"),
         (b"From: orders@shop.test\r\nSubject: a\0\r\n", "554 5.6.0"),
+        (
+            b"Received: from a by b; Thu, 1 Jan 2026 00:00:00 +0000\r\n" * 51
+            + b"From: orders@shop.test\r\n",
+            "554 5.4.6",
+        ),  # a mail loop
         # Over RFC 5321's 1,000 octets with CRLF a line is refused by the SMTP parser itself.
         (b"From: orders@shop.test\r\nX-Long: " + b"y" * 5001 + b"\r\n", "500 5.5.2"),
     ],

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.ingest.content import ContentError, check, one_mailbox, with_crlf
+from services.ingest.content import ContentError, TooManyHops, check, one_mailbox, with_crlf
 
 OK = b"From: Shop <orders@shop.test>\r\nTo: a@x.test\r\nSubject: hi\r\n\r\nbody\r\n"
 
@@ -93,3 +93,10 @@ def test_what_passes_has_the_headers_it_was_checked_with(subject: str, sender: s
     parsed = email.message_from_string(raw.decode(), policy=email.policy.default)
     assert [k.lower() for k in parsed] == ["from", "subject"]
     assert [a.addr_spec for a in parsed["From"].addresses] == [address]
+
+
+def test_a_mail_loop_is_refused_by_its_received_count() -> None:
+    hops = b"Received: from a by b; Thu, 1 Jan 2026 00:00:00 +0000\r\n"
+    assert check(hops * 50 + OK) == "orders@shop.test"
+    with pytest.raises(TooManyHops, match="51 Received"):
+        check(hops * 51 + OK)
