@@ -50,6 +50,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -101,6 +103,13 @@ FAILED_AT_HEADER = "x-hato-failed-at"
 # The traceparent of a job's first attempt: every retry's span links to it (span links, not
 # parenthood: a retry is caused by the producer's publish like the first attempt was).
 FIRST_ATTEMPT_HEADER = "x-hato-first-attempt"
+# HMAC-SHA256 of the body under the seal key: what one Hato service hands another (jobs,
+# results, events) is refused unless a holder of the key published it. A platform team that may
+# publish to the broker cannot forge a sign job (and get mail signed with another tenant's
+# key), a delivery job (and relay from the pool IPs), a result (and suppress a recipient) or
+# an event (and reach a tenant's webhooks).
+SEAL_HEADER = "x-hato-seal"
+SEALED = (schemas.SignJob, schemas.DeliveryJob, schemas.DeliveryResult, schemas.Event)
 
 
 class Exchange(StrEnum):
@@ -211,6 +220,7 @@ class Broker:
     def __init__(self, settings: BrokerSettings, *, name: str, pools: Iterable[str] = ()) -> None:
         self.settings = settings
         self.name = name
+        self.seal_key: bytes | None = None  # Runtime sets it (settings, or the master key)
         self.pools = tuple(pools)
         self._urls = settings.urls() or ["amqp://guest:guest@127.0.0.1:5672/"]
         self._url_index = 0  # the URL of the current (or the last) connection
@@ -667,6 +677,8 @@ class Broker:
         """Publish persistently and wait for the broker's confirm; raises Unavailable otherwise."""
         exchange, key = route(message)
         body = schemas.encode(message, payload)
+        if self.seal_key is not None and isinstance(message, SEALED):
+            headers = {**(headers or {}), SEAL_HEADER: self._seal(body)}
         # Nobody may listen to an event or a configuration change; that is no failure.
         mandatory = not isinstance(message, schemas.Changed | schemas.Event)
         for first in (True, False):
@@ -846,6 +858,12 @@ class Broker:
             decoded: schemas.BrokerMessage | None = None
             try:
                 decoded, payload = decode(message.body)
+                if (
+                    self.seal_key is not None
+                    and isinstance(decoded, SEALED)
+                    and not self._sealed(message.body, headers.get(SEAL_HEADER))
+                ):
+                    raise Permanent("not sealed by a Hato service (x-hato-seal): refused")
                 if hasattr(decoded, "message_id"):
                     hlog.bind(message_id=decoded.message_id, tenant=decoded.tenant)
                     if span.is_recording() and decoded.message_id:
@@ -901,6 +919,15 @@ class Broker:
             else:
                 await self._ack(message)
                 CONSUMED.labels(queue, "ack").inc()
+
+    def _seal(self, body: bytes) -> str:
+        assert self.seal_key is not None
+        return hmac.new(self.seal_key, body, hashlib.sha256).hexdigest()
+
+    def _sealed(self, body: bytes, seal: object) -> bool:
+        if isinstance(seal, bytes):
+            seal = seal.decode("ascii", "replace")
+        return isinstance(seal, str) and hmac.compare_digest(seal, self._seal(body))
 
     @contextlib.asynccontextmanager
     async def _alone(

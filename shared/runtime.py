@@ -23,12 +23,14 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
 
 from shared import logging as hlog
 from shared import metrics
 from shared.broker import Broker
 from shared.errors import TRANSIENT_ERRORS, ConfigError
 from shared.ops import HttpServer, ops_app
+from shared.secrets import SecretBox, SecretsError
 from shared.settings import ServiceSettings
 from shared.store import Store
 
@@ -45,6 +47,7 @@ class Runtime:
         self.settings = settings
         self.store = Store(settings.store)
         self.broker = Broker(settings.broker, name=name, pools=pools)
+        self.broker.seal_key = seal_key(settings)
         self.ops = HttpServer(
             ops_app(name, self.readiness), host=settings.ops_host, port=settings.ops_port
         )
@@ -201,3 +204,25 @@ def _loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 async def _guarded(run: Callable[[], Awaitable[None]]) -> None:
     with contextlib.suppress(Stopped):
         await run()
+
+
+def seal_key(settings: ServiceSettings) -> bytes | None:
+    """The key sealing what services hand each other on the broker: HATO_AMQP_SEAL_KEY(_FILE),
+    else one derived from the master key; None (nothing sealed or checked) without either."""
+    broker = settings.broker
+    key = broker.seal_key.get_secret_value()
+    if not key and broker.seal_key_file:
+        try:
+            key = Path(broker.seal_key_file).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the seal key file: {exc.strerror}") from None
+    if key.strip():
+        return key.strip().encode()
+    secrets = getattr(settings, "secrets", None)
+    if secrets is not None:
+        try:
+            return SecretBox.from_settings(secrets).derive("broker seal")
+        except SecretsError:
+            pass
+    log.warning("no seal key and no master key: jobs on the broker are neither sealed nor checked")
+    return None

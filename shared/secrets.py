@@ -29,11 +29,16 @@ class SecretBox:
             self._fernet = Fernet(master_key.strip().encode())
         except (ValueError, TypeError):
             raise SecretsError("the master key is not a valid Fernet key") from None
+        self._master = master_key.strip().encode()
         # Names the key without revealing it, so that "sealed with another master key" can
         # be told from a damaged ciphertext: stored beside every sealed secret.
         self.fingerprint = hmac.new(
             master_key.strip().encode(), b"hato master key fingerprint", hashlib.sha256
         ).hexdigest()[:12]
+
+    def derive(self, purpose: str) -> bytes:
+        """A key for ``purpose`` that only holders of the master key can make."""
+        return hmac.new(self._master, f"hato key for {purpose}".encode(), hashlib.sha256).digest()
 
     @classmethod
     def from_settings(cls, settings: SecretsSettings) -> SecretBox:

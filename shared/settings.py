@@ -76,6 +76,12 @@ class BrokerSettings(BaseSettings):
     error_backoff: float = Field(
         5.0, gt=0, description="Seconds before retrying a message whose handler failed."
     )
+    seal_key: SecretStr = Field(
+        SecretStr(""),
+        description="Key that seals the jobs, results and events Hato's services pass each "
+        "other (HMAC in a header); prefer seal_key_file. Empty: derived from the master key.",
+    )
+    seal_key_file: str = Field("", description="File holding the seal key (a mounted secret).")
 
     def urls(self) -> list[str]:
         """The broker URLs in the order they are tried."""

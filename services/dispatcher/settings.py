@@ -12,13 +12,20 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from shared.egress import EgressSettings
 from shared.errors import ConfigError
-from shared.settings import DnsSettings, ServiceSettings, VerpSettings, comma_list
+from shared.settings import (
+    DnsSettings,
+    SecretsSettings,
+    ServiceSettings,
+    VerpSettings,
+    comma_list,
+)
 
 
 class DispatcherSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HATO_DISPATCHER_", extra="ignore")
 
     dns: DnsSettings = Field(default_factory=DnsSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)  # the seal key's source
     egress: EgressSettings = Field(default_factory=EgressSettings)
     verp: VerpSettings = Field(default_factory=VerpSettings)
     source_ips: Annotated[list[str], NoDecode] = Field(

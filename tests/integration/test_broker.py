@@ -14,7 +14,16 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from yarl import URL
 
-from shared.broker import QUEUE_HEADER, REASON_HEADER, Broker, Delivery, NoRoute, Queue, redact
+from shared.broker import (
+    QUEUE_HEADER,
+    REASON_HEADER,
+    SEAL_HEADER,
+    Broker,
+    Delivery,
+    NoRoute,
+    Queue,
+    redact,
+)
 from shared.errors import Permanent, RetryLater, Unavailable
 from shared.schemas import (
     Changed,
@@ -25,6 +34,7 @@ from shared.schemas import (
     Recipient,
     SignJob,
     decode,
+    encode,
 )
 from shared.settings import BrokerSettings
 from tests.conftest import AMQP_URL
@@ -408,3 +418,35 @@ async def test_quorum_queues_dead_letter_at_least_once_and_control_stays_classic
         assert control == "control.quorum"
     finally:
         await b.close()
+
+
+async def test_jobs_are_sealed_and_a_forged_one_is_refused(broker_settings: BrokerSettings) -> None:
+    """With a seal key, what a service publishes carries its HMAC; a consumer with the key
+    handles a sealed job and dead-letters one published without the key (a platform team
+    with broker access forging a sign job) or with another body under a copied seal."""
+    hato = Broker(broker_settings, name="sealed", pools=["default"])
+    hato.seal_key = b"k" * 32
+    outsider = Broker(broker_settings, name="outsider", pools=["default"])
+    await hato.connect()
+    await outsider.connect()
+    seen: list[str] = []
+
+    async def handler(d: Delivery) -> None:
+        seen.append(d.message.message_id)
+
+    try:
+        await hato.consume(Queue.SIGN, handler)
+        await hato.publish(job("genuine"), b"body")
+        await outsider.publish(job("forged"), b"body")
+        sealed = hato._seal(encode(job("genuine"), b"body"))
+        await outsider.publish(job("copied"), b"other body", headers={SEAL_HEADER: sealed})
+        dead = []
+        for _ in range(2):
+            dead.append(await eventually(lambda: take(hato, Queue.DEAD), until=lambda m: m))
+        assert seen == ["genuine"]
+        assert sorted(decode(d.body)[0].message_id for d in dead) == ["copied", "forged"]
+        assert all("not sealed" in d.headers[REASON_HEADER] for d in dead)
+    finally:
+        await hato.drain(5)
+        await hato.close()
+        await outsider.close()
