@@ -144,6 +144,9 @@ class _Case:
     has_code: bool
 
 
+_CONTINUATION = re.compile(r"(?<![\w.-])[45]\d\d-(?:[245]\.\d{1,3}\.\d{1,3} ?)?")
+
+
 def _status_match(status: str, codes: tuple[str, ...]) -> bool:
     return any(status.startswith(c) if c.endswith(".") else status == c for c in codes)
 
@@ -279,7 +282,8 @@ class Rules:
             return DELIVERED, False
         status_reason = self.status_table.get(status, "")
         reply = str(finding.reply_code or "")
-        text = " ".join(finding.diagnostic.split())
+        # A multi-line reply read as one: "... at a rate that 550-5.2.1 prevents additional".
+        text = _CONTINUATION.sub("", " ".join(finding.diagnostic.split()))
         case = _Case(
             status=status,
             status_reason=status_reason,

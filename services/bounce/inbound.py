@@ -1,6 +1,7 @@
 """The inbound listener of the tenants' bounce domains (aiosmtpd): it accepts mail only for
 genuine VERP return paths (the dispatcher's signed tokens) and the feedback-loop address;
-anything else gets ``550 5.1.1``. Each accepted report is parsed, classified and applied.
+anything else gets ``550 5.1.1``. Each accepted report is stored raw, parsed in a worker
+process with a deadline (``reports``), classified and applied.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from opentelemetry.trace import SpanKind
 
 from services.bounce.classify import Rules
 from services.bounce.feedback import Feedback, Target
-from services.bounce.parse import Kind, Report, parse
+from services.bounce.parse import Kind, NotMail, Report
+from services.bounce.reports import ReportParser, ReportState, ReportStore, Unparsed
 from shared import logging as hlog
 from shared.errors import TRANSIENT_ERRORS
 from shared.store import Store
@@ -45,9 +47,18 @@ class BounceSMTP(SMTP):
 
 class BounceHandler:
     def __init__(
-        self, store: Store, verp: Verp | None, rules: Rules, feedback: Feedback, *, fbl_address: str
+        self,
+        store: Store,
+        verp: Verp | None,
+        rules: Rules,
+        feedback: Feedback,
+        *,
+        fbl_address: str,
+        parser: ReportParser | None = None,
     ) -> None:
         self.store = store
+        self.reports = ReportStore(store.db)
+        self.parser = parser or ReportParser()
         self.verp = verp
         self.rules = rules
         self.feedback = feedback
@@ -79,7 +90,22 @@ class BounceHandler:
         # the mail's trace, linked to this one.
         with tracer.start_as_current_span("smtp report", kind=SpanKind.SERVER) as span:
             try:
-                report = await asyncio.to_thread(parse, raw)
+                # Kept before it is read: a report the parser cannot read is still there.
+                report_id = await self.reports.keep(
+                    raw,
+                    peer=str(session.peer[0]) if session.peer else "",
+                    rcpt_tos=list(envelope.rcpt_tos),
+                )
+                try:
+                    report = await self.parser.parse(raw)
+                except NotMail:
+                    await self.reports.mark(report_id, ReportState.NOT_MAIL)
+                    return STORED
+                except Unparsed as exc:
+                    log.warning("inbound report kept unparsed", report_id=report_id, error=str(exc))
+                    await self.reports.mark(report_id, ReportState.UNPARSED, error=str(exc))
+                    return STORED
+                await self.reports.mark(report_id, ReportState.PARSED, kind=report.kind.value)
                 if span.is_recording():
                     span.set_attributes(
                         {
@@ -175,6 +201,7 @@ class BounceListener:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
+        await self.handler.reports.ensure_indexes()
         loop = asyncio.get_running_loop()
 
         def protocol() -> Any:
@@ -194,3 +221,4 @@ class BounceListener:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        self.handler.parser.close()

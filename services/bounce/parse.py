@@ -7,10 +7,17 @@ also forwarded or nested), RFC 3834 auto-replies and delivery notifications. Eac
 Japanese bounces arrive in ISO-2022-JP or Shift_JIS, often with the charset undeclared, and
 diagnostics may be quoted-printable or base64 inside the report: text is decoded before it is
 read.
+
+Hostile input costs little: every pattern runs in linear time (no nested quantifiers, address
+and tag patterns that can only start at the start of a run), and what is read is capped
+(``MAX_*`` below) — the bytes, the MIME containers the email package recurses into, the parts
+and depth walked, the bounce's own text, the DSN blocks and the addresses considered. Past a
+cap the rest is ignored, never an error: ``parse`` raises ``NotMail`` and nothing else.
 """
 
 from __future__ import annotations
 
+import codecs
 import email
 import email.header
 import email.message
@@ -20,6 +27,19 @@ import json
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+# What is read of a report. A bounce's own text and its delivery-status part come before the
+# returned original, so the caps cut what matters least.
+MAX_BYTES = 2 * 1024 * 1024  # of the raw message
+MAX_CONTAINERS = 64  # multipart and message parts: the email package parses them recursively
+MAX_PARTS = 256  # MIME parts walked
+MAX_DEPTH = 16  # MIME nesting walked
+MAX_TEXT = 64 * 1024  # characters of the bounce's own text (and of each DSN report) scanned
+MAX_BLOCKS = 1000  # recipient blocks of a delivery-status report
+MAX_ADDRESSES = 200  # distinct addresses a free-text bounce is read for
+MAX_HEADERS = 200  # header fields kept of the original message
+MAX_HEADER = 4096  # characters of a header value decoded
+MAX_DIAGNOSTIC = 2000  # characters of a diagnostic kept
 
 
 class NotMail(ValueError):
@@ -60,7 +80,8 @@ class Report:
 
 
 _ADDRESS = re.compile(
-    r"(?<![\w.%+=-])([A-Za-z0-9._%+!#$&'*/=?^`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})"
+    r"(?<![\w.%+!#$&'*/=?^`{|}~-])"  # only where a run of address characters starts: linear
+    r"([A-Za-z0-9._%+!#$&'*/=?^`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})"
 )
 _STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
 _REPLY = re.compile(r"(?<![\w.#=-])([45][0-5]\d)(?:[ :,-]|$)")
@@ -116,13 +137,14 @@ _REPORT_TYPES = re.compile(
     rb"(?im)^(content-type:[ \t]*)message/(global-)?(delivery-status|feedback-report)"
 )
 _HEADER_LINE = re.compile(rb"^[!-9;-~]+:")
+_CONTAINER = re.compile(rb"(?im)^content-type:[ \t]*(?:\r?\n[ \t]+)?(?:multipart|message)/")
 _SKIP = frozenset({"message/rfc822", "text/rfc822-headers", "message/partial"})
 
 
 def parse(raw: bytes) -> Report:
     """The report a returned message makes: kind, one finding per recipient, the original's
     headers. Raises ``NotMail`` when the input has no header fields at all."""
-    raw = _mail(raw)
+    raw = _capped(_mail(raw))
     # The email package parses message/delivery-status itself, before any transfer decoding:
     # read report parts as text so quoted-printable and base64 reports decode like any text.
     raw = _REPORT_TYPES.sub(rb"\1text/x-\3", raw)
@@ -157,9 +179,9 @@ def parse(raw: bytes) -> Report:
     bounceish = bool(
         _BOUNCE_SUBJECT.search(subject)
         or _DAEMON.search(sender)
-        or _DAEMON.search(msg.get("Return-Path", "") or "")
+        or _DAEMON.search(_header(msg, "Return-Path"))
         or msg.get_content_type() == "multipart/report"
-        or msg.get("X-Failed-Recipients")
+        or _header(msg, "X-Failed-Recipients")
     )
     if not bounceish and _auto_reply(msg, subject):
         rcpt = email.utils.parseaddr(sender)[1]
@@ -190,26 +212,52 @@ def _mail(raw: bytes) -> bytes:
     return raw
 
 
+def _capped(raw: bytes) -> bytes:
+    """The first ``MAX_BYTES``, cut before the container past ``MAX_CONTAINERS`` (the email
+    package parses nested parts recursively: 1,000 levels would exhaust the stack)."""
+    raw = raw[:MAX_BYTES]
+    for n, m in enumerate(_CONTAINER.finditer(raw)):
+        if n == MAX_CONTAINERS:
+            return raw[: m.start()]
+    return raw
+
+
+def _codec(charset: str | None) -> str:
+    """A text codec's name for a declared charset, or "" (unknown, not text, or nonsense)."""
+    if not charset:
+        return ""
+    name = charset.strip().strip('"').lower()
+    name = _CHARSETS.get(name, name)
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError, TypeError):  # ValueError: a NUL in the name
+        return ""
+    # idna and punycode are for host names, the bytes-to-bytes codecs are not text at all.
+    if not info._is_text_encoding or info.name in ("idna", "punycode"):
+        return ""
+    return info.name
+
+
 def decode_bytes(data: bytes, charset: str | None = None) -> str:
     """Bytes → text, trusting the declared charset first, then ISO-2022-JP escapes, UTF-8,
     Shift_JIS and EUC-JP (Japanese bounces often declare nothing, or the wrong thing)."""
     candidates = []
     if b"\x1b$" in data or b"\x1b(" in data:
         candidates.append("iso2022_jp_ext")
-    if charset:
-        name = charset.strip().strip('"').lower()
-        candidates.append(_CHARSETS.get(name, name))
+    if _codec(charset):
+        candidates.append(_codec(charset))
     candidates += ["utf-8", "cp932", "euc_jp"]
     for name in candidates:
         try:
             return data.decode(name)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, UnicodeError, ValueError):
             continue
     return data.decode("latin-1")
 
 
 def _decode_words(value: str) -> str:
     """A header value with RFC 2047 encoded words (and raw 8-bit bytes) → text."""
+    value = value[:MAX_HEADER]
     if any("\udc80" <= ch <= "\udcff" for ch in value):
         value = decode_bytes(value.encode("ascii", "surrogateescape"))
     if "=?" not in value:
@@ -227,28 +275,60 @@ def _decode_words(value: str) -> str:
 
 
 def _header(msg: email.message.Message, name: str) -> str:
+    """A header field as text, whatever it holds (a field with 8-bit bytes is a ``Header``
+    object in the email package, not a string)."""
     value = msg.get(name)
     return _decode_words(str(value)) if value is not None else ""
+
+
+def _charset(part: email.message.Message) -> str | None:
+    try:
+        return part.get_content_charset()
+    except (LookupError, UnicodeError, ValueError):
+        return None
+
+
+def _payload(part: email.message.Message) -> list | str:
+    """The parts of a container, or a leaf's text as the email package reads it (which
+    decodes 8-bit text with the declared charset, whatever that names)."""
+    if part.is_multipart():
+        return part.get_payload()
+    try:
+        return part.get_payload()
+    except (LookupError, UnicodeError, ValueError):
+        return ""
 
 
 def _text_of(part: email.message.Message) -> str:
     payload = part.get_payload(decode=True)
     if payload is None:
-        raw = part.get_payload()
+        raw = _payload(part)
         return raw if isinstance(raw, str) else ""
-    return decode_bytes(payload, part.get_content_charset())
+    return decode_bytes(payload, _charset(part))
+
+
+def _filename(part: email.message.Message) -> str | None:
+    try:
+        return part.get_filename()
+    except (LookupError, UnicodeError, ValueError):  # an RFC 2231 charset that is no codec
+        return "unreadable"
 
 
 def _walk(msg: email.message.Message, *, into_originals: bool = False):
-    """Parts depth first; returned originals (message/rfc822) are not entered unless asked."""
-    yield msg
-    if msg.get_content_type() in _SKIP and not into_originals:
-        return
-    payload = msg.get_payload()
-    if isinstance(payload, list):
-        for part in payload:
-            if isinstance(part, email.message.Message):
-                yield from _walk(part, into_originals=into_originals)
+    """Parts depth first, at most ``MAX_PARTS`` of them ``MAX_DEPTH`` deep; returned originals
+    (message/rfc822) are not entered unless asked."""
+    stack = [(msg, 0)]
+    walked = 0
+    while stack and walked < MAX_PARTS:
+        part, depth = stack.pop()
+        walked += 1
+        yield part
+        if depth >= MAX_DEPTH or (part.get_content_type() in _SKIP and not into_originals):
+            continue
+        payload = _payload(part)
+        if isinstance(payload, list):
+            inner = [p for p in payload[:MAX_PARTS] if isinstance(p, email.message.Message)]
+            stack.extend((p, depth + 1) for p in reversed(inner))
 
 
 def _human_text(msg: email.message.Message) -> str:
@@ -265,40 +345,57 @@ def _human_text(msg: email.message.Message) -> str:
             continue
         if ctype in ("text/x-delivery-status", "text/x-feedback-report"):
             continue
-        if part.get_filename() and not ctype.startswith("text/plain"):
+        if _filename(part) and not ctype.startswith("text/plain"):
             continue
-        text = _text_of(part)
+        text = _text_of(part)[:MAX_TEXT]
         if part.get_content_subtype().startswith("html"):
             text = _html_to_text(text)
         texts.append(text)
-    text = "\n".join(texts)
+        if sum(map(len, texts)) >= MAX_TEXT:
+            break
+    text = "\n".join(texts)[:MAX_TEXT]
     cut = _ORIGINAL.search(text)
     return text[: cut.start()] if cut and cut.start() > 0 else text
 
 
+_SCRIPT = re.compile(r"<(script|style)\b", re.I)
+
+
 def _html_to_text(text: str) -> str:
-    text = re.sub(r"(?is)<(script|style).*?</\1>", " ", text)
+    # Scripts and styles out, by finding each end once (a lazy ".*?</script>" rescans the rest
+    # of the text for every unclosed tag: quadratic).
+    lowered, kept, pos = text.lower(), [], 0
+    while (m := _SCRIPT.search(lowered, pos)) is not None:
+        kept.append(text[pos : m.start()])
+        end = lowered.find(f"</{m.group(1).lower()}", m.end())
+        if end < 0:
+            pos = len(text)
+            break
+        close = lowered.find(">", end)
+        pos = close + 1 if close >= 0 else len(text)
+    kept.append(text[pos:])
+    text = " ".join(kept)
     text = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>|</li>", "\n", text)
-    text = re.sub(r"<[^>]+>", " ", text)
+    text = re.sub(r"<[^<>]*>", " ", text)
     for entity, char in (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"), ("&nbsp;", " ")):
         text = text.replace(entity, char)
     return text
 
 
 def _headers_dict(msg: email.message.Message) -> dict[str, str]:
-    return {k.lower(): _decode_words(str(v)) for k, v in msg.items()}
+    return {k.lower(): _decode_words(str(v)) for k, v in msg.items()[:MAX_HEADERS]}
 
 
 def _original_headers(msg: email.message.Message) -> dict[str, str]:
     for part in _walk(msg):
         ctype = part.get_content_type()
         if ctype == "message/rfc822":
-            inner = part.get_payload()
+            inner = _payload(part)
             inner = inner[0] if isinstance(inner, list) and inner else inner
             if isinstance(inner, email.message.Message):
                 return _headers_dict(inner)
         if ctype == "text/rfc822-headers":
-            return _headers_dict(email.message_from_string(_text_of(part).lstrip()))
+            return _headers_dict(email.message_from_string(_text_of(part)[:MAX_TEXT].lstrip()))
     return {}
 
 
@@ -307,7 +404,7 @@ def _inline_original(msg: email.message.Message) -> dict[str, str]:
     for part in _walk(msg):
         if part.get_content_maintype() != "text" or part.get_content_type() in _SKIP:
             continue
-        text = _text_of(part)
+        text = _text_of(part)[:MAX_TEXT]
         cut = _ORIGINAL.search(text)
         if cut:
             rest = text[cut.end() :].lstrip("\r\n")
@@ -324,9 +421,9 @@ def _inline_original(msg: email.message.Message) -> dict[str, str]:
 
 def _blocks(text: str) -> list[email.message.Message]:
     """The header blocks of a delivery-status or feedback-report body."""
-    text = text.replace("\r\n", "\n").strip()
-    blocks = re.split(r"\n[ \t]*\n", text)
-    return [email.message_from_string(b.strip("\n") + "\n") for b in blocks if b.strip()]
+    text = text[:MAX_BYTES].replace("\r\n", "\n").strip()
+    blocks = [b for b in re.split(r"\n[ \t]*\n", text) if b.strip()][:MAX_BLOCKS]
+    return [email.message_from_string(b.strip("\n") + "\n") for b in blocks]
 
 
 def _value(field: str | None) -> str:
@@ -350,7 +447,8 @@ def _address(value: str) -> str:
 
 def _dsn(report: str, text: str) -> list[Finding]:
     findings = []
-    context = _squash(text)[:2000]
+    context = _squash(text[:4000])[:2000]
+    lowered = text.lower()
     for block in _blocks(report):
         rcpt = _address(_value(block.get("Final-Recipient"))) or _address(
             _value(block.get("Original-Recipient"))
@@ -360,10 +458,10 @@ def _dsn(report: str, text: str) -> list[Finding]:
                 rcpt = _value(block.get("Final-Recipient") or block.get("Original-Recipient"))
             else:
                 continue
-        action = _value(block.get("Action")).lower().split()[0] if block.get("Action") else ""
-        diagnostic = _value(block.get("Diagnostic-Code"))
+        action = (_value(block.get("Action")).lower().split() or [""])[0]
+        diagnostic = _value(block.get("Diagnostic-Code"))[:MAX_DIAGNOSTIC]
         dtype = _type(block.get("Diagnostic-Code"))
-        detail = _near(text, rcpt) if "@" in rcpt else ""
+        detail = _near(text, rcpt, lowered=lowered) if "@" in rcpt else ""
         status = prefer_status(_value(block.get("Status")), diagnostic or detail)
         if not _informative(diagnostic):
             if detail and detail not in diagnostic:
@@ -379,7 +477,7 @@ def _dsn(report: str, text: str) -> list[Finding]:
                 reply_code=int(reply.group(1)) if reply else None,
                 diagnostic=diagnostic[:1000],
                 action=action,
-                remote_mta=_value(block.get("Remote-MTA")),
+                remote_mta=_value(block.get("Remote-MTA"))[:255],
                 context=context,
                 command=command,
                 diagnostic_type=dtype,
@@ -507,14 +605,14 @@ def _bounce_text(text: str) -> bool:
 
 
 def _auto_reply(msg: email.message.Message, subject: str) -> bool:
-    auto = (msg.get("Auto-Submitted") or "").lower()
-    precedence = (msg.get("Precedence") or "").lower()
+    auto = _header(msg, "Auto-Submitted").lower()
+    precedence = _header(msg, "Precedence").lower()
     return bool(
         auto.startswith("auto-replied")
-        or msg.get("X-Autoreply")
-        or msg.get("X-Autorespond")
+        or _header(msg, "X-Autoreply")
+        or _header(msg, "X-Autorespond")
         or (
-            msg.get("X-Auto-Response-Suppress", "").lower() == "all"
+            _header(msg, "X-Auto-Response-Suppress").lower() == "all"
             and _AUTO_SUBJECT.search(subject)
         )
         or precedence == "auto_reply"
@@ -526,20 +624,26 @@ def _squash(text: str) -> str:
     return " ".join(text.split())
 
 
-def _near(text: str, address: str, span: int = 700) -> str:
-    """The line that mentions ``address`` and what follows it: usually the server's reply."""
-    lowered = text.lower()
-    i = lowered.find(address.lower())
+_MENTIONS = 16  # mentions of one address tried, at most
+
+
+def _near(text: str, address: str, span: int = 700, lowered: str | None = None) -> str:
+    """The line that mentions ``address`` and what follows it: usually the server's reply.
+    ``lowered`` is ``text.lower()``, when the caller has it."""
+    lowered = text.lower() if lowered is None else lowered
+    needle = address.lower()
+    i = lowered.find(needle)
     if i < 0:
         return ""
     # Prefer a mention followed by something (a transcript names the address twice).
-    while True:
+    for _ in range(_MENTIONS):
         after = text[i + len(address) : i + len(address) + span]
-        if _EVIDENCE.search(after.split("\n\n\n")[0]) or lowered.find(address.lower(), i + 1) < 0:
+        following = lowered.find(needle, i + 1)
+        if _EVIDENCE.search(after.split("\n\n\n")[0]) or following < 0:
             break
-        i = lowered.find(address.lower(), i + 1)
-    line_start = text.rfind("\n", 0, i) + 1
-    before = text[line_start:i]
+        i = following
+    line_start = text.rfind("\n", max(0, i - 201), i) + 1
+    before = text[max(line_start, i - 200) : i]
     chunk = text[i + len(address) : i + len(address) + span]
     # The reply ends at a blank gap, a rule line, or a line that starts with another address.
     chunk = re.split(r"\n\s*\n\s*\n|\n[ \t]*[-=_]{5,}[ \t]*(?=\n|$)", chunk)[0]
@@ -553,18 +657,23 @@ def _near(text: str, address: str, span: int = 700) -> str:
 
 def _error_lines(text: str) -> str:
     """The lines of a bounce that carry the error: reply codes and error words."""
-    lines = [line.strip() for line in text.splitlines()]
-    keep = [
-        line
-        for line in lines
-        if line
-        and (
-            _STATUS.search(line)
-            or re.search(r"(^|\s|<<< ?)[45]\d\d[\s-]", line)
-            or _EVIDENCE.search(line)
-        )
-    ]
+    keep, size = [], 0
+    for line in text.splitlines():
+        line = line.strip()[:1000]
+        if line and (_STATUS.search(line) or _CODE_IN_LINE.search(line) or _EVIDENCE.search(line)):
+            keep.append(line)
+            size += len(line) + 1
+            if size > 1000:
+                break
     return _squash(" ".join(keep))[:1000]
+
+
+_CODE_IN_LINE = re.compile(r"(^|\s|<<< ?)[45]\d\d[\s-]")
+
+
+_SENDER_LINE = re.compile(
+    r"^[ \t]*(from|mail from|sender|reply-to|return-path|message-id)[ \t]*:", re.I
+)
 
 
 def _free_text(text: str, msg: email.message.Message, original: dict[str, str]) -> list[Finding]:
@@ -572,26 +681,32 @@ def _free_text(text: str, msg: email.message.Message, original: dict[str, str]) 
     own |= {email.utils.parseaddr(original.get("from", ""))[1].lower()}
     own |= {email.utils.parseaddr(_header(msg, "Return-Path"))[1].lower()}
     own.discard("")
-    context = _squash(text)[:2000]
+    context = _squash(text[:4000])[:2000]
     addresses: list[str] = []
-    failed = msg.get("X-Failed-Recipients")
+    failed = _header(msg, "X-Failed-Recipients")
     if failed:
-        addresses += [a.strip() for a in str(failed).split(",") if "@" in a]
-    for m in _ADDRESS.finditer(text):
-        address = m.group(1).strip(".")
-        line_start = text.rfind("\n", 0, m.start()) + 1
-        line = text[line_start : m.start()].lower()
-        if re.search(r"^\s*(from|mail from|sender|reply-to|return-path|message-id)\s*:", line):
+        addresses += [a.strip() for a in failed.split(",")[:MAX_ADDRESSES] if "@" in a]
+    distinct: set[str] = set()
+    for line in text.splitlines():
+        if len(distinct) >= MAX_ADDRESSES:
+            break
+        if _SENDER_LINE.match(line):
             continue
-        if address.lower() in own or _DAEMON.search(address):
-            continue
-        addresses.append(address)
+        for m in _ADDRESS.finditer(line):
+            if len(distinct) >= MAX_ADDRESSES:
+                break
+            address = m.group(1).strip(".")
+            if address.lower() in own or _DAEMON.search(address):
+                continue
+            addresses.append(address)
+            distinct.add(address.lower())
+    lowered_text = text.lower()
     seen: dict[str, Finding] = {}
     for address in addresses:
         lowered = address.lower()
         if lowered in seen:
             continue
-        detail = _near(text, address)
+        detail = _near(text, address, lowered=lowered_text)
         if not _EVIDENCE.search(detail):
             detail = ""
         seen[lowered] = Finding(
@@ -622,6 +737,7 @@ def _free_text(text: str, msg: email.message.Message, original: dict[str, str]) 
             )
         ] or findings
     errors = _error_lines(text)
+    transcript = re.search(r"<<<[ \t]*([245]\d\d[^\n]*)", text)
     out = []
     for f in findings:
         diagnostic = f.diagnostic
@@ -630,7 +746,6 @@ def _free_text(text: str, msg: email.message.Message, original: dict[str, str]) 
                 diagnostic = f"{diagnostic} {errors}".strip()
         status = _STATUS.search(diagnostic)
         reply = _REPLY.search(diagnostic)
-        transcript = re.search(r"<<<\s*([245]\d\d[^\n]*)", text)
         if transcript and not reply:
             diagnostic = f"{diagnostic} {transcript.group(1)}".strip()
             reply = _REPLY.search(transcript.group(1))
@@ -643,7 +758,8 @@ def _free_text(text: str, msg: email.message.Message, original: dict[str, str]) 
                 diagnostic=diagnostic[:1000],
                 action="failed",
                 context=context,
-                command=find_command(diagnostic) or find_command(_near(text, f.recipient, 2000)),
+                command=find_command(diagnostic)
+                or find_command(_near(text, f.recipient, 2000, lowered_text)),
             )
         )
     return out
@@ -694,7 +810,7 @@ def _arf(msg: email.message.Message) -> Report | None:
 
 
 def _original_headers_in(container: email.message.Message) -> dict[str, str]:
-    payload = container.get_payload()
+    payload = _payload(container)
     for part in payload if isinstance(payload, list) else []:
         if isinstance(part, email.message.Message) and part.get_content_type() in _SKIP:
             return _original_headers(part)
@@ -722,12 +838,19 @@ def _ses(msg: email.message.Message) -> Report | None:
         return None
     try:
         data = json.loads(body[: body.rfind("}") + 1])
-        if isinstance(data.get("Message"), str):
+        if isinstance(data, dict) and isinstance(data.get("Message"), str):
             data = json.loads(data["Message"])
-    except (ValueError, AttributeError):
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         return None
     if not isinstance(data, dict):
         return None
+    try:
+        return _ses_report(data)
+    except (AttributeError, TypeError, ValueError):  # a field of the wrong JSON type
+        return None
+
+
+def _ses_report(data: dict) -> Report | None:
     kind = str(data.get("notificationType") or data.get("eventType") or "").lower()
     original = {
         k.lower(): str(v)

@@ -17,6 +17,7 @@ from services.bounce.classify import Rules, Verdict, rules
 from services.bounce.feedback import Feedback, Target
 from services.bounce.inbound import BounceHandler, BounceListener
 from services.bounce.parse import Finding
+from services.bounce.reports import ReportParser
 from services.bounce.settings import BounceSettings
 from services.bounce.webhook_sender import WebhookBindings, WebhookRouter, WebhookSender
 from shared import logging as hlog
@@ -135,7 +136,16 @@ async def run(settings: BounceSettings) -> None:
         listener = None
         if settings.smtp_port >= 0:
             listener = BounceListener(
-                BounceHandler(rt.store, verp, rules(), feedback, fbl_address=settings.fbl_address),
+                BounceHandler(
+                    rt.store,
+                    verp,
+                    rules(),
+                    feedback,
+                    fbl_address=settings.fbl_address,
+                    parser=ReportParser(
+                        workers=settings.parse_workers, timeout=settings.parse_timeout
+                    ),
+                ),
                 host=settings.smtp_host,
                 port=settings.smtp_port,
                 max_size=settings.max_message_size,
@@ -171,6 +181,9 @@ async def run(settings: BounceSettings) -> None:
             # Deleting expired events twice does no harm, but on FerretDB each purge reads the
             # whole events collection: one replica at a time is enough.
             leases.lease("events-purge").every(rt, settings.purge_interval, rt.store.purge_events)
+        if listener is not None and not listener.handler.reports.ttl_index:
+            reports = listener.handler.reports  # the same for inbound reports kept raw
+            leases.lease("reports-purge").every(rt, settings.purge_interval, reports.purge)
         rt.census()
         rt.serving()
         log.info(

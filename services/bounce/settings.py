@@ -36,6 +36,12 @@ class BounceSettings(ServiceSettings):
     max_message_size: int = Field(
         10_485_760, ge=1024, description="Largest bounce or report accepted, in bytes."
     )
+    parse_workers: int = Field(
+        2, ge=1, description="Worker processes that parse inbound reports (off the event loop)."
+    )
+    parse_timeout: float = Field(
+        30, gt=0, description="Seconds a report may take to parse; then it is kept unparsed."
+    )
     soft_bounce_limit: int = Field(
         3, ge=1, description="Soft bounces within the window that suppress an address."
     )

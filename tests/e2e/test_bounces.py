@@ -101,6 +101,54 @@ async def test_forged_or_unknown_return_paths_are_refused(api: Api) -> None:
     assert (await send_report(api, "postmaster@bounces.shop.test", b""))[0].startswith("550 5.1.1")
 
 
+def _nested(levels: int, marker: str) -> bytes:
+    raw = f"From: a@example.org\r\nSubject: Undelivered {marker}\r\nMIME-Version: 1.0\r\n"
+    for i in range(levels):
+        raw += f"Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
+    raw += "Content-Type: text/plain\r\n\r\nu@example.net: user unknown\r\n"
+    return (raw + "".join(f"--b{i}--\r\n" for i in reversed(range(levels)))).encode()
+
+
+async def test_every_report_is_kept_raw_before_it_is_read(api: Api) -> None:
+    """Reports that crashed the parser (1,000 MIME levels, 8-bit Auto-Submitted, charset
+    idna) and what is not mail are answered 250 and kept raw in ``reports``, with their
+    state."""
+    marker = unique("hostile")
+    bodies = {
+        "nested": _nested(1000, marker),
+        "8bit": f"From: a@example.org\r\nAuto-Submitted: auto-replied \xff\r\n"
+        f"Subject: {marker}\r\n\r\nx\r\n".encode("latin-1"),
+        "idna": f"From: a@example.org\r\nSubject: Undelivered {marker}\r\n"
+        "Content-Type: text/plain; charset=idna\r\n\r\n\xff u@example.net unknown\r\n".encode(
+            "latin-1"
+        ),
+        "not mail": f"{marker} is not mail\r\n".encode(),
+    }
+    for body in bodies.values():
+        replies = await send_report(api, FBL, body)
+        assert replies[-1].startswith("250"), replies
+    docs = await eventually(
+        lambda: api.store.db.reports.find({"raw": {"$exists": True}}).to_list(None),
+        until=lambda ds: (
+            sum(marker.encode() in bytes(d["raw"]) for d in ds) == len(bodies)
+            and all(d["state"] != "received" for d in ds if marker.encode() in bytes(d["raw"]))
+        ),
+    )
+    states = {
+        next(
+            k for k, b in bodies.items() if bytes(d["raw"]).rstrip(b"\r\n") == b.rstrip(b"\r\n")
+        ): d["state"]
+        for d in docs
+        if marker.encode() in bytes(d["raw"])
+    }
+    assert states == {
+        "nested": "parsed",
+        "8bit": "parsed",
+        "idna": "parsed",
+        "not mail": "not-mail",
+    }
+
+
 async def test_a_complaint_marks_complained_and_suppresses(api: Api) -> None:
     address = f"{unique('angry')}@ok.test"
     _, recipient_id, return_path = await delivered(api, address)

@@ -283,3 +283,21 @@ async def test_a_tenant_s_events_are_read_in_pages_without_gaps(store: Store) ->
     typed = store.tenant_events("pager", at, until, types=["bounced"])
     bounced = [e async for p in typed for e in p]
     assert {e["type"] for e in bounced} == {"bounced"} and len(bounced) == 9
+
+
+async def test_raw_reports_expire_after_their_retention(store: Store) -> None:
+    """Inbound reports kept raw go after 30 days: the server's TTL index where it has one,
+    else purge() (the bounce service runs it under a lease)."""
+    from services.bounce.reports import ReportStore
+
+    reports = ReportStore(store.db)
+    await reports.ensure_indexes()
+    old = await reports.keep(b"From: x\r\n\r\nold", peer="127.0.0.1", rcpt_tos=["a@b.test"])
+    new = await reports.keep(b"From: x\r\n\r\nnew", peer="127.0.0.1", rcpt_tos=["a@b.test"])
+    await store.db.reports.update_one(
+        {"_id": old}, {"$set": {"received_at": utcnow() - timedelta(days=31)}}
+    )
+    if not reports.ttl_index:
+        assert await reports.purge() == 1
+        assert await reports.get(old) is None
+    assert (await reports.get(new))["raw"] == b"From: x\r\n\r\nnew"
