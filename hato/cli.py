@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import ipaddress
 import json
 import os
@@ -536,6 +537,63 @@ def _aware(when: datetime) -> datetime:
 # -- messages and dev mode ---------------------------------------------------------------------
 
 
+# -- dead letters ------------------------------------------------------------------------------
+
+
+async def _dead(ctx: Context, args: argparse.Namespace, decision: str | None) -> int:
+    """List the dead-letter queue, or retry / drop the jobs named by id (or all of them)."""
+    broker = await ctx.broker("the dead-letter queue is in RabbitMQ: nothing to show")
+    if broker is None:
+        return 1
+    wanted = set(getattr(args, "id", None) or ())
+    every = getattr(args, "all", False)
+    if decision is not None and not wanted and not every:
+        return _fail("name the jobs by id (see `hato dead list`), or give --all")
+
+    async def act(message: Any) -> str | None:
+        if decision is None:
+            return None
+        return (
+            decision if every or hashlib.sha256(message.body).hexdigest()[:16] in wanted else None
+        )
+
+    entries = await broker.dead_letters(limit=args.limit, act=act)
+    done = [e for e in entries if e["done"]]
+    if decision == "retry":
+        for e in done:  # their recipients wait again (they were failed with the job)
+            if e.get("message_id") and e.get("recipients"):
+                await ctx.store.revive_dead_lettered(e["message_id"], e["recipients"])
+    shown = done if decision is not None else entries
+    if getattr(args, "json", False):
+        print(json.dumps(shown, indent=2, default=str))
+    else:
+        for e in shown:
+            print(
+                f"{e['id']}\t{e.get('kind', '?')}\t{e.get('tenant') or '-'}\t"
+                f"{e.get('message_id') or '-'}\t{e['queue']}\t{e['reason']}"
+            )
+    if decision is not None:
+        missing = wanted - {e["id"] for e in done}
+        print(f"{len(done)} {'retried' if decision == 'retry' else 'dropped'}")
+        if missing:
+            return _fail(f"not in the dead-letter queue: {', '.join(sorted(missing))}")
+    elif not entries and not getattr(args, "json", False):
+        print("the dead-letter queue is empty")
+    return 0
+
+
+async def dead_list(ctx: Context, args: argparse.Namespace) -> int:
+    return await _dead(ctx, args, None)
+
+
+async def dead_retry(ctx: Context, args: argparse.Namespace) -> int:
+    return await _dead(ctx, args, "retry")
+
+
+async def dead_drop(ctx: Context, args: argparse.Namespace) -> int:
+    return await _dead(ctx, args, "drop")
+
+
 async def message_show(ctx: Context, args: argparse.Namespace) -> int:
     view = await message_view(ctx.store, args.id)
     if view is None:
@@ -911,6 +969,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = group("message", "message state")
     command(g, "show", message_show, "a message, its recipients and its events", (("id",), {}))
+
+    g = group("dead", "jobs that failed for good (the dead-letter queue)")
+    limit = (("--limit",), {"type": int, "default": 100, "help": "look at this many (100)"})
+    as_json = (("--json",), {"action": "store_true", "help": "JSON, not lines"})
+    command(
+        g,
+        "list",
+        dead_list,
+        "the dead-lettered jobs: id, kind, tenant, message, queue, reason",
+        limit,
+        as_json,
+    )
+    pick = (("id",), {"nargs": "*", "help": "job ids from `hato dead list`"})
+    every = (("--all",), {"action": "store_true", "help": "every job in the queue"})
+    command(
+        g,
+        "retry",
+        dead_retry,
+        "put jobs back into the queue they died in; their recipients wait again",
+        pick,
+        every,
+        limit,
+        as_json,
+    )
+    command(
+        g,
+        "drop",
+        dead_drop,
+        "remove jobs for good (their recipients stay failed)",
+        pick,
+        every,
+        limit,
+        as_json,
+    )
 
     g = group("dev", "dev mode")
     command(

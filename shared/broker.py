@@ -1017,13 +1017,20 @@ class Broker:
                 message_id=message.message_id,
             )
             if isinstance(decoded, schemas.SignJob | schemas.DeliveryJob | schemas.DeliveryResult):
+                # The bounce service records it and ends the job's recipients in `failed`
+                # (services/bounce/service.py DeadLetters): no mail stays in limbo.
                 await self.publish(
                     schemas.Event(
                         id=new_id(),
                         type=schemas.EventType.DEAD_LETTERED,
                         message_id=decoded.message_id,
                         tenant=decoded.tenant,
-                        detail={"queue": self.full(queue), "reason": reason[:1000]},
+                        detail={
+                            "queue": self.full(queue),
+                            "reason": reason[:1000],
+                            "recipients": ",".join(_recipient_ids(decoded)),
+                            "amqp_message_id": message.message_id or "",
+                        },
                     )
                 )
         except Exception as exc:
@@ -1033,6 +1040,49 @@ class Broker:
             return
         await self._ack(message)
         CONSUMED.labels(queue, "dead").inc()
+
+    # -- dead letters, for operators ---------------------------------------------
+
+    async def dead_letters(
+        self,
+        *,
+        limit: int = 100,
+        act: Callable[[AbstractIncomingMessage], Awaitable[str | None]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The jobs in the dead-letter queue (oldest first, up to ``limit``), each as a dict;
+        with ``act``, called for each: "drop" acks it away, "retry" puts it back into the
+        queue it died in (attempts counted afresh), None leaves it. Works on a channel of its
+        own: what is left is returned to the queue when it closes."""
+        assert self._connection is not None
+        channel = await self._connection.channel()
+        listed: list[dict[str, Any]] = []
+        try:
+            dead = await channel.get_queue(self.full(Queue.DEAD))
+            for _ in range(limit):
+                message = await dead.get(fail=False, no_ack=False)
+                if message is None:
+                    break
+                headers = dict(message.headers or {})
+                entry = _dead_entry(message, headers)
+                decision = await act(message) if act is not None else None
+                if decision == "retry":
+                    for name in (ATTEMPT_HEADER, ERRORS_HEADER, REASON_HEADER, FAILED_AT_HEADER):
+                        headers.pop(name, None)
+                    await self._publish(
+                        self._channel().default_exchange,
+                        entry["queue"],
+                        message.body,
+                        headers=headers,
+                        message_id=message.message_id,
+                    )
+                if decision in ("retry", "drop"):
+                    await message.ack()
+                entry["done"] = decision or ""
+                listed.append(entry)
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        return listed
 
     @staticmethod
     async def _ack(message: AbstractIncomingMessage) -> None:
@@ -1056,3 +1106,36 @@ class Broker:
             _, pending = await asyncio.wait(set(self._in_flight), timeout=grace)
             for task in pending:
                 task.cancel()
+
+
+def _recipient_ids(job: schemas.BrokerMessage) -> list[str]:
+    if isinstance(job, schemas.DeliveryResult):
+        return [r.recipient_id for r in job.results]
+    return [r.id for r in getattr(job, "recipients", ())]
+
+
+def _dead_entry(message: AbstractIncomingMessage, headers: dict[str, Any]) -> dict[str, Any]:
+    """What an operator needs to know of a dead-lettered job (never its payload)."""
+
+    def text(name: str) -> str:
+        value = headers.get(name, "")
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+    entry: dict[str, Any] = {
+        # The body's hash: the jobs of one message (one per domain) share its message id.
+        "id": hashlib.sha256(message.body).hexdigest()[:16],
+        "queue": text(QUEUE_HEADER),
+        "reason": text(REASON_HEADER),
+        "failed_at": text(FAILED_AT_HEADER),
+    }
+    try:
+        job, payload = schemas.decode(message.body)
+    except Exception:
+        entry["kind"] = "undecodable"
+        return entry
+    entry["kind"] = getattr(job, "kind", type(job).__name__)
+    entry["message_id"] = getattr(job, "message_id", None)
+    entry["tenant"] = getattr(job, "tenant", None)
+    entry["recipients"] = _recipient_ids(job)
+    entry["size"] = len(payload)
+    return entry

@@ -214,6 +214,43 @@ class Store:
             },
         )
 
+    async def fail_dead_lettered(
+        self, message_id: str, recipient_ids: Sequence[str], reply: Reply
+    ) -> list[dict[str, Any]]:
+        """The recipients of a dead-lettered job that were not final yet become ``failed``
+        with ``reply`` (marked, so a retry of the job can bring them back); returns them."""
+        query = {
+            "message_id": message_id,
+            "_id": {"$in": list(recipient_ids)},
+            "status": {"$nin": _FINAL},
+        }
+        docs = await self.db.recipients.find(query).to_list()
+        if docs:
+            await self.db.recipients.update_many(
+                {**query, "_id": {"$in": [d["_id"] for d in docs]}},
+                {
+                    "$set": {
+                        "status": RecipientStatus.FAILED.value,
+                        "reply": reply.model_dump(),
+                        "dead_lettered": True,
+                        "finished_at": now(),
+                        "updated_at": now(),
+                    }
+                },
+            )
+        return docs
+
+    async def revive_dead_lettered(self, message_id: str, recipient_ids: Sequence[str]) -> int:
+        """Recipients failed by a dead-lettered job wait again (the job is retried)."""
+        result = await self.db.recipients.update_many(
+            {"message_id": message_id, "_id": {"$in": list(recipient_ids)}, "dead_lettered": True},
+            {
+                "$set": {"status": RecipientStatus.QUEUED.value, "updated_at": now()},
+                "$unset": {"dead_lettered": "", "finished_at": "", "reply": ""},
+            },
+        )
+        return result.modified_count
+
     async def message(self, message_id: str) -> dict[str, Any] | None:
         return await self.db.messages.find_one({"_id": message_id})
 

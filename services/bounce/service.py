@@ -25,9 +25,18 @@ from shared import metrics
 from shared.broker import Delivery, Queue
 from shared.egress import Egress
 from shared.errors import Permanent
+from shared.ids import new_id
 from shared.leases import Leases, holder_id
 from shared.runtime import Runtime
-from shared.schemas import Changed, ChangeKind, DeliveryResult, Event, RecipientStatus
+from shared.schemas import (
+    Changed,
+    ChangeKind,
+    DeliveryResult,
+    Event,
+    EventType,
+    RecipientStatus,
+    Reply,
+)
 from shared.secrets import SecretBox
 from shared.store import Store
 from shared.timeline import Timeline, attempt_events
@@ -101,16 +110,52 @@ class ResultHandler:
 
 class EventRecorder:
     """Events published by code that has no store of its own (the broker's dead-letter
-    events) → the ``events`` collection. Every service writes its other events itself."""
+    events) → the ``events`` collection. Every service writes its other events itself.
 
-    def __init__(self, store: Store) -> None:
+    A dead-lettered job also ends its recipients that were still waiting in ``failed``, with
+    the reason and a ``failed`` event each: nothing stays ``queued`` for ever because the job
+    that carried it died (``hato dead retry`` brings them back with the job)."""
+
+    def __init__(self, store: Store, timeline: Timeline | None = None) -> None:
         self.store = store
+        self.timeline = timeline
 
     async def handle(self, delivery: Delivery) -> None:
         event = delivery.message
         if not isinstance(event, Event):
             raise Permanent(f"expected an event, got {type(event).__name__}")
         await self.store.insert_events([event])
+        if event.type is EventType.DEAD_LETTERED and event.message_id:
+            await self._fail_recipients(event)
+
+    async def _fail_recipients(self, event: Event) -> None:
+        ids = [i for i in str(event.detail.get("recipients") or "").split(",") if i]
+        if not ids or event.message_id is None:
+            return
+        queue = str(event.detail.get("queue", ""))
+        reason = str(event.detail.get("reason", ""))[:300]
+        reply = Reply(
+            code=554, enhanced="5.3.0", text=f"not sent: its job failed in {queue}: {reason}"
+        )
+        failed = await self.store.fail_dead_lettered(event.message_id, ids, reply)
+        events = [
+            Event(
+                id=new_id(),
+                type=EventType.FAILED,
+                message_id=event.message_id,
+                tenant=event.tenant,
+                recipient_id=doc["_id"],
+                address=doc.get("address"),
+                reply=reply,
+                detail={"reason": "dead_lettered", "queue": queue},
+            )
+            for doc in failed
+        ]
+        if events and self.timeline is not None:
+            await self.timeline.record(events)
+        elif events:
+            await self.store.insert_events(events)
+        log.warning("recipients failed with their dead-lettered job", recipients=len(events))
 
 
 async def run(settings: BounceSettings) -> None:
@@ -151,7 +196,7 @@ async def run(settings: BounceSettings) -> None:
                 max_size=settings.max_message_size,
             )
             await listener.start()
-        await rt.broker.consume(Queue.EVENTS_STORE, EventRecorder(rt.store).handle)
+        await rt.broker.consume(Queue.EVENTS_STORE, EventRecorder(rt.store, timeline).handle)
         sender = None
         if box is not None:
             router = WebhookRouter(rt.store.webhooks)

@@ -7,6 +7,7 @@ Every change is announced on the broker, so the other ingest instances, the sign
 dispatchers apply it at once.
 """
 
+import hashlib
 import ipaddress
 import re
 from collections.abc import Awaitable, Callable
@@ -16,9 +17,11 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.ingest.http import Problem
+from shared.broker import Broker
 from shared.directory import Directory, DuplicateError, Limits, relay_network
 from shared.provisioning import Conflict, Invalid, NotFound, Provisioner, ProvisioningError
 from shared.schemas import ChangeKind
+from shared.store import Store
 
 _NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
@@ -135,10 +138,15 @@ class Admin:
         directory: Directory,
         provisioner: Provisioner,
         changed: Callable[[ChangeKind, str], Awaitable[None]],
+        *,
+        broker: Broker | None = None,
+        store: Store | None = None,
     ) -> None:
         self.directory = directory
         self.provisioner = provisioner
         self.changed = changed
+        self.broker = broker  # the dead-letter routes need both
+        self.store = store
 
     async def _tenant(self, name: str) -> dict[str, Any]:
         doc = await self.directory.tenant(name)
@@ -149,6 +157,42 @@ class Admin:
     def router(self, operator: Callable[..., Any]) -> APIRouter:
         r = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Depends(operator)])
         d = self.directory
+
+        async def dead_letters(job_id: str | None, decision: str | None) -> list[dict]:
+            if self.broker is None or self.store is None:
+                raise Problem(503, "dead letters need the broker")
+
+            async def act(message: Any) -> str | None:
+                hit = job_id is None or hashlib.sha256(message.body).hexdigest()[:16] == job_id
+                return decision if hit else None
+
+            entries = await self.broker.dead_letters(limit=1000, act=act)
+            if decision is None:
+                return entries
+            done = [e for e in entries if e["done"]]
+            if not done:
+                raise Problem(404, f"no dead-lettered job {job_id}")
+            if decision == "retry":
+                for e in done:
+                    if e.get("message_id") and e.get("recipients"):
+                        await self.store.revive_dead_lettered(e["message_id"], e["recipients"])
+            return done
+
+        @r.get("/dead")
+        async def list_dead() -> dict:
+            """Jobs that failed for good (the dead-letter queue), oldest first; their
+            recipients are `failed` with the reason."""
+            return {"jobs": await dead_letters(None, None)}
+
+        @r.post("/dead/{job_id}/retry")
+        async def retry_dead(job_id: str) -> dict:
+            """Put a job back into the queue it died in; its recipients wait again."""
+            return {"retried": await dead_letters(job_id, "retry")}
+
+        @r.delete("/dead/{job_id}")
+        async def drop_dead(job_id: str) -> dict:
+            """Remove a job for good; its recipients stay `failed`."""
+            return {"dropped": await dead_letters(job_id, "drop")}
 
         @r.post("/tenants", status_code=201)
         async def create_tenant(body: TenantIn) -> dict:

@@ -138,6 +138,8 @@ async def run(settings: IngestSettings) -> None:
             rt.store.directory,
             Provisioner(rt.store.directory, rt.store.pools, box, settings.dns),
             changed=announce,
+            broker=rt.broker,
+            store=rt.store,
         )
         app = create_app(
             rt.store,

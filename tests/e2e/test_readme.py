@@ -206,6 +206,7 @@ CHECKS: dict[str, Check] = {
     ),
     "events": Check(expect=(r"^delivered erin@example\.com \{",), timeout=60),
     "webhook-verify": Check(then=_verify_accepts_hatos_signature),
+    "dead-list": Check(expect=(r"^the dead-letter queue is empty$|\t(sign|deliver|result)\t",)),
 }
 
 

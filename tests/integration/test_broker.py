@@ -135,6 +135,7 @@ async def test_permanent_failures_are_dead_lettered_with_reason_and_an_event(
     event, _ = decode(stored.body)
     assert isinstance(event, Event)
     assert (event.type, event.message_id) == (EventType.DEAD_LETTERED, "m-dead")
+    assert event.detail["recipients"] == "r1"  # what the bounce service ends in `failed`
 
 
 async def test_unexpected_errors_are_retried_then_dead_lettered(broker: Broker) -> None:

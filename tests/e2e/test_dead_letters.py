@@ -1,0 +1,139 @@
+"""A job that dies takes no mail into limbo: its recipients end `failed` with the reason and a
+`failed` event, and `hato dead list|retry|drop` shows the job, puts it back (its recipients wait
+again and are delivered) or drops it — the four services as real processes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from shared import dkim
+from shared.secrets import SecretBox, generate_master_key
+from shared.settings import StoreSettings
+from shared.store import Store
+from tests.conftest import AMQP_URL, DOMAIN, MONGODB_URL, provision, unique
+from tests.e2e.conftest import OPERATOR
+from tests.helpers.cli import run_hato
+from tests.helpers.net import free_port
+from tests.helpers.sinks import Sink
+from tests.helpers.smtp import send
+from tests.helpers.stack import Stack
+from tests.helpers.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Dead:
+    store: Store
+    stack: Stack
+    sink: Sink
+    smtp_port: int
+    http_port: int
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+async def dead(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Dead]:
+    database = unique("dead")
+    store = Store(StoreSettings(url=MONGODB_URL, database=database, timeout=3))
+    await store.ensure_indexes()
+    await provision(store, master_key, dkim_key)
+    # The domain's key was sealed with another master key: the signer cannot open it.
+    stranger = SecretBox(generate_master_key())
+    await store.directory.set_dkim_keys(DOMAIN, [dkim.to_document(dkim_key, stranger)])
+    sink = await Sink(host="127.0.0.2").start()
+    smtp_port, http_port = free_port(), free_port()
+    env = {
+        "HATO_AMQP_URL": AMQP_URL,
+        "HATO_AMQP_PREFIX": unique("dead"),
+        "HATO_AMQP_QUEUE_EXPIRES": "600000",
+        "HATO_AMQP_ERROR_BACKOFF": "0.1",
+        "HATO_AMQP_MAX_REDELIVERIES": "1",
+        "HATO_MONGODB_URL": MONGODB_URL,
+        "HATO_MONGODB_DATABASE": database,
+        "HATO_MASTER_KEY": master_key,
+    }
+    stack = Stack(
+        env={
+            **env,
+            "HATO_INGEST_SMTP_PORT": str(smtp_port),
+            "HATO_INGEST_HTTP_PORT": str(http_port),
+            "HATO_INGEST_ADMIN_TOKEN": OPERATOR,
+            "HATO_DISPATCHER_ROUTES": f"*={sink.address}",
+            "HATO_SIGNER_KEY_CACHE_SECONDS": "0",
+            "HATO_BOUNCE_SMTP_PORT": str(free_port()),
+        },
+        log_dir=tmp_path_factory.mktemp("logs"),
+    )
+    await stack.start_all()
+    yield Dead(store, stack, sink, smtp_port, http_port, env)
+    await stack.stop_all()
+    await sink.stop()
+    await store.client.drop_database(database)
+    await store.close()
+
+
+async def test_a_dead_job_fails_its_recipients_and_can_be_retried(
+    dead: Dead, master_key: str, dkim_key
+) -> None:
+    address = f"{unique('limbo')}@ok.test"
+    outcome = await send(dead.smtp_port, rcpts=(address,))
+    message_id = outcome.queued_id
+
+    async def recipient() -> dict:
+        return (await dead.store.recipients(message_id))[0]
+
+    failed = await eventually(recipient, until=lambda r: r["status"] == "failed", timeout=30)
+    assert failed["reply"]["enhanced"] == "5.3.0" and "sign" in failed["reply"]["text"]
+    events = [e["type"] for e in await dead.store.events(message_id)]
+    assert "dead_lettered" in events and events[-1] == "failed"
+
+    code, out, err = await run_hato(dead.env, "dead", "list", "--json")
+    assert code == 0, err
+    jobs = [j for j in json.loads(out) if j.get("message_id") == message_id]
+    assert len(jobs) == 1 and jobs[0]["kind"] == "sign"
+    assert "master key" in jobs[0]["reason"]
+    assert jobs[0]["recipients"] == [failed["_id"]]
+
+    # The operator fixes the cause (the key, sealed with this master key), then retries.
+    await dead.store.directory.set_dkim_keys(
+        DOMAIN, [dkim.to_document(dkim_key, SecretBox(master_key))]
+    )
+    code, out, err = await run_hato(dead.env, "dead", "retry", jobs[0]["id"])
+    assert code == 0 and "1 retried" in out, (out, err)
+    delivered = await eventually(recipient, until=lambda r: r["status"] == "delivered", timeout=30)
+    assert "reply" in delivered and delivered["reply"]["code"] == 250
+    assert any(address in r.rcpt_tos for r in dead.sink.received)
+
+    code, out, _ = await run_hato(dead.env, "dead", "drop", "0000000000000000")
+    assert code != 0  # an id that is not there is said to be missing
+
+
+async def test_a_dropped_job_leaves_its_recipients_failed(dead: Dead, dkim_key) -> None:
+    await dead.store.directory.set_dkim_keys(
+        DOMAIN, [dkim.to_document(dkim_key, SecretBox(generate_master_key()))]
+    )
+    address = f"{unique('drop')}@ok.test"
+    message_id = (await send(dead.smtp_port, rcpts=(address,))).queued_id
+    await eventually(
+        lambda: dead.store.recipients(message_id),
+        until=lambda rs: rs[0]["status"] == "failed",
+        timeout=30,
+    )
+    op = {"Authorization": f"Bearer {OPERATOR}"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{dead.http_port}") as http:
+        jobs = (await http.get("/admin/v1/dead", headers=op)).json()["jobs"]
+        job = next(j for j in jobs if j.get("message_id") == message_id)
+        dropped = await http.delete(f"/admin/v1/dead/{job['id']}", headers=op)
+        assert dropped.status_code == 200 and dropped.json()["dropped"][0]["id"] == job["id"]
+        again = await http.delete(f"/admin/v1/dead/{job['id']}", headers=op)
+        assert again.status_code == 404
+        assert (await http.get("/admin/v1/dead")).status_code == 401
+    _, out, _ = await run_hato(dead.env, "dead", "list", "--json")
+    assert message_id not in {j.get("message_id") for j in json.loads(out)}
+    assert (await dead.store.recipients(message_id))[0]["status"] == "failed"
