@@ -320,7 +320,12 @@ async def dkim_check(ctx: Context, args: argparse.Namespace) -> int:
         print(f"{c.name} [{states.get(c.selector)}]: {explain[c.status]}")
     for change in changes:
         print(f"key {change.selector}: now {change.kind}")
-    return 0 if all(c.status == "found" for c in checks) else 1
+    unopenable = dkim.unopenable_keys([doc], ctx.box) if doc and ctx.box else []
+    for problem in unopenable:  # published or not, the signer cannot use it
+        print(f"NOT USABLE: {problem}")
+    if doc and ctx.box is None:
+        print(f"keys not checked: {ctx.box_problem}")
+    return 0 if all(c.status == "found" for c in checks) and not unopenable else 1
 
 
 async def dkim_show(ctx: Context, args: argparse.Namespace) -> int:

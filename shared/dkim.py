@@ -150,3 +150,18 @@ def unopenable(domain: str, doc: dict[str, Any], box: SecretBox) -> str:
         f"the DKIM key {name} does not open with this master key (fingerprint "
         f"{box.fingerprint}): it was sealed with another one, or it is damaged"
     )
+
+
+def unopenable_keys(domains: list[dict[str, Any]], box: SecretBox) -> list[str]:
+    """Why each live (active or pending) stored key of ``domains`` does not open with
+    ``box``: one line per key, none when all open."""
+    problems = []
+    for domain in domains:
+        for doc in domain.get("dkim", []):
+            if status(doc) == RETIRED:
+                continue
+            try:
+                box.open(doc["private_key_sealed"])
+            except SecretsError:
+                problems.append(unopenable(domain["_id"], doc, box))
+    return problems

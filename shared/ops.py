@@ -21,8 +21,11 @@ from starlette.routing import Route
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
 
-def ops_app(service: str, readiness: ReadinessCheck) -> Starlette:
-    """The ops endpoints: liveness, readiness (every dependency answers) and Prometheus text."""
+def ops_app(
+    service: str, readiness: ReadinessCheck, problems: Callable[[], dict[str, str]] | None = None
+) -> Starlette:
+    """The ops endpoints: liveness, readiness (every dependency answers; ``problems`` says
+    why a check fails) and Prometheus text."""
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"service": service, "status": "ok"})
@@ -30,10 +33,10 @@ def ops_app(service: str, readiness: ReadinessCheck) -> Starlette:
     async def readyz(_: Request) -> Response:
         checks = await readiness()
         ready = all(checks.values())
-        return JSONResponse(
-            {"service": service, "ready": ready, "checks": checks},
-            status_code=200 if ready else 503,
-        )
+        body: dict = {"service": service, "ready": ready, "checks": checks}
+        if problems is not None and (found := problems()):
+            body["problems"] = found
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

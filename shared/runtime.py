@@ -49,20 +49,41 @@ class Runtime:
         self.broker = Broker(settings.broker, name=name, pools=pools)
         self.broker.seal_key = seal_key(settings)
         self.ops = HttpServer(
-            ops_app(name, self.readiness), host=settings.ops_host, port=settings.ops_port
+            ops_app(name, self.readiness, lambda: dict(self.problems)),
+            host=settings.ops_host,
+            port=settings.ops_port,
         )
         self._stop = asyncio.Event()
         self._stop_at: float | None = None  # monotonic time of the stop request
         self._serving = False
         self._background: set[asyncio.Task[None]] = set()
         self._census: metrics.Census | None = None
+        # What else must hold for the service to be ready: name → (check, why it fails).
+        self._checks: dict[str, Callable[[], Awaitable[str]]] = {}
+        self.problems: dict[str, str] = {}
 
     async def readiness(self) -> dict[str, bool]:
-        return {
+        checks = {
             "serving": self._serving and not self._stop.is_set(),
             "broker": self.broker.is_connected,
             "store": await self.store.ping(),
         }
+        for name, check in self._checks.items():
+            try:
+                problem = await check()
+            except Exception as exc:  # a check that cannot run is not a pass
+                problem = f"the check failed: {exc!r}"
+            checks[name] = not problem
+            if problem:
+                self.problems[name] = problem
+            else:
+                self.problems.pop(name, None)
+        return checks
+
+    def require(self, name: str, check: Callable[[], Awaitable[str]]) -> None:
+        """Another condition of readiness: ``check`` returns "" when it holds, else why not
+        (shown by /readyz under ``problems``)."""
+        self._checks[name] = check
 
     def serving(self) -> None:
         """Called by the service once its consumers and listeners are up: ready from now on."""

@@ -15,8 +15,8 @@ from prometheus_client import Counter
 from services.signer.dkim_sign import SigningError, sign
 from services.signer.keys import Choice, KeyRing, load_key_files
 from services.signer.settings import SignerSettings
+from shared import dkim, metrics
 from shared import logging as hlog
-from shared import metrics
 from shared.broker import Broker, Delivery, Queue, deliver_queue
 from shared.errors import Permanent
 from shared.ids import new_id
@@ -231,6 +231,20 @@ async def run(settings: SignerSettings) -> None:
             )
 
         rt.census(queues=[deliver_queue(p) for p in settings.pools], collectors=[dkim_keys])
+
+        async def keys_open() -> str:
+            """Every live stored key opens with this master key: one that does not would
+            dead-letter its mail (said at start and in /readyz until it is fixed)."""
+            problems = dkim.unopenable_keys(await rt.store.directory.domains(), box)
+            return "; ".join(problems[:5]) + (
+                f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            )
+
+        rt.require("dkim_keys", keys_open)
+        if problem := await keys_open():
+            log.error(
+                "DKIM keys that do not open: mail from their domains is not signed", problem=problem
+            )
         rt.serving()
         log.info("ready", ops_port=rt.ops.port)
         await rt.until_stopped()

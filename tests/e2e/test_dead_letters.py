@@ -43,9 +43,6 @@ async def dead(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Dead]:
     store = Store(StoreSettings(url=MONGODB_URL, database=database, timeout=3))
     await store.ensure_indexes()
     await provision(store, master_key, dkim_key)
-    # The domain's key was sealed with another master key: the signer cannot open it.
-    stranger = SecretBox(generate_master_key())
-    await store.directory.set_dkim_keys(DOMAIN, [dkim.to_document(dkim_key, stranger)])
     sink = await Sink(host="127.0.0.2").start()
     smtp_port, http_port = free_port(), free_port()
     env = {
@@ -81,6 +78,9 @@ async def dead(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Dead]:
 async def test_a_dead_job_fails_its_recipients_and_can_be_retried(
     dead: Dead, master_key: str, dkim_key
 ) -> None:
+    # The domain's key was sealed with another master key: the signer cannot open it.
+    stranger = SecretBox(generate_master_key())
+    await dead.store.directory.set_dkim_keys(DOMAIN, [dkim.to_document(dkim_key, stranger)])
     address = f"{unique('limbo')}@ok.test"
     outcome = await send(dead.smtp_port, rcpts=(address,))
     message_id = outcome.queued_id
@@ -137,3 +137,22 @@ async def test_a_dropped_job_leaves_its_recipients_failed(dead: Dead, dkim_key) 
     _, out, _ = await run_hato(dead.env, "dead", "list", "--json")
     assert message_id not in {j.get("message_id") for j in json.loads(out)}
     assert (await dead.store.recipients(message_id))[0]["status"] == "failed"
+
+
+async def test_a_key_that_does_not_open_is_said_at_once(dead: Dead, dkim_key) -> None:
+    """The signer's /readyz is 503 while a live key does not open with its master key, and
+    says which; `hato dkim check` says so too. With the key fixed, the signer is ready."""
+    await dead.store.directory.set_dkim_keys(
+        DOMAIN, [dkim.to_document(dkim_key, SecretBox(generate_master_key()))]
+    )
+    signer = dead.stack.processes["signer"]
+    async with httpx.AsyncClient() as http:
+        ready = await http.get(f"{signer.ops_url}/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["dkim_keys"] is False
+        assert "another master key" in ready.json()["problems"]["dkim_keys"]
+        code, out, _ = await run_hato(dead.env, "dkim", "check", DOMAIN)
+        assert code == 1 and "NOT USABLE" in out and "another master key" in out
+        await dead.store.directory.set_dkim_keys(
+            DOMAIN, [dkim.to_document(dkim_key, SecretBox(dead.env["HATO_MASTER_KEY"]))]
+        )
+        assert (await http.get(f"{signer.ops_url}/readyz")).status_code == 200
