@@ -52,6 +52,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -1012,7 +1013,7 @@ class Broker:
             await self._publish(
                 self._exchange(Exchange.DEAD),
                 self.full(queue),
-                message.body,
+                scrubbed(message.body),
                 headers=headers,
                 message_id=message.message_id,
             )
@@ -1139,3 +1140,25 @@ def _dead_entry(message: AbstractIncomingMessage, headers: dict[str, Any]) -> di
     entry["recipients"] = _recipient_ids(job)
     entry["size"] = len(payload)
     return entry
+
+
+# Fields of a JSON message (the AMQP door's submissions) that hold a credential: a dead letter
+# keeps what identifies it (an API key's public prefix), never the secret itself.
+SECRET_FIELDS = ("api_key", "password", "token", "secret")
+
+
+def scrubbed(body: bytes) -> bytes:
+    """``body`` with the credentials of a JSON object masked; any other body as it is."""
+    if not body.startswith(b"{") or len(body) > 64 * 1024 * 1024:
+        return body
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body  # a job: a JSON line and its payload, no credentials
+    if not isinstance(doc, dict) or not any(f in doc for f in SECRET_FIELDS):
+        return body
+    for name in SECRET_FIELDS:
+        if isinstance(doc.get(name), str):
+            public, _, _ = doc[name].rpartition("_")  # hato_<prefix>_<secret> → hato_<prefix>
+            doc[name] = f"{public}_<removed>" if public else "<removed>"
+    return json.dumps(doc, separators=(",", ":")).encode()

@@ -6,6 +6,7 @@ on a real three-node cluster."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import aio_pika
@@ -451,3 +452,21 @@ async def test_jobs_are_sealed_and_a_forged_one_is_refused(broker_settings: Brok
         await hato.drain(5)
         await hato.close()
         await outsider.close()
+
+
+async def test_a_dead_lettered_submission_keeps_no_api_key(broker: Broker) -> None:
+    """A JSON submission that dies (the AMQP door's) reaches the dead-letter queue with its
+    API key's public prefix only."""
+
+    async def handler(d: Delivery) -> None:
+        raise Permanent("invalid message")
+
+    def as_json(body: bytes):
+        return json.loads(body), b""
+
+    await broker.consume(Queue.SUBMIT, handler, decode=as_json)
+    body = json.dumps({"api_key": "hato_1a2b3c4d_s3cr3tpart", "message": {"to": []}}).encode()
+    await broker.forward(Queue.SUBMIT, body, {}, "sub-1")
+    dead = await eventually(lambda: take(broker, Queue.DEAD), until=lambda m: m is not None)
+    assert b"s3cr3tpart" not in dead.body
+    assert json.loads(dead.body)["api_key"] == "hato_1a2b3c4d_<removed>"
