@@ -127,6 +127,12 @@ class Directory:
             [("tenant", ASCENDING), ("address", ASCENDING)], unique=True
         )
         await self.db.idempotency.create_index([("created_at", ASCENDING)])
+        try:  # answers are kept a day (Idempotency.ttl); FerretDB: Idempotency.purge()
+            await self.db.idempotency.create_index(
+                [("expires_at", ASCENDING)], name="idempotency_ttl", expireAfterSeconds=0
+            )
+        except pymongo.errors.OperationFailure:
+            await self.db.idempotency.create_index([("expires_at", ASCENDING)])
 
     # -- tenants -------------------------------------------------------------------------
 
@@ -456,35 +462,82 @@ class IdempotencyConflict(Exception):
 
 class Idempotency:
     """The first response to each (tenant, Idempotency-Key), so a retried request gets it
-    again instead of sending twice."""
+    again instead of sending twice.
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    A key is claimed for ``lease`` seconds: a request that dies holding it (a crash between
+    claim and answer) does not block the key for ever — once the lease ran out, a retry takes
+    it over (at least once: that retry may send what the dead request had accepted). Answers
+    are kept ``ttl`` seconds (a day), then the key is free again."""
+
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], *, lease: float = 120, ttl: float = 86_400
+    ) -> None:
         self.db = db
+        self.lease = timedelta(seconds=lease)
+        self.ttl = timedelta(seconds=ttl)
 
-    async def begin(self, tenant: str, key: str, request_hash: str) -> dict[str, Any] | None:
+    async def begin(
+        self, tenant: str, key: str, request_hash: str, *, _tries: int = 3
+    ) -> dict[str, Any] | None:
         """Claim the key: None when this request is the first (go ahead), else the stored
         response. Raises IdempotencyConflict."""
         _id = f"{tenant}:{key}"
+        at = now()
+        claim = {
+            "request_hash": request_hash,
+            "state": "pending",
+            "created_at": at,
+            "expires_at": at + self.lease,  # the lease; then the answer's retention
+        }
         try:
-            await self.db.idempotency.insert_one(
-                {"_id": _id, "request_hash": request_hash, "state": "pending", "created_at": now()}
-            )
+            await self.db.idempotency.insert_one({"_id": _id, **claim})
             return None
         except pymongo.errors.DuplicateKeyError:
             doc = await self.db.idempotency.find_one({"_id": _id})
         if doc is None:  # abandoned between the two calls
-            return await self.begin(tenant, key, request_hash)
+            return await self._again(tenant, key, request_hash, _tries)
+        expires = doc.get("expires_at")
+        if expires is not None and _aware(expires) <= at:
+            # A lease that ran out, or an answer past its day: the key is free; the update
+            # is conditional so that two retries do not both take it.
+            taken = await self.db.idempotency.update_one(
+                {"_id": _id, "expires_at": expires}, {"$set": claim, "$unset": {"body": ""}}
+            )
+            if taken.modified_count == 1:
+                return None
+            return await self._again(tenant, key, request_hash, _tries)
         if doc["request_hash"] != request_hash:
             raise IdempotencyConflict("mismatch")
         if doc["state"] != "done":
             raise IdempotencyConflict("pending")
         return doc
 
+    async def _again(
+        self, tenant: str, key: str, request_hash: str, tries: int
+    ) -> dict[str, Any] | None:
+        if tries <= 0:
+            raise IdempotencyConflict("pending")
+        return await self.begin(tenant, key, request_hash, _tries=tries - 1)
+
     async def finish(self, tenant: str, key: str, status: int, body: Any) -> None:
+        at = now()
         await self.db.idempotency.update_one(
             {"_id": f"{tenant}:{key}"},
-            {"$set": {"state": "done", "status": status, "body": body, "finished_at": now()}},
+            {
+                "$set": {
+                    "state": "done",
+                    "status": status,
+                    "body": body,
+                    "finished_at": at,
+                    "expires_at": at + self.ttl,
+                }
+            },
         )
+
+    async def purge(self) -> int:
+        """Delete what has expired (the TTL index's work on a server without one)."""
+        result = await self.db.idempotency.delete_many({"expires_at": {"$lt": now()}})
+        return result.deleted_count
 
     async def abandon(self, tenant: str, key: str) -> None:
         """Release a key whose request failed before anything was accepted."""

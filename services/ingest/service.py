@@ -174,6 +174,8 @@ async def run(settings: IngestSettings) -> None:
                 metrics.certificate_expiry(settings.tls_cert_file)
 
         rt.census(queues=[Queue.SIGN.value], collectors=[certificate])
+        # Expired Idempotency-Keys go (what a TTL index does where the server has one).
+        rt.every(3600, rt.store.idempotency.purge)
         rt.serving()
         log.info(
             "ready",

@@ -301,3 +301,23 @@ async def test_raw_reports_expire_after_their_retention(store: Store) -> None:
         assert await reports.purge() == 1
         assert await reports.get(old) is None
     assert (await reports.get(new))["raw"] == b"From: x\r\n\r\nnew"
+
+
+async def test_an_idempotency_key_is_leased_and_its_answer_kept_a_while(store: Store) -> None:
+    """A request that died holding a key blocks it only until its lease runs out; an answer
+    is replayed until its time is up, then the key is free."""
+    from shared.directory import Idempotency, IdempotencyConflict
+
+    keys = Idempotency(store.db, lease=0.3, ttl=0.3)
+    assert await keys.begin("acme", "k1", "h") is None
+    with pytest.raises(IdempotencyConflict):
+        await keys.begin("acme", "k1", "h")  # still held
+    await asyncio.sleep(0.4)
+    assert await keys.begin("acme", "k1", "h") is None  # the dead request's lease ran out
+    await keys.finish("acme", "k1", 202, {"id": "m1"})
+    assert (await keys.begin("acme", "k1", "h"))["body"] == {"id": "m1"}
+    with pytest.raises(IdempotencyConflict):
+        await keys.begin("acme", "k1", "other request")
+    await asyncio.sleep(0.4)
+    assert await keys.begin("acme", "k1", "other request") is None  # kept a while, not for ever
+    assert await keys.purge() >= 0
