@@ -80,7 +80,7 @@ from shared.errors import (
     RetryLater,
     Unavailable,
 )
-from shared.ids import new_id
+from shared.ids import event_id, new_id
 from shared.settings import BrokerSettings
 from shared.telemetry import (
     CONSUMED,
@@ -1022,7 +1022,13 @@ class Broker:
                 # (services/bounce/service.py DeadLetters): no mail stays in limbo.
                 await self.publish(
                     schemas.Event(
-                        id=new_id(),
+                        id=event_id(
+                            schemas.EventType.DEAD_LETTERED,
+                            decoded.message_id,
+                            None,
+                            self.full(queue),
+                            hashlib.sha256(message.body).hexdigest()[:16],
+                        ),
                         type=schemas.EventType.DEAD_LETTERED,
                         message_id=decoded.message_id,
                         tenant=decoded.tenant,

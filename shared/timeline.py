@@ -17,7 +17,7 @@ from datetime import datetime
 from shared import logging as hlog
 from shared.broker import Broker
 from shared.errors import Unavailable
-from shared.ids import new_id
+from shared.ids import event_id
 from shared.schemas import DeliveryResult, Event, EventType, RecipientStatus
 from shared.store import Store
 
@@ -47,7 +47,10 @@ def attempt_events(
     retry = {"next_attempt_at": retry_at.isoformat()} if retry_at else {}
     return [
         Event(
-            id=new_id(),
+            # The same attempt recorded twice (its job redelivered) is the same event.
+            id=event_id(
+                _EVENT_FOR_STATUS[r.status], result.message_id, r.recipient_id, result.attempt
+            ),
             type=_EVENT_FOR_STATUS[r.status],
             message_id=result.message_id,
             tenant=result.tenant,

@@ -25,7 +25,7 @@ from shared import metrics
 from shared.broker import Delivery, Queue
 from shared.egress import Egress
 from shared.errors import Permanent
-from shared.ids import new_id
+from shared.ids import event_id
 from shared.leases import Leases, holder_id
 from shared.runtime import Runtime
 from shared.schemas import (
@@ -140,7 +140,7 @@ class EventRecorder:
         failed = await self.store.fail_dead_lettered(event.message_id, ids, reply)
         events = [
             Event(
-                id=new_id(),
+                id=event_id(EventType.FAILED, event.message_id, doc["_id"], "dead", queue),
                 type=EventType.FAILED,
                 message_id=event.message_id,
                 tenant=event.tenant,

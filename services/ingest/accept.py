@@ -25,7 +25,7 @@ from shared import metrics
 from shared.broker import Broker
 from shared.directory import Identity
 from shared.errors import TRANSIENT_ERRORS, HatoError, Unavailable
-from shared.ids import new_id
+from shared.ids import event_id, new_id
 from shared.message import normalize_line_endings
 from shared.schemas import Event, EventType, Recipient, RecipientStatus, Reply, SignJob, utcnow
 from shared.store import Store
@@ -253,7 +253,7 @@ class Acceptor:
 
         def event(type_: EventType, r: Recipient, reply: Reply | None = None) -> Event:
             return Event(
-                id=new_id(),
+                id=event_id(type_, message_id, r.id),
                 type=type_,
                 message_id=message_id,
                 tenant=tenant,

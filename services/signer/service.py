@@ -19,7 +19,7 @@ from shared import dkim, metrics
 from shared import logging as hlog
 from shared.broker import Broker, Delivery, Queue, deliver_queue
 from shared.errors import Permanent
-from shared.ids import new_id
+from shared.ids import event_id
 from shared.leases import Leases, holder_id
 from shared.provisioning import Provisioner
 from shared.runtime import Runtime
@@ -164,7 +164,8 @@ class Signer:
         job: SignJob, type_: EventType, detail: dict, recipient: Recipient | None = None
     ) -> Event:
         return Event(
-            id=new_id(),
+            # A redelivered sign job records the same events, not new ones.
+            id=event_id(type_, job.message_id, recipient.id if recipient else None, "sign"),
             type=type_,
             message_id=job.message_id,
             tenant=job.tenant,

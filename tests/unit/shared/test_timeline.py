@@ -48,3 +48,28 @@ def test_each_recipient_outcome_is_an_event_with_its_reply() -> None:
     with_reason = attempt_events(result, {"r1": "userunknown"})
     assert with_reason[1].detail["reason"] == "userunknown"
     assert len({e.id for e in events}) == 4
+
+
+def test_an_attempt_recorded_twice_is_the_same_events() -> None:
+    """Event ids come from what happened (message, recipient, type, attempt): a redelivered
+    job's events are stored once and a receiver de-duplicating by id sees them once."""
+
+    def attempt(n: int, status: RecipientStatus = RecipientStatus.DEFERRED) -> DeliveryResult:
+        return DeliveryResult(
+            message_id="m",
+            tenant="acme",
+            attempt=n,
+            destination="127.0.0.1:25",
+            source_ip="192.0.2.1",
+            results=(
+                RecipientResult(
+                    recipient_id="r1", address="u@x.test", status=status, reply=Reply(code=451)
+                ),
+            ),
+        )
+
+    first, again = attempt_events(attempt(1)), attempt_events(attempt(1))
+    assert [e.id for e in first] == [e.id for e in again]
+    assert first[0].id != attempt_events(attempt(2))[0].id  # the next attempt is another event
+    delivered = attempt_events(attempt(1, RecipientStatus.DELIVERED))
+    assert first[0].id != delivered[0].id
