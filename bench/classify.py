@@ -78,7 +78,11 @@ class Case:
         return self.predicted_hard == (self.hard == "1")
 
 
-def predict(path: Path) -> list[tuple[str, str, str, bool]]:
+Prediction = tuple[str, str, str, bool]
+NONE: Prediction = ("", "none", "", False)
+
+
+def predict(path: Path) -> list[Prediction]:
     """(recipient, reason, status, hard) per recipient; one not-a-bounce row for the rest."""
     try:
         report = parse(path.read_bytes())
@@ -92,6 +96,39 @@ def predict(path: Path) -> list[tuple[str, str, str, bool]]:
 def _split(value: str | None, n: int) -> list[str]:
     parts = (value or "").split("|")
     return parts + [parts[-1]] * (n - len(parts)) if len(parts) < n else parts
+
+
+def pair(
+    predicted: list[Prediction], reasons: list[str], statuses: list[str], recipients: list[str]
+) -> list[Prediction]:
+    """Which prediction answers which expected recipient: by address where the corpus names
+    it; where it does not (the shared corpus), by the expected status code, then by reason,
+    so a report listing its recipients in another order than the labels is not scored wrong;
+    what is left in order."""
+    free = list(predicted)
+    out: list[Prediction | None] = [None] * len(reasons)
+
+    def take(i: int, field: int | None = None, value: str = "") -> None:
+        """The first free prediction whose ``field`` is ``value`` (any, without a field)."""
+        for p in free:
+            if out[i] is None and (field is None or str(p[field]).lower() == value.lower()):
+                out[i] = p
+                free.remove(p)
+                return
+
+    named = [i for i in range(len(reasons)) if recipients[i]]
+    unnamed = [i for i in range(len(reasons)) if not recipients[i]]
+    for i in named:
+        take(i, 0, recipients[i])
+    if len(unnamed) > 1:
+        for i in unnamed:
+            if statuses[i]:
+                take(i, 2, statuses[i])
+        for i in unnamed:
+            take(i, 1, reasons[i])
+    for i in unnamed:
+        take(i)
+    return [p or NONE for p in out]
 
 
 def format_of(file: str) -> str:
@@ -119,14 +156,9 @@ def evaluate(corpus: Path) -> list[Case]:
             recipients = _split(row.get("recipient", ""), n)
             pseudo = row.get("status_is_sisimai_pseudo") == "1"
             fmt = format_of(row["file"]) if sisimai else row.get("format") or format_of(row["file"])
-            by_address = {p[0].lower(): p for p in predicted}
+            pairs = pair(predicted, reasons, statuses, recipients)
             for i, reason in enumerate(reasons):
-                if recipients[i] and recipients[i].lower() in by_address:
-                    got = by_address[recipients[i].lower()]
-                elif i < len(predicted):
-                    got = predicted[i]
-                else:
-                    got = ("", "none", "", False)
+                got = pairs[i]
                 cases.append(
                     Case(
                         file=row["file"],

@@ -129,6 +129,10 @@ class RecipientResult(BaseModel):
     address: str
     status: RecipientStatus
     reply: Reply
+    # The SMTP command the reply answered ("MAIL", "RCPT", "DATA"), None when unknown or
+    # when there was no reply: a "550 No such user" at RCPT is a missing mailbox, after
+    # DATA the recipient's filter (Sisimai's UserUnknown vs Filtered).
+    command: str | None = None
 
 
 class DeliveryResult(_Model):

@@ -130,6 +130,34 @@ class _Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class _Codes:
+    """A provider's published error codes (``[[codes]]``)."""
+
+    domains: tuple[str, ...]
+    pattern: re.Pattern[str]
+    prefixes: tuple[tuple[str, str], ...]  # (code prefix, reason), longest first
+    ranges: tuple[tuple[int, int, str], ...]
+
+    def reason(self, text: str) -> str:
+        m = self.pattern.search(text)
+        if m is None:
+            return ""
+        code = m.group(1).upper()
+        for prefix, reason in self.prefixes:
+            if code.startswith(prefix):
+                return reason
+        if code.isdigit():
+            for first, last, reason in self.ranges:
+                if first <= int(code) <= last:
+                    return reason
+        return ""
+
+
+def _at(names: tuple[str, ...], domains: tuple[str, ...]) -> bool:
+    return any(n == d or n.endswith("." + d) for d in domains for n in names if n)
+
+
+@dataclass(frozen=True, slots=True)
 class _Case:
     """One finding as the rules see it."""
 
@@ -140,11 +168,18 @@ class _Case:
     command: str
     reply: str
     domain: str
+    host: str  # the remote MTA's name, "" unknown
     weak: bool
     has_code: bool
 
 
 _CONTINUATION = re.compile(r"(?<![\w.-])[45]\d\d-(?:[245]\.\d{1,3}\.\d{1,3} ?)?")
+
+
+def _host(remote_mta: str) -> str:
+    """``dns; mfsmax.docomo.ne.jp [203.0.113.1]`` → ``mfsmax.docomo.ne.jp``."""
+    words = remote_mta.rpartition(";")[2].split()
+    return words[0].strip("[]").rstrip(".").lower() if words else ""
 
 
 def _status_match(status: str, codes: tuple[str, ...]) -> bool:
@@ -158,6 +193,7 @@ class Rules:
     phrases: dict[str, tuple[re.Pattern[str] | None, re.Pattern[str] | None]]
     status_table: dict[str, str]
     retry: frozenset[str]  # status meanings too generic to stop at (Sisimai's "retry" set)
+    codes: tuple[_Codes, ...] = ()
 
     @classmethod
     def load(cls, path: Path = RULES_FILE) -> Rules:
@@ -206,7 +242,20 @@ class Rules:
                 )
             )
         retry = frozenset(data.get("settings", {}).get("retry", ()))
-        return cls(reasons, tuple(rules), phrases, status_table, retry)
+        codes = []
+        for c in data.get("codes", ()):
+            meanings = [*c.get("map", {}).values(), *(r[2] for r in c.get("ranges", ()))]
+            if unknown := set(meanings) - set(reasons):
+                raise ValueError(f"{path}: codes of {c['source']} mean unknown {sorted(unknown)}")
+            codes.append(
+                _Codes(
+                    domains=tuple(c["domains"]),
+                    pattern=re.compile(c["pattern"]),
+                    prefixes=tuple(sorted(c.get("map", {}).items(), key=lambda kv: -len(kv[0]))),
+                    ranges=tuple((int(a), int(b), str(r)) for a, b, r in c.get("ranges", ())),
+                )
+            )
+        return cls(reasons, tuple(rules), phrases, status_table, retry, tuple(codes))
 
     # -- policy ----------------------------------------------------------------------------
 
@@ -238,9 +287,8 @@ class Rules:
         return bool(pattern and pattern.search(text))
 
     def _matches(self, rule: _Rule, case: _Case) -> bool:
-        if rule.domains:
-            if not any(case.domain == d or case.domain.endswith("." + d) for d in rule.domains):
-                return False
+        if rule.domains and not _at((case.domain, case.host), rule.domains):
+            return False  # the recipient's domain, or the host that answered for it
         text = case.wide if rule.domains else case.text
         if rule.weak and not case.weak:
             return False
@@ -292,6 +340,7 @@ class Rules:
             command=(finding.command or find_command(finding.diagnostic)).upper(),
             reply=reply,
             domain=finding.recipient.rpartition("@")[2].lower(),
+            host=_host(finding.remote_mta),
             has_code=bool(finding.status or finding.reply_code),
             weak=(not status_reason or status_reason in self.retry)
             or finding.diagnostic_type not in ("", "SMTP"),
@@ -300,6 +349,9 @@ class Rules:
             # The sending MTA's own word (X-Postfix ...) on a mail still queued: no remote
             # reply to read a reason from, so Sisimai files the delay itself as expired.
             return "expired", False
+        for codes in self.codes:
+            if _at((case.domain, case.host), codes.domains) and (found := codes.reason(text)):
+                return found, False
         for rule in self.rules:
             if self._matches(rule, case):
                 return rule.reason, rule.ambiguous

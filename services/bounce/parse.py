@@ -175,6 +175,9 @@ def parse(raw: bytes) -> Report:
             return Report(Kind.DELIVERED, tuple(findings), original_headers=original)
 
     subject = _header(msg, "Subject")
+    fml = _fml(msg, subject, text)
+    if fml is not None:
+        return Report(Kind.DSN, (fml,), original_headers=original)
     sender = _header(msg, "From")
     bounceish = bool(
         _BOUNCE_SUBJECT.search(subject)
@@ -445,6 +448,12 @@ def _address(value: str) -> str:
     return found.group(1).strip(".") if found else ""
 
 
+_STATUS_COMMENT = re.compile(r"\(([^()]{3,300})\)")
+_GENERIC_COMMENT = re.compile(
+    r"(?:permanent|temporary|transient|persistent)(?: \w+)? failure", re.I
+)
+
+
 def _dsn(report: str, text: str) -> list[Finding]:
     findings = []
     context = _squash(text[:4000])[:2000]
@@ -463,6 +472,12 @@ def _dsn(report: str, text: str) -> list[Finding]:
         dtype = _type(block.get("Diagnostic-Code"))
         detail = _near(text, rcpt, lowered=lowered) if "@" in rcpt else ""
         status = prefer_status(_value(block.get("Status")), diagnostic or detail)
+        # RFC 3464 2.3.4 lets the Status field carry a comment: with no Diagnostic-Code it is
+        # the only word on this recipient ("4.0.0 (cat.example: host name lookup failure)").
+        comment = _STATUS_COMMENT.search(block.get("Status") or "")
+        said = " ".join(comment.group(1).split()) if comment else ""
+        if not diagnostic and said and not _GENERIC_COMMENT.fullmatch(said):
+            diagnostic = said[:MAX_DIAGNOSTIC]
         if not _informative(diagnostic):
             if detail and detail not in diagnostic:
                 diagnostic = f"{diagnostic} {detail}".strip()
@@ -594,6 +609,51 @@ _BOUNCE_TEXT = re.compile(
 
 
 _GOOGLE_GROUPS = re.compile(r"https?://groups\.google\.com/support", re.I)
+
+# fml (a Japanese mailing-list manager) answers a post it refuses with a notice of its own,
+# marked by its X-MLServer header: not a member, a loop, a security alert. No status code.
+_FML = (
+    (
+        re.compile(
+            r"\b(?:are|is) not (?:a )?member|not member article|only members can post|"
+            r"reject mail |spam mail from a spammer is rejected",
+            re.I,
+        ),
+        "rejected",
+    ),
+    (re.compile(r"security alert", re.I), "securityerror"),
+    (
+        re.compile(
+            r"fml system error|loop alert|loop back warning|unix from loop|"
+            r"duplicated message-id",
+            re.I,
+        ),
+        "systemerror",
+    ),
+)
+
+
+def _fml(msg: email.message.Message, subject: str, text: str) -> Finding | None:
+    """A refusal notice from fml, about the list address it names, or None."""
+    if "fml" not in _header(msg, "X-MLServer").lower():
+        return None
+    notice = re.split(r"(?im)^(?:original mail as follows|> ?(?:return-path|from):)", text)[0]
+    for pattern, reason in _FML:
+        m = pattern.search(subject) or pattern.search(notice)
+        if m is None:
+            continue
+        found = _ADDRESS.search(notice)
+        if found is None:
+            return None
+        line = next((ln for ln in notice.splitlines() if pattern.search(ln)), subject)
+        return Finding(
+            found.group(0).lower(),
+            action="failed",
+            diagnostic=" ".join(line.split()),
+            context=_squash(notice)[:2000],
+            hint=reason,
+        )
+    return None
 
 
 def _with_hint(finding: Finding, hint: str) -> Finding:

@@ -98,6 +98,7 @@ class ResultHandler:
                     status=r.reply.enhanced or f"{str(r.reply.code)[0]}.0.0",
                     reply_code=r.reply.code,
                     diagnostic=str(r.reply),
+                    command=r.command or "",
                 )
             )
             if r.status is RecipientStatus.EXPIRED:

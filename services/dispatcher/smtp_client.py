@@ -198,8 +198,9 @@ class SmtpClient:
         max_messages: int,
     ) -> Attempt:
         results: dict[str, RecipientResult] = {}
+        command: str | None = None  # the SMTP command whose reply is awaited
 
-        def settle(rs: Sequence[Recipient], reply: Reply) -> None:
+        def settle(rs: Sequence[Recipient], reply: Reply, at: str | None = None) -> None:
             for r in rs:
                 results.setdefault(
                     r.id,
@@ -208,6 +209,7 @@ class SmtpClient:
                         address=r.address,
                         status=status_for(reply.code),
                         reply=reply,
+                        command=at or command,
                     ),
                 )
 
@@ -234,6 +236,7 @@ class SmtpClient:
                 and mail_from.isascii()
                 and all(r.address.isascii() for r in recipients)
             ):
+                command = "MAIL"
                 mail, rcpts = await pipelining.envelope(
                     client,
                     mail_from,
@@ -247,9 +250,11 @@ class SmtpClient:
                     if reply.code in (250, 251):
                         accepted.append(r)
                     else:
-                        settle([r], to_reply(reply.code, reply.message))
+                        settle([r], to_reply(reply.code, reply.message), "RCPT")
             else:
+                command = "MAIL"
                 await client.mail(mail_from, timeout=self._timeout(TIMEOUT_MAIL))
+                command = "RCPT"
                 accepted = []
                 for r in recipients:
                     try:
@@ -258,6 +263,7 @@ class SmtpClient:
                     except aiosmtplib.SMTPRecipientRefused as exc:
                         settle([r], to_reply(exc.code, exc.message))
             if accepted:
+                command = "DATA"
                 response = await client.data(message, timeout=self._timeout(TIMEOUT_DATA_END))
                 settle(accepted, to_reply(response.code, response.message))
                 conn.clean = True

@@ -220,3 +220,34 @@ async def test_blocks_show_per_destination(api: Api) -> None:
         until=lambda rows: any(r["domain"] == "ok.test" and r["reason"] == "blocked" for r in rows),
     )
     assert all(set(r) == {"domain", "type", "reason", "count"} for r in rows)
+
+
+async def test_a_refusal_at_rcpt_is_a_missing_mailbox_and_after_data_a_filter(api: Api) -> None:
+    """The same "550 No such user" from the recipient's server: refused at RCPT it is
+    userunknown (suppressed at once), after DATA the recipient's filter (filtered, Sisimai)."""
+    at_rcpt, after_data = f"{unique('rcptgone')}@ok.test", f"{unique('datagone')}@ok.test"
+    refusal = "550 No such user"
+    rcpt_reply, data_reply = api.sink.rcpt_reply, api.sink.data_reply
+    api.sink.rcpt_reply = lambda a: refusal if a == at_rcpt else rcpt_reply(a)
+    api.sink.data_reply = lambda rs: refusal if after_data in rs else data_reply(rs)
+    try:
+        reasons = {}
+        for address in (at_rcpt, after_data):
+            r = await api.http.post(
+                "/v1/messages", json=message(to=[address]), headers=api.as_tenant()
+            )
+            assert r.status_code == 202, r.text
+            rcpt = await eventually(
+                lambda r=r: api.store.recipient(r.json()["recipients"][0]["id"]),
+                until=lambda x: any("reason" in h for h in x["history"]),
+            )
+            assert rcpt["status"] == "bounced" and rcpt["reply"]["code"] == 550
+            reasons[address] = next(h["reason"] for h in rcpt["history"] if "reason" in h)
+    finally:
+        api.sink.rcpt_reply, api.sink.data_reply = rcpt_reply, data_reply
+    assert reasons == {at_rcpt: "userunknown", after_data: "filtered"}
+    suppressed = await eventually(
+        lambda: api.store.directory.suppressed("acme", [at_rcpt, after_data]),
+        until=lambda s: at_rcpt in s,
+    )
+    assert suppressed == {at_rcpt}

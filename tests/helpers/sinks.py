@@ -24,11 +24,13 @@ class Received:
 @dataclass
 class Sink:
     """An SMTP server whose DATA reply comes from ``reply`` (called with the attempt number);
-    ``rcpt_reply`` can refuse single recipients."""
+    ``rcpt_reply`` can refuse single recipients, ``data_reply`` a message after DATA by its
+    recipients."""
 
     host: str = "127.0.0.1"
     reply: Callable[[int], str] = lambda _n: "250 2.0.0 Ok: stored"
     rcpt_reply: Callable[[str], str | None] = lambda _addr: None
+    data_reply: Callable[[list[str]], str | None] = lambda _rcpts: None
     port: int = 0
     received: list[Received] = field(default_factory=list)
     attempts: int = 0
@@ -54,7 +56,7 @@ class Sink:
                 await asyncio.sleep(self.delay)
         finally:
             self.active -= 1
-        answer = self.reply(self.attempts)
+        answer = self.data_reply(list(envelope.rcpt_tos)) or self.reply(self.attempts)
         if answer.startswith("2"):
             self.received.append(
                 Received(

@@ -97,6 +97,8 @@ async def test_mail_and_rcpts_go_in_one_write_when_offered(advertise, expected) 
             RecipientStatus.DELIVERED,
         ]
         assert attempt.results[1].reply.enhanced == "5.1.1"
+        # which command each final reply answered: the bounce service reads a refusal by it
+        assert [r.command for r in attempt.results] == ["DATA", "RCPT", "DATA"]
     assert sink.waiting_at_mail == [expected, expected]
     assert sink.messages == 2 and client.opened == 1
     await client.close_idle(all_=True)
