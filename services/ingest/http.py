@@ -60,6 +60,7 @@ _TITLES = {
     413: "Content Too Large",
     422: "Unprocessable Content",
     429: "Too Many Requests",
+    500: "Internal Server Error",
     503: "Service Unavailable",
 }
 
@@ -142,6 +143,7 @@ def body_limits(max_message_size: int) -> Callable[[str, str], int]:
     return limit
 
 
+BATCH_ITEM_FAILED = "this message could not be handled (the others were); send it again"
 MAX_REPLAY = 100_000  # events one replay call queues; the caller goes on from next_since
 SENDING_ROUTES = frozenset({"/v1/messages", "/v1/messages/raw", "/v1/messages/batch"})
 
@@ -506,13 +508,81 @@ def create_app(
                         results.append({"index": i, "status": 202, **accepted})
                     except Problem as exc:
                         results.append({"index": i, **exc.document()})
+                    except Exception:
+                        # Its own result, not a 500 for the whole batch: the messages
+                        # accepted before it must not be sent again by a retry.
+                        log.exception("a batch message failed", index=i)
+                        results.append({"index": i, **Problem(500, BATCH_ITEM_FAILED).document()})
                 return 200, {"results": results}
 
             return await idempotent(request, identity, idempotency_key, work)
 
     if admin is not None:
         app.include_router(admin.router(operator))
+    app.openapi = lambda: app.openapi_schema or _with_problems(app, FastAPI.openapi(app))
     return app
+
+
+PROBLEM_SCHEMA = {
+    "title": "Problem",
+    "description": "An RFC 9457 problem document.",
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "What did not match the schema (400 only).",
+            "items": {
+                "type": "object",
+                "properties": {"location": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+# What any operation may answer besides its success (the Gate's 401 and 413 come before the
+# route is known), and what only the sending routes answer.
+_PROBLEMS = {
+    400: "The request does not match the schema, or the message is refused; ``errors`` says where.",
+    401: "No API key (or operator token), or not a valid one.",
+    403: "The key may not do this.",
+    404: "No such resource (another tenant's is not found either).",
+    409: "A conflict: the resource exists, or a request with this Idempotency-Key runs.",
+    413: "The body is over this route's limit.",
+    422: "Well-formed but refused: a webhook URL to a private address, an Idempotency-Key "
+    "used for another request, a pool that does not exist, ...",
+    503: "The store or the broker is unavailable; try again (Retry-After).",
+}
+_SENDING_PROBLEMS = {429: "The tenant's hourly limit is reached; try again (Retry-After)."}
+
+
+def _with_problems(app: FastAPI, schema: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with the problem documents every operation may answer, FastAPI's
+    422 among them (a validation error is a 400 problem here; 422 is a refusal)."""
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)  # FastAPI's: a validation error body, never sent
+            problems = dict(_PROBLEMS)
+            if path.rstrip("/") in SENDING_ROUTES:
+                problems |= _SENDING_PROBLEMS
+            for status, description in sorted(problems.items()):
+                responses.setdefault(
+                    str(status),
+                    {
+                        "description": description,
+                        "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                    },
+                )
+    app.openapi_schema = schema
+    return schema
 
 
 async def refusals_as_problems(sending: Awaitable[dict[str, Any]]) -> dict[str, Any]:
