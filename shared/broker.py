@@ -98,6 +98,7 @@ log = hlog.get_logger(__name__)
 
 ATTEMPT_HEADER = "x-hato-attempt"
 ERRORS_HEADER = "x-hato-errors"
+TRANSIENT_HEADER = "x-hato-transient"  # retries after the store or the broker failed
 REASON_HEADER = "x-hato-reason"
 QUEUE_HEADER = "x-hato-queue"
 FAILED_AT_HEADER = "x-hato-failed-at"
@@ -894,12 +895,27 @@ class Broker:
             except Permanent as exc:
                 await self._settle_dead(queue, message, decoded, exc.reason)
             except RetryLater as exc:
-                headers[ATTEMPT_HEADER] = attempt + 1
-                await self._settle_retry(queue, message, headers, exc.delay, "retry", exc.reason)
+                if attempt >= self.settings.max_attempts:  # nothing retries for ever
+                    await self._settle_dead(
+                        queue, message, decoded, f"gave up after {attempt} attempts: {exc.reason}"
+                    )
+                else:
+                    headers[ATTEMPT_HEADER] = attempt + 1
+                    await self._settle_retry(
+                        queue, message, headers, exc.delay, "retry", exc.reason
+                    )
             except TRANSIENT_ERRORS as exc:
-                await self._settle_retry(
-                    queue, message, headers, self.settings.error_backoff, "transient", repr(exc)
-                )
+                # The store or broker is away: back off (doubling up to 5 minutes), and give
+                # the job up after max_transient_retries — a final state, not a loop.
+                tries = int(headers.get(TRANSIENT_HEADER, 0) or 0) + 1
+                if tries > self.settings.max_transient_retries:
+                    await self._settle_dead(
+                        queue, message, decoded, f"gave up after {tries - 1} retries: {exc!r}"
+                    )
+                else:
+                    headers[TRANSIENT_HEADER] = tries
+                    delay = min(self.settings.error_backoff * 2 ** (tries - 1), 300.0)
+                    await self._settle_retry(queue, message, headers, delay, "transient", repr(exc))
             except Exception as exc:
                 errors = int(headers.get(ERRORS_HEADER, 0) or 0) + 1
                 log.exception("handler failed", errors=errors)
@@ -1073,7 +1089,13 @@ class Broker:
                 entry = _dead_entry(message, headers)
                 decision = await act(message) if act is not None else None
                 if decision == "retry":
-                    for name in (ATTEMPT_HEADER, ERRORS_HEADER, REASON_HEADER, FAILED_AT_HEADER):
+                    for name in (
+                        ATTEMPT_HEADER,
+                        ERRORS_HEADER,
+                        TRANSIENT_HEADER,
+                        REASON_HEADER,
+                        FAILED_AT_HEADER,
+                    ):
                         headers.pop(name, None)
                     await self._publish(
                         self._channel().default_exchange,

@@ -73,6 +73,18 @@ class BrokerSettings(BaseSettings):
     max_redeliveries: int = Field(
         5, ge=0, description="Retries for unexpected handler errors before dead-lettering."
     )
+    max_attempts: int = Field(
+        1000,
+        ge=1,
+        description="Attempts of one job a handler may ask for (RetryLater) before it is "
+        "dead-lettered (its recipients end failed): nothing retries for ever.",
+    )
+    max_transient_retries: int = Field(
+        500,
+        ge=0,
+        description="Retries of one job while the store or the broker fails (backing off up to "
+        "5 minutes: about 40 hours) before it is dead-lettered.",
+    )
     error_backoff: float = Field(
         5.0, gt=0, description="Seconds before retrying a message whose handler failed."
     )

@@ -470,3 +470,37 @@ async def test_a_dead_lettered_submission_keeps_no_api_key(broker: Broker) -> No
     dead = await eventually(lambda: take(broker, Queue.DEAD), until=lambda m: m is not None)
     assert b"s3cr3tpart" not in dead.body
     assert json.loads(dead.body)["api_key"] == "hato_1a2b3c4d_<removed>"
+
+
+async def test_nothing_retries_for_ever(broker_settings: BrokerSettings) -> None:
+    """A handler that keeps asking to be retried, or whose store keeps failing, gets a final
+    answer: the job is dead-lettered after max_attempts / max_transient_retries."""
+    capped = Broker(
+        broker_settings.model_copy(
+            update={"max_attempts": 3, "max_transient_retries": 2, "error_backoff": 0.05}
+        ),
+        name="capped",
+        pools=["default"],
+    )
+    await capped.connect()
+    calls: dict[str, int] = {}
+
+    async def handler(d: Delivery) -> None:
+        calls[d.message.message_id] = calls.get(d.message.message_id, 0) + 1
+        if d.message.message_id == "later":
+            raise RetryLater(0.05, "rate limited")
+        raise ConnectionError("the store is away")
+
+    try:
+        await capped.consume(Queue.SIGN, handler)
+        await capped.publish(job("later"))
+        await capped.publish(job("transient"))
+        dead = [await eventually(lambda: take(capped, Queue.DEAD), until=lambda m: m, timeout=20)]
+        dead.append(await eventually(lambda: take(capped, Queue.DEAD), until=lambda m: m))
+        reasons = {decode(d.body)[0].message_id: d.headers[REASON_HEADER] for d in dead}
+        assert reasons["later"].startswith("gave up after 3 attempts")
+        assert reasons["transient"].startswith("gave up after 2 retries")
+        assert calls == {"later": 3, "transient": 3}
+    finally:
+        await capped.drain(5)
+        await capped.close()
