@@ -413,6 +413,7 @@ async def run(settings: DispatcherSettings) -> None:
         reuse=settings.reuse_connections,
         tls_required=frozenset(d.lower() for d in settings.tls_required),
         command_timeout=settings.smtp_timeout,
+        transaction_deadline=settings.transaction_deadline,
     )
     source_ips = settings.own_source_ips()
     if settings.source_ips_by_node:

@@ -68,6 +68,13 @@ class DispatcherSettings(ServiceSettings):
     smtp_timeout: float = Field(
         300, gt=0, description="Cap on RFC 5321 4.5.3.2 reply timeouts, in seconds."
     )
+    transaction_deadline: float = Field(
+        900,
+        gt=0,
+        description="Seconds one SMTP transaction may take in all, connecting included; keep "
+        "it well under RabbitMQ's consumer_timeout (30 minutes by default), past which the "
+        "broker hands the job to another consumer and the mail could go out twice.",
+    )
     connect_timeout: float = Field(30, gt=0, description="Seconds to wait for a connection.")
     reuse_connections: bool = Field(True, description="Keep connections open between jobs.")
     max_messages_per_connection: int = Field(

@@ -89,8 +89,13 @@ class SmtpClient:
         tls_required: frozenset[str] = frozenset(),
         command_timeout: float | None = None,
         pipelining: bool = True,
+        transaction_deadline: float = 900,
     ) -> None:
         self.pipelining = pipelining
+        # The whole of one transaction, connecting included: a server answering each command
+        # just within its RFC 5321 timeout (a tarpit) could otherwise hold a job past the
+        # broker's consumer timeout, which hands the job to another consumer: sent twice.
+        self.transaction_deadline = transaction_deadline
         self.connect_timeout = connect_timeout
         self.max_messages = max_messages
         self.idle_timeout = idle_timeout
@@ -216,13 +221,18 @@ class SmtpClient:
         def ordered() -> list[RecipientResult]:
             return [results[r.id] for r in recipients]
 
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.transaction_deadline
         try:
-            conn = await self._acquire(target, source, domain)
+            async with asyncio.timeout_at(deadline):
+                conn = await self._acquire(target, source, domain)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            settle(
-                recipients,
-                Reply(code=451, enhanced="4.4.1", text=f"no connection to {target}: {exc}"),
+            text = (
+                f"no connection to {target} within {self.transaction_deadline:g} s"
+                if loop.time() >= deadline
+                else f"no connection to {target}: {exc}"
             )
+            settle(recipients, Reply(code=451, enhanced="4.4.1", text=text))
             return Attempt(ordered(), reached=False)
 
         client = conn.client
@@ -231,51 +241,55 @@ class SmtpClient:
         reusable = False
         try:
             conn.clean = False
-            if (
-                conn.pipelining
-                and mail_from.isascii()
-                and all(r.address.isascii() for r in recipients)
-            ):
-                command = "MAIL"
-                mail, rcpts = await pipelining.envelope(
-                    client,
-                    mail_from,
-                    [r.address for r in recipients],
-                    self._timeout(TIMEOUT_RCPT),
-                )
-                if mail.code != 250:
-                    raise aiosmtplib.SMTPSenderRefused(mail.code, mail.message, mail_from)
-                accepted = []
-                for r, reply in zip(recipients, rcpts, strict=True):
-                    if reply.code in (250, 251):
-                        accepted.append(r)
-                    else:
-                        settle([r], to_reply(reply.code, reply.message), "RCPT")
-            else:
-                command = "MAIL"
-                await client.mail(mail_from, timeout=self._timeout(TIMEOUT_MAIL))
-                command = "RCPT"
-                accepted = []
-                for r in recipients:
-                    try:
-                        await client.rcpt(r.address, timeout=self._timeout(TIMEOUT_RCPT))
-                        accepted.append(r)
-                    except aiosmtplib.SMTPRecipientRefused as exc:
-                        settle([r], to_reply(exc.code, exc.message))
-            if accepted:
-                command = "DATA"
-                response = await client.data(message, timeout=self._timeout(TIMEOUT_DATA_END))
-                settle(accepted, to_reply(response.code, response.message))
-                conn.clean = True
-            reusable = True
+            async with asyncio.timeout_at(deadline):
+                if (
+                    conn.pipelining
+                    and mail_from.isascii()
+                    and all(r.address.isascii() for r in recipients)
+                ):
+                    command = "MAIL"
+                    mail, rcpts = await pipelining.envelope(
+                        client,
+                        mail_from,
+                        [r.address for r in recipients],
+                        self._timeout(TIMEOUT_RCPT),
+                    )
+                    if mail.code != 250:
+                        raise aiosmtplib.SMTPSenderRefused(mail.code, mail.message, mail_from)
+                    accepted = []
+                    for r, reply in zip(recipients, rcpts, strict=True):
+                        if reply.code in (250, 251):
+                            accepted.append(r)
+                        else:
+                            settle([r], to_reply(reply.code, reply.message), "RCPT")
+                else:
+                    command = "MAIL"
+                    await client.mail(mail_from, timeout=self._timeout(TIMEOUT_MAIL))
+                    command = "RCPT"
+                    accepted = []
+                    for r in recipients:
+                        try:
+                            await client.rcpt(r.address, timeout=self._timeout(TIMEOUT_RCPT))
+                            accepted.append(r)
+                        except aiosmtplib.SMTPRecipientRefused as exc:
+                            settle([r], to_reply(exc.code, exc.message))
+                if accepted:
+                    command = "DATA"
+                    response = await client.data(message, timeout=self._timeout(TIMEOUT_DATA_END))
+                    settle(accepted, to_reply(response.code, response.message))
+                    conn.clean = True
+                reusable = True
         except aiosmtplib.SMTPResponseException as exc:
             settle(recipients, to_reply(exc.code, exc.message))
             reusable = exc.code != 421 and client.is_connected  # 421: the server is closing
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            settle(
-                recipients,
-                Reply(code=451, enhanced="4.4.2", text=f"connection to {target} lost: {exc}"),
+            late = loop.time() >= deadline
+            text = (
+                f"{target} did not finish the transaction within {self.transaction_deadline:g} s"
+                if late
+                else f"connection to {target} lost: {exc}"
             )
+            settle(recipients, Reply(code=451, enhanced="4.4.2", text=text))
         finally:
             self._release(
                 conn, reusable=reusable and client.is_connected, max_messages=max_messages

@@ -103,3 +103,43 @@ async def test_mail_and_rcpts_go_in_one_write_when_offered(advertise, expected) 
     assert sink.messages == 2 and client.opened == 1
     await client.close_idle(all_=True)
     sink.server.close()
+
+
+async def test_a_tarpit_is_cut_at_the_transaction_deadline() -> None:
+    """A server that answers each command just slowly enough for RFC 5321's per-command
+    timeouts holds a transaction for as long as it likes: the deadline cuts it and the
+    recipients are deferred (451 4.4.2), well before the broker would redeliver the job."""
+
+    async def tarpit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(b"220 tarpit.test ESMTP\r\n")
+            await writer.drain()
+            while line := await reader.readline():
+                for byte in b"250 ok\r\n":  # one byte a second: never a command timeout
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    await asyncio.sleep(0.25)
+                if line.upper().startswith(b"QUIT"):
+                    return
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(tarpit, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = SmtpClient(connect_timeout=5, transaction_deadline=1.5, command_timeout=30)
+    started = asyncio.get_running_loop().time()
+    attempt = await client.send(
+        Target("tarpit.test", "127.0.0.1", port),
+        Member("127.0.0.1", "out.test"),
+        "ok.test",
+        "bounce@shop.test",
+        recipients(),
+        b"Subject: x\r\n\r\nbody\r\n",
+    )
+    took = asyncio.get_running_loop().time() - started
+    server.close()
+    assert {r.status for r in attempt.results} == {RecipientStatus.DEFERRED}
+    assert all("within 1.5 s" in r.reply.text for r in attempt.results), attempt.results[0]
+    assert took < 10  # not the minutes the tarpit would take
