@@ -163,7 +163,11 @@ def _fail(message: str) -> int:
 
 def _limits(args: argparse.Namespace) -> Limits | None:
     limits = Limits(
-        args.max_message_size, args.max_recipients, args.messages_per_hour, args.max_age
+        args.max_message_size,
+        args.max_recipients,
+        args.messages_per_hour,
+        args.max_age,
+        args.retention_days,
     )
     return None if limits == Limits() else limits
 
@@ -803,6 +807,10 @@ def build_parser() -> argparse.ArgumentParser:
         (("--max-recipients",), {"type": int}),
         (("--messages-per-hour",), {"type": int}),
         (("--max-age",), {"type": float, "help": "seconds deferred mail is retried"}),
+        (
+            ("--retention-days",),
+            {"type": float, "help": "days a message is kept once final (default 30)"},
+        ),
         (("--signing-domain",), {"help": "fallback DKIM domain for From domains without a key"}),
     )
 

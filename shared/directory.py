@@ -63,6 +63,7 @@ class Limits:
     max_recipients: int | None = None
     messages_per_hour: int | None = None
     max_age: float | None = None  # seconds a deferred recipient is retried
+    retention_days: float | None = None  # days a message is kept after its final state
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +159,13 @@ class Directory:
         if networks is not None:
             fields["networks"] = list(networks)
         if limits is not None:
-            for k in ("max_message_size", "max_recipients", "messages_per_hour", "max_age"):
+            for k in (
+                "max_message_size",
+                "max_recipients",
+                "messages_per_hour",
+                "max_age",
+                "retention_days",
+            ):
                 if getattr(limits, k) is not None:
                     fields[f"limits.{k}"] = getattr(limits, k)
         defaults: dict[str, Any] = {"created_at": now()}

@@ -132,6 +132,7 @@ class Store:
         db = self.db
         await db.recipients.create_index([("message_id", ASCENDING)])
         await db.recipients.create_index([("tenant", ASCENDING), ("address", ASCENDING)])
+        await db.recipients.create_index([("tenant", ASCENDING), ("finished_at", ASCENDING)])
         await db.messages.create_index([("tenant", ASCENDING), ("created_at", ASCENDING)])
         await db.events.create_index([("message_id", ASCENDING), ("at", ASCENDING)])
         await db.events.create_index([("tenant", ASCENDING), ("at", ASCENDING)])
@@ -250,6 +251,47 @@ class Store:
             },
         )
         return result.modified_count
+
+    async def purge_finished(
+        self, default_days: float, tenant_days: dict[str, float], *, batch: int = 2000
+    ) -> int:
+        """Delete messages whose every recipient reached its final state more than their
+        tenant's retention ago (``tenant_days``, else ``default_days``), with their recipients
+        and events; a message with a recipient still waiting is never touched. Returns how
+        many went (at most ``batch`` per tenant a call)."""
+        deleted = 0
+        tenants = set(tenant_days) | set(await self.db.recipients.distinct("tenant"))
+        for tenant in sorted(tenants):
+            cutoff = now() - timedelta(days=tenant_days.get(tenant, default_days))
+            old = (
+                await self.db.recipients.find(
+                    {"tenant": tenant, "finished_at": {"$lt": cutoff}}, {"message_id": 1}
+                )
+                .limit(batch)
+                .to_list()
+            )
+            ids = list({r["message_id"] for r in old})
+            if not ids:
+                continue
+            young = await self.db.recipients.distinct(
+                "message_id",
+                {
+                    "message_id": {"$in": ids},
+                    "$or": [
+                        {"status": {"$nin": _FINAL}},
+                        {"finished_at": {"$gte": cutoff}},
+                        {"finished_at": None},
+                    ],
+                },
+            )
+            gone = [i for i in ids if i not in set(young)]
+            if not gone:
+                continue
+            await self.db.events.delete_many({"message_id": {"$in": gone}})
+            await self.db.recipients.delete_many({"message_id": {"$in": gone}})
+            result = await self.db.messages.delete_many({"_id": {"$in": gone}})
+            deleted += result.deleted_count
+        return deleted
 
     async def message(self, message_id: str) -> dict[str, Any] | None:
         return await self.db.messages.find_one({"_id": message_id})

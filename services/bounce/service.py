@@ -227,6 +227,18 @@ async def run(settings: BounceSettings) -> None:
             # Deleting expired events twice does no harm, but on FerretDB each purge reads the
             # whole events collection: one replica at a time is enough.
             leases.lease("events-purge").every(rt, settings.purge_interval, rt.store.purge_events)
+
+        async def retention() -> None:
+            tenants = await rt.store.directory.tenants()
+            days = {
+                t["_id"]: t["limits"]["retention_days"]
+                for t in tenants
+                if (t.get("limits") or {}).get("retention_days")
+            }
+            if gone := await rt.store.purge_finished(settings.retention_days, days):
+                log.info("messages past retention deleted", messages=gone)
+
+        leases.lease("retention").every(rt, settings.retention_interval, retention)
         if listener is not None and not listener.handler.reports.ttl_index:
             reports = listener.handler.reports  # the same for inbound reports kept raw
             leases.lease("reports-purge").every(rt, settings.purge_interval, reports.purge)

@@ -17,6 +17,15 @@ class BounceSettings(ServiceSettings):
     purge_interval: float = Field(
         3600, gt=0, description="Seconds between purges of expired events (servers without TTL)."
     )
+    retention_days: float = Field(
+        30,
+        gt=0,
+        description="Days a message, its recipients and events are kept once every recipient "
+        "is final (a tenant's limits.retention_days overrides it); mail still waiting is kept.",
+    )
+    retention_interval: float = Field(
+        3600, gt=0, description="Seconds between passes deleting messages past retention."
+    )
     lease_ttl: float = Field(
         30,
         gt=0,

@@ -35,6 +35,9 @@ class LimitsIn(_In):
     max_recipients: int | None = Field(None, ge=1)
     messages_per_hour: int | None = Field(None, ge=1)
     max_age: float | None = Field(None, gt=0, description="Seconds deferred mail is retried.")
+    retention_days: float | None = Field(
+        None, gt=0, description="Days a message is kept once all its recipients are final."
+    )
 
 
 def _cidr(value: str) -> str:

@@ -321,3 +321,30 @@ async def test_an_idempotency_key_is_leased_and_its_answer_kept_a_while(store: S
     await asyncio.sleep(0.4)
     assert await keys.begin("acme", "k1", "other request") is None  # kept a while, not for ever
     assert await keys.purge() >= 0
+
+
+async def test_messages_go_after_their_retention_and_waiting_mail_stays(store: Store) -> None:
+    """A message all of whose recipients are final since before its tenant's retention goes,
+    with its recipients and events; one with a recipient still waiting stays, whatever its
+    age; a tenant's own retention counts over the default."""
+    done, _ = await seed(store, "a@ok.test")
+    waiting, (_, queued) = await seed(store, "b@ok.test", "c@ok.test")
+    recent, _ = await seed(store, "d@ok.test")
+    long_ago = utcnow() - timedelta(days=40)
+    for message_id in (done, waiting):
+        await store.db.recipients.update_many(
+            {"message_id": message_id, "_id": {"$ne": queued}},
+            {"$set": {"status": "delivered", "finished_at": long_ago}},
+        )
+    await store.db.recipients.update_many(
+        {"message_id": recent}, {"$set": {"status": "bounced", "finished_at": utcnow()}}
+    )
+    await store.insert_events(
+        [Event(id=new_id(), type=EventType.DELIVERED, tenant="acme", message_id=done)]
+    )
+    assert await store.purge_finished(30, {"acme": 365}) == 0  # acme keeps a year
+    assert await store.purge_finished(30, {}) == 1
+    assert await store.message(done) is None and await store.recipients(done) == []
+    assert await store.events(done) == []
+    assert await store.message(waiting) is not None  # c@ is still queued
+    assert await store.message(recent) is not None
