@@ -546,6 +546,57 @@ def _aware(when: datetime) -> datetime:
 # -- messages and dev mode ---------------------------------------------------------------------
 
 
+# -- secrets -----------------------------------------------------------------------------------
+
+
+async def secrets_reseal(ctx: Context, args: argparse.Namespace) -> int:
+    """Master-key rotation: every stored secret (DKIM private keys, webhook secrets) that does
+    not open with the configured master key is opened with the old one and sealed anew."""
+    if ctx.box is None:
+        return _fail(ctx.box_problem)
+    try:
+        old = SecretBox(await asyncio.to_thread(Path(args.old_key_file).read_text))
+    except OSError as exc:
+        return _fail(f"cannot read {args.old_key_file}: {exc.strerror}")
+    counts = {"resealed": 0, "current": 0, "unopenable": 0}
+
+    def reseal(token: str) -> str | None:
+        try:
+            ctx.box.open(token)
+            counts["current"] += 1
+            return None
+        except SecretsError:
+            pass
+        try:
+            plain = old.open(token)
+        except SecretsError:
+            counts["unopenable"] += 1
+            return None
+        counts["resealed"] += 1
+        return ctx.box.seal(plain)
+
+    for domain in await ctx.directory.domains():
+        keys, changed = [], False
+        for key in domain.get("dkim", []):
+            if (token := reseal(key["private_key_sealed"])) is not None:
+                key = {**key, "private_key_sealed": token, "sealed_with": ctx.box.fingerprint}
+                changed = True
+            keys.append(key)
+        if changed:
+            await ctx.directory.set_dkim_keys(domain["_id"], keys)
+            await ctx.announce(ChangeKind.DOMAINS, domain["_id"])
+    for hook in await ctx.store.webhooks.of():
+        if (token := reseal(hook["secret_sealed"])) is not None:
+            await ctx.store.db.webhooks.update_one(
+                {"_id": hook["_id"]}, {"$set": {"secret_sealed": token}}
+            )
+    print(
+        f"{counts['resealed']} resealed with the master key {ctx.box.fingerprint}, "
+        f"{counts['current']} already were, {counts['unopenable']} open with neither key"
+    )
+    return 1 if counts["unopenable"] else 0
+
+
 # -- dead letters ------------------------------------------------------------------------------
 
 
@@ -1015,6 +1066,16 @@ def build_parser() -> argparse.ArgumentParser:
         every,
         limit,
         as_json,
+    )
+
+    g = group("secrets", "what is sealed with the master key")
+    command(
+        g,
+        "reseal",
+        secrets_reseal,
+        "after a master-key change: seal again with the new key (HATO_MASTER_KEY_FILE) every "
+        "DKIM key and webhook secret sealed with the old one",
+        (("--old-key-file",), {"required": True, "help": "the previous master key"}),
     )
 
     g = group("dev", "dev mode")

@@ -297,3 +297,37 @@ async def test_the_settings_file_of_the_dev_stack_is_read_from_the_current_folde
     _out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     assert (await store.directory.domain("hato.test"))["verified"] is True
+
+
+async def test_secrets_reseal_moves_every_secret_to_the_new_master_key(
+    store, master_key, tmp_path
+) -> None:
+    """After a master-key change, `hato secrets reseal --old-key-file` seals every DKIM key
+    and webhook secret again with the new key; a second run finds nothing to do."""
+    from shared import dkim
+    from shared.secrets import SecretBox, generate_master_key
+
+    old_key = generate_master_key()
+    old, new = SecretBox(old_key), SecretBox(master_key)
+    await store.directory.upsert_tenant("shop")
+    await store.directory.upsert_domain("rotate.test", tenant="shop", verified=True)
+    await store.directory.add_dkim_key(
+        "rotate.test", dkim.to_document(dkim.generate_rsa("rotate.test", "s1"), old)
+    )
+    hook, _ = await store.webhooks.add("shop", "https://hooks.example/x", [], old)
+    old_file = tmp_path / "old.key"
+    old_file.write_text(old_key)
+
+    code, out, err = await hato(
+        store, master_key, "secrets", "reseal", "--old-key-file", str(old_file)
+    )
+    assert code == 0, err
+    assert out.startswith("2 resealed")
+    key = (await store.directory.domain("rotate.test"))["dkim"][0]
+    new.open(key["private_key_sealed"])
+    assert key["sealed_with"] == new.fingerprint
+    new.open((await store.webhooks.get(hook["_id"]))["secret_sealed"])
+    code, out, _ = await hato(
+        store, master_key, "secrets", "reseal", "--old-key-file", str(old_file)
+    )
+    assert code == 0 and out.startswith("0 resealed") and ", 2 already were" in out
