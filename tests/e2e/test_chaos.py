@@ -1,0 +1,182 @@
+"""Chaos: mail at a steady rate through the SMTP and the HTTP doors while each service is
+killed with SIGKILL and restarted and the database is stopped and started — nothing accepted
+is lost, nothing is delivered twice, every recipient ends in a final state.
+
+`make test` runs a short round (HATO_CHAOS_MAILS, 60 at 10/s); `make chaos` a long one (400
+at 20/s) that also restarts RabbitMQ's app (HATO_CHAOS_RABBITMQ=1). Either prints
+``chaos: sent … accepted … refused … delivered … lost … duplicated …`` and what the kill
+between a server's 250 and the dispatcher's database write did (the one place a resend is
+possible: at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+from collections import Counter
+
+import httpx
+import pytest
+
+from shared.settings import StoreSettings
+from shared.store import Store
+from tests.conftest import AMQP_URL, provision, unique
+from tests.helpers.ferretdb import PrivateFerretDB
+from tests.helpers.net import free_port
+from tests.helpers.sinks import Sink
+from tests.helpers.smtp import send
+from tests.helpers.stack import Stack
+from tests.helpers.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+MAILS = int(os.environ.get("HATO_CHAOS_MAILS", "60"))
+RATE = float(os.environ.get("HATO_CHAOS_RATE", "10"))  # mails a second
+RABBITMQ = os.environ.get("HATO_CHAOS_RABBITMQ") == "1"
+RESEND_PROBE = "kill-after-250@ok.test"  # the dispatcher dies right after this one's 250
+FINAL = {"delivered", "bounced", "expired", "failed", "suppressed", "complained"}
+
+
+async def test_nothing_is_lost_or_sent_twice_while_services_die(
+    tmp_path, master_key, dkim_key
+) -> None:
+    db = PrivateFerretDB(tmp_path / "ferretdb")
+    await db.start()
+    database, prefix = unique("chaos"), unique("chaos")
+    store = Store(StoreSettings(url=db.url, database=database, timeout=3))
+    await provision(store, master_key, dkim_key)
+    _, key = await store.directory.add_api_key("acme")
+    stack: Stack | None = None
+    dispatcher_killed = asyncio.Event()
+
+    def after_data(rcpts: list[str]) -> str | None:
+        if RESEND_PROBE in rcpts and not dispatcher_killed.is_set():
+            dispatcher_killed.set()  # the 250 is on its way; the database write is not yet
+            asyncio.get_running_loop().call_soon(kill, "dispatcher")
+        return None
+
+    sink = await Sink(host="127.0.0.2", data_reply=after_data).start()
+    smtp_port, http_port = free_port(), free_port()
+    stack = Stack(
+        env={
+            "HATO_AMQP_URL": AMQP_URL,
+            "HATO_AMQP_PREFIX": prefix,
+            "HATO_AMQP_QUEUE_EXPIRES": "600000",
+            "HATO_AMQP_ERROR_BACKOFF": "0.5",
+            "HATO_MONGODB_URL": db.url,
+            "HATO_MONGODB_DATABASE": database,
+            "HATO_MONGODB_TIMEOUT": "2",
+            "HATO_MASTER_KEY": master_key,
+            "HATO_INGEST_SMTP_PORT": str(smtp_port),
+            "HATO_INGEST_HTTP_PORT": str(http_port),
+            "HATO_INGEST_SMTP_GREET_PAUSE": "0",
+            "HATO_DISPATCHER_ROUTES": f"*={sink.address}",
+            "HATO_DISPATCHER_RETRY_DELAYS": "1",
+            "HATO_BOUNCE_SMTP_PORT": str(free_port()),
+        },
+        log_dir=tmp_path,
+    )
+    await stack.start_all()
+
+    def kill(name: str) -> None:
+        stack.processes[name].process.send_signal(signal.SIGKILL)
+
+    outcomes: dict[str, str] = {}  # recipient → "accepted:<message id>" or "refused:<why>"
+
+    async def one(i: int) -> None:
+        address = RESEND_PROBE if i == MAILS // 3 else f"c{i}@ok.test"
+        try:
+            if i % 2:
+                outcome = await send(smtp_port, rcpts=(address,))
+                ok, why = outcome.code == 250, f"{outcome.code}"
+                mid = outcome.queued_id if ok else ""
+            else:
+                async with httpx.AsyncClient(timeout=10) as http:
+                    r = await http.post(
+                        f"http://127.0.0.1:{http_port}/v1/messages",
+                        json={
+                            "from": "orders@shop.test",
+                            "to": [address],
+                            "subject": f"chaos {i}",
+                            "text": "x",
+                        },
+                        headers={"Authorization": f"Bearer {key}"},
+                    )
+                ok, why = r.status_code == 202, f"{r.status_code}"
+                mid = r.json()["id"] if ok else ""
+        except (OSError, httpx.HTTPError) as exc:  # the door was down: refused, not lost
+            ok, why, mid = False, type(exc).__name__, ""
+        outcomes[address] = f"accepted:{mid}" if ok else f"refused:{why}"
+
+    async def sender() -> None:
+        tasks = []
+        for i in range(MAILS):
+            tasks.append(asyncio.create_task(one(i)))
+            await asyncio.sleep(1 / RATE)
+        await asyncio.gather(*tasks)
+
+    async def chaos() -> None:
+        step = MAILS / RATE / 7
+        for name in ("signer", "dispatcher", "ingest", "bounce"):
+            await asyncio.sleep(step * random.uniform(0.5, 1.0))
+            kill(name)
+            await stack.processes[name].process.wait()
+            await stack.start(name)
+        await asyncio.sleep(step)
+        await db.stop()  # the database goes away for a moment
+        await asyncio.sleep(1.5)
+        await db.start()
+        if RABBITMQ:
+            await asyncio.sleep(step)
+            await asyncio.to_thread(rabbitmq_app_restart)
+
+    try:
+        await asyncio.gather(sender(), chaos())
+        if dispatcher_killed.is_set():
+            await stack.processes["dispatcher"].process.wait()
+            await stack.start("dispatcher")
+        accepted = {a: o.split(":", 1)[1] for a, o in outcomes.items() if o.startswith("accepted")}
+
+        async def states() -> dict[str, str]:
+            found: dict[str, str] = {}
+            for address, message_id in accepted.items():
+                rs = await store.recipients(message_id)
+                found[address] = rs[0]["status"] if rs else "missing"
+            return found
+
+        final = await eventually(
+            states, until=lambda s: all(v in FINAL for v in s.values()), timeout=180
+        )
+        delivered = Counter(a for r in sink.received for a in r.rcpt_tos)
+        lost = [a for a in accepted if delivered[a] == 0 and final[a] == "delivered"]
+        lost += [a for a, s in final.items() if s not in FINAL]
+        duplicated = [a for a, n in delivered.items() if n > 1 and a != RESEND_PROBE]
+        resent = delivered[RESEND_PROBE] - 1 if RESEND_PROBE in accepted else 0
+        print(
+            f"\nchaos: sent {MAILS} accepted {len(accepted)} "
+            f"refused {MAILS - len(accepted)} delivered {sum(1 for a in accepted if delivered[a])} "
+            f"lost {len(lost)} duplicated {len(duplicated)}; "
+            f"kill between 250 and the database write: resent {resent} time(s); "
+            f"states {dict(Counter(final.values()))}"
+        )
+        assert not lost, lost
+        assert not duplicated, duplicated
+        assert all(s == "delivered" for s in final.values()), Counter(final.values())
+        assert len(accepted) >= MAILS // 2  # the doors were down only for moments
+    finally:
+        await stack.stop_all()
+        await sink.stop()
+        await store.client.drop_database(database)
+        await store.close()
+        await db.stop()
+
+
+def rabbitmq_app_restart() -> None:
+    """RabbitMQ's app stopped and started on this node (its queues are durable)."""
+    env = {**os.environ, "PATH": os.environ.get("PATH", "") + ":/usr/sbin:/usr/lib/rabbitmq/bin"}
+    for step in ("stop_app", "start_app"):
+        subprocess.run(["rabbitmqctl", step], check=True, env=env, capture_output=True)
+    subprocess.run(["rabbitmqctl", "await_startup"], check=True, env=env, capture_output=True)
