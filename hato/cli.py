@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hato.amqp_users import Management, ManagementError, endpoint, team_url
 from shared import dkim
 from shared.broker import Broker, deliver_queue
 from shared.directory import DuplicateError, Limits, relay_network
@@ -654,6 +655,54 @@ async def dead_drop(ctx: Context, args: argparse.Namespace) -> int:
     return await _dead(ctx, args, "drop")
 
 
+async def amqp_user_add(ctx: Context, args: argparse.Namespace) -> int:
+    if await ctx.directory.tenant(args.tenant) is None:
+        return _fail(f"no tenant {args.tenant!r}")
+    prefix = ctx.settings.broker.prefix
+    try:
+        async with Management(endpoint(ctx.settings.broker)) as api:
+            user, password = await api.add_team(prefix, args.tenant)
+    except ManagementError as exc:
+        return _fail(str(exc))
+    url = team_url(ctx.settings.broker, user, password)
+    if args.url:
+        print(url)
+    else:
+        print(f"user: {user}\npassword: {password}\nurl: {url}")
+    _note(
+        f"shown once. It may publish to {prefix}.submit (with an API key of {args.tenant}), "
+        f"declare and consume queues named {prefix}.team.{args.tenant}.*, and bind them to "
+        f"{prefix}.events with {args.tenant}.* or {args.tenant}.<event type>"
+    )
+    return 0
+
+
+async def amqp_user_remove(ctx: Context, args: argparse.Namespace) -> int:
+    try:
+        async with Management(endpoint(ctx.settings.broker)) as api:
+            removed = await api.remove_team(ctx.settings.broker.prefix, args.tenant)
+    except ManagementError as exc:
+        return _fail(str(exc))
+    if not removed:
+        return _fail(f"no AMQP team user for {args.tenant!r}")
+    print(f"removed the AMQP team user of {args.tenant}")
+    return 0
+
+
+async def amqp_user_list(ctx: Context, args: argparse.Namespace) -> int:
+    try:
+        async with Management(endpoint(ctx.settings.broker)) as api:
+            teams = await api.teams(ctx.settings.broker.prefix)
+    except ManagementError as exc:
+        return _fail(str(exc))
+    if args.json:
+        _out(teams)
+    for t in [] if args.json else teams:
+        keys = ", ".join(p["read"] for p in t["topic"]) or "none"
+        print(f"{t['tenant']}  user {t['user']}  read {t['read']}  event keys {keys}")
+    return 0
+
+
 async def message_show(ctx: Context, args: argparse.Namespace) -> int:
     view = await message_view(ctx.store, args.id)
     if view is None:
@@ -1030,6 +1079,25 @@ def build_parser() -> argparse.ArgumentParser:
     bc = g.add_parser("classify", help="classify bounce messages (.eml files); JSON per recipient")
     bc.add_argument("files", nargs="+", metavar="FILE")
     bc.set_defaults(plain=cmd_bounce_classify)
+
+    g = group("amqp", "the AMQP door: RabbitMQ users of the tenants' platform teams")
+    users = group("user", "a platform team's RabbitMQ user (management API)", g)
+    command(
+        users,
+        "add",
+        amqp_user_add,
+        "create (or reset) the tenant's team user; prints its new password once",
+        (("tenant",), {}),
+        (("--url",), {"action": "store_true", "help": "print only the team's AMQP URL"}),
+    )
+    command(users, "remove", amqp_user_remove, "delete the tenant's team user", (("tenant",), {}))
+    command(
+        users,
+        "list",
+        amqp_user_list,
+        "team users and their permissions",
+        (("--json",), {"action": "store_true"}),
+    )
 
     g = group("message", "message state")
     command(g, "show", message_show, "a message, its recipients and its events", (("id",), {}))

@@ -1,11 +1,14 @@
 """The dev-mode sink: an SMTP server that accepts everything and writes each message, byte for
 byte as received, to one ``.eml`` file in the outbox folder, named
-``<time>-<message id>-<n>.eml`` after the Hato message id its VERP return path carries (a
-message for several recipients arrives once per recipient), or a random id without VERP."""
+``<time>-<message id>-<n>.eml`` after the Hato message id — the one a per-message VERP return
+path carries, else the one in the Received field Hato's ingest added (a per-recipient return
+path names only the recipient; a message for several recipients arrives once per recipient) —
+or a random id for mail that came through neither."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +18,19 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from shared.ids import new_id
 from shared.verp import unverified_message_id
 
+# The Received field ingest adds (services/ingest/accept.py): "(Hato) with <proto> id <id>;"
+_HATO_RECEIVED = re.compile(rb"\(Hato\) with [A-Za-z]+ id ([0-9a-f]{8}-[0-9a-f-]{27});")
+
+
+def message_id_of(mail_from: str, raw: bytes) -> str | None:
+    """The Hato message id of a delivered copy, for labelling only (nothing here is verified)."""
+    found = unverified_message_id(mail_from)
+    if found:
+        return found
+    header, _, _ = raw.partition(b"\r\n\r\n")
+    match = _HATO_RECEIVED.search(header)
+    return match.group(1).decode() if match else None
+
 
 class OutboxHandler:
     def __init__(self, outbox: Path) -> None:
@@ -23,11 +39,12 @@ class OutboxHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")
-        message_id = unverified_message_id(envelope.mail_from or "") or new_id()
+        raw = envelope.original_content or b""
+        message_id = message_id_of(envelope.mail_from or "", raw) or new_id()
         self.count += 1
         path = self.outbox / f"{stamp}-{message_id}-{self.count}.eml"
         tmp = path.with_suffix(".tmp")
-        await asyncio.to_thread(tmp.write_bytes, envelope.original_content or b"")
+        await asyncio.to_thread(tmp.write_bytes, raw)
         tmp.rename(path)
         return f"250 2.0.0 Ok: stored as {path.name}"
 

@@ -9,7 +9,8 @@
 #   scripts/infra.sh prometheus-tools   install Debian's prometheus (prometheus, promtool) for
 #                             the dashboard and alert tests; its system service is not started
 #
-# RabbitMQ's own metrics (the rabbitmq_prometheus plugin) are on 127.0.0.1:15692/metrics and
+# RabbitMQ's management HTTP API (rabbitmq_management, for `hato amqp user`) is on
+# 127.0.0.1:15672; its own metrics (the rabbitmq_prometheus plugin) on 127.0.0.1:15692/metrics and
 # FerretDB's (process and Go runtime) on $HATO_FERRETDB_DEBUG_ADDR/debug/metrics (127.0.0.1:8088
 # for the server on 27017), as deploy/prometheus scrapes them.
 #
@@ -89,6 +90,16 @@ rabbit_metrics() { # RabbitMQ's own Prometheus endpoint (rabbitmq_prometheus), e
   wait_port 127.0.0.1 15692 30 "RabbitMQ's metrics" || true
 }
 
+rabbit_management() { # RabbitMQ's management HTTP API (rabbitmq_management), enabled online:
+  # `hato amqp user` creates the platform teams' users through it
+  if external_amqp || port_open 127.0.0.1 15672; then return 0; fi
+  export PATH="$PATH:/usr/sbin:/usr/lib/rabbitmq/bin"
+  log "enabling the rabbitmq_management plugin (HTTP API on 127.0.0.1:15672)"
+  sudo_ rabbitmq-plugins enable rabbitmq_management >>"$VAR/log/rabbitmq-start.log" 2>&1 \
+    || { log "could not enable rabbitmq_management (see var/log/rabbitmq-start.log)"; return 0; }
+  wait_port 127.0.0.1 15672 30 "RabbitMQ's management API" || true
+}
+
 go_ok() { # FerretDB 1.24 needs Go 1.24 or newer
   command -v go >/dev/null && go version | grep -Eq 'go1\.(2[4-9]|[3-9][0-9])'
 }
@@ -158,7 +169,7 @@ stop_pidfile() { # file
 }
 
 case "${1:-up}" in
-  up) rabbit_up; rabbit_metrics; ferret_up ;;
+  up) rabbit_up; rabbit_metrics; rabbit_management; ferret_up ;;
   build) ferret_build ;;
   prometheus-tools) # Debian's prometheus package: prometheus and promtool, for the dashboard and
     # alert rule tests (tests/e2e/test_observe.py, tests/unit/test_observability.py). Those start

@@ -94,6 +94,12 @@ class BrokerSettings(BaseSettings):
         "other (HMAC in a header); prefer seal_key_file. Empty: derived from the master key.",
     )
     seal_key_file: str = Field("", description="File holding the seal key (a mounted secret).")
+    management_url: str = Field(
+        "",
+        description="URL of RabbitMQ's management HTTP API, with an administrator's user and "
+        "password (http://admin:secret@127.0.0.1:15672), for `hato amqp user`. Empty: port 15672 "
+        "on the host of the first AMQP URL, with its user and password.",
+    )
 
     def urls(self) -> list[str]:
         """The broker URLs in the order they are tried."""
@@ -198,6 +204,12 @@ class VerpSettings(BaseSettings):
         "recipient",
         description="'recipient' (one return path, so one transaction, per recipient), "
         "'message' (one per message), or 'off' (the envelope sender as submitted).",
+    )
+    ttl_days: int = Field(
+        14,
+        ge=1,
+        description="Days a return path stays valid for bounces: retries last up to 3 days, "
+        "late bounces come days after.",
     )
 
     def secret(self) -> bytes:

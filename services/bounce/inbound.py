@@ -1,21 +1,23 @@
 """The inbound listener of the tenants' bounce domains (aiosmtpd): it accepts mail only for
-genuine VERP return paths (the dispatcher's signed tokens) and the feedback-loop address;
-anything else gets ``550 5.1.1``. Each accepted report is stored raw, parsed in a worker
-process with a deadline (``reports``), classified and applied.
+genuine VERP return paths (the dispatcher's signed, dated tokens) and the feedback-loop
+address; anything else gets ``550 5.1.1``, and more than ``MAX_RECIPIENTS`` in one transaction
+``452 4.5.3``. Each accepted report is stored raw, parsed in a worker process with a deadline
+(``reports``), classified and applied — to what its return path names, nothing more: a
+per-recipient token to its own recipient whatever other addresses the report names, a
+per-message token to the recipients of that message the report names.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import re
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from services.bounce.classify import Rules
+from services.bounce.classify import Rules, Verdict
 from services.bounce.feedback import Feedback, Target
 from services.bounce.parse import Kind, NotMail, Report
 from services.bounce.reports import ReportParser, ReportState, ReportStore, Unparsed
@@ -23,7 +25,7 @@ from shared import logging as hlog
 from shared.errors import TRANSIENT_ERRORS
 from shared.store import Store
 from shared.telemetry import context_of, tracer
-from shared.verp import Verp
+from shared.verp import TOKEN_PATTERN, Token, TokenKind, Verp
 
 log = hlog.get_logger(__name__)
 
@@ -32,6 +34,11 @@ RECIPIENT_OK = "250 2.1.5 Ok"
 SENDER_OK = "250 2.1.0 Ok"
 STORED = "250 2.0.0 Ok: report received"
 TRY_LATER = "451 4.3.0 Temporary failure; try again later"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"  # RFC 5321 4.5.3.1.10: send the rest later
+
+# A bounce is addressed to one return path; a few more for the odd relay that groups them. More
+# recipients only multiply what one report could act on.
+MAX_RECIPIENTS = 10
 
 
 class BounceSMTP(SMTP):
@@ -74,6 +81,8 @@ class BounceHandler:
     async def handle_RCPT(
         self, server, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return TOO_MANY_RECIPIENTS
         if address.lower() == self.fbl_address and self.fbl_address:
             envelope.rcpt_tos.append(address)
             return RECIPIENT_OK
@@ -128,16 +137,17 @@ class BounceHandler:
             log.info("not a bounce; ignored", rcpt=rcpt)
             return
         verdicts = self.rules.classify(report)
-        ids = self.verp.parse(rcpt) if self.verp else None
-        if ids is None:  # the feedback-loop address: find the return path in the original
-            ids = self._ids_from_original(report)
-        if ids is None:
+        token = self.verp.parse(rcpt) if self.verp else None
+        if token is None:  # the feedback-loop address: find the return path in the original
+            token = self._token_from_original(report)
+        if token is None:
             log.info("report about a message that is not ours", rcpt=rcpt)
             return
-        message_id, recipient_id = ids
-        message = await self.store.message(message_id)
-        if message is None:
+        found = await self._targets(token, verdicts)
+        if found is None:
             return
+        message, targets = found
+        message_id = message["_id"]
         source = "complaint" if report.kind is Kind.COMPLAINT else "dsn"
         report_span = trace.get_current_span().get_span_context()
         with (
@@ -150,48 +160,75 @@ class BounceHandler:
             ) as span,
             hlog.bound(message_id=message_id, tenant=message["tenant"]),
         ):
-            matched = []
-            for verdict in verdicts:
-                doc = await (
-                    self.store.recipient(recipient_id)
-                    if recipient_id and len(verdicts) == 1
-                    else self.store.recipient_by_address(message_id, verdict.recipient)
-                )
-                if doc is None or doc["message_id"] != message_id:
-                    continue
+            for doc, verdict in targets:
                 await self.feedback.apply(
                     Target(message["tenant"], message_id, doc["_id"], doc["address"]),
                     verdict,
                     source=source,
                 )
-                matched.append((doc["_id"], verdict.reason))
             if span.is_recording():
                 span.set_attributes(
                     {
                         "hato.message_id": message_id,
                         "hato.tenant": message["tenant"],
                         "hato.report.kind": report.kind.value,
-                        "hato.recipient_ids": [rid for rid, _ in matched],
-                        "hato.bounce.reasons": [reason for _, reason in matched],
+                        "hato.recipient_ids": [doc["_id"] for doc, _ in targets],
+                        "hato.bounce.reasons": [verdict.reason for _, verdict in targets],
                     }
                 )
 
-    def _ids_from_original(self, report: Report) -> tuple[str, str | None] | None:
+    async def _targets(
+        self, token: Token, verdicts: list[Verdict]
+    ) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Verdict]]] | None:
+        """The message and the (recipient, verdict) pairs a report to ``token`` may act on."""
+        if token.kind is TokenKind.RECIPIENT:
+            doc = await self.store.recipient(token.id)
+            message = await self.store.message(doc["message_id"]) if doc else None
+            if doc is None or message is None:
+                return None
+            verdict = own_verdict(doc["address"], verdicts)
+            if verdict is None:
+                # The report names other addresses only: they are not this token's to act on.
+                log.info("report names no address of its return path; ignored")
+                return message, []
+            return message, [(doc, verdict)]
+        message = await self.store.message(token.id)
+        if message is None:
+            return None
+        targets = []
+        for verdict in verdicts:
+            doc = await self.store.recipient_by_address(token.id, verdict.recipient)
+            if doc is not None and doc["message_id"] == token.id:
+                targets.append((doc, verdict))
+        return message, targets
+
+    def _token_from_original(self, report: Report) -> Token | None:
         if self.verp is None:
             return None
         for header in ("return-path", "x-hato-return-path"):
             value = report.original_headers.get(header, "")
             address = email.utils.parseaddr(value)[1] or value.strip("<> ")
             if address:
-                ids = self.verp.parse(address)
-                if ids is not None:
-                    return ids
+                token = self.verp.parse(address)
+                if token is not None:
+                    return token
         for value in report.original_headers.values():
-            for candidate in re.findall(r"b[a-z2-7]{52}\.[a-z2-7]{8}@[\w.-]+", value, re.I):
-                ids = self.verp.parse(candidate)
-                if ids is not None:
-                    return ids
+            for candidate in TOKEN_PATTERN.findall(value):
+                token = self.verp.parse(candidate)
+                if token is not None:
+                    return token
         return None
+
+
+def own_verdict(address: str, verdicts: list[Verdict]) -> Verdict | None:
+    """The verdict a per-recipient return path acts on: the report's verdict for its own
+    recipient's address, else the report's only verdict (a report that names the address the
+    mail was forwarded to, or none); never one about another address among several."""
+    address = address.lower()
+    for verdict in verdicts:
+        if verdict.recipient.lower() == address:
+            return verdict
+    return verdicts[0] if len(verdicts) == 1 else None
 
 
 class BounceListener:

@@ -166,7 +166,7 @@ async def run(settings: BounceSettings) -> None:
         else None
     )
     key = settings.verp.secret()
-    verp = Verp(key, settings.verp.label) if key else None
+    verp = Verp(key, settings.verp.label, settings.verp.ttl_days) if key else None
     async with Runtime("bounce", settings) as rt:
         leases = Leases(rt.store.db, holder=holder_id("bounce"), ttl=settings.lease_ttl)
         await leases.ensure_indexes()

@@ -262,8 +262,8 @@ class Dispatcher:
         if self.verp is None or not domain:
             return [(job.mail_from, recipients)]
         if self.verp_mode == "message":
-            return [(self.verp.address(job.message_id, None, domain), recipients)]
-        return [(self.verp.address(job.message_id, r.id, domain), [r]) for r in recipients]
+            return [(self.verp.for_message(job.message_id, domain), recipients)]
+        return [(self.verp.for_recipient(r.id, domain), [r]) for r in recipients]
 
     def expire(self, job: DeliveryJob, results: list[RecipientResult]) -> list[RecipientResult]:
         """Deferred recipients older than ``max_age`` become ``expired``, keeping the last reply."""
@@ -422,7 +422,7 @@ async def run(settings: DispatcherSettings) -> None:
     if settings.verp.mode != "off":
         key = settings.verp.secret()
         if key:
-            verp = Verp(key, settings.verp.label)
+            verp = Verp(key, settings.verp.label, settings.verp.ttl_days)
         else:
             log.warning("no VERP key (HATO_VERP_KEY_FILE): envelope senders stay as submitted")
     async with Runtime("dispatcher", settings) as rt:

@@ -7,9 +7,13 @@ Body (``application/json``), the same message schemas as the HTTP API::
 
 The API key names the tenant (the RabbitMQ user does not). An AMQP ``message_id`` works as an
 Idempotency-Key; with ``reply_to`` set, the result (the HTTP 202 body, or a problem document)
-is published there with the same ``correlation_id``. The submission is acked only once the
-message is durable and its sign job confirmed. What cannot be accepted goes to the dead-letter
-queue with the reason, and — when the API key is valid — a ``failed`` event is published.
+is published there with the same ``correlation_id`` — but only into RabbitMQ's direct reply-to
+(``amq.rabbitmq.reply-to``) or a queue of the key's tenant's team
+(``<prefix>.team.<tenant>.*``, ``shared.teams``): a submission cannot make ingest publish into
+Hato's own queues or another tenant's. Any other ``reply_to`` gets no answer, and a warning.
+The submission is acked only once the message is durable and its sign job confirmed. What
+cannot be accepted goes to the dead-letter queue with the reason, and — when the API key is
+valid — a ``failed`` event is published.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from shared.errors import TRANSIENT_ERRORS, CodecError, Permanent, RetryLater, U
 from shared.ids import new_id
 from shared.schemas import Event, EventType, describe
 from shared.store import Store
+from shared.teams import may_reply_to
 from shared.timeline import Timeline
 
 log = hlog.get_logger(__name__)
@@ -72,7 +77,7 @@ class SubmitHandler:
         identity = await self.directory.api_key_identity(token) if isinstance(token, str) else None
         if identity is None:
             metrics.refused("amqp", 401)
-            await self._answer(delivery, 401, {"status": 401, "detail": "invalid API key"})
+            await self._answer(delivery, None, 401, {"status": 401, "detail": "invalid API key"})
             raise Permanent("invalid or missing api_key")
         hlog.bind(tenant=identity.tenant)  # this job's lines (consume() clears it for the next)
         try:
@@ -90,7 +95,7 @@ class SubmitHandler:
                 stored = None
             if stored is not None:
                 log.info("duplicate submission; replaying the first result", amqp_id=key)
-                await self._answer(delivery, stored["status"], stored["body"])
+                await self._answer(delivery, identity.tenant, stored["status"], stored["body"])
                 return
         try:
             if request.message is not None:
@@ -114,7 +119,7 @@ class SubmitHandler:
             raise await self._refuse(delivery, identity, exc.status, exc.detail) from None
         if key:
             await self.store.idempotency.finish(identity.tenant, f"amqp:{key}", 202, result)
-        await self._answer(delivery, 202, result)
+        await self._answer(delivery, identity.tenant, 202, result)
 
     async def _refuse(
         self, delivery: Delivery, identity: Identity, status: int, detail: str
@@ -138,11 +143,19 @@ class SubmitHandler:
             await Timeline(self.store, self.broker).record([failed])
         except TRANSIENT_ERRORS:
             log.warning("failed event not recorded")
-        await self._answer(delivery, status, {"status": status, "detail": detail})
+        await self._answer(delivery, identity.tenant, status, {"status": status, "detail": detail})
         return Permanent(f"{status}: {detail}")
 
-    async def _answer(self, delivery: Delivery, status: int, body: Any) -> None:
+    async def _answer(self, delivery: Delivery, tenant: str | None, status: int, body: Any) -> None:
+        """Publish the result to the submission's ``reply_to``, if it is the publisher's own."""
         if not delivery.reply_to:
+            return
+        if not may_reply_to(delivery.reply_to, prefix=self.broker.settings.prefix, tenant=tenant):
+            log.warning(
+                "reply_to is neither direct reply-to nor a queue of the tenant's team; no answer",
+                reply_to=delivery.reply_to[:200],
+                status=status,
+            )
             return
         try:
             await self.broker.reply(

@@ -10,7 +10,8 @@ import aio_pika
 import pytest
 
 from shared.broker import REASON_HEADER
-from tests.conftest import AMQP_URL, unique
+from shared.teams import DIRECT_REPLY_TO
+from tests.conftest import AMQP_URL, TENANT, unique
 from tests.e2e.conftest import Api, delivered_to, message
 from tests.helpers.waiting import eventually
 
@@ -18,15 +19,22 @@ pytestmark = pytest.mark.integration
 
 
 class Publisher:
-    """A platform team's client: publishes to the submit exchange and reads its replies."""
+    """A platform team's client: publishes to the submit exchange and reads its replies on
+    RabbitMQ's direct reply-to (or, given ``reply_to``, on a queue of that name)."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, *, reply_to: str | None = None) -> None:
         self.prefix = prefix
+        self.reply_to = reply_to or DIRECT_REPLY_TO
+        self.answers: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage] = asyncio.Queue()
 
     async def __aenter__(self) -> Publisher:
         self.connection = await aio_pika.connect(AMQP_URL)
         self.channel = await self.connection.channel()
-        self.replies = await self.channel.declare_queue(exclusive=True)
+        if self.reply_to == DIRECT_REPLY_TO:  # consumed, no-ack, before publishing
+            replies = await self.channel.declare_queue(DIRECT_REPLY_TO, passive=True)
+        else:
+            replies = await self.channel.declare_queue(self.reply_to, auto_delete=True)
+        await replies.consume(self.answers.put, no_ack=True)
         self.exchange = await self.channel.get_exchange(f"{self.prefix}.submit")
         return self
 
@@ -40,7 +48,7 @@ class Publisher:
                 body if isinstance(body, bytes) else json.dumps(body).encode(),
                 content_type="application/json",
                 message_id=message_id,
-                reply_to=self.replies.name,
+                reply_to=self.reply_to,
                 correlation_id=correlation,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             ),
@@ -49,11 +57,7 @@ class Publisher:
         return correlation
 
     async def reply(self, correlation: str) -> dict:
-        async def take():
-            m = await self.replies.get(fail=False, no_ack=True)
-            return m
-
-        m = await eventually(take, until=lambda m: m is not None)
+        m = await asyncio.wait_for(self.answers.get(), 20)
         assert m.correlation_id == correlation
         return json.loads(m.body)
 
@@ -118,3 +122,43 @@ async def test_invalid_submissions_are_dead_lettered_with_a_reason(api: Api) -> 
         until=lambda es: len(es) >= 2,
     )
     assert any("surprise" in e["detail"]["reason"] for e in failed)
+
+
+async def test_answers_go_to_a_queue_of_the_tenants_team(api: Api) -> None:
+    """A reply_to named <prefix>.team.<tenant>.* of the API key's tenant gets the answer."""
+    own = f"{api.prefix}.team.{TENANT}.{unique('replies')}"
+    async with Publisher(api.prefix, reply_to=own) as team:
+        c = await team.submit({"api_key": api.key, "message": message(to=["amqp-own@ok.test"])})
+        assert (await team.reply(c))["status"] == 202
+
+
+async def test_no_answer_goes_to_a_queue_that_is_not_the_callers(api: Api) -> None:
+    """reply_to naming another tenant's team queue, or any other queue: the submission is
+    accepted, but ingest publishes nothing there (it would be writing into a queue the caller
+    may not write to) and logs why; a bad API key is answered on direct reply-to only."""
+    foreign = (f"{api.prefix}.team.rival.{unique('inbox')}", unique("plain"))
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        queues = [await channel.declare_queue(name, auto_delete=True) for name in foreign]
+        exchange = await channel.get_exchange(f"{api.prefix}.submit")
+        addresses = []
+        for name in foreign:
+            address = f"{unique('amqp-foreign')}@ok.test"
+            addresses.append(address)
+            for body in (
+                {"api_key": api.key, "message": message(to=[address])},
+                {"api_key": "hato_bad", "message": message()},
+            ):
+                await exchange.publish(
+                    aio_pika.Message(json.dumps(body).encode(), reply_to=name, correlation_id="x"),
+                    routing_key="",
+                )
+        for address in addresses:
+            await delivered_to(api, address)
+        await eventually(
+            lambda: asyncio.sleep(0, api.stack.processes["ingest"].log()),
+            until=lambda log: log.count("no answer") >= 4,
+        )
+        for queue in queues:
+            assert await queue.get(no_ack=True, fail=False) is None, queue.name

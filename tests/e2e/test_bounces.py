@@ -251,3 +251,62 @@ async def test_a_refusal_at_rcpt_is_a_missing_mailbox_and_after_data_a_filter(ap
         until=lambda s: at_rcpt in s,
     )
     assert suppressed == {at_rcpt}
+
+
+def dsn_naming(recipients: list[str], status: str, text: str) -> bytes:
+    """One DSN with a failed block for each of ``recipients``."""
+    blocks = "".join(
+        f"\r\nFinal-Recipient: rfc822; {r}\r\nAction: failed\r\nStatus: {status}\r\n"
+        f"Diagnostic-Code: smtp; {text}\r\n"
+        for r in recipients
+    )
+    return (
+        "From: MAILER-DAEMON@mx.ok.test\r\nTo: bounces\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nThe mail system\r\n\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.ok.test\r\n"
+        f"{blocks}\r\n--B--\r\n"
+    ).encode()
+
+
+async def test_one_return_path_and_a_dsn_naming_others_bounces_only_its_own_recipient(
+    api: Api,
+) -> None:
+    """Issue 16's attack over SMTP: a recipient sends a DSN naming itself and two fellow
+    recipients to its own return path; only its own recipient bounces and is suppressed."""
+    me, v1, v2 = (f"{unique(n)}@ok.test" for n in ("me", "victim1", "victim2"))
+    r = await api.http.post("/v1/messages", json=message(to=[me, v1, v2]), headers=api.as_tenant())
+    assert r.status_code == 202, r.text
+    ids = {x["address"]: x["id"] for x in r.json()["recipients"]}
+    for address in (me, v1, v2):
+        await delivered_to(api, address)
+    await eventually(
+        lambda: api.store.recipients(r.json()["id"]),
+        until=lambda rs: all(x["status"] == "delivered" for x in rs),
+    )
+    return_path = next(x.mail_from for x in api.sink.received if me in x.rcpt_tos)
+    report = dsn_naming([v1, me, v2], "5.1.1", "550 5.1.1 User unknown")
+    assert await send_report(api, return_path, report) == [
+        "250 2.1.5 Ok",
+        "250 2.0.0 Ok: report received",
+    ]
+    await eventually(lambda: api.store.recipient(ids[me]), until=lambda x: x["status"] == "bounced")
+    await asyncio.sleep(0.5)  # had the others been touched, it would be by now
+    for victim in (v1, v2):
+        assert (await api.store.recipient(ids[victim]))["status"] == "delivered"
+    assert await api.store.directory.suppressed("acme", [me, v1, v2]) == {me}
+
+
+async def test_the_bounce_listener_takes_at_most_ten_return_paths_per_transaction(
+    api: Api,
+) -> None:
+    """RCPTs beyond the cap get 452 4.5.3 (the sender may retry them in another transaction)."""
+    _, _, return_path = await delivered(api, f"{unique('cap')}@ok.test")
+    raw = await RawSession.open(api.bounce_port)
+    await raw.cmd("EHLO mx.ok.test")
+    assert (await raw.cmd("MAIL FROM:<>"))[0].startswith("250")
+    replies = [(await raw.cmd(f"RCPT TO:<{return_path}>"))[0] for _ in range(12)]
+    await raw.close()
+    assert replies[:10] == ["250 2.1.5 Ok"] * 10
+    assert all(reply.startswith("452 4.5.3") for reply in replies[10:]), replies

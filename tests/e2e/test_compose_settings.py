@@ -26,7 +26,7 @@ from shared.broker import Exchange
 from shared.dns import records_for
 from shared.settings import DnsSettings, StoreSettings
 from shared.store import Store
-from shared.verp import Verp
+from shared.verp import TokenKind, Verp
 from tests.conftest import AMQP_URL, MONGODB_URL, unique
 from tests.helpers.compose import Loopback, load, seconds
 from tests.helpers.dkim_verify import dkimpy
@@ -249,8 +249,9 @@ async def test_mail_from_the_host_is_delivered_from_the_dispatchers_own_address(
     assert received.peer != net.address("sink")
     assert received.rcpt_tos == ["alice@example.com"]
     verp = Verp(compose.secret("verp.key").encode())
-    assert verp.parse(received.mail_from) is not None
-    assert verp.parse(received.mail_from)[0] == message_id
+    token = verp.parse(received.mail_from)
+    assert token is not None and token.kind is TokenKind.RECIPIENT
+    assert (await compose.store.recipient(token.id))["message_id"] == message_id
     domain = await compose.store.directory.domain("hato.test")
     published = {
         r.name.rstrip(".").lower(): r.value

@@ -7,6 +7,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from shared import schemas
 from shared.settings import StoreSettings
 from shared.store import Store
-from shared.verp import Verp
+from shared.verp import Token, TokenKind, Verp
 from tests.conftest import AMQP_URL, MONGODB_URL, TENANT, provision, unique
 from tests.helpers.dns import DnsServer
 from tests.helpers.net import free_port
@@ -172,10 +173,11 @@ async def test_both_instances_deliver_and_each_domain_keeps_its_ip(net: Net) -> 
 
 async def test_each_recipient_gets_its_own_signed_return_path(net: Net) -> None:
     """Per-recipient VERP on the sending domain's bounce subdomain: the envelope sender names
-    the message and the recipient, and a forged one does not parse."""
+    the recipient, dated today, and does not parse under another key."""
     message_id = await send(net, "v1@d5.test", "v2@d5.test")
     rcpts = await final(net, message_id, "delivered")
     verp = Verp(VERP_KEY.encode())
+    today = datetime.now(UTC).date()
     seen = {
         r.rcpt_tos[0]: r.mail_from
         for r in net.sink.received
@@ -184,7 +186,7 @@ async def test_each_recipient_gets_its_own_signed_return_path(net: Net) -> None:
     for rcpt in rcpts:
         sender = seen[rcpt["address"]]
         assert sender.endswith("@bounces.shop.test")
-        assert verp.parse(sender) == (message_id, rcpt["_id"])
+        assert verp.parse(sender) == Token(TokenKind.RECIPIENT, rcpt["_id"], today)
     assert Verp(b"another key").parse(seen["v1@d5.test"]) is None
 
 

@@ -50,8 +50,23 @@ async def test_each_message_becomes_one_eml_file_byte_for_byte(tmp_path) -> None
 
 
 async def test_files_are_named_after_the_message_id_of_the_return_path(tmp_path) -> None:
-    """A VERP return path names the Hato message: the file says which message it holds."""
-    message_id, recipient_id = str(uuid.uuid4()), str(uuid.uuid4())
-    sender = Verp(b"any key").address(message_id, recipient_id, "shop.test")
+    """A per-message VERP return path names the Hato message: the file says which it holds."""
+    message_id = str(uuid.uuid4())
+    sender = Verp(b"any key").for_message(message_id, "shop.test")
     files = await sink_files(tmp_path, b"Subject: x\r\n\r\nbody\r\n", sender)
     assert files[0].name.endswith(f"-{message_id}-1.eml")
+
+
+async def test_files_of_per_recipient_mail_are_named_after_hatos_received_field(tmp_path) -> None:
+    """A per-recipient return path names only the recipient: the message id comes from the
+    Received field Hato's ingest added."""
+    message_id, recipient_id = str(uuid.uuid4()), str(uuid.uuid4())
+    sender = Verp(b"any key").for_recipient(recipient_id, "shop.test")
+    raw = (
+        b"Received: from client.test (client.test [192.0.2.1])\r\n\tby hato.test (Hato) with"
+        b" ESMTPSA id " + message_id.encode() + b";\r\n\tMon, 1 Jan 2026 00:00:00 +0000\r\n"
+        b"Subject: x\r\n\r\nbody\r\n"
+    )
+    files = await sink_files(tmp_path, raw, sender)
+    assert files[0].name.endswith(f"-{message_id}-1.eml")
+    assert recipient_id not in files[0].name
