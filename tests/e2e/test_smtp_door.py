@@ -358,7 +358,7 @@ async def test_auth_inside_a_transaction_is_refused(door: Door) -> None:
     ("header", "answer"),
     [
         (b"From: orders@shop.test\r\nSubject: a\rBcc: v@victim.test\r\n", "554 5.6.0"),
-        (b"From: orders@shop.test\r\nSubject: a\nBcc: v@victim.test\r\n", "554 5.6.0"),
+        (b"From: orders@shop.test\r\nSubject: a\nFrom: ceo@bank.test\r\n", "554 5.6.0"),
         (b"From: orders@shop.test\r\nFrom: ceo@bank.test\r\n", "554 5.6.0"),
         (b"From: orders@shop.test, ceo@bank.test\r\n", "554 5.6.0"),
         (b"From: orders@shop.test\r\nSubject: a\0\r\n", "554 5.6.0"),
