@@ -60,10 +60,16 @@ def enable(client: aiosmtplib.SMTP) -> bool:
 
 
 async def envelope(
-    client: aiosmtplib.SMTP, mail_from: str, recipients: Sequence[str], timeout: float
+    client: aiosmtplib.SMTP,
+    mail_from: str,
+    recipients: Sequence[str],
+    timeout: float,
+    options: Sequence[str] = (),
 ) -> tuple[SMTPResponse, list[SMTPResponse]]:
-    """MAIL FROM and all RCPT TO in one write; (MAIL reply, RCPT replies)."""
-    commands = [b"MAIL FROM:" + quote_address(mail_from).encode("ascii")]
+    """MAIL FROM (with ``options``, e.g. BODY=8BITMIME) and all RCPT TO in one write;
+    (MAIL reply, RCPT replies)."""
+    mail = " ".join([f"MAIL FROM:{quote_address(mail_from)}", *options])
+    commands = [mail.encode("ascii")]
     commands += [b"RCPT TO:" + quote_address(r).encode("ascii") for r in recipients]
     if any(b"\r" in c or b"\n" in c for c in commands):
         raise ValueError("a line break in an address")

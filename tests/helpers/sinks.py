@@ -19,6 +19,7 @@ class Received:
     peer: str = ""
     helo: str = ""
     at: float = 0.0
+    mail_options: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Sink:
                     peer=session.peer[0],
                     helo=session.host_name or "",
                     at=asyncio.get_running_loop().time(),
+                    mail_options=list(envelope.mail_options),
                 )
             )
             self._arrived.set()

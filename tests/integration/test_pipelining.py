@@ -143,3 +143,27 @@ async def test_a_tarpit_is_cut_at_the_transaction_deadline() -> None:
     assert {r.status for r in attempt.results} == {RecipientStatus.DEFERRED}
     assert all("within 1.5 s" in r.reply.text for r in attempt.results), attempt.results[0]
     assert took < 10  # not the minutes the tarpit would take
+
+
+async def test_8bit_mail_is_declared_body_8bitmime() -> None:
+    """RFC 6152: a message with 8-bit bytes goes with BODY=8BITMIME to a server that offers
+    8BITMIME; a 7-bit one declares nothing."""
+    from tests.helpers.sinks import Sink
+
+    sink = await Sink(host="127.0.0.1").start()
+    client = SmtpClient(connect_timeout=5)
+    try:
+        for body in ("Subject: x\r\n\r\nplain\r\n", "Subject: x\r\n\r\nこんにちは\r\n"):
+            attempt = await client.send(
+                Target("sink.test", "127.0.0.1", sink.port),
+                Member("127.0.0.1", "out.test"),
+                "ok.test",
+                "bounce@shop.test",
+                recipients()[:1],
+                body.encode(),
+            )
+            assert attempt.results[0].status is RecipientStatus.DELIVERED
+        assert [r.mail_options for r in sink.received] == [[], ["BODY=8BITMIME"]]
+    finally:
+        await client.close_idle(all_=True)
+        await sink.stop()
