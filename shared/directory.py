@@ -361,16 +361,31 @@ class Directory:
         cursor = self.db.suppressions.find(query).sort("address", ASCENDING).limit(limit)
         return await cursor.to_list()
 
-    async def soft_bounce(self, tenant: str, address: str, *, window: timedelta) -> int:
-        """Record a soft bounce; how many the address had within ``window`` (this one too)."""
+    async def soft_bounce(
+        self, tenant: str, address: str, *, window: timedelta, key: str = ""
+    ) -> int:
+        """Record a soft bounce; how many the address had within ``window`` (this one too).
+        A bounce with a ``key`` already recorded (the same report applied again) is counted
+        once."""
         at = now()
         at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # BSON keeps milliseconds
-        doc = await self.db.soft_bounces.find_one_and_update(
-            {"_id": f"{tenant}:{address.lower()}"},
-            {"$push": {"at": at}, "$set": {"tenant": tenant, "address": address.lower()}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
+        _id = f"{tenant}:{address.lower()}"
+        query: dict[str, Any] = {"_id": _id}
+        update: dict[str, Any] = {
+            "$push": {"at": at},
+            "$set": {"tenant": tenant, "address": address.lower()},
+        }
+        if key:
+            query["keys"] = {"$ne": key}
+            update["$push"] = {"at": at, "keys": {"$each": [key], "$slice": -100}}
+        try:
+            doc = await self.db.soft_bounces.find_one_and_update(
+                query, update, upsert=True, return_document=ReturnDocument.AFTER
+            )
+        except pymongo.errors.DuplicateKeyError:  # the key is there: a repeat, not a bounce
+            doc = await self.db.soft_bounces.find_one({"_id": _id})
+            assert doc is not None
+            return len([t for t in doc["at"] if _aware(t) > at - window])
         recent = [t for t in doc["at"] if _aware(t) > at - window]
         if len(recent) != len(doc["at"]):
             await self.db.soft_bounces.update_one({"_id": doc["_id"]}, {"$set": {"at": recent}})

@@ -13,6 +13,7 @@ is recorded and published as an event, and feeds the tenant's suppression list.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -23,7 +24,7 @@ from services.bounce.classify import NOT_BOUNCES, Verdict
 from shared import logging as hlog
 from shared import metrics
 from shared.broker import Broker
-from shared.ids import new_id
+from shared.ids import event_id
 from shared.schemas import Event, EventType, RecipientStatus, Reply, utcnow
 from shared.store import Store
 from shared.timeline import Timeline
@@ -107,7 +108,10 @@ class Feedback:
             return True
         if verdict.suppress == "repeated":
             n = await self.store.directory.soft_bounce(
-                target.tenant, target.address, window=self.soft_window
+                target.tenant,
+                target.address,
+                window=self.soft_window,
+                key=_key(target, verdict, source),
             )
             if n >= self.soft_limit:
                 await self.store.directory.suppress(
@@ -125,7 +129,10 @@ class Feedback:
         target: Target, type_: EventType, reply: Reply, verdict: Verdict, source: str
     ) -> Event:
         return Event(
-            id=new_id(),
+            # The same report applied twice (a redelivered result, a resent DSN) is one event.
+            id=event_id(
+                type_, target.message_id, target.recipient_id, _key(target, verdict, source)
+            ),
             type=type_,
             message_id=target.message_id,
             tenant=target.tenant,
@@ -140,3 +147,9 @@ class Feedback:
                 "domain": target.address.rpartition("@")[2].lower(),
             },
         )
+
+
+def _key(target: Target, verdict: Verdict, source: str) -> str:
+    """What makes one bounce of a recipient this bounce: a report applied again has the same."""
+    said = f"{source}|{verdict.status}|{verdict.reason}|{verdict.diagnostic}".encode()
+    return f"{target.recipient_id}:{hashlib.sha256(said).hexdigest()[:16]}"

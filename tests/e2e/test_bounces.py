@@ -24,10 +24,11 @@ async def delivered(api: Api, address: str) -> tuple[str, str, str]:
     assert r.status_code == 202, r.text
     message_id = r.json()["id"]
     await delivered_to(api, address)
-    return_path = next(x.mail_from for x in api.sink.received if address in x.rcpt_tos)
     await eventually(
         lambda: api.store.recipients(message_id), until=lambda rs: rs[0]["status"] == "delivered"
     )
+    # This message's return path: the latest delivery to the address (sends are one by one).
+    return_path = [x.mail_from for x in api.sink.received if address in x.rcpt_tos][-1]
     return message_id, r.json()["recipients"][0]["id"], return_path
 
 

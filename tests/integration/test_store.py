@@ -184,6 +184,11 @@ async def test_suppressions_expire_and_soft_bounces_count_within_the_window(stor
     assert await d.soft_bounce("t", "a@x.test", window=timedelta(days=7)) == 1
     assert await d.soft_bounce("t", "a@x.test", window=timedelta(days=7)) == 2
     assert await d.soft_bounce("t", "a@x.test", window=timedelta(microseconds=1)) == 1
+    # The same report applied again (a redelivered result, a resent DSN) counts once.
+    week = timedelta(days=7)
+    assert await d.soft_bounce("t", "b@x.test", window=week, key="r1:dsn") == 1
+    assert await d.soft_bounce("t", "b@x.test", window=week, key="r1:dsn") == 1
+    assert await d.soft_bounce("t", "b@x.test", window=week, key="r2:dsn") == 2
 
 
 async def test_concurrent_suppression_lookups_share_a_query_but_not_their_answers(
