@@ -327,14 +327,38 @@ class Store:
     async def pending_recipients(self, ids: Iterable[str]) -> set[str]:
         """Which of these recipients still wait for delivery: stored and not final. A
         recipient already final is not sent again (a redelivered job); one without a document
-        belongs to a message whose acceptance failed, and is not sent at all."""
+        belongs to a message whose acceptance failed, and is not sent at all. Final ones whose
+        result was never reported come back marked ``!<id>``."""
         return await self._pending.submit(tuple(ids)) or set()
 
     async def _pending_batch(self, items: list[tuple[str, ...]]) -> list[set[str]]:
         ids = sorted({i for item in items for i in item})
-        docs = self.db.recipients.find({"_id": {"$in": ids}}, {"status": 1})
-        waiting = {d["_id"] async for d in docs if d.get("status") not in _FINAL}
-        return [waiting.intersection(item) for item in items]
+        docs = self.db.recipients.find({"_id": {"$in": ids}}, {"status": 1, "result_pending": 1})
+        waiting: set[str] = set()
+        unreported: set[str] = set()
+        async for d in docs:
+            if d.get("status") not in _FINAL:
+                waiting.add(d["_id"])
+            elif d.get("result_pending"):
+                unreported.add(f"!{d['_id']}")  # marked: see unreported_results()
+        return [
+            (waiting | unreported).intersection({*item, *(f"!{i}" for i in item)}) for item in items
+        ]
+
+    async def unreported_results(self, ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Recipients of these whose bounce or expiry was written but whose result never
+        reached the bounce service (the publish failed after the write): to publish again."""
+        return await self.db.recipients.find(
+            {"_id": {"$in": list(ids)}, "result_pending": True},
+            {"address": 1, "status": 1, "reply": 1, "command": 1, "attempts": 1},
+        ).to_list()
+
+    async def results_reported(self, ids: Sequence[str]) -> None:
+        """The bounce service has these recipients' results (published and confirmed)."""
+        if ids:
+            await self.db.recipients.update_many(
+                {"_id": {"$in": list(ids)}}, {"$unset": {"result_pending": ""}}
+            )
 
     async def record_attempt(
         self, results: Sequence[RecipientResult], events: Sequence[Event] = ()
@@ -358,7 +382,15 @@ class Store:
                 if r.status in _GROUPED:
                     by_status.setdefault(r.status, []).append(r.recipient_id)
                     continue
-                fields = {"status": r.status.value, "reply": r.reply.model_dump()}
+                # A bounce or an expiry is reported to the bounce service after this write;
+                # until that publish is confirmed the recipient says so (result_pending), and
+                # a redelivered job publishes it again (dispatcher Dispatcher.report_missed).
+                fields = {
+                    "status": r.status.value,
+                    "reply": r.reply.model_dump(),
+                    "result_pending": True,
+                    **({"command": r.command} if r.command else {}),
+                }
                 one_by_one.append(
                     UpdateOne(
                         {"_id": r.recipient_id, "status": {"$nin": _FINAL}},

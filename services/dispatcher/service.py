@@ -180,6 +180,7 @@ class Dispatcher:
         await self.store.record_attempt(results, events)
         if theirs:
             await self.broker.publish(result.model_copy(update={"results": theirs}))
+            await self.store.results_reported([r.recipient_id for r in theirs])
         await self.timeline.publish(events)
         for r in results:
             DELIVERIES.labels(r.status.value).inc()
@@ -203,13 +204,50 @@ class Dispatcher:
             raise RetryLater(delay, "deferred recipients")
 
     async def pending(self, job: DeliveryJob) -> list[Recipient]:
-        waiting = await self.store.pending_recipients(r.id for r in job.recipients)
+        found = await self.store.pending_recipients(r.id for r in job.recipients)
+        missed = {i[1:] for i in found if i.startswith("!")}
+        waiting = found - {f"!{i}" for i in missed}
+        if missed:
+            await self.report_missed(job, missed)
         if len(waiting) < len(job.recipients):
             log.info(
                 "not sending to recipients already final or without state",
                 skipped=len(job.recipients) - len(waiting),
             )
         return [r for r in job.recipients if r.id in waiting]
+
+    async def report_missed(self, job: DeliveryJob, ids: set[str]) -> None:
+        """Publish again the bounces and expiries of this job that were written but never
+        reached the bounce service (the first publish failed): their events and the
+        suppression list would be lost otherwise. The bounce service takes a result twice
+        without harm (its events and soft-bounce counts are keyed by what happened)."""
+        docs = await self.store.unreported_results(ids)
+        results = tuple(
+            RecipientResult(
+                recipient_id=d["_id"],
+                address=d["address"],
+                status=RecipientStatus(d["status"]),
+                reply=Reply(**d["reply"]),
+                command=d.get("command"),
+            )
+            for d in docs
+            if d.get("reply")
+        )
+        if not results:
+            return
+        await self.broker.publish(
+            DeliveryResult(
+                message_id=job.message_id,
+                tenant=job.tenant,
+                # The attempt that bounced (its events get the same ids as the first time).
+                attempt=max(int(d.get("attempts") or 1) for d in docs),
+                destination="",
+                results=results,
+                source_ip="",
+            )
+        )
+        await self.store.results_reported([r.recipient_id for r in results])
+        log.info("results published again", recipients=len(results))
 
     async def send(
         self,

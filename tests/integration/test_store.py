@@ -353,3 +353,18 @@ async def test_messages_go_after_their_retention_and_waiting_mail_stays(store: S
     assert await store.events(done) == []
     assert await store.message(waiting) is not None  # c@ is still queued
     assert await store.message(recent) is not None
+
+
+async def test_a_bounce_whose_result_was_not_reported_is_named_until_it_is(store: Store) -> None:
+    """A bounce written but not yet confirmed to the bounce service stays `result_pending`:
+    pending_recipients names it `!<id>` (a redelivered job publishes it again) until
+    results_reported() says the bounce service has it."""
+    message_id, (a, b) = await seed(store, "a@ok.test", "b@ok.test")
+    bounced = [result(a, RecipientStatus.BOUNCED, 550)]
+    await store.record_attempt(bounced)
+    assert await store.pending_recipients([a, b]) == {f"!{a}", b}
+    missed = await store.unreported_results([a])
+    assert [(d["_id"], d["status"], d["reply"]["code"]) for d in missed] == [(a, "bounced", 550)]
+    await store.results_reported([a])
+    assert await store.pending_recipients([a, b]) == {b}
+    assert await store.unreported_results([a]) == []
