@@ -1,4 +1,4 @@
-.PHONY: up down status test chaos lint bench bench-accept bench-sign bench-deliver
+.PHONY: up down status test fuzz chaos lint bench bench-accept bench-sign bench-deliver
 
 up:       ## bring the whole stack up locally (installs what is missing)
 	scripts/dev.sh up
@@ -11,6 +11,9 @@ status:
 
 test:     ## run the test suite against real RabbitMQ and FerretDB (started if needed)
 	scripts/test.sh
+
+fuzz:     ## the fuzz tests at length (HATO_FUZZ_EXAMPLES, default 5000 a test, random seeds)
+	HYPOTHESIS_PROFILE=fuzz scripts/test.sh -x --timeout=7200 tests/fuzz tests/e2e/test_openapi_fuzz.py
 
 chaos:    ## 400 mails at 20/s while every service, the database and RabbitMQ's app are killed
 	HATO_CHAOS_MAILS=400 HATO_CHAOS_RATE=20 HATO_CHAOS_RABBITMQ=1 scripts/test.sh -s tests/e2e/test_chaos.py

@@ -7,7 +7,7 @@ import base64
 import binascii
 import email.utils
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -37,7 +37,8 @@ RESERVED_HEADERS = frozenset(
         "Sender",
     )
 )
-_FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 2.2: printable ASCII except ':'
+# RFC 5322 2.2: printable ASCII except ':'; at most 76 so that "Name: " leaves room on a line.
+_FIELD_NAME = re.compile(r"[!-9;-~]{1,76}")
 _METADATA_KEY = re.compile(r"[\w-]{1,64}")  # letters, digits, _ and -: a key the store takes
 MAX_RECIPIENTS_PER_MESSAGE = 1000
 
@@ -77,6 +78,21 @@ def _base64(value: str) -> str:
 
 
 Base64 = Annotated[str, AfterValidator(_base64)]
+
+
+def _moment(value: datetime) -> datetime:
+    """In UTC (a time without an offset is taken as UTC), and within the years the store and
+    date arithmetic can hold: an extreme offset must not overflow later (a 500)."""
+    try:
+        utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range") from None
+    if not 1970 <= utc.year <= 9998:
+        raise ValueError("the time must be between the years 1970 and 9998")
+    return utc
+
+
+Moment = Annotated[datetime, AfterValidator(_moment)]
 
 
 def _checked_metadata(value: dict[str, str]) -> dict[str, str]:
@@ -146,7 +162,33 @@ class MessageIn(_Strict):
             raise ValueError(f"at most {MAX_RECIPIENTS_PER_MESSAGE} recipients")
         if self.text is None and self.html is None:
             raise ValueError("text or html is required")
+        if self.charset != "utf-8":
+            self._encodable(self.charset)
         return self
+
+    def _encodable(self, charset: str) -> None:
+        """Every text that goes into the message can be written in ``charset`` (ISO-2022-JP
+        has no emoji, accented Latin letters, ...)."""
+        texts = {
+            "subject": [self.subject],
+            "text": [self.text or ""],
+            "html": [self.html or ""],
+            "from": [self.from_],
+            "to": self.to,
+            "cc": self.cc,
+            "reply_to": self.reply_to,
+            "headers": list(self.headers.values()),
+            "attachments": [a.filename for a in self.attachments],
+        }
+        for field, values in texts.items():
+            for value in values:
+                try:
+                    value.encode(charset)
+                except UnicodeEncodeError as exc:
+                    bad = exc.object[exc.start : exc.end]
+                    raise ValueError(
+                        f"{field} has characters {charset} cannot write: {bad!r}"
+                    ) from None
 
     def envelope_recipients(self) -> tuple[str, ...]:
         seen: dict[str, str] = {}
@@ -214,5 +256,5 @@ class WebhookIn(_Strict):
 
 
 class ReplayIn(_Strict):
-    since: datetime
-    until: datetime
+    since: Moment
+    until: Moment

@@ -10,6 +10,7 @@ import email.charset
 import email.encoders
 import email.policy
 import email.utils
+import urllib.parse
 from email.header import Header
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
@@ -19,6 +20,8 @@ from email.mime.text import MIMEText
 from services.ingest.api_models import MessageIn, address_of
 
 _POLICY = email.policy.compat32.clone(linesep="\r\n")
+
+MAX_BODY_LINE = 998  # octets (RFC 5322 2.1.1); a longer ISO-2022-JP line goes as base64
 
 # UTF-8 text as quoted-printable (readable, 8-bit safe); ISO-2022-JP is 7-bit already.
 _UTF8 = email.charset.Charset("utf-8")
@@ -38,11 +41,22 @@ def _mailbox(mailbox: str, charset: str) -> str:
     name, address = email.utils.parseaddr(mailbox)
     if not name:
         return address
-    return email.utils.formataddr((name, address), charset=charset)
+    if name.isascii():
+        return email.utils.formataddr((name, address))
+    # As encoded words of at most 76 characters each: a long name still folds (formataddr
+    # would write it as one encoded word of any length).
+    return f"{Header(name, _charset(charset)).encode(linesep=' ')} <{address}>"
 
 
 def _text(body: str, subtype: str, charset: str) -> MIMEText:
     part = MIMEText(body, subtype, _charset(charset))
+    if charset != "utf-8" and any(
+        len(line) > MAX_BODY_LINE for line in part.get_payload(decode=True).splitlines()
+    ):
+        # ISO-2022-JP goes as 7bit, unwrapped: a line too long for SMTP goes as base64.
+        cs = email.charset.Charset(charset)
+        cs.body_encoding = email.charset.BASE64
+        part = MIMEText(body, subtype, cs)
     return part
 
 
@@ -97,11 +111,36 @@ def _attachment(a, charset: str, *, inline: bool) -> MIMENonMultipart:
     part = MIMEBase(maintype, subtype)
     part.set_payload(a.data())
     email.encoders.encode_base64(part)
-    filename = a.filename if a.filename.isascii() else (charset, "", a.filename)
-    part.add_header("Content-Disposition", "inline" if inline else "attachment", filename=filename)
+    part.add_header("Content-Disposition", "inline" if inline else "attachment")
+    for key, value in _filename(a.filename, charset).items():
+        part.set_param(key, value, header="Content-Disposition", requote=False)
     if inline:
         part.add_header("Content-ID", f"<{a.content_id.strip('<>')}>")
     return part
+
+
+def _filename(filename: str, charset: str) -> dict[str, str]:
+    """The Content-Disposition parameters naming the file: ``filename``, or for a name that is
+    not ASCII RFC 2231's ``filename*`` -- in continuations (``filename*0*=utf-8''...;
+    filename*1*=...``) that fold onto lines of their own when long. Each continuation holds
+    whole characters, complete in itself (ISO-2022-JP's escapes included): some readers,
+    Python's among them, decode the pieces one by one."""
+    if filename.isascii():  # at most 255 characters: it fits a line
+        return {"filename": filename}
+    chunks = [""]
+    for char in filename:
+        if chunks[-1] and len(_quote(chunks[-1] + char, charset)) > 60:
+            chunks.append("")
+        chunks[-1] += char
+    encoded = [_quote(chunk, charset) for chunk in chunks]
+    encoded[0] = f"{charset}''{encoded[0]}"
+    if len(encoded) == 1:
+        return {"filename*": encoded[0]}
+    return {f"filename*{i}*": piece for i, piece in enumerate(encoded)}
+
+
+def _quote(text: str, charset: str) -> str:
+    return urllib.parse.quote(text.encode(charset), safe="")
 
 
 def from_address(message: MessageIn) -> str:

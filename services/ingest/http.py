@@ -29,6 +29,7 @@ from services.ingest.api_models import (
     AcceptedOut,
     BatchIn,
     MessageIn,
+    Moment,
     RawMessageIn,
     ReplayIn,
     SuppressionIn,
@@ -267,8 +268,8 @@ def create_app(
             RecipientStatus | None, Query(description="Messages with a recipient in this status.")
         ] = None,
         tag: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: Moment | None = None,
+        until: Moment | None = None,
         before: str | None = Query(None, description="Page: the `next` of the previous page."),
         limit: int = Query(50, ge=1, le=500),
     ) -> dict:
@@ -331,8 +332,8 @@ def create_app(
     @app.get("/v1/reports/destinations", tags=["messages"])
     async def destinations(
         identity: Annotated[Identity, Depends(tenant)],
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: Moment | None = None,
+        until: Moment | None = None,
     ) -> dict:
         """Bounces, deferrals and expiries by destination domain and reason (default: the last
         24 hours): blocks and rate limits show here even though they suppress nobody."""

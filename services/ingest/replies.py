@@ -49,14 +49,19 @@ def queued(message_id: str) -> SMTPReply:
 # EHLO lines and the 334/354 continuations). aiosmtpd's own replies get one by their code.
 _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}\b")
 _ENHANCED_FOR = {
+    "211": "2.0.0",
+    "214": "2.0.0",  # HELP
     "221": "2.0.0",
     "250": "2.0.0",
+    "251": "2.1.5",
+    "252": "2.0.0",  # VRFY: cannot verify, will try (as Postfix answers)
     "220": "2.0.0",
     "235": "2.7.0",
     "421": "4.3.0",
     "451": "4.3.0",
     "452": "4.3.1",
     "454": "4.7.0",
+    "455": "4.5.4",
     "500": "5.5.2",
     "501": "5.5.4",
     "502": "5.5.1",

@@ -359,7 +359,7 @@ async def test_a_bounce_whose_result_was_not_reported_is_named_until_it_is(store
     """A bounce written but not yet confirmed to the bounce service stays `result_pending`:
     pending_recipients names it `!<id>` (a redelivered job publishes it again) until
     results_reported() says the bounce service has it."""
-    message_id, (a, b) = await seed(store, "a@ok.test", "b@ok.test")
+    _, (a, b) = await seed(store, "a@ok.test", "b@ok.test")
     bounced = [result(a, RecipientStatus.BOUNCED, 550)]
     await store.record_attempt(bounced)
     assert await store.pending_recipients([a, b]) == {f"!{a}", b}
