@@ -224,12 +224,20 @@ class HatoSMTP(SMTP):
     async def _refusal_before_greeting(self) -> SMTPReply | None:
         if self._over_limit:
             return replies.TOO_MANY_CONNECTIONS
+        # A tenant's own network (its printers, its shop servers) is known: no pause for it,
+        # as Postfix's postscreen spares the clients it knows. The others wait and are watched.
+        if self._client is not None and self._known(self._client):
+            return None
         if self.guard.greet_pause > 0:
             await asyncio.sleep(self.guard.greet_pause)
         if self._reader._buffer:  # type: ignore[attr-defined]  # it talked first
             log.info("client talked before the greeting", peer=self._client)
             return replies.PREGREET
         return None
+
+    def _known(self, ip: str) -> bool:
+        policy = getattr(self.event_handler, "policy", None)
+        return policy is not None and policy.tenant_for_peer(ip) is not None
 
     async def _drop(self, reply: SMTPReply | str) -> None:
         """Say ``reply`` and close; what the client sent meanwhile is not read."""

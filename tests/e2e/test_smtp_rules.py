@@ -73,7 +73,16 @@ async def _rest(reader: asyncio.StreamReader) -> bytes:
 
 
 async def test_a_client_that_talks_before_the_banner_is_dropped(port: int) -> None:
+    """A client outside the tenants' networks waits for the banner, and one that talks first
+    is dropped; a tenant's own network (127.0.0.1 here: its printers, its shop) is greeted at
+    once and served even when it does not wait."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"EHLO eager.test\r\nQUIT\r\n")
+    await writer.drain()
+    served = await _rest(reader)
+    writer.close()
+    assert served.startswith(b"220 ") and b"\r\n250" in served, served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.9", 0))
     writer.write(b"EHLO eager.test\r\nMAIL FROM:<orders@shop.test>\r\n")
     await writer.drain()
     said = await _rest(reader)
