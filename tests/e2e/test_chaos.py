@@ -89,7 +89,12 @@ async def test_nothing_is_lost_or_sent_twice_while_services_die(
     )
     await stack.start_all()
 
+    dispatcher_kills: list[float] = []  # when (loop time): the at-least-once window's ends
+    db_down: list[tuple[float, float]] = []  # the database's outages (loop time)
+
     def kill(name: str) -> None:
+        if name == "dispatcher":
+            dispatcher_kills.append(asyncio.get_running_loop().time())
         # The resend probe may have killed the dispatcher already: a dead process is fine.
         with contextlib.suppress(ProcessLookupError):
             stack.processes[name].process.send_signal(signal.SIGKILL)
@@ -137,9 +142,11 @@ async def test_nothing_is_lost_or_sent_twice_while_services_die(
                 await stack.processes[name].process.wait()
                 await stack.start(name)
         await asyncio.sleep(step)
+        stopped = asyncio.get_running_loop().time()
         await db.stop()  # the database goes away for a moment
         await asyncio.sleep(1.5)
         await db.start()
+        db_down.append((stopped, asyncio.get_running_loop().time()))
         if RABBITMQ:
             await asyncio.sleep(step)
             await asyncio.to_thread(rabbitmq_app_restart)
@@ -168,13 +175,30 @@ async def test_nothing_is_lost_or_sent_twice_while_services_die(
         delivered = Counter(a for r in sink.received for a in r.rcpt_tos)
         lost = [a for a in accepted if delivered[a] == 0 and final[a] == "delivered"]
         lost += [a for a, s in final.items() if s not in FINAL]
-        duplicated = [a for a, n in delivered.items() if n > 1 and a != RESEND_PROBE]
-        resent = delivered[RESEND_PROBE] - 1 if RESEND_PROBE in accepted else 0
+        # A second delivery is a resend at-least-once allows only when the first came just
+        # before a dispatcher was killed, or while the database was away (its 250 in, its
+        # database write not done): the probe's kill, the chaos round's and the outage can each
+        # catch deliveries in flight. Any other is a bug.
+        first_at = {}
+        for r in sink.received:
+            for a in r.rcpt_tos:
+                first_at.setdefault(a, r.at)
+        in_window = {
+            a
+            for a, n in delivered.items()
+            if n > 1
+            and (
+                any(0 <= k - first_at[a] <= 5 for k in dispatcher_kills)
+                or any(down - 5 <= first_at[a] <= up for down, up in db_down)
+            )
+        }
+        duplicated = [a for a, n in delivered.items() if n > 1 and a not in in_window]
+        resent = sum(delivered[a] - 1 for a in in_window)
         print(
             f"\nchaos: sent {MAILS} accepted {len(accepted)} "
             f"refused {MAILS - len(accepted)} delivered {sum(1 for a in accepted if delivered[a])} "
             f"lost {len(lost)} duplicated {len(duplicated)}; "
-            f"kill between 250 and the database write: resent {resent} time(s); "
+            f"a 250 whose database write a kill or an outage stopped: resent {resent} time(s); "
             f"states {dict(Counter(final.values()))}"
         )
         assert not lost, lost
