@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import AMQP_URL, unique
 from tests.e2e.conftest import FBL, Api, delivered_to, message
+from tests.helpers import reports
+from tests.helpers.reports import dsn
 from tests.helpers.smtp import RawSession
 from tests.helpers.waiting import eventually
 
@@ -30,19 +32,6 @@ async def delivered(api: Api, address: str) -> tuple[str, str, str]:
     # This message's return path: the latest delivery to the address (sends are one by one).
     return_path = [x.mail_from for x in api.sink.received if address in x.rcpt_tos][-1]
     return message_id, r.json()["recipients"][0]["id"], return_path
-
-
-def dsn(recipient: str, status: str, text: str) -> bytes:
-    return (
-        "From: MAILER-DAEMON@mx.ok.test\r\nTo: bounces\r\n"
-        "Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
-        "--B\r\nContent-Type: text/plain\r\n\r\nThe mail system\r\n\r\n"
-        f"<{recipient}>: host mx.ok.test said: {text}\r\n\r\n"
-        "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.ok.test\r\n"
-        f"\r\nFinal-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: {status}\r\n"
-        f"Diagnostic-Code: smtp; {text}\r\n\r\n--B--\r\n"
-    ).encode()
 
 
 async def send_report(api: Api, rcpt: str, body: bytes) -> list[str]:
@@ -153,16 +142,7 @@ async def test_every_report_is_kept_raw_before_it_is_read(api: Api) -> None:
 async def test_a_complaint_marks_complained_and_suppresses(api: Api) -> None:
     address = f"{unique('angry')}@ok.test"
     _, recipient_id, return_path = await delivered(api, address)
-    arf = (
-        "From: fbl@isp.test\r\nTo: fbl\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/report; report-type=feedback-report; boundary="A"\r\n\r\n'
-        "--A\r\nContent-Type: text/plain\r\n\r\nAbuse report\r\n"
-        "--A\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n"
-        f"Version: 1\r\nOriginal-Rcpt-To: <{address}>\r\n"
-        "--A\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-        f"Return-Path: <{return_path}>\r\nFrom: orders@shop.test\r\nTo: {address}\r\n"
-        "Subject: Order 7\r\n\r\n--A--\r\n"
-    ).encode()
+    arf = reports.arf(address, return_path)
     replies = await send_report(api, FBL, arf)
     assert replies[-1].startswith("250 2.0.0")
     rcpt = await eventually(

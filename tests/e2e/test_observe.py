@@ -25,6 +25,7 @@ import yaml
 from shared.settings import StoreSettings
 from shared.store import Store
 from tests.conftest import AMQP_URL, DOMAIN, TENANT, provision, unique
+from tests.helpers import reports
 from tests.helpers.dns import DnsServer
 from tests.helpers.ferretdb import PrivateFerretDB
 from tests.helpers.net import free_port
@@ -217,16 +218,7 @@ async def traffic(stack, store, sink, ports, key, cert, http) -> None:
     received = await eventually(
         lambda: _received(sink, "ok@gmail.com"), until=lambda x: x is not None
     )
-    arf = (
-        "From: fbl@isp.test\r\nTo: fbl\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/report; report-type=feedback-report; boundary="A"\r\n\r\n'
-        "--A\r\nContent-Type: text/plain\r\n\r\nAbuse report\r\n"
-        "--A\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n"
-        "Version: 1\r\nOriginal-Rcpt-To: <ok@gmail.com>\r\n"
-        "--A\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-        f"Return-Path: <{received.mail_from}>\r\nFrom: orders@{DOMAIN}\r\nTo: ok@gmail.com\r\n"
-        "Subject: Hi\r\n\r\n--A--\r\n"
-    ).encode()
+    arf = reports.arf("ok@gmail.com", received.mail_from, sender=f"orders@{DOMAIN}", subject="Hi")
     raw = await RawSession.open(ports["bounce"])
     await raw.cmd("EHLO isp.test")
     assert (await raw.cmd("MAIL FROM:<>"))[0].startswith("250")

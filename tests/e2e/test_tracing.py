@@ -27,11 +27,12 @@ from shared.ops import HttpServer
 from shared.settings import StoreSettings
 from shared.store import Store
 from tests.conftest import AMQP_URL, MONGODB_URL, TENANT, provision, unique
-from tests.e2e.test_bounces import dsn
+from tests.helpers import reports
 from tests.helpers.cli import run_hato
 from tests.helpers.dns import DnsServer
 from tests.helpers.net import free_port
 from tests.helpers.otlp import OtlpReceiver, ReceivedSpan, tree
+from tests.helpers.reports import dsn
 from tests.helpers.sinks import Sink
 from tests.helpers.smtp import RawSession, make_message
 from tests.helpers.smtp import send as smtp_send
@@ -453,16 +454,7 @@ async def test_a_complaint_is_matched_back_into_the_mails_trace(traced: Traced) 
             until=bool,
         )
     )[0]
-    arf = (
-        "From: fbl@isp.test\r\nTo: fbl\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/report; report-type=feedback-report; boundary="A"\r\n\r\n'
-        "--A\r\nContent-Type: text/plain\r\n\r\nAbuse report\r\n"
-        "--A\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n"
-        f"Version: 1\r\nOriginal-Rcpt-To: <{address}>\r\n"
-        "--A\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-        f"Return-Path: <{return_path}>\r\nFrom: orders@shop.test\r\nTo: {address}\r\n"
-        "Subject: Order 7\r\n\r\n--A--\r\n"
-    ).encode()
+    arf = reports.arf(address, return_path)
     await report(traced, FBL, arf)
     spans = await spans_of(traced, message["trace_id"], "accept", "complaint matched")
     accept = one(spans, name="accept")
