@@ -107,7 +107,8 @@ go_ok() { # FerretDB 1.24 needs Go 1.24 or newer
 ferret_build() {
   # Built from FerretDB v1.24.2 with tools/ferretdb/*.patch applied: _id lookups use the
   # _id index (unpatched, each one reads the whole collection), and an update writes the
-  # documents it modifies in one transaction (unpatched, one transaction and fsync each).
+  # documents it modifies in one transaction (unpatched, one transaction and fsync each),
+  # and release builds skip debug-only logging and leak tracking.
   local stamp src mod patch
   stamp="$(cat "$ROOT/tools/ferretdb/go.mod" "$ROOT/tools/ferretdb/main.go" \
     "$ROOT"/tools/ferretdb/*.patch | sha256sum | cut -c1-16)"
