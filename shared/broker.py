@@ -71,8 +71,8 @@ from aio_pika.abc import (
 from opentelemetry.trace import SpanKind
 from yarl import URL
 
+from shared import amqp_writes, schemas
 from shared import logging as hlog
-from shared import schemas
 from shared.errors import (
     TRANSIENT_ERRORS,
     CodecError,
@@ -220,6 +220,7 @@ class Broker:
     reconnects by itself (see the module docstring)."""
 
     def __init__(self, settings: BrokerSettings, *, name: str, pools: Iterable[str] = ()) -> None:
+        amqp_writes.install()  # frames ready together leave in one write
         self.settings = settings
         self.name = name
         self.seal_key: bytes | None = None  # Runtime sets it (settings, or the master key)

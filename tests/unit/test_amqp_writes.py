@@ -1,0 +1,72 @@
+"""Frames waiting together leave in one write, in order, and draining still reaches each."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiormq.abc import ChannelFrame
+from aiormq.connection import FrameGenerator
+
+from shared import amqp_writes
+
+
+def frame(payload: bytes, *, drain: bool = False, close: bool = False) -> ChannelFrame:
+    future = asyncio.get_running_loop().create_future() if drain else None
+    return ChannelFrame(payload=payload, should_close=close, drain_future=future)
+
+
+async def frames_out(*frames: ChannelFrame) -> list[ChannelFrame]:
+    amqp_writes.install()
+    queue: asyncio.Queue[ChannelFrame] = asyncio.Queue()
+    for f in frames:
+        queue.put_nowait(f)
+    generator = FrameGenerator(queue)
+    out = []
+    while not queue.empty():
+        out.append(await generator.__anext__())
+    return out
+
+
+@pytest.mark.asyncio
+async def test_waiting_frames_are_joined_in_order_and_each_drain_is_kept() -> None:
+    a, b, c = frame(b"a"), frame(b"b", drain=True), frame(b"c", drain=True)
+    [out] = await frames_out(a, b, c)
+    assert out.payload == b"abc"
+    assert out.should_drain and not out.should_close
+    out.drain()  # what aiormq's writer does once the socket took the bytes
+    await asyncio.sleep(0)
+    assert b.drain_future is not None and b.drain_future.done()
+    assert c.drain_future is not None and c.drain_future.done()
+
+
+@pytest.mark.asyncio
+async def test_a_lone_frame_goes_as_it_is() -> None:
+    a = frame(b"a", drain=True)
+    assert await frames_out(a) == [a]
+
+
+@pytest.mark.asyncio
+async def test_nothing_is_joined_after_a_closing_frame() -> None:
+    first, closing, after = frame(b"1"), frame(b"close", close=True), frame(b"late")
+    out = await frames_out(first, closing, after)
+    assert [f.payload for f in out] == [b"1close", b"late"]
+    assert out[0].should_close and not out[1].should_close
+
+
+@pytest.mark.asyncio
+async def test_a_write_stops_growing_past_the_size_limit() -> None:
+    big = b"x" * amqp_writes.MAX_BYTES
+    out = await frames_out(frame(b"a"), frame(big), frame(b"b"), frame(b"c"))
+    assert [len(f.payload) for f in out] == [1 + len(big), 2]
+
+
+@pytest.mark.asyncio
+async def test_a_closed_generator_stops() -> None:
+    amqp_writes.install()
+    queue: asyncio.Queue[ChannelFrame] = asyncio.Queue()
+    queue.put_nowait(frame(b"a"))
+    generator = FrameGenerator(queue)
+    generator.close_event.set()
+    with pytest.raises(StopAsyncIteration):
+        await generator.__anext__()
