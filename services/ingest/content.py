@@ -21,6 +21,7 @@ A message that fails is refused whole (SMTP ``554 5.6.0``, HTTP 400); nothing is
 from __future__ import annotations
 
 import email.utils
+import functools
 import re
 from email.headerregistry import HeaderRegistry
 
@@ -81,6 +82,13 @@ def check(raw: bytes) -> str:
 def one_mailbox(value: str, *, what: str = "the address") -> str:
     """The address of ``value``, which must be exactly one mailbox (``addr@domain`` or
     ``Name <addr@domain>``) read alike by the strict and the lenient parser."""
+    return _one_mailbox(value, what)
+
+
+@functools.lru_cache(maxsize=4096)
+def _one_mailbox(value: str, what: str) -> str:
+    # Remembered: a sender writes the same few From fields again and again (a shop's order
+    # mails), and the strict parser is the dearest step of the check. Refusals are not kept.
     if LINE_BREAKING.search(value):
         raise ContentError(f"{what} contains a line break or control character")
     try:
