@@ -221,6 +221,24 @@ async def test_concurrent_hourly_counts_neither_race_nor_lose_increments(store: 
     assert await d.count_hourly("a", -1) == 29
 
 
+async def test_hourly_counts_are_kept_in_process_between_syncs_and_none_is_lost(
+    store: Store,
+) -> None:
+    """Between syncs a process counts on its own (exact for itself, behind on the others by
+    at most ``hourly_sync``); its share reaches the store with its next sync."""
+    d = store.directory
+    other = type(d)(d.db)  # another ingest process
+    d.hourly_sync = other.hourly_sync = 0.3
+    assert await d.count_hourly("h") == 1  # asks the store
+    assert await d.count_hourly("h") == 2  # counted here
+    assert await other.count_hourly("h") == 2  # the store has d's first only
+    assert await d.count_hourly("h") == 3  # d does not know of other's yet
+    await asyncio.sleep(0.35)
+    assert await d.count_hourly("h") == 5  # d's two unsynced and this one reach the store
+    doc = await d.db.rates.find_one({"tenant": "h"})
+    assert doc is not None and doc["count"] == 5
+
+
 async def test_concurrent_sent_counts_add_up(store: Store) -> None:
     """Deliveries from one IP share one increment; none is lost."""
     d = store.pools
