@@ -6,6 +6,11 @@ a busy service makes one database round trip for many items. Each ``submit`` ret
 item is written (with its result, when ``write`` returns one per item) and raises what the
 write of its item raised.
 
+Under load the batches are small all the same: items come in bursts a few milliseconds apart,
+and each burst found the writer idle. So a writer may ``wait``: when its last write carried more
+than one item (the service is busy), the next batch waits that long for company before it is
+taken. A quiet service, whose writes carry one item each, never waits.
+
 When a batch of several fails, each of its items is written again alone: one caller's bad item
 (a document the database refuses) fails that caller only, not the others who happened to share
 its round trip. So ``write`` must be safe to repeat for items already written.
@@ -23,10 +28,16 @@ R = TypeVar("R")
 
 class Batcher(Generic[T, R]):
     def __init__(
-        self, write: Callable[[list[T]], Awaitable[list[R] | None]], *, max_batch: int
+        self,
+        write: Callable[[list[T]], Awaitable[list[R] | None]],
+        *,
+        max_batch: int,
+        wait: float = 0.0,
     ) -> None:
         self.write = write
         self.max_batch = max_batch
+        self.wait = wait  # seconds; see the module docstring
+        self._busy = False  # the last write carried more than one item
         self._pending: list[tuple[T, asyncio.Future[R | None]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -39,8 +50,11 @@ class Batcher(Generic[T, R]):
 
     async def _run(self) -> None:
         while self._pending:
+            if self._busy and self.wait and len(self._pending) < self.max_batch:
+                await asyncio.sleep(self.wait)
             batch = self._pending[: self.max_batch]
             del self._pending[: self.max_batch]
+            self._busy = len(batch) > 1
             try:
                 results = await self.write([item for item, _ in batch])
             except Exception as exc:

@@ -125,10 +125,10 @@ class _HourlyCount:
 
 
 class Directory:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, batch_wait: float = 0.0) -> None:
         self.db = db
         self._suppressed: Batcher[tuple[str, tuple[str, ...]], set[str]] = Batcher(
-            self._suppressed_batch, max_batch=100
+            self._suppressed_batch, max_batch=100, wait=batch_wait
         )
         self._hourly: Batcher[tuple[str, int], int] = Batcher(self._hourly_batch, max_batch=500)
         self._hourly_counts: dict[str, _HourlyCount] = {}

@@ -117,6 +117,12 @@ class StoreSettings(BaseSettings):
         5.0, gt=0, description="Seconds to wait for a server before a write fails."
     )
     events_ttl_days: int = Field(30, ge=1, description="Days events are kept (TTL index).")
+    batch_wait: float = Field(
+        0.004,
+        ge=0,
+        le=0.1,
+        description="Seconds a busy service's next group write waits for more items (0: never).",
+    )
 
 
 class TelemetrySettings(BaseSettings):

@@ -98,24 +98,27 @@ class Store:
         )
         self.db: AsyncDatabase[dict[str, Any]] = self.client[settings.database]
         self.events_ttl_index = False
-        self.directory = Directory(self.db)
+        self.directory = Directory(self.db, batch_wait=settings.batch_wait)
         self.idempotency = Idempotency(self.db)
         self.pools = Pools(self.db)
         self.webhooks = Webhooks(self.db)
+        wait = settings.batch_wait  # a busy service's writes wait this long for company
         self._messages: Batcher[tuple[dict[str, Any], list[dict[str, Any]], list[Event]], None] = (
-            Batcher(self._insert_messages, max_batch=100)
+            Batcher(self._insert_messages, max_batch=100, wait=wait)
         )
         # Group commit for the signer's and the dispatcher's per-message writes, too.
         self._signed: Batcher[tuple[str, dict[str, Any] | None, list[Event]], None] = Batcher(
-            self._mark_signed_batch, max_batch=200
+            self._mark_signed_batch, max_batch=200, wait=wait
         )
         self._pending: Batcher[tuple[str, ...], set[str]] = Batcher(
-            self._pending_batch, max_batch=200
+            self._pending_batch, max_batch=200, wait=wait
         )
         self._attempts: Batcher[tuple[list[UpdateOne], list[Event]], None] = Batcher(
-            self._attempts_batch, max_batch=200
+            self._attempts_batch, max_batch=200, wait=wait
         )
-        self._events: Batcher[list[Event], None] = Batcher(self._events_batch, max_batch=200)
+        self._events: Batcher[list[Event], None] = Batcher(
+            self._events_batch, max_batch=200, wait=wait
+        )
 
     async def close(self) -> None:
         await self.client.close()

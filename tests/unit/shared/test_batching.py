@@ -39,3 +39,23 @@ async def test_a_bad_item_fails_its_own_caller_only() -> None:
     await b.submit(7)  # the batcher goes on
     with pytest.raises(ConnectionError):
         await b.submit(2)
+
+
+async def test_a_busy_writer_waits_for_company_and_a_quiet_one_does_not() -> None:
+    """After a write of several items the next batch waits ``wait`` for more; after a write
+    of one item (a quiet service) the next is taken at once."""
+    writes: list[list[int]] = []
+
+    async def write(items: list[int]) -> None:
+        writes.append(items)
+
+    b = Batcher(write, max_batch=10, wait=0.05)
+    await b.submit(0)  # alone: written at once, no wait after it
+    started = asyncio.get_running_loop().time()
+    await b.submit(1)
+    assert asyncio.get_running_loop().time() - started < 0.04
+    await asyncio.gather(b.submit(2), b.submit(3))  # a burst: busy from now on
+    late = asyncio.create_task(b.submit(4))
+    await asyncio.sleep(0.01)
+    await asyncio.gather(late, b.submit(5))  # 5 arrives while 4 waits: they go together
+    assert writes == [[0], [1], [2, 3], [4, 5]]
