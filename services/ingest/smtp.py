@@ -21,6 +21,8 @@ import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 from enum import StrEnum
 from typing import Any
 
@@ -40,6 +42,14 @@ from shared.telemetry import tracer
 log = hlog.get_logger(__name__)
 
 _SOURCE_ROUTE = re.compile(r"\s*<\s*@")  # RFC 5321 4.1.2 obs-route: "<@relay:user@host>"
+# The common path, <dot-atom@host.name> and maybe parameters, read without the RFC 5322
+# parser; anything else (quoted local parts, comments, literals, UTF-8) goes to the parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PATH = re.compile(
+    rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
+    r"(?:[ \t]+(?![\s(])|\Z)(.*)",
+    re.S,
+)
 
 
 class Mode(StrEnum):
@@ -204,6 +214,16 @@ aiosmtpd.smtp.inspect = _Introspection()  # type: ignore[assignment]
 _NOT_SMTP = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "CONNECT", "HOST:"})
 
 
+def _parse_path(arg: str) -> tuple[str, str]:
+    """The address of an SMTP path and what follows it, read as aiosmtpd reads them
+    (HeaderParseError if it is none)."""
+    if arg.lstrip().startswith("<"):
+        address, rest = get_angle_addr(arg)
+    else:
+        address, rest = get_addr_spec(arg)
+    return str(address.addr_spec), str(rest)
+
+
 class HatoSMTP(SMTP):
     """aiosmtpd's SMTP with enhanced status codes on every reply, source routes refused,
     password checks that do not block the event loop, and the SessionGuard's rules."""
@@ -307,9 +327,24 @@ class HatoSMTP(SMTP):
             metrics.SMTP_TLS.labels(self.listener, ssl_object.version() or "unknown").inc()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd's own version, less the typing.Protocol class it defines on every call
+        # (a class creation per MAIL and RCPT: a tenth of the command's cost); and no
+        # source routes.
         if _SOURCE_ROUTE.match(arg):
             return None, None
-        return super()._getaddr(arg)
+        if not arg:
+            return "", ""
+        plain = _PLAIN_PATH.match(arg)
+        if plain is not None:  # what the parser below would answer: 1.6 us instead of 95
+            addr, rest = plain.group(1), plain.group(2)
+        else:
+            try:
+                addr, rest = _parse_path(arg)
+            except HeaderParseError:
+                return None, None
+        if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return addr, rest
 
     # aiosmtpd parses AUTH PLAIN/LOGIN and then calls a synchronous _authenticate; we keep its
     # parsing, stash the credentials there and check them asynchronously afterwards.
