@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -338,6 +339,55 @@ async def test_every_recipient_has_its_whole_timeline_in_order(pipeline: Pipelin
     assert last_accepted < signed[0] < first_attempt
     bounced = next(e for e in events if e["type"] == "bounced")
     assert bounced["detail"]["reason"] == "userunknown"  # classified where it is written
+
+
+async def test_a_burst_is_written_published_and_delivered_whole_and_once(
+    pipeline: Pipeline,
+) -> None:
+    """Sixty mails from twenty sessions at once, so that the services' writes and publishes
+    go in groups: every recipient is delivered once, the store has each one's accepted,
+    signed and delivered events once and in order, and a platform team's queue on the events
+    exchange receives every one of those events once."""
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(await channel.get_exchange(f"{pipeline.prefix}.events"), "acme.#")
+        before = len(pipeline.ok.received)
+
+        async def session(n: int) -> list[str]:
+            ids = []
+            for i in range(3):
+                outcome = await send(pipeline.smtp_port, rcpts=(f"burst{n}-{i}@ok.test",))
+                assert outcome.code == 250, outcome
+                ids.append(outcome.queued_id)
+            return ids
+
+        message_ids = [m for ids in await asyncio.gather(*map(session, range(20))) for m in ids]
+        await pipeline.ok.wait_for(before + 60)
+        published: dict[str, list[str]] = {}
+        wanted = {(m, t) for m in message_ids for t in ("accepted", "signed", "delivered")}
+        seen: set[tuple[str, str]] = set()
+        ids: list[str] = []
+        async with asyncio.timeout(30):
+            async with queue.iterator() as incoming:
+                async for message in incoming:
+                    await message.ack()
+                    event = json.loads(message.body.split(b"\n", 1)[0])
+                    if event["message_id"] in set(message_ids):
+                        ids.append(event["id"])
+                        seen.add((event["message_id"], event["type"]))
+                        published.setdefault(event["message_id"], []).append(event["type"])
+                    if wanted <= seen:
+                        break
+    assert len(ids) == len(set(ids)), "an event published twice"
+    await asyncio.sleep(0.5)
+    arrived = [r for r in pipeline.ok.received[before:] if b"burst" in r.data]
+    assert len(arrived) == 60  # each delivered once
+    for message_id in message_ids:
+        stored = [e["type"] for e in await pipeline.store.events(message_id)]
+        assert stored == ["accepted", "signed", "delivered"], (message_id, stored)
+        assert sorted(published[message_id]) == ["accepted", "delivered", "signed"]
 
 
 async def test_each_service_serves_health_readiness_and_metrics(pipeline: Pipeline) -> None:
