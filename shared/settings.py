@@ -7,10 +7,13 @@ Every field has a default and a one-line description.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.errors import ConfigError
 
 
 def comma_list(field: str):
@@ -36,6 +39,11 @@ class BrokerSettings(BaseSettings):
         "service connects to the first that answers and, when its connection is lost, to any "
         "that answers (the next one in the list first), then declares the topology and "
         "consumes again by itself. Publishes in flight while it switches fail as Unavailable.",
+    )
+    url_file: str = Field(
+        "",
+        description="File holding the AMQP URL(s) (a mounted secret: a URL carries the broker "
+        "password); when set, the URL is read from it and url is ignored.",
     )
     prefix: str = Field(
         "hato", description="Prefix of every exchange and queue name (isolates test runs)."
@@ -102,8 +110,24 @@ class BrokerSettings(BaseSettings):
     )
 
     def urls(self) -> list[str]:
-        """The broker URLs in the order they are tried."""
-        return [part.strip() for part in self.url.split(",") if part.strip()]
+        """The broker URLs in the order they are tried: from ``url_file`` when it is set (read
+        on every call, so a rewritten file is used on the next connect), else ``url``."""
+        return [part.strip() for part in self.url_setting().split(",") if part.strip()]
+
+    def url_setting(self) -> str:
+        """The URL text as configured: the file's content or ``url``."""
+        if not self.url_file:
+            return self.url
+        try:
+            return Path(self.url_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read HATO_AMQP_URL_FILE {self.url_file}: {exc.strerror}"
+            ) from None
+
+    def url_source(self) -> str:
+        """The setting the URLs come from, for messages: HATO_AMQP_URL or HATO_AMQP_URL_FILE."""
+        return "HATO_AMQP_URL_FILE" if self.url_file else "HATO_AMQP_URL"
 
 
 class StoreSettings(BaseSettings):
@@ -221,7 +245,5 @@ class VerpSettings(BaseSettings):
     def secret(self) -> bytes:
         value = self.key.get_secret_value()
         if not value and self.key_file:
-            from pathlib import Path
-
             value = Path(self.key_file).read_text().strip()
         return value.encode()

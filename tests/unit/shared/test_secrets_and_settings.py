@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from services.dispatcher.settings import DispatcherSettings
+from shared.errors import ConfigError
 from shared.secrets import SecretBox, SecretsError, generate_master_key
-from shared.settings import SecretsSettings
+from shared.settings import BrokerSettings, SecretsSettings
 from tests.helpers.settings import SETTINGS_CLASSES, own_fields
 
 
@@ -50,6 +51,19 @@ def test_service_settings_read_their_environment(monkeypatch) -> None:
     assert s.retry_delays == [1.0, 5.0]
     assert s.broker.url == "amqp://u:p@rabbit:5672/"
     assert s.store.database == "relay"
+
+
+def test_the_broker_url_comes_from_its_file(tmp_path) -> None:
+    """HATO_AMQP_URL_FILE, when set, is read (every node of a cluster, one line) and
+    HATO_AMQP_URL is ignored; an unreadable file is a configuration error naming it."""
+    url_file = tmp_path / "amqp.url"
+    url_file.write_text("amqp://h:k1@rmq-0:5672/, amqp://h:k1@rmq-1:5672/\n")
+    settings = BrokerSettings(url="amqp://guest:guest@127.0.0.1:5672/", url_file=str(url_file))
+    assert settings.urls() == ["amqp://h:k1@rmq-0:5672/", "amqp://h:k1@rmq-1:5672/"]
+    assert settings.url_source() == "HATO_AMQP_URL_FILE"
+    url_file.unlink()
+    with pytest.raises(ConfigError, match="HATO_AMQP_URL_FILE"):
+        settings.urls()
 
 
 def test_every_setting_has_a_description() -> None:
