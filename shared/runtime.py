@@ -29,6 +29,7 @@ from shared import logging as hlog
 from shared import metrics
 from shared.broker import Broker
 from shared.errors import TRANSIENT_ERRORS, ConfigError
+from shared.known_secrets import refuse_default_secrets
 from shared.ops import HttpServer, ops_app
 from shared.secrets import SecretBox, SecretsError
 from shared.settings import ServiceSettings
@@ -199,12 +200,15 @@ class Runtime:
 
 
 def main(name: str, settings: ServiceSettings, run: Callable[[], Awaitable[None]]) -> None:
-    """A service process: logging and tracing configured, ``run()`` on the event loop."""
+    """A service process: logging and tracing configured, no secret anyone could know (or the
+    operator's HATO_ALLOW_DEFAULT_SECRETS), ``run()`` on the event loop."""
     from shared.telemetry import configure_tracing
 
     hlog.configure(name, level=settings.telemetry.log_level, fmt=settings.telemetry.log_format)
     provider = configure_tracing(name, otlp_endpoint=settings.telemetry.otlp_endpoint)
     try:
+        for problem in refuse_default_secrets(settings):
+            log.warning("starting with a secret anyone could know", problem=problem)
         with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
             runner.run(_guarded(run))
     except ConfigError as exc:

@@ -186,7 +186,8 @@ class ServiceSettings(BaseSettings):
 
 
 class SecretsSettings(BaseSettings):
-    """Where the master key that encrypts private keys at rest comes from."""
+    """Where the master key that encrypts private keys at rest comes from, and whether a
+    service may start with secrets anyone could know (shared/known_secrets.py)."""
 
     model_config = SettingsConfigDict(env_prefix="HATO_", extra="ignore")
 
@@ -197,6 +198,12 @@ class SecretsSettings(BaseSettings):
     master_key_file: str = Field(
         "",
         description="File holding the master key (a mounted secret); used if master_key is empty.",
+    )
+    allow_default_secrets: bool = Field(
+        False,
+        description="Start even when a secret is a known default or placeholder (guest, hato, "
+        "change-me, ... in a URL to a host that is not loopback, or as a key or token); "
+        "throwaway setups only: each is logged as a warning.",
     )
 
 
