@@ -8,8 +8,10 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
 COPY hato ./hato
-# /secrets belongs to hato so that a new volume mounted there does too (Docker copies the
-# folder's owner into an empty volume): docker-compose.yml's init job writes secrets there.
-RUN pip install . && useradd --system --uid 10001 hato && install -d -o hato -m 700 /secrets
+# /secrets and /rabbitmq-conf belong to hato so that a new volume mounted there does too (Docker
+# copies the folder's owner into an empty volume): docker-compose.yml's secrets job writes Hato's
+# secrets into the one and RabbitMQ's conf.d (its generated user) into the other.
+RUN pip install . && useradd --system --uid 10001 hato \
+    && install -d -o hato -m 700 /secrets && install -d -o hato -m 755 /rabbitmq-conf
 USER hato
 CMD ["python", "-m", "services.ingest"]

@@ -1,10 +1,11 @@
-"""docker-compose.yml's settings deliver mail. No Docker engine runs here, so its init job and
-four services run as processes with the environment, commands and healthchecks the file gives
-them (read through the Compose Specification's loader), its network laid onto loopback
+"""docker-compose.yml's settings deliver mail. No Docker engine runs here, so its secrets and
+init jobs and four services run as processes with the environment, commands and healthchecks the
+file gives them (read through the Compose Specification's loader), its network laid onto loopback
 (172.28.a.b -> 127.28.a.b, tests/helpers/compose.py), and the real RabbitMQ and FerretDB
 standing in for its rabbitmq and mongodb services under a prefix and database of this test's
-own. A recording SMTP server listens where the compose sink does, an OTLP receiver where its
-jaeger does."""
+own (the broker URL the secrets job wrote for the compose rabbitmq is pointed at the stand-in,
+as the environment's URLs are). A recording SMTP server listens where the compose sink does, an
+OTLP receiver where its jaeger does."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aio_pika
 import aiosmtplib
@@ -38,7 +40,7 @@ from tests.helpers.waiting import eventually
 pytestmark = pytest.mark.integration
 
 STAND_INS = {"rabbitmq": AMQP_URL, "mongodb": MONGODB_URL}
-SECRETS = ("master.key", "verp.key", "admin.token")
+SECRETS = ("master.key", "verp.key", "admin.token", "amqp.url")
 # The stand-ins are shared: this test's exchanges, queues and database are its own, whatever
 # the compose file says.
 ISOLATING = ("HATO_AMQP_PREFIX", "HATO_AMQP_QUEUE_EXPIRES", "HATO_MONGODB_DATABASE")
@@ -49,6 +51,7 @@ class ComposeRun:
     net: Loopback
     store: Store
     secrets: Path
+    rabbitmq_conf: Path
     first_secrets: dict[str, str]
     processes: dict[str, ServiceProcess]
     sink: Sink
@@ -82,7 +85,7 @@ def environment(net: Loopback, service: str, env: dict[str, str]) -> dict[str, s
 
 
 async def run_once(net: Loopback, service: str, env: dict[str, str]) -> tuple[int, str]:
-    """A one-shot compose service (the init job) to its end: (exit code, output)."""
+    """A one-shot compose service (the secrets or init job) to its end: (exit code, output)."""
     compose = net.project["services"][service]
     command = [net.rewrite(a, service, STAND_INS) for a in compose["command"]]
     proc = await asyncio.create_subprocess_exec(
@@ -154,31 +157,52 @@ async def compose(tmp_path_factory) -> AsyncIterator[ComposeRun]:
     secrets = folder / "volumes" / "secrets"
     # Docker fills a new volume from the image's /secrets: an empty folder of the hato user's.
     secrets.mkdir(parents=True, mode=0o700)
+    rabbitmq_conf = folder / "volumes" / "rabbitmq-conf"
+    rabbitmq_conf.mkdir(mode=0o755)
     logs = folder / "logs"
     logs.mkdir()
-    net = Loopback(load(), volumes={"secrets": secrets})
+    net = Loopback(load(), volumes={"secrets": secrets, "rabbitmq-conf": rabbitmq_conf})
     prefix, database = unique("compose"), unique("compose")
     env = base_env(prefix, database)
     store = Store(StoreSettings(url=MONGODB_URL, database=database, timeout=3))
 
-    # depends_on order: the init job (twice: a restart of the stack runs it again), the sink,
-    # then the four services.
-    init_runs = [await run_once(net, "init", env)]
+    # depends_on order: the secrets job, the init job (each twice: a restart of the stack runs
+    # them again), the sink, then the four services.
+    init_runs = [await run_once(net, "secrets", env)]
     first = {n: (secrets / n).read_text() for n in SECRETS if (secrets / n).exists()}
-    init_runs.append(await run_once(net, "init", env))
+    init_runs.append(await run_once(net, "secrets", env))
+    again = {n: (secrets / n).read_text() for n in SECRETS if (secrets / n).exists()}
+    assert again == first, "the secrets job changed a secret on its second run"
+    # The file names the compose rabbitmq (here its loopback address) with the generated user;
+    # the stand-in RabbitMQ has users of its own, and the services read the URL from this file.
+    url_file = secrets / "amqp.url"
+    if url_file.exists():
+        generated = urlsplit(url_file.read_text().strip())
+        assert generated.hostname == net.address("rabbitmq"), generated.hostname
+        url_file.write_text(STAND_INS["rabbitmq"])
+    init_runs += [await run_once(net, "init", env) for _ in range(2)]
     sink_port = int(_option(net.project["services"]["sink"]["command"], "--port"))
     sink_health_before_start = await healthcheck(net, "sink", env)
     sink = await Sink(host=net.address("sink"), port=sink_port).start()
     jaeger = await OtlpReceiver(host=net.address("jaeger"), port=4318).start()
     processes: dict[str, ServiceProcess] = {}
     try:
-        assert [code for code, _ in init_runs] == [0, 0], init_runs
+        assert [code for code, _ in init_runs] == [0, 0, 0, 0], init_runs
         await until_healthy(net, "sink", env)
         for name in SERVICES:
             processes[name] = await start(net, name, env, logs)
         await asyncio.gather(*(until_healthy(net, n, env, processes[n]) for n in SERVICES))
         yield ComposeRun(
-            net, store, secrets, first, processes, sink, env, sink_health_before_start, jaeger
+            net,
+            store,
+            secrets,
+            rabbitmq_conf,
+            first,
+            processes,
+            sink,
+            env,
+            sink_health_before_start,
+            jaeger,
         )
     finally:
         codes = await asyncio.gather(*(p.terminate() for p in processes.values()))
@@ -204,15 +228,23 @@ async def _delete_exchanges(prefix: str) -> None:
                 await channel.exchange_delete(f"{prefix}.{name.value}")
 
 
-async def test_init_job_generates_each_secret_once(compose: ComposeRun) -> None:
-    """The init job writes the master key, VERP key and admin token into its volume, readable
-    by their owner only, and a second run keeps them as they are."""
+async def test_secrets_job_generates_each_secret_once(compose: ComposeRun) -> None:
+    """The secrets job writes the master key, VERP key, admin token and broker URL into its
+    volume, readable by their owner only (a second run keeps them as they are), and RabbitMQ's
+    user into RabbitMQ's conf.d, with the password the URL carries."""
+    first = compose.first_secrets
+    assert set(first) == set(SECRETS)
     for name in SECRETS:
         path = compose.secrets / name
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
-        assert len(compose.secret(name)) >= 32, name
-        assert path.read_text() == compose.first_secrets[name], f"{name} changed on a rerun"
-    assert len(set(map(compose.secret, SECRETS))) == len(SECRETS)
+        assert len(first[name].strip()) >= 32, name
+    for name in ("master.key", "verp.key", "admin.token"):  # the URL was pointed elsewhere
+        assert compose.secret(name) == first[name].strip(), f"{name} changed"
+    assert len({first[n].strip() for n in SECRETS}) == len(SECRETS)
+    conf = (compose.rabbitmq_conf / "20-credentials.conf").read_text()
+    url = urlsplit(first["amqp.url"].strip())
+    assert f"default_user = {url.username}\ndefault_pass = {url.password}\n" == conf
+    assert url.hostname == compose.net.address("rabbitmq")  # rabbitmq, laid onto loopback
 
 
 async def test_healthchecks_pass_against_the_running_services(compose: ComposeRun) -> None:
@@ -273,7 +305,7 @@ async def test_mail_from_the_host_is_delivered_from_the_dispatchers_own_address(
 
 
 async def test_admin_api_takes_the_generated_token(compose: ComposeRun) -> None:
-    """Ingest reads the operator token from the file the init job generated
+    """Ingest reads the operator token from the file the secrets job generated
     (HATO_INGEST_ADMIN_TOKEN_FILE): it opens /admin/v1, and nothing else does."""
     host = compose.net.environment("ingest")["HATO_INGEST_HTTP_HOST"]
     url = f"http://{host}:{compose.port('ingest', 8025)}/admin/v1/pools"

@@ -1,14 +1,17 @@
 """docker-compose.yml as Docker Compose loads it (the Compose Specification's loader, through
 tools/composecheck) and the Prometheus and Grafana files it mounts: every service healthy before
-its dependents start, only real settings, no secret written down, the dispatcher sending from an
-address of its own. tests/e2e/test_compose_settings.py runs the same settings."""
+its dependents start, only real settings, no secret or password written down (a secrets job
+makes them before anything starts), the dispatcher sending from an address of its own.
+tests/e2e/test_compose_settings.py runs the same settings."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 import re
-import shlex
+import stat
+import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,15 +19,20 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from shared.known_secrets import KNOWN_SECRETS
 from shared.settings import ServiceSettings
-from tests.helpers.compose import load, run_loader, seconds
+from tests.helpers.compose import COMPOSE_FILE, Loopback, load, run_loader, seconds
 from tests.helpers.settings import known_variables
 from tests.helpers.stack import ROOT, SERVICES
 
 # The image is python:3.11-slim with Hato installed: no curl, no wget.
 IMAGE_TOOLS = {"python", "hato"}
 # Settings holding a secret: compose must name a file instead (HATO_..._FILE).
-SECRET_SETTINGS = ("HATO_MASTER_KEY", "HATO_VERP_KEY", "HATO_INGEST_ADMIN_TOKEN")
+SECRET_SETTINGS = ("HATO_MASTER_KEY", "HATO_VERP_KEY", "HATO_INGEST_ADMIN_TOKEN", "HATO_AMQP_URL")
+# A URL with a written-down password in it: scheme://user:password@host (a template's
+# placeholder, <generated> or a sed group \1, is none).
+URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]*:([\w.~%!*'+,;=-]*)@", re.IGNORECASE)
+RABBITMQ_CONF_D = "/etc/rabbitmq/conf.d"
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +45,14 @@ def services(project: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def one_shot(service: dict[str, Any]) -> bool:
-    """A job that runs to its end (the init job): nothing waits for it to be healthy."""
+    """A job that runs to its end (the secrets and init jobs): nothing waits for it to be
+    healthy."""
     return service.get("restart") == "no"
+
+
+def script(service: dict[str, Any]) -> str:
+    """A job's command as one text (its `sh -ec` script, or its words)."""
+    return " ".join(service["command"])
 
 
 def hato_image(service: dict[str, Any]) -> bool:
@@ -65,6 +79,7 @@ def test_compose_file_loads_as_project_hato_with_every_service(project) -> None:
     assert project["name"] == "hato"
     assert set(services(project)) >= {
         *SERVICES,
+        "secrets",
         "init",
         "sink",
         "rabbitmq",
@@ -116,7 +131,7 @@ def test_every_long_running_service_has_a_healthcheck(project) -> None:
 
 def test_dependencies_wait_for_health_or_completion(project) -> None:
     """depends_on waits for a healthy service or a finished job, never just a started one; each
-    Hato service waits for RabbitMQ, MongoDB and the init job."""
+    Hato service waits for the secrets job, RabbitMQ, MongoDB and the init job."""
     all_services = services(project)
     for name, service in all_services.items():
         for target, dep in (service.get("depends_on") or {}).items():
@@ -129,19 +144,46 @@ def test_dependencies_wait_for_health_or_completion(project) -> None:
     for name in (*SERVICES, "init"):
         deps = {t: d["condition"] for t, d in all_services[name]["depends_on"].items()}
         assert deps["rabbitmq"] == deps["mongodb"] == "service_healthy", name
+        assert deps["secrets"] == "service_completed_successfully", name
         if name != "init":
             assert deps["init"] == "service_completed_successfully", name
 
 
+def test_the_secrets_job_runs_before_the_broker_and_every_hato_process(project) -> None:
+    """The one-shot secrets job waits for nothing, and RabbitMQ and everything that mounts the
+    secrets volume start only once it has finished: nobody reads a secret before it exists."""
+    all_services = services(project)
+    job = all_services["secrets"]
+    assert one_shot(job) and not job.get("depends_on")
+    readers = {
+        name
+        for name, service in all_services.items()
+        if any(m.get("source") == "secrets" for m in service.get("volumes") or [])
+    }
+    assert readers >= {*SERVICES, "init", "secrets"}
+    for name in (readers - {"secrets"}) | {"rabbitmq"}:
+        dep = (all_services[name].get("depends_on") or {}).get("secrets")
+        assert dep == {"condition": "service_completed_successfully", "required": True}, name
+
+
 def test_no_secret_is_written_in_the_file(project) -> None:
-    """No value reads change-me and no secret is set inline: the services read each secret
-    from a file of a volume they mount read-only, which the init job writes."""
+    """No value reads change-me, no URL carries a password (not RabbitMQ's either: no
+    RABBITMQ_DEFAULT_PASS) and no secret is set inline: the services read each secret, the
+    broker URL included, from a file of a volume they mount read-only, which the secrets job
+    writes."""
+    text = COMPOSE_FILE.read_text()
+    assert "change-me" not in text.lower()
+    assert not URL_PASSWORD.findall(text), "a URL with a password in docker-compose.yml"
     for name, service in services(project).items():
         for variable, value in (service.get("environment") or {}).items():
             assert "change-me" not in (value or "").lower(), f"{name}: {variable}={value}"
-    init = services(project)["init"]
-    init_mounts = {m["source"]: m for m in init["volumes"] if m["type"] == "volume"}
-    script = " ".join(init["command"])
+            assert not URL_PASSWORD.search(value or ""), f"{name}: {variable}={value}"
+            assert not variable.startswith("RABBITMQ_DEFAULT_"), f"{name}: {variable}"
+            if re.search(r"PASS|SECRET|TOKEN|KEY$", variable):
+                assert (value or "").lower() not in KNOWN_SECRETS, f"{name}: {variable}={value}"
+    job = services(project)["secrets"]
+    job_mounts = {m["source"]: m for m in job["volumes"] if m["type"] == "volume"}
+    made = script(job)
     for name, service in services(project).items():
         env = service.get("environment") or {}
         for secret in SECRET_SETTINGS:
@@ -152,18 +194,75 @@ def test_no_secret_is_written_in_the_file(project) -> None:
             mount = next(
                 m for m in service["volumes"] if PurePosixPath(m["target"]) in path.parents
             )
-            assert mount["type"] == "volume" and mount["source"] in init_mounts, name
-            assert name == "init" or mount.get("read_only"), f"{name} may write {path}"
-            written = PurePosixPath(init_mounts[mount["source"]]["target"]) / path.relative_to(
+            assert mount["type"] == "volume" and mount["source"] in job_mounts, name
+            assert mount.get("read_only"), f"{name} may write {path}"
+            written = PurePosixPath(job_mounts[mount["source"]]["target"]) / path.relative_to(
                 mount["target"]
             )
-            assert str(written) in script, f"the init job does not make {written}"
-    for name in SERVICES:
+            assert str(written) in made, f"the secrets job does not make {written}"
+    for name in (*SERVICES, "init"):
         env = services(project)[name]["environment"]
         assert env["HATO_MASTER_KEY_FILE"], name
+        assert env["HATO_AMQP_URL_FILE"], name
     assert services(project)["ingest"]["environment"]["HATO_INGEST_ADMIN_TOKEN_FILE"]
     for name in ("dispatcher", "bounce"):  # one signs return paths, the other checks them
         assert services(project)[name]["environment"]["HATO_VERP_KEY_FILE"], name
+
+
+def test_rabbitmq_takes_its_user_from_the_generated_conf(project) -> None:
+    """RabbitMQ sets no user of its own: its conf.d is a volume only the secrets job writes
+    (and RabbitMQ mounts read-only), holding default_user and default_pass."""
+    rabbitmq, job = services(project)["rabbitmq"], services(project)["secrets"]
+    assert not rabbitmq.get("environment"), "RabbitMQ's user comes from its conf.d"
+    (conf,) = [m for m in rabbitmq["volumes"] if m["target"] == RABBITMQ_CONF_D]
+    assert conf["type"] == "volume" and conf.get("read_only"), conf
+    writers = [
+        name
+        for name, service in services(project).items()
+        for m in service.get("volumes") or []
+        if m.get("source") == conf["source"] and not m.get("read_only")
+    ]
+    assert writers == ["secrets"]
+    made = script(job)
+    assert "default_user = hato" in made and "default_pass = " in made
+
+
+def test_the_secrets_job_makes_each_secret_once(project, tmp_path: Path) -> None:
+    """Run twice as compose would (its volumes as folders here): the master key, VERP key,
+    operator token, RabbitMQ's conf and the broker URL exist after the first run, Hato's
+    readable by their owner only, RabbitMQ's by the broker's user too; the URL's password is
+    the one RabbitMQ's conf gives its user, to the rabbitmq service; the second run changes
+    nothing."""
+    volumes = {"secrets": tmp_path / "secrets", "rabbitmq-conf": tmp_path / "rabbitmq-conf"}
+    for folder in volumes.values():
+        folder.mkdir()
+    net = Loopback(project, volumes=volumes)
+    command = [net.rewrite(a, "secrets") for a in services(project)["secrets"]["command"]]
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HATO_ENV_FILE": ""}
+    runs = []
+    for _ in range(2):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        runs.append({p.name: p.read_text() for v in volumes.values() for p in v.iterdir()})
+    assert runs[0] == runs[1], "a rerun changed a secret"
+    files = runs[0]
+    assert set(files) == {
+        "master.key",
+        "verp.key",
+        "admin.token",
+        "amqp.url",
+        "20-credentials.conf",
+        "10-defaults.conf",
+    }
+    for name in ("master.key", "verp.key", "admin.token", "amqp.url"):
+        assert stat.S_IMODE((volumes["secrets"] / name).stat().st_mode) == 0o600, name
+    for conf in volumes["rabbitmq-conf"].iterdir():
+        assert stat.S_IMODE(conf.stat().st_mode) == 0o644, conf.name
+    conf = dict(line.split(" = ", 1) for line in files["20-credentials.conf"].splitlines() if line)
+    url = urlsplit(files["amqp.url"].strip())
+    assert (url.username, url.password) == (conf["default_user"], conf["default_pass"])
+    assert (url.hostname, url.port) == (net.address("rabbitmq"), 5672)  # rabbitmq:5672 here
+    assert len(conf["default_pass"]) >= 32 and conf["default_pass"].lower() not in KNOWN_SECRETS
 
 
 def test_dispatcher_sends_from_its_own_fixed_address_to_the_sink(project) -> None:
@@ -188,8 +287,9 @@ def test_dev_tenant_relays_for_the_compose_network(project) -> None:
     """Mail from the host arrives from the network's gateway: the init job lets the dev tenant
     relay for the network that contains it."""
     ipam = network(project)
-    script = shlex.split(services(project)["init"]["command"][-1].split("hato dev init")[1])
-    relays = ipaddress.IPv4Network(script[script.index("--network") + 1])
+    command = services(project)["init"]["command"]
+    assert command[:3] == ["hato", "dev", "init"]
+    relays = ipaddress.IPv4Network(command[command.index("--network") + 1])
     assert relays == ipaddress.IPv4Network(ipam["subnet"])
     assert ipaddress.IPv4Address(ipam["gateway"]) in relays
 
@@ -203,9 +303,9 @@ def test_broker_and_database_keep_their_data(project) -> None:
     for service, path in ((rabbitmq, "/var/lib/rabbitmq"), (mongodb, "/data/db")):
         mount = next(m for m in service["volumes"] if m["target"] == path)
         assert mount["type"] == "volume" and mount["source"] in volumes
+    assert "@rabbitmq:5672/" in script(services(project)["secrets"]), "the broker URL"
     for name in (*SERVICES, "init"):
         env = services(project)[name]["environment"]
-        assert urlsplit(env["HATO_AMQP_URL"]).hostname == "rabbitmq", name
         assert urlsplit(env["HATO_MONGODB_URL"]).hostname == "mongodb", name
 
 
@@ -325,15 +425,18 @@ def test_published_ports_bind_loopback_only(project) -> None:
             assert port["host_ip"] == "127.0.0.1", f"{name}: {port}"
 
 
-def test_init_job_writes_its_volume_without_root(project) -> None:
-    """The init job runs as the image's user, and the image makes the folder its volume mounts
-    that user's (Docker copies the owner into a new volume), so it can write the secrets."""
-    init = services(project)["init"]
-    assert not init.get("user"), "the init job needs no other user"
+def test_jobs_write_their_volumes_without_root(project) -> None:
+    """The one-shot jobs run as the image's user, and the image makes each folder a job's
+    volume mounts writable that user's (Docker copies the owner into a new volume), so the
+    secrets job can write the secrets and RabbitMQ's conf."""
     dockerfile = (ROOT / "Dockerfile").read_text()
     user = re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)[-1]
     owned = {
         path: owner for owner, path in re.findall(r"install -d -o (\S+) .*?(/\S+)", dockerfile)
     }
-    for mount in init["volumes"]:
-        assert owned.get(mount["target"]) == user, f"{mount['target']} is not {user}'s"
+    for name in ("secrets", "init"):
+        job = services(project)[name]
+        assert not job.get("user"), f"the {name} job needs no other user"
+        for mount in job["volumes"]:
+            if not mount.get("read_only"):
+                assert owned.get(mount["target"]) == user, f"{mount['target']} is not {user}'s"
