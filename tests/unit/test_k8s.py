@@ -18,6 +18,7 @@ from services.bounce.settings import BounceSettings
 from services.dispatcher.settings import DispatcherSettings
 from services.ingest.settings import IngestSettings
 from services.signer.settings import SignerSettings
+from shared.known_secrets import problems
 from tests.helpers.k8s import (
     K8S,
     KUBERNETES_VERSIONS,
@@ -99,9 +100,9 @@ def test_hato_variables_named_in_the_manifests_text_exist() -> None:
 
 @pytest.mark.parametrize("path", kustomizations(), ids=IDS)
 def test_each_pod_gets_settings_its_service_can_load(path: Path, monkeypatch) -> None:
-    """With exactly the environment a pod starts with, its service's settings load, the ops
-    endpoint listens on the port the probes use, and the drain grace is what the pod spec
-    was sized for."""
+    """With exactly the environment a pod starts with, its service's settings load, hold no
+    secret anyone could know (the service would refuse to start), the ops endpoint listens on
+    the port the probes use, and the drain grace is what the pod spec was sized for."""
     objs = build(path)
     for service in SERVICES:
         w = workload(objs, service)
@@ -111,6 +112,7 @@ def test_each_pod_gets_settings_its_service_can_load(path: Path, monkeypatch) ->
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         settings = SETTINGS[service]()
+        assert problems(settings) == [], service
         assert settings.ops_port == OPS_PORTS[service], service
         assert settings.ops_host != "127.0.0.1", f"{service}: probes cannot reach loopback"
         if service == "dispatcher":
@@ -341,21 +343,43 @@ def test_production_uses_quorum_queues_and_dispatchers_send_from_their_nodes_ips
 
 
 def test_dev_runs_its_own_rabbitmq_and_mongodb_with_volumes() -> None:
-    """Dev: RabbitMQ and MongoDB as StatefulSets with volume claims, which the connection
-    URLs name, and a RabbitMQ that takes Hato's largest message."""
+    """Dev: RabbitMQ and MongoDB as StatefulSets with volume claims, and a RabbitMQ that takes
+    Hato's largest message and its user from the operator's Secret rabbitmq-credentials (a
+    conf.d file, readable by the broker's group only), with no guest let in from afar."""
     objs = build(DEV)
     for name, port in (("rabbitmq", 5672), ("mongodb", 27017)):
         server = named(objs, "StatefulSet", name)
         assert server["spec"]["volumeClaimTemplates"], name
         assert port in {p["port"] for p in named(objs, "Service", name)["spec"]["ports"]}
+    rabbitmq = named(objs, "StatefulSet", "rabbitmq")
+    volumes = {v["name"]: v for v in rabbitmq["spec"]["template"]["spec"]["volumes"]}
+    mounts = {m["mountPath"]: m for m in container(rabbitmq)["volumeMounts"]}
+    mount = mounts["/etc/rabbitmq/conf.d/30-credentials.conf"]
+    secret = volumes[mount["name"]]["secret"]
+    assert secret["secretName"] == "rabbitmq-credentials"
+    assert mount["subPath"] in {i["path"] for i in secret["items"]}
+    assert secret["defaultMode"] == 0o440
+    assert rabbitmq["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 999
     env = pod_env(objs, workload(objs, "ingest"))
-    assert env["HATO_AMQP_URL"].endswith("@rabbitmq:5672/")
-    assert env["HATO_MONGODB_URL"] == "mongodb://mongodb:27017/"
     conf = named(objs, "ConfigMap", "rabbitmq-config")["data"]["20-hato.conf"]
+    assert "loopback_users" not in conf
     limit = int(re.search(r"^max_message_size = (\d+)$", conf, re.MULTILINE).group(1))
     largest = int(env["HATO_INGEST_MAX_MESSAGE_SIZE"])
     # Bare LFs become CRLF on acceptance (up to twice the bytes), plus the JSON envelope.
     assert limit >= 2 * largest + 2**20, (limit, largest)
+
+
+@pytest.mark.parametrize("path", kustomizations(), ids=IDS)
+def test_no_password_is_written_in_the_manifests(path: Path) -> None:
+    """No rendered object carries a password: no Secret is generated (a secretGenerator's
+    value is the same for everyone who builds this repository), no URL in a ConfigMap or a
+    pod spec has one, and no RabbitMQ lets guest in from afar. The operator creates the
+    Secrets with passwords of their own (README, "Deploy → Kubernetes")."""
+    objs = build(path)
+    assert not of_kind(objs, "Secret"), "a Secret written in deploy/k8s/"
+    text = yaml.safe_dump_all(objs)
+    assert not re.findall(r"://[^/\s:@'\"]*:[^@\s/'\"]*@", text), "a URL with a password"
+    assert "loopback_users.guest = false" not in text
 
 
 def test_the_prometheus_rule_carries_the_alert_rules_file() -> None:
