@@ -1,7 +1,7 @@
 """The bounce classifier against labelled corpora: precision and recall per reason and per
 format, and how often the recipient, the status code and hard/soft come out right.
 
-    python -m bench.classify [--corpus DIR ...] [--errors]
+    python -m bench.classify [--corpus DIR ...] [--split dev|holdout] [--errors]
 
 Two corpus layouts are read, both labelled with Sisimai's reason names (Hato's own):
 
@@ -17,6 +17,10 @@ Two corpus layouts are read, both labelled with Sisimai's reason names (Hato's o
 
 Each recipient of each message is one case; a message that is not a bounce is one case,
 labelled ``not-a-bounce``. With ``--corpus`` given several times, each is measured in turn.
+
+A corpus whose labels have a ``split`` column (``tests/corpus/heldout``) is measured whole, or
+one part with ``--split``. ``--errors`` never lists the cases of the ``holdout`` part: they
+are kept unseen so that their figures stay a true held-out measure.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class Case:
     pseudo: bool = False  # the expected status is only a class (X.0.9NN)
     hard: str = ""  # expected "1", "0" or "" (not labelled)
     predicted_hard: bool = False
+    held_out: bool = False  # in the part of a corpus whose errors are not shown
 
     @property
     def right(self) -> bool:
@@ -142,10 +147,15 @@ def format_of(file: str) -> str:
     return parts[0]
 
 
-def evaluate(corpus: Path) -> list[Case]:
+HOLDOUT = "holdout"
+
+
+def evaluate(corpus: Path, split: str | None = None) -> list[Case]:
     cases: list[Case] = []
     with (corpus / "labels.tsv").open() as f:
         for row in csv.DictReader(f, delimiter="\t"):
+            if split and row.get("split", "") != split:
+                continue
             sisimai = "expected_reason" in row
             path = corpus / "eml" / row["file"] if sisimai else corpus / row["file"]
             predicted = predict(path)
@@ -172,6 +182,7 @@ def evaluate(corpus: Path) -> list[Case]:
                         pseudo=pseudo,
                         hard=hards[i] if reason != NOT_A_BOUNCE else "",
                         predicted_hard=got[3],
+                        held_out=row.get("split") == HOLDOUT,
                     )
                 )
     return cases
@@ -232,11 +243,12 @@ def table(cases: list[Case], key: str) -> list[str]:
     return lines
 
 
-def main(corpora: list[Path], show_errors: bool) -> None:
+def main(corpora: list[Path], show_errors: bool, split: str | None = None) -> None:
     for corpus in corpora:
-        cases = evaluate(corpus)
+        cases = evaluate(corpus, split)
         s = summarize(cases)
-        print(f"{s.cases} recipients in {corpus}")
+        part = f" ({split} part)" if split else ""
+        print(f"{s.cases} recipients in {corpus}{part}")
         print("\n".join(table(cases, "reason")))
         print()
         print("\n".join(table(cases, "format")))
@@ -246,7 +258,12 @@ def main(corpora: list[Path], show_errors: bool) -> None:
             f"/{s.non_bounces}"
         )
         if show_errors:
+            hidden = sum(c.held_out for c in cases)
+            if hidden:
+                print(f"  (the errors of {hidden} held-out cases are not listed)")
             for c in cases:
+                if c.held_out:
+                    continue
                 wrong = []
                 if not c.right:
                     wrong.append(f"reason {c.reason} got {c.predicted}")
@@ -265,9 +282,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, action="append", help="a labelled corpus")
     parser.add_argument("--errors", action="store_true", help="list the cases got wrong")
+    parser.add_argument(
+        "--split", choices=("dev", HOLDOUT), help="measure one part of a corpus with a split column"
+    )
     a = parser.parse_args()
     corpora = a.corpus or [DEFAULT_CORPUS]
     for corpus in corpora:
         if not (corpus / "labels.tsv").is_file():
             parser.error(f"no labelled corpus at {corpus} (it needs a labels.tsv)")
-    main(corpora, a.errors)
+    main(corpora, a.errors, a.split)
