@@ -347,7 +347,11 @@ class Rules:
         )
         if finding.action == "delayed" and finding.diagnostic_type not in ("", "SMTP"):
             # The sending MTA's own word (X-Postfix ...) on a mail still queued: no remote
-            # reply to read a reason from, so Sisimai files the delay itself as expired.
+            # reply to read a reason from, so Sisimai files the delay itself as expired,
+            # unless the words name a network fault (no route to host, a routing loop),
+            # which Sisimai reads from the text first as it does for any other reason.
+            if self._phrase("networkerror", text):
+                return "networkerror", False
             return "expired", False
         for codes in self.codes:
             if _at((case.domain, case.host), codes.domains) and (found := codes.reason(text)):
