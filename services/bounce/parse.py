@@ -197,6 +197,8 @@ def parse(raw: bytes) -> Report:
             # Google Groups refuses a post (no such group, no permission), in the poster's
             # language; Sisimai files every such notice under Rejected.
             findings = [_with_hint(f, "rejected") for f in findings]
+        if findings and _IMAIL.search(_header(msg, "X-Mailer")):
+            findings = [_imail(f) for f in findings]
         if findings:
             return Report(Kind.DSN, tuple(findings), original_headers=original)
     return Report(Kind.NOT_A_BOUNCE, original_headers=original)
@@ -612,6 +614,27 @@ _GOOGLE_GROUPS = re.compile(r"https?://groups\.google\.com/support", re.I)
 
 # fml (a Japanese mailing-list manager) answers a post it refuses with a notice of its own,
 # marked by its X-MLServer header: not a member, a loop, a security alert. No status code.
+# Ipswitch/Progress IMail Server (X-Mailer: <SMTP32 vN>) writes one line per recipient and no
+# status code; the reason is in its fixed wording, which Sisimai's IMailServer module tables.
+_IMAIL = re.compile(r"^<SMTP32 v", re.I)
+_IMAIL_REASONS = (
+    (re.compile(r"unknown host", re.I), "hostunknown"),
+    (re.compile(r"unknown user|invalid final delivery userid", re.I), "userunknown"),
+    (re.compile(r"user mailbox exceeds allowed size", re.I), "mailboxfull"),
+    (re.compile(r"virus detected", re.I), "virusdetected"),
+    (re.compile(r"blacklisted url in message", re.I), "spamdetected"),
+    (re.compile(r"delivery failed ", re.I), "expired"),
+)
+
+
+def _imail(finding: Finding) -> Finding:
+    """An IMail Server finding with the reason its wording names, if it names one."""
+    for pattern, reason in _IMAIL_REASONS:
+        if pattern.search(finding.diagnostic):
+            return _with_hint(finding, reason)
+    return finding
+
+
 _FML = (
     (
         re.compile(
