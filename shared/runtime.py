@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 import time
@@ -209,6 +210,7 @@ def main(name: str, settings: ServiceSettings, run: Callable[[], Awaitable[None]
     try:
         for problem in refuse_default_secrets(settings):
             log.warning("starting with a secret anyone could know", problem=problem)
+        _settle_heap(settings.gc_threshold)
         with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
             runner.run(_guarded(run))
     except ConfigError as exc:
@@ -216,6 +218,16 @@ def main(name: str, settings: ServiceSettings, run: Callable[[], Awaitable[None]
         sys.exit(2)
     finally:
         provider.shutdown()
+
+
+def _settle_heap(threshold: tuple[int, int, int]) -> None:
+    """What start-up made (modules, schemas, metrics; most of a service's objects) is frozen:
+    the cyclic collector never walks it again. Without this, and with Python's own
+    thresholds, each full collection walked ~100,000 objects and stopped the event loop for
+    50-150 ms under load, the slowest mails of a steady run."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*threshold)
 
 
 def _loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -183,6 +183,13 @@ class ServiceSettings(BaseSettings):
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", description="Event loop: uvloop (libuv, faster) or Python's own asyncio."
     )
+    gc_threshold: tuple[int, int, int] = Field(
+        (20_000, 20, 50),
+        description="Python's collector thresholds (gc.set_threshold), as a JSON list. Python's "
+        "own (700, 10, 10) collect the youngest objects every few mails and every object the "
+        "process holds every few seconds, a pause of tens of milliseconds each time; the "
+        "objects of start-up are frozen (gc.freeze) and never scanned again either way.",
+    )
 
 
 class SecretsSettings(BaseSettings):
