@@ -28,7 +28,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared import logging as hlog
 from shared.batching import Batcher
 from shared.directory import Directory, Idempotency, Pools
-from shared.schemas import Event, RecipientResult, RecipientStatus, Reply
+from shared.schemas import Event, EventType, RecipientResult, RecipientStatus, Reply
 from shared.settings import StoreSettings
 from shared.webhooks import Webhooks
 
@@ -107,9 +107,6 @@ class Store:
             Batcher(self._insert_messages, max_batch=100, wait=wait)
         )
         # Group commit for the signer's and the dispatcher's per-message writes, too.
-        self._signed: Batcher[tuple[str, dict[str, Any] | None, list[Event]], None] = Batcher(
-            self._mark_signed_batch, max_batch=200, wait=wait
-        )
         self._pending: Batcher[tuple[str, ...], set[str]] = Batcher(
             self._pending_batch, max_batch=200, wait=wait
         )
@@ -181,27 +178,26 @@ class Store:
         await self.db.recipients.delete_many({"message_id": message_id})
         await self.db.messages.delete_one({"_id": message_id})
 
-    async def mark_signed(
-        self, message_id: str, dkim: dict[str, Any] | None, events: Sequence[Event] = ()
-    ) -> None:
-        """Record how a message was signed, with the events that say so (group commit: one
-        update per distinct signing outcome in a batch). A message without state (its
-        acceptance failed) is not created; the dispatcher sends nothing for it."""
-        await self._signed.submit((message_id, dkim, list(events)))
+    async def mark_signed(self, events: Sequence[Event]) -> None:
+        """Record that a message was signed, or sent unsigned: its ``signed`` or ``unsigned``
+        event (with the domain, selectors and alignment) is the record (group commit). The
+        message document is not written: its stage, keys and time of signing are read from
+        that event (``signing``), a database write a mail less. A message without state (its
+        acceptance failed) gets no document; the dispatcher sends nothing for it."""
+        await self.insert_events(events)
 
-    async def _mark_signed_batch(
-        self, items: list[tuple[str, dict[str, Any] | None, list[Event]]]
-    ) -> None:
-        by_outcome: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
-        for message_id, dkim, _ in items:
-            key = repr(sorted(dkim.items())) if dkim else ""
-            by_outcome.setdefault(key, (dkim, []))[1].append(message_id)
-        await self._insert_events([e for _, _, es in items for e in es])  # first: see recipients
-        at = now()
-        for dkim, ids in by_outcome.values():
-            await self.db.messages.update_many(
-                {"_id": {"$in": ids}}, {"$set": {"status": "signed", "dkim": dkim, "signed_at": at}}
-            )
+    async def signing(self, message_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """How each of these messages was signed: its ``signed`` or ``unsigned`` event, by
+        message id (none for a message not signed yet)."""
+        if not message_ids:
+            return {}
+        cursor = self.db.events.find(
+            {
+                "message_id": {"$in": list(message_ids)},
+                "type": {"$in": [EventType.SIGNED.value, EventType.UNSIGNED.value]},
+            }
+        ).sort([("at", ASCENDING), ("_id", ASCENDING)])
+        return {e["message_id"]: e async for e in cursor}
 
     async def fail_message(self, message_id: str, reply: Reply) -> None:
         """Every recipient of a message not yet final becomes ``failed`` with ``reply``."""

@@ -4,6 +4,9 @@ what.
 
 The status is worked out when asked, from the recipients: writing it on every recipient's
 final state would cost each delivery another database write for what only a reader needs.
+For the same reason the signer does not write on the message: its stage (``accepted`` until
+signed), the keys it was signed with and when are read from its ``signed`` or ``unsigned``
+event.
 
 =======================  ===================================================================
 status                   when
@@ -25,7 +28,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.schemas import RecipientStatus
+from shared.schemas import EventType, RecipientStatus
 from shared.store import Store, with_history
 
 _FINAL = {s.value for s in RecipientStatus if s.is_final}
@@ -47,9 +50,30 @@ def message_status(stage: str, statuses: Iterable[str]) -> str:
     return stage
 
 
+def with_signing(message: dict[str, Any], signing: dict[str, Any] | None) -> dict[str, Any]:
+    """The message document with what its ``signed`` or ``unsigned`` event (``signing``) says:
+    ``status`` (its stage) ``signed``, ``dkim`` (domain, selectors, alignment; null when sent
+    unsigned) and ``signed_at``. A message failed before signing, or not signed yet, is as
+    stored."""
+    if signing is None or message.get("status") == "failed":
+        return message
+    detail = signing.get("detail") or {}
+    dkim = (
+        {k: detail.get(k) for k in ("domain", "selectors", "aligned")}
+        if signing["type"] == EventType.SIGNED.value
+        else None
+    )
+    return {**message, "status": "signed", "dkim": dkim, "signed_at": signing["at"]}
+
+
+def _signing_event(events: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    signing = {EventType.SIGNED.value, EventType.UNSIGNED.value}
+    return next((e for e in events if e["type"] in signing), None)
+
+
 async def waiting_for(store: Store, message: dict[str, Any], statuses: list[str]) -> str | None:
-    """What a message that has recipients still queued waits for, when it is not just a
-    moment's work: a signer, or a dispatcher of its pool."""
+    """What a message (with its signing: ``with_signing``) that has recipients still queued
+    waits for, when it is not just a moment's work: a signer, or a dispatcher of its pool."""
     if RecipientStatus.QUEUED.value not in statuses:
         return None
     if message.get("status") == "accepted":
@@ -78,6 +102,7 @@ async def message_view(store: Store, message_id: str) -> dict[str, Any] | None:
         return None
     docs = await store.recipient_docs(message_id)  # before the events: see Store.recipients
     events = await store.events(message_id)
+    message = with_signing(message, _signing_event(events))
     recipients = [with_history(r, events) for r in docs]
     statuses = [r["status"] for r in recipients]
     view = _message(message)
@@ -93,10 +118,14 @@ async def message_view(store: Store, message_id: str) -> dict[str, Any] | None:
 
 
 async def with_status(store: Store, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Listed messages with their status worked out (one query for all their recipients)."""
-    statuses = await store.recipient_statuses([m["_id"] for m in messages])
+    """Listed messages with their status worked out (one query for all their recipients, one
+    for their signing)."""
+    ids = [m["_id"] for m in messages]
+    statuses = await store.recipient_statuses(ids)
+    signing = await store.signing(ids)
     out = []
-    for m in messages:
+    for stored in messages:
+        m = with_signing(stored, signing.get(stored["_id"]))
         view = _message(m)
         view["stage"] = m.get("status")
         mine = statuses.get(m["_id"], [])

@@ -111,26 +111,21 @@ class Signer:
             await self._fail(job, problem)
             return
 
-        dkim_info = (
-            None
-            if problem
-            else {
+        if problem:
+            event = self._event(job, EventType.UNSIGNED, {"reason": problem})
+        else:
+            detail: dict = {
                 "domain": choice.domain,
                 "selectors": choice.selectors,
                 "aligned": choice.aligned,
             }
-        )
-        if problem:
-            event = self._event(job, EventType.UNSIGNED, {"reason": problem})
-        else:
-            detail: dict = dict(dkim_info or {})
             if not choice.aligned:
                 detail["note"] = (
                     f"signed with the tenant's fallback domain {choice.domain}: "
                     f"{job.from_domain} has no usable key (not DMARC-aligned)"
                 )
             event = self._event(job, EventType.SIGNED, detail)
-        await self.store.mark_signed(job.message_id, dkim_info, [event])
+        await self.store.mark_signed([event])
         jobs = fan_out(job, per_job=self.settings.max_recipients_per_job)
         await asyncio.gather(*(self.broker.publish(j, signed) for j in jobs))
         span = trace.get_current_span()  # the sign job's consumer span

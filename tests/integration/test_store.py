@@ -20,6 +20,7 @@ from shared.schemas import (
 )
 from shared.store import Store
 from shared.timeline import attempt_events
+from shared.views import message_view, with_status
 
 pytestmark = pytest.mark.integration
 
@@ -125,8 +126,9 @@ async def test_discarded_messages_leave_nothing(store: Store) -> None:
 
 
 async def test_state_changes_are_written_with_their_events(store: Store) -> None:
-    """Acceptance, signing and an attempt each write their events in the same group commit
-    as the change; concurrent signings of the same outcome share one update."""
+    """Acceptance and an attempt each write their events in the same group commit as the
+    change; a signing is its event, which the message's view reads (stage, keys, time) without
+    the signer writing on the message."""
     message_ids = []
     for _ in range(3):
         message_id = new_id()
@@ -142,7 +144,7 @@ async def test_state_changes_are_written_with_their_events(store: Store) -> None
     await asyncio.gather(
         *(
             store.mark_signed(
-                m, dkim, [Event(id=new_id(), type=EventType.SIGNED, message_id=m, tenant="t")]
+                [Event(id=new_id(), type=EventType.SIGNED, message_id=m, tenant="t", detail=dkim)]
             )
             for m, _ in message_ids
         )
@@ -151,9 +153,16 @@ async def test_state_changes_are_written_with_their_events(store: Store) -> None
     delivered = Event(id=new_id(), type=EventType.DELIVERED, message_id=m, tenant="t")
     await store.record_attempt([result(rid, RecipientStatus.DELIVERED, 250)], [delivered])
     assert [e["type"] for e in await store.events(m)] == ["accepted", "signed", "delivered"]
+    signing = await store.signing([m for m, _ in message_ids])
     for m, _ in message_ids:
-        assert (await store.message(m))["dkim"] == dkim
-        assert (await store.message(m))["status"] == "signed"
+        assert (await store.message(m))["status"] == "accepted"  # as written: no update
+        view = await message_view(store, m)
+        assert view is not None
+        assert view["stage"] == "signed" and view["dkim"] == dkim
+        assert view["signed_at"] == signing[m]["at"]
+    listed = await with_status(store, [await store.message(m) for m, _ in message_ids])
+    assert [v["stage"] for v in listed] == ["signed"] * 3
+    assert [v["dkim"] for v in listed] == [dkim] * 3
 
 
 async def test_ensure_indexes_is_idempotent(store: Store) -> None:

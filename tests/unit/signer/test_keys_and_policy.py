@@ -105,8 +105,8 @@ class FakeStore:
     def __init__(self) -> None:
         self.failed, self.signed, self.events = [], [], []
 
-    async def mark_signed(self, message_id, info, events=()):
-        self.signed.append((message_id, info))
+    async def mark_signed(self, events):
+        self.signed += [(e.message_id, e.type) for e in events]
         self.events += list(events)
 
     async def fail_message(self, message_id, reply):
@@ -154,7 +154,7 @@ async def test_an_unsignable_message_follows_the_policy(keys, policy):
     if policy == "send":
         assert types == [EventType.UNSIGNED]
         assert [p for _, p in broker.published] == [raw, raw]  # one job per domain
-        assert store.signed == [("m1", None)]
+        assert store.signed == [("m1", EventType.UNSIGNED)]
     else:
         assert types == [EventType.FAILED, EventType.FAILED]
         assert broker.published == [] and store.failed[0][1].code == 554
