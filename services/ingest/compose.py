@@ -113,7 +113,9 @@ def _attachment(a, charset: str, *, inline: bool) -> MIMENonMultipart:
     email.encoders.encode_base64(part)
     part.add_header("Content-Disposition", "inline" if inline else "attachment")
     for key, value in _filename(a.filename, charset).items():
-        part.set_param(key, value, header="Content-Disposition", requote=False)
+        # A plain name is always quoted: left bare, a name such as "*" is a token that some
+        # readers (Python's among them) do not read back. RFC 2231 values are never quoted.
+        part.set_param(key, value, header="Content-Disposition", requote=not key.endswith("*"))
     if inline:
         part.add_header("Content-ID", f"<{a.content_id.strip('<>')}>")
     return part

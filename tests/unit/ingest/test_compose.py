@@ -1,0 +1,35 @@
+"""What the JSON API's composer writes, read back as receivers read it."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+
+import pytest
+
+from services.ingest.api_models import MessageIn
+from services.ingest.compose import compose
+
+
+def _filenames(filename: str) -> list[str | None]:
+    message = MessageIn.model_validate(
+        {
+            "from": "shop@shop.test",
+            "to": ["a@example.test"],
+            "text": "hi",
+            "attachments": [{"filename": filename, "content": "aGk="}],
+        }
+    )
+    raw = compose(message, message_id_domain="shop.test")
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    return [p.get_filename() for p in parsed.walk() if p.get_content_disposition()]
+
+
+@pytest.mark.parametrize("filename", ["*", "a*b.pdf", "x'y.txt", 'say "hi".txt', "report.pdf"])
+def test_an_ascii_filename_is_read_back_as_given(filename: str) -> None:
+    """Found by make fuzz: "*" went out bare (filename=*) and came back as no name at all."""
+    assert _filenames(filename) == [filename]
+
+
+def test_a_japanese_filename_is_read_back_as_given() -> None:
+    assert _filenames("請求書.pdf") == ["請求書.pdf"]
