@@ -54,6 +54,26 @@ def _no_line_breaks(value: str) -> str:
 OneLine = Annotated[str, AfterValidator(_no_line_breaks)]
 
 
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")  # no mail may carry one (RFC 5322)
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+def _file_name(value: str) -> str:
+    # A quote or a backslash does not survive every reader's unquoting (Python's reads '""'
+    # back as no name), and a slash makes a path on the receiver's side.
+    if any(c in value for c in '"\\/'):
+        raise ValueError('must not contain a quote ("), a backslash or a slash')
+    return value
+
+
+FileName = Annotated[str, AfterValidator(_no_line_breaks), AfterValidator(_file_name)]
+
+
 def _mailbox(value: str) -> str:
     """``addr@domain`` or ``Name <addr@domain>``: one mailbox (a list in one string is not a
     list), on one line, with an acceptable address."""
@@ -111,7 +131,7 @@ class _Strict(BaseModel):
 
 
 class Attachment(_Strict):
-    filename: OneLine = Field(min_length=1, max_length=255)
+    filename: FileName = Field(min_length=1, max_length=255)
     content_type: OneLine = Field("application/octet-stream", pattern=r"^[\w.+-]+/[\w.+-]+$")
     content: Base64 = Field(description="The file, base64-encoded.")
     content_id: OneLine | None = Field(None, description="Makes it inline, for cid: in HTML.")
@@ -129,8 +149,8 @@ class MessageIn(_Strict):
     bcc: list[Mailbox] = []
     reply_to: list[Mailbox] = []
     subject: OneLine = Field("", max_length=998)
-    text: str | None = None
-    html: str | None = None
+    text: Text | None = None
+    html: Text | None = None
     attachments: list[Attachment] = []
     headers: dict[str, OneLine] = {}
     tags: list[OneLine] = Field([], max_length=10)

@@ -6,6 +6,7 @@ import email
 import email.policy
 
 import pytest
+from pydantic import ValidationError
 
 from services.ingest.api_models import MessageIn
 from services.ingest.compose import compose
@@ -25,7 +26,7 @@ def _filenames(filename: str) -> list[str | None]:
     return [p.get_filename() for p in parsed.walk() if p.get_content_disposition()]
 
 
-@pytest.mark.parametrize("filename", ["*", "a*b.pdf", "x'y.txt", 'say "hi".txt', "report.pdf"])
+@pytest.mark.parametrize("filename", ["*", "a*b.pdf", "x'y.txt", "report (1).pdf"])
 def test_an_ascii_filename_is_read_back_as_given(filename: str) -> None:
     """Found by make fuzz: "*" went out bare (filename=*) and came back as no name at all."""
     assert _filenames(filename) == [filename]
@@ -33,3 +34,18 @@ def test_an_ascii_filename_is_read_back_as_given(filename: str) -> None:
 
 def test_a_japanese_filename_is_read_back_as_given() -> None:
     assert _filenames("請求書.pdf") == ["請求書.pdf"]
+
+
+@pytest.mark.parametrize("filename", ['""', 'say "hi".txt', "a\\b.txt", "../etc/passwd"])
+def test_a_filename_no_reader_reads_back_alike_is_refused(filename: str) -> None:
+    """Found by make fuzz: '""' came back from Python's parser as no name."""
+    with pytest.raises(ValidationError, match="quote"):
+        _filenames(filename)
+
+
+@pytest.mark.parametrize("field", ["text", "html"])
+def test_a_nul_in_the_text_is_refused_by_the_schema(field: str) -> None:
+    """Found by make fuzz: the message was composed, then refused by the content check."""
+    body = {"from": "shop@shop.test", "to": ["a@example.test"], field: "a\x00b"}
+    with pytest.raises(ValidationError, match="NUL"):
+        MessageIn.model_validate(body)
