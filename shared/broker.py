@@ -172,6 +172,10 @@ class Delivery:
     message_id: str | None = None
     reply_to: str | None = None
     correlation_id: str | None = None
+    # The job came back: the broker redelivered it (its consumer died or lost its channel),
+    # or consume() retried it. What its first run recorded may be in the database already,
+    # published or not: a handler publishes again what it finds (the job is the outbox).
+    redelivered: bool = False
 
 
 Decoder = Callable[[bytes], tuple[Any, bytes]]
@@ -715,8 +719,9 @@ class Broker:
         )
 
     async def emit(self, events: Iterable[schemas.Event]) -> None:
-        """Publish events concurrently (their confirms arrive together)."""
-        await asyncio.gather(*(self.publish(e) for e in events))
+        """Publish events concurrently (their confirms arrive together); raises the first
+        failure once every publish has finished, so none is left running unobserved."""
+        await settle(*(self.publish(e) for e in events))
 
     async def _publish(
         self,
@@ -901,6 +906,12 @@ class Broker:
                             message_id=message.message_id,
                             reply_to=message.reply_to,
                             correlation_id=message.correlation_id,
+                            redelivered=bool(
+                                message.redelivered
+                                or attempt > 1
+                                or headers.get(TRANSIENT_HEADER)
+                                or headers.get(ERRORS_HEADER)
+                            ),
                         )
                     )
             except CodecError as exc:
@@ -1148,6 +1159,14 @@ class Broker:
             _, pending = await asyncio.wait(set(self._in_flight), timeout=grace)
             for task in pending:
                 task.cancel()
+
+
+async def settle(*publishes: Awaitable[None]) -> None:
+    """Await ``publishes`` together; when any failed, raise the first failure after all of
+    them have finished (``asyncio.gather`` would raise at once and leave the rest running)."""
+    for outcome in await asyncio.gather(*publishes, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def _recipient_ids(job: schemas.BrokerMessage) -> list[str]:

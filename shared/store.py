@@ -218,16 +218,17 @@ class Store:
         self, message_id: str, recipient_ids: Sequence[str], reply: Reply
     ) -> list[dict[str, Any]]:
         """The recipients of a dead-lettered job that were not final yet become ``failed``
-        with ``reply`` (marked, so a retry of the job can bring them back); returns them."""
-        query = {
-            "message_id": message_id,
-            "_id": {"$in": list(recipient_ids)},
-            "status": {"$nin": _FINAL},
-        }
-        docs = await self.db.recipients.find(query).to_list()
-        if docs:
+        with ``reply`` (marked, so a retry of the job can bring them back); returns them, and
+        those a dead letter failed already (the event of a first try whose ``failed`` events
+        were not published comes back: they are published again)."""
+        query = {"message_id": message_id, "_id": {"$in": list(recipient_ids)}}
+        docs = await self.db.recipients.find(
+            {**query, "$or": [{"status": {"$nin": _FINAL}}, {"dead_lettered": True}]}
+        ).to_list()
+        waiting = [d["_id"] for d in docs if d.get("status") not in _FINAL]
+        if waiting:
             await self.db.recipients.update_many(
-                {**query, "_id": {"$in": [d["_id"] for d in docs]}},
+                {**query, "_id": {"$in": waiting}, "status": {"$nin": _FINAL}},
                 {
                     "$set": {
                         "status": RecipientStatus.FAILED.value,
@@ -498,6 +499,22 @@ class Store:
             if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
                 raise
 
+    async def attempt_events(
+        self, message_id: str, recipient_ids: Sequence[str], attempt: int
+    ) -> list[Event]:
+        """The stored events of these recipients' delivery ``attempt``: what a job that came
+        back publishes again for recipients its first run made final."""
+        if not recipient_ids:
+            return []
+        docs = self.db.events.find(
+            {
+                "message_id": message_id,
+                "recipient_id": {"$in": list(recipient_ids)},
+                "detail.attempt": attempt,
+            }
+        ).sort([("at", ASCENDING), ("_id", ASCENDING)])
+        return [event_of(d) async for d in docs]
+
     async def events(self, message_id: str) -> list[dict[str, Any]]:
         return (
             await self.db.events.find({"message_id": message_id})
@@ -578,6 +595,11 @@ class Store:
         cutoff = now() - timedelta(days=self.settings.events_ttl_days)
         result = await self.db.events.delete_many({"at": {"$lt": cutoff}})
         return result.deleted_count
+
+
+def event_of(doc: dict[str, Any]) -> Event:
+    """An event as stored, as it was published (its id is the document's ``_id``)."""
+    return Event.model_validate({**doc, "id": doc["_id"]})
 
 
 async def _insert_new(collection: Any, docs: list[dict[str, Any]]) -> None:

@@ -7,6 +7,14 @@ and for the webhook router, which binds only what tenants subscribed to. So no s
 every event back from the broker just to store it, and a mail nobody subscribed to costs no
 consumer anything. Services whose events come with no state change of their own (feedback,
 key rotation) write them with ``record``.
+
+The job is the outbox. A publish the broker does not confirm raises ``Unavailable``: the
+job that made the events is not acked and comes back (``consume()``'s retry, or the broker's
+redelivery after a crash), and the service publishes again what the database recorded for it
+(ingest answers ``451``/``503`` instead). Event ids are derived from what happened
+(``shared.ids.event_id``), so an event published twice is one event to a receiver that drops
+ids it has seen. Nothing is written to mark an event published: the normal path of a mail
+costs no database command for it.
 """
 
 from __future__ import annotations
@@ -85,9 +93,13 @@ class Timeline:
         await self.publish(events)
 
     async def publish(self, events: Sequence[Event]) -> None:
-        """Publish events already written. When the broker cannot take them they stay in the
-        timeline (and in webhook replays), but live listeners miss them: said in the log."""
+        """Publish events already written; raises Unavailable when the broker did not confirm
+        every one of them (the caller's job is not done: it comes back and publishes them
+        again, with the same ids)."""
+        if not events:
+            return
         try:
             await self.broker.emit(events)
         except Unavailable as exc:
             log.warning("events written but not published", events=len(events), error=str(exc))
+            raise

@@ -10,6 +10,12 @@ consumes and which hands jobs back to the pool after ``handoff_ttl`` if that own
 Delivering reads as its steps: skip recipients already final (a redelivered job sends nothing
 twice), find the servers (static route or MX), wait for the destination's pace, send (next
 MX when one cannot be reached), expire what waited too long, record, report, retry the rest.
+
+The job is the outbox of what it recorded: an attempt's events and its result for the bounce
+service are published after the write, and a publish the broker does not confirm raises
+``Unavailable``, so the job is not acked and comes back (same attempt). Its pending check
+then finds the recipients its first run made final and publishes again their stored events
+of this attempt (same ids) and the results the bounce service never got.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from services.dispatcher.smtp_client import SmtpClient, status_for
 from services.dispatcher.throttle import Throttle, parse_limits, slows_down
 from shared import logging as hlog
 from shared import metrics, schemas
-from shared.broker import Broker, Delivery, Queue, deliver_queue, ip_queue
+from shared.broker import Broker, Delivery, Queue, deliver_queue, ip_queue, settle
 from shared.egress import Egress
 from shared.errors import ConfigError, Permanent, RetryLater
 from shared.runtime import Runtime
@@ -147,7 +153,7 @@ class Dispatcher:
                     "hato.attempt": delivery.attempt,
                 }
             )
-        pending = await self.pending(job)
+        pending = await self.pending(job, delivery.attempt)
         if not pending:
             log.info("nothing left to deliver")
             return
@@ -178,10 +184,13 @@ class Dispatcher:
             retry_at=utcnow() + timedelta(seconds=delay) if retry else None,
         )
         await self.store.record_attempt(results, events)
+        publishes = [self.timeline.publish(events)]
         if theirs:
-            await self.broker.publish(result.model_copy(update={"results": theirs}))
+            publishes.append(self.broker.publish(result.model_copy(update={"results": theirs})))
+        # Unavailable unless all are confirmed: the job comes back (pending, report_missed).
+        await settle(*publishes)
+        if theirs:
             await self.store.results_reported([r.recipient_id for r in theirs])
-        await self.timeline.publish(events)
         for r in results:
             DELIVERIES.labels(r.status.value).inc()
         metrics.attempt_outcomes(
@@ -203,7 +212,11 @@ class Dispatcher:
         if retry:
             raise RetryLater(delay, "deferred recipients")
 
-    async def pending(self, job: DeliveryJob) -> list[Recipient]:
+    async def pending(self, job: DeliveryJob, attempt: int) -> list[Recipient]:
+        """The job's recipients still waiting. For those already final, what this attempt
+        recorded but may not have published is published again (a job back after a failed
+        publish or a crash): bounces and expiries the bounce service never got, and the
+        attempt's stored events. Neither costs a database command while nobody is final."""
         found = await self.store.pending_recipients(r.id for r in job.recipients)
         missed = {i[1:] for i in found if i.startswith("!")}
         waiting = found - {f"!{i}" for i in missed}
@@ -214,7 +227,18 @@ class Dispatcher:
                 "not sending to recipients already final or without state",
                 skipped=len(job.recipients) - len(waiting),
             )
+            await self.republish(
+                job, attempt, [r.id for r in job.recipients if r.id not in waiting]
+            )
         return [r for r in job.recipients if r.id in waiting]
+
+    async def republish(self, job: DeliveryJob, attempt: int, ids: list[str]) -> None:
+        """Publish again the stored events of ``attempt`` of these recipients (same ids: a
+        receiver that saw them drops them)."""
+        events = await self.store.attempt_events(job.message_id, ids, attempt)
+        if events:
+            await self.timeline.publish(events)
+            log.info("events published again", events=len(events), attempt=attempt)
 
     async def report_missed(self, job: DeliveryJob, ids: set[str]) -> None:
         """Publish again the bounces and expiries of this job that were written but never

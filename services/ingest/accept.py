@@ -1,11 +1,13 @@
 """Accepting a submission, the same for every front door: make it durable, then hand it on.
 
 The order is the promise: the message and recipient documents (and the events of the
-acceptance) are written, then the sign job is published and confirmed; only then does the
-caller hear "accepted", and the events are published. If either step fails the caller hears
-``Unavailable`` and the written documents are removed (best effort; a dispatcher meeting
-recipients without their documents sends nothing rather than what the client was told
-failed).
+acceptance) are written, then the sign job and the events are published together and
+confirmed; only then does the caller hear "accepted". So a crash after the answer loses no
+event, and no database write marks them published (the answer is the outbox's ack). If a
+step fails the caller hears ``Unavailable`` and the written documents are removed (best
+effort; a dispatcher meeting recipients without their documents sends nothing rather than
+what the client was told failed). A listener may then have seen ``accepted`` events of a
+mail the client was told to send again: the retry is a new message, with new ids.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from prometheus_client import Counter
 
 from shared import logging as hlog
 from shared import metrics
-from shared.broker import Broker
+from shared.broker import Broker, settle
 from shared.directory import Identity
 from shared.errors import TRANSIENT_ERRORS, HatoError, Unavailable
 from shared.ids import event_id, new_id
@@ -279,6 +281,7 @@ class Acceptor:
             await self._discard(message_id)
             raise Unavailable("store refused the message") from exc
 
+        publishes = [self.timeline.publish(events)]
         if to_send:
             job = SignJob(
                 message_id=message_id,
@@ -290,13 +293,15 @@ class Acceptor:
                 created_at=now,
                 max_age=sub.identity.limits.max_age,
             )
-            try:
-                await self.broker.publish(job, raw)
-            except Unavailable:
-                NOT_ACCEPTED.inc()
-                log.warning("broker unavailable; not accepting")
-                await self._discard(message_id)
-                raise
+            publishes.append(self.broker.publish(job, raw))
+        try:
+            # Together: their confirms arrive in one round trip.
+            await settle(*publishes)
+        except Unavailable:
+            NOT_ACCEPTED.inc()
+            log.warning("broker unavailable; not accepting")
+            await self._discard(message_id)
+            raise
 
         ACCEPTED.labels(sub.door, tenant).inc()
         for r in suppressed:
@@ -308,8 +313,6 @@ class Acceptor:
             size=len(raw),
             door=sub.door,
         )
-        # Written with the message; published only now that it is accepted.
-        await self.timeline.publish(events)
         return Accepted(message_id, recipients, frozenset(r.id for r in suppressed))
 
     async def _discard(self, message_id: str) -> None:

@@ -1,6 +1,16 @@
 """The signer service: sign each message once, then one delivery job per destination domain;
 and, on a schedule, the DKIM key rotation of every domain. Replicas share the sign queue; the
-rotation runs on one of them at a time, the holder of its lease in MongoDB."""
+rotation runs on one of them at a time, the holder of its lease in MongoDB.
+
+A signing is its ``signed`` (or ``unsigned``) event, written, then published together with
+the delivery jobs; the sign job is acked only when the broker confirmed all of them. A sign
+job that comes back (a publish failed, the signer died) publishes the event it finds stored
+(its first run's, same id) and its delivery jobs again: whether they left before the failure
+is known nowhere, and writing it down would cost every mail a database command. That is the
+one deliberate at-least-once point of the fan-out. A second delivery job sends nothing twice:
+the dispatcher runs two copies of a job one after the other (``consume()``'s twin guard) and
+sends only to recipients still waiting (its pending check); jobs whose recipients are all
+final already (and reported) are not published again."""
 
 from __future__ import annotations
 
@@ -17,8 +27,8 @@ from services.signer.keys import Choice, KeyRing, load_key_files
 from services.signer.settings import SignerSettings
 from shared import dkim, metrics
 from shared import logging as hlog
-from shared.broker import Broker, Delivery, Queue, deliver_queue
-from shared.errors import Permanent
+from shared.broker import Broker, Delivery, Queue, deliver_queue, settle
+from shared.errors import Permanent, Unavailable
 from shared.ids import event_id
 from shared.leases import Leases, holder_id
 from shared.provisioning import Provisioner
@@ -34,7 +44,7 @@ from shared.schemas import (
     SignJob,
 )
 from shared.secrets import SecretBox
-from shared.store import Store
+from shared.store import Store, event_of
 from shared.telemetry import tracer
 from shared.timeline import Timeline
 
@@ -111,7 +121,10 @@ class Signer:
             await self._fail(job, problem)
             return
 
-        if problem:
+        stored = await self._stored(job) if delivery.redelivered else None
+        if stored is not None:
+            event = stored  # its first run's outcome, published again under the same id
+        elif problem:
             event = self._event(job, EventType.UNSIGNED, {"reason": problem})
         else:
             detail: dict = {
@@ -125,19 +138,42 @@ class Signer:
                     f"{job.from_domain} has no usable key (not DMARC-aligned)"
                 )
             event = self._event(job, EventType.SIGNED, detail)
-        await self.store.mark_signed([event])
         jobs = fan_out(job, per_job=self.settings.max_recipients_per_job)
-        await asyncio.gather(*(self.broker.publish(j, signed) for j in jobs))
+        if stored is None:
+            await self.store.mark_signed([event])
+        else:
+            jobs = await self._unfinished(jobs)
+        # Unavailable unless all are confirmed: the job comes back and publishes them again.
+        await settle(
+            self.timeline.publish([event]), *(self.broker.publish(j, signed) for j in jobs)
+        )
         span = trace.get_current_span()  # the sign job's consumer span
         if span.is_recording():
             span.set_attribute("hato.delivery_jobs", len(jobs))
-        await self.timeline.publish([event])
         if problem:
             SIGNED.labels("unsigned").inc()
             log.warning("sent unsigned", reason=problem, jobs=len(jobs))
         else:
             SIGNED.labels("signed" if choice.aligned else "signed_fallback").inc()
             log.info("signed", domain=choice.domain, selectors=choice.selectors, jobs=len(jobs))
+
+    async def _stored(self, job: SignJob) -> Event | None:
+        """The ``signed`` or ``unsigned`` event a first run of this job wrote, if any."""
+        doc = (await self.store.signing([job.message_id])).get(job.message_id)
+        if doc is None or doc.get("_id") not in {
+            event_id(t, job.message_id, None, "sign")
+            for t in (EventType.SIGNED, EventType.UNSIGNED)
+        }:
+            return None
+        return event_of(doc)
+
+    async def _unfinished(self, jobs: list[DeliveryJob]) -> list[DeliveryJob]:
+        """The delivery jobs of a sign job that came back, without those whose recipients are
+        all final and reported (they would send nothing and publish nothing)."""
+        pending = await self.store.pending_recipients(r.id for j in jobs for r in j.recipients)
+        return [
+            j for j in jobs if any(r.id in pending or f"!{r.id}" in pending for r in j.recipients)
+        ]
 
     async def _sign(self, payload: bytes, choice: Choice) -> bytes:
         if len(payload) <= INLINE_LIMIT:
@@ -195,7 +231,12 @@ class Rotation:
                 "dkim rotation", kind=change.kind, domain=change.domain, selector=change.selector
             )
         if events:
-            await self.timeline.record(events)
+            try:
+                await self.timeline.record(events)
+            except Unavailable:
+                # Written and acted on; the next pass does not make them again. Stored, they
+                # still reach webhooks' replays and the API; the change is announced anyway.
+                log.warning("dkim rotation events written but not published", events=len(events))
             for domain in sorted({str(e.detail["domain"]) for e in events}):
                 await self.broker.publish(Changed(what=ChangeKind.DOMAINS, name=domain))
 

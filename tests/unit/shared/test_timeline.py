@@ -73,3 +73,37 @@ def test_an_attempt_recorded_twice_is_the_same_events() -> None:
     assert first[0].id != attempt_events(attempt(2))[0].id  # the next attempt is another event
     delivered = attempt_events(attempt(1, RecipientStatus.DELIVERED))
     assert first[0].id != delivered[0].id
+
+
+async def test_events_the_broker_refuses_are_the_callers_failure() -> None:
+    """Written but not confirmed: Timeline raises Unavailable (the job comes back and
+    publishes them again) instead of logging and going on."""
+    import pytest
+
+    from shared.errors import Unavailable
+    from shared.timeline import Timeline
+    from tests.helpers.outbox import EventStore, RefusingBroker
+
+    store, broker = EventStore(), RefusingBroker(refuse_events=1)
+    events = attempt_events(
+        DeliveryResult(
+            message_id="m",
+            tenant="acme",
+            attempt=1,
+            destination="d",
+            source_ip="192.0.2.1",
+            results=(
+                RecipientResult(
+                    recipient_id="r1",
+                    address="u@x.test",
+                    status=RecipientStatus.DELIVERED,
+                    reply=Reply(code=250),
+                ),
+            ),
+        )
+    )
+    with pytest.raises(Unavailable):
+        await Timeline(store, broker).record(events)  # type: ignore[arg-type]
+    assert list(store.stored) == [events[0].id] and broker.events == []
+    await Timeline(store, broker).record(events)  # type: ignore[arg-type]
+    assert broker.events == events and len(store.stored) == 1

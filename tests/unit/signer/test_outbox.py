@@ -1,0 +1,88 @@
+"""A sign job whose event publish failed comes back and publishes what its first run stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from services.signer.keys import Choice
+from services.signer.service import Signer
+from services.signer.settings import SignerSettings
+from shared.broker import Delivery
+from shared.errors import Unavailable
+from shared.schemas import DeliveryJob, EventType, Recipient, SignJob
+from tests.helpers.outbox import EventStore, RefusingBroker
+
+JOB = SignJob(
+    message_id="m1",
+    tenant="acme",
+    mail_from="orders@shop.test",
+    from_domain="shop.test",
+    recipients=(Recipient(id="r1", address="a@x.test"), Recipient(id="r2", address="b@y.test")),
+    pool="default",
+    created_at=datetime(2026, 1, 1, tzinfo=UTC),
+)
+
+
+class NoKeys:
+    async def choose(self, tenant: str, domain: str) -> Choice:
+        return Choice(keys=(), domain=None, aligned=False)
+
+
+@dataclass
+class Store(EventStore):
+    final: set[str] = field(default_factory=set)
+    writes: int = 0
+
+    async def mark_signed(self, events: list) -> None:
+        self.writes += 1
+        await self.insert_events(events)
+
+    async def signing(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        return {
+            e.message_id: self.doc(e)
+            for e in self.stored.values()
+            if e.message_id in ids and e.type in (EventType.SIGNED, EventType.UNSIGNED)
+        }
+
+    async def pending_recipients(self, ids: Any) -> set[str]:
+        return {i for i in ids if i not in self.final}
+
+
+def delivery(*, redelivered: bool) -> Delivery:
+    return Delivery(JOB, b"Subject: x\r\n\r\nhi\r\n", 1, "sign", redelivered=redelivered)
+
+
+async def test_a_refused_event_publish_is_retried_with_the_stored_event() -> None:
+    """The event publish is refused: the job is not done (Unavailable, so consume() retries
+    it); back, it publishes the event its first run stored, same id, writing nothing."""
+    store, broker = Store(), RefusingBroker(refuse_events=1)
+    signer = Signer(store, broker, NoKeys(), settings=SignerSettings())  # type: ignore[arg-type]
+    with pytest.raises(Unavailable):
+        await signer.handle(delivery(redelivered=False))
+    assert broker.events == [] and len(store.stored) == 1
+    (stored,) = store.stored.values()
+    assert stored.type is EventType.UNSIGNED
+
+    await signer.handle(delivery(redelivered=True))
+    assert broker.events == [stored] and store.writes == 1
+    # Whether the first run's delivery jobs left is known nowhere: they are published again
+    # (the dispatcher sends each recipient once).
+    jobs = [m for m, _ in broker.published if isinstance(m, DeliveryJob)]
+    assert sorted(j.domain for j in jobs) == ["x.test", "x.test", "y.test", "y.test"]
+
+
+async def test_a_sign_job_back_leaves_out_delivery_jobs_of_final_recipients() -> None:
+    """Back after its recipients of a domain were delivered, a sign job publishes no
+    delivery job for them."""
+    store, broker = Store(), RefusingBroker()
+    signer = Signer(store, broker, NoKeys(), settings=SignerSettings())  # type: ignore[arg-type]
+    await signer.handle(delivery(redelivered=False))
+    store.final = {"r1"}
+    broker.published.clear()
+    await signer.handle(delivery(redelivered=True))
+    assert [m.domain for m, _ in broker.published] == ["y.test"]
+    assert len({e.id for e in broker.events}) == 1 and len(broker.events) == 2
