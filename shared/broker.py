@@ -35,6 +35,11 @@ queues by dead-lettering; the others dead-letter to ``dead`` only if an operator
 rejects or limits) does it ``at-least-once`` (``x-dead-letter-strategy``, which needs
 ``x-overflow: reject-publish``): the broker keeps a dead-lettered job until a target queue
 confirmed it, where ``at-most-once`` would lose mail whenever the target is unavailable.
+The quorum queues that services consume have ``x-delivery-limit``
+(``HATO_AMQP_DELIVERY_LIMIT``): a job handed out that many times without an ack (a job that
+kills its consumer) is dead-lettered instead of looping; ``consume()``'s own retries are new
+messages and do not count. ``dead`` (listed by operators, each listing hands its jobs out
+again) and the unconsumed ``retry.<ms>`` queues have none.
 
 Failover (``HATO_AMQP_URL`` lists one URL per node, comma-separated): ``connect()`` takes the
 first URL that answers. When the connection or one of its channels is lost, publishing fails
@@ -517,10 +522,12 @@ class Broker:
         dead_letter_exchange: str | None,
         dead_letter_key: str | None = None,
         ttl_ms: int | None = None,
+        consumed: bool = False,
     ) -> dict[str, Any]:
         """The arguments of a durable queue: its type, and its TTL and dead-lettering. On a
         quorum queue dead-lettering is at-least-once: a job handed back by dead-lettering
-        (a retry, a per-IP queue's handoff) must not be dropped when its target is down."""
+        (a retry, a per-IP queue's handoff) must not be dropped when its target is down; and
+        a ``consumed`` one that dead-letters has a delivery limit."""
         args: dict[str, Any] = {"x-queue-type": self.settings.queue_type, **self._expires()}
         if ttl_ms is not None:
             args["x-message-ttl"] = ttl_ms
@@ -531,6 +538,8 @@ class Broker:
             if self.settings.queue_type == "quorum":
                 args["x-dead-letter-strategy"] = "at-least-once"
                 args["x-overflow"] = "reject-publish"  # at-least-once needs it
+                if consumed and self.settings.delivery_limit:
+                    args["x-delivery-limit"] = self.settings.delivery_limit
         return args
 
     async def _declare_queue(
@@ -540,7 +549,9 @@ class Broker:
         assert channel is not None
         dlx = self.full(Exchange.DEAD) if dead_letter else None
         queue = await channel.declare_queue(
-            self.full(name), durable=True, arguments=self.arguments(dead_letter_exchange=dlx)
+            self.full(name),
+            durable=True,
+            arguments=self.arguments(dead_letter_exchange=dlx, consumed=True),
         )
         if key is not None:
             await queue.bind(self._exchanges[exchange], routing_key=key)
@@ -609,6 +620,7 @@ class Broker:
                 dead_letter_exchange=self.full(Exchange.DELIVER),
                 dead_letter_key=pool,
                 ttl_ms=int(handoff * 1000),
+                consumed=True,
             ),
         )
         self._queues[name] = queue
@@ -1169,6 +1181,19 @@ async def settle(*publishes: Awaitable[None]) -> None:
             raise outcome
 
 
+def broker_death(headers: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The queue and reason of the last dead-lettering RabbitMQ itself did (``x-death``)
+    of a message, if any: a job past its queue's delivery limit, say."""
+    deaths = headers.get("x-death") or []
+    if not deaths or not isinstance(deaths[0], Mapping):
+        return None
+
+    def text(value: object) -> str:
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+
+    return text(deaths[0].get("queue")), text(deaths[0].get("reason"))
+
+
 def _recipient_ids(job: schemas.BrokerMessage) -> list[str]:
     if isinstance(job, schemas.DeliveryResult):
         return [r.recipient_id for r in job.results]
@@ -1189,6 +1214,10 @@ def _dead_entry(message: AbstractIncomingMessage, headers: dict[str, Any]) -> di
         "reason": text(REASON_HEADER),
         "failed_at": text(FAILED_AT_HEADER),
     }
+    if not entry["queue"] and (death := broker_death(headers)):
+        # Dead-lettered by RabbitMQ itself (past a quorum queue's x-delivery-limit).
+        entry["queue"], entry["reason"] = death
+        entry["failed_at"] = str(headers.get("x-first-death-time", "") or "")
     try:
         job, payload = schemas.decode(message.body)
     except Exception:

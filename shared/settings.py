@@ -53,6 +53,14 @@ class BrokerSettings(BaseSettings):
         description="x-queue-type of durable queues: 'classic' for dev, 'quorum' in production "
         "(replicated; dead-letters at least once). The per-process control queues stay classic.",
     )
+    delivery_limit: int = Field(
+        20,
+        ge=0,
+        description="x-delivery-limit of the consumed quorum queues: a job the broker handed "
+        "out this many times without an ack (its consumer crashed or lost its connection each "
+        "time) is dead-lettered (to hato.dead) instead of crashing consumers for ever; 0: not "
+        "set (RabbitMQ 4.x then applies its own default of 20). Classic queues have none.",
+    )
     queue_expires: int = Field(
         0,
         ge=0,

@@ -38,7 +38,15 @@ from services.dispatcher.smtp_client import SmtpClient, status_for
 from services.dispatcher.throttle import Throttle, parse_limits, slows_down
 from shared import logging as hlog
 from shared import metrics, schemas
-from shared.broker import Broker, Delivery, Queue, deliver_queue, ip_queue, settle
+from shared.broker import (
+    Broker,
+    Delivery,
+    Queue,
+    broker_death,
+    deliver_queue,
+    ip_queue,
+    settle,
+)
 from shared.egress import Egress
 from shared.errors import ConfigError, Permanent, RetryLater
 from shared.runtime import Runtime
@@ -103,6 +111,11 @@ class Dispatcher:
     async def route(self, delivery: Delivery) -> None:
         """A job from a pool's queue: deliver it from its member IP, or hand it to the owner."""
         job = self._job(delivery)
+        death = broker_death(delivery.headers)
+        if death is not None and death[1] == "delivery_limit":
+            # Back from an IP queue past its delivery limit (its dispatcher died with it each
+            # time): forwarded again, it would go round for ever.
+            raise Permanent(f"handed out past the delivery limit of {death[0]}")
         member = self.view.choose(job.pool, job.domain)
         if member is None:
             raise RetryLater(600, "every live member of the pool is at its warm-up cap")

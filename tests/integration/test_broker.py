@@ -422,6 +422,73 @@ async def test_quorum_queues_dead_letter_at_least_once_and_control_stays_classic
         await b.close()
 
 
+async def queue_arguments(settings: BrokerSettings, name: str) -> dict:
+    """A queue's arguments as RabbitMQ keeps them (its management API)."""
+    import httpx
+
+    from hato.amqp_users import endpoint
+
+    where = endpoint(settings)
+    async with httpx.AsyncClient(auth=(where.user, where.password), timeout=5) as http:
+        try:
+            answer = await http.get(f"{where.base}/api/queues/%2F/{name}")
+        except httpx.HTTPError as exc:
+            pytest.skip(f"no RabbitMQ management API: {exc!r}")
+    answer.raise_for_status()
+    return answer.json()["arguments"]
+
+
+async def test_quorum_queues_have_a_delivery_limit_and_dead_letter_past_it(
+    broker_settings: BrokerSettings,
+) -> None:
+    """With queue_type=quorum the consumed queues carry x-delivery-limit (with at-least-once
+    dead-lettering and reject-publish), RabbitMQ accepts them, and a job handed out past the
+    limit without an ack (its consumer dies each time) goes to the dead-letter queue; the
+    dead-letter and retry queues have no limit."""
+    settings = broker_settings.model_copy(update={"queue_type": "quorum", "delivery_limit": 2})
+    b = Broker(settings, name="quorum-limit", pools=["default"])
+    await b.connect()
+    try:
+        await b.declare_ip_queue("default", "192.0.2.9", handoff=60)
+        await b._retry_exchange(1)
+        shown = {
+            q: await queue_arguments(settings, b.full(q))
+            for q in ("sign", "results", "deliver.default", "deliver.default.ip.192.0.2.9")
+        }
+        print("arguments as RabbitMQ shows them:", json.dumps(shown, indent=1, sort_keys=True))
+        for args in shown.values():
+            assert args["x-queue-type"] == "quorum"
+            assert args["x-delivery-limit"] == 2
+            assert args["x-dead-letter-strategy"] == "at-least-once"
+            assert args["x-overflow"] == "reject-publish"
+        assert "x-delivery-limit" not in await queue_arguments(settings, b.full("dead"))
+        assert "x-delivery-limit" not in await queue_arguments(settings, b.full("retry.1000"))
+        assert "x-delivery-limit" not in Broker(broker_settings, name="classic").arguments(
+            dead_letter_exchange="x", consumed=True
+        )
+
+        await b.publish(job("poison"))
+        handed_out = 0
+        connection = await aio_pika.connect(settings.url)
+        async with connection:
+            for _ in range(10):
+                channel = await connection.channel()
+                q = await channel.get_queue(b.full(Queue.SIGN))
+                message = await q.get(fail=False, no_ack=False)
+                await channel.close()  # never acked: back to the queue, one delivery more
+                if message is None:
+                    break
+                handed_out += 1
+        listed = await eventually(b.dead_letters, until=lambda entries: entries)
+        assert handed_out == 3  # the limit, then one more: it is dead-lettered on that return
+        # hato dead list names the queue and the broker's reason.
+        assert [(e["message_id"], e["queue"], e["reason"]) for e in listed] == [
+            ("poison", b.full(Queue.SIGN), "delivery_limit")
+        ]
+    finally:
+        await b.close()
+
+
 async def test_jobs_are_sealed_and_a_forged_one_is_refused(broker_settings: BrokerSettings) -> None:
     """With a seal key, what a service publishes carries its HMAC; a consumer with the key
     handles a sealed job and dead-letters one published without the key (a platform team
