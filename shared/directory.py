@@ -200,6 +200,9 @@ class Directory:
     async def tenants(self) -> list[dict[str, Any]]:
         return await self.db.tenants.find({}).sort("_id", ASCENDING).to_list()
 
+    async def delete_tenant(self, name: str) -> bool:
+        return (await self.db.tenants.delete_one({"_id": name})).deleted_count > 0
+
     async def add_network(self, tenant: str, cidr: str) -> None:
         await self.db.tenants.update_one({"_id": tenant}, {"$addToSet": {"networks": cidr}})
 
@@ -242,6 +245,9 @@ class Directory:
     async def domains(self, tenant: str | None = None) -> list[dict[str, Any]]:
         query = {"tenant": tenant} if tenant else {}
         return await self.db.domains.find(query).sort("_id", ASCENDING).to_list()
+
+    async def delete_domain(self, domain: str) -> bool:
+        return (await self.db.domains.delete_one({"_id": domain.lower()})).deleted_count > 0
 
     async def set_dkim_keys(self, domain: str, keys: list[dict[str, Any]]) -> None:
         """Replace a domain's key list (after a rotation step changed statuses)."""

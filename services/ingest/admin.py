@@ -1,6 +1,8 @@
 """The admin HTTP API (operator token): what ``hato`` does, for platforms' own tooling —
 tenants, networks, limits, IP pools, domains and their DNS records, SMTP credentials and
-API keys.
+API keys. The routes are a door onto the commands of ``shared.admin``: they take the JSON
+bodies (validated by the models here) and answer the commands' results; a refused command
+answers its problem (404 not found, 409 conflict, 422 invalid, 400 otherwise).
 
 Secrets (passwords, API keys) are in the creating response only; they are stored hashed.
 Every change is announced on the broker, so the other ingest instances, the signers and the
@@ -8,22 +10,22 @@ dispatchers apply it at once.
 """
 
 import hashlib
-import ipaddress
 import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.ingest.http import Problem
+from shared.admin import DOMAIN, NAME, SELECTOR, Commands
 from shared.broker import Broker
-from shared.directory import Directory, DuplicateError, Limits, relay_network
+from shared.directory import Directory, Limits, relay_network
 from shared.provisioning import Conflict, Invalid, NotFound, Provisioner, ProvisioningError
-from shared.schemas import ChangeKind
 from shared.store import Store
 
-_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+_NAME = NAME
 
 
 class _In(BaseModel):
@@ -38,13 +40,6 @@ class LimitsIn(_In):
     retention_days: float | None = Field(
         None, gt=0, description="Days a message is kept once all its recipients are final."
     )
-
-
-def _cidr(value: str) -> str:
-    try:
-        return str(ipaddress.ip_network(value, strict=False))
-    except ValueError:
-        raise ValueError(f"not a network: {value!r}") from None
 
 
 def _relay_networks(networks: list[str], wide: bool) -> list[str]:
@@ -101,9 +96,9 @@ class NetworkIn(_In):
 
 
 class DomainIn(_In):
-    domain: str = Field(max_length=253, pattern=r"^([a-zA-Z0-9-]{1,63}\.)+[a-zA-Z]{2,63}$")
+    domain: str = Field(max_length=253, pattern=DOMAIN)
     verified: bool = Field(False, description="Operator's word that the domain is theirs.")
-    selector: str = Field("hato", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    selector: str = Field("hato", pattern=SELECTOR)
 
 
 class CredentialIn(_In):
@@ -121,45 +116,54 @@ def _problem(exc: ProvisioningError) -> Problem:
     return Problem(status, str(exc))
 
 
-def _tenant_out(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": doc["_id"],
-        "pool": doc.get("pool"),
-        "other_pools": doc.get("other_pools", []),
-        "networks": doc.get("networks", []),
-        "limits": doc.get("limits", {}),
-        "signing_domain": doc.get("signing_domain"),
-        "created_at": doc.get("created_at"),
-    }
+class _CommandRoute(APIRoute):
+    """A route whose refused command answers as a problem document."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ProvisioningError as exc:
+                raise _problem(exc) from None
+
+        return run
+
+
+def _pick(doc: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: doc[k] for k in keys}
+
+
+def _limits(body: LimitsIn | None) -> Limits | None:
+    return None if body is None else Limits(**body.model_dump())
 
 
 class Admin:
-    """The admin routes, bound to the directory and a hook run after each change."""
+    """The admin routes over the shared admin commands; ``changed`` is run after each
+    change."""
 
     def __init__(
         self,
         directory: Directory,
         provisioner: Provisioner,
-        changed: Callable[[ChangeKind, str], Awaitable[None]],
+        changed: Callable[..., Awaitable[None]],
         *,
         broker: Broker | None = None,
         store: Store | None = None,
     ) -> None:
-        self.directory = directory
-        self.provisioner = provisioner
-        self.changed = changed
+        self.commands = Commands(directory, provisioner, changed)
         self.broker = broker  # the dead-letter routes need both
         self.store = store
 
-    async def _tenant(self, name: str) -> dict[str, Any]:
-        doc = await self.directory.tenant(name)
-        if doc is None:
-            raise Problem(404, f"no tenant {name}")
-        return doc
-
     def router(self, operator: Callable[..., Any]) -> APIRouter:
-        r = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Depends(operator)])
-        d = self.directory
+        r = APIRouter(
+            prefix="/admin/v1",
+            tags=["admin"],
+            dependencies=[Depends(operator)],
+            route_class=_CommandRoute,
+        )
+        c = self.commands
 
         async def dead_letters(job_id: str | None, decision: str | None) -> list[dict]:
             if self.broker is None or self.store is None:
@@ -199,145 +203,85 @@ class Admin:
 
         @r.post("/tenants", status_code=201)
         async def create_tenant(body: TenantIn) -> dict:
-            try:
-                doc = await self.provisioner.create_tenant(
-                    body.name,
-                    pool=body.pool,
-                    networks=body.networks,
-                    limits=Limits(**body.limits.model_dump()),
-                    signing_domain=body.signing_domain,
-                    other_pools=body.other_pools,
-                )
-            except ProvisioningError as exc:
-                raise _problem(exc) from None
-            await self.changed(ChangeKind.TENANTS, body.name)
-            return _tenant_out(doc)
+            return await c.create_tenant(
+                body.name,
+                pool=body.pool,
+                networks=body.networks,
+                limits=_limits(body.limits),
+                signing_domain=body.signing_domain,
+                other_pools=body.other_pools,
+            )
 
         @r.patch("/tenants/{tenant}")
         async def change_tenant(tenant: str, body: TenantChangeIn) -> dict:
-            try:
-                doc = await self.provisioner.update_tenant(
-                    tenant,
-                    pool=body.pool,
-                    limits=Limits(**body.limits.model_dump()) if body.limits else None,
-                    signing_domain=body.signing_domain,
-                    other_pools=body.other_pools,
-                )
-            except ProvisioningError as exc:
-                raise _problem(exc) from None
-            await self.changed(ChangeKind.TENANTS, tenant)
-            return _tenant_out(doc)
+            return await c.update_tenant(
+                tenant,
+                pool=body.pool,
+                limits=_limits(body.limits),
+                signing_domain=body.signing_domain,
+                other_pools=body.other_pools,
+            )
 
         @r.get("/pools")
         async def list_pools() -> list[dict]:
-            return [
-                {"name": p["_id"], "members": p.get("members", [])}
-                for p in await self.provisioner.pools.all()
-            ]
+            return await c.pools()
 
         @r.post("/pools/{pool}/members", status_code=201)
         async def add_pool_member(pool: str, body: PoolMemberIn) -> dict:
-            if not re.match(_NAME, pool):
+            if not re.match(NAME, pool):
                 raise Problem(400, f"not a pool name: {pool!r}")
-            try:
-                member = await self.provisioner.add_pool_member(
-                    pool, body.ip, helo=body.helo, warmup=body.warmup
-                )
-            except ProvisioningError as exc:
-                raise _problem(exc) from None
-            await self.changed(ChangeKind.POOLS, pool)
+            member = await c.add_pool_member(pool, body.ip, helo=body.helo, warmup=body.warmup)
             return {"pool": pool, **member}
 
         @r.delete("/pools/{pool}/members/{ip}", status_code=204)
         async def remove_pool_member(pool: str, ip: str) -> None:
-            try:
-                await self.provisioner.remove_pool_member(pool, ip)
-            except ProvisioningError as exc:
-                raise _problem(exc) from None
-            await self.changed(ChangeKind.POOLS, pool)
+            await c.remove_pool_member(pool, ip)
 
         @r.get("/tenants")
         async def list_tenants() -> list[dict]:
-            return [_tenant_out(t) for t in await d.tenants()]
+            return await c.tenants()
 
         @r.get("/tenants/{tenant}")
         async def get_tenant(tenant: str) -> dict:
-            return _tenant_out(await self._tenant(tenant))
+            return await c.tenant(tenant)
 
         @r.patch("/tenants/{tenant}/limits")
         async def set_limits(tenant: str, body: LimitsIn) -> dict:
-            await self._tenant(tenant)
-            doc = await d.upsert_tenant(tenant, limits=Limits(**body.model_dump()))
-            await self.changed(ChangeKind.TENANTS, tenant)
-            return _tenant_out(doc)
+            return await c.set_limits(tenant, Limits(**body.model_dump()))
 
         @r.post("/tenants/{tenant}/networks", status_code=201)
         async def add_network(tenant: str, body: NetworkIn) -> dict:
-            await self._tenant(tenant)
-            await d.add_network(tenant, body.cidr)
-            await self.changed(ChangeKind.TENANTS, tenant)
-            return _tenant_out(await self._tenant(tenant))
+            return await c.add_network(tenant, body.cidr, wide=body.allow_wide)
 
         @r.delete("/tenants/{tenant}/networks")
         async def remove_network(tenant: str, cidr: Annotated[str, Query()]) -> dict:
-            await self._tenant(tenant)
-            await d.remove_network(tenant, _cidr(cidr))
-            await self.changed(ChangeKind.TENANTS, tenant)
-            return _tenant_out(await self._tenant(tenant))
+            return await c.remove_network(tenant, cidr)
 
         @r.post("/tenants/{tenant}/domains", status_code=201)
         async def add_domain(tenant: str, body: DomainIn) -> dict:
-            try:
-                doc = await self.provisioner.add_domain(
-                    body.domain, tenant=tenant, verified=body.verified, selector=body.selector
-                )
-            except ProvisioningError as exc:
-                raise _problem(exc) from None
-            await self.changed(ChangeKind.DOMAINS, doc["_id"])
-            return {
-                "domain": doc["_id"],
-                "tenant": tenant,
-                "verified": doc["verified"],
-                "dns_records": self.provisioner.records(doc),
-            }
+            view = await c.add_domain(
+                body.domain, tenant=tenant, verified=body.verified, selector=body.selector
+            )
+            return _pick(view, "domain", "tenant", "verified", "dns_records")
 
         @r.get("/tenants/{tenant}/domains")
         async def list_domains(tenant: str) -> list[dict]:
-            await self._tenant(tenant)
-            return [
-                {
-                    "domain": doc["_id"],
-                    "verified": doc.get("verified", False),
-                    "dns_records": self.provisioner.records(doc),
-                }
-                for doc in await d.domains(tenant)
-            ]
+            return [_pick(d, "domain", "verified", "dns_records") for d in await c.domains(tenant)]
 
         @r.post("/domains/{domain}/verify")
         async def verify_domain(domain: str) -> dict:
-            try:
-                verified, checks = await self.provisioner.verify(domain)
-            except ProvisioningError as exc:
-                raise _problem(exc) from None
-            await self.changed(ChangeKind.DOMAINS, domain.lower())
+            verified, checks = await c.verify_domain(domain)
             return {
                 "domain": domain,
                 "verified": verified,
                 "dkim": [
-                    {"selector": c.selector, "name": c.name, "status": c.status} for c in checks
+                    {"selector": k.selector, "name": k.name, "status": k.status} for k in checks
                 ],
             }
 
         @r.post("/tenants/{tenant}/credentials", status_code=201)
         async def add_credential(tenant: str, body: CredentialIn) -> dict:
-            await self._tenant(tenant)
-            try:
-                password = await d.add_credential(
-                    tenant, body.username, allowed_from=body.allowed_from
-                )
-            except DuplicateError as exc:
-                raise Problem(409, str(exc)) from None
-            await self.changed(ChangeKind.TENANTS, tenant)
+            password = await c.add_credential(tenant, body.username, allowed_from=body.allowed_from)
             return {
                 "username": body.username,
                 "password": password,
@@ -346,26 +290,18 @@ class Admin:
 
         @r.get("/tenants/{tenant}/credentials")
         async def list_credentials(tenant: str) -> list[dict]:
-            await self._tenant(tenant)
             return [
-                {
-                    "username": c["_id"],
-                    "allowed_from": c.get("allowed_from", []),
-                    "created_at": c.get("created_at"),
-                }
-                for c in await d.credentials(tenant)
+                _pick(v, "username", "allowed_from", "created_at")
+                for v in await c.credentials(tenant)
             ]
 
         @r.delete("/tenants/{tenant}/credentials/{username}", status_code=204)
         async def delete_credential(tenant: str, username: str) -> None:
-            if not await d.delete_credential(username, tenant):
-                raise Problem(404, f"no SMTP user {username} for {tenant}")
-            await self.changed(ChangeKind.TENANTS, tenant)
+            await c.remove_credential(username, tenant)
 
         @r.post("/tenants/{tenant}/api-keys", status_code=201)
         async def add_api_key(tenant: str, body: ApiKeyIn) -> dict:
-            await self._tenant(tenant)
-            prefix, token = await d.add_api_key(
+            prefix, token = await c.add_api_key(
                 tenant, name=body.name, allowed_from=body.allowed_from
             )
             return {
@@ -377,21 +313,13 @@ class Admin:
 
         @r.get("/tenants/{tenant}/api-keys")
         async def list_api_keys(tenant: str) -> list[dict]:
-            await self._tenant(tenant)
             return [
-                {
-                    "prefix": k["_id"],
-                    "name": k.get("name", ""),
-                    "allowed_from": k.get("allowed_from", []),
-                    "created_at": k.get("created_at"),
-                }
-                for k in await d.api_keys(tenant)
+                _pick(v, "prefix", "name", "allowed_from", "created_at")
+                for v in await c.api_keys(tenant)
             ]
 
         @r.delete("/tenants/{tenant}/api-keys/{prefix}", status_code=204)
         async def revoke_api_key(tenant: str, prefix: str) -> None:
-            if not await d.revoke_api_key(prefix, tenant):
-                raise Problem(404, f"no API key {prefix} for {tenant}")
-            await self.changed(ChangeKind.TENANTS, tenant)
+            await c.revoke_api_key(prefix, tenant)
 
         return r

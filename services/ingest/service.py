@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 from services.ingest.accept import Acceptor
 from services.ingest.admin import Admin
@@ -29,7 +30,7 @@ from shared.errors import ConfigError
 from shared.ops import HttpServer
 from shared.provisioning import Provisioner
 from shared.runtime import Runtime
-from shared.schemas import Changed, ChangeKind
+from shared.schemas import Changed, ChangeKind, Event
 from shared.secrets import SecretBox
 
 log = hlog.get_logger(__name__)
@@ -125,11 +126,13 @@ async def run(settings: IngestSettings) -> None:
             await policy.refresh(rt.store)
             app.state.api_keys.clear()
 
-        async def announce(what: ChangeKind, name: str) -> None:
+        async def announce(what: ChangeKind, name: str, events: Sequence[Event] = ()) -> None:
+            await rt.store.insert_events(events)
             await apply()  # here at once, even when the broker cannot tell the others
             try:
                 if what is ChangeKind.POOLS and name:  # its mail waits durably from now on
                     await rt.broker.declare_pool(name)
+                await rt.broker.emit(events)
                 await rt.broker.publish(Changed(what=what, name=name))
             except Exception as exc:  # made already; the others refresh on their own
                 log.warning("change not announced", error=repr(exc))

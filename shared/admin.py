@@ -1,0 +1,498 @@
+"""The admin commands: tenants, networks, domains, DKIM keys, SMTP credentials, API keys,
+suppressions and IP pools, each checked and carried out in one place.
+
+``hato`` (``hato/cli.py``) and the admin HTTP API (``services/ingest/admin.py``) are two
+doors onto these commands: they parse their input, call a command and show its result.
+It lives in ``shared/`` because both doors use it and neither may import the other's
+package (services never import each other; the CLI never imports a service).
+
+A command checks what it is given before it writes (``Invalid``: the request names something
+unusable, ``NotFound``, ``Conflict``, from ``shared.provisioning``), and announces every
+change through the ``announce`` hook its door gives, so running services apply it at once.
+Read commands only read: they create no index and announce nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from shared import dkim
+from shared.directory import Directory, DuplicateError, Limits, relay_network
+from shared.dns import KeyCheck
+from shared.provisioning import DEFAULT_POOL, Conflict, Invalid, KeyChange, NotFound, Provisioner
+from shared.schemas import ChangeKind, Event
+
+NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"  # tenant and pool names
+DOMAIN = r"^([a-zA-Z0-9-]{1,63}\.)+[a-zA-Z]{2,63}$"
+SELECTOR = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+Announce = Callable[[ChangeKind, str, Sequence[Event]], Awaitable[None]]
+"""What a door does after a change: tell running services (and write, publish ``events``)."""
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+def check_name(value: str, what: str) -> str:
+    """A tenant or pool name, or Invalid."""
+    if not re.match(NAME, value):
+        raise Invalid(f"not a {what} name: {value!r}")
+    return value
+
+
+def network(value: str, *, wide: bool = False) -> str:
+    """A source network a tenant may relay from, normalised; Invalid when it is no network
+    or wider than /8 (IPv4) or /32 (IPv6) without ``wide``."""
+    try:
+        return relay_network(value, wide=wide)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def cidr(value: str) -> str:
+    """A network as the store keeps it (to withdraw one, whatever its width)."""
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise Invalid(f"not a network: {value!r}") from None
+
+
+def warmup(value: str) -> list[int]:
+    """Daily caps written ``500,1000,2000``."""
+    try:
+        return [int(n) for n in value.split(",")] if value else []
+    except ValueError:
+        raise Invalid(f"warm-up takes daily caps like 500,1000,2000, not {value!r}") from None
+
+
+# -- what the commands answer ---------------------------------------------------------------
+
+
+def tenant_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": doc["_id"],
+        "pool": doc.get("pool"),
+        "other_pools": doc.get("other_pools", []),
+        "networks": doc.get("networks", []),
+        "limits": doc.get("limits", {}),
+        "signing_domain": doc.get("signing_domain"),
+        "created_at": doc.get("created_at"),
+    }
+
+
+def credential_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "username": doc["_id"],
+        "tenant": doc["tenant"],
+        "allowed_from": doc.get("allowed_from", []),
+        "created_at": doc.get("created_at"),
+    }
+
+
+def api_key_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "prefix": doc["_id"],
+        "tenant": doc["tenant"],
+        "name": doc.get("name", ""),
+        "allowed_from": doc.get("allowed_from", []),
+        "created_at": doc.get("created_at"),
+    }
+
+
+def suppression_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "address": doc["address"],
+        "reason": doc.get("reason"),
+        "source": doc.get("source"),
+        "expires_at": doc.get("expires_at"),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class KeyReport:
+    """What ``check_keys`` found: each live key's DNS state, its life state by selector, the
+    steps taken (only when asked to activate), keys the signer cannot open, and why keys
+    were not opened at all (no master key)."""
+
+    domain: str
+    checks: list[KeyCheck]
+    states: dict[str, str]
+    changes: list[KeyChange] = field(default_factory=list)
+    unusable: list[str] = field(default_factory=list)
+    unchecked: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status == "found" for c in self.checks) and not self.unusable
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "domain": self.domain,
+            "keys": [
+                {
+                    "selector": c.selector,
+                    "name": c.name,
+                    "state": self.states.get(c.selector),
+                    "dns": c.status,
+                }
+                for c in self.checks
+            ],
+            "changes": [{"selector": c.selector, "now": c.kind} for c in self.changes],
+            "unusable": self.unusable,
+            "unchecked": self.unchecked,
+            "ok": self.ok,
+        }
+
+
+# -- the commands -----------------------------------------------------------------------------
+
+
+class Commands:
+    """The admin commands over one directory; ``announce`` is the door's change hook and
+    ``box_problem`` says why there is no master key when the provisioner has none."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        provisioner: Provisioner,
+        announce: Announce,
+        *,
+        box_problem: str = "",
+    ) -> None:
+        self.directory = directory
+        self.provisioner = provisioner
+        self.announce = announce
+        self.box_problem = box_problem
+
+    async def _changed(self, what: ChangeKind, name: str, events: Sequence[Event] = ()) -> None:
+        await self.announce(what, name, events)
+
+    async def _tenant(self, name: str) -> dict[str, Any]:
+        doc = await self.directory.tenant(name)
+        if doc is None:
+            raise NotFound(f"unknown tenant {name}")
+        return doc
+
+    async def _domain(self, domain: str) -> dict[str, Any]:
+        doc = await self.directory.domain(domain)
+        if doc is None:
+            raise NotFound(f"unknown domain {domain}")
+        return doc
+
+    # -- tenants and networks -------------------------------------------------------------
+
+    async def tenants(self) -> list[dict[str, Any]]:
+        return [tenant_view(t) for t in await self.directory.tenants()]
+
+    async def tenant(self, name: str) -> dict[str, Any]:
+        return tenant_view(await self._tenant(name))
+
+    async def create_tenant(
+        self,
+        name: str,
+        *,
+        pool: str = DEFAULT_POOL,
+        networks: Sequence[str] = (),
+        allow_wide: bool = False,
+        limits: Limits | None = None,
+        signing_domain: str | None = None,
+        other_pools: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """A new tenant; an existing name is a Conflict."""
+        doc = await self.provisioner.create_tenant(
+            check_name(name, "tenant"),
+            pool=check_name(pool, "pool"),
+            networks=[network(n, wide=allow_wide) for n in networks],
+            limits=limits,
+            signing_domain=signing_domain,
+            other_pools=other_pools,
+        )
+        await self._changed(ChangeKind.TENANTS, name)
+        return tenant_view(doc)
+
+    async def update_tenant(
+        self,
+        name: str,
+        *,
+        pool: str | None = None,
+        limits: Limits | None = None,
+        signing_domain: str | None = None,
+        other_pools: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Change what is given of a tenant and keep the rest."""
+        doc = await self.provisioner.update_tenant(
+            name,
+            pool=check_name(pool, "pool") if pool else None,
+            limits=limits,
+            signing_domain=signing_domain,
+            other_pools=other_pools,
+        )
+        await self._changed(ChangeKind.TENANTS, name)
+        return tenant_view(doc)
+
+    async def set_limits(self, name: str, limits: Limits) -> dict[str, Any]:
+        await self._tenant(name)
+        doc = await self.directory.upsert_tenant(name, limits=limits)
+        await self._changed(ChangeKind.TENANTS, name)
+        return tenant_view(doc)
+
+    async def remove_tenant(self, name: str) -> None:
+        """Delete a tenant that owns nothing any more (Conflict while it has domains, SMTP
+        users or API keys: remove those first)."""
+        await self._tenant(name)
+        owned = [
+            f"{len(found)} {what}"
+            for what, found in (
+                ("domain(s)", await self.directory.domains(name)),
+                ("SMTP user(s)", await self.directory.credentials(name)),
+                ("API key(s)", await self.directory.api_keys(name)),
+            )
+            if found
+        ]
+        if owned:
+            raise Conflict(f"tenant {name} still has {', '.join(owned)}: remove them first")
+        await self.directory.delete_tenant(name)
+        await self._changed(ChangeKind.TENANTS, name)
+
+    async def add_network(self, tenant: str, value: str, *, wide: bool = False) -> dict[str, Any]:
+        await self._tenant(tenant)
+        await self.directory.add_network(tenant, network(value, wide=wide))
+        await self._changed(ChangeKind.TENANTS, tenant)
+        return await self.tenant(tenant)
+
+    async def remove_network(self, tenant: str, value: str) -> dict[str, Any]:
+        await self._tenant(tenant)
+        await self.directory.remove_network(tenant, cidr(value))
+        await self._changed(ChangeKind.TENANTS, tenant)
+        return await self.tenant(tenant)
+
+    # -- domains and DKIM keys ------------------------------------------------------------
+
+    def domain_view(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "domain": doc["_id"],
+            "tenant": doc["tenant"],
+            "verified": doc.get("verified", False),
+            "dkim": [
+                {"selector": k["selector"], "algorithm": k["algorithm"], "state": dkim.status(k)}
+                for k in doc.get("dkim", [])
+            ],
+            "dns_records": self.provisioner.records(doc),
+        }
+
+    async def domains(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        if tenant:
+            await self._tenant(tenant)
+        return [self.domain_view(d) for d in await self.directory.domains(tenant)]
+
+    async def add_domain(
+        self, domain: str, *, tenant: str, verified: bool = False, selector: str = "hato"
+    ) -> dict[str, Any]:
+        """Give ``domain`` to ``tenant`` with a first DKIM key; its view names the records."""
+        if not re.match(DOMAIN, domain.rstrip(".")) or len(domain) > 253:
+            raise Invalid(f"not a domain name: {domain!r}")
+        if not re.match(SELECTOR, selector):
+            raise Invalid(f"not a DKIM selector: {selector!r}")
+        doc = await self.provisioner.add_domain(
+            domain, tenant=tenant, verified=verified, selector=selector
+        )
+        await self._changed(ChangeKind.DOMAINS, doc["_id"])
+        return self.domain_view(doc)
+
+    async def remove_domain(self, domain: str) -> None:
+        """Take a domain (and its DKIM keys) away: its mail is no longer relayed or signed."""
+        doc = await self._domain(domain)
+        await self.directory.delete_domain(doc["_id"])
+        await self._changed(ChangeKind.DOMAINS, doc["_id"])
+
+    async def verify_domain(self, domain: str) -> tuple[bool, list[KeyCheck]]:
+        """Look its DKIM records up; verified once one is found."""
+        verified, checks = await self.provisioner.verify(domain)
+        await self._changed(ChangeKind.DOMAINS, domain.lower())
+        return verified, checks
+
+    async def generate_key(
+        self, domain: str, selector: str | None = None, algorithm: str = dkim.RSA
+    ) -> KeyChange:
+        change = await self.provisioner.generate_key(domain, selector, algorithm)
+        await self._changed(ChangeKind.DOMAINS, change.domain, [change.event()])
+        return change
+
+    async def rotate_key(self, domain: str, algorithm: str = dkim.RSA) -> KeyChange:
+        change = await self.provisioner.rotate(domain, algorithm)
+        await self._changed(ChangeKind.DOMAINS, change.domain, [change.event()])
+        return change
+
+    async def check_keys(self, domain: str, *, activate: bool = False) -> KeyReport:
+        """Every live key's record in DNS; with ``activate``, pending keys found there
+        become active first (and the keys they replace retire)."""
+        await self._domain(domain)
+        changes = await self.provisioner.promote(domain) if activate else []
+        if changes:
+            await self._changed(ChangeKind.DOMAINS, domain.lower(), [c.event() for c in changes])
+        checks = await self.provisioner.check(domain)
+        doc = await self._domain(domain)
+        box = self.provisioner.box
+        return KeyReport(
+            domain=doc["_id"],
+            checks=checks,
+            states={k["selector"]: dkim.status(k) for k in doc.get("dkim", [])},
+            changes=changes,
+            unusable=dkim.unopenable_keys([doc], box) if box else [],
+            unchecked="" if box else self.box_problem or "no master key",
+        )
+
+    async def dkim_records(self, domain: str) -> list[dict[str, str]]:
+        """The DKIM TXT records to publish (NotFound when the domain has no key)."""
+        doc = await self._domain(domain)
+        if not doc.get("dkim"):
+            raise NotFound(f"{domain} has no DKIM key (hato dkim generate)")
+        return [
+            r
+            for r in self.provisioner.records(doc)
+            if r["type"] == "TXT" and "._domainkey." in r["name"]
+        ]
+
+    # -- SMTP credentials and API keys ----------------------------------------------------
+
+    async def credentials(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        if tenant:
+            await self._tenant(tenant)
+        return [credential_view(c) for c in await self.directory.credentials(tenant)]
+
+    async def add_credential(
+        self, tenant: str, username: str, *, allowed_from: Sequence[str] = ()
+    ) -> str:
+        """A new SMTP user; its password (shown once, stored hashed)."""
+        await self._tenant(tenant)
+        if not re.match(r"^[!-~]{1,128}$", username):
+            raise Invalid(f"not an SMTP user name: {username!r}")
+        try:
+            password = await self.directory.add_credential(
+                tenant, username, allowed_from=allowed_from
+            )
+        except DuplicateError as exc:
+            raise Conflict(str(exc)) from None
+        await self._changed(ChangeKind.TENANTS, tenant)
+        return password
+
+    async def remove_credential(self, username: str, tenant: str | None = None) -> None:
+        if not await self.directory.delete_credential(username, tenant):
+            raise NotFound(f"no SMTP user {username}" + (f" for {tenant}" if tenant else ""))
+        await self._changed(ChangeKind.TENANTS, tenant or "")
+
+    async def api_keys(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        if tenant:
+            await self._tenant(tenant)
+        return [api_key_view(k) for k in await self.directory.api_keys(tenant)]
+
+    async def add_api_key(
+        self, tenant: str, *, name: str = "", allowed_from: Sequence[str] = ()
+    ) -> tuple[str, str]:
+        """A new API key: (prefix, key); the key is shown once and stored hashed."""
+        await self._tenant(tenant)
+        prefix, token = await self.directory.add_api_key(
+            tenant, name=name, allowed_from=allowed_from
+        )
+        await self._changed(ChangeKind.TENANTS, tenant)
+        return prefix, token
+
+    async def revoke_api_key(self, prefix: str, tenant: str | None = None) -> None:
+        if not await self.directory.revoke_api_key(prefix, tenant):
+            raise NotFound(f"no API key {prefix}" + (f" for {tenant}" if tenant else ""))
+        await self._changed(ChangeKind.TENANTS, tenant or "")
+
+    # -- suppressions ---------------------------------------------------------------------
+
+    async def suppressions(self, tenant: str, *, limit: int = 1000) -> list[dict[str, Any]]:
+        await self._tenant(tenant)
+        return [suppression_view(d) for d in await self.directory.suppressions(tenant, limit=limit)]
+
+    async def suppress(self, tenant: str, address: str, *, reason: str = "manual") -> str:
+        """The tenant never mails ``address`` (lower-cased, returned) until it is lifted."""
+        await self._tenant(tenant)
+        await self.directory.suppress(tenant, address, reason=reason, source="admin")
+        return address.lower()
+
+    async def unsuppress(self, tenant: str, address: str) -> str:
+        if not await self.directory.unsuppress(tenant, address):
+            raise NotFound(f"{address} is not suppressed for {tenant}")
+        return address.lower()
+
+    # -- IP pools -------------------------------------------------------------------------
+
+    async def pools(self) -> list[dict[str, Any]]:
+        """The stored pools and their members."""
+        return [
+            {"name": p["_id"], "members": p.get("members", [])}
+            for p in await self.provisioner.pools.all()
+        ]
+
+    async def pool_status(
+        self,
+        within: float,
+        waiting: Callable[[str], Awaitable[int | None]],
+    ) -> list[dict[str, Any]]:
+        """Every pool: its members (with the live dispatcher owning each IP and what it sent
+        today), the dispatchers heard from within ``within`` seconds that serve it, and how
+        many jobs wait in its queue (``waiting``; None when unknown)."""
+        pools = self.provisioner.pools
+        docs = {p["_id"]: p for p in await pools.all()}
+        live = await pools.live_dispatchers(within)
+        sent = await pools.sent_today()
+        owners = {ip: d for d in live for ip in d.get("ips", [])}
+        now = datetime.now(UTC)
+        status = []
+        for name in sorted({DEFAULT_POOL, *docs}):
+            members = [
+                {
+                    "ip": m["ip"],
+                    "helo": m.get("helo"),
+                    "warmup": m.get("warmup") or [],
+                    "sent_today": sent.get(m["ip"], 0),
+                    "dispatcher": owners[m["ip"]]["_id"] if m["ip"] in owners else None,
+                }
+                for m in docs.get(name, {}).get("members", [])
+            ]
+            serving = [
+                {
+                    "instance": d["_id"],
+                    "ips": d.get("ips", []),
+                    "seen_seconds_ago": round((now - _aware(d["seen_at"])).total_seconds(), 1),
+                }
+                for d in live
+                if name in d.get("pools", [])
+            ]
+            status.append(
+                {
+                    "name": name,
+                    "members": members,
+                    "stored": name in docs,
+                    "dispatchers": serving,
+                    "waiting": await waiting(name),
+                }
+            )
+        return status
+
+    async def add_pool_member(
+        self, pool: str, ip: str, *, helo: str | None = None, warmup: Sequence[int] = ()
+    ) -> dict[str, Any]:
+        """Add (or replace) a source IP of a pool, creating the pool."""
+        member = await self.provisioner.add_pool_member(
+            check_name(pool, "pool"), ip, helo=helo, warmup=warmup
+        )
+        await self._changed(ChangeKind.POOLS, pool)
+        return member
+
+    async def remove_pool_member(self, pool: str, ip: str) -> None:
+        await self.provisioner.remove_pool_member(pool, ip)
+        await self._changed(ChangeKind.POOLS, pool)
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
