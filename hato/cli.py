@@ -5,21 +5,23 @@ Reads the same ``HATO_*`` settings as the services (``HATO_MONGODB_URL``,
 ``HATO_MASTER_KEY_FILE``, ``HATO_DNS_NAMESERVERS`` ...), taking what the environment does
 not set from the settings file of the dev stack (``var/dev.env``, which ``make up`` writes;
 ``HATO_ENV_FILE`` names another, or none when empty). Changes are announced on the broker, so
-running services apply them at once. The admin HTTP API (``/admin/v1``) offers the same
-operations.
+running services apply them at once.
+
+The admin operations are the commands of ``shared.admin``, which the admin HTTP API
+(``/admin/v1``) serves too; this module is their command line: ``COMMANDS`` at the bottom is
+a table of every command (its words, arguments, the call it makes and how its result prints),
+from which the parser is built. Read commands take ``--json`` and need no write rights; exit
+codes tell kinds of failure apart (``Exit``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import ipaddress
 import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,23 +29,33 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hato.amqp_users import Management, ManagementError, endpoint, team_url
+from hato import dev, ops
+from hato.dev import DevSettings
+from hato.table import (
+    EPILOG,
+    Command,
+    Exit,
+    Failure,
+    Show,
+    arg,
+    exit_code,
+    note,
+    out,
+    says,
+)
 from shared import dkim
+from shared.admin import Commands, KeyReport, cidr, network, warmup
 from shared.broker import Broker, deliver_queue
-from shared.directory import DuplicateError, Limits, relay_network
-from shared.dns import records_for
+from shared.directory import DuplicateError, Limits
+from shared.dns import DnsRecord, KeyCheck
 from shared.errors import Unavailable
 from shared.provisioning import DEFAULT_POOL, KeyChange, Provisioner, ProvisioningError
 from shared.schemas import Changed, ChangeKind, Event
-from shared.secrets import SecretBox, SecretsError, generate_master_key
+from shared.secrets import SecretBox, SecretsError
 from shared.settings import BrokerSettings, DnsSettings, SecretsSettings, StoreSettings
 from shared.store import Store
-from shared.views import HEARTBEAT_WITHIN, message_view
+from shared.views import HEARTBEAT_WITHIN
 
-DEV_TENANT = "dev"
-DEV_DOMAIN = "hato.test"
-DEV_SELECTOR = "dev"
-DEV_NETWORK = "127.0.0.1/32"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DESCRIPTION = (
     "The admin command of Hato, a self-hosted mail relay: tenants, networks, IP pools, "
@@ -75,17 +87,6 @@ def load_env_file(path: Path | None) -> None:
             os.environ.setdefault(key, value)
 
 
-class DevSettings(BaseSettings):
-    """Dev mode: the local DNS server's zone that ``hato dev dns`` publishes to."""
-
-    model_config = SettingsConfigDict(env_prefix="HATO_DEV_", extra="ignore")
-
-    dns_zone: str = Field(
-        "", description="Zone file (JSON) of the dev DNS server; empty: none (make up sets it)."
-    )
-    dns_port: int = Field(5300, ge=1, description="Port of the dev DNS server on 127.0.0.1.")
-
-
 class CliSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
@@ -97,8 +98,8 @@ class CliSettings(BaseSettings):
 
 
 class Context:
-    """What a command works with: the store, the provisioning rules, and the broker it
-    announces changes on."""
+    """What a command works with: the store, the admin commands, and the broker it announces
+    changes on."""
 
     def __init__(self, store: Store, settings: CliSettings) -> None:
         self.store = store
@@ -111,6 +112,9 @@ class Context:
             box, self.box_problem = None, str(exc)  # only commands that need it say so
         self.box = box
         self.provisioner = Provisioner(store.directory, store.pools, box, settings.dns)
+        self.commands = Commands(
+            store.directory, self.provisioner, self.announce, box_problem=self.box_problem
+        )
         self._broker: Broker | None = None
         self._broker_failed = False
 
@@ -126,11 +130,12 @@ class Context:
                 self._broker = broker
             except Unavailable as exc:
                 self._broker_failed = True
-                _note(f"RabbitMQ cannot be reached ({exc}): {without}")
+                note(f"RabbitMQ cannot be reached ({exc}): {without}")
         return self._broker
 
     async def announce(self, what: ChangeKind, name: str, events: Sequence[Event] = ()) -> None:
-        """Tell running services that ``name`` changed (and write and publish ``events``)."""
+        """Tell running services that ``name`` changed (and write and publish ``events``); a
+        pool's queue is declared, so its mail waits durably from now on, served or not."""
         await self.store.insert_events(events)
         broker = await self.broker(
             "running services pick the change up at their next refresh "
@@ -139,164 +144,77 @@ class Context:
         if broker is None:
             return
         try:
+            if what is ChangeKind.POOLS and name:
+                await broker.declare_pool(name)
             await broker.emit(events)
             await broker.publish(Changed(what=what, name=name))
         except Unavailable as exc:
-            _note(f"the change was made but not announced: {exc}")
+            note(f"the change was made but not announced: {exc}")
+
+    async def waiting(self, pool: str) -> int | None:
+        """How many jobs wait in a pool's queue; None when the broker cannot say."""
+        broker = await self.broker("how much mail waits is not known")
+        if broker is None:
+            return None
+        try:
+            return await broker.depth(deliver_queue(pool))
+        except Exception:
+            return None
+
+    def queue(self, pool: str) -> str:
+        return f"{self.settings.broker.prefix}.{deliver_queue(pool)}"
 
     async def close(self) -> None:
         if self._broker is not None:
             await self._broker.close()
 
 
-def _out(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
+# -- how results print -------------------------------------------------------------------------
 
 
-def _note(message: str) -> None:
-    print(f"hato: {message}", file=sys.stderr)
-
-
-def _fail(message: str) -> int:
-    _note(message)
-    return 1
-
-
-def _limits(args: argparse.Namespace) -> Limits | None:
-    limits = Limits(
-        args.max_message_size,
-        args.max_recipients,
-        args.messages_per_hour,
-        args.max_age,
-        args.retention_days,
-    )
-    return None if limits == Limits() else limits
-
-
-def _tenant_line(doc: dict[str, Any]) -> str:
-    return (
-        f"tenant {doc['_id']}: pool {doc.get('pool')}"
-        + (f" (may name {', '.join(doc['other_pools'])})" if doc.get("other_pools") else "")
-        + f", networks {', '.join(doc.get('networks', [])) or '-'}"
-        + f", limits {json.dumps(doc.get('limits') or {}) if doc.get('limits') else '-'}"
-        + (f", signs unaligned with {doc['signing_domain']}" if doc.get("signing_domain") else "")
+def _tenant_line(t: dict[str, Any], *_: Any) -> None:
+    print(
+        f"tenant {t['name']}: pool {t.get('pool')}"
+        + (f" (may name {', '.join(t['other_pools'])})" if t.get("other_pools") else "")
+        + f", networks {', '.join(t.get('networks', [])) or '-'}"
+        + f", limits {json.dumps(t['limits']) if t.get('limits') else '-'}"
+        + (f", signs unaligned with {t['signing_domain']}" if t.get("signing_domain") else "")
     )
 
 
-# -- tenants and networks ---------------------------------------------------------------------
-
-
-async def tenant_add(ctx: Context, args: argparse.Namespace) -> int:
-    doc = await ctx.provisioner.create_tenant(
-        args.name,
-        pool=args.pool or DEFAULT_POOL,
-        networks=[relay_network(n, wide=args.allow_wide_network) for n in args.network or []],
-        limits=_limits(args),
-        signing_domain=args.signing_domain,
-        other_pools=args.other_pool or [],
-    )
-    await ctx.announce(ChangeKind.TENANTS, args.name)
-    print(_tenant_line(doc))
-    return 0
-
-
-async def tenant_set(ctx: Context, args: argparse.Namespace) -> int:
-    doc = await ctx.provisioner.update_tenant(
-        args.name,
-        pool=args.pool,
-        limits=_limits(args),
-        signing_domain=args.signing_domain,
-        other_pools=args.other_pool,
-    )
-    await ctx.announce(ChangeKind.TENANTS, args.name)
-    print(_tenant_line(doc))
-    return 0
-
-
-async def tenant_list(ctx: Context, args: argparse.Namespace) -> int:
-    for t in await ctx.directory.tenants():
+def _tenant_rows(tenants: list[dict[str, Any]], *_: Any) -> None:
+    for t in tenants:
         print(
-            f"{t['_id']}\tpool={t.get('pool')}\tnetworks={','.join(t.get('networks', []))}"
+            f"{t['name']}\tpool={t.get('pool')}\tnetworks={','.join(t.get('networks', []))}"
             f"\tlimits={json.dumps(t.get('limits', {}))}"
         )
-    return 0
 
 
-async def network_add(ctx: Context, args: argparse.Namespace) -> int:
-    if await ctx.directory.tenant(args.tenant) is None:
-        return _fail(f"unknown tenant {args.tenant}")
-    network = relay_network(args.cidr, wide=args.allow_wide_network)
-    await ctx.directory.add_network(args.tenant, network)
-    await ctx.announce(ChangeKind.TENANTS, args.tenant)
-    print(f"{args.tenant} relays for {network}")
-    return 0
-
-
-async def network_remove(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.directory.remove_network(args.tenant, _cidr(args.cidr))
-    await ctx.announce(ChangeKind.TENANTS, args.tenant)
-    print(f"{args.tenant} no longer relays for {_cidr(args.cidr)}")
-    return 0
-
-
-def _cidr(value: str) -> str:
-    try:
-        return str(ipaddress.ip_network(value, strict=False))
-    except ValueError:
-        raise ValueError(f"not a network: {value!r}") from None
-
-
-# -- domains and DKIM -------------------------------------------------------------------------
-
-
-async def domain_add(ctx: Context, args: argparse.Namespace) -> int:
-    doc = await ctx.provisioner.add_domain(
-        args.domain, tenant=args.tenant, verified=args.verified, selector=args.selector
-    )
-    await ctx.announce(ChangeKind.DOMAINS, doc["_id"])
-    state = "verified" if doc["verified"] else "not verified yet (publish, then hato domain verify)"
-    print(f"domain {doc['_id']}: tenant {args.tenant}, {state}")
+def _domain_added(d: dict[str, Any], args: argparse.Namespace, ctx: Context) -> None:
+    state = "verified" if d["verified"] else "not verified yet (publish, then hato domain verify)"
+    print(f"domain {d['domain']}: tenant {d['tenant']}, {state}")
     print("Publish these DNS records:")
-    for record in records_for(doc, ctx.settings.dns):
-        print(f"  {record.zone_line()}    ; {record.purpose}")
+    for r in d["dns_records"]:
+        print(f"  {DnsRecord(**r).zone_line()}    ; {r['purpose']}")
     if ctx.settings.dev.dns_zone:
-        print(f"(dev mode: hato dev dns publish {doc['_id']} publishes them in the local DNS)")
-    return 0
+        print(f"(dev mode: hato dev dns publish {d['domain']} publishes them in the local DNS)")
 
 
-async def domain_verify(ctx: Context, args: argparse.Namespace) -> int:
-    verified, checks = await ctx.provisioner.verify(args.domain)
-    await ctx.announce(ChangeKind.DOMAINS, args.domain.lower())
+def _domain_rows(domains: list[dict[str, Any]], *_: Any) -> None:
+    for d in domains:
+        selectors = ",".join(k["selector"] for k in d["dkim"])
+        print(f"{d['domain']}\ttenant={d['tenant']}\tverified={d['verified']}\tdkim={selectors}")
+
+
+def _verified(result: tuple[bool, list[KeyCheck]], args: argparse.Namespace, _: Any) -> int:
+    verified, checks = result
     for c in checks:
         print(f"{c.name}: {c.status}")
     print(f"{args.domain}: {'verified' if verified else 'NOT verified'}")
-    return 0 if verified else 1
+    return Exit.OK if verified else Exit.FAILED
 
 
-async def domain_list(ctx: Context, args: argparse.Namespace) -> int:
-    for d in await ctx.directory.domains(args.tenant):
-        selectors = ",".join(k["selector"] for k in d.get("dkim", []))
-        print(f"{d['_id']}\ttenant={d['tenant']}\tverified={d.get('verified')}\tdkim={selectors}")
-    return 0
-
-
-async def dkim_generate(ctx: Context, args: argparse.Namespace) -> int:
-    change = await ctx.provisioner.generate_key(
-        args.domain, args.selector, dkim.ALGORITHMS[args.algorithm]
-    )
-    await ctx.announce(ChangeKind.DOMAINS, change.domain, [change.event()])
-    _print_change(change)
-    return 0
-
-
-async def dkim_rotate(ctx: Context, args: argparse.Namespace) -> int:
-    change = await ctx.provisioner.rotate(args.domain, dkim.ALGORITHMS[args.algorithm])
-    await ctx.announce(ChangeKind.DOMAINS, change.domain, [change.event()])
-    _print_change(change)
-    return 0
-
-
-def _print_change(change: KeyChange) -> None:
+def _key_change(change: KeyChange, *_: Any) -> None:
     if change.kind == dkim.PENDING:
         print(
             f"new key {change.selector} ({change.algorithm}) is pending: the current key keeps "
@@ -307,215 +225,86 @@ def _print_change(change: KeyChange) -> None:
     print(f'  {change.record_name}. IN TXT "{change.record_value}"')
 
 
-async def dkim_check(ctx: Context, args: argparse.Namespace) -> int:
-    """Look every live key's record up; activate pending keys whose record is published."""
-    changes = await ctx.provisioner.promote(args.domain)
-    if changes:
-        await ctx.announce(ChangeKind.DOMAINS, args.domain.lower(), [c.event() for c in changes])
-    checks = await ctx.provisioner.check(args.domain)
-    doc = await ctx.directory.domain(args.domain)
-    states = {k["selector"]: dkim.status(k) for k in (doc or {}).get("dkim", [])}
-    explain = {
-        "found": "published, matches",
-        "missing": "NOT published: publish the record (hato dkim show)",
-        "different": "WRONG: the published record holds another key",
-        "dns-error": "DNS lookup failed",
-    }
-    for c in checks:
-        print(f"{c.name} [{states.get(c.selector)}]: {explain[c.status]}")
-    for change in changes:
+_DNS_STATES = {
+    "found": "published, matches",
+    "missing": "NOT published: publish the record (hato dkim show)",
+    "different": "WRONG: the published record holds another key",
+    "dns-error": "DNS lookup failed",
+}
+
+
+def _key_report(report: KeyReport, args: argparse.Namespace, _: Any) -> int:
+    for c in report.checks:
+        print(f"{c.name} [{report.states.get(c.selector)}]: {_DNS_STATES[c.status]}")
+    for change in report.changes:
         print(f"key {change.selector}: now {change.kind}")
-    unopenable = dkim.unopenable_keys([doc], ctx.box) if doc and ctx.box else []
-    for problem in unopenable:  # published or not, the signer cannot use it
+    if not args.activate and any(s == dkim.PENDING for s in report.states.values()):
+        print("pending keys stay pending: --activate activates those published")
+    for problem in report.unusable:  # published or not, the signer cannot use it
         print(f"NOT USABLE: {problem}")
-    if doc and ctx.box is None:
-        print(f"keys not checked: {ctx.box_problem}")
-    return 0 if all(c.status == "found" for c in checks) and not unopenable else 1
+    if report.unchecked:
+        print(f"keys not checked: {report.unchecked}")
+    return Exit.OK if report.ok else Exit.FAILED
 
 
-async def dkim_show(ctx: Context, args: argparse.Namespace) -> int:
-    doc = await ctx.directory.domain(args.domain)
-    if doc is None:
-        return _fail(f"unknown domain {args.domain}")
-    if not doc.get("dkim"):
-        return _fail(f"{args.domain} has no DKIM key (hato dkim generate)")
-    for record in records_for(doc, ctx.settings.dns):
-        if record.type == "TXT" and "._domainkey." in record.name:
-            print(record.zone_line())
-    return 0
+def _records(records: list[dict[str, str]], *_: Any) -> None:
+    for r in records:
+        print(DnsRecord(**r).zone_line())
 
 
-# -- credentials, API keys, suppressions -----------------------------------------------------
-
-
-async def credential_add(ctx: Context, args: argparse.Namespace) -> int:
-    if await ctx.directory.tenant(args.tenant) is None:
-        return _fail(f"unknown tenant {args.tenant}")
-    password = await ctx.directory.add_credential(
-        args.tenant, args.username, allowed_from=args.allow_from or []
-    )
-    await ctx.announce(ChangeKind.TENANTS, args.tenant)
-    _note(f"SMTP user {args.username} for {args.tenant}; its password (shown once) follows")
-    print(password)
-    return 0
-
-
-async def credential_list(ctx: Context, args: argparse.Namespace) -> int:
-    for c in await ctx.directory.credentials(args.tenant):
+def _credential_rows(credentials: list[dict[str, Any]], *_: Any) -> None:
+    for c in credentials:
         print(
-            f"{c['_id']}\ttenant={c['tenant']}\tallowed_from={','.join(c['allowed_from']) or '*'}"
+            f"{c['username']}\ttenant={c['tenant']}"
+            f"\tallowed_from={','.join(c['allowed_from']) or '*'}"
         )
-    return 0
 
 
-async def credential_remove(ctx: Context, args: argparse.Namespace) -> int:
-    if not await ctx.directory.delete_credential(args.username):
-        return _fail(f"no SMTP user {args.username}")
-    await ctx.announce(ChangeKind.TENANTS, "")
-    print(f"removed SMTP user {args.username}")
-    return 0
+def _secret(what: str) -> Show:
+    """The secret alone on stdout (``KEY=$(hato ...)``), what it is on stderr."""
+
+    def show(secret: str, args: argparse.Namespace, _: Any) -> None:
+        note(what.format(**vars(args)))
+        print(secret)
+
+    return show
 
 
-async def apikey_add(ctx: Context, args: argparse.Namespace) -> int:
-    if await ctx.directory.tenant(args.tenant) is None:
-        return _fail(f"unknown tenant {args.tenant}")
-    prefix, token = await ctx.directory.add_api_key(
-        args.tenant, name=args.name, allowed_from=args.allow_from or []
-    )
-    await ctx.announce(ChangeKind.TENANTS, args.tenant)
-    _note(f"API key {prefix} for {args.tenant}; the key (shown once) follows")
+def _api_key_added(added: tuple[str, str], args: argparse.Namespace, _: Any) -> None:
+    prefix, token = added
+    note(f"API key {prefix} for {args.tenant}; the key (shown once) follows")
     print(token)
-    return 0
 
 
-async def apikey_list(ctx: Context, args: argparse.Namespace) -> int:
-    for k in await ctx.directory.api_keys(args.tenant):
+def _api_key_rows(keys: list[dict[str, Any]], *_: Any) -> None:
+    for k in keys:
         print(
-            f"{k['_id']}\ttenant={k['tenant']}\tname={k.get('name', '')}"
-            f"\tallowed_from={','.join(k.get('allowed_from', [])) or '*'}"
+            f"{k['prefix']}\ttenant={k['tenant']}\tname={k['name']}"
+            f"\tallowed_from={','.join(k['allowed_from']) or '*'}"
         )
-    return 0
 
 
-async def apikey_revoke(ctx: Context, args: argparse.Namespace) -> int:
-    if not await ctx.directory.revoke_api_key(args.prefix):
-        return _fail(f"no API key {args.prefix}")
-    await ctx.announce(ChangeKind.TENANTS, "")
-    print(f"revoked API key {args.prefix}")
-    return 0
-
-
-async def suppression_add(ctx: Context, args: argparse.Namespace) -> int:
-    if await ctx.directory.tenant(args.tenant) is None:
-        return _fail(f"unknown tenant {args.tenant}")
-    await ctx.directory.suppress(args.tenant, args.address, reason=args.reason, source="admin")
-    print(f"{args.tenant} will not mail {args.address.lower()}")
-    return 0
-
-
-async def suppression_list(ctx: Context, args: argparse.Namespace) -> int:
-    for d in await ctx.directory.suppressions(args.tenant, limit=args.limit):
-        until = d.get("expires_at")
+def _suppression_rows(suppressions: list[dict[str, Any]], *_: Any) -> None:
+    for d in suppressions:
+        until = d["expires_at"]
         print(
-            f"{d['address']}\treason={d.get('reason')}\tsource={d.get('source')}"
+            f"{d['address']}\treason={d['reason']}\tsource={d['source']}"
             f"\tuntil={until.isoformat() if until else 'forever'}"
         )
-    return 0
 
 
-async def suppression_remove(ctx: Context, args: argparse.Namespace) -> int:
-    if not await ctx.directory.unsuppress(args.tenant, args.address):
-        return _fail(f"{args.address} is not suppressed for {args.tenant}")
-    print(f"{args.tenant} may mail {args.address.lower()} again")
-    return 0
-
-
-# -- IP pools ----------------------------------------------------------------------------------
-
-
-async def pool_add(ctx: Context, args: argparse.Namespace) -> int:
-    ip, _, helo = args.member.partition("=")
-    try:
-        warmup = [int(n) for n in args.warmup.split(",")] if args.warmup else []
-    except ValueError:
-        return _fail(f"--warmup takes daily caps like 500,1000,2000, not {args.warmup!r}")
-    member = await ctx.provisioner.add_pool_member(args.name, ip, helo=helo, warmup=warmup)
-    broker = await ctx.broker("the pool's queue is declared when its first mail is signed")
-    if broker is not None:  # its mail waits durably from now on, served or not
-        try:
-            await broker.declare_pool(args.name)
-        except Exception as exc:
-            _note(f"the queue of pool {args.name} is declared when its first mail is: {exc!r}")
-    await ctx.announce(ChangeKind.POOLS, args.name)
-    print(
-        f"pool {args.name}: member {member['ip']} (EHLO {helo or 'the dispatcher default'})"
-        + (f", warm-up {args.warmup} per day" if args.warmup else "")
-    )
+def _member_added(member: dict[str, Any], args: argparse.Namespace, ctx: Context) -> None:
+    helo = member["helo"] or "the dispatcher default"
+    caps = f", warm-up {args.warmup} per day" if args.warmup else ""
+    print(f"pool {args.name}: member {member['ip']} (EHLO {helo}){caps}")
     print(
         f"its mail is sent by the dispatcher that owns {member['ip']} "
         f"(HATO_DISPATCHER_SOURCE_IPS={member['ip']}); until one runs, it waits in the queue "
-        f"{ctx.settings.broker.prefix}.{deliver_queue(args.name)}"
+        f"{ctx.queue(args.name)}"
     )
-    return 0
 
 
-async def pool_remove(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.provisioner.remove_pool_member(args.name, args.member)
-    await ctx.announce(ChangeKind.POOLS, args.name)
-    print(f"pool {args.name}: {args.member} is no longer a member")
-    return 0
-
-
-async def pool_list(ctx: Context, args: argparse.Namespace) -> int:
-    """Every pool: its members, the running dispatcher that owns each member IP, the
-    dispatchers serving it, and how many jobs wait in its queue."""
-    docs = {p["_id"]: p for p in await ctx.store.pools.all()}
-    live = await ctx.store.pools.live_dispatchers(HEARTBEAT_WITHIN)
-    sent = await ctx.store.pools.sent_today()
-    broker = await ctx.broker("how much mail waits is not known")
-    now = datetime.now(UTC)
-    pools = []
-    for name in sorted({DEFAULT_POOL, *docs}):
-        owners = {ip: d for d in live for ip in d.get("ips", [])}
-        members = []
-        for m in docs.get(name, {}).get("members", []):
-            owner = owners.get(m["ip"])
-            members.append(
-                {
-                    "ip": m["ip"],
-                    "helo": m.get("helo"),
-                    "warmup": m.get("warmup") or [],
-                    "sent_today": sent.get(m["ip"], 0),
-                    "dispatcher": owner["_id"] if owner else None,
-                }
-            )
-        serving = [
-            {
-                "instance": d["_id"],
-                "ips": d.get("ips", []),
-                "seen_seconds_ago": round((now - _aware(d["seen_at"])).total_seconds(), 1),
-            }
-            for d in live
-            if name in d.get("pools", [])
-        ]
-        waiting = None
-        if broker is not None:
-            try:
-                waiting = await broker.depth(deliver_queue(name))
-            except Exception:
-                waiting = None
-        pools.append(
-            {
-                "name": name,
-                "members": members,
-                "stored": name in docs,
-                "dispatchers": serving,
-                "waiting": waiting,
-            }
-        )
-    if args.json:
-        _out(pools)
-        return 0
+def _pool_status(pools: list[dict[str, Any]], args: argparse.Namespace, ctx: Context) -> None:
     for p in pools:
         print(p["name"])
         if not p["stored"]:
@@ -535,669 +324,365 @@ async def pool_list(ctx: Context, args: argparse.Namespace) -> int:
         if not p["dispatchers"]:
             print("  served by NO running dispatcher: its mail waits")
         shown = "?" if p["waiting"] is None else p["waiting"]
-        queue = f"{ctx.settings.broker.prefix}.{deliver_queue(p['name'])}"
-        print(f"  waiting in {queue}: {shown}")
-    return 0
+        print(f"  waiting in {ctx.queue(p['name'])}: {shown}")
 
 
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+# -- calls that take more than one step ---------------------------------------------------------
 
 
-# -- messages and dev mode ---------------------------------------------------------------------
-
-
-# -- secrets -----------------------------------------------------------------------------------
-
-
-async def secrets_reseal(ctx: Context, args: argparse.Namespace) -> int:
-    """Master-key rotation: every stored secret (DKIM private keys, webhook secrets) that does
-    not open with the configured master key is opened with the old one and sealed anew."""
-    if ctx.box is None:
-        return _fail(ctx.box_problem)
-    try:
-        old = SecretBox(await asyncio.to_thread(Path(args.old_key_file).read_text))
-    except OSError as exc:
-        return _fail(f"cannot read {args.old_key_file}: {exc.strerror}")
-    counts = {"resealed": 0, "current": 0, "unopenable": 0}
-
-    def reseal(token: str) -> str | None:
-        try:
-            ctx.box.open(token)
-            counts["current"] += 1
-            return None
-        except SecretsError:
-            pass
-        try:
-            plain = old.open(token)
-        except SecretsError:
-            counts["unopenable"] += 1
-            return None
-        counts["resealed"] += 1
-        return ctx.box.seal(plain)
-
-    for domain in await ctx.directory.domains():
-        keys, changed = [], False
-        for key in domain.get("dkim", []):
-            if (token := reseal(key["private_key_sealed"])) is not None:
-                key = {**key, "private_key_sealed": token, "sealed_with": ctx.box.fingerprint}
-                changed = True
-            keys.append(key)
-        if changed:
-            await ctx.directory.set_dkim_keys(domain["_id"], keys)
-            await ctx.announce(ChangeKind.DOMAINS, domain["_id"])
-    for hook in await ctx.store.webhooks.of():
-        if (token := reseal(hook["secret_sealed"])) is not None:
-            await ctx.store.db.webhooks.update_one(
-                {"_id": hook["_id"]}, {"$set": {"secret_sealed": token}}
-            )
-    print(
-        f"{counts['resealed']} resealed with the master key {ctx.box.fingerprint}, "
-        f"{counts['current']} already were, {counts['unopenable']} open with neither key"
+def _limits(args: argparse.Namespace) -> Limits | None:
+    limits = Limits(
+        args.max_message_size,
+        args.max_recipients,
+        args.messages_per_hour,
+        args.max_age,
+        args.retention_days,
     )
-    return 1 if counts["unopenable"] else 0
+    return None if limits == Limits() else limits
 
 
-# -- dead letters ------------------------------------------------------------------------------
+async def _add_network(ctx: Context, args: argparse.Namespace) -> str:
+    given = network(args.cidr, wide=args.allow_wide_network)
+    await ctx.commands.add_network(args.tenant, given, wide=True)
+    return given
 
 
-async def _dead(ctx: Context, args: argparse.Namespace, decision: str | None) -> int:
-    """List the dead-letter queue, or retry / drop the jobs named by id (or all of them)."""
-    broker = await ctx.broker("the dead-letter queue is in RabbitMQ: nothing to show")
-    if broker is None:
-        return 1
-    wanted = set(getattr(args, "id", None) or ())
-    every = getattr(args, "all", False)
-    if decision is not None and not wanted and not every:
-        return _fail("name the jobs by id (see `hato dead list`), or give --all")
-
-    async def act(message: Any) -> str | None:
-        if decision is None:
-            return None
-        return (
-            decision if every or hashlib.sha256(message.body).hexdigest()[:16] in wanted else None
-        )
-
-    entries = await broker.dead_letters(limit=args.limit, act=act)
-    done = [e for e in entries if e["done"]]
-    if decision == "retry":
-        for e in done:  # their recipients wait again (they were failed with the job)
-            if e.get("message_id") and e.get("recipients"):
-                await ctx.store.revive_dead_lettered(e["message_id"], e["recipients"])
-    shown = done if decision is not None else entries
-    if getattr(args, "json", False):
-        print(json.dumps(shown, indent=2, default=str))
-    else:
-        for e in shown:
-            print(
-                f"{e['id']}\t{e.get('kind', '?')}\t{e.get('tenant') or '-'}\t"
-                f"{e.get('message_id') or '-'}\t{e['queue']}\t{e['reason']}"
-            )
-    if decision is not None:
-        missing = wanted - {e["id"] for e in done}
-        print(f"{len(done)} {'retried' if decision == 'retry' else 'dropped'}")
-        if missing:
-            return _fail(f"not in the dead-letter queue: {', '.join(sorted(missing))}")
-    elif not entries and not getattr(args, "json", False):
-        print("the dead-letter queue is empty")
-    return 0
+async def _remove_network(ctx: Context, args: argparse.Namespace) -> str:
+    await ctx.commands.remove_network(args.tenant, args.cidr)
+    return cidr(args.cidr)
 
 
-async def dead_list(ctx: Context, args: argparse.Namespace) -> int:
-    return await _dead(ctx, args, None)
-
-
-async def dead_retry(ctx: Context, args: argparse.Namespace) -> int:
-    return await _dead(ctx, args, "retry")
-
-
-async def dead_drop(ctx: Context, args: argparse.Namespace) -> int:
-    return await _dead(ctx, args, "drop")
-
-
-async def amqp_user_add(ctx: Context, args: argparse.Namespace) -> int:
-    if await ctx.directory.tenant(args.tenant) is None:
-        return _fail(f"no tenant {args.tenant!r}")
-    prefix = ctx.settings.broker.prefix
-    try:
-        async with Management(endpoint(ctx.settings.broker)) as api:
-            user, password = await api.add_team(prefix, args.tenant)
-    except ManagementError as exc:
-        return _fail(str(exc))
-    url = team_url(ctx.settings.broker, user, password)
-    if args.url:
-        print(url)
-    else:
-        print(f"user: {user}\npassword: {password}\nurl: {url}")
-    _note(
-        f"shown once. It may publish to {prefix}.submit (with an API key of {args.tenant}), "
-        f"declare and consume queues named {prefix}.team.{args.tenant}.*, and bind them to "
-        f"{prefix}.events with {args.tenant}.* or {args.tenant}.<event type>"
+async def _add_member(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    ip, _, helo = args.member.partition("=")
+    return await ctx.commands.add_pool_member(
+        args.name, ip, helo=helo, warmup=warmup(args.warmup or "")
     )
-    return 0
 
 
-async def amqp_user_remove(ctx: Context, args: argparse.Namespace) -> int:
-    try:
-        async with Management(endpoint(ctx.settings.broker)) as api:
-            removed = await api.remove_team(ctx.settings.broker.prefix, args.tenant)
-    except ManagementError as exc:
-        return _fail(str(exc))
-    if not removed:
-        return _fail(f"no AMQP team user for {args.tenant!r}")
-    print(f"removed the AMQP team user of {args.tenant}")
-    return 0
+# -- the table -------------------------------------------------------------------------------
 
 
-async def amqp_user_list(ctx: Context, args: argparse.Namespace) -> int:
-    try:
-        async with Management(endpoint(ctx.settings.broker)) as api:
-            teams = await api.teams(ctx.settings.broker.prefix)
-    except ManagementError as exc:
-        return _fail(str(exc))
-    if args.json:
-        _out(teams)
-    for t in [] if args.json else teams:
-        keys = ", ".join(p["read"] for p in t["topic"]) or "none"
-        print(f"{t['tenant']}  user {t['user']}  read {t['read']}  event keys {keys}")
-    return 0
+ALLOW_FROM = arg(
+    "--allow-from",
+    action="append",
+    default=[],
+    metavar="ADDRESS_OR_DOMAIN",
+    help="restrict to this From address or domain; repeat",
+)
+TENANT_FILTER = arg("--tenant", help="only this tenant's")
+WIDE = arg(
+    "--allow-wide-network",
+    action="store_true",
+    help="take networks wider than /8 (IPv4) or /32 (IPv6): every address relays",
+)
+LIMITS = (
+    arg("--max-message-size", type=int, help="bytes"),
+    arg("--max-recipients", type=int),
+    arg("--messages-per-hour", type=int),
+    arg("--max-age", type=float, help="seconds deferred mail is retried"),
+    arg("--retention-days", type=float, help="days a message is kept once final (default 30)"),
+    arg("--signing-domain", help="fallback DKIM domain for From domains without a key"),
+)
+ALGORITHM = arg("--algorithm", choices=sorted(dkim.ALGORITHMS), default="rsa-2048")
+
+GROUPS = {
+    "tenant": "tenants",
+    "network": "a tenant's authorised source networks (relay without AUTH)",
+    "domain": "sending domains",
+    "dkim": "DKIM keys",
+    "credential": "SMTP credentials (AUTH PLAIN/LOGIN)",
+    "apikey": "HTTP API keys",
+    "suppression": "addresses a tenant must not mail",
+    "pool": "IP pools (source IPs and their EHLO names)",
+    **ops.GROUPS,
+    **dev.GROUPS,
+}
+
+ADMIN = (
+    Command(
+        "tenant add",
+        "create a tenant (an existing one is refused: change it with `tenant set`)",
+        lambda ctx, a: ctx.commands.create_tenant(
+            a.name,
+            pool=a.pool or DEFAULT_POOL,
+            networks=a.network,
+            allow_wide=a.allow_wide_network,
+            limits=_limits(a),
+            signing_domain=a.signing_domain,
+            other_pools=a.other_pool or [],
+        ),
+        (
+            arg("name"),
+            arg("--pool", help="IP pool (default: default); it must exist"),
+            arg("--network", action="append", default=[], help="authorised network (CIDR); repeat"),
+            WIDE,
+            arg("--other-pool", action="append", help="a pool messages may name; repeat"),
+            *LIMITS,
+        ),
+        _tenant_line,
+    ),
+    Command(
+        "tenant set",
+        "change a tenant: what is given changes, the rest stays (networks: `hato network`)",
+        lambda ctx, a: ctx.commands.update_tenant(
+            a.name,
+            pool=a.pool,
+            limits=_limits(a),
+            signing_domain=a.signing_domain,
+            other_pools=a.other_pool,
+        ),
+        (
+            arg("name"),
+            arg("--pool", help="IP pool; it must exist"),
+            arg(
+                "--other-pool",
+                action="append",
+                help="a pool messages may name; repeat (replaces the list)",
+            ),
+            *LIMITS,
+        ),
+        _tenant_line,
+    ),
+    Command(
+        "tenant show",
+        "a tenant",
+        lambda ctx, a: ctx.commands.tenant(a.name),
+        (arg("name"),),
+        _tenant_line,
+        reads=True,
+    ),
+    Command(
+        "tenant list",
+        "list tenants",
+        lambda ctx, a: ctx.commands.tenants(),
+        (),
+        _tenant_rows,
+        reads=True,
+    ),
+    Command(
+        "tenant remove",
+        "delete a tenant that owns nothing any more (remove its domains, users and keys first)",
+        lambda ctx, a: ctx.commands.remove_tenant(a.name),
+        (arg("name"),),
+        says("removed tenant {name}"),
+    ),
+    Command(
+        "network add",
+        "authorise a network",
+        _add_network,
+        (arg("tenant"), arg("cidr"), WIDE),
+        says("{tenant} relays for {result}"),
+    ),
+    Command(
+        "network remove",
+        "withdraw a network",
+        _remove_network,
+        (arg("tenant"), arg("cidr")),
+        says("{tenant} no longer relays for {result}"),
+    ),
+    Command(
+        "domain add",
+        "give a domain to a tenant; prints the DNS records to publish",
+        lambda ctx, a: ctx.commands.add_domain(
+            a.domain, tenant=a.tenant, verified=a.verified, selector=a.selector
+        ),
+        (
+            arg("domain"),
+            arg("--tenant", required=True),
+            arg("--verified", action="store_true", help="operator marks it verified"),
+            arg("--selector", default="hato", help="DKIM selector of the first key"),
+        ),
+        _domain_added,
+    ),
+    Command(
+        "domain verify",
+        "look its DKIM records up; verified when found",
+        lambda ctx, a: ctx.commands.verify_domain(a.domain),
+        (arg("domain"),),
+        _verified,
+    ),
+    Command(
+        "domain list",
+        "list domains",
+        lambda ctx, a: ctx.commands.domains(a.tenant),
+        (TENANT_FILTER,),
+        _domain_rows,
+        reads=True,
+    ),
+    Command(
+        "domain remove",
+        "take a domain and its DKIM keys away from its tenant: its mail is no longer relayed",
+        lambda ctx, a: ctx.commands.remove_domain(a.domain),
+        (arg("domain"),),
+        says("removed domain {domain} and its DKIM keys"),
+    ),
+    Command(
+        "dkim generate",
+        "generate a key (active at once unless one of its algorithm is: then pending)",
+        lambda ctx, a: ctx.commands.generate_key(
+            a.domain, a.selector, dkim.ALGORITHMS[a.algorithm]
+        ),
+        (arg("domain"), arg("--selector"), ALGORITHM),
+        _key_change,
+    ),
+    Command(
+        "dkim rotate",
+        "a new pending key: it takes over once its record is in DNS",
+        lambda ctx, a: ctx.commands.rotate_key(a.domain, dkim.ALGORITHMS[a.algorithm]),
+        (arg("domain"), ALGORITHM),
+        _key_change,
+    ),
+    Command(
+        "dkim check",
+        "look the published records up and report; --activate activates pending keys found",
+        lambda ctx, a: ctx.commands.check_keys(a.domain, activate=a.activate),
+        (
+            arg("domain"),
+            arg(
+                "--activate",
+                action="store_true",
+                help="activate pending keys whose record is published (the old key retires)",
+            ),
+        ),
+        _key_report,
+        reads=True,  # unless --activate: see needs_writes
+    ),
+    Command(
+        "dkim show",
+        "print the DKIM TXT records to publish",
+        lambda ctx, a: ctx.commands.dkim_records(a.domain),
+        (arg("domain"),),
+        _records,
+        reads=True,
+    ),
+    Command(
+        "credential add",
+        "create an SMTP user; prints its password once (alone on stdout)",
+        lambda ctx, a: ctx.commands.add_credential(a.tenant, a.username, allowed_from=a.allow_from),
+        (arg("tenant"), arg("username"), ALLOW_FROM),
+        _secret("SMTP user {username} for {tenant}; its password (shown once) follows"),
+    ),
+    Command(
+        "credential list",
+        "list SMTP users",
+        lambda ctx, a: ctx.commands.credentials(a.tenant),
+        (TENANT_FILTER,),
+        _credential_rows,
+        reads=True,
+    ),
+    Command(
+        "credential remove",
+        "delete an SMTP user",
+        lambda ctx, a: ctx.commands.remove_credential(a.username),
+        (arg("username"),),
+        says("removed SMTP user {username}"),
+    ),
+    Command(
+        "apikey add",
+        "create an API key; prints it once (alone on stdout: KEY=$(hato apikey add ...))",
+        lambda ctx, a: ctx.commands.add_api_key(a.tenant, name=a.name, allowed_from=a.allow_from),
+        (arg("tenant"), arg("--name", default=""), ALLOW_FROM),
+        _api_key_added,
+    ),
+    Command(
+        "apikey list",
+        "list API keys (prefixes only)",
+        lambda ctx, a: ctx.commands.api_keys(a.tenant),
+        (TENANT_FILTER,),
+        _api_key_rows,
+        reads=True,
+    ),
+    Command(
+        "apikey revoke",
+        "revoke an API key",
+        lambda ctx, a: ctx.commands.revoke_api_key(a.prefix),
+        (arg("prefix"),),
+        says("revoked API key {prefix}"),
+    ),
+    Command(
+        "suppression add",
+        "suppress an address",
+        lambda ctx, a: ctx.commands.suppress(a.tenant, a.address, reason=a.reason),
+        (arg("tenant"), arg("address"), arg("--reason", default="manual")),
+        says("{tenant} will not mail {result}"),
+    ),
+    Command(
+        "suppression remove",
+        "lift a suppression",
+        lambda ctx, a: ctx.commands.unsuppress(a.tenant, a.address),
+        (arg("tenant"), arg("address")),
+        says("{tenant} may mail {result} again"),
+    ),
+    Command(
+        "suppression list",
+        "list a tenant's suppressed addresses",
+        lambda ctx, a: ctx.commands.suppressions(a.tenant, limit=a.limit),
+        (arg("tenant"), arg("--limit", type=int, default=1000)),
+        _suppression_rows,
+        reads=True,
+    ),
+    Command(
+        "pool add",
+        "add (or update) a member of a pool, creating the pool",
+        _add_member,
+        (
+            arg("name"),
+            arg("--member", required=True, metavar="IP[=EHLO_NAME]"),
+            arg("--warmup", metavar="N,N,...", help="daily caps for day 1, 2, ..."),
+        ),
+        _member_added,
+    ),
+    Command(
+        "pool remove",
+        "take a member out of a pool",
+        lambda ctx, a: ctx.commands.remove_pool_member(a.name, a.member),
+        (arg("name"), arg("--member", required=True, metavar="IP")),
+        says("pool {name}: {member} is no longer a member"),
+    ),
+    Command(
+        "pool list",
+        "pools with their members, the dispatchers serving them and what waits",
+        lambda ctx, a: ctx.commands.pool_status(HEARTBEAT_WITHIN, ctx.waiting),
+        (),
+        _pool_status,
+        reads=True,
+    ),
+)
 
 
-async def message_show(ctx: Context, args: argparse.Namespace) -> int:
-    view = await message_view(ctx.store, args.id)
-    if view is None:
-        return _fail(f"no message {args.id}")
-    _out(view)
-    return 0
+COMMANDS: tuple[Command, ...] = ADMIN + ops.COMMANDS + dev.COMMANDS
 
 
-async def dev_init(ctx: Context, args: argparse.Namespace) -> int:
-    """The dev tenant, owning hato.test (verified, DKIM selector 'dev'), relaying from
-    127.0.0.1 (or the networks given); its records published in the dev DNS."""
-    networks = [_cidr(n) for n in args.network or [DEV_NETWORK]]
-    if await ctx.directory.tenant(DEV_TENANT) is None:
-        await ctx.provisioner.create_tenant(DEV_TENANT, networks=networks)
-    for network in networks:
-        await ctx.directory.add_network(DEV_TENANT, network)
-    doc = await ctx.provisioner.add_domain(
-        DEV_DOMAIN, tenant=DEV_TENANT, verified=True, selector=DEV_SELECTOR
-    )
-    if ctx.box is None:
-        return _fail(ctx.box_problem)
-    for key in doc.get("dkim", []):
-        if dkim.status(key) != dkim.RETIRED:
-            try:
-                ctx.box.open(key["private_key_sealed"])
-            except SecretsError:
-                return _fail(
-                    dkim.unopenable(DEV_DOMAIN, key, ctx.box)
-                    + f". The database is {ctx.settings.store.url} ({ctx.settings.store.database})"
-                    ": if another checkout's stack uses it, stop that one (make down there) or "
-                    "give this one its own (HATO_FERRETDB_ADDR=127.0.0.1:27018 make up)"
-                )
-    await ctx.announce(ChangeKind.TENANTS, DEV_TENANT)
-    await ctx.announce(ChangeKind.DOMAINS, DEV_DOMAIN)
-    print(f"dev tenant '{DEV_TENANT}' owns {DEV_DOMAIN} and relays from {', '.join(networks)}")
-    if ctx.settings.dev.dns_zone:
-        _publish(ctx, doc)
-    return 0
+def needs_writes(command: Command, args: argparse.Namespace) -> bool:
+    """Whether the command changes state (and so makes the store's indexes first)."""
+    return not command.reads or bool(getattr(args, "activate", False))
 
 
-def _zone(ctx: Context):
-    from hato.devdns import Zone
-
-    if not ctx.settings.dev.dns_zone:
-        raise ProvisioningError(
-            "no dev DNS (HATO_DEV_DNS_ZONE is not set): `make up` starts one and sets it"
-        )
-    return Zone(Path(ctx.settings.dev.dns_zone))
-
-
-def _publish(ctx: Context, doc: dict[str, Any]) -> None:
-    zone = _zone(ctx)
-    sets: dict[tuple[str, str], list[str]] = {}
-    for record in records_for(doc, ctx.settings.dns):
-        sets.setdefault((record.name, record.type), []).append(record.value)
-    for (name, rdtype), values in sets.items():
-        zone.set(name, rdtype, values)
-    print(f"published in the dev DNS ({zone.path}):")
-    for record in records_for(doc, ctx.settings.dns):
-        print(f"  {record.zone_line()}")
-
-
-async def dns_publish(ctx: Context, args: argparse.Namespace) -> int:
-    doc = await ctx.directory.domain(args.domain)
-    if doc is None:
-        return _fail(f"unknown domain {args.domain}")
-    _publish(ctx, doc)
-    return 0
-
-
-async def dns_list(ctx: Context, args: argparse.Namespace) -> int:
-    for line in _zone(ctx).lines():
-        print(line)
-    return 0
-
-
-async def dns_set(ctx: Context, args: argparse.Namespace) -> int:
-    _zone(ctx).set(args.name, args.type, args.values)
-    print(f"{args.name} {args.type.upper()}: {', '.join(args.values)}")
-    return 0
-
-
-async def dns_remove(ctx: Context, args: argparse.Namespace) -> int:
-    if not _zone(ctx).remove(args.name, args.type):
-        return _fail(f"the dev DNS has no {args.type or 'record'} at {args.name}")
-    print(f"removed {args.type or 'every record'} at {args.name}")
-    return 0
-
-
-def cmd_dns_serve(args: argparse.Namespace) -> int:
-    from hato.devdns import serve
-
-    settings = DevSettings()
-    zone = args.zone or settings.dns_zone
-    if not zone:
-        return _fail("no zone file: give --zone or set HATO_DEV_DNS_ZONE")
-    asyncio.run(serve(Path(zone), args.host, args.port or settings.dns_port))
-    return 0
-
-
-def cmd_master_key(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    if path.exists():
-        return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(generate_master_key() + "\n")
-    print(f"wrote a new master key to {path}")
-    return 0
-
-
-def cmd_cert(args: argparse.Namespace) -> int:
-    from hato.devcert import write_self_signed
-
-    if Path(args.cert).exists() and Path(args.key).exists():
-        return 0
-    write_self_signed(Path(args.cert), Path(args.key), args.name)
-    print(f"wrote a self-signed certificate for {args.name} to {args.cert}")
-    return 0
-
-
-def cmd_bounce_classify(args: argparse.Namespace) -> int:
-    """One JSON object per recipient found in each message (or one saying it is no bounce)."""
-    from services.bounce.classify import rules
-    from services.bounce.parse import Kind, NotMail, parse
-
-    status = 0
-    for name in args.files:
-        try:
-            raw = Path(name).read_bytes()
-            if not raw.strip():
-                raise NotMail("empty file: not an email message")
-            try:
-                report = parse(raw)
-            except NotMail:
-                raise
-            except Exception as exc:  # a parser bug must not hide the other files' results
-                raise NotMail(f"unreadable as mail ({type(exc).__name__})") from exc
-        except (OSError, NotMail) as exc:
-            error = f"{exc.strerror}: {name}" if isinstance(exc, OSError) else f"{exc}: {name}"
-            print(json.dumps({"file": name, "error": error}, ensure_ascii=False))
-            print(f"hato bounce classify: {error}", file=sys.stderr)
-            status = 1
-            continue
-        if report.kind is Kind.NOT_A_BOUNCE or not report.findings:
-            print(
-                json.dumps(
-                    {
-                        "file": name,
-                        "kind": Kind.NOT_A_BOUNCE.value,
-                        "note": "not a bounce, complaint or auto-reply",
-                    }
-                )
-            )
-            continue
-        for verdict in rules().classify(report):
-            print(
-                json.dumps(
-                    {"file": name, "kind": report.kind.value, **verdict.as_dict()},
-                    ensure_ascii=False,
-                )
-            )
-    return status
-
-
-def cmd_sink(args: argparse.Namespace) -> int:
-    from hato.sink import serve
-
-    asyncio.run(serve(Path(args.dir), args.host, args.port))
-    return 0
-
-
-# -- the parser ----------------------------------------------------------------------------------
+# -- the parser and the run ------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hato", description=DESCRIPTION)
+    """The parser of every command in ``COMMANDS``, grouped by their first words."""
+    p = argparse.ArgumentParser(prog="hato", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"hato {_version()}")
-    sub = p.add_subparsers(dest="group", required=True)
-
-    def group(name: str, help: str, parent=sub) -> argparse._SubParsersAction:
-        return parent.add_parser(name, help=help).add_subparsers(dest="cmd", required=True)
-
-    def command(g, name: str, run, help: str, *arguments: tuple) -> argparse.ArgumentParser:
-        c = g.add_parser(name, help=help, description=help)
-        for names, options in arguments:
-            c.add_argument(*names, **options)
-        c.set_defaults(run=run)
-        return c
-
-    allow = (
-        ("--allow-from",),
-        {
-            "action": "append",
-            "metavar": "ADDRESS_OR_DOMAIN",
-            "help": "restrict to this From address or domain; repeat",
-        },
-    )
-    tenant_filter = (("--tenant",), {"help": "only this tenant's"})
-    limits = (
-        (("--max-message-size",), {"type": int, "help": "bytes"}),
-        (("--max-recipients",), {"type": int}),
-        (("--messages-per-hour",), {"type": int}),
-        (("--max-age",), {"type": float, "help": "seconds deferred mail is retried"}),
-        (
-            ("--retention-days",),
-            {"type": float, "help": "days a message is kept once final (default 30)"},
-        ),
-        (("--signing-domain",), {"help": "fallback DKIM domain for From domains without a key"}),
-    )
-
-    wide = (
-        ("--allow-wide-network",),
-        {
-            "action": "store_true",
-            "help": "take networks wider than /8 (IPv4) or /32 (IPv6): every address relays",
-        },
-    )
-    g = group("tenant", "tenants")
-    command(
-        g,
-        "add",
-        tenant_add,
-        "create a tenant (an existing one is refused: change it with `tenant set`)",
-        (("name",), {}),
-        (("--pool",), {"help": "IP pool (default: default); it must exist"}),
-        (("--network",), {"action": "append", "help": "authorised network (CIDR); repeat"}),
-        wide,
-        (("--other-pool",), {"action": "append", "help": "a pool messages may name; repeat"}),
-        *limits,
-    )
-    command(
-        g,
-        "set",
-        tenant_set,
-        "change a tenant: what is given changes, the rest stays (networks: `hato network`)",
-        (("name",), {}),
-        (("--pool",), {"help": "IP pool; it must exist"}),
-        (
-            ("--other-pool",),
-            {"action": "append", "help": "a pool messages may name; repeat (replaces the list)"},
-        ),
-        *limits,
-    )
-    command(g, "list", tenant_list, "list tenants")
-
-    g = group("network", "a tenant's authorised source networks (relay without AUTH)")
-    command(g, "add", network_add, "authorise a network", (("tenant",), {}), (("cidr",), {}), wide)
-    command(g, "remove", network_remove, "withdraw a network", (("tenant",), {}), (("cidr",), {}))
-
-    g = group("domain", "sending domains")
-    command(
-        g,
-        "add",
-        domain_add,
-        "give a domain to a tenant; prints the DNS records to publish",
-        (("domain",), {}),
-        (("--tenant",), {"required": True}),
-        (("--verified",), {"action": "store_true", "help": "operator marks it verified"}),
-        (("--selector",), {"default": "hato", "help": "DKIM selector of the first key"}),
-    )
-    command(
-        g,
-        "verify",
-        domain_verify,
-        "look its DKIM records up; verified when found",
-        (("domain",), {}),
-    )
-    command(g, "list", domain_list, "list domains", tenant_filter)
-
-    g = group("dkim", "DKIM keys")
-    algorithm = (("--algorithm",), {"choices": sorted(dkim.ALGORITHMS), "default": "rsa-2048"})
-    command(
-        g,
-        "generate",
-        dkim_generate,
-        "generate a key (active at once unless one of its algorithm is: then pending)",
-        (("domain",), {}),
-        (("--selector",), {}),
-        algorithm,
-    )
-    command(
-        g,
-        "rotate",
-        dkim_rotate,
-        "a new pending key: it takes over once its record is in DNS",
-        (("domain",), {}),
-        algorithm,
-    )
-    command(
-        g,
-        "check",
-        dkim_check,
-        "look the published records up; activate pending keys that are published",
-        (("domain",), {}),
-    )
-    command(g, "show", dkim_show, "print the DKIM TXT records to publish", (("domain",), {}))
-
-    g = group("credential", "SMTP credentials (AUTH PLAIN/LOGIN)")
-    command(
-        g,
-        "add",
-        credential_add,
-        "create an SMTP user; prints its password once (alone on stdout)",
-        (("tenant",), {}),
-        (("username",), {}),
-        allow,
-    )
-    command(g, "list", credential_list, "list SMTP users", tenant_filter)
-    command(g, "remove", credential_remove, "delete an SMTP user", (("username",), {}))
-
-    g = group("apikey", "HTTP API keys")
-    command(
-        g,
-        "add",
-        apikey_add,
-        "create an API key; prints it once (alone on stdout: KEY=$(hato apikey add ...))",
-        (("tenant",), {}),
-        (("--name",), {"default": ""}),
-        allow,
-    )
-    command(g, "list", apikey_list, "list API keys (prefixes only)", tenant_filter)
-    command(g, "revoke", apikey_revoke, "revoke an API key", (("prefix",), {}))
-
-    g = group("suppression", "addresses a tenant must not mail")
-    command(
-        g,
-        "add",
-        suppression_add,
-        "suppress an address",
-        (("tenant",), {}),
-        (("address",), {}),
-        (("--reason",), {"default": "manual"}),
-    )
-    command(
-        g, "remove", suppression_remove, "lift a suppression", (("tenant",), {}), (("address",), {})
-    )
-    command(
-        g,
-        "list",
-        suppression_list,
-        "list a tenant's suppressed addresses",
-        (("tenant",), {}),
-        (("--limit",), {"type": int, "default": 1000}),
-    )
-
-    g = group("pool", "IP pools (source IPs and their EHLO names)")
-    command(
-        g,
-        "add",
-        pool_add,
-        "add (or update) a member of a pool, creating the pool",
-        (("name",), {}),
-        (("--member",), {"required": True, "metavar": "IP[=EHLO_NAME]"}),
-        (("--warmup",), {"metavar": "N,N,...", "help": "daily caps for day 1, 2, ..."}),
-    )
-    command(
-        g,
-        "remove",
-        pool_remove,
-        "take a member out of a pool",
-        (("name",), {}),
-        (("--member",), {"required": True, "metavar": "IP"}),
-    )
-    command(
-        g,
-        "list",
-        pool_list,
-        "pools with their members, the dispatchers serving them and what waits",
-        (("--json",), {"action": "store_true"}),
-    )
-
-    g = group("bounce", "bounces")
-    bc = g.add_parser("classify", help="classify bounce messages (.eml files); JSON per recipient")
-    bc.add_argument("files", nargs="+", metavar="FILE")
-    bc.set_defaults(plain=cmd_bounce_classify)
-
-    g = group("amqp", "the AMQP door: RabbitMQ users of the tenants' platform teams")
-    users = group("user", "a platform team's RabbitMQ user (management API)", g)
-    command(
-        users,
-        "add",
-        amqp_user_add,
-        "create (or reset) the tenant's team user; prints its new password once",
-        (("tenant",), {}),
-        (("--url",), {"action": "store_true", "help": "print only the team's AMQP URL"}),
-    )
-    command(users, "remove", amqp_user_remove, "delete the tenant's team user", (("tenant",), {}))
-    command(
-        users,
-        "list",
-        amqp_user_list,
-        "team users and their permissions",
-        (("--json",), {"action": "store_true"}),
-    )
-
-    g = group("message", "message state")
-    command(g, "show", message_show, "a message, its recipients and its events", (("id",), {}))
-
-    g = group("dead", "jobs that failed for good (the dead-letter queue)")
-    limit = (("--limit",), {"type": int, "default": 100, "help": "look at this many (100)"})
-    as_json = (("--json",), {"action": "store_true", "help": "JSON, not lines"})
-    command(
-        g,
-        "list",
-        dead_list,
-        "the dead-lettered jobs: id, kind, tenant, message, queue, reason",
-        limit,
-        as_json,
-    )
-    pick = (("id",), {"nargs": "*", "help": "job ids from `hato dead list`"})
-    every = (("--all",), {"action": "store_true", "help": "every job in the queue"})
-    command(
-        g,
-        "retry",
-        dead_retry,
-        "put jobs back into the queue they died in; their recipients wait again",
-        pick,
-        every,
-        limit,
-        as_json,
-    )
-    command(
-        g,
-        "drop",
-        dead_drop,
-        "remove jobs for good (their recipients stay failed)",
-        pick,
-        every,
-        limit,
-        as_json,
-    )
-
-    g = group("secrets", "what is sealed with the master key")
-    command(
-        g,
-        "reseal",
-        secrets_reseal,
-        "after a master-key change: seal again with the new key (HATO_MASTER_KEY_FILE) every "
-        "DKIM key and webhook secret sealed with the old one",
-        (("--old-key-file",), {"required": True, "help": "the previous master key"}),
-    )
-
-    g = group("dev", "dev mode")
-    command(
-        g,
-        "init",
-        dev_init,
-        "create the dev tenant and hato.test (and publish its records in the dev DNS)",
-        (("--network",), {"action": "append", "help": "relay for this CIDR, not 127.0.0.1"}),
-    )
-    dns = group("dns", "the dev DNS server: publish the records Hato asks for", parent=g)
-    command(
-        dns,
-        "publish",
-        dns_publish,
-        "publish a domain's records (DKIM keys, SPF, return path) as `domain add` printed them",
-        (("domain",), {}),
-    )
-    command(dns, "list", dns_list, "every record the dev DNS serves")
-    command(
-        dns,
-        "set",
-        dns_set,
-        "publish one record set (replacing that name's records of that type)",
-        (("name",), {}),
-        (("type",), {"metavar": "TYPE", "help": "TXT, CNAME, MX, A or AAAA"}),
-        (("values",), {"nargs": "+", "metavar": "VALUE"}),
-    )
-    command(
-        dns,
-        "remove",
-        dns_remove,
-        "withdraw the records at a name (of one type, when given)",
-        (("name",), {}),
-        (("type",), {"nargs": "?", "metavar": "TYPE"}),
-    )
-    sv = dns.add_parser("serve", help="run the dev DNS server (make up starts it)")
-    sv.add_argument("--zone", help="zone file (default: HATO_DEV_DNS_ZONE)")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=0, help="default: HATO_DEV_DNS_PORT (5300)")
-    sv.set_defaults(plain=cmd_dns_serve)
-    mk = g.add_parser("master-key", help="write a new master key file unless one exists")
-    mk.add_argument("file")
-    mk.set_defaults(plain=cmd_master_key)
-    ct = g.add_parser("cert", help="write a self-signed TLS certificate unless one exists")
-    ct.add_argument("cert")
-    ct.add_argument("key")
-    ct.add_argument("--name", default="localhost")
-    ct.set_defaults(plain=cmd_cert)
-    sk = g.add_parser("sink", help="SMTP sink writing each message to an .eml file")
-    sk.add_argument("--dir", default="var/outbox")
-    sk.add_argument("--host", default="127.0.0.1")
-    sk.add_argument("--port", type=int, default=2526)
-    sk.set_defaults(plain=cmd_sink)
+    groups: dict[str, argparse._SubParsersAction] = {
+        "": p.add_subparsers(dest="group", required=True, metavar="COMMAND")
+    }
+    for command in COMMANDS:
+        *path, verb = command.words.split()
+        for depth in range(len(path)):
+            prefix = " ".join(path[: depth + 1])
+            if prefix not in groups:
+                parent = groups[" ".join(path[:depth])]
+                groups[prefix] = parent.add_parser(
+                    path[depth], help=GROUPS.get(prefix, prefix)
+                ).add_subparsers(dest=f"cmd{depth}", required=True, metavar="COMMAND")
+        c = groups[" ".join(path)].add_parser(verb, help=command.help, description=command.help)
+        for a in command.args:
+            c.add_argument(*a.names, **a.options)
+        if command.reads and not any("--json" in a.names for a in command.args):
+            c.add_argument("--json", action="store_true", help="JSON, not lines")
+        c.set_defaults(command=command)
     return p
 
 
@@ -1208,12 +693,19 @@ def _version() -> str:
         return "unknown"
 
 
-async def _run(settings: CliSettings, args: argparse.Namespace) -> int:
+async def _run(settings: CliSettings, command: Command, args: argparse.Namespace) -> int:
     store = Store(settings.store)
     ctx = Context(store, settings)
     try:
-        await store.ensure_indexes()
-        return await args.run(ctx, args)
+        if needs_writes(command, args):
+            await store.ensure_indexes()
+        result = await command.call(ctx, args)
+        if command.show is None:
+            return result
+        if getattr(args, "json", False):
+            out(result)
+            return Exit.OK if getattr(result, "ok", True) else Exit.FAILED
+        return command.show(result, args, ctx) or Exit.OK
     finally:
         await ctx.close()
         await store.close()
@@ -1222,14 +714,17 @@ async def _run(settings: CliSettings, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     load_env_file(env_file())
     args = build_parser().parse_args(argv)
-    if hasattr(args, "plain"):
-        return args.plain(args)
+    command: Command = args.command
     try:
-        return asyncio.run(_run(CliSettings(), args))
-    except (ProvisioningError, DuplicateError, ValueError) as exc:
-        return _fail(str(exc))
+        if command.plain:
+            return command.call(args)
+        return asyncio.run(_run(CliSettings(), command, args))
+    except (ProvisioningError, DuplicateError, ValueError, Failure) as exc:
+        note(str(exc))
+        return exit_code(exc)
     except Exception as exc:  # one line for the operator, not a traceback
-        return _fail(f"{type(exc).__name__}: {exc}")
+        note(f"{type(exc).__name__}: {exc}")
+        return exit_code(exc)
 
 
 if __name__ == "__main__":

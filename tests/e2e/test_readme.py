@@ -83,7 +83,7 @@ class Check:
 
 
 async def _signed_with_the_new_keys(readme: Readme) -> None:
-    """The mail sent right after `hato dkim check` activated a key carries that key's
+    """The mail sent right after `hato dkim check --activate` activated a key carries that key's
     signature, and the Ed25519 one: no cache made it wait."""
     message_id = readme.captured("dkim-send", rf'"id":\s*"({ID})"')
     rsa = readme.captured("dkim", r"^key (\S+): now active")

@@ -70,9 +70,9 @@ async def test_a_domain_cannot_be_taken_from_its_tenant(store, master_key) -> No
     code, out, _ = await hato(store, master_key, "domain", "add", "a.test", "--tenant", "a")
     assert code == 0 and "hato._domainkey.a.test" in out
     code, _, err = await hato(store, master_key, "domain", "add", "a.test", "--tenant", "b")
-    assert code == 1 and "belongs to tenant a" in err
+    assert code == 4 and "belongs to tenant a" in err  # conflict
     code, _, err = await hato(store, master_key, "dkim", "show", "nowhere.test")
-    assert code == 1 and "unknown domain" in err
+    assert code == 3 and "unknown domain" in err  # not found
 
 
 async def test_credentials_keys_networks_and_suppressions(store, master_key) -> None:
@@ -188,6 +188,8 @@ async def test_dkim_generate_rotate_and_check(store, master_key) -> None:
                 )
         dns_server.publish(name.strip(), value.strip('"'))
         code, out, _ = await hato(store, master_key, "dkim", "check", "rot.test")
+        assert code == 0 and "now active" not in out and "--activate" in out  # reports only
+        code, out, _ = await hato(store, master_key, "dkim", "check", "rot.test", "--activate")
         assert code == 0, out
         assert "now active" in out and "key old: now retired" in out
         code, out, _ = await hato(store, master_key, "dkim", "show", "rot.test")
@@ -207,14 +209,14 @@ async def test_tenant_add_refuses_an_existing_tenant_and_set_keeps_its_networks(
     ] == 0
     assert (await hato(store, master_key, "network", "add", "t1", "198.51.100.7"))[0] == 0
     code, _, err = await hato(store, master_key, "tenant", "add", "t1", "--max-recipients", "3")
-    assert code == 1 and "tenant t1 exists" in err and "hato tenant set" in err
+    assert code == 4 and "tenant t1 exists" in err and "hato tenant set" in err
     code, _out, err = await hato(store, master_key, "tenant", "set", "t1", "--max-recipients", "3")
     assert code == 0, err
     doc = await store.directory.tenant("t1")
     assert doc["networks"] == ["192.0.2.0/24", "198.51.100.7/32"]
     assert doc["limits"] == {"max_recipients": 3}
     code, _, err = await hato(store, master_key, "tenant", "set", "nobody", "--pool", "default")
-    assert code == 1 and "unknown tenant nobody" in err
+    assert code == 3 and "unknown tenant nobody" in err
 
 
 async def test_a_tenant_may_only_name_pools_that_exist(store, master_key) -> None:
@@ -223,10 +225,10 @@ async def test_a_tenant_may_only_name_pools_that_exist(store, master_key) -> Non
     code, _, err = await hato(
         store, master_key, "tenant", "add", "t2", "--other-pool", "transactional"
     )
-    assert code == 1 and "no pool transactional" in err and "hato pool add" in err
+    assert code == 2 and "no pool transactional" in err  # invalid and "hato pool add" in err
     assert await store.directory.tenant("t2") is None
     code, _, err = await hato(store, master_key, "pool", "add", "bulk", "--member", "192.0.2.0/24")
-    assert code == 1 and "not an IP address" in err
+    assert code == 2 and "not an IP address" in err
     assert await store.pools.all() == []
     code, out, err = await hato(
         store, master_key, "pool", "add", "bulk", "--member", "127.0.0.2=out1.hato.test"
@@ -331,3 +333,45 @@ async def test_secrets_reseal_moves_every_secret_to_the_new_master_key(
         store, master_key, "secrets", "reseal", "--old-key-file", str(old_file)
     )
     assert code == 0 and out.startswith("0 resealed") and ", 2 already were" in out
+
+
+async def test_read_commands_only_read_and_speak_json(store, master_key) -> None:
+    """A read command on an empty database makes no index (no write rights needed) and
+    prints JSON with --json; `dkim check` without --activate changes no key."""
+    fresh = unique("ro")
+    code, out, err = await hato(
+        store, master_key, "tenant", "list", "--json", HATO_MONGODB_DATABASE=fresh
+    )
+    assert code == 0 and json.loads(out) == [], err
+    assert await store.db.client[fresh].list_collection_names() == []
+    await hato(store, master_key, "tenant", "add", "ro", "--network", "192.0.2.0/24")
+    await hato(store, master_key, "domain", "add", "ro.test", "--tenant", "ro")
+    code, out, _ = await hato(store, master_key, "tenant", "list", "--json")
+    assert [t["networks"] for t in json.loads(out)] == [["192.0.2.0/24"]]
+    code, out, _ = await hato(store, master_key, "domain", "list", "--json")
+    assert json.loads(out)[0]["dkim"] == [
+        {"selector": "hato", "algorithm": "rsa-sha256", "state": "active"}
+    ]
+    await hato(store, master_key, "dkim", "rotate", "ro.test")
+    before = (await store.directory.domain("ro.test"))["dkim"]
+    code, out, _ = await hato(store, master_key, "dkim", "check", "ro.test", "--json")
+    report = json.loads(out)
+    assert code == 1 and report["ok"] is False and report["changes"] == []
+    assert (await store.directory.domain("ro.test"))["dkim"] == before
+
+
+async def test_exit_codes_tell_failures_apart_and_remove_undoes_add(store, master_key) -> None:
+    """Not found 3, conflict 4, usage 2; a tenant is removed once its domain is."""
+    assert (await hato(store, master_key, "--version"))[1].startswith("hato ")
+    assert (await hato(store, master_key, "tenant", "show", "nobody"))[0] == 3
+    assert (await hato(store, master_key, "tenant", "add", "gone"))[0] == 0
+    assert (await hato(store, master_key, "tenant", "add", "gone"))[0] == 4
+    assert (await hato(store, master_key, "tenant", "frob"))[0] == 2
+    assert (await hato(store, master_key, "domain", "add", "gone.test", "--tenant", "gone"))[0] == 0
+    code, _, err = await hato(store, master_key, "tenant", "remove", "gone")
+    assert code == 4 and "1 domain(s)" in err
+    assert (await hato(store, master_key, "domain", "remove", "gone.test"))[0] == 0
+    assert await store.directory.domain("gone.test") is None
+    assert (await hato(store, master_key, "tenant", "remove", "gone"))[0] == 0
+    assert await store.directory.tenant("gone") is None
+    assert (await hato(store, master_key, "apikey", "revoke", "nope"))[0] == 3

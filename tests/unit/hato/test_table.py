@@ -1,0 +1,45 @@
+"""The command table of `hato`: the conventions every command keeps."""
+
+from __future__ import annotations
+
+import pytest
+
+from hato import cli
+from hato.table import Exit
+
+
+def _parse(*argv: str):
+    return cli.build_parser().parse_args(list(argv))
+
+
+def test_every_read_command_takes_json() -> None:
+    """Each command marked as a read accepts --json."""
+    for command in cli.COMMANDS:
+        if command.reads and not command.plain:
+            words = command.words.split()
+            needed = [a.names[0] for a in command.args if not a.names[0].startswith("-")]
+            args = _parse(*words, *(["x"] * len(needed)), "--json")
+            assert args.json is True, command.words
+
+
+def test_what_add_makes_remove_takes_away() -> None:
+    """Every group with an `add` also has a `remove` or `revoke`."""
+    words = {c.words for c in cli.COMMANDS}
+    for w in words:
+        if w.endswith(" add"):
+            group = w.removesuffix(" add")
+            assert {f"{group} remove", f"{group} revoke"} & words, group
+
+
+def test_only_activate_makes_dkim_check_write() -> None:
+    """`dkim check` is a read (no indexes) unless --activate is given."""
+    check = next(c for c in cli.COMMANDS if c.words == "dkim check")
+    assert not cli.needs_writes(check, _parse("dkim", "check", "a.test"))
+    assert cli.needs_writes(check, _parse("dkim", "check", "a.test", "--activate"))
+
+
+def test_a_usage_error_exits_2(capsys) -> None:
+    """Unknown words are argparse's usage error."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["tenant", "frob"])
+    assert exc.value.code == Exit.USAGE
