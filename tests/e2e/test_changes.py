@@ -134,7 +134,7 @@ async def test_a_pool_made_while_the_dispatcher_runs_is_served_at_once(live: Liv
 
 
 async def test_an_activated_key_signs_the_very_next_message(live: Live) -> None:
-    """A rotation activated with `hato dkim check` signs the next message, though the signer
+    """A rotation activated with `hato dkim check --activate` signs the next message, though the signer
     had the old key cached for an hour."""
     await live.send("orders@shop.test", "before@ok.test")
     assert _selectors(await live.arrived("before@ok.test")) == ["s1"]
@@ -143,7 +143,7 @@ async def test_an_activated_key_signs_the_very_next_message(live: Live) -> None:
     doc = await live.store.directory.domain("shop.test")
     for k in doc["dkim"]:
         live.dns.publish(txt_record_name("shop.test", k["selector"]), _record(k))
-    assert "now active" in await live.hato("dkim", "check", "shop.test")
+    assert "now active" in await live.hato("dkim", "check", "shop.test", "--activate")
     await live.send("orders@shop.test", "after@ok.test")
     assert _selectors(await live.arrived("after@ok.test")) == [new]
 
