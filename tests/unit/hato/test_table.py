@@ -38,8 +38,9 @@ def test_only_activate_makes_dkim_check_write() -> None:
     assert cli.needs_writes(check, _parse("dkim", "check", "a.test", "--activate"))
 
 
-def test_a_usage_error_exits_2(capsys) -> None:
+def test_a_usage_error_exits_2(capsys, monkeypatch) -> None:
     """Unknown words are argparse's usage error."""
+    monkeypatch.setenv("HATO_ENV_FILE", "")  # no var/dev.env of a running stack into os.environ
     with pytest.raises(SystemExit) as exc:
         cli.main(["tenant", "frob"])
     assert exc.value.code == Exit.USAGE
