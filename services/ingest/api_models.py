@@ -161,11 +161,15 @@ class MessageIn(_Strict):
     @field_validator("headers")
     @classmethod
     def _custom_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        seen: set[str] = set()
         for name in value:
             if not _FIELD_NAME.fullmatch(name):
                 raise ValueError(f"not a header field name: {name!r}")
             if name.lower() in RESERVED_HEADERS:
                 raise ValueError(f"{name} is set by Hato, not by a custom header")
+            if name.lower() in seen:  # field names know no case: two would be one field twice
+                raise ValueError(f"{name} is given twice (header field names ignore case)")
+            seen.add(name.lower())
         return value
 
     @field_validator("metadata")

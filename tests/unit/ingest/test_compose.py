@@ -49,3 +49,10 @@ def test_a_nul_in_the_text_is_refused_by_the_schema(field: str) -> None:
     body = {"from": "shop@shop.test", "to": ["a@example.test"], field: "a\x00b"}
     with pytest.raises(ValidationError, match="NUL"):
         MessageIn.model_validate(body)
+
+
+def test_a_header_named_twice_in_two_cases_is_refused() -> None:
+    """Found by make fuzz: {"X-S": "", "X-s": ""} went out as the same field twice."""
+    body = {"from": "shop@shop.test", "to": ["a@example.test"], "text": "hi"}
+    with pytest.raises(ValidationError, match="given twice"):
+        MessageIn.model_validate({**body, "headers": {"X-S": "", "X-s": ""}})
