@@ -63,11 +63,15 @@ def _no_nul(value: str) -> str:
 Text = Annotated[str, AfterValidator(_no_nul)]
 
 
+_NOT_IN_FILE_NAMES = '<>:"/\\|?*'  # what Windows refuses in a file name
+
+
 def _file_name(value: str) -> str:
-    # A quote or a backslash does not survive every reader's unquoting (Python's reads '""'
-    # back as no name), and a slash makes a path on the receiver's side.
-    if any(c in value for c in '"\\/'):
-        raise ValueError('must not contain a quote ("), a backslash or a slash')
+    # A name a receiver can save as it is, on any desktop, and read back as it was: a quote,
+    # or angle brackets round the whole, do not survive every reader's unquoting (Python's
+    # reads '""' and '<a>' back as no name and 'a'), and a slash makes a path.
+    if any(c in value for c in _NOT_IN_FILE_NAMES):
+        raise ValueError(f"must not contain any of {_NOT_IN_FILE_NAMES}")
     return value
 
 
