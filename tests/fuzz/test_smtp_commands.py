@@ -102,7 +102,10 @@ def test_any_command_sequence_gets_well_formed_replies(
     and EHLO (RFC 2034); no reply says the server failed; QUIT still gets 221."""
     with socket.create_connection(door, timeout=5) as sock:
         buffer = bytearray()
-        assert _replies(sock, buffer)[-1].startswith(b"220 ")
+        greeting = _replies(sock, buffer)[-1]
+        if greeting.startswith(b"421 4.7.0 "):  # this client's session limit
+            return
+        assert greeting.startswith(b"220 ")
         for line in lines:
             sock.sendall(line.encode("utf-8") + b"\r\n")
             reply = _replies(sock, buffer)
@@ -116,6 +119,9 @@ def test_any_command_sequence_gets_well_formed_replies(
             if not line.upper().startswith(("EHLO", "HELO")):  # RFC 2034: those have none
                 assert ENHANCED.match(last), last
             assert not last.startswith(("5.", "421 4.3.0")), last
+            if last.startswith(("421 4.7.0 ", "554 5.5.0 ")):  # error limit, not SMTP (a
+                assert sock.recv(1) == b""  # line starting GET, HOST: ...): closed after it
+                return
         sock.sendall(b"QUIT\r\n")
         assert _replies(sock, buffer)[-1].startswith(b"221 ")
 
