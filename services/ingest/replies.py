@@ -30,6 +30,9 @@ AUTH_IN_TRANSACTION = SMTPReply(503, "5.5.1", "AUTH not permitted during a mail 
 PREGREET = SMTPReply(554, "5.5.0", "Protocol error: talking before the greeting")
 NOT_SMTP = SMTPReply(554, "5.5.0", "Not an SMTP client; goodbye")
 TOO_MANY_ERRORS = SMTPReply(421, "4.7.0", "Too many errors; closing the connection")
+# aiosmtpd closes after five unknown commands with "502 5.5.1 ... goodbye": a reply that does
+# not tell the client the connection ends (RFC 5321 3.8: 421 does).
+TOO_MANY_UNKNOWN = SMTPReply(421, "4.7.0", "Too many unrecognized commands; closing the connection")
 TOO_MANY_CONNECTIONS = SMTPReply(
     421, "4.7.0", "Too many connections from your address; try again later"
 )

@@ -211,6 +211,7 @@ class _Introspection:
 
 aiosmtpd.smtp.inspect = _Introspection()  # type: ignore[assignment]
 
+_AIOSMTPD_BOGUS_LIMIT = "502 5.5.1 Too many unrecognized commands"  # then it closes
 _NOT_SMTP = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "CONNECT", "HOST:"})
 
 
@@ -267,6 +268,8 @@ class HatoSMTP(SMTP):
             if refusal is not None:
                 await self._drop(refusal)
                 return
+        if isinstance(status, str) and status.startswith(_AIOSMTPD_BOGUS_LIMIT):
+            status = str(replies.TOO_MANY_UNKNOWN)
         if isinstance(status, str) and not self._in_ehlo:
             status = replies.with_enhanced_code(status)
             metrics.smtp_reply(status)

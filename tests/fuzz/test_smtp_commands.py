@@ -133,3 +133,15 @@ def test_with_enhanced_code_never_raises_and_adds_a_valid_code(line: str) -> Non
     if out != line:
         assert ENHANCED.match(out) and out[:4] == line[:4] and out.endswith(line[4:])
         assert out[4] == line[0]  # 4xx gets 4.x.x, 5xx 5.x.x (RFC 3463 2)
+
+
+def test_five_unknown_commands_end_the_session_with_421(door: tuple[str, int]) -> None:
+    """aiosmtpd's own limit said 502 and closed; a client must be told the session ends."""
+    with socket.create_connection(door, timeout=5) as sock:
+        buffer = bytearray()
+        assert _replies(sock, buffer)[-1].startswith(b"220 ")
+        for _ in range(5):
+            sock.sendall(b"XYZZY\r\n")
+            last = _replies(sock, buffer)[-1]
+        assert last.startswith(b"421 4.7.0 Too many unrecognized commands")
+        assert sock.recv(1) == b""
