@@ -103,12 +103,25 @@ async def test_a_web_client_is_dropped_at_once(port: int) -> None:
 
 async def test_too_many_errors_close_the_session(port: int) -> None:
     session = await RawSession.open(port)
+    answers = [(await session.cmd("RCPT TO:<a@example.com>"))[0] for _ in range(4)]
+    assert all(a.startswith("503 5.5.1") for a in answers), answers
+    await session.send(b"RCPT TO:<a@example.com>\r\n")
+    said = await _rest(session.reader)
+    await session.close()
+    lines = said.split(b"\r\n")
+    assert lines[0].startswith(b"503 5.5.1"), said  # the fifth error is answered
+    assert lines[1].startswith(bytes(str(replies.TOO_MANY_ERRORS), "ascii")), said
+    assert lines[2:] == [b""], said  # and the door closes
+
+
+async def test_five_unknown_commands_close_the_session(port: int) -> None:
+    session = await RawSession.open(port)
     answers = [(await session.cmd("BOGUS"))[0] for _ in range(4)]
-    assert all(a.startswith("500") for a in answers)
+    assert all(a.startswith("500 5.5.2") for a in answers), answers
     await session.send(b"BOGUS\r\n")
     said = await _rest(session.reader)
     await session.close()
-    assert said.split(b"\r\n")[1].startswith(b"421 4.7.0"), said
+    assert said == bytes(str(replies.TOO_MANY_UNKNOWN), "ascii") + b"\r\n", said
 
 
 async def test_one_client_holds_a_bounded_number_of_sessions(port: int) -> None:
