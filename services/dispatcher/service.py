@@ -21,7 +21,6 @@ of this attempt (same ids) and the results the bounce service never got.
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,10 +31,9 @@ from prometheus_client import Counter
 
 from services.dispatcher.mx import MxResolver, Route
 from services.dispatcher.pools import Member, PoolView
-from services.dispatcher.routes import RouteTable
 from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.smtp_client import SmtpClient, status_for
-from services.dispatcher.throttle import Throttle, parse_limits, slows_down
+from services.dispatcher.throttle import Throttle, slows_down
 from shared import logging as hlog
 from shared import metrics, schemas
 from shared.broker import (
@@ -466,21 +464,8 @@ def check_bindable(ips: Sequence[str]) -> None:
 
 
 async def run(settings: DispatcherSettings) -> None:
-    try:
-        routes = RouteTable.parse(settings.routes)
-        tenant_routes = {
-            tenant: RouteTable.parse(text)
-            for tenant, text in json.loads(settings.tenant_routes or "{}").items()
-        }
-        throttle = Throttle(
-            parse_limits(settings.throttle),
-            {
-                t: parse_limits(json.dumps(v))
-                for t, v in json.loads(settings.tenant_throttle or "{}").items()
-            },
-        )
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"dispatcher routes or throttle settings: {exc}") from None
+    routes, tenant_routes = settings.route_tables()  # checked when the settings were read
+    throttle = Throttle(*settings.paces())
     client = SmtpClient(
         connect_timeout=settings.connect_timeout,
         max_messages=settings.max_messages_per_connection,

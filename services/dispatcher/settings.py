@@ -1,15 +1,44 @@
-"""Settings of the dispatcher service (``HATO_DISPATCHER_*`` plus the shared sections)."""
+"""Settings of the dispatcher service (``HATO_DISPATCHER_*`` plus the shared sections).
+
+Tables (routes per tenant, pace per domain and per tenant) are typed sections, best kept in
+the TOML file ``HATO_DISPATCHER_CONFIG_FILE`` names::
+
+    [tenant_routes]
+    acme = "*=smtp.acme.example:587"
+
+    [throttle."docomo.ne.jp"]
+    connections = 1
+    per_minute = 30
+
+    [tenant_throttle.acme."gmail.com"]
+    per_minute = 300
+
+Any other dispatcher setting may be written there too (``retry_delays = [60, 600]``); the
+environment wins over the file (tables are merged, field by field). The environment still
+takes a table as JSON (``HATO_DISPATCHER_THROTTLE='{"docomo.ne.jp": {"connections": 1}}'``);
+either way it is checked at start: an unknown field, a bad route, a limit below one or a
+domain given twice stops the service.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import socket
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
+from services.dispatcher.routes import RouteTable
+from services.dispatcher.throttle import DEFAULT, Limits
 from shared.egress import EgressSettings
 from shared.errors import ConfigError
 from shared.settings import (
@@ -20,9 +49,55 @@ from shared.settings import (
     comma_list,
 )
 
+CONFIG_FILE = "HATO_DISPATCHER_CONFIG_FILE"
+
+
+class Pace(BaseModel):
+    """The limits of one destination domain; a field left out keeps the general default
+    (not the domain's preset)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connections: int = Field(DEFAULT.connections, ge=1, description="Concurrent transactions.")
+    per_connection: int = Field(
+        DEFAULT.per_connection, ge=1, description="Messages on one connection."
+    )
+    per_minute: float = Field(DEFAULT.per_minute, gt=0, description="Messages per minute.")
+
+    def limits(self) -> Limits:
+        return Limits(self.connections, self.per_connection, self.per_minute)
+
+
+def _domains(table: dict[str, Pace]) -> dict[str, Pace]:
+    """The table by lower-case domain; one domain spelt twice is refused, not half-applied."""
+    by_domain: dict[str, Pace] = {}
+    for domain, pace in table.items():
+        name = domain.strip().lower().rstrip(".")
+        if name in by_domain:
+            raise ValueError(f"{name} is given twice")
+        by_domain[name] = pace
+    return by_domain
+
 
 class DispatcherSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HATO_DISPATCHER_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = (init_settings, env_settings, dotenv_settings, file_secret_settings)
+        path = os.environ.get(CONFIG_FILE, "")
+        if not path:
+            return sources
+        if not Path(path).is_file():
+            raise ConfigError(f"{CONFIG_FILE} names {path}, which is not a readable file")
+        return (*sources, TomlConfigSettingsSource(settings_cls, toml_file=path))
 
     dns: DnsSettings = Field(default_factory=DnsSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)  # the seal key's source
@@ -51,8 +126,8 @@ class DispatcherSettings(ServiceSettings):
     routes: str = Field(
         "", description="Static routes 'domain=host:port,...' ('*': every other domain)."
     )
-    tenant_routes: str = Field(
-        "", description='Per-tenant static routes: {"tenant": "domain=host:port,..."}.'
+    tenant_routes: dict[str, str] = Field(
+        {}, description="Static routes per tenant: tenant = 'domain=host:port,...'."
     )
     mx_port: int = Field(25, ge=1, description="Port of destination MX servers.")
     tls_required: Annotated[list[str], NoDecode] = Field(
@@ -81,11 +156,13 @@ class DispatcherSettings(ServiceSettings):
         100, ge=1, description="Transactions on one connection before it is closed."
     )
     idle_timeout: float = Field(30, gt=0, description="Seconds an unused connection stays open.")
-    throttle: str = Field(
-        "", description='Per-domain limits over the presets: {"d": {"connections": 2, ...}}.'
+    throttle: dict[str, Pace] = Field(
+        {},
+        description="Pace per destination domain, over the presets (a domain's subdomains "
+        "share it).",
     )
-    tenant_throttle: str = Field(
-        "", description='Per-tenant limits: {"tenant": {"domain": {"per_minute": 30}}}.'
+    tenant_throttle: dict[str, dict[str, Pace]] = Field(
+        {}, description="Pace per tenant and destination domain, over throttle and the presets."
     )
     handoff_ttl: float = Field(
         60, gt=0, description="Seconds a job waits for its IP's instance before re-routing."
@@ -94,6 +171,45 @@ class DispatcherSettings(ServiceSettings):
     heartbeat_timeout: float = Field(
         15, gt=0, description="Seconds without a heartbeat before an instance counts as gone."
     )
+
+    @field_validator("routes")
+    @classmethod
+    def _route_text(cls, value: str) -> str:
+        RouteTable.parse(value)  # ValueError: the setting is refused at start
+        return value
+
+    @field_validator("tenant_routes")
+    @classmethod
+    def _tenant_routes(cls, value: dict[str, str]) -> dict[str, str]:
+        for tenant, text in value.items():
+            try:
+                RouteTable.parse(text)
+            except ValueError as exc:
+                raise ValueError(f"{tenant}: {exc}") from None
+        return value
+
+    @field_validator("throttle")
+    @classmethod
+    def _throttle_domains(cls, value: dict[str, Pace]) -> dict[str, Pace]:
+        return _domains(value)
+
+    @field_validator("tenant_throttle")
+    @classmethod
+    def _tenant_throttle_domains(cls, value: dict[str, Any]) -> dict[str, dict[str, Pace]]:
+        return {tenant: _domains(table) for tenant, table in value.items()}
+
+    def route_tables(self) -> tuple[RouteTable, dict[str, RouteTable]]:
+        """The static routes, and those of each tenant."""
+        return RouteTable.parse(self.routes), {
+            tenant: RouteTable.parse(text) for tenant, text in self.tenant_routes.items()
+        }
+
+    def paces(self) -> tuple[dict[str, Limits], dict[str, dict[str, Limits]]]:
+        """The limits by domain over the presets, and by tenant and domain."""
+        return {d: p.limits() for d, p in self.throttle.items()}, {
+            t: {d: p.limits() for d, p in table.items()}
+            for t, table in self.tenant_throttle.items()
+        }
 
     @field_validator("source_ips_by_node")
     @classmethod

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from shared.schemas import Reply
 
@@ -40,14 +39,6 @@ PRESETS: dict[str, Limits] = {
     "hotmail.com": Limits(connections=5, per_connection=50, per_minute=600),
 }
 MIN_FACTOR = 1 / 16
-
-
-def parse_limits(text: str) -> dict[str, Limits]:
-    """``{"example.com": {"connections": 2, "per_minute": 30}, ...}`` → limits by domain."""
-    if not text:
-        return {}
-    raw = json.loads(text)
-    return {d.lower(): replace(DEFAULT, **v) for d, v in raw.items()}
 
 
 def slows_down(reply: Reply) -> bool:

@@ -81,6 +81,8 @@ async def net(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Net]:
     dns_server.add("slow.sink.test", "A", "127.0.0.25")
 
     http_port = free_port()
+    config = tmp_path_factory.mktemp("config") / "dispatcher.toml"
+    config.write_text('[throttle."slow.test"]\nconnections = 1\nper_minute = 120\n')
     stack = Stack(
         env={
             "HATO_AMQP_URL": AMQP_URL,
@@ -103,7 +105,7 @@ async def net(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Net]:
             "HATO_DISPATCHER_HEARTBEAT_TIMEOUT": "5",
             "HATO_DISPATCHER_HANDOFF_TTL": "2",
             "HATO_DISPATCHER_CONNECT_TIMEOUT": "2",
-            "HATO_DISPATCHER_THROTTLE": '{"slow.test": {"connections": 1, "per_minute": 120}}',
+            "HATO_DISPATCHER_CONFIG_FILE": str(config),
             "HATO_VERP_KEY": VERP_KEY,
         },
         log_dir=tmp_path_factory.mktemp("logs"),

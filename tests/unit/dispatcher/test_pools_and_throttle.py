@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from services.dispatcher.pools import Member, Pool, PoolView, rendezvous
-from services.dispatcher.throttle import MIN_FACTOR, PRESETS, Limits, Throttle, parse_limits
+from services.dispatcher.throttle import MIN_FACTOR, PRESETS, Limits, Throttle
 from shared.schemas import Reply
 
 DOMAINS = [f"domain{i}.test" for i in range(400)]
@@ -69,8 +69,7 @@ def test_a_member_not_live_is_skipped_and_none_when_all_are_capped() -> None:
 
 def test_limits_come_from_presets_parents_and_tenant_overrides() -> None:
     t = Throttle(
-        parse_limits('{"example.com": {"per_minute": 5}}'),
-        {"acme": parse_limits('{"docomo.ne.jp": {"connections": 1}}')},
+        {"example.com": Limits(per_minute=5)}, {"acme": {"docomo.ne.jp": Limits(connections=1)}}
     )
     assert t.limits("docomo.ne.jp") == PRESETS["docomo.ne.jp"]
     assert t.limits("mail.example.com").per_minute == 5

@@ -1,0 +1,119 @@
+"""The dispatcher's tables (routes per tenant, pace per domain and per tenant) as typed
+settings: from the TOML file HATO_DISPATCHER_CONFIG_FILE names, or as JSON in the
+environment, and refused at start when malformed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from services.dispatcher.routes import Destination
+from services.dispatcher.settings import DispatcherSettings
+from services.dispatcher.throttle import DEFAULT, PRESETS, Limits, Throttle
+from shared.errors import ConfigError
+
+CONFIG = """
+retry_delays = [30, 600]
+
+[tenant_routes]
+acme = "*=127.0.0.1:2600"
+
+[throttle."docomo.ne.jp"]
+connections = 1
+per_minute = 30
+
+[throttle."Example.COM."]
+per_minute = 5
+
+[tenant_throttle.acme."gmail.com"]
+per_minute = 300
+"""
+
+
+@pytest.fixture(autouse=True)
+def _clean(monkeypatch) -> None:
+    for name in ("CONFIG_FILE", "THROTTLE", "TENANT_THROTTLE", "TENANT_ROUTES", "ROUTES"):
+        monkeypatch.delenv(f"HATO_DISPATCHER_{name}", raising=False)
+
+
+def _file(tmp_path, monkeypatch, text: str) -> None:
+    path = tmp_path / "dispatcher.toml"
+    path.write_text(text)
+    monkeypatch.setenv("HATO_DISPATCHER_CONFIG_FILE", str(path))
+
+
+def test_the_tables_come_from_the_toml_file(tmp_path, monkeypatch) -> None:
+    """Routes per tenant and pace per domain and tenant are read from the file, domains
+    lower-cased, fields left out at the general default; other settings may be there too."""
+    _file(tmp_path, monkeypatch, CONFIG)
+    settings = DispatcherSettings()
+    routes, tenant_routes = settings.route_tables()
+    assert routes.lookup("x.test") is None
+    assert tenant_routes["acme"].lookup("x.test") == Destination("127.0.0.1", 2600)
+    domains, tenants = settings.paces()
+    assert domains == {
+        "docomo.ne.jp": Limits(1, DEFAULT.per_connection, 30),
+        "example.com": Limits(DEFAULT.connections, DEFAULT.per_connection, 5),
+    }
+    assert tenants == {"acme": {"gmail.com": Limits(DEFAULT.connections, 100, 300)}}
+    assert settings.retry_delays == [30, 600]
+    throttle = Throttle(*settings.paces())
+    assert throttle.limits("docomo.ne.jp").connections == 1
+    assert throttle.limits("gmail.com", "acme").per_minute == 300
+    assert throttle.limits("gmail.com") == PRESETS["gmail.com"]
+
+
+def test_the_environment_wins_over_the_file_and_still_takes_json(tmp_path, monkeypatch) -> None:
+    """JSON in the environment (as before the file existed) is merged over the file's tables,
+    field by field."""
+    _file(tmp_path, monkeypatch, CONFIG)
+    monkeypatch.setenv(
+        "HATO_DISPATCHER_THROTTLE",
+        '{"slow.test": {"connections": 2}, "docomo.ne.jp": {"connections": 3}}',
+    )
+    domains, _ = DispatcherSettings().paces()
+    assert domains == {
+        "slow.test": Limits(2, DEFAULT.per_connection, DEFAULT.per_minute),
+        "docomo.ne.jp": Limits(3, DEFAULT.per_connection, 30),
+        "example.com": Limits(DEFAULT.connections, DEFAULT.per_connection, 5),
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('[throttle."x.test"]\nconnexions = 2\n', "connexions"),  # a misspelt field
+        ('[throttle."x.test"]\nconnections = 0\n', "connections"),  # below one
+        ('[tenant_routes]\nacme = "x.test=host-without-port"\n', "acme"),  # a bad route
+        ('routes = "*=127.0.0.1"\n', "routes"),
+        ('[throttle."x.test"]\n[throttle."X.test"]\n', "x.test"),  # one domain twice
+    ],
+)
+def test_a_malformed_table_stops_the_service(tmp_path, monkeypatch, text, named) -> None:
+    """What would be silently ignored or fail at the first mail is refused when read, naming
+    the setting."""
+    _file(tmp_path, monkeypatch, text)
+    with pytest.raises(ValidationError, match=named):
+        DispatcherSettings()
+
+
+def test_a_config_file_that_is_not_there_stops_the_service(tmp_path, monkeypatch) -> None:
+    """A file name with a typo is an error, not an empty configuration."""
+    monkeypatch.setenv("HATO_DISPATCHER_CONFIG_FILE", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match=r"missing\.toml"):
+        DispatcherSettings()
+
+
+def test_the_readme_example_is_a_settings_file_the_dispatcher_reads(tmp_path, monkeypatch) -> None:
+    """The README's TOML example is read as written."""
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    (example,) = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    _file(tmp_path, monkeypatch, example)
+    settings = DispatcherSettings()
+    assert settings.paces()[0]["docomo.ne.jp"] == Limits(1, DEFAULT.per_connection, 30)
+    assert settings.route_tables()[1]["acme"].lookup("x.test") == Destination(
+        "smtp.acme.example", 587
+    )
