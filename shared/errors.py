@@ -20,14 +20,6 @@ class SMTPReply:
     def __str__(self) -> str:
         return f"{self.code} {self.enhanced} {self.text}"
 
-    @property
-    def is_success(self) -> bool:
-        return 200 <= self.code < 400
-
-    @property
-    def is_transient(self) -> bool:
-        return 400 <= self.code < 500
-
 
 class HatoError(Exception):
     """Base of Hato's own exceptions."""

@@ -1,11 +1,13 @@
-"""PIPELINING (RFC 2920) on top of aiosmtplib.
+"""PIPELINING (RFC 2920), and DATA with RFC 5321's two timeouts, on top of aiosmtplib.
 
 aiosmtplib keeps one reply waiter per connection and drops reply bytes that arrive before the
 previous reply was picked up, so replies to commands sent together would be lost. Its
 connection's protocol is switched to ``PipeliningProtocol``, which keeps such bytes buffered and
 hands out one complete reply per ``read_response``; ``envelope()`` then writes MAIL FROM and
-every RCPT TO in one go and reads their replies in order. This leans on two internals of
-aiosmtplib 5.1 (the reply buffer and the command lock), pinned in pyproject.toml.
+every RCPT TO in one go and reads their replies in order. ``data()`` waits for the 354 and
+for the final reply each with its own timeout (RFC 5321 4.5.3.2: two minutes and ten), where
+aiosmtplib's ``data()`` gives both one. This leans on internals of aiosmtplib 5.1 (the reply
+buffer, the command lock and the reply-pending flag), pinned in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -14,8 +16,14 @@ from collections.abc import Sequence
 
 import aiosmtplib
 from aiosmtplib.email import quote_address
-from aiosmtplib.protocol import MAX_RESPONSE_LENGTH, SMTPProtocol
+from aiosmtplib.protocol import (
+    MAX_RESPONSE_LENGTH,
+    PERIOD_REGEX,
+    SMTPProtocol,
+    normalize_message_line_endings,
+)
 from aiosmtplib.response import SMTPResponse
+from aiosmtplib.typing import SMTPStatus
 
 
 class PipeliningProtocol(SMTPProtocol):
@@ -79,3 +87,31 @@ async def envelope(
         protocol.write(b"".join(c + b"\r\n" for c in commands))
         replies = [await protocol.read_response(timeout=timeout) for _ in commands]
     return replies[0], replies[1:]
+
+
+async def data(
+    client: aiosmtplib.SMTP, message: bytes, *, start_timeout: float, end_timeout: float
+) -> SMTPResponse:
+    """DATA, the message and its final reply: ``start_timeout`` for the 354, ``end_timeout``
+    for the reply to the final dot. Raises as aiosmtplib's ``data()`` does (SMTPDataError on
+    a refusal; on a timeout or a lost connection the client is closed)."""
+    protocol = client.protocol
+    if protocol is None or protocol._command_lock is None:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    body = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
+    try:
+        async with protocol._command_lock:
+            protocol._response_pending = True
+            protocol.write(b"DATA\r\n")
+            start = await protocol.read_response(timeout=start_timeout)
+            if start.code != SMTPStatus.start_input:
+                raise aiosmtplib.SMTPDataError(start.code, start.message)
+            protocol._response_pending = True
+            protocol.write(body)
+            response = await protocol.read_response(timeout=end_timeout)
+            if response.code != SMTPStatus.completed:
+                raise aiosmtplib.SMTPDataError(response.code, response.message)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        client.close()
+        raise
+    return response

@@ -280,7 +280,12 @@ class SmtpClient:
                             settle([r], to_reply(exc.code, exc.message))
                 if accepted:
                     command = "DATA"
-                    response = await client.data(message, timeout=self._timeout(TIMEOUT_DATA_END))
+                    response = await pipelining.data(
+                        client,
+                        message,
+                        start_timeout=self._timeout(TIMEOUT_DATA_INIT),
+                        end_timeout=self._timeout(TIMEOUT_DATA_END),
+                    )
                     settle(accepted, to_reply(response.code, response.message))
                     conn.clean = True
                 reusable = True

@@ -1,4 +1,5 @@
-"""PIPELINING against a real server on loopback that shows what arrived before it answered."""
+"""PIPELINING and DATA against real servers on loopback that show what arrived before they
+answered, and answer slowly."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 
 import pytest
 
+from services.dispatcher import smtp_client
 from services.dispatcher.mx import Target
 from services.dispatcher.pools import Member
 from services.dispatcher.smtp_client import SmtpClient
@@ -167,3 +169,59 @@ async def test_8bit_mail_is_declared_body_8bitmime() -> None:
     finally:
         await client.close_idle(all_=True)
         await sink.stop()
+
+
+async def _slow_data_server(start_delay: float, end_delay: float) -> asyncio.Server:
+    """A server that waits ``start_delay`` before its 354 and ``end_delay`` before its final
+    reply to the message."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(b"220 slow.test ESMTP\r\n")
+            while line := await reader.readline():
+                command = line.strip().upper()
+                if command == b"DATA":
+                    await asyncio.sleep(start_delay)
+                    writer.write(b"354 Go ahead\r\n")
+                    await writer.drain()
+                    await reader.readuntil(b"\r\n.\r\n")
+                    await asyncio.sleep(end_delay)
+                    writer.write(b"250 2.0.0 Ok: stored\r\n")
+                elif command == b"QUIT":
+                    writer.write(b"221 2.0.0 Bye\r\n")
+                    return
+                else:
+                    writer.write(b"250 slow.test\r\n")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize(
+    ("start_delay", "end_delay", "expected"),
+    [(1.0, 0.0, RecipientStatus.DEFERRED), (0.0, 1.0, RecipientStatus.DELIVERED)],
+)
+async def test_data_waits_for_its_354_and_its_final_reply_each_with_its_own_timeout(
+    monkeypatch, start_delay, end_delay, expected
+) -> None:
+    """RFC 5321 4.5.3.2 gives the 354 two minutes and the final reply ten (here 0.5 s and
+    5 s): a 354 later than its timeout defers the mail, a final reply as late is waited for."""
+    monkeypatch.setattr(smtp_client, "TIMEOUT_DATA_INIT", 0.5)
+    monkeypatch.setattr(smtp_client, "TIMEOUT_DATA_END", 5)
+    server = await _slow_data_server(start_delay, end_delay)
+    client = SmtpClient(connect_timeout=5, pipelining=False)
+    attempt = await client.send(
+        Target("slow.test", "127.0.0.1", server.sockets[0].getsockname()[1]),
+        Member("127.0.0.1", "out.test"),
+        "ok.test",
+        "bounce@shop.test",
+        [Recipient(id="r0", address="a@ok.test")],
+        b"Subject: x\r\n\r\nbody\r\n",
+    )
+    assert [r.status for r in attempt.results] == [expected]
+    await client.close_idle(all_=True)
+    server.close()
