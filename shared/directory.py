@@ -30,11 +30,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from shared import credentials
 from shared.batching import Batcher
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
+from shared.schemas import utcnow
 
 # The widest networks a tenant may relay from without a password, unless the operator says so:
 # a /0 would make Hato an open relay for the whole internet.
@@ -163,7 +159,7 @@ class Directory:
     ) -> dict[str, Any]:
         """Create or update a tenant; ``signing_domain`` is the domain whose key signs mail
         whose From domain has none (not DMARC-aligned)."""
-        fields: dict[str, Any] = {"updated_at": now()}
+        fields: dict[str, Any] = {"updated_at": utcnow()}
         if other_pools is not None:
             fields["other_pools"] = list(other_pools)
         if signing_domain is not None:
@@ -182,7 +178,7 @@ class Directory:
             ):
                 if getattr(limits, k) is not None:
                     fields[f"limits.{k}"] = getattr(limits, k)
-        defaults: dict[str, Any] = {"created_at": now()}
+        defaults: dict[str, Any] = {"created_at": utcnow()}
         if pool is None:
             defaults["pool"] = "default"
         if networks is None:
@@ -224,8 +220,8 @@ class Directory:
         dkim: list[dict[str, Any]] | None = None,
     ) -> None:
         """Create or update a domain; ``dkim`` (when given) replaces its key list."""
-        fields: dict[str, Any] = {"tenant": tenant, "verified": verified, "updated_at": now()}
-        on_insert: dict[str, Any] = {"created_at": now()}
+        fields: dict[str, Any] = {"tenant": tenant, "verified": verified, "updated_at": utcnow()}
+        on_insert: dict[str, Any] = {"created_at": utcnow()}
         if dkim is not None:
             fields["dkim"] = dkim
         else:
@@ -236,7 +232,7 @@ class Directory:
 
     async def mark_verified(self, domain: str, verified: bool = True) -> None:
         await self.db.domains.update_one(
-            {"_id": domain.lower()}, {"$set": {"verified": verified, "verified_at": now()}}
+            {"_id": domain.lower()}, {"$set": {"verified": verified, "verified_at": utcnow()}}
         )
 
     async def domain(self, domain: str) -> dict[str, Any] | None:
@@ -279,7 +275,7 @@ class Directory:
                     "tenant": tenant,
                     "password_hash": credentials.hash_password(password),
                     "allowed_from": [a.lower() for a in allowed_from],
-                    "created_at": now(),
+                    "created_at": utcnow(),
                 }
             )
         except pymongo.errors.DuplicateKeyError:
@@ -317,7 +313,7 @@ class Directory:
                 "digest": key.digest,
                 "name": name,
                 "allowed_from": [a.lower() for a in allowed_from],
-                "created_at": now(),
+                "created_at": utcnow(),
             }
         )
         return key.prefix, key.token
@@ -364,10 +360,10 @@ class Directory:
                 "$set": {
                     "reason": reason,
                     "source": source,
-                    "updated_at": now(),
+                    "updated_at": utcnow(),
                     "expires_at": expires_at,
                 },
-                "$setOnInsert": {"created_at": now()},
+                "$setOnInsert": {"created_at": utcnow()},
             },
             upsert=True,
         )
@@ -387,7 +383,7 @@ class Directory:
         """Record a soft bounce; how many the address had within ``window`` (this one too).
         A bounce with a ``key`` already recorded (the same report applied again) is counted
         once."""
-        at = now()
+        at = utcnow()
         at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # BSON keeps milliseconds
         _id = f"{tenant}:{address.lower()}"
         query: dict[str, Any] = {"_id": _id}
@@ -426,7 +422,7 @@ class Directory:
         query = {
             "$or": [{"tenant": t, "address": {"$in": sorted(a)}} for t, a in by_tenant.items()]
         }
-        at = now()
+        at = utcnow()
         found: set[tuple[str, str]] = set()
         async for d in self.db.suppressions.find(
             query, {"tenant": 1, "address": 1, "expires_at": 1}
@@ -453,7 +449,7 @@ class Directory:
         an hour can be passed by that much), and a busy tenant costs the store one increment
         a second instead of one per batch of accepts. Concurrent callers that reach the store
         share one increment (each sees the count up to its own share)."""
-        hour = now().strftime("%Y%m%d%H")
+        hour = utcnow().strftime("%Y%m%d%H")
         moment = time.monotonic()
         mine = self._hourly_counts.get(tenant)
         if mine is not None and mine.hour == hour and moment - mine.synced < self.hourly_sync:
@@ -483,12 +479,12 @@ class Directory:
         return results[::-1]
 
     async def _add_hourly(self, tenant: str, n: int) -> int:
-        hour = now().strftime("%Y%m%d%H")
+        hour = utcnow().strftime("%Y%m%d%H")
         return await increment(
             self.db.rates,
             f"{tenant}:{hour}",
             n,
-            {"$setOnInsert": {"tenant": tenant, "created_at": now()}},
+            {"$setOnInsert": {"tenant": tenant, "created_at": utcnow()}},
         )
 
 
@@ -544,7 +540,7 @@ class Idempotency:
         """Claim the key: None when this request is the first (go ahead), else the stored
         response. Raises IdempotencyConflict."""
         _id = f"{tenant}:{key}"
-        at = now()
+        at = utcnow()
         claim = {
             "request_hash": request_hash,
             "state": "pending",
@@ -582,7 +578,7 @@ class Idempotency:
         return await self.begin(tenant, key, request_hash, _tries=tries - 1)
 
     async def finish(self, tenant: str, key: str, status: int, body: Any) -> None:
-        at = now()
+        at = utcnow()
         await self.db.idempotency.update_one(
             {"_id": f"{tenant}:{key}"},
             {
@@ -598,7 +594,7 @@ class Idempotency:
 
     async def purge(self) -> int:
         """Delete what has expired (the TTL index's work on a server without one)."""
-        result = await self.db.idempotency.delete_many({"expires_at": {"$lt": now()}})
+        result = await self.db.idempotency.delete_many({"expires_at": {"$lt": utcnow()}})
         return result.deleted_count
 
     async def abandon(self, tenant: str, key: str) -> None:
@@ -618,8 +614,8 @@ class Pools:
         await self.db.pools.update_one(
             {"_id": name},
             {
-                "$set": {"members": list(members), "updated_at": now()},
-                "$setOnInsert": {"created_at": now()},
+                "$set": {"members": list(members), "updated_at": utcnow()},
+                "$setOnInsert": {"created_at": utcnow()},
             },
             upsert=True,
         )
@@ -648,13 +644,13 @@ class Pools:
         """A dispatcher instance is alive, owns ``ips`` and serves ``pools``."""
         await self.db.dispatchers.update_one(
             {"_id": instance},
-            {"$set": {"ips": list(ips), "pools": list(pools), "seen_at": now()}},
+            {"$set": {"ips": list(ips), "pools": list(pools), "seen_at": utcnow()}},
             upsert=True,
         )
 
     async def live_dispatchers(self, within: float) -> list[dict[str, Any]]:
         """The instances heard from in the last ``within`` seconds."""
-        since = now() - timedelta(seconds=within)
+        since = utcnow() - timedelta(seconds=within)
         return await self.db.dispatchers.find({"seen_at": {"$gte": since}}).to_list()
 
     async def leave(self, instance: str) -> None:
@@ -662,7 +658,7 @@ class Pools:
 
     async def live_ips(self, within: float) -> set[str]:
         """Source IPs owned by dispatcher instances heard from in the last ``within`` seconds."""
-        since = now() - timedelta(seconds=within)
+        since = utcnow() - timedelta(seconds=within)
         docs = self.db.dispatchers.find({"seen_at": {"$gte": since}}, {"ips": 1})
         return {ip async for d in docs for ip in d.get("ips", [])}
 
@@ -672,7 +668,7 @@ class Pools:
         await self._sent.submit((ip, n))
 
     async def _sent_batch(self, items: list[tuple[str, int]]) -> None:
-        day = now().strftime("%Y%m%d")
+        day = utcnow().strftime("%Y%m%d")
         totals: dict[str, int] = {}
         for ip, n in items:
             totals[ip] = totals.get(ip, 0) + n
@@ -680,6 +676,6 @@ class Pools:
             await increment(self.db.rates, f"ip:{ip}:{day}", n, {"$set": {"ip": ip, "day": day}})
 
     async def sent_today(self) -> dict[str, int]:
-        day = now().strftime("%Y%m%d")
+        day = utcnow().strftime("%Y%m%d")
         docs = self.db.rates.find({"day": day, "ip": {"$exists": True}})
         return {d["ip"]: int(d["count"]) async for d in docs}

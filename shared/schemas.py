@@ -22,6 +22,7 @@ CONTENT_TYPE = "application/vnd.hato+json-payload"
 
 
 def utcnow() -> datetime:
+    """The time now, in UTC: the one clock of the store, the events and the schedules."""
     return datetime.now(UTC)
 
 

@@ -18,7 +18,7 @@ events          bounce                 append-only timeline, kept ``events_ttl_d
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pymongo.errors
@@ -28,7 +28,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared import logging as hlog
 from shared.batching import Batcher
 from shared.directory import Directory, Idempotency, Pools
-from shared.schemas import Event, EventType, RecipientResult, RecipientStatus, Reply
+from shared.schemas import (
+    Event,
+    EventType,
+    RecipientResult,
+    RecipientStatus,
+    Reply,
+    utcnow,
+)
 from shared.settings import StoreSettings
 from shared.webhooks import Webhooks
 
@@ -76,10 +83,6 @@ def with_history(recipient: dict[str, Any], events: Sequence[dict[str, Any]]) ->
 
 
 _NOT_IMPLEMENTED = 238
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Store:
@@ -208,8 +211,8 @@ class Store:
                 "$set": {
                     "status": RecipientStatus.FAILED.value,
                     "reply": reply.model_dump(),
-                    "finished_at": now(),
-                    "updated_at": now(),
+                    "finished_at": utcnow(),
+                    "updated_at": utcnow(),
                 }
             },
         )
@@ -234,8 +237,8 @@ class Store:
                         "status": RecipientStatus.FAILED.value,
                         "reply": reply.model_dump(),
                         "dead_lettered": True,
-                        "finished_at": now(),
-                        "updated_at": now(),
+                        "finished_at": utcnow(),
+                        "updated_at": utcnow(),
                     }
                 },
             )
@@ -246,7 +249,7 @@ class Store:
         result = await self.db.recipients.update_many(
             {"message_id": message_id, "_id": {"$in": list(recipient_ids)}, "dead_lettered": True},
             {
-                "$set": {"status": RecipientStatus.QUEUED.value, "updated_at": now()},
+                "$set": {"status": RecipientStatus.QUEUED.value, "updated_at": utcnow()},
                 "$unset": {"dead_lettered": "", "finished_at": "", "reply": ""},
             },
         )
@@ -262,7 +265,7 @@ class Store:
         deleted = 0
         tenants = set(tenant_days) | set(await self.db.recipients.distinct("tenant"))
         for tenant in sorted(tenants):
-            cutoff = now() - timedelta(days=tenant_days.get(tenant, default_days))
+            cutoff = utcnow() - timedelta(days=tenant_days.get(tenant, default_days))
             old = (
                 await self.db.recipients.find(
                     {"tenant": tenant, "finished_at": {"$lt": cutoff}}, {"message_id": 1}
@@ -374,7 +377,7 @@ class Store:
             await self._attempts.submit((list(results), list(events)))
 
     async def _attempts_batch(self, items: list[tuple[list[RecipientResult], list[Event]]]) -> None:
-        at = now()
+        at = utcnow()
         by_status: dict[RecipientStatus, list[str]] = {}
         one_by_one: list[UpdateOne] = []
         for results, _ in items:
@@ -462,7 +465,7 @@ class Store:
     async def mark_feedback(self, recipient_id: str, status: RecipientStatus, reply: Reply) -> None:
         """An asynchronous bounce or a complaint: it overrides ``delivered`` (its event, written
         by the caller, is the history entry)."""
-        at = now()
+        at = utcnow()
         await self.db.recipients.update_one(
             {"_id": recipient_id},
             {
@@ -592,7 +595,7 @@ class Store:
 
     async def purge_events(self) -> int:
         """Delete events older than the retention (what a TTL index does on MongoDB)."""
-        cutoff = now() - timedelta(days=self.settings.events_ttl_days)
+        cutoff = utcnow() - timedelta(days=self.settings.events_ttl_days)
         result = await self.db.events.delete_many({"at": {"$lt": cutoff}})
         return result.deleted_count
 

@@ -16,13 +16,14 @@ import hashlib
 import hmac
 import secrets
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.ids import new_id
+from shared.schemas import utcnow
 from shared.secrets import SecretBox
 
 SIGNATURE_HEADER = "Hato-Signature"
@@ -45,10 +46,6 @@ def verify(secret: str, body: bytes, header: str, *, tolerance: float = 300) -> 
         return False
     expected = sign(secret, body, int(t)).split("v1=")[1]
     return hmac.compare_digest(parts.get("v1", "").encode(), expected.encode())
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Webhooks:
@@ -74,7 +71,7 @@ class Webhooks:
             "url": url,
             "events": events,
             "secret_sealed": box.seal(secret.encode()),
-            "created_at": now(),
+            "created_at": utcnow(),
         }
         await self.db.webhooks.insert_one(doc)
         return doc, secret
@@ -115,8 +112,8 @@ class Webhooks:
                         "event": e,
                         "state": "pending",
                         "attempts": 0,
-                        "next_at": now(),
-                        "created_at": now(),
+                        "next_at": utcnow(),
+                        "created_at": utcnow(),
                     }
                 },
                 upsert=True,
@@ -136,9 +133,9 @@ class Webhooks:
                         "event": e,
                         "state": "pending",
                         "attempts": 0,
-                        "next_at": now(),
+                        "next_at": utcnow(),
                     },
-                    "$setOnInsert": {"created_at": now()},
+                    "$setOnInsert": {"created_at": utcnow()},
                 },
                 upsert=True,
             )
@@ -150,7 +147,7 @@ class Webhooks:
 
     async def due(self, limit: int = 500) -> list[dict[str, Any]]:
         cursor = self.db.webhook_deliveries.find(
-            {"state": "pending", "next_at": {"$lte": now()}}
+            {"state": "pending", "next_at": {"$lte": utcnow()}}
         ).sort("next_at", ASCENDING)
         return await cursor.limit(limit).to_list()
 
@@ -161,7 +158,7 @@ class Webhooks:
         if not ids:
             return []
         cursor = self.db.webhook_deliveries.find(
-            {"_id": {"$in": ids}, "state": "pending", "next_at": {"$lte": now()}}
+            {"_id": {"$in": ids}, "state": "pending", "next_at": {"$lte": utcnow()}}
         ).sort("next_at", ASCENDING)
         return await cursor.to_list()
 
@@ -178,7 +175,7 @@ class Webhooks:
         fields: dict[str, Any] = {
             "last_status": status,
             "last_error": error,
-            "last_attempt_at": now(),
+            "last_attempt_at": utcnow(),
             "attempts": attempts,
         }
         if ok:
@@ -186,7 +183,7 @@ class Webhooks:
         elif backoff is None:
             fields["state"] = "failed"
         else:
-            fields["next_at"] = now() + timedelta(seconds=backoff)
+            fields["next_at"] = utcnow() + timedelta(seconds=backoff)
         await self.db.webhook_deliveries.update_many({"_id": {"$in": ids}}, {"$set": fields})
 
     async def log(self, webhook_id: str, limit: int = 100) -> list[dict[str, Any]]:

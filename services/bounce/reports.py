@@ -24,7 +24,7 @@ from pymongo import ASCENDING
 from services.bounce.parse import NotMail, Report, parse
 from shared import logging as hlog
 from shared.ids import new_id
-from shared.store import now
+from shared.schemas import utcnow
 
 log = hlog.get_logger(__name__)
 
@@ -120,7 +120,7 @@ class ReportStore:
         await self.collection.insert_one(
             {
                 "_id": report_id,
-                "received_at": now(),
+                "received_at": utcnow(),
                 "peer": peer,
                 "rcpt_tos": rcpt_tos[:100],
                 "size": len(raw),
@@ -133,7 +133,7 @@ class ReportStore:
     async def mark(
         self, report_id: str, state: ReportState, *, kind: str = "", error: str = ""
     ) -> None:
-        fields: dict[str, Any] = {"state": state.value, "parsed_at": now()}
+        fields: dict[str, Any] = {"state": state.value, "parsed_at": utcnow()}
         if kind:
             fields["kind"] = kind
         if error:
@@ -145,5 +145,7 @@ class ReportStore:
 
     async def purge(self) -> int:
         """Delete reports older than the retention (what the TTL index does on MongoDB)."""
-        result = await self.collection.delete_many({"received_at": {"$lt": now() - self.retention}})
+        result = await self.collection.delete_many(
+            {"received_at": {"$lt": utcnow() - self.retention}}
+        )
         return result.deleted_count
