@@ -33,6 +33,7 @@ import aio_pika
 from prometheus_client import Counter, Gauge, Histogram
 
 from shared import logging as hlog
+from shared.domains import domain_of
 from shared.schemas import Reply
 from shared.settings import BrokerSettings
 
@@ -295,7 +296,7 @@ def provider_group(domain: str, mx_host: str = "") -> str:
 
 
 def provider_of_address(address: str) -> str:
-    return provider_group(address.rpartition("@")[2])
+    return provider_group(domain_of(address))
 
 
 # -- deferrals ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from shared.domains import domain_of
 from shared.errors import CodecError
 
 SCHEMA_VERSION = 1
@@ -78,7 +79,7 @@ class Recipient(BaseModel):
 
     @property
     def domain(self) -> str:
-        return self.address.rpartition("@")[2].lower()
+        return domain_of(self.address)
 
 
 class Reply(BaseModel):

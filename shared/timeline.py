@@ -24,6 +24,7 @@ from datetime import datetime
 
 from shared import logging as hlog
 from shared.broker import Broker
+from shared.domains import domain_of
 from shared.errors import Unavailable
 from shared.ids import event_id
 from shared.schemas import DeliveryResult, Event, EventType, RecipientStatus
@@ -69,7 +70,7 @@ def attempt_events(
                 "attempt": result.attempt,
                 "destination": result.destination,
                 "source_ip": result.source_ip,
-                "domain": r.address.rpartition("@")[2].lower(),
+                "domain": domain_of(r.address),
                 **({"reason": reasons[r.recipient_id]} if r.recipient_id in reasons else {}),
                 **(retry if r.status is RecipientStatus.DEFERRED else {}),
             },

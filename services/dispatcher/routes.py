@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.domains import walk_up
+
 
 @dataclass(frozen=True, slots=True)
 class Destination:
@@ -34,9 +36,8 @@ class RouteTable:
         return cls(routes)
 
     def lookup(self, domain: str) -> Destination | None:
-        labels = domain.lower().rstrip(".").split(".")
-        for i in range(len(labels)):
-            dest = self._routes.get(".".join(labels[i:]))
+        for name in walk_up(domain, top=True):
+            dest = self._routes.get(name)
             if dest is not None:
                 return dest
         return self._routes.get("*")

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from shared.domains import walk_up
 from shared.schemas import Reply
 
 
@@ -67,10 +68,9 @@ class Throttle:
 
     def limits(self, domain: str, tenant: str = "") -> Limits:
         """The limits for a destination domain (its parents' presets apply to subdomains)."""
-        labels = domain.lower().split(".")
         for table in (self.tenants.get(tenant, {}), self.domains):
-            for i in range(len(labels) - 1):
-                hit = table.get(".".join(labels[i:]))
+            for name in walk_up(domain):
+                hit = table.get(name)
                 if hit is not None:
                     return hit
         return DEFAULT

@@ -26,7 +26,3 @@ def split(address: str) -> tuple[str, str] | None:
     if not _DOMAIN.fullmatch(domain) or len(domain) > DOMAIN_MAX:
         return None
     return local, domain.lower()
-
-
-def domain_of(address: str) -> str:
-    return address.rpartition("@")[2].lower()

@@ -7,6 +7,7 @@ import ipaddress
 
 from shared import logging as hlog
 from shared.directory import Identity, identity_of
+from shared.domains import domain_of, walk_up
 from shared.store import Store
 
 log = hlog.get_logger(__name__)
@@ -63,9 +64,8 @@ class RelayPolicy:
     def may_send_from(self, identity: Identity, address: str) -> bool:
         """True when the address's domain (or a parent of it) is a verified domain of the
         identity's tenant, and the identity's credential allows that address."""
-        labels = address.rpartition("@")[2].lower().split(".")
-        for i in range(len(labels) - 1):
-            owner = self._domains.get(".".join(labels[i:]))
+        for domain in walk_up(domain_of(address)):
+            owner = self._domains.get(domain)
             if owner is not None:
                 return owner == identity.tenant and identity.allows_from(address)
         return False

@@ -20,6 +20,7 @@ from services.signer.dkim_sign import SigningKey
 from shared import logging as hlog
 from shared.directory import Directory
 from shared.dkim import ACTIVE, DkimKey, from_document, from_pem, status
+from shared.domains import walk_up
 from shared.errors import ConfigError
 from shared.secrets import SecretBox
 
@@ -80,9 +81,7 @@ class KeyRing:
         self._fallback.clear()
 
     async def choose(self, tenant: str, from_domain: str) -> Choice:
-        labels = from_domain.lower().rstrip(".").split(".")
-        for i in range(len(labels) - 1):
-            domain = ".".join(labels[i:])
+        for domain in walk_up(from_domain):
             owner, keys = await self._domain(domain)
             if owner == tenant and keys:
                 return Choice(keys, domain, aligned=True)

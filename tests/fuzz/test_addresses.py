@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from services.ingest import addresses
 from services.ingest.content import ContentError, one_mailbox
+from shared.domains import domain_of
 
 ATEXT = string.ascii_letters + string.digits + "#$&'*+/=?^_`{|}~-"
 # Characters relay tricks and parser confusions are made of, to meet more often than at random.
@@ -51,7 +52,7 @@ def test_split_never_raises_and_what_it_accepts_is_a_plain_mailbox(address: str)
     assert 1 <= len(local) <= addresses.LOCAL_PART_MAX
     assert "." in domain and len(domain) <= addresses.DOMAIN_MAX
     assert ".." not in address and not local.startswith(".") and not local.endswith(".")
-    assert addresses.domain_of(address) == domain
+    assert domain_of(address) == domain
 
 
 @given(valid_addresses)
