@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
+from cachetools import TTLCache
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from prometheus_client import Counter
 
@@ -34,6 +34,7 @@ BACKOFF = (1, 5, 30, 120, 600, 1800, 3600, 7200)  # seconds before each retry
 # Where an outbox entry keeps the trace context of the event it holds (the router's span),
 # so that the POST, seconds or hours later, continues the mail's trace. Never POSTed.
 TRACE_KEY = "_traceparent"
+CACHED_TENANTS = 10_000  # tenants whose endpoints the router keeps at most
 # What the delivery log says when no status came back: the same words whatever the cause.
 REFUSED = "the endpoint's address is not allowed"
 NO_ANSWER = "no answer from the endpoint"
@@ -74,17 +75,15 @@ class WebhookRouter:
     def __init__(self, webhooks: Webhooks, *, refresh: float = 5.0) -> None:
         self.webhooks = webhooks
         self.refresh = refresh
-        self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._cache: TTLCache[str, list[dict[str, Any]]] = TTLCache(CACHED_TENANTS, refresh)
 
     def forget(self) -> None:
         self._cache.clear()
 
     async def hooks(self, tenant: str) -> list[dict[str, Any]]:
-        hit = self._cache.get(tenant)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
-        hooks = await self.webhooks.of(tenant)
-        self._cache[tenant] = (time.monotonic() + self.refresh, hooks)
+        hooks = self._cache.get(tenant)
+        if hooks is None:
+            hooks = self._cache[tenant] = await self.webhooks.of(tenant)
         return hooks
 
     async def handle(self, delivery: Delivery) -> None:

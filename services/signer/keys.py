@@ -12,9 +12,10 @@ so the first mail after a change is signed as the change says.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from cachetools import TTLCache
 
 from services.signer.dkim_sign import SigningKey
 from shared import logging as hlog
@@ -25,6 +26,8 @@ from shared.errors import ConfigError
 from shared.secrets import SecretBox
 
 log = hlog.get_logger(__name__)
+
+CACHED_DOMAINS = 10_000  # domains (and tenants' fallback domains) a signer keeps at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +75,11 @@ class KeyRing:
         self.box = box
         self.ttl = ttl
         self.files = files or {}
-        self._domains: dict[str, tuple[float, str | None, tuple[SigningKey, ...]]] = {}
-        self._fallback: dict[str, tuple[float, str | None]] = {}
+        # Bounded: a stream of mail from ever new domains does not grow the signer.
+        self._domains: TTLCache[str, tuple[str | None, tuple[SigningKey, ...]]] = TTLCache(
+            CACHED_DOMAINS, ttl
+        )
+        self._fallback: TTLCache[str, str | None] = TTLCache(CACHED_DOMAINS, ttl)
 
     def forget(self) -> None:
         """Drop every cached key and fallback domain: the next message loads them again."""
@@ -96,8 +102,8 @@ class KeyRing:
 
     async def _domain(self, domain: str) -> tuple[str | None, tuple[SigningKey, ...]]:
         hit = self._domains.get(domain)
-        if hit and hit[0] > time.monotonic():
-            return hit[1], hit[2]
+        if hit is not None:
+            return hit
         doc = await self.directory.domain(domain)
         owner = doc["tenant"] if doc else None
         keys: list[DkimKey] = list(self.files.get(domain, []))
@@ -116,14 +122,13 @@ class KeyRing:
             SigningKey.load(k)
             for k in sorted(chosen.values(), key=lambda k: k.algorithm != "rsa-sha256")
         )
-        self._domains[domain] = (time.monotonic() + self.ttl, owner, loaded)
+        self._domains[domain] = (owner, loaded)
         return owner, loaded
 
     async def _fallback_domain(self, tenant: str) -> str | None:
-        hit = self._fallback.get(tenant)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
+        if tenant in self._fallback:
+            return self._fallback[tenant]
         doc = await self.directory.tenant(tenant)
         fallback = (doc or {}).get("signing_domain")
-        self._fallback[tenant] = (time.monotonic() + self.ttl, fallback)
+        self._fallback[tenant] = fallback
         return fallback
