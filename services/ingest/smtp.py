@@ -241,6 +241,7 @@ class HatoSMTP(SMTP):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._ehlo_lines: list[str] = []  # the EHLO reply's lines, until its last
         for command in _NOT_SMTP:
             self._smtp_methods[command] = self._not_smtp
 
@@ -270,6 +271,13 @@ class HatoSMTP(SMTP):
                 return
         if isinstance(status, str) and status.startswith(_AIOSMTPD_BOGUS_LIMIT):
             status = str(replies.TOO_MANY_UNKNOWN)
+        if self._in_ehlo and isinstance(status, str):
+            # aiosmtpd pushes each line of the EHLO reply on its own: one write (a system
+            # call) each. They go out together with the last line.
+            if status[3:4] == "-":
+                self._ehlo_lines.append(status)
+                return
+            status, self._ehlo_lines = "\r\n".join([*self._ehlo_lines, status]), []
         if isinstance(status, str) and not self._in_ehlo:
             status = replies.with_enhanced_code(status)
             metrics.smtp_reply(status)
