@@ -3,8 +3,11 @@ what happens to a message that cannot be signed (send unsigned or fail, by polic
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from services.signer.dkim_sign import SigningKey
 from services.signer.keys import KeyRing, load_key_files
 from services.signer.service import Signer
 from services.signer.settings import SignerSettings
@@ -167,3 +170,41 @@ async def test_a_message_without_from_is_unsigned_with_the_reason(keys):
     await signer.handle(Delivery(j, b"Subject: no from\r\n\r\nbody\r\n", 1, "sign"))
     assert broker.events[0].type == EventType.UNSIGNED
     assert "no From header" in broker.events[0].detail["reason"]
+
+
+class CountingDirectory(FakeDirectory):
+    """A directory that counts its reads and answers each after the event loop turned."""
+
+    reads = 0
+
+    async def domain(self, name):
+        self.reads += 1
+        await asyncio.sleep(0)
+        return await super().domain(name)
+
+
+async def test_messages_that_miss_a_domain_together_share_one_read_and_one_load(
+    keys, monkeypatch
+) -> None:
+    """Twenty messages of a domain nobody read yet make one read; a read again (the ttl passed,
+    a change announced) loads only keys that changed: loading an RSA key costs ~50 ms."""
+    loads: list[str] = []
+    real_load = SigningKey.load.__func__
+
+    def counted(cls, key):
+        loads.append(key.selector)
+        return real_load(cls, key)
+
+    monkeypatch.setattr(SigningKey, "load", classmethod(counted))
+    directory = CountingDirectory({"shop.test": domain_doc("shop.test", "acme", keys["shop"])}, {})
+    r = KeyRing(directory, BOX, ttl=30)
+    choices = await asyncio.gather(*(r.choose("acme", "shop.test") for _ in range(20)))
+    assert {c.selectors for c in choices} == {"s1(rsa-sha256)"}
+    assert (directory.reads, loads) == (1, ["s1"])
+    r.forget()  # an operator's change: read again, nothing new to load
+    await r.choose("acme", "shop.test")
+    assert (directory.reads, loads) == (2, ["s1"])
+    directory.domains["shop.test"] = domain_doc("shop.test", "acme", keys["shop-next"])
+    r.forget()  # a new key activated: loaded once
+    assert (await r.choose("acme", "shop.test")).selectors == "s2(rsa-sha256)"
+    assert loads == ["s1", "s2"]
