@@ -211,6 +211,26 @@ class _Introspection:
 
 aiosmtpd.smtp.inspect = _Introspection()  # type: ignore[assignment]
 
+_HOOK_PREFIXES = ("smtp_", "handle_")
+_hook_names: dict[type, tuple[str, ...]] = {}
+
+
+def _hook_dir(obj: object) -> list[str]:
+    """``dir()`` as aiosmtpd's ``SMTP.__init__`` uses it: the names of the protocol's
+    ``smtp_*`` commands and the handler's ``handle_*`` hooks, which it filters out of every
+    attribute name of both on each new connection (~70 µs). The class's names are looked up
+    once; the object's own still count."""
+    names = _hook_names.get(type(obj))
+    if names is None:
+        names = _hook_names[type(obj)] = tuple(
+            n for n in dir(type(obj)) if n.startswith(_HOOK_PREFIXES)
+        )
+    own = [n for n in getattr(obj, "__dict__", ()) if n.startswith(_HOOK_PREFIXES)]
+    return [*names, *own] if own else list(names)
+
+
+aiosmtpd.smtp.dir = _hook_dir  # type: ignore[attr-defined]  # its only uses: those two
+
 _AIOSMTPD_BOGUS_LIMIT = "502 5.5.1 Too many unrecognized commands"  # then it closes
 _NOT_SMTP = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "CONNECT", "HOST:"})
 
