@@ -25,6 +25,8 @@ from aiosmtplib.protocol import (
 from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import SMTPStatus
 
+_DATA = b"DATA\r\n"
+
 
 class PipeliningProtocol(SMTPProtocol):
     """An SMTPProtocol that never drops a reply that came early."""
@@ -73,9 +75,12 @@ async def envelope(
     recipients: Sequence[str],
     timeout: float,
     options: Sequence[str] = (),
-) -> tuple[SMTPResponse, list[SMTPResponse]]:
-    """MAIL FROM (with ``options``, e.g. BODY=8BITMIME) and all RCPT TO in one write;
-    (MAIL reply, RCPT replies)."""
+    *,
+    data_timeout: float | None = None,
+) -> tuple[SMTPResponse, list[SMTPResponse], SMTPResponse | None]:
+    """MAIL FROM (with ``options``, e.g. BODY=8BITMIME), all RCPT TO and, given
+    ``data_timeout``, DATA in one write (RFC 2920 3.1: DATA may end a group); (MAIL reply,
+    RCPT replies, DATA reply or None). After a 354 the message must follow (``body()``)."""
     mail = " ".join([f"MAIL FROM:{quote_address(mail_from)}", *options])
     commands = [mail.encode("ascii")]
     commands += [b"RCPT TO:" + quote_address(r).encode("ascii") for r in recipients]
@@ -84,9 +89,36 @@ async def envelope(
     protocol = client.protocol
     assert protocol is not None and protocol._command_lock is not None
     async with protocol._command_lock:
-        protocol.write(b"".join(c + b"\r\n" for c in commands))
+        protocol.write(b"".join(c + b"\r\n" for c in commands) + _DATA * (data_timeout is not None))
         replies = [await protocol.read_response(timeout=timeout) for _ in commands]
-    return replies[0], replies[1:]
+        started = None
+        if data_timeout is not None:
+            started = await protocol.read_response(timeout=data_timeout)
+    return replies[0], replies[1:], started
+
+
+async def body(client: aiosmtplib.SMTP, message: bytes, *, timeout: float) -> SMTPResponse:
+    """The message after a 354, and the final reply (``timeout`` for it); raises as
+    ``data()`` does."""
+    protocol = client.protocol
+    if protocol is None or protocol._command_lock is None:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    try:
+        async with protocol._command_lock:
+            protocol._response_pending = True
+            protocol.write(_dot_stuffed(message))
+            response = await protocol.read_response(timeout=timeout)
+            if response.code != SMTPStatus.completed:
+                raise aiosmtplib.SMTPDataError(response.code, response.message)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        client.close()
+        raise
+    return response
+
+
+def _dot_stuffed(message: bytes) -> bytes:
+    """The message as DATA sends it: CRLF line ends, leading dots doubled, the final dot."""
+    return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
 
 
 async def data(
@@ -98,11 +130,11 @@ async def data(
     protocol = client.protocol
     if protocol is None or protocol._command_lock is None:
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    body = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
+    body = _dot_stuffed(message)
     try:
         async with protocol._command_lock:
             protocol._response_pending = True
-            protocol.write(b"DATA\r\n")
+            protocol.write(_DATA)
             start = await protocol.read_response(timeout=start_timeout)
             if start.code != SMTPStatus.start_input:
                 raise aiosmtplib.SMTPDataError(start.code, start.message)

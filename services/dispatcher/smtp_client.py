@@ -248,21 +248,37 @@ class SmtpClient:
                     and all(r.address.isascii() for r in recipients)
                 ):
                     command = "MAIL"
-                    mail, rcpts = await pipelining.envelope(
+                    mail, rcpts, started = await pipelining.envelope(
                         client,
                         mail_from,
                         [r.address for r in recipients],
                         self._timeout(TIMEOUT_RCPT),
                         body_options(client, message),
+                        data_timeout=self._timeout(TIMEOUT_DATA_INIT),
                     )
+                    accepted = []
+                    if mail.code == 250:
+                        for r, reply in zip(recipients, rcpts, strict=True):
+                            if reply.code in (250, 251):
+                                accepted.append(r)
+                            else:
+                                settle([r], to_reply(reply.code, reply.message), "RCPT")
+                    if started is not None and started.code == 354 and not accepted:
+                        # A server that takes DATA with no recipient (RFC 2920 3.1 says it
+                        # must not): end the connection rather than send it anything.
+                        client.close()
                     if mail.code != 250:
                         raise aiosmtplib.SMTPSenderRefused(mail.code, mail.message, mail_from)
-                    accepted = []
-                    for r, reply in zip(recipients, rcpts, strict=True):
-                        if reply.code in (250, 251):
-                            accepted.append(r)
-                        else:
-                            settle([r], to_reply(reply.code, reply.message), "RCPT")
+                    if accepted:
+                        command = "DATA"
+                        assert started is not None
+                        if started.code != 354:
+                            raise aiosmtplib.SMTPDataError(started.code, started.message)
+                        response = await pipelining.body(
+                            client, message, timeout=self._timeout(TIMEOUT_DATA_END)
+                        )
+                        settle(accepted, to_reply(response.code, response.message))
+                        conn.clean = True
                 else:
                     command = "MAIL"
                     await client.mail(
@@ -278,16 +294,16 @@ class SmtpClient:
                             accepted.append(r)
                         except aiosmtplib.SMTPRecipientRefused as exc:
                             settle([r], to_reply(exc.code, exc.message))
-                if accepted:
-                    command = "DATA"
-                    response = await pipelining.data(
-                        client,
-                        message,
-                        start_timeout=self._timeout(TIMEOUT_DATA_INIT),
-                        end_timeout=self._timeout(TIMEOUT_DATA_END),
-                    )
-                    settle(accepted, to_reply(response.code, response.message))
-                    conn.clean = True
+                    if accepted:
+                        command = "DATA"
+                        response = await pipelining.data(
+                            client,
+                            message,
+                            start_timeout=self._timeout(TIMEOUT_DATA_INIT),
+                            end_timeout=self._timeout(TIMEOUT_DATA_END),
+                        )
+                        settle(accepted, to_reply(response.code, response.message))
+                        conn.clean = True
                 reusable = True
         except aiosmtplib.SMTPResponseException as exc:
             settle(recipients, to_reply(exc.code, exc.message))

@@ -21,8 +21,10 @@ class PipeliningSink:
     """A minimal SMTP server advertising PIPELINING. Before answering MAIL it waits a moment
     and counts the commands already received: a pipelining client has sent them all."""
 
-    def __init__(self, *, advertise: bool = True) -> None:
+    def __init__(self, *, advertise: bool = True, lax: bool = False) -> None:
         self.advertise = advertise
+        self.lax = lax  # answers DATA with 354 even with no recipient (RFC 2920 says 554)
+        self.opened = 0
         self.port = free_port()
         self.waiting_at_mail: list[int] = []
         self.messages = 0
@@ -33,7 +35,9 @@ class PipeliningSink:
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 sink ESMTP\r\n")
+        self.opened += 1
         pending: list[bytes] = []
+        recipients = 0
         try:
             while True:
                 if not pending:
@@ -51,9 +55,13 @@ class PipeliningSink:
                         pending.append(await reader.readline())
                     self.waiting_at_mail.append(len(pending))
                     writer.write(b"250 2.1.0 Ok\r\n")
+                    recipients = 0
                 elif command.startswith(b"RCPT"):
                     refused = b"NOBODY@" in command
+                    recipients += not refused
                     writer.write(b"550 5.1.1 No such user\r\n" if refused else b"250 2.1.5 Ok\r\n")
+                elif command == b"DATA" and not recipients and not self.lax:
+                    writer.write(b"554 5.5.1 Error: no valid recipients\r\n")
                 elif command == b"DATA":
                     writer.write(b"354 Go ahead\r\n")
                     await reader.readuntil(b"\r\n.\r\n")
@@ -71,17 +79,18 @@ class PipeliningSink:
             writer.close()
 
 
-def recipients() -> list[Recipient]:
+def recipients(*addresses: str) -> list[Recipient]:
     return [
         Recipient(id=f"r{i}", address=a)
-        for i, a in enumerate(["a@ok.test", "nobody@ok.test", "c@ok.test"])
+        for i, a in enumerate(addresses or ["a@ok.test", "nobody@ok.test", "c@ok.test"])
     ]
 
 
-@pytest.mark.parametrize("advertise, expected", [(True, 3), (False, 0)])
+@pytest.mark.parametrize("advertise, expected", [(True, 4), (False, 0)])
 async def test_mail_and_rcpts_go_in_one_write_when_offered(advertise, expected) -> None:
-    """With PIPELINING the three RCPTs are already there when MAIL is answered; without it the
-    client waits for each reply. Either way each recipient has its own result."""
+    """With PIPELINING the three RCPTs and DATA are already there when MAIL is answered;
+    without it the client waits for each reply. Either way each recipient has its own
+    result."""
     sink = await PipeliningSink(advertise=advertise).start()
     client = SmtpClient(connect_timeout=5)
     for _ in range(2):  # the second transaction reuses the connection
@@ -103,6 +112,30 @@ async def test_mail_and_rcpts_go_in_one_write_when_offered(advertise, expected) 
         assert [r.command for r in attempt.results] == ["DATA", "RCPT", "DATA"]
     assert sink.waiting_at_mail == [expected, expected]
     assert sink.messages == 2 and client.opened == 1
+    await client.close_idle(all_=True)
+    sink.server.close()
+
+
+@pytest.mark.parametrize("lax", [False, True])
+async def test_a_pipelined_data_with_every_recipient_refused_sends_nothing(lax) -> None:
+    """DATA goes with the envelope; when no recipient was taken the server refuses it (and the
+    connection serves the next mail after a RSET), or, a server that takes it anyway, the
+    connection is closed without a message; the recipients have their RCPT refusals."""
+    sink = await PipeliningSink(lax=lax).start()
+    client = SmtpClient(connect_timeout=5)
+    for batch in (recipients("nobody@ok.test", "nobody@two.test"), recipients("a@ok.test")):
+        attempt = await client.send(
+            Target("sink.test", "127.0.0.1", sink.port),
+            Member("127.0.0.1", "out.test"),
+            "ok.test",
+            "bounce@shop.test",
+            batch,
+            b"Subject: x\r\n\r\nbody\r\n",
+        )
+        refused = [r for r in attempt.results if r.status is RecipientStatus.BOUNCED]
+        assert all(r.command == "RCPT" and r.reply.enhanced == "5.1.1" for r in refused)
+    assert attempt.results[0].status is RecipientStatus.DELIVERED
+    assert sink.messages == 1 and sink.opened == (2 if lax else 1)
     await client.close_idle(all_=True)
     sink.server.close()
 
