@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -21,8 +22,17 @@ RSA = "rsa-sha256"
 ED25519 = "ed25519-sha256"  # RFC 8463
 ALGORITHMS = {"rsa-2048": RSA, "ed25519": ED25519}
 
-# A key's life: pending (generated, its record not yet seen in DNS), active (signs), retired.
-PENDING, ACTIVE, RETIRED = "pending", "active", "retired"
+
+class KeyState(StrEnum):
+    """A key's life: pending (generated, its record not yet seen in DNS), active (signs),
+    retired (kept in DNS a while for mail in flight, never signs again)."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+PENDING, ACTIVE, RETIRED = KeyState.PENDING, KeyState.ACTIVE, KeyState.RETIRED
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +100,9 @@ def from_pem(domain: str, selector: str, private_pem: bytes) -> DkimKey:
     raise ValueError(f"{selector}._domainkey.{domain}: not an RSA or Ed25519 private key")
 
 
-def status(doc: dict[str, Any]) -> str:
+def status(doc: dict[str, Any]) -> KeyState:
     """A stored key's status (documents from before key rotation only had ``active``)."""
-    return doc.get("status") or (ACTIVE if doc.get("active") else RETIRED)
+    return KeyState(doc.get("status") or (ACTIVE if doc.get("active") else RETIRED))
 
 
 def txt_record_name(domain: str, selector: str) -> str:
@@ -107,7 +117,7 @@ def txt_record_value(key: DkimKey | dict[str, Any]) -> str:
     return f"v=DKIM1; k={k}; p={public}"
 
 
-def to_document(key: DkimKey, box: SecretBox, *, state: str = ACTIVE) -> dict[str, Any]:
+def to_document(key: DkimKey, box: SecretBox, *, state: KeyState = ACTIVE) -> dict[str, Any]:
     now = datetime.now(UTC)
     return {
         "selector": key.selector,

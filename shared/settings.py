@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.errors import ConfigError
+from shared.verp import VerpMode
 
 
 def comma_list(field: str):
@@ -252,8 +253,8 @@ class VerpSettings(BaseSettings):
     key: SecretStr = Field(SecretStr(""), description="HMAC key of return paths; prefer the file.")
     key_file: str = Field("", description="File holding the VERP key (a mounted secret).")
     label: str = Field("bounces", description="Label of the return-path subdomain.")
-    mode: str = Field(
-        "recipient",
+    mode: VerpMode = Field(
+        VerpMode.RECIPIENT,
         description="'recipient' (one return path, so one transaction, per recipient), "
         "'message' (one per message), or 'off' (the envelope sender as submitted).",
     )

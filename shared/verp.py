@@ -47,6 +47,14 @@ class TokenKind(StrEnum):
     MESSAGE = "m"
 
 
+class VerpMode(StrEnum):
+    """Which return path the dispatcher gives a message (``HATO_VERP_MODE``)."""
+
+    RECIPIENT = "recipient"  # one per recipient, so one transaction per recipient
+    MESSAGE = "message"  # one per message
+    OFF = "off"  # the envelope sender as submitted
+
+
 @dataclass(frozen=True, slots=True)
 class Token:
     """What a genuine return path names: a recipient or a message, and the day it was issued."""

@@ -61,7 +61,7 @@ from shared.schemas import (
 from shared.store import Store
 from shared.telemetry import tracer
 from shared.timeline import Timeline, attempt_events
-from shared.verp import Verp
+from shared.verp import Verp, VerpMode
 
 log = hlog.get_logger(__name__)
 
@@ -90,7 +90,7 @@ class Dispatcher:
         retry_delays: Sequence[float],
         max_age: float,
         verp: Verp | None = None,
-        verp_mode: str = "recipient",
+        verp_mode: VerpMode = VerpMode.RECIPIENT,
     ) -> None:
         self.verp = verp
         self.verp_mode = verp_mode
@@ -334,7 +334,7 @@ class Dispatcher:
         domain = job.mail_from.rpartition("@")[2]
         if self.verp is None or not domain:
             return [(job.mail_from, recipients)]
-        if self.verp_mode == "message":
+        if self.verp_mode is VerpMode.MESSAGE:
             return [(self.verp.for_message(job.message_id, domain), recipients)]
         return [(self.verp.for_recipient(r.id, domain), [r]) for r in recipients]
 
@@ -479,7 +479,7 @@ async def run(settings: DispatcherSettings) -> None:
     if settings.source_ips_by_node:
         check_bindable(source_ips)
     verp = None
-    if settings.verp.mode != "off":
+    if settings.verp.mode is not VerpMode.OFF:
         key = settings.verp.secret()
         if key:
             verp = Verp(key, settings.verp.label, settings.verp.ttl_days)
