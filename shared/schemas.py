@@ -41,7 +41,56 @@ class RecipientStatus(StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return self not in (RecipientStatus.QUEUED, RecipientStatus.DEFERRED)
+        return self not in WAITING
+
+
+WAITING = frozenset({RecipientStatus.QUEUED, RecipientStatus.DEFERRED})
+
+
+class Change(StrEnum):
+    """What moves a recipient from one status to another, and who writes it."""
+
+    ATTEMPT = "attempt"  # the dispatcher: a delivery attempt's outcome, or its expiry
+    FEEDBACK = "feedback"  # the bounce service: an asynchronous bounce, a complaint
+    FAILURE = "failure"  # the signer (no key, policy fail) or a dead-lettered job
+    RETRY = "retry"  # an operator retries a dead-lettered job (hato dead retry)
+
+
+# The one table of a recipient's life. Ingest writes ``queued`` (or ``suppressed``) when it
+# accepts the mail; after that each change may move a recipient only from the statuses on the
+# left to those on the right, and the store's writes filter on the left side, so a change
+# that comes late (a redelivered job, a report about a recipient already final) moves
+# nothing. A feedback may come before the attempt that caused it is written (a receiver that
+# bounces at once): it wins, and the attempt then finds the recipient final.
+TRANSITIONS: dict[Change, tuple[frozenset[RecipientStatus], frozenset[RecipientStatus]]] = {
+    Change.ATTEMPT: (
+        WAITING,
+        frozenset(
+            {
+                RecipientStatus.DEFERRED,
+                RecipientStatus.DELIVERED,
+                RecipientStatus.BOUNCED,
+                RecipientStatus.EXPIRED,
+                RecipientStatus.FAILED,
+            }
+        ),
+    ),
+    Change.FEEDBACK: (
+        WAITING | {RecipientStatus.DELIVERED},
+        frozenset({RecipientStatus.BOUNCED, RecipientStatus.COMPLAINED}),
+    ),
+    Change.FAILURE: (WAITING, frozenset({RecipientStatus.FAILED})),
+    Change.RETRY: (frozenset({RecipientStatus.FAILED}), frozenset({RecipientStatus.QUEUED})),
+}
+
+
+def moves_from(change: Change, to: RecipientStatus) -> list[str]:
+    """The statuses ``change`` may move a recipient from to ``to``, as a store query wants
+    them; ValueError when the table has no such move."""
+    sources, targets = TRANSITIONS[change]
+    if to not in targets:
+        raise ValueError(f"no {change.value} makes a recipient {to.value}")
+    return sorted(s.value for s in sources)
 
 
 class EventType(StrEnum):

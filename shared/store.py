@@ -29,11 +29,13 @@ from shared import logging as hlog
 from shared.batching import Batcher
 from shared.directory import Directory, Idempotency, Pools
 from shared.schemas import (
+    Change,
     Event,
     EventType,
     RecipientResult,
     RecipientStatus,
     Reply,
+    moves_from,
     utcnow,
 )
 from shared.settings import StoreSettings
@@ -42,6 +44,7 @@ from shared.webhooks import Webhooks
 log = hlog.get_logger(__name__)
 
 _FINAL = [s.value for s in RecipientStatus if s.is_final]
+_FAILS = moves_from(Change.FAILURE, RecipientStatus.FAILED)  # the recipients a failure ends
 # Written for a whole batch at once: their details live in their events.
 _GROUPED = (RecipientStatus.DELIVERED, RecipientStatus.DEFERRED)
 # What a recipient's history is made of: the events of its attempts and of what came back.
@@ -206,7 +209,7 @@ class Store:
         """Every recipient of a message not yet final becomes ``failed`` with ``reply``."""
         await self.db.messages.update_one({"_id": message_id}, {"$set": {"status": "failed"}})
         await self.db.recipients.update_many(
-            {"message_id": message_id, "status": {"$nin": _FINAL}},
+            {"message_id": message_id, "status": {"$in": _FAILS}},
             {
                 "$set": {
                     "status": RecipientStatus.FAILED.value,
@@ -226,12 +229,12 @@ class Store:
         were not published comes back: they are published again)."""
         query = {"message_id": message_id, "_id": {"$in": list(recipient_ids)}}
         docs = await self.db.recipients.find(
-            {**query, "$or": [{"status": {"$nin": _FINAL}}, {"dead_lettered": True}]}
+            {**query, "$or": [{"status": {"$in": _FAILS}}, {"dead_lettered": True}]}
         ).to_list()
-        waiting = [d["_id"] for d in docs if d.get("status") not in _FINAL]
+        waiting = [d["_id"] for d in docs if d.get("status") in _FAILS]
         if waiting:
             await self.db.recipients.update_many(
-                {**query, "_id": {"$in": waiting}, "status": {"$nin": _FINAL}},
+                {**query, "_id": {"$in": waiting}, "status": {"$in": _FAILS}},
                 {
                     "$set": {
                         "status": RecipientStatus.FAILED.value,
@@ -247,7 +250,12 @@ class Store:
     async def revive_dead_lettered(self, message_id: str, recipient_ids: Sequence[str]) -> int:
         """Recipients failed by a dead-lettered job wait again (the job is retried)."""
         result = await self.db.recipients.update_many(
-            {"message_id": message_id, "_id": {"$in": list(recipient_ids)}, "dead_lettered": True},
+            {
+                "message_id": message_id,
+                "_id": {"$in": list(recipient_ids)},
+                "status": {"$in": moves_from(Change.RETRY, RecipientStatus.QUEUED)},
+                "dead_lettered": True,
+            },
             {
                 "$set": {"status": RecipientStatus.QUEUED.value, "updated_at": utcnow()},
                 "$unset": {"dead_lettered": "", "finished_at": "", "reply": ""},
@@ -396,7 +404,10 @@ class Store:
                 }
                 one_by_one.append(
                     UpdateOne(
-                        {"_id": r.recipient_id, "status": {"$nin": _FINAL}},
+                        {
+                            "_id": r.recipient_id,
+                            "status": {"$in": moves_from(Change.ATTEMPT, r.status)},
+                        },
                         {"$set": {**fields, **_stamps(r.status, at)}, "$inc": {"attempts": 1}},
                     )
                 )
@@ -404,7 +415,7 @@ class Store:
         await self._insert_events([e for _, es in items for e in es])
         for status, ids in by_status.items():
             await self.db.recipients.update_many(
-                {"_id": {"$in": ids}, "status": {"$nin": _FINAL}},
+                {"_id": {"$in": ids}, "status": {"$in": moves_from(Change.ATTEMPT, status)}},
                 {"$set": {"status": status.value, **_stamps(status, at)}, "$inc": {"attempts": 1}},
             )
         if one_by_one:
@@ -463,11 +474,12 @@ class Store:
         )
 
     async def mark_feedback(self, recipient_id: str, status: RecipientStatus, reply: Reply) -> None:
-        """An asynchronous bounce or a complaint: it overrides ``delivered`` (its event, written
-        by the caller, is the history entry)."""
+        """An asynchronous bounce or a complaint: it overrides ``delivered`` and a recipient
+        still waiting, not one already final otherwise (its event, written by the caller, is
+        the history entry either way)."""
         at = utcnow()
         await self.db.recipients.update_one(
-            {"_id": recipient_id},
+            {"_id": recipient_id, "status": {"$in": moves_from(Change.FEEDBACK, status)}},
             {
                 "$set": {
                     "status": status.value,

@@ -96,6 +96,27 @@ async def test_bounces_keep_their_reply_on_the_recipient(store: Store) -> None:
     assert (doc["status"], doc["reply"]["code"], doc["history"]) == ("bounced", 550, [])
 
 
+async def test_feedback_moves_only_what_the_transition_table_lets_it(store: Store) -> None:
+    """An asynchronous bounce turns a delivered recipient (and one still waiting, when it
+    comes before the attempt is written) into bounced; an expired one stays expired; the
+    attempt that comes after the feedback finds the recipient final."""
+    message_id, (delivered, waiting, expired) = await seed(
+        store, "a@ok.test", "b@ok.test", "c@ok.test"
+    )
+    await store.record_attempt(
+        [
+            result(delivered, RecipientStatus.DELIVERED, 250),
+            result(expired, RecipientStatus.EXPIRED, 451),
+        ]
+    )
+    bounce = Reply(code=550, enhanced="5.1.1", text="user unknown")
+    for rid in (delivered, waiting, expired):
+        await store.mark_feedback(rid, RecipientStatus.BOUNCED, bounce)
+    await store.record_attempt([result(waiting, RecipientStatus.DELIVERED, 250)])  # too late
+    docs = {d["_id"]: d["status"] for d in await store.recipients(message_id)}
+    assert docs == {delivered: "bounced", waiting: "bounced", expired: "expired"}
+
+
 async def test_events_are_stored_once_even_when_written_twice(store: Store) -> None:
     """A redelivered batch of events does not duplicate the timeline."""
     message_id = new_id()
