@@ -16,6 +16,7 @@ from pathlib import Path
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from shared.ids import new_id
+from shared.smtp_server import Listener, Protocol
 from shared.verp import unverified_message_id
 
 # The Received field ingest adds (services/ingest/accept.py): "(Hato) with <proto> id <id>;"
@@ -53,20 +54,21 @@ async def serve(outbox: Path, host: str, port: int) -> None:
     await asyncio.to_thread(outbox.mkdir, parents=True, exist_ok=True)
     loop = asyncio.get_running_loop()
     handler = OutboxHandler(outbox)
-    server = await loop.create_server(
-        lambda: SMTP(
+    listener = Listener(
+        lambda: Protocol(
             handler,
             hostname="sink.hato.localhost",
             enable_SMTPUTF8=True,
             data_size_limit=None,
             loop=loop,
         ),
-        host,
-        port,
+        host=host,
+        port=port,
     )
+    await listener.start()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print(f"sink: writing messages received on {host}:{port} to {outbox}/", flush=True)
     await stop.wait()
-    server.close()
+    listener.close()

@@ -13,7 +13,7 @@ import asyncio
 import email.utils
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import Envelope, Session
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -22,34 +22,25 @@ from services.bounce.feedback import Feedback, Target
 from services.bounce.parse import Kind, NotMail, Report
 from services.bounce.reports import ReportParser, ReportState, ReportStore, Unparsed
 from shared import logging as hlog
-from shared.errors import TRANSIENT_ERRORS
+from shared.errors import TRANSIENT_ERRORS, SMTPReply
+from shared.smtp_server import Listener, Protocol
 from shared.store import Store
 from shared.telemetry import context_of, tracer
 from shared.verp import TOKEN_PATTERN, Token, TokenKind, Verp
 
 log = hlog.get_logger(__name__)
 
-NO_SUCH_RECIPIENT = "550 5.1.1 No such recipient here"
-RECIPIENT_OK = "250 2.1.5 Ok"
-SENDER_OK = "250 2.1.0 Ok"
-STORED = "250 2.0.0 Ok: report received"
-TRY_LATER = "451 4.3.0 Temporary failure; try again later"
-TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"  # RFC 5321 4.5.3.1.10: send the rest later
+NO_SUCH_RECIPIENT = SMTPReply(550, "5.1.1", "No such recipient here")
+RECIPIENT_OK = SMTPReply(250, "2.1.5", "Ok")
+SENDER_OK = SMTPReply(250, "2.1.0", "Ok")
+STORED = SMTPReply(250, "2.0.0", "Ok: report received")
+TRY_LATER = SMTPReply(451, "4.3.0", "Temporary failure; try again later")
+# RFC 5321 4.5.3.1.10: the client sends the rest later.
+TOO_MANY_RECIPIENTS = SMTPReply(452, "4.5.3", "Too many recipients")
 
 # A bounce is addressed to one return path; a few more for the odd relay that groups them. More
 # recipients only multiply what one report could act on.
 MAX_RECIPIENTS = 10
-
-
-class BounceSMTP(SMTP):
-    """aiosmtpd's SMTP accepting the null reverse-path ``MAIL FROM:<>`` that bounces use
-    (RFC 5321 4.5.5), which aiosmtpd itself refuses as a syntax error."""
-
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        stripped = arg.lstrip()
-        if stripped.startswith("<>"):
-            return "<>", stripped[2:]
-        return super()._getaddr(arg)
 
 
 class BounceHandler:
@@ -76,22 +67,22 @@ class BounceHandler:
     ) -> str:
         envelope.mail_from = address  # "<>" for a bounce: aiosmtpd needs it non-empty
         envelope.mail_options.extend(options)
-        return SENDER_OK
+        return str(SENDER_OK)
 
     async def handle_RCPT(
         self, server, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
-            return TOO_MANY_RECIPIENTS
+            return str(TOO_MANY_RECIPIENTS)
         if address.lower() == self.fbl_address and self.fbl_address:
             envelope.rcpt_tos.append(address)
-            return RECIPIENT_OK
+            return str(RECIPIENT_OK)
         if self.verp is None or self.verp.parse(address) is None:
             # The domain only: whoever it was meant for, no address is logged at info level.
             log.info("refused: not a return path of ours", rcpt_domain=address.rpartition("@")[2])
-            return NO_SUCH_RECIPIENT
+            return str(NO_SUCH_RECIPIENT)
         envelope.rcpt_tos.append(address)
-        return RECIPIENT_OK
+        return str(RECIPIENT_OK)
 
     async def handle_DATA(self, server, session: Session, envelope: Envelope) -> str:
         raw: bytes = envelope.original_content or b""
@@ -109,11 +100,11 @@ class BounceHandler:
                     report = await self.parser.parse(raw)
                 except NotMail:
                     await self.reports.mark(report_id, ReportState.NOT_MAIL)
-                    return STORED
+                    return str(STORED)
                 except Unparsed as exc:
                     log.warning("inbound report kept unparsed", report_id=report_id, error=str(exc))
                     await self.reports.mark(report_id, ReportState.UNPARSED, error=str(exc))
-                    return STORED
+                    return str(STORED)
                 await self.reports.mark(report_id, ReportState.PARSED, kind=report.kind.value)
                 if span.is_recording():
                     span.set_attributes(
@@ -126,11 +117,11 @@ class BounceHandler:
                 for rcpt in envelope.rcpt_tos:
                     await self.apply(rcpt, report)
             except TRANSIENT_ERRORS:
-                return TRY_LATER
+                return str(TRY_LATER)
             except Exception:
                 log.exception("could not process an inbound report")
-                return STORED  # kept from looping: a report we cannot read is not retried
-            return STORED
+                return str(STORED)  # kept from looping: a report we cannot read is not retried
+            return str(STORED)
 
     async def apply(self, rcpt: str, report: Report) -> None:
         if report.kind is Kind.NOT_A_BOUNCE:
@@ -234,28 +225,32 @@ def own_verdict(address: str, verdicts: list[Verdict]) -> Verdict | None:
 class BounceListener:
     def __init__(self, handler: BounceHandler, *, host: str, port: int, max_size: int) -> None:
         self.handler = handler
-        self.host, self.port, self.max_size = host, port, max_size
-        self._server: asyncio.Server | None = None
+        self.max_size = max_size
+        self._socket = Listener(self._protocol, host=host, port=port)
+
+    @property
+    def host(self) -> str:
+        return self._socket.host
+
+    @property
+    def port(self) -> int:
+        return self._socket.port
+
+    def _protocol(self) -> Protocol:
+        return Protocol(
+            self.handler,
+            hostname="bounces.hato",
+            ident="Hato bounces",
+            data_size_limit=self.max_size,
+            enable_SMTPUTF8=True,
+            loop=asyncio.get_running_loop(),
+        )
 
     async def start(self) -> None:
         await self.handler.reports.ensure_indexes()
-        loop = asyncio.get_running_loop()
-
-        def protocol() -> Any:
-            return BounceSMTP(
-                self.handler,
-                hostname="bounces.hato",
-                ident="Hato bounces",
-                data_size_limit=self.max_size,
-                enable_SMTPUTF8=True,
-                loop=loop,
-            )
-
-        self._server = await loop.create_server(protocol, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        await self._socket.start()
         log.info("bounce listener", host=self.host, port=self.port)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        self._socket.close()
         self.handler.parser.close()

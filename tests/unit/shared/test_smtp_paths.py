@@ -1,5 +1,5 @@
-"""The SMTP door reads a plain path without the RFC 5322 parser: it must answer exactly what
-the parser answers, for every input its shortcut takes."""
+"""Hato's SMTP listeners read a plain path without the RFC 5322 parser: it must answer
+exactly what the parser answers, for every input its shortcut takes."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.ingest.smtp import _PLAIN_PATH, _parse_path
+from shared.smtp_server import PLAIN_PATH, Protocol, parse_path
 
 
 def parsed(arg: str) -> tuple[str, str] | None:
     try:
-        return _parse_path(arg)
+        return parse_path(arg)
     except HeaderParseError:
         return None
 
@@ -30,7 +30,7 @@ def parsed(arg: str) -> tuple[str, str] | None:
     ],
 )
 def test_plain_paths_take_the_shortcut_and_agree(arg: str) -> None:
-    plain = _PLAIN_PATH.match(arg)
+    plain = PLAIN_PATH.match(arg)
     assert plain is not None
     assert (plain.group(1), plain.group(2)) == parsed(arg)
 
@@ -50,13 +50,13 @@ def test_plain_paths_take_the_shortcut_and_agree(arg: str) -> None:
     ],
 )
 def test_anything_else_goes_to_the_parser(arg: str) -> None:
-    assert _PLAIN_PATH.match(arg) is None
+    assert PLAIN_PATH.match(arg) is None
 
 
 @settings(max_examples=3000, deadline=None)
 @given(st.text(alphabet=" \t<>@.()\"'+-_=aZ09\n[]:\\", max_size=30))
 def test_the_shortcut_never_disagrees_with_the_parser(arg: str) -> None:
-    plain = _PLAIN_PATH.match(arg)
+    plain = PLAIN_PATH.match(arg)
     if plain is not None:
         assert (plain.group(1), plain.group(2)) == parsed(arg)
 
@@ -76,6 +76,19 @@ def test_path_shaped_input_never_disagrees_with_the_parser(
     lead: str, local: str, domain: str, sep: str, rest: str
 ) -> None:
     arg = f"{lead}<{local}@{domain}>{sep}{rest}"
-    plain = _PLAIN_PATH.match(arg)
+    plain = PLAIN_PATH.match(arg)
     if plain is not None:
         assert (plain.group(1), plain.group(2)) == parsed(arg)
+
+
+class _Handler:
+    pass
+
+
+async def test_every_listener_reads_the_null_path_and_refuses_source_routes() -> None:
+    """``MAIL FROM:<>`` (RFC 5321 4.5.5, what bounces use) reads as ``<>``; a source route
+    is refused; a plain path keeps its parameters."""
+    protocol = Protocol(_Handler(), hostname="h.test")
+    assert protocol._getaddr("<> SIZE=10") == ("<>", " SIZE=10")
+    assert protocol._getaddr("<@relay.test:a@b.test>") == (None, None)
+    assert protocol._getaddr("<a@b.test> BODY=8BITMIME") == ("a@b.test", "BODY=8BITMIME")
