@@ -134,8 +134,8 @@ async def test_a_pool_made_while_the_dispatcher_runs_is_served_at_once(live: Liv
 
 
 async def test_an_activated_key_signs_the_very_next_message(live: Live) -> None:
-    """A rotation activated with `hato dkim check --activate` signs the next message, though the signer
-    had the old key cached for an hour."""
+    """A rotation activated with `hato dkim check --activate` signs the next message, though the
+    signer had the old key cached for an hour."""
     await live.send("orders@shop.test", "before@ok.test")
     assert _selectors(await live.arrived("before@ok.test")) == ["s1"]
     out = await live.hato("dkim", "rotate", "shop.test")
