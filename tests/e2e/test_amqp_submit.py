@@ -69,6 +69,8 @@ class Publisher:
 
 
 async def test_a_published_message_is_accepted_answered_and_delivered(api: Api) -> None:
+    """A team's JSON message published to the broker is answered 202 with its recipients on the
+    reply queue, delivered, and recorded as come through the AMQP door."""
     async with Publisher(api.prefix) as team:
         c = await team.submit({"api_key": api.key, "message": message(to=["amqp@ok.test"])})
         answer = await team.reply(c)

@@ -44,6 +44,9 @@ FINAL = {"delivered", "bounced", "expired", "failed", "suppressed", "complained"
 async def test_nothing_is_lost_or_sent_twice_while_services_die(
     tmp_path, master_key, dkim_key
 ) -> None:
+    """With each service SIGKILLed and restarted and the database stopped mid-stream, every mail a
+    door accepted is delivered, twice only where at-least-once allows it (a 250 whose database write
+    a kill or an outage stopped)."""
     db = PrivateFerretDB(tmp_path / "ferretdb")
     await db.start()
     database, prefix = unique("chaos"), unique("chaos")

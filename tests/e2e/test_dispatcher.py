@@ -208,6 +208,8 @@ async def test_mx_fallback_null_mx_and_back_off(net: Net) -> None:
 
 
 async def test_deferred_mail_expires_after_the_maximum_age(net: Net) -> None:
+    """Mail a server keeps deferring is retried until the maximum age, then expires with the
+    server's last 451."""
     message_id = await send(net, "x@never.test")
     rcpt = (await final(net, message_id, "expired", timeout=40))[0]
     assert rcpt["reply"]["code"] == 451 and rcpt["attempts"] >= 2
@@ -225,6 +227,8 @@ async def test_throttle_limits_are_observed_at_the_sink(net: Net) -> None:
 
 
 async def test_a_redelivered_job_sends_nothing_twice(net: Net) -> None:
+    """A delivery job published again after its recipient was delivered sends nothing: the
+    recipient's stored state, not the queue, decides."""
     import aio_pika
 
     message_id = await send(net, "once@d0.test")

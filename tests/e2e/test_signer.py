@@ -97,6 +97,7 @@ async def test_rsa_and_ed25519_sign_side_by_side_then_rotation_through_dns(api: 
 
 
 async def test_a_from_subdomain_signs_aligned_with_the_parent_domain(api: Api) -> None:
+    """Mail from mail.shop.test is signed d=shop.test, and its `signed` event says aligned."""
     address = f"{unique('r')}@ok.test"
     response = await api.http.post(
         "/v1/messages",

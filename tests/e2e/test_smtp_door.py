@@ -152,6 +152,7 @@ async def test_submission_port_requires_starttls_then_auth(door: Door) -> None:
 
 
 async def test_smtps_port_is_implicit_tls_with_auth_login(door: Door) -> None:
+    """The SMTPS port speaks TLS from the first byte (RFC 8314), and AUTH LOGIN there sends mail."""
     client = await smtps(door, "127.0.0.5")
     await client.auth_login("shop", PASSWORD)
     assert (await submit(client)).code == 250
@@ -232,6 +233,8 @@ async def test_wrong_passwords_fail_and_lock_the_address_out(door: Door) -> None
 
 
 async def test_a_restricted_credential_sends_only_from_its_addresses(door: Door) -> None:
+    """A credential restricted to orders@shop.test gets 550 5.7.1 for another envelope sender or
+    another From of the same domain, and sends as itself."""
     client = await smtps(door, "127.0.0.5")
     await client.auth_plain("orders-only", PASSWORD)
     with pytest.raises(aiosmtplib.SMTPResponseException) as other:

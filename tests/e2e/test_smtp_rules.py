@@ -92,6 +92,8 @@ async def test_a_client_that_talks_before_the_banner_is_dropped(port: int) -> No
 
 
 async def test_a_web_client_is_dropped_at_once(port: int) -> None:
+    """An HTTP request (or a bare header line) on the SMTP port gets one 554 and the door closes: a
+    web page cannot turn a browser into an SMTP client."""
     for request in (b"GET / HTTP/1.1\r\nHost: hato\r\n\r\n", b"Host: hato\r\n\r\n"):
         session = await RawSession.open(port)
         await session.send(request)
@@ -102,6 +104,8 @@ async def test_a_web_client_is_dropped_at_once(port: int) -> None:
 
 
 async def test_too_many_errors_close_the_session(port: int) -> None:
+    """The fifth error of a session is answered, then 421 4.7.0 closes the door: a client stuck in a
+    loop does not hold it."""
     session = await RawSession.open(port)
     answers = [(await session.cmd("RCPT TO:<a@example.com>"))[0] for _ in range(4)]
     assert all(a.startswith("503 5.5.1") for a in answers), answers
@@ -115,6 +119,8 @@ async def test_too_many_errors_close_the_session(port: int) -> None:
 
 
 async def test_five_unknown_commands_close_the_session(port: int) -> None:
+    """A fifth unknown command gets 421 4.7.0 and the door closes, a reply that tells the client the
+    connection ends (aiosmtpd's own 502 does not)."""
     session = await RawSession.open(port)
     answers = [(await session.cmd("BOGUS"))[0] for _ in range(4)]
     assert all(a.startswith("500 5.5.2") for a in answers), answers
@@ -125,6 +131,8 @@ async def test_five_unknown_commands_close_the_session(port: int) -> None:
 
 
 async def test_one_client_holds_a_bounded_number_of_sessions(port: int) -> None:
+    """A client holding its three sessions is refused a fourth with 421 4.7.0 while others are
+    served, and is served again once one of its sessions ends."""
     held = [await RawSession.open(port, source="127.0.0.14") for _ in range(3)]
     reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.14", 0))
     assert (await _rest(reader)).startswith(b"421 4.7.0")
@@ -191,6 +199,8 @@ async def test_guessing_one_user_from_many_addresses_locks_the_user(port: int) -
 
 
 def test_what_the_throttle_remembers_is_bounded() -> None:
+    """Guesses from 5,000 addresses under 5,000 names leave the lock-out tables at their bound, the
+    oldest forgotten first: a spray of guesses cannot fill the memory."""
     throttle = AuthThrottle(max_failures=5, window=300, lockout=300, max_entries=100)
     for i in range(5000):
         throttle.failed(f"10.0.{i // 250}.{i % 250}", f"user{i}")

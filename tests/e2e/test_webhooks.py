@@ -48,6 +48,9 @@ class Receiver:
 
 
 async def test_signed_filtered_retried_logged_and_replayed(api: Api) -> None:
+    """A webhook gets only the events it subscribed to, signed with its secret and retried after a
+    500; its delivery log and replays are its tenant's alone, no listing shows the secret, and a bad
+    URL or event is refused."""
     receiver = Receiver()
     await receiver.server.start()
     try:

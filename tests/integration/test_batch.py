@@ -44,6 +44,8 @@ async def store() -> AsyncIterator[Store]:
 
 
 async def test_one_failing_message_does_not_fail_the_batch(store: Store) -> None:
+    """A message whose handling raises gets its own 500 while the others are accepted; the same
+    Idempotency-Key replays the answer and sends nothing twice."""
     await store.directory.upsert_tenant("acme")
     await store.directory.upsert_domain("shop.test", tenant="acme", verified=True)
     _, key = await store.directory.add_api_key("acme")

@@ -44,6 +44,8 @@ def mx(server: DnsServer, routes: str = "") -> MxResolver:
 
 
 async def test_mx_preference_order_with_equal_preferences_shuffled(dns_server) -> None:
+    """MX hosts come in preference order, equal preferences shuffled each time (RFC 5321 5.1), on
+    the configured port."""
     orders = set()
     for _ in range(30):
         route = await mx(dns_server).route("ok.test")
@@ -55,6 +57,7 @@ async def test_mx_preference_order_with_equal_preferences_shuffled(dns_server) -
 
 
 async def test_no_mx_falls_back_to_the_domains_address(dns_server) -> None:
+    """A domain without MX is delivered to its own address (the implicit MX of RFC 5321 5.1)."""
     route = await mx(dns_server).route("nomx.test")
     assert [(t.host, t.address) for t in route.targets] == [("nomx.test", "127.0.0.24")]
 
@@ -69,17 +72,21 @@ async def test_no_mx_falls_back_to_the_domains_address(dns_server) -> None:
     ],
 )
 async def test_what_cannot_be_routed_says_why(dns_server, domain, code, enhanced) -> None:
+    """A domain that cannot be routed carries its reply: null MX 556 5.1.10, no such domain
+    550 5.1.2, a DNS failure 451 4.4.3 (try later), an MX without an address 451 4.4.4."""
     route = await mx(dns_server).route(domain)
     assert route.targets == ()
     assert (route.failure.code, route.failure.enhanced) == (code, enhanced)
 
 
 async def test_static_routes_override_dns(dns_server) -> None:
+    """A static route wins over DNS, even over the domain's null MX."""
     route = await mx(dns_server, "null.test=127.0.0.9:26").route("null.test")
     assert [(t.address, t.port) for t in route.targets] == [("127.0.0.9", 26)]
 
 
 async def test_a_tenants_own_route_comes_first(dns_server) -> None:
+    """A tenant's own route for a domain comes before the operator's, which other tenants keep."""
     resolver = MxResolver(
         DnsSettings(nameservers=[dns_server.address], timeout=2),
         RouteTable.parse("ok.test=127.0.0.8:25"),

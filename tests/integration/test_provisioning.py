@@ -18,6 +18,8 @@ pytestmark = pytest.mark.integration
 async def test_a_key_older_than_the_schedule_gets_a_pending_successor_once(
     store, master_key
 ) -> None:
+    """A key older than the rotation age gets one pending successor, however often the pass runs;
+    once its record is in DNS the successor is active and the old key retired."""
     dns_server = await DnsServer().start()
     try:
         p = Provisioner(

@@ -40,6 +40,8 @@ async def sink_files(outbox: Path, raw: bytes, sender: str) -> list[Path]:
 
 
 async def test_each_message_becomes_one_eml_file_byte_for_byte(tmp_path) -> None:
+    """Each message becomes one .eml file of exactly the bytes sent: 8-bit header text kept, SMTP's
+    dot-stuffing undone."""
     raw = (
         b"From: a@hato.test\r\nTo: b@example.com\r\nSubject: \xe3\x81\x82\r\n\r\n"
         b".leading dot\r\nlast line\r\n"

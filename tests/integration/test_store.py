@@ -139,6 +139,8 @@ async def test_events_are_stored_once_even_when_written_twice(store: Store) -> N
 
 
 async def test_discarded_messages_leave_nothing(store: Store) -> None:
+    """A message discarded after a failed acceptance leaves no message, recipient or event behind
+    for the dispatcher or the timeline to find."""
     message_id, _ = await seed(store, "a@ok.test", "b@ok.test")
     await store.discard_message(message_id)
     assert await store.message(message_id) is None
@@ -224,6 +226,8 @@ async def test_suppressions_expire_and_soft_bounces_count_within_the_window(stor
 async def test_concurrent_suppression_lookups_share_a_query_but_not_their_answers(
     store: Store,
 ) -> None:
+    """Lookups made at once for several tenants, answered by one query, each get only their own
+    tenant's suppressions, addresses matched in any case."""
     d = store.directory
     await d.suppress("a", "x@ok.test", reason="r", source="s")
     await d.suppress("b", "y@ok.test", reason="r", source="s")

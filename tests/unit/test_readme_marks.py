@@ -28,6 +28,8 @@ print(2)
 
 
 def test_marked_blocks_are_found_in_order_with_their_reasons() -> None:
+    """Marked blocks come back in order with name, kind, language and code, a skip with its reason;
+    an unmarked block without a language is prose."""
     found = blocks(MARKED)
     assert [(b.name, b.kind, b.language, b.code) for b in found] == [
         ("one", "test", "sh", "echo one"),
@@ -47,6 +49,8 @@ def test_marked_blocks_are_found_in_order_with_their_reasons() -> None:
     ],
 )
 def test_what_is_refused(text: str, problem: str) -> None:
+    """An unmarked code block, a skip without a reason, a mark not right before its block, a name
+    used twice, or a marked block that is not code is an error."""
     with pytest.raises(ReadmeError, match=problem):
         blocks(text)
 

@@ -43,6 +43,8 @@ def view(pool_members: list[Member]) -> PoolView:
 
 
 async def test_a_member_at_its_warm_up_cap_is_passed_over_until_tomorrow() -> None:
+    """A warming IP at its day's cap hands its domains to the next member, the last step of its plan
+    holds for good, and its sends reach the store at the next flush, each once."""
     started = datetime.now(UTC) - timedelta(days=1)  # day 2 of its plan: cap 3
     warm = Member("192.0.2.1", "a.test", warmup=(1, 3, 10), started_at=started)
     other = Member("192.0.2.2", "b.test")
@@ -60,6 +62,8 @@ async def test_a_member_at_its_warm_up_cap_is_passed_over_until_tomorrow() -> No
 
 
 def test_a_member_not_live_is_skipped_and_none_when_all_are_capped() -> None:
+    """A member without a heartbeat is never chosen, and when every live one is at its cap none is:
+    the job waits rather than go over a warm-up."""
     a = Member("192.0.2.1", "a.test", warmup=(0,), started_at=datetime.now(UTC))
     b = Member("192.0.2.2", "b.test")
     v = view([a, b])
@@ -68,6 +72,8 @@ def test_a_member_not_live_is_skipped_and_none_when_all_are_capped() -> None:
 
 
 def test_limits_come_from_presets_parents_and_tenant_overrides() -> None:
+    """A domain's limits are its tenant's own, else the configured or preset ones, a subdomain
+    taking its parent's; any other domain gets the defaults."""
     t = Throttle(
         {"example.com": Limits(per_minute=5)}, {"acme": {"docomo.ne.jp": Limits(connections=1)}}
     )
@@ -78,6 +84,8 @@ def test_limits_come_from_presets_parents_and_tenant_overrides() -> None:
 
 
 async def test_pace_halves_on_421_and_recovers_on_success() -> None:
+    """Each 421 or 4.7.x halves the pace, down to a floor of 1/16; successes bring it back to full
+    speed and no further."""
     t = Throttle({"x.test": Limits(connections=1, per_minute=600)})
     t.observe("ip", "x.test", "", [Reply(code=421, enhanced="4.7.0", text="slow down")])
     assert t.factor("ip", "x.test") == 0.5
@@ -90,6 +98,8 @@ async def test_pace_halves_on_421_and_recovers_on_success() -> None:
 
 
 async def test_the_per_minute_pace_spaces_transactions() -> None:
+    """Free connection slots do not bypass the per-minute pace: at 600 a minute, four transactions
+    started at once go 0.1 s apart."""
     t = Throttle({"x.test": Limits(connections=5, per_minute=600)})  # one per 0.1 s
     stamps = []
 

@@ -20,6 +20,8 @@ from shared.schemas import (
 
 
 def test_routes_match_domain_then_parents_then_star() -> None:
+    """A route for a domain also serves its subdomains, in any case and with a trailing dot; `*`
+    takes every other domain, and without it they go by DNS."""
     t = RouteTable.parse("ok.test=127.0.0.2:25, [::1]=::1:26 ,*=127.0.0.1:2526")
     assert t.lookup("ok.test") == Destination("127.0.0.2", 25)
     assert t.lookup("mx.OK.test.") == Destination("127.0.0.2", 25)
@@ -29,11 +31,14 @@ def test_routes_match_domain_then_parents_then_star() -> None:
 
 @pytest.mark.parametrize("bad", ["ok.test", "ok.test=host", "=h:1", "ok.test=h:port"])
 def test_malformed_routes_are_refused(bad: str) -> None:
+    """A route not shaped `domain=host:port` is refused when read, not when mail meets it."""
     with pytest.raises(ValueError, match="bad route"):
         RouteTable.parse(bad)
 
 
 def test_replies_keep_their_enhanced_code() -> None:
+    """A server's reply keeps its enhanced status code apart from its text (lines joined), and its
+    code decides delivered, deferred or bounced."""
     assert to_reply(550, "5.1.1 <x@y>: Recipient\n address rejected") == Reply(
         code=550, enhanced="5.1.1", text="<x@y>: Recipient address rejected"
     )
@@ -52,11 +57,14 @@ def dispatcher(**kw) -> Dispatcher:
 
 
 def test_retry_delays_follow_the_schedule_and_repeat_the_last() -> None:
+    """The n-th retry waits the n-th delay of the schedule; past its end the last delay repeats."""
     d = dispatcher(retry_delays=[60, 300, 900], max_age=3600)
     assert [d.retry_delay(a) for a in (1, 2, 3, 4, 10)] == [60, 300, 900, 900, 900]
 
 
 def test_deferred_recipients_expire_after_max_age_with_their_last_reply() -> None:
+    """Past the maximum age a deferred recipient expires with its last reply (why it never went); a
+    delivered one is left as it is."""
     d = dispatcher(retry_delays=[60], max_age=3600)
     reply = Reply(code=451, enhanced="4.7.1", text="later")
     results = [
@@ -89,6 +97,7 @@ def test_deferred_recipients_expire_after_max_age_with_their_last_reply() -> Non
 
 
 def test_a_tenant_max_age_shortens_the_expiry() -> None:
+    """A job's own maximum age (its tenant's) expires deferred recipients before the default."""
     d = dispatcher(retry_delays=[60], max_age=72 * 3600)
     reply = Reply(code=451, text="later")
     results = [

@@ -46,6 +46,8 @@ def test_names_that_do_not_exist_and_names_without_that_type(zone: Zone) -> None
 
 
 def test_cnames_are_followed_inside_the_zone(zone: Zone) -> None:
+    """A CNAME is answered with the record it leads to in the zone, as for a tenant's bounce domain
+    pointing at Hato's."""
     reply = ask(zone, "bounces.shop.example", "A")
     kinds = [dns.rdatatype.to_text(r.rdtype) for r in reply.answer]
     assert kinds == ["CNAME", "A"]
@@ -70,6 +72,8 @@ def test_the_zone_file_is_read_again_when_another_process_writes_it(zone: Zone) 
 
 
 def test_records_that_would_not_parse_are_refused_when_set(zone: Zone) -> None:
+    """A type the server does not serve, or a value dnspython cannot read, is refused by `set` and
+    nothing is stored: the zone never holds what it could not answer."""
     with pytest.raises(ValueError, match="not served"):
         zone.set("a.example", "SRV", ["0 0 25 mx.example."])
     with pytest.raises(Exception):  # noqa: B017 - dnspython's syntax error, at set time
@@ -78,4 +82,5 @@ def test_records_that_would_not_parse_are_refused_when_set(zone: Zone) -> None:
 
 
 def test_txt_presentation_escapes_quotes() -> None:
+    """Quotes in a TXT value are escaped in presentation form: what is served is what was set."""
     assert txt_rdata('say "hi"') == '"say \\"hi\\""'

@@ -32,6 +32,7 @@ def test_var_dev_env_in_the_current_folder_is_read_without_overriding(
 
 
 def test_hato_env_file_names_another_file_or_none(tmp_path, monkeypatch) -> None:
+    """HATO_ENV_FILE names the settings file instead of var/dev.env; set empty, none is read."""
     other = tmp_path / "prod.env"
     other.write_text("HATO_MONGODB_DATABASE=prod\n")
     monkeypatch.setenv("HATO_ENV_FILE", str(other))

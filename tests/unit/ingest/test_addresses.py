@@ -12,6 +12,7 @@ from services.ingest.addresses import split
     ["bob@ok.test", "first.last+tag@Sub.Example.COM", "o'neil@ok.test", "x@a-b.example"],
 )
 def test_plain_mailboxes_are_accepted(address: str) -> None:
+    """Ordinary mailboxes pass: tags, dots, apostrophes, hyphens and mixed case."""
     assert split(address) is not None
 
 
@@ -30,8 +31,12 @@ def test_plain_mailboxes_are_accepted(address: str) -> None:
     ],
 )
 def test_relay_tricks_and_malformed_addresses_are_refused(address: str) -> None:
+    """Percent hacks, bang paths, quoted local parts, source routes, unqualified or literal domains,
+    doubled dots and over-long local parts are not mailboxes: no relay goes through them."""
     assert split(address) is None
 
 
 def test_the_domain_is_lower_cased() -> None:
+    """The domain comes back lower-cased; the local part keeps its case, which only its own server
+    may judge (RFC 5321 2.4)."""
     assert split("Bob@OK.Test") == ("Bob", "ok.test")

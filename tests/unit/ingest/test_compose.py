@@ -33,6 +33,7 @@ def test_an_ascii_filename_is_read_back_as_given(filename: str) -> None:
 
 
 def test_a_japanese_filename_is_read_back_as_given() -> None:
+    """A non-ASCII filename goes out in RFC 2231 form and is read back as given."""
     assert _filenames("請求書.pdf") == ["請求書.pdf"]
 
 

@@ -16,6 +16,8 @@ OK = b"From: Shop <orders@shop.test>\r\nTo: a@x.test\r\nSubject: hi\r\n\r\nbody\
 
 
 def test_a_plain_message_passes_and_names_its_from() -> None:
+    """An ordinary message passes, and the check names the From address it read: the one whose
+    domain signs."""
     assert check(OK) == "orders@shop.test"
 
 
@@ -37,11 +39,16 @@ def test_a_plain_message_passes_and_names_its_from() -> None:
     ],
 )
 def test_refused(raw: bytes, why: str) -> None:
+    """A bare CR or a NUL in the header, a NUL in the body, a header line over 998 octets, no From
+    or two, a From that is not one mailbox, or bytes that are not UTF-8: the message is refused
+    whole, with the reason."""
     with pytest.raises(ContentError, match=why):
         check(raw)
 
 
 def test_a_folded_from_and_a_long_body_line_pass() -> None:
+    """A From folded over two lines with an encoded name passes, and so does a body line of 5,000
+    octets: the line limit is the header's."""
     raw = b"From: =?utf-8?b?44K344On44OD44OX?=\r\n <orders@shop.test>\r\n\r\n" + b"z" * 5000
     assert check(raw) == "orders@shop.test"
 
@@ -61,6 +68,8 @@ def test_a_bare_lf_ends_a_line_for_every_reader_alike() -> None:
     ["a@b.test,c@victim.test", "a@b.test c@victim.test", "a@b.test\x0cBcc: c@v.test", "x", ""],
 )
 def test_one_mailbox_refuses_lists_and_junk(value: str) -> None:
+    """A list, two bare addresses, a control character hiding a header, or no address at all is not
+    one mailbox."""
     with pytest.raises(ContentError):
         one_mailbox(value)
 
@@ -74,6 +83,8 @@ def test_one_mailbox_refuses_lists_and_junk(value: str) -> None:
     ],
 )
 def test_one_mailbox_reads_a_named_mailbox(value: str, address: str) -> None:
+    """A display name around one address (quoted with a comma, as a comment, or not ASCII) gives
+    that address."""
     assert one_mailbox(value) == address
 
 
@@ -99,6 +110,8 @@ def test_what_passes_has_the_headers_it_was_checked_with(subject: str, sender: s
 
 
 def test_a_mail_loop_is_refused_by_its_received_count() -> None:
+    """Fifty Received fields pass; the fifty-first marks a mail loop, refused rather than relayed
+    once more."""
     hops = b"Received: from a by b; Thu, 1 Jan 2026 00:00:00 +0000\r\n"
     assert check(hops * 50 + OK) == "orders@shop.test"
     with pytest.raises(TooManyHops, match="51 Received"):

@@ -39,6 +39,8 @@ def test_only_127_0_0_1_itself_is_the_dev_tenant() -> None:
 
 
 def test_the_most_specific_network_wins_and_carries_the_tenant_limits() -> None:
+    """Overlapping networks go to the most specific (a printer's /32 inside an office's /24), and
+    the identity carries that tenant's pool and limits, its network as credential."""
     p = policy()
     assert p.tenant_for_peer("192.0.2.9").tenant == "printer"
     office = p.tenant_for_peer("192.0.2.10")
@@ -48,6 +50,8 @@ def test_the_most_specific_network_wins_and_carries_the_tenant_limits() -> None:
 
 
 def test_tenants_send_only_from_their_verified_domains_and_subdomains() -> None:
+    """A tenant sends from its verified domains and their subdomains only: not another tenant's, an
+    unverified one, or a name that merely ends alike."""
     p = policy()
     dev, office = Identity("dev", "default"), Identity("office", "office")
     assert p.may_send_from(dev, "a@hato.test")
@@ -59,6 +63,8 @@ def test_tenants_send_only_from_their_verified_domains_and_subdomains() -> None:
 
 
 def test_a_restricted_credential_sends_only_from_what_it_names() -> None:
+    """A credential restricted to an address and a domain sends from those alone (the address in any
+    case), whatever else its tenant owns."""
     p = policy()
     only = Identity("dev", "default", allowed_from=("orders@hato.test", "news.hato.test"))
     assert p.may_send_from(only, "Orders@hato.test")

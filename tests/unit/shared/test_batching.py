@@ -10,6 +10,8 @@ from shared.batching import Batcher
 
 
 async def test_items_arriving_during_a_write_go_together_in_the_next() -> None:
+    """The first item is written at once; those arriving while it is written go together in the next
+    write, at most max_batch at a time."""
     writes: list[list[int]] = []
 
     async def write(items: list[int]) -> None:

@@ -36,15 +36,20 @@ LOOPBACK = Egress.from_settings(EgressSettings(allow=["127.0.0.0/8", "::1/128"])
     ],
 )
 def test_inside_addresses_are_refused_by_default(address: str) -> None:
+    """Loopback, private, link-local (the cloud metadata address among them), shared, unspecified,
+    multicast, documentation and reserved addresses, IPv4-mapped ones too, are refused unless an
+    operator allows them."""
     assert not Egress().permits(address)
 
 
 @pytest.mark.parametrize("address", ["8.8.8.8", "2001:4860:4860::8888", "1.1.1.1"])
 def test_public_addresses_pass(address: str) -> None:
+    """Public IPv4 and IPv6 addresses pass without any setting."""
     assert Egress().permits(address)
 
 
 def test_an_allowed_network_passes_and_only_it() -> None:
+    """An allowed network opens itself (its IPv4-mapped form too) and no other private range."""
     assert LOOPBACK.permits("127.0.0.2") and LOOPBACK.permits("::ffff:127.0.0.2")
     assert not LOOPBACK.permits("fd00::1") and not LOOPBACK.permits("10.0.0.1")
 
@@ -63,6 +68,8 @@ def test_an_allowed_network_passes_and_only_it() -> None:
     ],
 )
 async def test_urls_that_lead_inside_are_refused(url: str, why: str) -> None:
+    """A webhook URL is refused, with the reason, when its host resolves or is written as an address
+    inside, when it carries a user name, is not HTTP(S), or does not resolve."""
     with pytest.raises(Forbidden, match=why):
         await Egress().check_url(url)
 

@@ -180,6 +180,8 @@ def test_every_problem_is_named_at_once(monkeypatch) -> None:
     ],
 )
 def test_loopback_is_this_host_only(host: str, loopback: bool) -> None:
+    """Loopback is this host only (127/8, ::1 with or without brackets, localhost in any case): not
+    0.0.0.0, a private address, or a name that merely starts with localhost."""
     assert is_loopback(host) is loopback
 
 

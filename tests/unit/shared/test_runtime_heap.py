@@ -19,6 +19,8 @@ def restore_gc():
 
 
 def test_start_up_objects_are_frozen_and_thresholds_set(restore_gc) -> None:
+    """Settling the heap freezes what start-up made, so the collector never walks it again, and sets
+    the service's thresholds."""
     made_at_start = [{"i": i} for i in range(1000)]
     _settle_heap((15_000, 7, 9))
     assert gc.get_threshold() == (15_000, 7, 9)
@@ -26,6 +28,8 @@ def test_start_up_objects_are_frozen_and_thresholds_set(restore_gc) -> None:
 
 
 def test_thresholds_come_from_the_environment(monkeypatch) -> None:
+    """The collector's thresholds are (20000, 20, 50) unless HATO_<SERVICE>_GC_THRESHOLD gives
+    others, as a JSON list."""
     assert IngestSettings().gc_threshold == (20_000, 20, 50)
     monkeypatch.setenv("HATO_INGEST_GC_THRESHOLD", "[700, 10, 10]")
     assert IngestSettings().gc_threshold == (700, 10, 10)

@@ -79,4 +79,5 @@ def test_a_newer_schema_version_is_refused() -> None:
 
 
 def test_recipient_domain_is_lower_case() -> None:
+    """A recipient's domain is lower-cased: `Bob@OK.Test` joins its domain's job, route and pace."""
     assert Recipient(id="r", address="Bob@OK.Test").domain == "ok.test"

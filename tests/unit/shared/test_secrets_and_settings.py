@@ -29,6 +29,7 @@ def test_the_master_key_never_shows_in_a_repr() -> None:
 
 
 def test_master_key_from_a_mounted_file(tmp_path) -> None:
+    """The master key may be a mounted file (HATO_MASTER_KEY_FILE), its trailing newline ignored."""
     key = generate_master_key()
     (tmp_path / "k").write_text(key + "\n")
     box = SecretBox.from_settings(SecretsSettings(master_key_file=str(tmp_path / "k")))
@@ -36,6 +37,8 @@ def test_master_key_from_a_mounted_file(tmp_path) -> None:
 
 
 def test_no_master_key_is_a_clear_error() -> None:
+    """Without a master key the error names the setting to give it, instead of failing at the first
+    sealed value."""
     with pytest.raises(SecretsError, match="HATO_MASTER_KEY_FILE"):
         SecretBox.from_settings(SecretsSettings())
 

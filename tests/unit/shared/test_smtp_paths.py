@@ -30,6 +30,8 @@ def parsed(arg: str) -> tuple[str, str] | None:
     ],
 )
 def test_plain_paths_take_the_shortcut_and_agree(arg: str) -> None:
+    """Everyday MAIL and RCPT arguments (tags, apostrophes, parameters, extra blanks) take the
+    shortcut and read as the parser reads them."""
     plain = PLAIN_PATH.match(arg)
     assert plain is not None
     assert (plain.group(1), plain.group(2)) == parsed(arg)
@@ -50,12 +52,16 @@ def test_plain_paths_take_the_shortcut_and_agree(arg: str) -> None:
     ],
 )
 def test_anything_else_goes_to_the_parser(arg: str) -> None:
+    """No space before a parameter, comments, quoting, dots out of place, address literals, line
+    breaks, non-ASCII or no brackets: left to the parser."""
     assert PLAIN_PATH.match(arg) is None
 
 
 @settings(max_examples=3000, deadline=None)
 @given(st.text(alphabet=" \t<>@.()\"'+-_=aZ09\n[]:\\", max_size=30))
 def test_the_shortcut_never_disagrees_with_the_parser(arg: str) -> None:
+    """On random text made of the characters of paths, whatever the shortcut takes it reads as the
+    parser does."""
     plain = PLAIN_PATH.match(arg)
     if plain is not None:
         assert (plain.group(1), plain.group(2)) == parsed(arg)
@@ -75,6 +81,8 @@ _piece = st.text(alphabet="aZ09.+-'=_\"()[] \\@", max_size=8)
 def test_path_shaped_input_never_disagrees_with_the_parser(
     lead: str, local: str, domain: str, sep: str, rest: str
 ) -> None:
+    """On generated `<local@domain>` arguments with odd blanks and parameters, whatever the shortcut
+    takes it reads as the parser does."""
     arg = f"{lead}<{local}@{domain}>{sep}{rest}"
     plain = PLAIN_PATH.match(arg)
     if plain is not None:

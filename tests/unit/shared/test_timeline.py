@@ -7,6 +7,8 @@ from shared.timeline import attempt_events
 
 
 def test_each_recipient_outcome_is_an_event_with_its_reply() -> None:
+    """Each recipient's result is one event of its status with the reply, the attempt, destination,
+    source IP and domain, and the bounce reason when known; no two share an id."""
     result = DeliveryResult(
         message_id="m",
         tenant="acme",

@@ -69,6 +69,7 @@ def test_rsa_and_ed25519_signatures_verify(shop, case: str) -> None:
 
 
 def test_several_from_domains_sign_with_their_own_keys(shop, news) -> None:
+    """Each From domain signs with its own key (d= is that domain), and both verifiers pass it."""
     a = sign(CASES["plain"], both(shop[:1]))
     b = sign(CASES["plain"].replace(b"orders@shop.test", b"editor@news.example"), both([news]))
     published = records(shop[0], news)
@@ -78,6 +79,7 @@ def test_several_from_domains_sign_with_their_own_keys(shop, news) -> None:
 
 
 def test_a_25_mb_message_signs_and_verifies(shop) -> None:
+    """A message at the 25 MB limit, its lines at 998 octets, signs and Mail::DKIM verifies it."""
     line = b"x" * 998 + b"\r\n"
     big = BASE + line * (25 * 1024 * 1024 // len(line))
     signed = sign(big, both(shop[:1]))
@@ -99,6 +101,8 @@ def test_over_signed_headers_cannot_be_added_and_there_is_no_l_tag(shop) -> None
 
 
 def test_the_header_list_follows_rfc_6376_and_over_signs() -> None:
+    """h= names RFC 6376's recommended fields as often as they occur and the over-signed ones once
+    more (To even when absent); trace and unknown fields are left out."""
     headers = [
         (b"From", b"a"),
         (b"Subject", b"x"),
@@ -112,6 +116,8 @@ def test_the_header_list_follows_rfc_6376_and_over_signs() -> None:
 
 
 def test_no_from_header_or_unparseable_headers_are_refused(shop) -> None:
+    """A message without a From, or whose header cannot be read, raises SigningError instead of
+    being signed for no domain."""
     with pytest.raises(SigningError, match="no From"):
         sign(b"Subject: x\r\n\r\nbody\r\n", both(shop))
     with pytest.raises(SigningError):

@@ -7,6 +7,8 @@ from shared.schemas import Recipient, SignJob
 
 
 def test_recipients_are_grouped_by_domain_and_chunked() -> None:
+    """Recipients become one job per domain (case aside) of at most per_job recipients, each
+    recipient in exactly one job, every job in the message's pool."""
     recipients = tuple(
         Recipient(id=f"r{i}", address=f"u{i}@{'a.test' if i % 2 else 'B.test'}") for i in range(7)
     )

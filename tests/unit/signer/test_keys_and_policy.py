@@ -68,6 +68,8 @@ def ring(keys, **kw) -> KeyRing:
 
 
 async def test_the_from_domain_and_its_parents_sign_aligned_with_active_keys_only(keys):
+    """A From subdomain signs aligned with its parent domain's keys, the active ones only: a pending
+    key waits for its activation."""
     r = ring(keys)
     choice = await r.choose("acme", "mail.shop.test")
     assert (choice.domain, choice.aligned) == ("shop.test", True)
@@ -75,6 +77,8 @@ async def test_the_from_domain_and_its_parents_sign_aligned_with_active_keys_onl
 
 
 async def test_without_a_key_the_tenant_fallback_signs_unaligned(keys):
+    """A From domain without a key is signed by its tenant's signing domain, unaligned; a tenant
+    without one has no key to sign with."""
     choice = await ring(keys).choose("acme", "nokey.test")
     assert (choice.domain, choice.aligned, choice.selectors) == (
         "brand.test",
@@ -85,11 +89,15 @@ async def test_without_a_key_the_tenant_fallback_signs_unaligned(keys):
 
 
 async def test_another_tenants_domain_never_signs(keys):
+    """A From domain owned by another tenant never signs with that tenant's keys: the sender's own
+    fallback signs, unaligned."""
     choice = await ring(keys).choose("acme", "rival.test")
     assert choice.domain == "brand.test" and not choice.aligned
 
 
 async def test_keys_from_files_join_and_override_by_selector(keys, tmp_path):
+    """Keys from `<selector>._domainkey.<domain>.pem` files join the stored ones and replace a
+    stored key of the same selector; a file that is no key stops the start."""
     override = generate_rsa("shop.test", "s1")
     (tmp_path / "s1._domainkey.shop.test.pem").write_bytes(override.private_pem)
     (tmp_path / "f1._domainkey.files.test.pem").write_bytes(keys["brand"].private_pem)
@@ -164,6 +172,8 @@ async def test_an_unsignable_message_follows_the_policy(keys, policy):
 
 
 async def test_a_message_without_from_is_unsigned_with_the_reason(keys):
+    """A message with no From header goes out unsigned (the default policy) with an `unsigned` event
+    saying why."""
     store, broker = FakeStore(), FakeBroker()
     signer = Signer(store, broker, ring(keys), settings=SignerSettings())
     j = job("shop.test").model_copy(update={"tenant": "acme"})
