@@ -6,20 +6,6 @@ into an ack, a retry, a dead-letter or a protocol reply. Nothing else decides.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True, slots=True)
-class SMTPReply:
-    """An SMTP reply with its RFC 3463 enhanced status code; ``str()`` is the wire form."""
-
-    code: int
-    enhanced: str
-    text: str
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.enhanced} {self.text}"
-
 
 class HatoError(Exception):
     """Base of Hato's own exceptions."""

@@ -132,13 +132,19 @@ class Recipient(BaseModel):
 
 
 class Reply(BaseModel):
-    """A remote SMTP server's reply (or Hato's own word when there was no reply)."""
+    """An SMTP reply with its RFC 3463 enhanced status code: a remote server's (or Hato's own
+    word when there was none), or one Hato's listeners give; ``str()`` is the wire form."""
 
     model_config = ConfigDict(frozen=True)
 
     code: int
     enhanced: str = ""
     text: str = ""
+
+    @classmethod
+    def of(cls, code: int, enhanced: str = "", text: str = "") -> Reply:
+        """A reply from its three parts, as a table of replies writes them."""
+        return cls(code=code, enhanced=enhanced, text=text)
 
     def __str__(self) -> str:
         return " ".join(str(p) for p in (self.code, self.enhanced, self.text) if p)

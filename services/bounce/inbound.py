@@ -22,7 +22,8 @@ from services.bounce.feedback import Feedback, Target
 from services.bounce.parse import Kind, NotMail, Report
 from services.bounce.reports import ReportParser, ReportState, ReportStore, Unparsed
 from shared import logging as hlog
-from shared.errors import TRANSIENT_ERRORS, SMTPReply
+from shared.errors import TRANSIENT_ERRORS
+from shared.schemas import Reply
 from shared.smtp_server import Listener, Protocol
 from shared.store import Store
 from shared.telemetry import context_of, tracer
@@ -30,13 +31,13 @@ from shared.verp import TOKEN_PATTERN, Token, TokenKind, Verp
 
 log = hlog.get_logger(__name__)
 
-NO_SUCH_RECIPIENT = SMTPReply(550, "5.1.1", "No such recipient here")
-RECIPIENT_OK = SMTPReply(250, "2.1.5", "Ok")
-SENDER_OK = SMTPReply(250, "2.1.0", "Ok")
-STORED = SMTPReply(250, "2.0.0", "Ok: report received")
-TRY_LATER = SMTPReply(451, "4.3.0", "Temporary failure; try again later")
+NO_SUCH_RECIPIENT = Reply.of(550, "5.1.1", "No such recipient here")
+RECIPIENT_OK = Reply.of(250, "2.1.5", "Ok")
+SENDER_OK = Reply.of(250, "2.1.0", "Ok")
+STORED = Reply.of(250, "2.0.0", "Ok: report received")
+TRY_LATER = Reply.of(451, "4.3.0", "Temporary failure; try again later")
 # RFC 5321 4.5.3.1.10: the client sends the rest later.
-TOO_MANY_RECIPIENTS = SMTPReply(452, "4.5.3", "Too many recipients")
+TOO_MANY_RECIPIENTS = Reply.of(452, "4.5.3", "Too many recipients")
 
 # A bounce is addressed to one return path; a few more for the odd relay that groups them. More
 # recipients only multiply what one report could act on.

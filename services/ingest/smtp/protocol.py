@@ -14,7 +14,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword, Session
 from services.ingest import replies
 from shared import logging as hlog
 from shared import metrics
-from shared.errors import SMTPReply
+from shared.schemas import Reply
 from shared.smtp_server import Protocol
 
 log = hlog.get_logger(__name__)
@@ -107,7 +107,7 @@ class HatoSMTP(Protocol):
             if self._errors >= self.guard.max_errors:
                 await self._drop(str(replies.TOO_MANY_ERRORS))
 
-    async def _refusal_before_greeting(self) -> SMTPReply | None:
+    async def _refusal_before_greeting(self) -> Reply | None:
         if self._over_limit:
             return replies.TOO_MANY_CONNECTIONS
         # A tenant's own network (its printers, its shop servers) is known: no pause for it,
@@ -125,7 +125,7 @@ class HatoSMTP(Protocol):
         policy = getattr(self.event_handler, "policy", None)
         return policy is not None and policy.tenant_for_peer(ip) is not None
 
-    async def _drop(self, reply: SMTPReply | str) -> None:
+    async def _drop(self, reply: Reply | str) -> None:
         """Say ``reply`` and close; what the client sent meanwhile is not read."""
         self._reader._buffer.clear()  # type: ignore[attr-defined]
         await super().push(str(reply))
