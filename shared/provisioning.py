@@ -18,7 +18,6 @@ from shared import dkim
 from shared.directory import Directory, Limits, Pools
 from shared.dns import KeyCheck, check_dkim, records_for
 from shared.errors import HatoError
-from shared.ids import new_id
 from shared.schemas import Event, EventType
 from shared.secrets import SecretBox
 from shared.settings import DnsSettings
@@ -67,10 +66,10 @@ class KeyChange:
 
     def event(self) -> Event:
         """The timeline event that tells the domain's owner (with the record to publish)."""
-        return Event(
-            id=new_id(),
-            type=_KEY_EVENTS[self.kind],
+        return Event.of(
+            _KEY_EVENTS[self.kind],
             tenant=self.tenant,
+            step=(self.domain, self.selector),  # one event per key and step of its life
             detail={
                 "domain": self.domain,
                 "selector": self.selector,

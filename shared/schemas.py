@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared.domains import domain_of
 from shared.errors import CodecError
+from shared.ids import event_id
 
 SCHEMA_VERSION = 1
 CONTENT_TYPE = "application/vnd.hato+json-payload"
@@ -218,6 +219,36 @@ class Event(_Model):
     reply: Reply | None = None
     detail: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     at: datetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def of(
+        cls,
+        type_: EventType,
+        *,
+        tenant: str,
+        message_id: str | None = None,
+        recipient_id: str | None = None,
+        address: str | None = None,
+        step: tuple[object, ...] = (),
+        reply: Reply | None = None,
+        detail: dict[str, str | int | float | bool | None] | None = None,
+        at: datetime | None = None,
+    ) -> Event:
+        """The event ``type_`` of this message and recipient at ``step`` (the delivery
+        attempt, the sign job, the report ...). Its id is derived from them: the same step
+        recorded again (a redelivered job, a report applied twice) is the same event, which a
+        receiver that de-duplicates by id drops."""
+        return cls(
+            id=event_id(type_, message_id, recipient_id, *step),
+            type=type_,
+            message_id=message_id,
+            tenant=tenant,
+            recipient_id=recipient_id,
+            address=address,
+            reply=reply,
+            detail=detail or {},
+            at=at or utcnow(),
+        )
 
 
 class ChangeKind(StrEnum):

@@ -26,7 +26,6 @@ from shared import logging as hlog
 from shared.broker import Broker
 from shared.domains import domain_of
 from shared.errors import Unavailable
-from shared.ids import event_id
 from shared.schemas import DeliveryResult, Event, EventType, RecipientStatus
 from shared.store import Store
 
@@ -55,15 +54,12 @@ def attempt_events(
     reasons = reasons or {}
     retry = {"next_attempt_at": retry_at.isoformat()} if retry_at else {}
     return [
-        Event(
-            # The same attempt recorded twice (its job redelivered) is the same event.
-            id=event_id(
-                _EVENT_FOR_STATUS[r.status], result.message_id, r.recipient_id, result.attempt
-            ),
-            type=_EVENT_FOR_STATUS[r.status],
-            message_id=result.message_id,
+        Event.of(
+            _EVENT_FOR_STATUS[r.status],
             tenant=result.tenant,
+            message_id=result.message_id,
             recipient_id=r.recipient_id,
+            step=(result.attempt,),  # the same attempt recorded twice is the same event
             address=r.address,
             reply=r.reply,
             detail={

@@ -24,7 +24,7 @@ from services.bounce.classify import NOT_BOUNCES, Verdict
 from shared import logging as hlog
 from shared import metrics
 from shared.broker import Broker
-from shared.ids import event_id
+from shared.domains import domain_of
 from shared.schemas import Event, EventType, RecipientStatus, Reply, utcnow
 from shared.store import Store
 from shared.timeline import Timeline
@@ -128,23 +128,21 @@ class Feedback:
     def _event(
         target: Target, type_: EventType, reply: Reply, verdict: Verdict, source: str
     ) -> Event:
-        return Event(
-            # The same report applied twice (a redelivered result, a resent DSN) is one event.
-            id=event_id(
-                type_, target.message_id, target.recipient_id, _key(target, verdict, source)
-            ),
-            type=type_,
-            message_id=target.message_id,
+        return Event.of(
+            type_,
             tenant=target.tenant,
+            message_id=target.message_id,
             recipient_id=target.recipient_id,
             address=target.address,
+            # The same report applied twice (a redelivered result, a resent DSN) is one event.
+            step=(_key(target, verdict, source),),
             reply=reply,
             detail={
                 "reason": verdict.reason,
                 "hard": verdict.hard,
                 "ambiguous": verdict.ambiguous,
                 "source": source,
-                "domain": target.address.rpartition("@")[2].lower(),
+                "domain": domain_of(target.address),
             },
         )
 

@@ -27,7 +27,7 @@ from shared import metrics
 from shared.broker import Broker, settle
 from shared.directory import Identity
 from shared.errors import TRANSIENT_ERRORS, HatoError, Unavailable
-from shared.ids import event_id, new_id
+from shared.ids import new_id
 from shared.message import normalize_line_endings
 from shared.schemas import Event, EventType, Recipient, RecipientStatus, Reply, SignJob, utcnow
 from shared.store import Store
@@ -254,11 +254,10 @@ class Acceptor:
         detail = {"door": sub.door, "client": sub.client, "credential": sub.identity.credential}
 
         def event(type_: EventType, r: Recipient, reply: Reply | None = None) -> Event:
-            return Event(
-                id=event_id(type_, message_id, r.id),
-                type=type_,
-                message_id=message_id,
+            return Event.of(
+                type_,
                 tenant=tenant,
+                message_id=message_id,
                 recipient_id=r.id,
                 address=r.address,
                 reply=reply,

@@ -194,14 +194,13 @@ class Signer:
     def _event(
         job: SignJob, type_: EventType, detail: dict, recipient: Recipient | None = None
     ) -> Event:
-        return Event(
-            # A redelivered sign job records the same events, not new ones.
-            id=event_id(type_, job.message_id, recipient.id if recipient else None, "sign"),
-            type=type_,
-            message_id=job.message_id,
+        return Event.of(
+            type_,
             tenant=job.tenant,
+            message_id=job.message_id,
             recipient_id=recipient.id if recipient else None,
             address=recipient.address if recipient else None,
+            step=("sign",),  # a redelivered sign job records the same events, not new ones
             detail=detail,
         )
 

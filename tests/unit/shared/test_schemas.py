@@ -81,3 +81,15 @@ def test_a_newer_schema_version_is_refused() -> None:
 def test_recipient_domain_is_lower_case() -> None:
     """A recipient's domain is lower-cased: `Bob@OK.Test` joins its domain's job, route and pace."""
     assert Recipient(id="r", address="Bob@OK.Test").domain == "ok.test"
+
+
+def test_an_event_s_id_is_its_message_recipient_type_and_step() -> None:
+    """Event.of derives the id: the same step recorded twice is one event, another attempt or
+    another type is another."""
+    from shared.schemas import Event, EventType
+
+    def of(type_=EventType.DEFERRED, attempt=1):
+        return Event.of(type_, tenant="acme", message_id="m", recipient_id="r", step=(attempt,))
+
+    assert of().id == of().id
+    assert len({of().id, of(attempt=2).id, of(EventType.DELIVERED).id}) == 3
