@@ -25,8 +25,7 @@ from shared.dkim import generate_rsa, to_document
 from shared.secrets import SecretBox, generate_master_key
 from shared.settings import StoreSettings
 from shared.store import Store
-from tests.helpers.net import free_port
-from tests.helpers.stack import Stack
+from shared.testing import Stack, free_port
 
 AMQP_URL = os.environ.get("HATO_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 MONGODB_URL = os.environ.get("HATO_MONGODB_URL", "mongodb://127.0.0.1:27017/")

@@ -49,8 +49,7 @@ from shared.dkim import generate_rsa, to_document
 from shared.secrets import SecretBox, generate_master_key
 from shared.settings import StoreSettings
 from shared.store import Store
-from tests.helpers.net import free_port
-from tests.helpers.stack import Stack
+from shared.testing import Stack, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHKIT = ROOT / "var/bin/benchkit"

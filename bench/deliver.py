@@ -20,7 +20,7 @@ from services.dispatcher.pools import Member
 from services.dispatcher.smtp_client import SmtpClient
 from shared.ids import new_id
 from shared.schemas import Recipient
-from tests.helpers.net import free_port
+from shared.testing import free_port
 
 SINK = """
 import asyncio, sys

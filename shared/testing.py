@@ -1,0 +1,205 @@
+"""The testing kit: what tests and benchmarks need to run Hato's services and to stand in
+for its boundaries, beside the code they exercise.
+
+- ``free_port`` and ``TcpProxy`` (a connection a test can cut and restore);
+- ``Stack``: the four services as real processes (``python -m services.<name>``), as
+  operators run them, with one environment;
+- ``FakeBroker`` and ``MemoryEvents``: the broker and the event store at the boundary of a
+  handler, in memory, for unit tests of its rules in milliseconds (the broker refuses event
+  publishes while told to).
+
+Nothing in the services imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shared.errors import Unavailable
+from shared.schemas import BrokerMessage, Event
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("ingest", "signer", "dispatcher", "bounce")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class TcpProxy:
+    """Forwards ``listen_host:port`` to ``target``; ``cut()`` drops every connection and stops
+    listening, ``restore()`` listens again on the same port."""
+
+    def __init__(self, target_host: str, target_port: int, *, host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self.host = host
+        self.port = free_port(host)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+
+    restore = start
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers.difference_update((writer, up_writer))
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    process: asyncio.subprocess.Process
+    ops_port: int
+    log_path: Path
+
+    @property
+    def ops_url(self) -> str:
+        return f"http://127.0.0.1:{self.ops_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        async with httpx.AsyncClient(timeout=1) as client:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while asyncio.get_running_loop().time() < deadline:
+                if self.process.returncode is not None:
+                    raise RuntimeError(f"{self.name} exited early:\n{self.log()[-3000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{self.ops_url}/readyz")).status_code == 200:
+                        return
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.log()[-3000:]}")
+
+    async def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM, then the exit code (SIGKILL and -9 when it does not stop in time)."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.process.wait()
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        return self.process.returncode  # type: ignore[return-value]
+
+
+@dataclass
+class Stack:
+    """Starts services with a shared environment (one broker prefix, one database)."""
+
+    env: dict[str, str]
+    log_dir: Path
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    async def start(self, name: str, *, wait: bool = True, **env: str) -> ServiceProcess:
+        ops_port = free_port()
+        full_env = {
+            **os.environ,
+            # Every test's MX hosts and webhook receivers are on loopback: allowed explicitly
+            # (a test of the refusal sets it empty).
+            "HATO_EGRESS_ALLOW": "127.0.0.0/8",
+            **self.env,
+            f"HATO_{name.upper()}_OPS_PORT": str(ops_port),
+            **env,
+        }
+        log_path = self.log_dir / f"{name}.log"
+        log_file = log_path.open("ab")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            f"services.{name}",
+            cwd=ROOT,
+            env=full_env,
+            stdout=log_file,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        log_file.close()
+        service = ServiceProcess(name, process, ops_port, log_path)
+        self.processes[name] = service
+        if wait:
+            await service.wait_ready()
+        return service
+
+    async def start_all(self, **env: str) -> None:
+        await asyncio.gather(*(self.start(n, **env) for n in SERVICES))
+
+    async def stop_all(self) -> dict[str, int]:
+        codes = await asyncio.gather(*(p.terminate() for p in self.processes.values()))
+        return dict(zip(self.processes, codes, strict=True))
+
+
+@dataclass
+class FakeBroker:
+    """Publishes into lists; ``refuse_events`` event publishes in a row are refused (the
+    broker closed the channel, say) before the next ones are confirmed."""
+
+    refuse_events: int = 0
+    published: list[tuple[BrokerMessage, bytes]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    refused: int = 0
+
+    async def publish(self, message: BrokerMessage, payload: bytes = b"", **_: Any) -> None:
+        if isinstance(message, Event):
+            await self.emit([message])
+            return
+        self.published.append((message, payload))
+
+    async def emit(self, events: Iterable[Event]) -> None:
+        events = list(events)
+        if self.refuse_events:
+            self.refuse_events -= 1
+            self.refused += 1
+            raise Unavailable("publish to 'events' not confirmed: channel closed")
+        self.events.extend(events)
+
+
+@dataclass
+class MemoryEvents:
+    """The event-keeping part of ``shared.store.Store``: events by id, first write wins."""
+
+    stored: dict[str, Event] = field(default_factory=dict)
+
+    async def insert_events(self, events: Sequence[Event]) -> None:
+        for e in events:
+            self.stored.setdefault(e.id, e)
+
+    def doc(self, event: Event) -> dict[str, Any]:
+        return {"_id": event.id, **event.model_dump(exclude={"id", "kind", "schema_version"})}
