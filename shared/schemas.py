@@ -48,6 +48,23 @@ class RecipientStatus(StrEnum):
 WAITING = frozenset({RecipientStatus.QUEUED, RecipientStatus.DEFERRED})
 
 
+class MessageStage(StrEnum):
+    """How far a message itself got (its document's ``status``; what its recipients say is
+    added when it is read, ``shared/views.py``)."""
+
+    ACCEPTED = "accepted"  # durable, not signed yet
+    SIGNED = "signed"  # read from its signed or unsigned event, never stored
+    SUPPRESSED = "suppressed"  # every recipient was on the suppression list
+    FAILED = "failed"  # cannot be sent: no key under the fail policy
+
+
+class MessageStatus(StrEnum):
+    """What a message's status says besides its stage and its recipients' common status."""
+
+    PARTIALLY_DELIVERED = "partially_delivered"  # final, some delivered and some not
+    UNDELIVERED = "undelivered"  # final, none delivered, in different ways
+
+
 class Change(StrEnum):
     """What moves a recipient from one status to another, and who writes it."""
 

@@ -32,6 +32,7 @@ from shared.schemas import (
     Change,
     Event,
     EventType,
+    MessageStage,
     RecipientResult,
     RecipientStatus,
     Reply,
@@ -207,7 +208,9 @@ class Store:
 
     async def fail_message(self, message_id: str, reply: Reply) -> None:
         """Every recipient of a message not yet final becomes ``failed`` with ``reply``."""
-        await self.db.messages.update_one({"_id": message_id}, {"$set": {"status": "failed"}})
+        await self.db.messages.update_one(
+            {"_id": message_id}, {"$set": {"status": MessageStage.FAILED}}
+        )
         await self.db.recipients.update_many(
             {"message_id": message_id, "status": {"$in": _FAILS}},
             {

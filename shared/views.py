@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.schemas import EventType, RecipientStatus
+from shared.schemas import EventType, MessageStage, MessageStatus, RecipientStatus
 from shared.store import Store, with_history
 
 _FINAL = {s.value for s in RecipientStatus if s.is_final}
@@ -44,7 +44,11 @@ def message_status(stage: str, statuses: Iterable[str]) -> str:
         kinds = set(statuses)
         if len(kinds) == 1:
             return kinds.pop()
-        return "partially_delivered" if RecipientStatus.DELIVERED.value in kinds else "undelivered"
+        return (
+            MessageStatus.PARTIALLY_DELIVERED
+            if RecipientStatus.DELIVERED.value in kinds
+            else MessageStatus.UNDELIVERED
+        )
     if RecipientStatus.DEFERRED.value in statuses:
         return RecipientStatus.DEFERRED.value
     return stage
@@ -55,7 +59,7 @@ def with_signing(message: dict[str, Any], signing: dict[str, Any] | None) -> dic
     ``status`` (its stage) ``signed``, ``dkim`` (domain, selectors, alignment; null when sent
     unsigned) and ``signed_at``. A message failed before signing, or not signed yet, is as
     stored."""
-    if signing is None or message.get("status") == "failed":
+    if signing is None or message.get("status") == MessageStage.FAILED:
         return message
     detail = signing.get("detail") or {}
     dkim = (
@@ -63,7 +67,7 @@ def with_signing(message: dict[str, Any], signing: dict[str, Any] | None) -> dic
         if signing["type"] == EventType.SIGNED.value
         else None
     )
-    return {**message, "status": "signed", "dkim": dkim, "signed_at": signing["at"]}
+    return {**message, "status": MessageStage.SIGNED, "dkim": dkim, "signed_at": signing["at"]}
 
 
 def _signing_event(events: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
@@ -76,7 +80,7 @@ async def waiting_for(store: Store, message: dict[str, Any], statuses: list[str]
     waits for, when it is not just a moment's work: a signer, or a dispatcher of its pool."""
     if RecipientStatus.QUEUED.value not in statuses:
         return None
-    if message.get("status") == "accepted":
+    if message.get("status") == MessageStage.ACCEPTED:
         created = message.get("created_at")
         age = (datetime.now(UTC) - created).total_seconds() if created else 0.0
         if age < SIGNING_TAKES:

@@ -17,6 +17,7 @@ import hmac
 import secrets
 import time
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
@@ -46,6 +47,14 @@ def verify(secret: str, body: bytes, header: str, *, tolerance: float = 300) -> 
         return False
     expected = sign(secret, body, int(t)).split("v1=")[1]
     return hmac.compare_digest(parts.get("v1", "").encode(), expected.encode())
+
+
+class DeliveryState(StrEnum):
+    """Where an event stands in a webhook's outbox."""
+
+    PENDING = "pending"  # to be sent (again, after a back-off)
+    DELIVERED = "delivered"  # the endpoint answered 2xx
+    FAILED = "failed"  # refused for good, or out of retries
 
 
 class Webhooks:
@@ -110,7 +119,7 @@ class Webhooks:
                     "$setOnInsert": {
                         "webhook": webhook_id,
                         "event": e,
-                        "state": "pending",
+                        "state": DeliveryState.PENDING,
                         "attempts": 0,
                         "next_at": utcnow(),
                         "created_at": utcnow(),
@@ -131,7 +140,7 @@ class Webhooks:
                     "$set": {
                         "webhook": webhook_id,
                         "event": e,
-                        "state": "pending",
+                        "state": DeliveryState.PENDING,
                         "attempts": 0,
                         "next_at": utcnow(),
                     },
@@ -147,7 +156,7 @@ class Webhooks:
 
     async def due(self, limit: int = 500) -> list[dict[str, Any]]:
         cursor = self.db.webhook_deliveries.find(
-            {"state": "pending", "next_at": {"$lte": utcnow()}}
+            {"state": DeliveryState.PENDING, "next_at": {"$lte": utcnow()}}
         ).sort("next_at", ASCENDING)
         return await cursor.limit(limit).to_list()
 
@@ -158,7 +167,7 @@ class Webhooks:
         if not ids:
             return []
         cursor = self.db.webhook_deliveries.find(
-            {"_id": {"$in": ids}, "state": "pending", "next_at": {"$lte": utcnow()}}
+            {"_id": {"$in": ids}, "state": DeliveryState.PENDING, "next_at": {"$lte": utcnow()}}
         ).sort("next_at", ASCENDING)
         return await cursor.to_list()
 
@@ -179,9 +188,9 @@ class Webhooks:
             "attempts": attempts,
         }
         if ok:
-            fields["state"] = "delivered"
+            fields["state"] = DeliveryState.DELIVERED
         elif backoff is None:
-            fields["state"] = "failed"
+            fields["state"] = DeliveryState.FAILED
         else:
             fields["next_at"] = utcnow() + timedelta(seconds=backoff)
         await self.db.webhook_deliveries.update_many({"_id": {"$in": ids}}, {"$set": fields})

@@ -29,7 +29,16 @@ from shared.directory import Identity
 from shared.errors import TRANSIENT_ERRORS, HatoError, Unavailable
 from shared.ids import new_id
 from shared.message import normalize_line_endings
-from shared.schemas import Event, EventType, Recipient, RecipientStatus, Reply, SignJob, utcnow
+from shared.schemas import (
+    Event,
+    EventType,
+    MessageStage,
+    Recipient,
+    RecipientStatus,
+    Reply,
+    SignJob,
+    utcnow,
+)
 from shared.store import Store
 from shared.telemetry import trace_id, traceparent, tracer
 from shared.timeline import Timeline
@@ -200,7 +209,7 @@ class Acceptor:
         message_doc = {
             "_id": message_id,
             "tenant": tenant,
-            "status": "accepted" if to_send else "suppressed",
+            "status": MessageStage.ACCEPTED if to_send else MessageStage.SUPPRESSED,
             "door": sub.door,
             "client": sub.client,
             "credential": sub.identity.credential,
