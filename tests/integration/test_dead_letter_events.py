@@ -4,14 +4,16 @@ publish of them failed."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
 
-from services.bounce.service import EventRecorder
+from services.bounce.service import BrokerDeadLetters, EventRecorder
 from shared import schemas
-from shared.broker import Broker, Queue, dead_lettered_event
+from shared.broker import Broker, Delivery, Queue, dead_lettered_event, undecoded
+from shared.errors import Unavailable
 from shared.schemas import EventType, Recipient, SignJob
 from shared.settings import BrokerSettings
 from shared.store import Store
@@ -88,3 +90,55 @@ async def test_failed_events_are_published_again_when_their_dead_letter_comes_ba
         e["_id"] for e in stored if e["type"] == EventType.FAILED.value
     )
     assert sorted(e.recipient_id for e in published) == ["r1", "r2"]
+
+
+async def test_a_broker_dead_letter_event_keeps_its_id_when_its_publish_is_retried(
+    broker_settings: BrokerSettings,
+) -> None:
+    """The watch of dead letters cannot publish the event of a job RabbitMQ dead-lettered (past
+    the sign queue's delivery limit): the copy comes back through a retry queue, and the event
+    then published has the id and reason consume() would give that death."""
+    settings = broker_settings.model_copy(
+        update={"queue_type": "quorum", "delivery_limit": 1, "error_backoff": 0.05}
+    )
+    consuming = Broker(settings, name="bounce", pools=["default"])
+    publishing = Broker(settings, name="bounce-events", pools=["default"])
+    await consuming.connect()
+    failures: list[Exception] = []
+
+    async def watch(d: Delivery) -> None:
+        try:
+            await BrokerDeadLetters(publishing).handle(d)
+        except Exception as exc:
+            failures.append(exc)
+            raise
+
+    try:
+        await consuming.consume(Queue.DEAD_WATCH, watch, decode=undecoded)
+        await consuming.publish(JOB, b"payload")
+        connection = await aio_pika.connect(settings.url)
+        async with connection:
+            for _ in range(2):  # the limit, then once more: dead-lettered on that return
+                channel = await connection.channel()
+                q = await channel.get_queue(consuming.full(Queue.SIGN))
+                await eventually(lambda q=q: q.get(fail=False, no_ack=False))
+                await channel.close()
+        await eventually(lambda: asyncio.sleep(0, failures))
+        assert isinstance(failures[0], Unavailable)
+        await publishing.connect()
+        message = await eventually(lambda: take(consuming, Queue.EVENTS_STORE))
+    finally:
+        await consuming.drain(5)
+        await consuming.close()
+        await publishing.close()
+    event = schemas.decode(message.body)[0]
+    sign = consuming.full(Queue.SIGN)
+    reason = f"handed out 2 times without an ack (delivery limit of {sign})"
+    expected = dead_lettered_event(sign, JOB, schemas.encode(JOB, b"payload"), reason, "m-dead")
+    assert event.model_dump(exclude={"at"}) == expected.model_dump(exclude={"at"})
+
+
+async def take(broker: Broker, queue: str):
+    """One message from a queue, or None."""
+    q = await broker._publish_channel.get_queue(broker.full(queue))
+    return await q.get(fail=False, no_ack=True)
