@@ -40,6 +40,7 @@ from shared.schemas import (
 )
 from shared.secrets import SecretBox
 from shared.store import Store
+from shared.telemetry import CONSUMED
 from shared.timeline import Timeline, attempt_events
 from shared.verp import Verp
 
@@ -183,6 +184,10 @@ class BrokerDeadLetters:
             message_id=event.message_id,
         )
         await self.broker.publish(event)
+        # Counted as dead letters of the queue they died in: the alert on dead letters and
+        # the dashboards (fed by consume()'s count of its own) show them too.
+        queue = event.detail["queue"].removeprefix(f"{self.broker.settings.prefix}.")
+        CONSUMED.labels(queue, "dead").inc()
 
 
 async def run(settings: BounceSettings) -> None:

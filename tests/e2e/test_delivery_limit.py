@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aio_pika
+import httpx
 import pytest
 
 from shared import schemas
@@ -132,6 +133,9 @@ async def test_a_job_past_the_delivery_limit_fails_its_recipients_and_can_be_ret
         assert all(e.message_id == message_id and reason in e.reply.text for e in published)
     stored = [e["type"] for e in await limited.store.events(message_id)]
     assert stored.count("dead_lettered") == 1 and stored.count("failed") == 2
+    async with httpx.AsyncClient() as http:  # the alert on dead letters counts it
+        metrics = (await http.get(f"{limited.stack.processes['bounce'].ops_url}/metrics")).text
+    assert 'hato_consumed_messages_total{outcome="dead",queue="sign"} 1.0' in metrics
 
     code, out, err = await run_hato(limited.env, "dead", "list", "--json")
     assert code == 0, err
