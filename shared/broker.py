@@ -1141,9 +1141,10 @@ class Broker:
     ) -> schemas.Event | None:
         """The ``dead_lettered`` event of a copy from ``dead.watch`` that RabbitMQ itself
         dead-lettered, as ``consume()`` makes it for its own (same id); None for a copy
-        ``consume()`` dead-lettered (it published its event), one not from a work queue, one
-        that is no job of a Hato service (a submission: it has no state yet), or one not
-        sealed by a Hato service (it could fail another tenant's mail)."""
+        ``consume()`` dead-lettered (it published its event), one without ``x-death`` (put
+        into ``dead`` by hand), one that is no job of a Hato service (a submission: it has no
+        state yet), or one not sealed by a Hato service (it could fail another tenant's
+        mail)."""
         if REASON_HEADER in headers:
             return None
         # This copy's own retries (consume()'s, through retry.<ms>) are deaths too.
