@@ -14,6 +14,9 @@ Topology (every name carries the ``HATO_AMQP_PREFIX``, default ``hato``)::
     retry.<ms> (fanout) ->  retry.<ms>  TTL <ms>, then dead-lettered through the default
                                         exchange back to the queue named by the routing key
     dead     (fanout)  ------------->  dead             what no consumer could process
+                       ------------->  dead.watch       a copy of each, for the bounce service:
+                                                         the dead_lettered event of a job
+                                                         RabbitMQ itself dead-lettered
     control  (fanout)  ------------->  control.<service>.<id>  configuration changed: one
                                                          exclusive queue per running process
 
@@ -24,6 +27,20 @@ Topology (every name carries the ``HATO_AMQP_PREFIX``, default ``hato``)::
 any other exception is retried ``max_redeliveries`` times, then dead-lettered.
 Two copies of one job (at-least-once makes them) never run at once in a process.
 
+RabbitMQ dead-letters a job itself when a quorum queue's delivery limit is reached (below), or
+an operator's TTL or length policy says so: such a job reaches ``dead`` with ``x-death`` and no
+``x-hato-reason``, and no ``consume()`` saw it die. The ``dead`` exchange also puts a copy of
+every dead letter into ``dead.watch``; the bounce service consumes it and, for a job RabbitMQ
+dead-lettered, publishes the ``dead_lettered`` event ``consume()`` would have (same id from the
+queue and the body, so a copy the broker delivered twice is one event; reason "handed out N
+times without an ack (delivery limit of <queue>)"). The job itself stays in ``dead`` like any
+other: listed, retried or dropped by operators, its recipients ``failed`` meanwhile. A copy
+``consume()`` dead-lettered (``x-hato-reason``) had its event already and is only acked. A copy
+is never dead-lettered again (the job is in ``dead``); past the delivery limit it is dropped.
+The per-IP queues dead-letter to the pool's queue, not to ``dead``: the dispatcher refuses a
+job that came back past an IP queue's limit (``Permanent``), and ``consume()`` dead-letters it
+with its event.
+
 A delivery job for a pool whose queue does not exist yet (a pool created after the signer
 started) declares that queue and is published again: its mail waits there durably for a
 dispatcher of the pool.
@@ -31,15 +48,19 @@ dispatcher of the pool.
 Queues (``HATO_AMQP_QUEUE_TYPE``): every durable queue gets the configured ``x-queue-type``;
 the control queues stay classic (exclusive and auto-delete, which quorum queues refuse). A
 quorum queue that dead-letters (``retry.<ms>`` and the per-IP queues hand jobs back to work
-queues by dead-lettering; the others dead-letter to ``dead`` only if an operator's policy
-rejects or limits) does it ``at-least-once`` (``x-dead-letter-strategy``, which needs
-``x-overflow: reject-publish``): the broker keeps a dead-lettered job until a target queue
-confirmed it, where ``at-most-once`` would lose mail whenever the target is unavailable.
+queues by dead-lettering; the others dead-letter to ``dead`` past their delivery limit, or if
+an operator's policy rejects or limits) does it ``at-least-once`` (``x-dead-letter-strategy``,
+which needs ``x-overflow: reject-publish``): the broker keeps a dead-lettered job until a
+target queue confirmed it, where ``at-most-once`` would lose mail whenever the target is
+unavailable.
 The quorum queues that services consume have ``x-delivery-limit``
 (``HATO_AMQP_DELIVERY_LIMIT``): a job handed out that many times without an ack (a job that
 kills its consumer) is dead-lettered instead of looping; ``consume()``'s own retries are new
 messages and do not count. ``dead`` (listed by operators, each listing hands its jobs out
-again) and the unconsumed ``retry.<ms>`` queues have none.
+again) and the unconsumed ``retry.<ms>`` queues have none; ``dead.watch`` has one and no
+dead-lettering (a copy that kills its consumer is dropped, the job itself stays in ``dead``).
+At-least-once may put a job into ``dead`` twice: it is listed twice, and retrying both runs it
+twice, which every consumer takes (a redelivered job).
 
 Failover (``HATO_AMQP_URL`` lists one URL per node, comma-separated): ``connect()`` takes the
 first URL that answers. When the connection or one of its channels is lost, publishing fails
@@ -136,6 +157,7 @@ class Queue(StrEnum):
     EVENTS_STORE = "events.store"
     WEBHOOKS = "webhooks"
     DEAD = "dead"
+    DEAD_WATCH = "dead.watch"
 
 
 def deliver_queue(pool: str) -> str:
@@ -184,6 +206,11 @@ class Delivery:
 
 
 Decoder = Callable[[bytes], tuple[Any, bytes]]
+
+
+def undecoded(body: bytes) -> tuple[bytes, bytes]:
+    """A decoder that leaves the body as it is (the handler decodes what it needs)."""
+    return body, b""
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
@@ -502,7 +529,10 @@ class Broker:
     async def declare(self) -> None:
         """Declare every queue (the exchanges first); the same call from every service."""
         await self.declare_exchanges()
-        await self._declare_queue(Queue.DEAD, Exchange.DEAD, "", dead_letter=False)
+        await self._declare_queue(Queue.DEAD, Exchange.DEAD, "", dead_letter=False, consumed=False)
+        # A copy of every dead letter: the bounce service publishes the events of those
+        # RabbitMQ dead-lettered itself (module docstring).
+        await self._declare_queue(Queue.DEAD_WATCH, Exchange.DEAD, "", dead_letter=False)
         await self._declare_queue(Queue.SUBMIT, Exchange.SUBMIT, "")
         await self._declare_queue(Queue.SIGN, Exchange.WORK, Queue.SIGN)
         await self._declare_queue(Queue.RESULTS, Exchange.WORK, Queue.RESULTS)
@@ -527,7 +557,8 @@ class Broker:
         """The arguments of a durable queue: its type, and its TTL and dead-lettering. On a
         quorum queue dead-lettering is at-least-once: a job handed back by dead-lettering
         (a retry, a per-IP queue's handoff) must not be dropped when its target is down; and
-        a ``consumed`` one that dead-letters has a delivery limit."""
+        a ``consumed`` one has a delivery limit (past it, a job is dead-lettered, or dropped
+        where the queue does not dead-letter: ``dead.watch``, whose jobs are copies)."""
         args: dict[str, Any] = {"x-queue-type": self.settings.queue_type, **self._expires()}
         if ttl_ms is not None:
             args["x-message-ttl"] = ttl_ms
@@ -538,12 +569,18 @@ class Broker:
             if self.settings.queue_type == "quorum":
                 args["x-dead-letter-strategy"] = "at-least-once"
                 args["x-overflow"] = "reject-publish"  # at-least-once needs it
-                if consumed and self.settings.delivery_limit:
-                    args["x-delivery-limit"] = self.settings.delivery_limit
+        if consumed and self.settings.queue_type == "quorum" and self.settings.delivery_limit:
+            args["x-delivery-limit"] = self.settings.delivery_limit
         return args
 
     async def _declare_queue(
-        self, name: str, exchange: Exchange, key: str | None, *, dead_letter: bool = True
+        self,
+        name: str,
+        exchange: Exchange,
+        key: str | None,
+        *,
+        dead_letter: bool = True,
+        consumed: bool = True,
     ) -> AbstractQueue:
         channel, queues = self._publish_channel, self._queues
         assert channel is not None
@@ -551,7 +588,7 @@ class Broker:
         queue = await channel.declare_queue(
             self.full(name),
             durable=True,
-            arguments=self.arguments(dead_letter_exchange=dlx, consumed=True),
+            arguments=self.arguments(dead_letter_exchange=dlx, consumed=consumed),
         )
         if key is not None:
             await queue.bind(self._exchanges[exchange], routing_key=key)
@@ -1048,11 +1085,18 @@ class Broker:
         decoded: schemas.BrokerMessage | None,
         reason: str,
     ) -> None:
-        log.error("dead-lettering", reason=reason)
         if _channel_lost(message):
+            log.error("dead-lettering", reason=reason)
             log.info("channel lost: the broker redelivers the message instead")
             CONSUMED.labels(queue, "redelivered").inc()
             return
+        if queue == Queue.DEAD_WATCH:
+            # A copy of a job that is in `dead` already: a second one there would list it twice.
+            log.error("dropping a dead letter's copy; the job stays in dead", reason=reason)
+            await self._ack(message)
+            CONSUMED.labels(queue, "dropped").inc()
+            return
+        log.error("dead-lettering", reason=reason)
         headers = dict(message.headers or {})
         headers.update(
             {
@@ -1069,29 +1113,13 @@ class Broker:
                 headers=headers,
                 message_id=message.message_id,
             )
-            if isinstance(decoded, schemas.SignJob | schemas.DeliveryJob | schemas.DeliveryResult):
+            event = dead_lettered_event(
+                self.full(queue), decoded, message.body, reason, message.message_id
+            )
+            if event is not None:
                 # The bounce service records it and ends the job's recipients in `failed`
-                # (services/bounce/service.py DeadLetters): no mail stays in limbo.
-                await self.publish(
-                    schemas.Event(
-                        id=event_id(
-                            schemas.EventType.DEAD_LETTERED,
-                            decoded.message_id,
-                            None,
-                            self.full(queue),
-                            hashlib.sha256(message.body).hexdigest()[:16],
-                        ),
-                        type=schemas.EventType.DEAD_LETTERED,
-                        message_id=decoded.message_id,
-                        tenant=decoded.tenant,
-                        detail={
-                            "queue": self.full(queue),
-                            "reason": reason[:1000],
-                            "recipients": ",".join(_recipient_ids(decoded)),
-                            "amqp_message_id": message.message_id or "",
-                        },
-                    )
-                )
+                # (services/bounce/service.py EventRecorder): no mail stays in limbo.
+                await self.publish(event)
         except Exception as exc:
             log.warning("could not dead-letter; requeueing", error=repr(exc))
             await self._nack(message)
@@ -1099,6 +1127,42 @@ class Broker:
             return
         await self._ack(message)
         CONSUMED.labels(queue, "dead").inc()
+
+    def death_reason(self, queue: str, reason: str) -> str:
+        """Why RabbitMQ itself dead-lettered a job from ``queue`` (``x-death``), in words."""
+        if reason == "delivery_limit":
+            limit = self.settings.delivery_limit
+            handed = f"handed out {limit + 1} times" if limit else "handed out too often"
+            return f"{handed} without an ack (delivery limit of {queue})"
+        return f"dead-lettered by RabbitMQ from {queue}: {reason}"
+
+    def broker_dead_letter(
+        self, body: bytes, headers: Mapping[str, Any], amqp_message_id: str | None = None
+    ) -> schemas.Event | None:
+        """The ``dead_lettered`` event of a copy from ``dead.watch`` that RabbitMQ itself
+        dead-lettered, as ``consume()`` makes it for its own (same id); None for a copy
+        ``consume()`` dead-lettered (it published its event), one without ``x-death`` (put
+        into ``dead`` by hand), one that is no job of a Hato service (a submission: it has no
+        state yet), or one not sealed by a Hato service (it could fail another tenant's
+        mail)."""
+        if REASON_HEADER in headers:
+            return None
+        # This copy's own retries (consume()'s, through retry.<ms>) are deaths too.
+        death = broker_death(headers, ignore=self.full("retry."))
+        if death is None:
+            return None
+        try:
+            job, _ = schemas.decode(body)
+        except CodecError:
+            return None
+        if (
+            self.seal_key is not None
+            and isinstance(job, SEALED)
+            and not self._sealed(body, headers.get(SEAL_HEADER))
+        ):
+            log.warning("a dead letter not sealed by a Hato service: no event", queue=death[0])
+            return None
+        return dead_lettered_event(death[0], job, body, self.death_reason(*death), amqp_message_id)
 
     # -- dead letters, for operators ---------------------------------------------
 
@@ -1122,16 +1186,13 @@ class Broker:
                 if message is None:
                     break
                 headers = dict(message.headers or {})
-                entry = _dead_entry(message, headers)
+                entry = _dead_entry(message, headers, self.death_reason)
                 decision = await act(message) if act is not None else None
                 if decision == "retry":
-                    for name in (
-                        ATTEMPT_HEADER,
-                        ERRORS_HEADER,
-                        TRANSIENT_HEADER,
-                        REASON_HEADER,
-                        FAILED_AT_HEADER,
-                    ):
+                    # A fresh start: its deaths go too (the dispatcher refuses a job whose
+                    # last death is an IP queue's delivery limit, and the job retried must
+                    # not look dead-lettered when it dies again).
+                    for name in RETRY_DROPS:
                         headers.pop(name, None)
                     await self._publish(
                         self._channel().default_exchange,
@@ -1181,27 +1242,89 @@ async def settle(*publishes: Awaitable[None]) -> None:
             raise outcome
 
 
-def broker_death(headers: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The queue and reason of the last dead-lettering RabbitMQ itself did (``x-death``)
-    of a message, if any: a job past its queue's delivery limit, say."""
-    deaths = headers.get("x-death") or []
-    if not deaths or not isinstance(deaths[0], Mapping):
-        return None
+def broker_death(headers: Mapping[str, Any], *, ignore: str = "") -> tuple[str, str] | None:
+    """The queue and reason of the last dead-lettering RabbitMQ itself did (``x-death``,
+    latest first) of a message, if any: a job past its queue's delivery limit, say; with
+    ``ignore``, deaths in queues whose name starts with it are passed over."""
 
     def text(value: object) -> str:
         return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
 
-    return text(deaths[0].get("queue")), text(deaths[0].get("reason"))
+    for death in headers.get("x-death") or []:
+        if not isinstance(death, Mapping):
+            return None
+        queue = text(death.get("queue"))
+        if not (ignore and queue.startswith(ignore)):
+            return queue, text(death.get("reason"))
+    return None
 
 
-def _recipient_ids(job: schemas.BrokerMessage) -> list[str]:
+# Headers a retried dead letter leaves behind: it starts afresh in the queue it died in.
+RETRY_DROPS = (
+    ATTEMPT_HEADER,
+    ERRORS_HEADER,
+    TRANSIENT_HEADER,
+    REASON_HEADER,
+    QUEUE_HEADER,
+    FAILED_AT_HEADER,
+    "x-death",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-first-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+    "x-last-death-exchange",
+    "x-delivery-count",
+)
+
+
+def dead_lettered_event(
+    queue: str, job: object, body: bytes, reason: str, amqp_message_id: str | None
+) -> schemas.Event | None:
+    """The ``dead_lettered`` event of a job (a sign or delivery job, a result) that died in
+    ``queue`` (its full name), None for anything else. Its id comes from the message, the
+    queue and the body: the same death told twice is one event."""
+    if not isinstance(job, schemas.SignJob | schemas.DeliveryJob | schemas.DeliveryResult):
+        return None
+    return schemas.Event(
+        id=event_id(
+            schemas.EventType.DEAD_LETTERED,
+            job.message_id,
+            None,
+            queue,
+            hashlib.sha256(body).hexdigest()[:16],
+        ),
+        type=schemas.EventType.DEAD_LETTERED,
+        message_id=job.message_id,
+        tenant=job.tenant,
+        detail={
+            "queue": queue,
+            "reason": reason[:1000],
+            "recipients": ",".join(_recipient_ids(job)),
+            "amqp_message_id": amqp_message_id or "",
+        },
+    )
+
+
+def _death_time(headers: Mapping[str, Any]) -> str:
+    deaths = headers.get("x-death") or []
+    at = deaths[0].get("time") if deaths and isinstance(deaths[0], Mapping) else None
+    return at.isoformat() if isinstance(at, datetime) else str(at or "")
+
+
+def _recipient_ids(job: object) -> list[str]:
     if isinstance(job, schemas.DeliveryResult):
         return [r.recipient_id for r in job.results]
     return [r.id for r in getattr(job, "recipients", ())]
 
 
-def _dead_entry(message: AbstractIncomingMessage, headers: dict[str, Any]) -> dict[str, Any]:
-    """What an operator needs to know of a dead-lettered job (never its payload)."""
+def _dead_entry(
+    message: AbstractIncomingMessage,
+    headers: dict[str, Any],
+    describe: Callable[[str, str], str],
+) -> dict[str, Any]:
+    """What an operator needs to know of a dead-lettered job (never its payload);
+    ``describe`` words the reason of a job RabbitMQ itself dead-lettered."""
 
     def text(name: str) -> str:
         value = headers.get(name, "")
@@ -1214,10 +1337,10 @@ def _dead_entry(message: AbstractIncomingMessage, headers: dict[str, Any]) -> di
         "reason": text(REASON_HEADER),
         "failed_at": text(FAILED_AT_HEADER),
     }
-    if not entry["queue"] and (death := broker_death(headers)):
+    if REASON_HEADER not in headers and (death := broker_death(headers)):
         # Dead-lettered by RabbitMQ itself (past a quorum queue's x-delivery-limit).
-        entry["queue"], entry["reason"] = death
-        entry["failed_at"] = str(headers.get("x-first-death-time", "") or "")
+        entry["queue"], entry["reason"] = death[0], describe(*death)
+        entry["failed_at"] = _death_time(headers)
     try:
         job, payload = schemas.decode(message.body)
     except Exception:

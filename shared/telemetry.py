@@ -18,7 +18,8 @@ tracer = trace.get_tracer("hato")
 
 CONSUMED = Counter(
     "hato_consumed_messages_total",
-    "Broker messages handled by consume(), by queue and outcome.",
+    "Broker messages handled by consume(), by queue and outcome (outcome dead also counts the "
+    "jobs RabbitMQ dead-lettered itself, counted by the bounce service).",
     ["queue", "outcome"],
 )
 HANDLE_SECONDS = Histogram(

@@ -193,7 +193,7 @@ OVERVIEW = Dashboard(
                         f'{{outcome="dead"}}[{RATE}]))',
                         "new from {{queue}}",
                     ),
-                    description="Read x-hato-reason on the messages in the dead queue.",
+                    description="`hato dead list` shows each job, its queue and the reason.",
                 ),
                 p(
                     "Job age when taken, p99 by queue",

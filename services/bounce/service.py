@@ -1,7 +1,8 @@
 """The bounce service: bounced and expired delivery results are classified (their events
 written with the reason) and feed the suppression list; inbound bounces and complaints the
 same; the webhook queue is bound to what tenants subscribed to and fills their outboxes; the
-dead-letter events the broker publishes are written.
+dead-letter events the broker publishes are written, and a job RabbitMQ dead-lettered itself
+(past a quorum queue's delivery limit) gets the same event.
 
 Several replicas may run: consumers share their queues, and what must run on one replica at a
 time holds a lease in MongoDB (``shared/leases.py``): each webhook endpoint's sending, and the
@@ -22,7 +23,7 @@ from services.bounce.settings import BounceSettings
 from services.bounce.webhook_sender import WebhookBindings, WebhookRouter, WebhookSender
 from shared import logging as hlog
 from shared import metrics
-from shared.broker import Delivery, Queue
+from shared.broker import Broker, Delivery, Queue, undecoded
 from shared.egress import Egress
 from shared.errors import Permanent
 from shared.ids import event_id
@@ -39,6 +40,7 @@ from shared.schemas import (
 )
 from shared.secrets import SecretBox
 from shared.store import Store
+from shared.telemetry import CONSUMED
 from shared.timeline import Timeline, attempt_events
 from shared.verp import Verp
 
@@ -159,6 +161,35 @@ class EventRecorder:
         log.warning("recipients failed with their dead-lettered job", recipients=len(events))
 
 
+class BrokerDeadLetters:
+    """A copy of each dead letter (``dead.watch``) → for a job RabbitMQ itself dead-lettered
+    (past a quorum queue's delivery limit), the ``dead_lettered`` event ``consume()`` publishes
+    for the jobs it dead-letters, same id: ``EventRecorder`` then fails the job's recipients
+    as for any dead job, and the job waits in ``dead`` for an operator. A publish the broker
+    does not confirm raises ``Unavailable``: the copy comes back and is published again."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    async def handle(self, delivery: Delivery) -> None:
+        event = self.broker.broker_dead_letter(
+            delivery.message, delivery.headers, delivery.message_id
+        )
+        if event is None:
+            return  # consume() dead-lettered it (its event is out), or it is no job
+        log.warning(
+            "a job RabbitMQ dead-lettered",
+            queue=event.detail["queue"],
+            reason=event.detail["reason"],
+            message_id=event.message_id,
+        )
+        await self.broker.publish(event)
+        # Counted as dead letters of the queue they died in: the alert on dead letters and
+        # the dashboards (fed by consume()'s count of its own) show them too.
+        queue = event.detail["queue"].removeprefix(f"{self.broker.settings.prefix}.")
+        CONSUMED.labels(queue, "dead").inc()
+
+
 async def run(settings: BounceSettings) -> None:
     box = (
         SecretBox.from_settings(settings.secrets)
@@ -198,6 +229,9 @@ async def run(settings: BounceSettings) -> None:
             )
             await listener.start()
         await rt.broker.consume(Queue.EVENTS_STORE, EventRecorder(rt.store, timeline).handle)
+        await rt.broker.consume(
+            Queue.DEAD_WATCH, BrokerDeadLetters(rt.broker).handle, decode=undecoded
+        )
         sender = None
         if box is not None:
             router = WebhookRouter(rt.store.webhooks)

@@ -110,10 +110,15 @@ class Dispatcher:
         """A job from a pool's queue: deliver it from its member IP, or hand it to the owner."""
         job = self._job(delivery)
         death = broker_death(delivery.headers)
-        if death is not None and death[1] == "delivery_limit":
+        if (
+            death is not None
+            and death[1] == "delivery_limit"
+            and death[0].startswith(self.broker.full(ip_queue(job.pool, "")))
+        ):
             # Back from an IP queue past its delivery limit (its dispatcher died with it each
-            # time): forwarded again, it would go round for ever.
-            raise Permanent(f"handed out past the delivery limit of {death[0]}")
+            # time): forwarded again, it would go round for ever. consume() dead-letters it
+            # with its event, the reason worded as for a job RabbitMQ put into `dead` itself.
+            raise Permanent(self.broker.death_reason(*death))
         member = self.view.choose(job.pool, job.domain)
         if member is None:
             raise RetryLater(600, "every live member of the pool is at its warm-up cap")

@@ -444,7 +444,8 @@ async def test_quorum_queues_have_a_delivery_limit_and_dead_letter_past_it(
     """With queue_type=quorum the consumed queues carry x-delivery-limit (with at-least-once
     dead-lettering and reject-publish), RabbitMQ accepts them, and a job handed out past the
     limit without an ack (its consumer dies each time) goes to the dead-letter queue; the
-    dead-letter and retry queues have no limit."""
+    dead-letter and retry queues have no limit, the dead letters' copies one without
+    dead-lettering."""
     settings = broker_settings.model_copy(update={"queue_type": "quorum", "delivery_limit": 2})
     b = Broker(settings, name="quorum-limit", pools=["default"])
     await b.connect()
@@ -462,6 +463,9 @@ async def test_quorum_queues_have_a_delivery_limit_and_dead_letter_past_it(
             assert args["x-dead-letter-strategy"] == "at-least-once"
             assert args["x-overflow"] == "reject-publish"
         assert "x-delivery-limit" not in await queue_arguments(settings, b.full("dead"))
+        # The dead letters' copies for the bounce service: a limit, no dead-lettering.
+        watch = await queue_arguments(settings, b.full("dead.watch"))
+        assert watch["x-delivery-limit"] == 2 and "x-dead-letter-exchange" not in watch
         assert "x-delivery-limit" not in await queue_arguments(settings, b.full("retry.1000"))
         assert "x-delivery-limit" not in Broker(broker_settings, name="classic").arguments(
             dead_letter_exchange="x", consumed=True
@@ -481,10 +485,15 @@ async def test_quorum_queues_have_a_delivery_limit_and_dead_letter_past_it(
                 handed_out += 1
         listed = await eventually(b.dead_letters, until=lambda entries: entries)
         assert handed_out == 3  # the limit, then one more: it is dead-lettered on that return
-        # hato dead list names the queue and the broker's reason.
+        # hato dead list names the queue and the broker's reason, in words.
         assert [(e["message_id"], e["queue"], e["reason"]) for e in listed] == [
-            ("poison", b.full(Queue.SIGN), "delivery_limit")
+            (
+                "poison",
+                b.full(Queue.SIGN),
+                f"handed out 3 times without an ack (delivery limit of {b.full(Queue.SIGN)})",
+            )
         ]
+        assert listed[0]["failed_at"].startswith("20")
     finally:
         await b.close()
 
