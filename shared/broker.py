@@ -107,7 +107,7 @@ from shared.errors import (
     RetryLater,
     Unavailable,
 )
-from shared.ids import event_id, new_id
+from shared.ids import new_id
 from shared.settings import BrokerSettings
 from shared.telemetry import (
     CONSUMED,
@@ -1286,17 +1286,11 @@ def dead_lettered_event(
     queue and the body: the same death told twice is one event."""
     if not isinstance(job, schemas.SignJob | schemas.DeliveryJob | schemas.DeliveryResult):
         return None
-    return schemas.Event(
-        id=event_id(
-            schemas.EventType.DEAD_LETTERED,
-            job.message_id,
-            None,
-            queue,
-            hashlib.sha256(body).hexdigest()[:16],
-        ),
-        type=schemas.EventType.DEAD_LETTERED,
-        message_id=job.message_id,
+    return schemas.Event.of(
+        schemas.EventType.DEAD_LETTERED,
         tenant=job.tenant,
+        message_id=job.message_id,
+        step=(queue, hashlib.sha256(body).hexdigest()[:16]),
         detail={
             "queue": queue,
             "reason": reason[:1000],

@@ -26,7 +26,6 @@ from shared import metrics
 from shared.broker import Broker, Delivery, Queue, undecoded
 from shared.egress import Egress
 from shared.errors import Permanent
-from shared.ids import event_id
 from shared.leases import Leases, holder_id
 from shared.runtime import Runtime
 from shared.schemas import (
@@ -142,13 +141,13 @@ class EventRecorder:
         )
         failed = await self.store.fail_dead_lettered(event.message_id, ids, reply)
         events = [
-            Event(
-                id=event_id(EventType.FAILED, event.message_id, doc["_id"], "dead", queue),
-                type=EventType.FAILED,
-                message_id=event.message_id,
+            Event.of(
+                EventType.FAILED,
                 tenant=event.tenant,
+                message_id=event.message_id,
                 recipient_id=doc["_id"],
                 address=doc.get("address"),
+                step=("dead", queue),
                 reply=reply,
                 detail={"reason": "dead_lettered", "queue": queue},
             )
