@@ -13,6 +13,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from services.ingest.http import problems
+
 PROTECTED = ("/v1/", "/admin/")
 
 
@@ -82,16 +84,12 @@ def _bearer(value: bytes) -> str:
 
 
 async def _problem(send: Any, status: int, detail: str) -> None:
-    titles = {401: "Unauthorized", 413: "Content Too Large"}
-    body = json.dumps(
-        {"type": "about:blank", "title": titles[status], "status": status, "detail": detail}
-    ).encode()
+    body = json.dumps(problems.document(status, detail)).encode()
     headers = [
-        (b"content-type", b"application/problem+json"),
+        (b"content-type", problems.PROBLEM.encode()),
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),  # the unread body is not ours to wait for
+        *((k.lower().encode(), v.encode()) for k, v in problems.headers(status).items()),
     ]
-    if status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
