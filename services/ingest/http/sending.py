@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from services.ingest.api_models import AcceptedOut, BatchIn, MessageIn, RawMessageIn
 from services.ingest.http.deps import DoorDep, Tenant
-from services.ingest.http.problems import RETRY_AFTER, Problem, ProblemDocument, problems
+from services.ingest.http.problems import PROBLEM, RETRY_AFTER, Problem, ProblemDocument, problems
 from services.ingest.idempotency import Answer, Work, once
 from services.ingest.send import Refused, Sender
 from shared import logging as hlog
@@ -168,8 +168,11 @@ async def idempotent(
         raise Problem(409, "a request with this Idempotency-Key is in progress") from None
     if not answer.replayed:
         return JSONResponse(answer.body, status_code=answer.status)
-    return JSONResponse(
-        answer.body, status_code=answer.status, headers={"Idempotent-Replayed": "true"}
+    return JSONResponse(  # a refusal replayed is the problem document it was
+        answer.body,
+        status_code=answer.status,
+        headers={"Idempotent-Replayed": "true"},
+        media_type=PROBLEM if answer.status >= 400 else None,
     )
 
 
