@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from services.ingest.api_models import AcceptedOut, BatchIn, MessageIn, RawMessageIn
-from services.ingest.http.deps import DoorDep, Tenant
+from services.ingest.http.deps import Door, DoorDep, Tenant
 from services.ingest.http.problems import PROBLEM, RETRY_AFTER, Problem, ProblemDocument, problems
 from services.ingest.idempotency import Answer, Work, once
 from services.ingest.send import Refused, Sender
@@ -150,7 +150,7 @@ async def send_batch(
 
 
 async def idempotent(
-    door: DoorDep, request: Request, identity: Identity, key: str | None, work: Work
+    door: Door, request: Request, identity: Identity, key: str | None, work: Work
 ) -> JSONResponse:
     """``work``'s answer, once per Idempotency-Key (``services.ingest.idempotency``): a
     refusal is the request's answer too, a 429 or 503 is not (the key is released)."""

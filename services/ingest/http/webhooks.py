@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from services.ingest.api_models import ReplayIn, WebhookIn
-from services.ingest.http.deps import DoorDep, Tenant
+from services.ingest.http.deps import Door, DoorDep, Tenant
 from services.ingest.http.problems import Problem, problems
 from shared.directory import Identity
 from shared.egress import Forbidden
@@ -105,7 +105,7 @@ async def list_webhooks(identity: Tenant, door: DoorDep) -> dict[str, Any]:
     }
 
 
-async def _own_webhook(door: DoorDep, webhook_id: str, identity: Identity) -> dict[str, Any]:
+async def _own_webhook(door: Door, webhook_id: str, identity: Identity) -> dict[str, Any]:
     hook = await door.store.webhooks.get(webhook_id)
     if hook is None or hook["tenant"] != identity.tenant:
         raise Problem(404, f"no webhook {webhook_id}")
