@@ -35,7 +35,7 @@ class HistoryEntry(_View):
     source_ip: str | None = None
     reason: str | None = None
     source: str | None = None
-    next_attempt_at: datetime | None = None
+    next_attempt_at: str | None = Field(None, description="ISO 8601, as the deferral said.")
 
 
 class RecipientView(_View):
@@ -47,7 +47,7 @@ class RecipientView(_View):
     reply: dict[str, Any] | None = Field(None, description="The last reply.")
     destination: str | None = None
     source_ip: str | None = None
-    next_attempt_at: datetime | None = None
+    next_attempt_at: str | None = Field(None, description="ISO 8601, when deferred.")
     created_at: datetime | None = None
     updated_at: datetime | None = None
     finished_at: datetime | None = None
