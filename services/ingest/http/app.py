@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.ingest.accept import Acceptor
 from services.ingest.http import admin as admin_routes
@@ -50,10 +51,10 @@ class DropEmptyQueryParameters:
     """``?recipient=&status=`` means "not given", as HTML forms and copied examples send it:
     empty query parameters are dropped before routing, so they never fail validation."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("query_string"):
             pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
             kept = [(k, v) for k, v in pairs if v != ""]
