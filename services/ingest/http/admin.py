@@ -45,7 +45,7 @@ from services.ingest.http.admin_models import (
     TenantOut,
 )
 from services.ingest.http.deps import operator
-from services.ingest.http.problems import Problem, problems
+from services.ingest.http.problems import Answer, Problem, problems
 from shared.admin import NAME, Announce, Commands
 from shared.broker import Broker
 from shared.directory import Directory, Limits
@@ -148,19 +148,19 @@ router = APIRouter(
 
 # Every admin route may answer 401 (no valid token) and 403 (a tenant's key, not the
 # operator's); the statuses after those are each route's own.
-def _answers(*statuses: int, **meanings: str) -> dict[int | str, dict[str, Any]]:
-    return problems(401, 403, *statuses, **meanings)
+def _answers(*answers: Answer) -> dict[int | str, dict[str, Any]]:
+    return problems(401, 403, *answers)
 
 
-_TENANT = {"s404": "No such tenant."}
+_TENANT = (404, "No such tenant.")
 _BODY = (400, 413)  # a body that does not match the schema; one over 1 MiB
 
 # -- dead letters -----------------------------------------------------------------------------
 
-_NO_BROKER = {"s503": "This instance has no broker connection for dead letters."}
+_NO_BROKER = (503, "This instance has no broker connection for dead letters.")
 
 
-@router.get("/dead", response_model=DeadJobs, responses=_answers(503, **_NO_BROKER))
+@router.get("/dead", response_model=DeadJobs, responses=_answers(_NO_BROKER))
 async def list_dead(a: AdminDep) -> dict[str, Any]:
     """Jobs that failed for good (the dead-letter queue), oldest first; their
     recipients are `failed` with the reason."""
@@ -170,7 +170,7 @@ async def list_dead(a: AdminDep) -> dict[str, Any]:
 @router.post(
     "/dead/{job_id}/retry",
     response_model=Retried,
-    responses=_answers(404, 503, s404="No dead-lettered job with this id.", **_NO_BROKER),
+    responses=_answers((404, "No dead-lettered job with this id."), _NO_BROKER),
 )
 async def retry_dead(job_id: str, a: AdminDep) -> dict[str, Any]:
     """Put a job back into the queue it died in; its recipients wait again."""
@@ -180,7 +180,7 @@ async def retry_dead(job_id: str, a: AdminDep) -> dict[str, Any]:
 @router.delete(
     "/dead/{job_id}",
     response_model=Dropped,
-    responses=_answers(404, 503, s404="No dead-lettered job with this id.", **_NO_BROKER),
+    responses=_answers((404, "No dead-lettered job with this id."), _NO_BROKER),
 )
 async def drop_dead(job_id: str, a: AdminDep) -> dict[str, Any]:
     """Remove a job for good; its recipients stay `failed`."""
@@ -200,11 +200,7 @@ async def list_tenants(c: CommandsDep) -> list[dict[str, Any]]:
     status_code=201,
     response_model=TenantOut,
     responses=_answers(
-        *_BODY,
-        409,
-        422,
-        s409="A tenant of this name exists.",
-        s422="A pool it names does not exist.",
+        *_BODY, (409, "A tenant of this name exists."), (422, "A pool it names does not exist.")
     ),
 )
 async def create_tenant(body: TenantIn, c: CommandsDep) -> dict[str, Any]:
@@ -218,7 +214,7 @@ async def create_tenant(body: TenantIn, c: CommandsDep) -> dict[str, Any]:
     )
 
 
-@router.get("/tenants/{tenant}", response_model=TenantOut, responses=_answers(404, **_TENANT))
+@router.get("/tenants/{tenant}", response_model=TenantOut, responses=_answers(_TENANT))
 async def get_tenant(tenant: str, c: CommandsDep) -> dict[str, Any]:
     return await c.tenant(tenant)
 
@@ -227,7 +223,7 @@ async def get_tenant(tenant: str, c: CommandsDep) -> dict[str, Any]:
     "/tenants/{tenant}",
     response_model=TenantOut,
     responses=_answers(
-        *_BODY, 404, 422, s422="A pool it names does not exist, or not a pool name.", **_TENANT
+        *_BODY, (422, "A pool it names does not exist, or not a pool name."), _TENANT
     ),
 )
 async def change_tenant(tenant: str, body: TenantChangeIn, c: CommandsDep) -> dict[str, Any]:
@@ -243,7 +239,7 @@ async def change_tenant(tenant: str, body: TenantChangeIn, c: CommandsDep) -> di
 @router.patch(
     "/tenants/{tenant}/limits",
     response_model=TenantOut,
-    responses=_answers(*_BODY, 404, **_TENANT),
+    responses=_answers(*_BODY, _TENANT),
 )
 async def set_limits(tenant: str, body: LimitsIn, c: CommandsDep) -> dict[str, Any]:
     return await c.set_limits(tenant, Limits(**body.model_dump()))
@@ -253,7 +249,7 @@ async def set_limits(tenant: str, body: LimitsIn, c: CommandsDep) -> dict[str, A
     "/tenants/{tenant}/networks",
     status_code=201,
     response_model=TenantOut,
-    responses=_answers(*_BODY, 404, **_TENANT),
+    responses=_answers(*_BODY, _TENANT),
 )
 async def add_network(tenant: str, body: NetworkIn, c: CommandsDep) -> dict[str, Any]:
     return await c.add_network(tenant, body.cidr, wide=body.allow_wide)
@@ -262,7 +258,7 @@ async def add_network(tenant: str, body: NetworkIn, c: CommandsDep) -> dict[str,
 @router.delete(
     "/tenants/{tenant}/networks",
     response_model=TenantOut,
-    responses=_answers(400, 404, 422, s422="Not a network.", **_TENANT),
+    responses=_answers(400, (422, "Not a network."), _TENANT),
 )
 async def remove_network(
     tenant: str, cidr: Annotated[str, Query()], c: CommandsDep
@@ -282,9 +278,7 @@ async def list_pools(c: CommandsDep) -> list[dict[str, Any]]:
     "/pools/{pool}/members",
     status_code=201,
     response_model=PoolMemberAdded,
-    responses=_answers(
-        *_BODY, 422, s422="Not an IP address, or warm-up caps that are not positive."
-    ),
+    responses=_answers(*_BODY, (422, "Not an IP address, or warm-up caps that are not positive.")),
 )
 async def add_pool_member(pool: str, body: PoolMemberIn, c: CommandsDep) -> dict[str, Any]:
     if not re.match(NAME, pool):
@@ -296,7 +290,7 @@ async def add_pool_member(pool: str, body: PoolMemberIn, c: CommandsDep) -> dict
 @router.delete(
     "/pools/{pool}/members/{ip}",
     status_code=204,
-    responses=_answers(404, s404="The pool has no such member."),
+    responses=_answers((404, "The pool has no such member.")),
 )
 async def remove_pool_member(pool: str, ip: str, c: CommandsDep) -> None:
     await c.remove_pool_member(pool, ip)
@@ -311,12 +305,13 @@ async def remove_pool_member(pool: str, ip: str, c: CommandsDep) -> None:
     response_model=DomainAdded,
     responses=_answers(
         *_BODY,
-        404,
-        409,
-        s400="The body does not match the schema, or no master key is configured to seal "
-        "the domain's DKIM key.",
-        s409="The domain belongs to another tenant.",
-        **_TENANT,
+        (
+            400,
+            "The body does not match the schema, or no master key is configured to seal "
+            "the domain's DKIM key.",
+        ),
+        (409, "The domain belongs to another tenant."),
+        _TENANT,
     ),
 )
 async def add_domain(tenant: str, body: DomainIn, c: CommandsDep) -> dict[str, Any]:
@@ -329,7 +324,7 @@ async def add_domain(tenant: str, body: DomainIn, c: CommandsDep) -> dict[str, A
 @router.get(
     "/tenants/{tenant}/domains",
     response_model=list[DomainOut],
-    responses=_answers(404, **_TENANT),
+    responses=_answers(_TENANT),
 )
 async def list_domains(tenant: str, c: CommandsDep) -> list[dict[str, Any]]:
     return [_pick(d, "domain", "verified", "dns_records") for d in await c.domains(tenant)]
@@ -338,7 +333,7 @@ async def list_domains(tenant: str, c: CommandsDep) -> list[dict[str, Any]]:
 @router.post(
     "/domains/{domain}/verify",
     response_model=DomainVerified,
-    responses=_answers(404, s404="No such domain."),
+    responses=_answers((404, "No such domain.")),
 )
 async def verify_domain(domain: str, c: CommandsDep) -> dict[str, Any]:
     verified, checks = await c.verify_domain(domain)
@@ -356,7 +351,7 @@ async def verify_domain(domain: str, c: CommandsDep) -> dict[str, Any]:
     "/tenants/{tenant}/credentials",
     status_code=201,
     response_model=CredentialCreated,
-    responses=_answers(*_BODY, 404, 409, s409="The SMTP user exists.", **_TENANT),
+    responses=_answers(*_BODY, (409, "The SMTP user exists."), _TENANT),
 )
 async def add_credential(tenant: str, body: CredentialIn, c: CommandsDep) -> dict[str, Any]:
     password = await c.add_credential(tenant, body.username, allowed_from=body.allowed_from)
@@ -370,7 +365,7 @@ async def add_credential(tenant: str, body: CredentialIn, c: CommandsDep) -> dic
 @router.get(
     "/tenants/{tenant}/credentials",
     response_model=list[CredentialOut],
-    responses=_answers(404, **_TENANT),
+    responses=_answers(_TENANT),
 )
 async def list_credentials(tenant: str, c: CommandsDep) -> list[dict[str, Any]]:
     return [_pick(v, "username", "allowed_from", "created_at") for v in await c.credentials(tenant)]
@@ -379,7 +374,7 @@ async def list_credentials(tenant: str, c: CommandsDep) -> list[dict[str, Any]]:
 @router.delete(
     "/tenants/{tenant}/credentials/{username}",
     status_code=204,
-    responses=_answers(404, s404="The tenant has no such SMTP user."),
+    responses=_answers((404, "The tenant has no such SMTP user.")),
 )
 async def delete_credential(tenant: str, username: str, c: CommandsDep) -> None:
     await c.remove_credential(username, tenant)
@@ -389,7 +384,7 @@ async def delete_credential(tenant: str, username: str, c: CommandsDep) -> None:
     "/tenants/{tenant}/api-keys",
     status_code=201,
     response_model=ApiKeyCreated,
-    responses=_answers(*_BODY, 404, **_TENANT),
+    responses=_answers(*_BODY, _TENANT),
 )
 async def add_api_key(tenant: str, body: ApiKeyIn, c: CommandsDep) -> dict[str, Any]:
     prefix, token = await c.add_api_key(tenant, name=body.name, allowed_from=body.allowed_from)
@@ -404,7 +399,7 @@ async def add_api_key(tenant: str, body: ApiKeyIn, c: CommandsDep) -> dict[str, 
 @router.get(
     "/tenants/{tenant}/api-keys",
     response_model=list[ApiKeyOut],
-    responses=_answers(404, **_TENANT),
+    responses=_answers(_TENANT),
 )
 async def list_api_keys(tenant: str, c: CommandsDep) -> list[dict[str, Any]]:
     return [
@@ -415,7 +410,7 @@ async def list_api_keys(tenant: str, c: CommandsDep) -> list[dict[str, Any]]:
 @router.delete(
     "/tenants/{tenant}/api-keys/{prefix}",
     status_code=204,
-    responses=_answers(404, s404="The tenant has no such API key."),
+    responses=_answers((404, "The tenant has no such API key.")),
 )
 async def revoke_api_key(tenant: str, prefix: str, c: CommandsDep) -> None:
     await c.revoke_api_key(prefix, tenant)

@@ -124,7 +124,7 @@ class DestinationReport(BaseModel):
     "/v1/messages/{message_id}",
     response_model=MessageView,
     response_model_exclude_unset=True,
-    responses=problems(401, 404, s404="No such message (another tenant's is not found either)."),
+    responses=problems(401, (404, "No such message (another tenant's is not found either).")),
 )
 async def get_message(message_id: str, c: CallerDep, door: DoorDep) -> dict[str, Any]:
     """A message with its status (which follows its recipients': ``delivered`` once all

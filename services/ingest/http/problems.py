@@ -148,14 +148,20 @@ _HEADERS = {
 _REF = {"$ref": "#/components/schemas/Problem"}
 
 
-def problems(*statuses: int, **meanings: str) -> dict[int | str, dict[str, Any]]:
+Answer = int | tuple[int, str]
+"""A problem status a route answers, or the status with what it means for that route."""
+
+
+def problems(*answers: Answer) -> dict[int | str, dict[str, Any]]:
     """The problem responses of a route, for its ``responses=``: each status with what it
-    means (``meanings``, by ``s404=...``, for this route's own words), the problem schema as
-    ``application/problem+json``, and the headers it carries."""
+    means (``(404, "No such webhook.")`` for this route's own words, else ``MEANINGS``), the
+    problem schema as ``application/problem+json``, and the headers it carries."""
+    said = dict(a for a in answers if isinstance(a, tuple))
+    statuses = {a[0] if isinstance(a, tuple) else a for a in answers}
     out: dict[int | str, dict[str, Any]] = {}
     for status in sorted(statuses):
         response: dict[str, Any] = {
-            "description": meanings.get(f"s{status}", MEANINGS[status]),
+            "description": said.get(status, MEANINGS[status]),
             "content": {PROBLEM: {"schema": _REF}},
         }
         if status in _HEADERS:

@@ -36,26 +36,28 @@ IdemKey = Annotated[
         description="Makes a retry safe: the same key and body get the first answer again.",
     ),
 ]
-_IDEMPOTENCY = {
-    "s409": "A request with this Idempotency-Key is still in progress.",
-    "s422": "This Idempotency-Key was used for another request.",
-}
+_IDEMPOTENCY = (
+    (409, "A request with this Idempotency-Key is still in progress."),
+    (422, "This Idempotency-Key was used for another request."),
+)
 _SENDING = problems(
     400,
     401,
     403,
-    409,
-    413,
-    422,
     429,
-    503,
-    s400="The request does not match the schema (``errors`` says where), or the message is "
-    "malformed or has too many recipients.",
-    s403="Not a tenant's key, a From address the tenant may not send from, or a pool it may "
-    "not use.",
-    s413="The body, or the message, is over the limit.",
-    s503="The message could not be made durable; try again after Retry-After.",
-    **_IDEMPOTENCY,
+    (
+        400,
+        "The request does not match the schema (``errors`` says where), or the message is "
+        "malformed or has too many recipients.",
+    ),
+    (
+        403,
+        "Not a tenant's key, a From address the tenant may not send from, or a pool it may "
+        "not use.",
+    ),
+    (413, "The body, or the message, is over the limit."),
+    (503, "The message could not be made durable; try again after Retry-After."),
+    *_IDEMPOTENCY,
 )
 
 
@@ -119,7 +121,7 @@ async def send_raw(
 @router.post(
     "/v1/messages/batch",
     response_model=BatchOut,
-    responses=problems(400, 401, 403, 409, 413, 422, s403="Not a tenant's key.", **_IDEMPOTENCY),
+    responses=problems(400, 401, 413, (403, "Not a tenant's key."), *_IDEMPOTENCY),
 )
 async def send_batch(
     batch: BatchIn,

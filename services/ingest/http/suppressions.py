@@ -76,7 +76,7 @@ async def add_suppression(body: SuppressionIn, identity: Tenant, door: DoorDep) 
 @router.delete(
     "/v1/suppressions/{address}",
     status_code=204,
-    responses=problems(401, 403, 404, s404="The address is not suppressed."),
+    responses=problems(401, 403, (404, "The address is not suppressed.")),
 )
 async def remove_suppression(address: str, identity: Tenant, door: DoorDep) -> None:
     """Lift a suppression: the address may be mailed again."""

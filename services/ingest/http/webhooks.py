@@ -19,7 +19,7 @@ from shared.schemas import ChangeKind
 router = APIRouter(tags=["webhooks"])
 
 MAX_REPLAY = 100_000  # events one replay call queues; the caller goes on from next_since
-_NO_SUCH = {"s404": "No such webhook (another tenant's is not found either)."}
+_NO_SUCH = (404, "No such webhook (another tenant's is not found either).")
 
 
 class Webhook(BaseModel):
@@ -69,10 +69,8 @@ class Replayed(BaseModel):
         401,
         403,
         413,
-        422,
-        503,
-        s422="The URL is refused: it leads to a private or otherwise forbidden address.",
-        s503="Webhooks need the master key (HATO_MASTER_KEY_FILE), which is not configured.",
+        (422, "The URL is refused: it leads to a private or otherwise forbidden address."),
+        (503, "Webhooks need the master key (HATO_MASTER_KEY_FILE), which is not configured."),
     ),
 )
 async def add_webhook(body: WebhookIn, identity: Tenant, door: DoorDep) -> dict[str, Any]:
@@ -112,9 +110,7 @@ async def _own_webhook(door: Door, webhook_id: str, identity: Identity) -> dict[
     return hook
 
 
-@router.delete(
-    "/v1/webhooks/{webhook_id}", status_code=204, responses=problems(401, 403, 404, **_NO_SUCH)
-)
+@router.delete("/v1/webhooks/{webhook_id}", status_code=204, responses=problems(401, 403, _NO_SUCH))
 async def remove_webhook(webhook_id: str, identity: Tenant, door: DoorDep) -> None:
     """Stop sending events to this endpoint."""
     await _own_webhook(door, webhook_id, identity)
@@ -126,7 +122,7 @@ async def remove_webhook(webhook_id: str, identity: Tenant, door: DoorDep) -> No
 @router.get(
     "/v1/webhooks/{webhook_id}/deliveries",
     response_model=DeliveryLog,
-    responses=problems(401, 403, 404, **_NO_SUCH),
+    responses=problems(401, 403, _NO_SUCH),
 )
 async def webhook_log(webhook_id: str, identity: Tenant, door: DoorDep) -> dict[str, Any]:
     """The delivery log: each event's state, attempts and the last answer."""
@@ -150,7 +146,7 @@ async def webhook_log(webhook_id: str, identity: Tenant, door: DoorDep) -> dict[
 @router.post(
     "/v1/webhooks/{webhook_id}/replay",
     response_model=Replayed,
-    responses=problems(400, 401, 403, 404, 413, **_NO_SUCH),
+    responses=problems(400, 401, 403, 413, _NO_SUCH),
 )
 async def replay(
     webhook_id: str, body: ReplayIn, identity: Tenant, door: DoorDep
