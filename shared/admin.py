@@ -1,7 +1,7 @@
 """The admin commands: tenants, networks, domains, DKIM keys, SMTP credentials, API keys,
 suppressions and IP pools, each checked and carried out in one place.
 
-``hato`` (``hato/cli.py``) and the admin HTTP API (``services/ingest/admin.py``) are two
+``hato`` (``hato/cli.py``) and the admin HTTP API (``services/ingest/http/admin.py``) are two
 doors onto these commands: they parse their input, call a command and show its result.
 It lives in ``shared/`` because both doors use it and neither may import the other's
 package (services never import each other; the CLI never imports a service).

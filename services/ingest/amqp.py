@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from services.ingest.api_models import MessageIn, RawMessageIn
+from services.ingest.idempotency import Answer, Work, once
 from services.ingest.send import Refused, Sender
 from shared import logging as hlog
 from shared import metrics
@@ -37,6 +38,12 @@ from shared.teams import may_reply_to
 from shared.timeline import Timeline
 
 log = hlog.get_logger(__name__)
+
+
+def _refusal(exc: Exception) -> Answer | None:
+    if isinstance(exc, Refused) and not exc.is_temporary:
+        return Answer(exc.status, {"status": exc.status, "detail": exc.detail})
+    return None
 
 
 class SubmitRequest(BaseModel):
@@ -86,40 +93,37 @@ class SubmitHandler:
             raise await self._refuse(delivery, identity, 400, describe(exc)) from None
 
         key = delivery.message_id
-        if key:
-            try:
-                stored = await self.store.idempotency.begin(identity.tenant, f"amqp:{key}", "amqp")
-            except IdempotencyConflict as conflict:
-                if conflict.kind == "pending":
-                    raise RetryLater(5, "the same message_id is being processed") from None
-                stored = None
-            if stored is not None:
-                log.info("duplicate submission; replaying the first result", amqp_id=key)
-                await self._answer(delivery, identity.tenant, stored["status"], stored["body"])
-                return
-        try:
+
+        async def work() -> Answer:
             if request.message is not None:
-                result = await self.sender.send(identity, request.message)
-            else:
-                assert request.raw is not None
-                result = await self.sender.send_raw(identity, request.raw)
+                return Answer(202, await self.sender.send(identity, request.message))
+            assert request.raw is not None
+            return Answer(202, await self.sender.send_raw(identity, request.raw))
+
+        try:
+            answer = await self._once(identity, key, work) if key else await work()
         except Refused as exc:
             if exc.is_temporary:
                 metrics.refused("amqp", exc.status)
-                if key:
-                    await self.store.idempotency.abandon(identity.tenant, f"amqp:{key}")
                 raise RetryLater(60 if exc.status == 429 else 5, exc.detail) from None
-            if key:
-                await self.store.idempotency.finish(
-                    identity.tenant,
-                    f"amqp:{key}",
-                    exc.status,
-                    {"status": exc.status, "detail": exc.detail},
-                )
             raise await self._refuse(delivery, identity, exc.status, exc.detail) from None
-        if key:
-            await self.store.idempotency.finish(identity.tenant, f"amqp:{key}", 202, result)
-        await self._answer(delivery, identity.tenant, 202, result)
+        if answer.replayed:
+            log.info("duplicate submission; replaying the first result", amqp_id=key)
+        await self._answer(delivery, identity.tenant, answer.status, answer.body)
+
+    async def _once(self, identity: Identity, key: str, work: Work) -> Answer:
+        """``work``'s answer, once per AMQP message id (``services.ingest.idempotency``): a
+        refusal is the submission's answer too, a 429 or 503 is not (the id is released). A
+        message id an HTTP request used as its Idempotency-Key does not make the submission
+        wait or fail: it is sent without one."""
+        try:
+            return await once(
+                self.store.idempotency, identity.tenant, f"amqp:{key}", "amqp", work, kept=_refusal
+            )
+        except IdempotencyConflict as conflict:
+            if conflict.kind == "pending":
+                raise RetryLater(5, "the same message_id is being processed") from None
+            return await work()
 
     async def _refuse(
         self, delivery: Delivery, identity: Identity, status: int, detail: str

@@ -7,9 +7,9 @@ import contextlib
 from collections.abc import Sequence
 
 from services.ingest.accept import Acceptor
-from services.ingest.admin import Admin
 from services.ingest.amqp import SubmitHandler, decode_json
 from services.ingest.http import create_app
+from services.ingest.http.admin import Admin
 from services.ingest.policy import RelayPolicy
 from services.ingest.send import DoorLimits, Sender
 from services.ingest.settings import IngestSettings

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from services.ingest.http.problems import PROBLEM
 from tests.conftest import unique
 from tests.e2e.conftest import OPERATOR, Api, delivered_to, message
 
@@ -195,6 +196,19 @@ async def test_idempotency_key_replays_the_first_response(api: Api) -> None:
     assert await api.store.db.messages.count_documents({"subject": tag}) == 1
     other = await api.http.post("/v1/messages", json=message(subject="other"), headers=headers)
     assert other.status_code == 422
+
+
+async def test_a_replayed_refusal_is_a_problem_document_too(api: Api) -> None:
+    """A refusal replayed for its Idempotency-Key is the same problem document, served as
+    application/problem+json like the first answer (not as plain JSON)."""
+    headers = {**api.as_tenant(), "Idempotency-Key": unique("idem-refused")}
+    body = message(**{"from": "x@rival.test"})
+    first = await api.http.post("/v1/messages", json=body, headers=headers)
+    again = await api.http.post("/v1/messages", json=body, headers=headers)
+    assert first.status_code == again.status_code == 403
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == first.json()
+    assert again.headers["content-type"] == first.headers["content-type"] == PROBLEM
 
 
 async def test_batch_gives_a_result_per_message(api: Api) -> None:

@@ -1,6 +1,8 @@
 """The running HTTP door against its own OpenAPI document (schemathesis): every operation, with
-requests generated from the document, valid and invalid, authenticated as a tenant, answers
-without a 5xx, with a documented status code, content type and body schema.
+requests generated from the document, valid and invalid, authenticated with the key it is for
+(a tenant's for ``/v1``, the operator token for ``/admin``), answers without a 5xx, with a
+documented status code, content type, headers and body schema, and refuses a request without
+its key.
 
 Bounded for CI (a few examples per operation and mode); ``make fuzz`` runs many more."""
 
@@ -15,12 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
+    ignored_auth,
     not_a_server_error,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
 
-from tests.e2e.conftest import Api
+from tests.e2e.conftest import OPERATOR, Api
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +36,9 @@ CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
+    response_headers_conformance,
     response_schema_conformance,
+    ignored_auth,
 ]
 
 
@@ -57,8 +63,9 @@ def _fuzz(
 
 
 async def test_every_operation_answers_as_documented(api: Api) -> None:
-    """No operation answers 5xx, or a status, content type or body its document does not
-    describe, to generated requests (valid and invalid) from a tenant."""
+    """No operation answers 5xx, or a status, content type, header or body its document does
+    not describe, to generated requests (valid and invalid) with its key, and none takes a
+    request without one."""
     document = (await api.http.get("/openapi.json")).json()
     schema = schemathesis.openapi.from_dict(document)
     base_url = str(api.http.base_url).rstrip("/")
@@ -68,15 +75,19 @@ async def test_every_operation_answers_as_documented(api: Api) -> None:
     assert len(operations) > 10
     for operation in operations:
         seen = answered.setdefault(operation.label, set())
+        admin = operation.path.startswith("/admin/")
+        headers = {"Authorization": f"Bearer {OPERATOR}"} if admin else api.as_tenant()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             try:
-                await asyncio.to_thread(_fuzz, operation, mode, base_url, api.as_tenant(), seen)
+                await asyncio.to_thread(_fuzz, operation, mode, base_url, headers, seen)
             except (Exception, BaseExceptionGroup) as exc:  # all findings, not only the first
                 failures.append(f"{operation.label} ({mode.value}): {_describe(exc)}")
     assert not failures, "\n\n".join(failures)
-    # The tenant's key was used: its own operations answered 2xx, not only 401/403.
+    # The keys were used: operations answered 2xx, not only 401/403.
     assert any(200 <= s < 300 for s in answered["GET /v1/messages"]), answered
     assert any(200 <= s < 300 for s in answered["GET /v1/suppressions"]), answered
+    assert any(200 <= s < 300 for s in answered["GET /admin/v1/tenants"]), answered
+    assert any(200 <= s < 300 for s in answered["POST /admin/v1/tenants"]), answered
 
 
 def _describe(exc: BaseException) -> str:

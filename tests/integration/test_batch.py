@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from services.ingest.accept import Accepted, Submission
-from services.ingest.http import BATCH_ITEM_FAILED, create_app
+from services.ingest.http import create_app
+from services.ingest.http.sending import BATCH_ITEM_FAILED
 from services.ingest.policy import RelayPolicy
 from services.ingest.send import DoorLimits
 from shared.ids import new_id

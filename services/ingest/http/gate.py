@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.ingest.http import problems
 
 PROTECTED = ("/v1/", "/admin/")
 
@@ -19,7 +22,7 @@ PROTECTED = ("/v1/", "/admin/")
 class Gate:
     def __init__(
         self,
-        app: Any,
+        app: ASGIApp,
         *,
         known: Callable[[str], Awaitable[bool]],
         limit: Callable[[str, str], int],
@@ -28,7 +31,7 @@ class Gate:
         self.known = known  # bearer token -> a tenant's key or the operator token?
         self.limit = limit  # (method, path) -> largest body in bytes
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(PROTECTED):
             await self.app(scope, receive, send)
             return
@@ -50,7 +53,7 @@ class Gate:
         started = refused = False
         too_large = f"the request body is over {limit} bytes for this route"
 
-        async def counted() -> Any:
+        async def counted() -> Message:
             # Past the limit: answer 413 here, and tell the app the client is gone (an
             # exception would become the app's own 400); what it answers then is dropped.
             nonlocal received, refused
@@ -66,7 +69,7 @@ class Gate:
                     return {"type": "http.disconnect"}
             return message
 
-        async def tracked(message: Any) -> None:
+        async def tracked(message: Message) -> None:
             nonlocal started
             if refused:
                 return
@@ -81,17 +84,13 @@ def _bearer(value: bytes) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-async def _problem(send: Any, status: int, detail: str) -> None:
-    titles = {401: "Unauthorized", 413: "Content Too Large"}
-    body = json.dumps(
-        {"type": "about:blank", "title": titles[status], "status": status, "detail": detail}
-    ).encode()
+async def _problem(send: Send, status: int, detail: str) -> None:
+    body = json.dumps(problems.document(status, detail)).encode()
     headers = [
-        (b"content-type", b"application/problem+json"),
+        (b"content-type", problems.PROBLEM.encode()),
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),  # the unread body is not ours to wait for
+        *((k.lower().encode(), v.encode()) for k, v in problems.headers(status).items()),
     ]
-    if status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

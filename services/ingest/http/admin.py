@@ -1,0 +1,416 @@
+"""The admin HTTP API (operator token): what ``hato`` does, for platforms' own tooling —
+tenants, networks, limits, IP pools, domains and their DNS records, SMTP credentials and
+API keys. The routes are a door onto the commands of ``shared.admin``: they take the JSON
+bodies (validated by the models of ``admin_models``) and answer the commands' results; a
+refused command answers its problem (404 not found, 409 conflict, 422 invalid, 400
+otherwise).
+
+Secrets (passwords, API keys) are in the creating response only; they are stored hashed.
+Every change is announced on the broker, so the other ingest instances, the signers and the
+dispatchers apply it at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from aio_pika.abc import AbstractIncomingMessage
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.routing import APIRoute
+
+from services.ingest.http.admin_models import (
+    ApiKeyCreated,
+    ApiKeyIn,
+    ApiKeyOut,
+    CredentialCreated,
+    CredentialIn,
+    CredentialOut,
+    DeadJobs,
+    DomainAdded,
+    DomainIn,
+    DomainOut,
+    DomainVerified,
+    Dropped,
+    LimitsIn,
+    NetworkIn,
+    PoolMemberAdded,
+    PoolMemberIn,
+    PoolOut,
+    Retried,
+    TenantChangeIn,
+    TenantIn,
+    TenantOut,
+)
+from services.ingest.http.deps import operator
+from services.ingest.http.problems import Answer, Problem, problems
+from shared.admin import NAME, Announce, Commands
+from shared.broker import Broker
+from shared.directory import Directory, Limits
+from shared.provisioning import Conflict, Invalid, NotFound, Provisioner, ProvisioningError
+from shared.store import Store
+
+
+def _problem(exc: ProvisioningError) -> Problem:
+    status = {NotFound: 404, Conflict: 409, Invalid: 422}.get(type(exc), 400)
+    return Problem(status, str(exc))
+
+
+class _CommandRoute(APIRoute):
+    """A route whose refused command answers as a problem document, and whose answer has
+    the fields its command gave (a field a stored document lacks is left out, not null)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs | {"response_model_exclude_unset": True})
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ProvisioningError as exc:
+                raise _problem(exc) from None
+
+        return run
+
+
+def _pick(doc: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: doc[k] for k in keys}
+
+
+def _limits(body: LimitsIn | None) -> Limits | None:
+    return None if body is None else Limits(**body.model_dump())
+
+
+class Admin:
+    """What the admin routes work with: the shared admin commands (``changed`` is run after
+    each change), and the broker and store of the dead-letter routes (without them, those
+    answer 503)."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        provisioner: Provisioner,
+        changed: Announce,
+        *,
+        broker: Broker | None = None,
+        store: Store | None = None,
+    ) -> None:
+        self.commands = Commands(directory, provisioner, changed)
+        self.broker = broker
+        self.store = store
+
+    async def dead_letters(self, job_id: str | None, decision: str | None) -> list[dict]:
+        """The dead-lettered jobs; with ``decision`` (retry, drop), done to ``job_id``'s (or
+        all when None), and only those returned (404 when none is)."""
+        if self.broker is None or self.store is None:
+            raise Problem(503, "dead letters need the broker")
+
+        async def act(message: AbstractIncomingMessage) -> str | None:
+            hit = job_id is None or hashlib.sha256(message.body).hexdigest()[:16] == job_id
+            return decision if hit else None
+
+        entries = await self.broker.dead_letters(limit=1000, act=act)
+        if decision is None:
+            return entries
+        done = [e for e in entries if e["done"]]
+        if not done:
+            raise Problem(404, f"no dead-lettered job {job_id}")
+        if decision == "retry":
+            for e in done:
+                if e.get("message_id") and e.get("recipients"):
+                    await self.store.revive_dead_lettered(e["message_id"], e["recipients"])
+        return done
+
+
+def admin(request: Request) -> Admin:
+    found: Admin = request.app.state.admin
+    return found
+
+
+def commands(request: Request) -> Commands:
+    return admin(request).commands
+
+
+AdminDep = Annotated[Admin, Depends(admin)]
+CommandsDep = Annotated[Commands, Depends(commands)]
+
+router = APIRouter(
+    prefix="/admin/v1",
+    tags=["admin"],
+    dependencies=[Depends(operator)],
+    route_class=_CommandRoute,
+)
+
+
+# Every admin route may answer 401 (no valid token) and 403 (a tenant's key, not the
+# operator's); the statuses after those are each route's own.
+def _answers(*answers: Answer) -> dict[int | str, dict[str, Any]]:
+    return problems(401, 403, *answers)
+
+
+_TENANT = (404, "No such tenant.")
+_BODY = (400, 413)  # a body that does not match the schema; one over 1 MiB
+
+# -- dead letters -----------------------------------------------------------------------------
+
+_NO_BROKER = (503, "This instance has no broker connection for dead letters.")
+
+
+@router.get("/dead", response_model=DeadJobs, responses=_answers(_NO_BROKER))
+async def list_dead(a: AdminDep) -> dict[str, Any]:
+    """Jobs that failed for good (the dead-letter queue), oldest first; their
+    recipients are `failed` with the reason."""
+    return {"jobs": await a.dead_letters(None, None)}
+
+
+@router.post(
+    "/dead/{job_id}/retry",
+    response_model=Retried,
+    responses=_answers((404, "No dead-lettered job with this id."), _NO_BROKER),
+)
+async def retry_dead(job_id: str, a: AdminDep) -> dict[str, Any]:
+    """Put a job back into the queue it died in; its recipients wait again."""
+    return {"retried": await a.dead_letters(job_id, "retry")}
+
+
+@router.delete(
+    "/dead/{job_id}",
+    response_model=Dropped,
+    responses=_answers((404, "No dead-lettered job with this id."), _NO_BROKER),
+)
+async def drop_dead(job_id: str, a: AdminDep) -> dict[str, Any]:
+    """Remove a job for good; its recipients stay `failed`."""
+    return {"dropped": await a.dead_letters(job_id, "drop")}
+
+
+# -- tenants and networks -----------------------------------------------------------------------
+
+
+@router.get("/tenants", response_model=list[TenantOut], responses=_answers())
+async def list_tenants(c: CommandsDep) -> list[dict[str, Any]]:
+    return await c.tenants()
+
+
+@router.post(
+    "/tenants",
+    status_code=201,
+    response_model=TenantOut,
+    responses=_answers(
+        *_BODY, (409, "A tenant of this name exists."), (422, "A pool it names does not exist.")
+    ),
+)
+async def create_tenant(body: TenantIn, c: CommandsDep) -> dict[str, Any]:
+    return await c.create_tenant(
+        body.name,
+        pool=body.pool,
+        networks=body.networks,
+        limits=_limits(body.limits),
+        signing_domain=body.signing_domain,
+        other_pools=body.other_pools,
+    )
+
+
+@router.get("/tenants/{tenant}", response_model=TenantOut, responses=_answers(_TENANT))
+async def get_tenant(tenant: str, c: CommandsDep) -> dict[str, Any]:
+    return await c.tenant(tenant)
+
+
+@router.patch(
+    "/tenants/{tenant}",
+    response_model=TenantOut,
+    responses=_answers(
+        *_BODY, (422, "A pool it names does not exist, or not a pool name."), _TENANT
+    ),
+)
+async def change_tenant(tenant: str, body: TenantChangeIn, c: CommandsDep) -> dict[str, Any]:
+    return await c.update_tenant(
+        tenant,
+        pool=body.pool,
+        limits=_limits(body.limits),
+        signing_domain=body.signing_domain,
+        other_pools=body.other_pools,
+    )
+
+
+@router.patch(
+    "/tenants/{tenant}/limits",
+    response_model=TenantOut,
+    responses=_answers(*_BODY, _TENANT),
+)
+async def set_limits(tenant: str, body: LimitsIn, c: CommandsDep) -> dict[str, Any]:
+    return await c.set_limits(tenant, Limits(**body.model_dump()))
+
+
+@router.post(
+    "/tenants/{tenant}/networks",
+    status_code=201,
+    response_model=TenantOut,
+    responses=_answers(*_BODY, _TENANT),
+)
+async def add_network(tenant: str, body: NetworkIn, c: CommandsDep) -> dict[str, Any]:
+    return await c.add_network(tenant, body.cidr, wide=body.allow_wide)
+
+
+@router.delete(
+    "/tenants/{tenant}/networks",
+    response_model=TenantOut,
+    responses=_answers(400, (422, "Not a network."), _TENANT),
+)
+async def remove_network(
+    tenant: str, cidr: Annotated[str, Query()], c: CommandsDep
+) -> dict[str, Any]:
+    return await c.remove_network(tenant, cidr)
+
+
+# -- IP pools ---------------------------------------------------------------------------------
+
+
+@router.get("/pools", response_model=list[PoolOut], responses=_answers())
+async def list_pools(c: CommandsDep) -> list[dict[str, Any]]:
+    return await c.pools()
+
+
+@router.post(
+    "/pools/{pool}/members",
+    status_code=201,
+    response_model=PoolMemberAdded,
+    responses=_answers(*_BODY, (422, "Not an IP address, or warm-up caps that are not positive.")),
+)
+async def add_pool_member(pool: str, body: PoolMemberIn, c: CommandsDep) -> dict[str, Any]:
+    if not re.match(NAME, pool):
+        raise Problem(400, f"not a pool name: {pool!r}")
+    member = await c.add_pool_member(pool, body.ip, helo=body.helo, warmup=body.warmup)
+    return {"pool": pool, **member}
+
+
+@router.delete(
+    "/pools/{pool}/members/{ip}",
+    status_code=204,
+    responses=_answers((404, "The pool has no such member.")),
+)
+async def remove_pool_member(pool: str, ip: str, c: CommandsDep) -> None:
+    await c.remove_pool_member(pool, ip)
+
+
+# -- domains ----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/tenants/{tenant}/domains",
+    status_code=201,
+    response_model=DomainAdded,
+    responses=_answers(
+        *_BODY,
+        (
+            400,
+            "The body does not match the schema, or no master key is configured to seal "
+            "the domain's DKIM key.",
+        ),
+        (409, "The domain belongs to another tenant."),
+        _TENANT,
+    ),
+)
+async def add_domain(tenant: str, body: DomainIn, c: CommandsDep) -> dict[str, Any]:
+    view = await c.add_domain(
+        body.domain, tenant=tenant, verified=body.verified, selector=body.selector
+    )
+    return _pick(view, "domain", "tenant", "verified", "dns_records")
+
+
+@router.get(
+    "/tenants/{tenant}/domains",
+    response_model=list[DomainOut],
+    responses=_answers(_TENANT),
+)
+async def list_domains(tenant: str, c: CommandsDep) -> list[dict[str, Any]]:
+    return [_pick(d, "domain", "verified", "dns_records") for d in await c.domains(tenant)]
+
+
+@router.post(
+    "/domains/{domain}/verify",
+    response_model=DomainVerified,
+    responses=_answers((404, "No such domain.")),
+)
+async def verify_domain(domain: str, c: CommandsDep) -> dict[str, Any]:
+    verified, checks = await c.verify_domain(domain)
+    return {
+        "domain": domain,
+        "verified": verified,
+        "dkim": [{"selector": k.selector, "name": k.name, "status": k.status} for k in checks],
+    }
+
+
+# -- SMTP credentials and API keys --------------------------------------------------------------
+
+
+@router.post(
+    "/tenants/{tenant}/credentials",
+    status_code=201,
+    response_model=CredentialCreated,
+    responses=_answers(*_BODY, (409, "The SMTP user exists."), _TENANT),
+)
+async def add_credential(tenant: str, body: CredentialIn, c: CommandsDep) -> dict[str, Any]:
+    password = await c.add_credential(tenant, body.username, allowed_from=body.allowed_from)
+    return {
+        "username": body.username,
+        "password": password,
+        "allowed_from": body.allowed_from,
+    }
+
+
+@router.get(
+    "/tenants/{tenant}/credentials",
+    response_model=list[CredentialOut],
+    responses=_answers(_TENANT),
+)
+async def list_credentials(tenant: str, c: CommandsDep) -> list[dict[str, Any]]:
+    return [_pick(v, "username", "allowed_from", "created_at") for v in await c.credentials(tenant)]
+
+
+@router.delete(
+    "/tenants/{tenant}/credentials/{username}",
+    status_code=204,
+    responses=_answers((404, "The tenant has no such SMTP user.")),
+)
+async def delete_credential(tenant: str, username: str, c: CommandsDep) -> None:
+    await c.remove_credential(username, tenant)
+
+
+@router.post(
+    "/tenants/{tenant}/api-keys",
+    status_code=201,
+    response_model=ApiKeyCreated,
+    responses=_answers(*_BODY, _TENANT),
+)
+async def add_api_key(tenant: str, body: ApiKeyIn, c: CommandsDep) -> dict[str, Any]:
+    prefix, token = await c.add_api_key(tenant, name=body.name, allowed_from=body.allowed_from)
+    return {
+        "prefix": prefix,
+        "key": token,
+        "name": body.name,
+        "allowed_from": body.allowed_from,
+    }
+
+
+@router.get(
+    "/tenants/{tenant}/api-keys",
+    response_model=list[ApiKeyOut],
+    responses=_answers(_TENANT),
+)
+async def list_api_keys(tenant: str, c: CommandsDep) -> list[dict[str, Any]]:
+    return [
+        _pick(v, "prefix", "name", "allowed_from", "created_at") for v in await c.api_keys(tenant)
+    ]
+
+
+@router.delete(
+    "/tenants/{tenant}/api-keys/{prefix}",
+    status_code=204,
+    responses=_answers((404, "The tenant has no such API key.")),
+)
+async def revoke_api_key(tenant: str, prefix: str, c: CommandsDep) -> None:
+    await c.revoke_api_key(prefix, tenant)

@@ -1,0 +1,88 @@
+"""The HTTP door's OpenAPI document says what the door answers: a schema for every success
+body, each route's own problem statuses as application/problem+json, and no validation
+error body FastAPI would describe but the door never sends."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from services.ingest.http import create_app
+from services.ingest.http.admin import Admin
+from services.ingest.http.problems import PROBLEM
+from services.ingest.policy import RelayPolicy
+from services.ingest.send import DoorLimits
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    store: Any = SimpleNamespace()  # building the document reads nothing
+    admin = Admin(SimpleNamespace(), SimpleNamespace(), SimpleNamespace())  # type: ignore[arg-type]
+    app = create_app(
+        store,
+        operator_token="op",
+        acceptor=SimpleNamespace(),  # type: ignore[arg-type]
+        policy=RelayPolicy(),
+        limits=DoorLimits(1024 * 1024, 10),
+        admin=admin,
+    )
+    return app.openapi()
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{method.upper()} {path}", op)
+        for path, ops in document["paths"].items()
+        for method, op in ops.items()
+    ]
+
+
+def test_every_success_body_has_a_schema(document: dict[str, Any]) -> None:
+    """Each 2xx but 204 names its model (or a list of one), not a free-form object."""
+    untyped = []
+    for label, op in _operations(document):
+        for status, response in op["responses"].items():
+            if not status.startswith("2") or status == "204":
+                continue
+            schema = response["content"]["application/json"]["schema"]
+            if "$ref" not in schema.get("items", schema):
+                untyped.append(f"{label} {status}")
+    assert len(_operations(document)) == 36
+    assert not untyped
+
+
+def test_errors_are_problem_documents_and_no_fastapi_422(document: dict[str, Any]) -> None:
+    """Every 4xx/5xx is the Problem schema as application/problem+json; FastAPI's validation
+    error body (a 422 the door never sends: its validation errors are 400 problems) is gone."""
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    for label, op in _operations(document):
+        for status, response in op["responses"].items():
+            if status[0] in "45":
+                assert response["content"] == {PROBLEM: {"schema": PROBLEM_REF}}, (label, status)
+
+
+def test_each_route_declares_its_own_problems(document: dict[str, Any]) -> None:
+    """A route names the statuses it answers, not a list shared by all: 422 only where a
+    request is refused as unprocessable, 429 only where mail is sent, 401 everywhere."""
+    declared = {label: set(op["responses"]) for label, op in _operations(document)}
+    assert all("401" in statuses for statuses in declared.values())
+    assert {label for label, s in declared.items() if "429" in s} == {
+        "POST /v1/messages",
+        "POST /v1/messages/raw",
+    }
+    assert {label for label, s in declared.items() if "422" in s} == {
+        "POST /v1/messages",
+        "POST /v1/messages/raw",
+        "POST /v1/messages/batch",
+        "POST /v1/webhooks",
+        "POST /admin/v1/tenants",
+        "PATCH /admin/v1/tenants/{tenant}",
+        "DELETE /admin/v1/tenants/{tenant}/networks",
+        "POST /admin/v1/pools/{pool}/members",
+    }
+    assert declared["GET /v1/webhooks"] == {"200", "401", "403"}
+    assert declared["GET /v1/messages/{message_id}"] == {"200", "401", "404"}
