@@ -18,6 +18,7 @@ import email.policy
 import email.utils
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
@@ -51,6 +52,14 @@ ACCEPTED = Counter(
 NOT_ACCEPTED = Counter(
     "hato_ingest_unavailable_total", "Messages refused because state could not be made durable."
 )
+
+
+class FrontDoor(StrEnum):
+    """The front door a submission came through."""
+
+    SMTP = "smtp"
+    HTTP = "http"
+    AMQP = "amqp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +104,7 @@ class Submission:
     recipients: tuple[str, ...]
     raw: bytes
     headers: HeaderSummary
-    door: str  # "smtp", "http", "amqp"
+    door: FrontDoor
     client: str  # peer address, API key prefix, ...
     tags: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)

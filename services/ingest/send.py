@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.ingest import content
-from services.ingest.accept import Accepted, Acceptor, RateLimited, Submission, summarize_headers
+from services.ingest.accept import (
+    Accepted,
+    Acceptor,
+    FrontDoor,
+    RateLimited,
+    Submission,
+    summarize_headers,
+)
 from services.ingest.api_models import (
     AcceptedOut,
     MessageIn,
@@ -46,7 +53,7 @@ class Sender:
     """The rules shared by the JSON, raw and batch endpoints."""
 
     def __init__(
-        self, acceptor: Acceptor, policy: RelayPolicy, limits: DoorLimits, *, door: str
+        self, acceptor: Acceptor, policy: RelayPolicy, limits: DoorLimits, *, door: FrontDoor
     ) -> None:
         self.acceptor = acceptor
         self.policy = policy

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
-from services.ingest.accept import Acceptor
+from services.ingest.accept import Acceptor, FrontDoor
 from services.ingest.amqp import SubmitHandler, decode_json
 from services.ingest.http import create_app
 from services.ingest.http.admin import Admin
@@ -163,7 +163,7 @@ async def run(settings: IngestSettings) -> None:
                 acceptor,
                 policy,
                 DoorLimits(settings.max_message_size, settings.max_recipients),
-                door="amqp",
+                door=FrontDoor.AMQP,
             ),
         )
         await rt.broker.consume(Queue.SUBMIT, submit.handle, decode=decode_json)

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.ingest.accept import Acceptor
+from services.ingest.accept import Acceptor, FrontDoor
 from services.ingest.http import admin as admin_routes
 from services.ingest.http import messages, sending, suppressions, webhooks
 from services.ingest.http.admin import Admin
@@ -92,7 +92,7 @@ def create_app(
     )
     sender = None
     if acceptor is not None and policy is not None and limits is not None:
-        sender = Sender(acceptor, policy, limits, door="http")
+        sender = Sender(acceptor, policy, limits, door=FrontDoor.HTTP)
     door = Door(
         store=store,
         keys=KeyCache(store),

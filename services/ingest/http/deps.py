@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+from cachetools import TTLCache
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -26,6 +26,8 @@ from shared.schemas import ChangeKind
 from shared.secrets import SecretBox
 from shared.store import Store
 
+CACHED_KEYS = 10_000  # API keys the door remembers at most
+
 Changed = Callable[[ChangeKind, str], Awaitable[None]]
 """Told after a tenant's change that other services apply (a webhook added or removed)."""
 
@@ -37,17 +39,15 @@ class KeyCache:
     def __init__(self, store: Store, ttl: float = 30.0) -> None:
         self.store = store
         self.ttl = ttl
-        self._cache: dict[str, tuple[float, Identity | None]] = {}
+        # Keyed by the token's hash (the token itself is not kept); bounded, least recently
+        # used first out.
+        self._cache: TTLCache[str, Identity | None] = TTLCache(CACHED_KEYS, ttl)
 
     async def identity(self, token: str) -> Identity | None:
         key = hashlib.sha256(token.encode()).hexdigest()
-        hit = self._cache.get(key)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
-        identity = await self.store.directory.api_key_identity(token)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = (time.monotonic() + self.ttl, identity)
+        if key in self._cache:
+            return self._cache[key]
+        identity = self._cache[key] = await self.store.directory.api_key_identity(token)
         return identity
 
     def clear(self) -> None:

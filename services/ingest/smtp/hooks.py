@@ -10,7 +10,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Se
 from opentelemetry.trace import SpanKind
 
 from services.ingest import addresses, content, replies
-from services.ingest.accept import Acceptor, RateLimited, Submission, summarize_headers
+from services.ingest.accept import Acceptor, FrontDoor, RateLimited, Submission, summarize_headers
 from services.ingest.policy import RelayPolicy
 from services.ingest.smtp.auth import Authenticator, AuthThrottle
 from services.ingest.smtp.protocol import peer_ip
@@ -183,7 +183,7 @@ class RelayHandler:
             recipients=tuple(envelope.rcpt_tos),
             raw=raw,
             headers=headers,
-            door="smtp",
+            door=FrontDoor.SMTP,
             client=peer_ip(session),
             received_from=f"{session.host_name or 'unknown'} ([{peer_ip(session)}])",
             protocol=_protocol(session),
