@@ -87,7 +87,7 @@ async def http_load(port: int, key: str, n: int, concurrency: int, size: int):
             latencies.append((time.perf_counter() - t) * 1000)
             r.raise_for_status()
 
-    limits = httpx.Limits(max_connections=concurrency)
+    limits = httpx.TenantLimits(max_connections=concurrency)
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60
     ) as client:

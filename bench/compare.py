@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bench.postfix import DOMAIN, SELECTOR, PostfixRelay, descendants
-from shared.directory import Limits
+from shared.directory import TenantLimits
 from shared.dkim import generate_rsa, to_document
 from shared.secrets import SecretBox, generate_master_key
 from shared.settings import StoreSettings
@@ -193,7 +193,7 @@ class HatoRelay:
         await self.store.ensure_indexes()
         d = self.store.directory
         await d.upsert_tenant(
-            "bench", networks=["127.0.0.1/32"], limits=Limits(messages_per_hour=10**9)
+            "bench", networks=["127.0.0.1/32"], limits=TenantLimits(messages_per_hour=10**9)
         )
         await d.upsert_domain(DOMAIN, tenant="bench", verified=True)
         await d.add_dkim_key(DOMAIN, to_document(generate_rsa(DOMAIN, SELECTOR), SecretBox(master)))

@@ -15,7 +15,7 @@ import asyncio
 import sys
 import time
 
-from services.dispatcher.mx import Target
+from services.dispatcher.mx import MxHost
 from services.dispatcher.pools import Member
 from services.dispatcher.smtp_client import SmtpClient
 from shared.ids import new_id
@@ -53,7 +53,7 @@ async def run(n: int, concurrency: int, size: int, delay: float, reuse: bool) ->
     try:
         assert sink.stdout is not None and (await sink.stdout.readline()).strip() == b"ready"
         client = SmtpClient(connect_timeout=10, reuse=reuse, max_messages=1000)
-        target = Target("sink.test", "127.0.0.1", port)
+        target = MxHost("sink.test", "127.0.0.1", port)
         member = Member("127.0.0.1", "bench.hato.test")
         body = message(size)
         counter = iter(range(n))

@@ -46,7 +46,7 @@ from hato.table import (
 from shared import dkim
 from shared.admin import Commands, KeyReport, cidr, network, warmup
 from shared.broker import Broker, deliver_queue
-from shared.directory import DuplicateError, Limits
+from shared.directory import DuplicateError, TenantLimits
 from shared.dns import DnsRecord, KeyCheck
 from shared.errors import Unavailable
 from shared.provisioning import DEFAULT_POOL, KeyChange, Provisioner, ProvisioningError
@@ -330,15 +330,15 @@ def _pool_status(pools: list[dict[str, Any]], args: argparse.Namespace, ctx: Con
 # -- calls that take more than one step ---------------------------------------------------------
 
 
-def _limits(args: argparse.Namespace) -> Limits | None:
-    limits = Limits(
+def _limits(args: argparse.Namespace) -> TenantLimits | None:
+    limits = TenantLimits(
         args.max_message_size,
         args.max_recipients,
         args.messages_per_hour,
         args.max_age,
         args.retention_days,
     )
-    return None if limits == Limits() else limits
+    return None if limits == TenantLimits() else limits
 
 
 async def _add_network(ctx: Context, args: argparse.Namespace) -> str:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared import dkim
-from shared.directory import Directory, DuplicateError, Limits, relay_network
+from shared.directory import Directory, DuplicateError, TenantLimits, relay_network
 from shared.dns import KeyCheck
 from shared.provisioning import DEFAULT_POOL, Conflict, Invalid, KeyChange, NotFound, Provisioner
 from shared.schemas import ChangeKind, Event
@@ -199,7 +199,7 @@ class Commands:
         pool: str = DEFAULT_POOL,
         networks: Sequence[str] = (),
         allow_wide: bool = False,
-        limits: Limits | None = None,
+        limits: TenantLimits | None = None,
         signing_domain: str | None = None,
         other_pools: Sequence[str] = (),
     ) -> dict[str, Any]:
@@ -220,7 +220,7 @@ class Commands:
         name: str,
         *,
         pool: str | None = None,
-        limits: Limits | None = None,
+        limits: TenantLimits | None = None,
         signing_domain: str | None = None,
         other_pools: Sequence[str] | None = None,
     ) -> dict[str, Any]:
@@ -235,7 +235,7 @@ class Commands:
         await self._changed(ChangeKind.TENANTS, name)
         return tenant_view(doc)
 
-    async def set_limits(self, name: str, limits: Limits) -> dict[str, Any]:
+    async def set_limits(self, name: str, limits: TenantLimits) -> dict[str, Any]:
         await self._tenant(name)
         doc = await self.directory.upsert_tenant(name, limits=limits)
         await self._changed(ChangeKind.TENANTS, name)

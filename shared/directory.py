@@ -53,7 +53,7 @@ def relay_network(value: str, *, wide: bool = False) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class TenantLimits:
     """A tenant's limits; None means the service default."""
 
     max_message_size: int | None = None
@@ -70,7 +70,7 @@ class Identity:
 
     tenant: str
     pool: str
-    limits: Limits = field(default_factory=Limits)
+    limits: TenantLimits = field(default_factory=TenantLimits)
     allowed_from: tuple[str, ...] = ()
     credential: str = ""  # "smtp:<user>", "key:<prefix>", "network:<cidr>"
     other_pools: tuple[str, ...] = ()  # pools a message may name instead of ``pool``
@@ -105,8 +105,8 @@ def identity_of(doc: dict[str, Any], **kw: Any) -> Identity:
     )
 
 
-def tenant_limits(doc: dict[str, Any]) -> Limits:
-    return Limits(**{k: v for k, v in (doc.get("limits") or {}).items() if v is not None})
+def tenant_limits(doc: dict[str, Any]) -> TenantLimits:
+    return TenantLimits(**{k: v for k, v in (doc.get("limits") or {}).items() if v is not None})
 
 
 @dataclass(slots=True)
@@ -153,7 +153,7 @@ class Directory:
         *,
         pool: str | None = None,
         networks: Sequence[str] | None = None,
-        limits: Limits | None = None,
+        limits: TenantLimits | None = None,
         signing_domain: str | None = None,
         other_pools: Sequence[str] | None = None,
     ) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared import dkim
-from shared.directory import Directory, Limits, Pools
+from shared.directory import Directory, Pools, TenantLimits
 from shared.dns import KeyCheck, check_dkim, records_for
 from shared.errors import HatoError
 from shared.schemas import Event, EventType
@@ -144,7 +144,7 @@ class Provisioner:
         *,
         pool: str = DEFAULT_POOL,
         networks: Sequence[str] = (),
-        limits: Limits | None = None,
+        limits: TenantLimits | None = None,
         signing_domain: str | None = None,
         other_pools: Sequence[str] = (),
     ) -> dict[str, Any]:
@@ -166,7 +166,7 @@ class Provisioner:
         name: str,
         *,
         pool: str | None = None,
-        limits: Limits | None = None,
+        limits: TenantLimits | None = None,
         signing_domain: str | None = None,
         other_pools: Sequence[str] | None = None,
     ) -> dict[str, Any]:

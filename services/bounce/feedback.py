@@ -37,7 +37,7 @@ FEEDBACK = Counter(
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class Addressee:
     """The recipient a bounce or complaint is about."""
 
     tenant: str
@@ -62,7 +62,7 @@ class Feedback:
         self.soft_window = soft_window
         self.soft_days = soft_days
 
-    async def apply(self, target: Target, verdict: Verdict, *, source: str) -> None:
+    async def apply(self, target: Addressee, verdict: Verdict, *, source: str) -> None:
         complaint = verdict.reason == COMPLAINT
         status = RecipientStatus.COMPLAINED if complaint else RecipientStatus.BOUNCED
         reply = Reply(
@@ -100,7 +100,7 @@ class Feedback:
             events.append(self._event(target, EventType.SUPPRESSED, reply, verdict, source))
         await self.timeline.record(events)
 
-    async def suppress(self, target: Target, verdict: Verdict, source: str) -> bool:
+    async def suppress(self, target: Addressee, verdict: Verdict, source: str) -> bool:
         if verdict.suppress is True:
             await self.store.directory.suppress(
                 target.tenant, target.address, reason=verdict.reason, source=source
@@ -126,7 +126,7 @@ class Feedback:
 
     @staticmethod
     def _event(
-        target: Target, type_: EventType, reply: Reply, verdict: Verdict, source: str
+        target: Addressee, type_: EventType, reply: Reply, verdict: Verdict, source: str
     ) -> Event:
         return Event.of(
             type_,
@@ -147,7 +147,7 @@ class Feedback:
         )
 
 
-def _key(target: Target, verdict: Verdict, source: str) -> str:
+def _key(target: Addressee, verdict: Verdict, source: str) -> str:
     """What makes one bounce of a recipient this bounce: a report applied again has the same."""
     said = f"{source}|{verdict.status}|{verdict.reason}|{verdict.diagnostic}".encode()
     return f"{target.recipient_id}:{hashlib.sha256(said).hexdigest()[:16]}"

@@ -18,7 +18,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from services.bounce.classify import Rules, Verdict
-from services.bounce.feedback import Feedback, Target
+from services.bounce.feedback import Addressee, Feedback
 from services.bounce.parse import Kind, NotMail, Report
 from services.bounce.reports import ReportParser, ReportState, ReportStore, Unparsed
 from shared import logging as hlog
@@ -154,7 +154,7 @@ class BounceHandler:
         ):
             for doc, verdict in targets:
                 await self.feedback.apply(
-                    Target(message["tenant"], message_id, doc["_id"], doc["address"]),
+                    Addressee(message["tenant"], message_id, doc["_id"], doc["address"]),
                     verdict,
                     source=source,
                 )

@@ -15,7 +15,7 @@ from datetime import timedelta
 from opentelemetry import trace
 
 from services.bounce.classify import Rules, Verdict, rules
-from services.bounce.feedback import Feedback, Target
+from services.bounce.feedback import Addressee, Feedback
 from services.bounce.inbound import BounceHandler, BounceListener
 from services.bounce.parse import Finding
 from services.bounce.reports import ReportParser
@@ -82,7 +82,7 @@ class ResultHandler:
             return
         for r in result.results:
             if r.recipient_id in verdicts:
-                target = Target(result.tenant, result.message_id, r.recipient_id, r.address)
+                target = Addressee(result.tenant, result.message_id, r.recipient_id, r.address)
                 await self.feedback.suppress(target, verdicts[r.recipient_id], "delivery")
 
     def verdicts(self, result: DeliveryResult) -> dict[str, Verdict]:

@@ -28,7 +28,7 @@ from shared.settings import DnsSettings
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class MxHost:
     """One server to try: its name (for TLS and logs), address and port."""
 
     host: str
@@ -43,7 +43,7 @@ class Target:
 class Route:
     """Servers to try in order, or the reply every recipient gets when there are none."""
 
-    targets: tuple[Target, ...] = ()
+    targets: tuple[MxHost, ...] = ()
     failure: Reply | None = None
 
 
@@ -72,14 +72,14 @@ class MxResolver:
         table = self.tenant_routes.get(tenant)
         static = (table.lookup(domain) if table else None) or self.routes.lookup(domain)
         if static is not None:
-            return Route((Target(static.host, static.host, static.port),))
+            return Route((MxHost(static.host, static.host, static.port),))
         try:
             hosts = await self._mx_hosts(domain)
         except _Failure as f:
             return Route(failure=f.reply)
         if hosts is None:
             return Route(failure=NULL_MX)
-        targets: list[Target] = []
+        targets: list[MxHost] = []
         inside = 0
         for host in hosts:
             try:
@@ -88,7 +88,7 @@ class MxResolver:
                 continue  # this MX does not resolve now; try the others
             public = [a for a in addresses if self.egress.permits(a)]
             inside += len(addresses) - len(public)
-            targets += [Target(host, a, self.port) for a in public]
+            targets += [MxHost(host, a, self.port) for a in public]
         if not targets and inside:
             return Route(failure=INSIDE_MX)
         if not targets:

@@ -38,7 +38,7 @@ from pydantic_settings import (
 )
 
 from services.dispatcher.routes import RouteTable
-from services.dispatcher.throttle import DEFAULT, Limits
+from services.dispatcher.throttle import DEFAULT, Pace
 from shared.egress import EgressSettings
 from shared.errors import ConfigError
 from shared.settings import (
@@ -52,7 +52,7 @@ from shared.settings import (
 CONFIG_FILE = "HATO_DISPATCHER_CONFIG_FILE"
 
 
-class Pace(BaseModel):
+class PaceSetting(BaseModel):
     """The limits of one destination domain; a field left out keeps the general default
     (not the domain's preset)."""
 
@@ -64,13 +64,13 @@ class Pace(BaseModel):
     )
     per_minute: float = Field(DEFAULT.per_minute, gt=0, description="Messages per minute.")
 
-    def limits(self) -> Limits:
-        return Limits(self.connections, self.per_connection, self.per_minute)
+    def limits(self) -> Pace:
+        return Pace(self.connections, self.per_connection, self.per_minute)
 
 
-def _domains(table: dict[str, Pace]) -> dict[str, Pace]:
+def _domains(table: dict[str, PaceSetting]) -> dict[str, PaceSetting]:
     """The table by lower-case domain; one domain spelt twice is refused, not half-applied."""
-    by_domain: dict[str, Pace] = {}
+    by_domain: dict[str, PaceSetting] = {}
     for domain, pace in table.items():
         name = domain.strip().lower().rstrip(".")
         if name in by_domain:
@@ -156,13 +156,14 @@ class DispatcherSettings(ServiceSettings):
         100, ge=1, description="Transactions on one connection before it is closed."
     )
     idle_timeout: float = Field(30, gt=0, description="Seconds an unused connection stays open.")
-    throttle: dict[str, Pace] = Field(
+    throttle: dict[str, PaceSetting] = Field(
         {},
         description="Pace per destination domain, over the presets (a domain's subdomains "
         "share it).",
     )
-    tenant_throttle: dict[str, dict[str, Pace]] = Field(
-        {}, description="Pace per tenant and destination domain, over throttle and the presets."
+    tenant_throttle: dict[str, dict[str, PaceSetting]] = Field(
+        {},
+        description="Pace per tenant and destination domain, over throttle and the presets.",
     )
     handoff_ttl: float = Field(
         60, gt=0, description="Seconds a job waits for its IP's instance before re-routing."
@@ -190,12 +191,12 @@ class DispatcherSettings(ServiceSettings):
 
     @field_validator("throttle")
     @classmethod
-    def _throttle_domains(cls, value: dict[str, Pace]) -> dict[str, Pace]:
+    def _throttle_domains(cls, value: dict[str, PaceSetting]) -> dict[str, PaceSetting]:
         return _domains(value)
 
     @field_validator("tenant_throttle")
     @classmethod
-    def _tenant_throttle_domains(cls, value: dict[str, Any]) -> dict[str, dict[str, Pace]]:
+    def _tenant_throttle_domains(cls, value: dict[str, Any]) -> dict[str, dict[str, PaceSetting]]:
         return {tenant: _domains(table) for tenant, table in value.items()}
 
     def route_tables(self) -> tuple[RouteTable, dict[str, RouteTable]]:
@@ -204,7 +205,7 @@ class DispatcherSettings(ServiceSettings):
             tenant: RouteTable.parse(text) for tenant, text in self.tenant_routes.items()
         }
 
-    def paces(self) -> tuple[dict[str, Limits], dict[str, dict[str, Limits]]]:
+    def paces(self) -> tuple[dict[str, Pace], dict[str, dict[str, Pace]]]:
         """The limits by domain over the presets, and by tenant and domain."""
         return {d: p.limits() for d, p in self.throttle.items()}, {
             t: {d: p.limits() for d, p in table.items()}

@@ -21,7 +21,7 @@ import aiosmtplib
 from opentelemetry.trace import Span, SpanKind
 
 from services.dispatcher import pipelining
-from services.dispatcher.mx import Target
+from services.dispatcher.mx import MxHost
 from services.dispatcher.pools import Member
 from shared import logging as hlog
 from shared.schemas import Recipient, RecipientResult, RecipientStatus, Reply
@@ -109,7 +109,7 @@ class SmtpClient:
     def _timeout(self, rfc: float) -> float:
         return min(rfc, self.command_timeout) if self.command_timeout else rfc
 
-    async def _acquire(self, target: Target, source: Member, domain: str) -> Connection:
+    async def _acquire(self, target: MxHost, source: Member, domain: str) -> Connection:
         key = (source.ip, target.address, target.port)
         idle = self._idle.get(key, [])
         while idle:
@@ -166,7 +166,7 @@ class SmtpClient:
 
     async def send(
         self,
-        target: Target,
+        target: MxHost,
         source: Member,
         domain: str,
         mail_from: str,
@@ -193,7 +193,7 @@ class SmtpClient:
 
     async def _send(
         self,
-        target: Target,
+        target: MxHost,
         source: Member,
         domain: str,
         mail_from: str,
@@ -344,7 +344,7 @@ def _tls_version(client: aiosmtplib.SMTP) -> str | None:
     return ssl_object.version() if ssl_object is not None else None
 
 
-def _where(target: Target, source: Member) -> dict[str, str | int]:
+def _where(target: MxHost, source: Member) -> dict[str, str | int]:
     return {
         "server.address": target.host,
         "server.port": target.port,
@@ -354,7 +354,7 @@ def _where(target: Target, source: Member) -> dict[str, str | int]:
     }
 
 
-def describe(span: Span, attempt: Attempt, target: Target, source: Member) -> None:
+def describe(span: Span, attempt: Attempt, target: MxHost, source: Member) -> None:
     """Put what an attempt did on ``span``: the server (MX host, address, port), the source
     IP, TLS, the connection's reuse, and the remote reply with its enhanced status code
     (the first recipient's; the per-status counts tell whether the others differ)."""

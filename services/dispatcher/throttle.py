@@ -20,24 +20,24 @@ from shared.schemas import Reply
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class Pace:
     connections: int = 10
     per_connection: int = 100
     per_minute: float = 600.0
 
 
-DEFAULT = Limits()
-_JP_CARRIER = Limits(connections=2, per_connection=10, per_minute=60)
-PRESETS: dict[str, Limits] = {
+DEFAULT = Pace()
+_JP_CARRIER = Pace(connections=2, per_connection=10, per_minute=60)
+PRESETS: dict[str, Pace] = {
     "docomo.ne.jp": _JP_CARRIER,
     "ezweb.ne.jp": _JP_CARRIER,
     "au.com": _JP_CARRIER,
     "softbank.ne.jp": _JP_CARRIER,
     "i.softbank.jp": _JP_CARRIER,
-    "gmail.com": Limits(connections=10, per_connection=100, per_minute=1200),
-    "yahoo.co.jp": Limits(connections=3, per_connection=20, per_minute=120),
-    "outlook.com": Limits(connections=5, per_connection=50, per_minute=600),
-    "hotmail.com": Limits(connections=5, per_connection=50, per_minute=600),
+    "gmail.com": Pace(connections=10, per_connection=100, per_minute=1200),
+    "yahoo.co.jp": Pace(connections=3, per_connection=20, per_minute=120),
+    "outlook.com": Pace(connections=5, per_connection=50, per_minute=600),
+    "hotmail.com": Pace(connections=5, per_connection=50, per_minute=600),
 }
 MIN_FACTOR = 1 / 16
 
@@ -49,7 +49,7 @@ def slows_down(reply: Reply) -> bool:
 
 @dataclass
 class _Pace:
-    limits: Limits
+    limits: Pace
     slots: asyncio.Semaphore
     next_at: float = 0.0
     factor: float = 1.0
@@ -59,14 +59,14 @@ class _Pace:
 class Throttle:
     def __init__(
         self,
-        overrides: dict[str, Limits] | None = None,
-        tenant_overrides: dict[str, dict[str, Limits]] | None = None,
+        overrides: dict[str, Pace] | None = None,
+        tenant_overrides: dict[str, dict[str, Pace]] | None = None,
     ) -> None:
         self.domains = {**PRESETS, **(overrides or {})}
         self.tenants = tenant_overrides or {}
         self._paces: dict[tuple[str, str, str], _Pace] = {}
 
-    def limits(self, domain: str, tenant: str = "") -> Limits:
+    def limits(self, domain: str, tenant: str = "") -> Pace:
         """The limits for a destination domain (its parents' presets apply to subdomains)."""
         for table in (self.tenants.get(tenant, {}), self.domains):
             for name in walk_up(domain):
@@ -84,7 +84,7 @@ class Throttle:
         return pace
 
     @contextlib.asynccontextmanager
-    async def slot(self, ip: str, domain: str, tenant: str = "") -> AsyncIterator[Limits]:
+    async def slot(self, ip: str, domain: str, tenant: str = "") -> AsyncIterator[Pace]:
         """Wait for a transaction slot and the per-minute pace; yields the limits."""
         pace = self._pace(ip, domain, tenant)
         async with pace.slots:

@@ -12,7 +12,7 @@ import aiosmtplib
 import pytest
 
 from services.ingest import replies
-from shared.directory import Limits
+from shared.directory import TenantLimits
 from shared.settings import StoreSettings
 from shared.store import Store
 from tests.conftest import AMQP_URL, MONGODB_URL, TENANT, provision, unique
@@ -46,8 +46,10 @@ async def door(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Door]:
     await store.ensure_indexes()
     await provision(store, master_key, dkim_key)
     d = store.directory
-    await d.upsert_tenant(TENANT, limits=Limits(max_message_size=4096, max_recipients=3))
-    await d.upsert_tenant("printers", networks=["127.0.0.7/32"], limits=Limits(messages_per_hour=2))
+    await d.upsert_tenant(TENANT, limits=TenantLimits(max_message_size=4096, max_recipients=3))
+    await d.upsert_tenant(
+        "printers", networks=["127.0.0.7/32"], limits=TenantLimits(messages_per_hour=2)
+    )
     await d.upsert_domain("office.test", tenant="printers", verified=True)
     await d.add_credential(TENANT, "shop", password=PASSWORD)
     await d.add_credential(

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from services.dispatcher import smtp_client
-from services.dispatcher.mx import Target
+from services.dispatcher.mx import MxHost
 from services.dispatcher.pools import Member
 from services.dispatcher.smtp_client import SmtpClient
 from shared.schemas import Recipient, RecipientStatus
@@ -95,7 +95,7 @@ async def test_mail_and_rcpts_go_in_one_write_when_offered(advertise, expected) 
     client = SmtpClient(connect_timeout=5)
     for _ in range(2):  # the second transaction reuses the connection
         attempt = await client.send(
-            Target("sink.test", "127.0.0.1", sink.port),
+            MxHost("sink.test", "127.0.0.1", sink.port),
             Member("127.0.0.1", "out.test"),
             "ok.test",
             "bounce@shop.test",
@@ -125,7 +125,7 @@ async def test_a_pipelined_data_with_every_recipient_refused_sends_nothing(lax) 
     client = SmtpClient(connect_timeout=5)
     for batch in (recipients("nobody@ok.test", "nobody@two.test"), recipients("a@ok.test")):
         attempt = await client.send(
-            Target("sink.test", "127.0.0.1", sink.port),
+            MxHost("sink.test", "127.0.0.1", sink.port),
             Member("127.0.0.1", "out.test"),
             "ok.test",
             "bounce@shop.test",
@@ -166,7 +166,7 @@ async def test_a_tarpit_is_cut_at_the_transaction_deadline() -> None:
     client = SmtpClient(connect_timeout=5, transaction_deadline=1.5, command_timeout=30)
     started = asyncio.get_running_loop().time()
     attempt = await client.send(
-        Target("tarpit.test", "127.0.0.1", port),
+        MxHost("tarpit.test", "127.0.0.1", port),
         Member("127.0.0.1", "out.test"),
         "ok.test",
         "bounce@shop.test",
@@ -190,7 +190,7 @@ async def test_8bit_mail_is_declared_body_8bitmime() -> None:
     try:
         for body in ("Subject: x\r\n\r\nplain\r\n", "Subject: x\r\n\r\nこんにちは\r\n"):
             attempt = await client.send(
-                Target("sink.test", "127.0.0.1", sink.port),
+                MxHost("sink.test", "127.0.0.1", sink.port),
                 Member("127.0.0.1", "out.test"),
                 "ok.test",
                 "bounce@shop.test",
@@ -248,7 +248,7 @@ async def test_data_waits_for_its_354_and_its_final_reply_each_with_its_own_time
     server = await _slow_data_server(start_delay, end_delay)
     client = SmtpClient(connect_timeout=5, pipelining=False)
     attempt = await client.send(
-        Target("slow.test", "127.0.0.1", server.sockets[0].getsockname()[1]),
+        MxHost("slow.test", "127.0.0.1", server.sockets[0].getsockname()[1]),
         Member("127.0.0.1", "out.test"),
         "ok.test",
         "bounce@shop.test",

@@ -48,7 +48,7 @@ from services.ingest.http.deps import operator
 from services.ingest.http.problems import Answer, Problem, problems
 from shared.admin import NAME, Announce, Commands
 from shared.broker import Broker
-from shared.directory import Directory, Limits
+from shared.directory import Directory, TenantLimits
 from shared.provisioning import Conflict, Invalid, NotFound, Provisioner, ProvisioningError
 from shared.store import Store
 
@@ -81,8 +81,8 @@ def _pick(doc: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: doc[k] for k in keys}
 
 
-def _limits(body: LimitsIn | None) -> Limits | None:
-    return None if body is None else Limits(**body.model_dump())
+def _limits(body: LimitsIn | None) -> TenantLimits | None:
+    return None if body is None else TenantLimits(**body.model_dump())
 
 
 class Admin:
@@ -242,7 +242,7 @@ async def change_tenant(tenant: str, body: TenantChangeIn, c: CommandsDep) -> di
     responses=_answers(*_BODY, _TENANT),
 )
 async def set_limits(tenant: str, body: LimitsIn, c: CommandsDep) -> dict[str, Any]:
-    return await c.set_limits(tenant, Limits(**body.model_dump()))
+    return await c.set_limits(tenant, TenantLimits(**body.model_dump()))
 
 
 @router.post(

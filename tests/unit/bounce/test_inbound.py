@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from services.bounce.classify import Verdict
-from services.bounce.feedback import Target
+from services.bounce.feedback import Addressee
 from services.bounce.inbound import (
     MAX_RECIPIENTS,
     RECIPIENT_OK,
@@ -59,9 +59,9 @@ class FakeStore:
 
 class FakeFeedback:
     def __init__(self) -> None:
-        self.applied: list[tuple[Target, str]] = []
+        self.applied: list[tuple[Addressee, str]] = []
 
-    async def apply(self, target: Target, verdict: Verdict, *, source: str) -> None:
+    async def apply(self, target: Addressee, verdict: Verdict, *, source: str) -> None:
         self.applied.append((target, verdict.recipient))
 
 

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from services.dispatcher.pools import Member, Pool, PoolView, rendezvous
-from services.dispatcher.throttle import MIN_FACTOR, PRESETS, Limits, Throttle
+from services.dispatcher.throttle import MIN_FACTOR, PRESETS, Pace, Throttle
 from shared.schemas import Reply
 
 DOMAINS = [f"domain{i}.test" for i in range(400)]
@@ -75,18 +75,18 @@ def test_limits_come_from_presets_parents_and_tenant_overrides() -> None:
     """A domain's limits are its tenant's own, else the configured or preset ones, a subdomain
     taking its parent's; any other domain gets the defaults."""
     t = Throttle(
-        {"example.com": Limits(per_minute=5)}, {"acme": {"docomo.ne.jp": Limits(connections=1)}}
+        {"example.com": Pace(per_minute=5)}, {"acme": {"docomo.ne.jp": Pace(connections=1)}}
     )
     assert t.limits("docomo.ne.jp") == PRESETS["docomo.ne.jp"]
     assert t.limits("mail.example.com").per_minute == 5
     assert t.limits("docomo.ne.jp", "acme").connections == 1
-    assert t.limits("elsewhere.test") == Limits()
+    assert t.limits("elsewhere.test") == Pace()
 
 
 async def test_pace_halves_on_421_and_recovers_on_success() -> None:
     """Each 421 or 4.7.x halves the pace, down to a floor of 1/16; successes bring it back to full
     speed and no further."""
-    t = Throttle({"x.test": Limits(connections=1, per_minute=600)})
+    t = Throttle({"x.test": Pace(connections=1, per_minute=600)})
     t.observe("ip", "x.test", "", [Reply(code=421, enhanced="4.7.0", text="slow down")])
     assert t.factor("ip", "x.test") == 0.5
     for _ in range(20):
@@ -100,7 +100,7 @@ async def test_pace_halves_on_421_and_recovers_on_success() -> None:
 async def test_the_per_minute_pace_spaces_transactions() -> None:
     """Free connection slots do not bypass the per-minute pace: at 600 a minute, four transactions
     started at once go 0.1 s apart."""
-    t = Throttle({"x.test": Limits(connections=5, per_minute=600)})  # one per 0.1 s
+    t = Throttle({"x.test": Pace(connections=5, per_minute=600)})  # one per 0.1 s
     stamps = []
 
     async def one() -> None:

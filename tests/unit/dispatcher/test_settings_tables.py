@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from services.dispatcher.routes import Destination
 from services.dispatcher.settings import DispatcherSettings
-from services.dispatcher.throttle import DEFAULT, PRESETS, Limits, Throttle
+from services.dispatcher.throttle import DEFAULT, PRESETS, Pace, Throttle
 from shared.errors import ConfigError
 
 CONFIG = """
@@ -55,10 +55,10 @@ def test_the_tables_come_from_the_toml_file(tmp_path, monkeypatch) -> None:
     assert tenant_routes["acme"].lookup("x.test") == Destination("127.0.0.1", 2600)
     domains, tenants = settings.paces()
     assert domains == {
-        "docomo.ne.jp": Limits(1, DEFAULT.per_connection, 30),
-        "example.com": Limits(DEFAULT.connections, DEFAULT.per_connection, 5),
+        "docomo.ne.jp": Pace(1, DEFAULT.per_connection, 30),
+        "example.com": Pace(DEFAULT.connections, DEFAULT.per_connection, 5),
     }
-    assert tenants == {"acme": {"gmail.com": Limits(DEFAULT.connections, 100, 300)}}
+    assert tenants == {"acme": {"gmail.com": Pace(DEFAULT.connections, 100, 300)}}
     assert settings.retry_delays == [30, 600]
     throttle = Throttle(*settings.paces())
     assert throttle.limits("docomo.ne.jp").connections == 1
@@ -76,9 +76,9 @@ def test_the_environment_wins_over_the_file_and_still_takes_json(tmp_path, monke
     )
     domains, _ = DispatcherSettings().paces()
     assert domains == {
-        "slow.test": Limits(2, DEFAULT.per_connection, DEFAULT.per_minute),
-        "docomo.ne.jp": Limits(3, DEFAULT.per_connection, 30),
-        "example.com": Limits(DEFAULT.connections, DEFAULT.per_connection, 5),
+        "slow.test": Pace(2, DEFAULT.per_connection, DEFAULT.per_minute),
+        "docomo.ne.jp": Pace(3, DEFAULT.per_connection, 30),
+        "example.com": Pace(DEFAULT.connections, DEFAULT.per_connection, 5),
     }
 
 
@@ -113,7 +113,7 @@ def test_the_readme_example_is_a_settings_file_the_dispatcher_reads(tmp_path, mo
     (example,) = re.findall(r"```toml\n(.*?)```", readme, re.S)
     _file(tmp_path, monkeypatch, example)
     settings = DispatcherSettings()
-    assert settings.paces()[0]["docomo.ne.jp"] == Limits(1, DEFAULT.per_connection, 30)
+    assert settings.paces()[0]["docomo.ne.jp"] == Pace(1, DEFAULT.per_connection, 30)
     assert settings.route_tables()[1]["acme"].lookup("x.test") == Destination(
         "smtp.acme.example", 587
     )

@@ -4,7 +4,7 @@ from the tenant's verified domains (and what its credential allows)."""
 from __future__ import annotations
 
 from services.ingest.policy import RelayPolicy
-from shared.directory import Identity, Limits
+from shared.directory import Identity, TenantLimits
 
 
 def policy() -> RelayPolicy:
@@ -44,7 +44,11 @@ def test_the_most_specific_network_wins_and_carries_the_tenant_limits() -> None:
     p = policy()
     assert p.tenant_for_peer("192.0.2.9").tenant == "printer"
     office = p.tenant_for_peer("192.0.2.10")
-    assert (office.tenant, office.pool, office.limits) == ("office", "office", Limits(None, 5))
+    assert (office.tenant, office.pool, office.limits) == (
+        "office",
+        "office",
+        TenantLimits(None, 5),
+    )
     assert office.credential == "network:192.0.2.0/24"
     assert p.tenant_for_peer("2001:db8::1").tenant == "office"
 
