@@ -48,7 +48,10 @@ def slows_down(reply: Reply) -> bool:
 
 
 @dataclass
-class _Pace:
+class _Flow:
+    """The traffic of one (source IP, domain, tenant): its pace, free slots, next send and
+    the factor a receiver's "slow down" set."""
+
     limits: Pace
     slots: asyncio.Semaphore
     next_at: float = 0.0
@@ -64,7 +67,7 @@ class Throttle:
     ) -> None:
         self.domains = {**PRESETS, **(overrides or {})}
         self.tenants = tenant_overrides or {}
-        self._paces: dict[tuple[str, str, str], _Pace] = {}
+        self._paces: dict[tuple[str, str, str], _Flow] = {}
 
     def limits(self, domain: str, tenant: str = "") -> Pace:
         """The limits for a destination domain (its parents' presets apply to subdomains)."""
@@ -75,12 +78,12 @@ class Throttle:
                     return hit
         return DEFAULT
 
-    def _pace(self, ip: str, domain: str, tenant: str) -> _Pace:
+    def _pace(self, ip: str, domain: str, tenant: str) -> _Flow:
         key = (ip, domain, tenant if domain in self.tenants.get(tenant, {}) else "")
         pace = self._paces.get(key)
         if pace is None:
             limits = self.limits(domain, tenant)
-            pace = self._paces[key] = _Pace(limits, asyncio.Semaphore(limits.connections))
+            pace = self._paces[key] = _Flow(limits, asyncio.Semaphore(limits.connections))
         return pace
 
     @contextlib.asynccontextmanager
