@@ -51,6 +51,9 @@ async def send_report(api: Api, rcpt: str, body: bytes) -> list[str]:
 
 
 async def test_an_async_bounce_turns_delivered_into_bounced_and_suppresses(api: Api) -> None:
+    """A DSN to a delivered mail's return path turns its recipient bounced with the reported
+    code, suppresses the address, reaches a platform team's queue as a bounced event, and the
+    next mail to it is not sent."""
     address = f"{unique('gone')}@ok.test"
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
@@ -84,6 +87,8 @@ async def test_an_async_bounce_turns_delivered_into_bounced_and_suppresses(api: 
 
 
 async def test_forged_or_unknown_return_paths_are_refused(api: Api) -> None:
+    """A return path with a broken signature, or an address of the bounce domain that is no
+    return path, is refused at RCPT (550 5.1.1): no report acts on mail it did not follow."""
     _, _, return_path = await delivered(api, f"{unique('x')}@ok.test")
     local, _, domain = return_path.partition("@")
     forged = local[:-3] + ("aaa" if not local.endswith("aaa") else "bbb") + "@" + domain
@@ -140,6 +145,8 @@ async def test_every_report_is_kept_raw_before_it_is_read(api: Api) -> None:
 
 
 async def test_a_complaint_marks_complained_and_suppresses(api: Api) -> None:
+    """An ARF complaint to the feedback-loop address turns the original recipient complained
+    and suppresses the address."""
     address = f"{unique('angry')}@ok.test"
     _, recipient_id, return_path = await delivered(api, address)
     arf = reports.arf(address, return_path)
@@ -153,6 +160,8 @@ async def test_a_complaint_marks_complained_and_suppresses(api: Api) -> None:
 
 
 async def test_soft_bounces_suppress_only_after_repeats_and_for_a_while(api: Api) -> None:
+    """A full mailbox suppresses only at its third bounce, and only until the suppression
+    expires."""
     address = f"{unique('full')}@ok.test"
     for n in range(3):
         _, _, return_path = await delivered(api, address)
@@ -165,6 +174,8 @@ async def test_soft_bounces_suppress_only_after_repeats_and_for_a_while(api: Api
 
 
 async def test_blocks_are_reported_but_never_suppress(api: Api) -> None:
+    """A block of the sending host bounces the recipient with reason blocked, but the address
+    is not suppressed: the recipient did nothing wrong."""
     address = f"{unique('blocked')}@ok.test"
     _, recipient_id, return_path = await delivered(api, address)
     await send_report(

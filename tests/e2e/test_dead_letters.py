@@ -78,6 +78,9 @@ async def dead(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Dead]:
 async def test_a_dead_job_fails_its_recipients_and_can_be_retried(
     dead: Dead, master_key: str, dkim_key
 ) -> None:
+    """A sign job that cannot succeed (its key sealed with another master key) is
+    dead-lettered: its recipient ends failed with the reason, `hato dead list` names the job,
+    and once the key is fixed `hato dead retry` delivers the mail."""
     # The domain's key was sealed with another master key: the signer cannot open it.
     stranger = SecretBox(generate_master_key())
     await dead.store.directory.set_dkim_keys(DOMAIN, [dkim.to_document(dkim_key, stranger)])
@@ -115,6 +118,8 @@ async def test_a_dead_job_fails_its_recipients_and_can_be_retried(
 
 
 async def test_a_dropped_job_leaves_its_recipients_failed(dead: Dead, dkim_key) -> None:
+    """An operator drops a dead job through the admin API: it is gone from the list (a second
+    drop is 404, no token is 401) and its recipient stays failed."""
     await dead.store.directory.set_dkim_keys(
         DOMAIN, [dkim.to_document(dkim_key, SecretBox(generate_master_key()))]
     )

@@ -72,6 +72,8 @@ async def test_iso_2022_jp_round_trip(api: Api) -> None:
 
 
 async def test_raw_messages_are_sent_as_they_are(api: Api) -> None:
+    """A raw message goes out byte for byte after Hato's DKIM signature and one Received field
+    of its own."""
     raw = (
         b"From: orders@shop.test\r\nTo: raw@ok.test\r\nSubject: raw\r\n"
         b"Message-ID: <raw-1@shop.test>\r\n\r\nexact bytes\r\n"
@@ -161,6 +163,7 @@ async def test_no_composed_line_is_longer_than_998_octets(api: Api) -> None:
     ],
 )
 async def test_a_raw_message_must_have_one_from_and_clean_headers(api: Api, raw: bytes) -> None:
+    """Two From fields, two mailboxes in one, or a bare CR that would make a header: 400."""
     response = await api.http.post(
         "/v1/messages/raw",
         json={"to": ["raw@ok.test"], "message": base64.b64encode(raw).decode()},
@@ -212,6 +215,8 @@ async def test_a_replayed_refusal_is_a_problem_document_too(api: Api) -> None:
 
 
 async def test_batch_gives_a_result_per_message(api: Api) -> None:
+    """A batch answers each message on its own: the refused one (another tenant's domain) does
+    not stop the others, which are delivered."""
     response = await api.http.post(
         "/v1/messages/batch",
         json={
@@ -243,6 +248,7 @@ async def test_a_tenant_never_sees_another_tenants_messages(api: Api) -> None:
 
 
 async def test_openapi_is_published(api: Api) -> None:
+    """/openapi.json names the sending and reading routes."""
     spec = (await api.http.get("/openapi.json")).json()
     assert {
         "/v1/messages",
@@ -366,6 +372,8 @@ async def test_the_admin_api_changes_tenants_and_pools(api: Api) -> None:
 
 
 async def test_a_message_may_name_only_the_pools_its_tenant_may_use(api: Api) -> None:
+    """A pool the tenant may not use is 403 naming it; once allowed, the tenant's key may use
+    it."""
     refused = await api.http.post(
         "/v1/messages", json=message(pool="bulk"), headers=api.as_tenant()
     )
@@ -422,6 +430,8 @@ async def test_listing_messages_by_recipient_status_and_tag_with_pages(api: Api)
 
 
 async def test_suppressions_api(api: Api) -> None:
+    """A tenant adds, lists and removes its suppressions; a suppressed address is not sent to,
+    another tenant neither sees nor removes the entry, and a malformed address is 400."""
     address = f"{unique('s')}@ok.test"
     added = await api.http.post(
         "/v1/suppressions", json={"address": address, "reason": "asked"}, headers=api.as_tenant()
