@@ -150,7 +150,7 @@ def parse(raw: bytes) -> Report:
     raw = _REPORT_TYPES.sub(rb"\1text/x-\3", raw)
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
 
-    feedback = _arf(msg)
+    feedback = _arf(msg) or _jmrp(msg) or _unsubscribe(msg)
     if feedback is not None:
         return feedback
 
@@ -940,19 +940,58 @@ def _arf(msg: email.message.Message) -> Report | None:
         block = re.split(r"\n[ \t]*\n", text[m.start() :].replace("\r\n", "\n"))[0]
         fields = email.message_from_string(block + "\n")
         original = _original_headers(msg) or _inline_original(msg)
+    # RFC 5965 3.2: Original-Rcpt-To appears once per recipient of the original.
+    rcpts = list(
+        dict.fromkeys(
+            a
+            for v in (fields.get_all("Original-Rcpt-To") or [])[:MAX_ADDRESSES]
+            if (a := _address(_value(v)))
+        )
+    )
     rcpt = (
-        _address(_value(fields.get("Original-Rcpt-To")))
-        or _address(_value(fields.get("Removal-Recipient")))
+        _address(_value(fields.get("Removal-Recipient")))
         or _address(original.get("x-hmxmroriginalrecipient", ""))
         or email.utils.parseaddr(original.get("to", ""))[1]
     )
     feedback_type = _value(fields.get("Feedback-Type")).lower() or "abuse"
+    return _complaint(rcpts or ([rcpt] if rcpt else []), feedback_type, original)
+
+
+def _complaint(rcpts: list[str], feedback_type: str, original: dict[str, str]) -> Report:
     return Report(
         Kind.COMPLAINT,
-        (Finding(rcpt, diagnostic=feedback_type, action="failed"),) if rcpt else (),
+        tuple(Finding(r, diagnostic=feedback_type, action="failed") for r in rcpts),
         feedback_type=feedback_type,
         original_headers=original,
     )
+
+
+def _jmrp(msg: email.message.Message) -> Report | None:
+    """Microsoft's junk-mail reporting (JMRP): no feedback-report part, the reported message
+    attached with the address it reached in X-HmXmrOriginalRecipient."""
+    if not _JMRP_SUBJECT.search(_header(msg, "Subject")):
+        return None
+    for part in _walk(msg, into_originals=True):
+        if part.get_content_type() != "message/rfc822":
+            continue
+        inner = _payload(part)
+        first = inner[0] if isinstance(inner, list) and inner else None
+        rcpt = _address(_header(first, "X-HmXmrOriginalRecipient")) if first else ""
+        if rcpt:
+            return _complaint([rcpt], "abuse", _headers_dict(first))
+    return None
+
+
+_JMRP_SUBJECT = re.compile(r"complaint about message from", re.I)
+
+
+def _unsubscribe(msg: email.message.Message) -> Report | None:
+    """Apple Mail's unsubscribe request (X-Apple-Unsubscribe: true), mailed to the
+    List-Unsubscribe address from the recipient's own: an opt-out."""
+    if _header(msg, "X-Apple-Unsubscribe").strip().lower() != "true":
+        return None
+    rcpt = email.utils.parseaddr(_header(msg, "From"))[1]
+    return _complaint([rcpt] if rcpt else [], "opt-out", {})
 
 
 def _original_headers_in(container: email.message.Message) -> dict[str, str]:

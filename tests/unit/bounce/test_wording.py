@@ -219,3 +219,87 @@ this error. The error that the other server returned was: 554 554 %s (state %s).
 def test_gmail_state(reply, state, reason) -> None:
     """Gmail's "(state N)" says where the remote host refused; after DATA its filter."""
     assert _classified(GMAIL % (reply, state)) == [("someone@example.org", reason)]
+
+
+ARF_TWO = b"""From: reports@fbl.example
+To: abuse@shop.test
+Subject: Abuse report
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="A"
+
+--A
+Content-Type: text/plain
+
+An abuse report.
+
+--A
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: fbl/1.0
+Version: 1
+Original-Rcpt-To: one@example.com
+Original-Rcpt-To: two@example.net
+
+--A--
+"""
+
+
+def test_arf_names_every_original_recipient() -> None:
+    """An ARF report with one Original-Rcpt-To per recipient is a complaint from each."""
+    report = parse(ARF_TWO)
+    assert report.kind is Kind.COMPLAINT
+    assert [f.recipient for f in report.findings] == ["one@example.com", "two@example.net"]
+
+
+JMRP = b"""From: <staff@hotmail.com>
+To: abuse@shop.test
+Subject: complaint about message from 192.0.2.1
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="M"
+
+--M
+Content-Type: message/rfc822
+Content-Disposition: inline
+
+X-HmXmrOriginalRecipient: reader@example.com
+From: News <news@shop.test>
+To: reader@example.com
+Subject: Offers
+
+Hello
+
+--M--
+"""
+
+
+def test_microsoft_jmrp_is_a_complaint() -> None:
+    """Microsoft's JMRP report (no feedback-report part) is a complaint from the reader."""
+    report = parse(JMRP)
+    assert (report.kind, [f.recipient for f in report.findings]) == (
+        Kind.COMPLAINT,
+        ["reader@example.com"],
+    )
+    forwarded = parse(JMRP.replace(b"complaint about message from 192.0.2.1", b"Fwd: Offers"))
+    assert forwarded.kind is not Kind.COMPLAINT
+
+
+UNSUBSCRIBE = b"""From: reader@icloud.example
+To: opt-out-1@shop.test
+Subject: unsubscribe
+Auto-Submitted: auto-replied
+X-Apple-Unsubscribe: true
+Content-Type: text/plain
+
+Apple Mail sent this email to unsubscribe from the message "Offers".
+"""
+
+
+def test_apple_mail_unsubscribe_is_an_opt_out() -> None:
+    """Apple Mail's unsubscribe mail is the sender's opt-out, not an auto-reply."""
+    report = parse(UNSUBSCRIBE)
+    assert (report.kind, report.feedback_type, [f.recipient for f in report.findings]) == (
+        Kind.COMPLAINT,
+        "opt-out",
+        ["reader@icloud.example"],
+    )
