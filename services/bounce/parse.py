@@ -522,14 +522,21 @@ _POWERMTA_CATEGORIES = {
 
 
 def prefer_status(field_value: str, diagnostic: str) -> str:
-    """The enhanced status code: the Status field, unless it only says X.0.0 and the remote
-    reply gives a more precise code of the same class, or there is no field at all."""
+    """The enhanced status code: the Status field, unless it says only the reporting MTA's
+    own generic word (X.0.0, X.Y.0, or X.4.7 "delivery time expired") and the remote reply
+    quotes a precise code of the same class (``5.1.0 - Unknown address error 550-'5.2.2 ...
+    Mailbox Full'``), or the field says X.0.0 and the reply any other code of its class.
+    No field at all: the reply's code."""
     m = _STATUS.search(field_value)
     status = ".".join(m.groups()) if m else ""
-    d = _STATUS.search(diagnostic or "")
-    found = ".".join(d.groups()) if d else ""
+    codes = [".".join(d.groups()) for d in _STATUS.finditer(diagnostic or "")][:8]
+    found = codes[0] if codes else ""
     if not status:
         return found
+    if status.endswith(".0") or status[1:] == ".4.7":
+        for code in codes:
+            if code[0] == status[0] and code != status and not code.endswith(".0"):
+                return code
     if found and status.endswith(".0.0") and found[0] == status[0] and found != status:
         return found
     return status

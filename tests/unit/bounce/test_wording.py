@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from services.bounce.classify import rules
-from services.bounce.parse import Finding, Kind, parse
+from services.bounce.parse import Finding, Kind, parse, prefer_status
 
 
 @pytest.mark.parametrize(
@@ -303,3 +303,27 @@ def test_apple_mail_unsubscribe_is_an_opt_out() -> None:
         "opt-out",
         ["reader@icloud.example"],
     )
+
+
+@pytest.mark.parametrize(
+    "field, diagnostic, status",
+    [
+        (
+            "5.0.0",
+            "5.1.0 - Unknown address error 550-'5.2.2 <x@example.jp>... Mailbox Full'",
+            "5.2.2",
+        ),
+        ("5.1.0", "550 5.1.1 <x@example.jp>... User Unknown", "5.1.1"),
+        (
+            "4.4.7",
+            "450 4.7.1 <mx.example>: Client host rejected: may not be mail exchanger",
+            "4.7.1",
+        ),
+        ("4.4.7", "421 4.4.0 connection lost", "4.4.7"),  # no precise code from the remote
+        ("5.1.1", "550 5.2.2 Mailbox full", "5.1.1"),  # a precise field stays
+        ("5.0.0", "554 4.7.1 try later", "5.0.0"),  # another class: the field's
+    ],
+)
+def test_status_prefers_the_remote_precise_code(field, diagnostic, status) -> None:
+    """A reporting MTA's generic status gives way to the precise code the remote host quoted."""
+    assert prefer_status(field, diagnostic) == status
