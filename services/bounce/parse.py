@@ -150,7 +150,7 @@ def parse(raw: bytes) -> Report:
     raw = _REPORT_TYPES.sub(rb"\1text/x-\3", raw)
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
 
-    feedback = _arf(msg)
+    feedback = _arf(msg) or _jmrp(msg) or _unsubscribe(msg)
     if feedback is not None:
         return feedback
 
@@ -167,7 +167,7 @@ def parse(raw: bytes) -> Report:
             start = text.rfind("\n\n", 0, fields.start())
             status = [text[start + 1 if start >= 0 else 0 :]]
     if status:
-        findings = [f for p in status for f in _dsn(p, text)]
+        findings = [_gmail_state(f) for p in status for f in _dsn(p, text)]
         failed = [f for f in findings if f.action not in ("delivered", "relayed", "expanded")]
         if failed:
             return Report(Kind.DSN, tuple(failed), original_headers=original)
@@ -199,6 +199,7 @@ def parse(raw: bytes) -> Report:
             findings = [_with_hint(f, "rejected") for f in findings]
         if findings and _IMAIL.search(_header(msg, "X-Mailer")):
             findings = [_imail(f) for f in findings]
+        findings = [_gmail_state(f) for f in findings]
         if findings:
             return Report(Kind.DSN, tuple(findings), original_headers=original)
     return Report(Kind.NOT_A_BOUNCE, original_headers=original)
@@ -498,20 +499,44 @@ def _dsn(report: str, text: str) -> list[Finding]:
                 context=context,
                 command=command,
                 diagnostic_type=dtype,
+                hint=_POWERMTA_CATEGORIES.get(
+                    _value(block.get("X-PowerMTA-BounceCategory")).lower(), ""
+                ),
             )
         )
     return findings
 
 
+# PowerMTA files each bounce under a category (X-PowerMTA-BounceCategory, its "bounce
+# categories" table): the ones that name one reason, as Sisimai's PowerMTA module reads them.
+# The broad ones (policy-related, routing-errors, other ...) leave the reply to the rules.
+_POWERMTA_CATEGORIES = {
+    "bad-mailbox": "userunknown",
+    "bad-domain": "hostunknown",
+    "inactive-mailbox": "suspend",
+    "quota-issues": "mailboxfull",
+    "message-expired": "expired",
+    "spam-related": "spamdetected",
+    "virus-related": "virusdetected",
+}
+
+
 def prefer_status(field_value: str, diagnostic: str) -> str:
-    """The enhanced status code: the Status field, unless it only says X.0.0 and the remote
-    reply gives a more precise code of the same class, or there is no field at all."""
+    """The enhanced status code: the Status field, unless it says only the reporting MTA's
+    own generic word (X.0.0, X.Y.0, or X.4.7 "delivery time expired") and the remote reply
+    quotes a precise code of the same class (``5.1.0 - Unknown address error 550-'5.2.2 ...
+    Mailbox Full'``), or the field says X.0.0 and the reply any other code of its class.
+    No field at all: the reply's code."""
     m = _STATUS.search(field_value)
     status = ".".join(m.groups()) if m else ""
-    d = _STATUS.search(diagnostic or "")
-    found = ".".join(d.groups()) if d else ""
+    codes = [".".join(d.groups()) for d in _STATUS.finditer(diagnostic or "")][:8]
+    found = codes[0] if codes else ""
     if not status:
         return found
+    if status.endswith(".0") or status[1:] == ".4.7":
+        for code in codes:
+            if code[0] == status[0] and code != status and not code.endswith(".0"):
+                return code
     if found and status.endswith(".0.0") and found[0] == status[0] and found != status:
         return found
     return status
@@ -594,7 +619,8 @@ _EVIDENCE = re.compile(
     r"blocked|not found|not accept|unavailable|too (large|big|many)|timed? ?out|"
     r"could not|couldn.t|unable|permanent|undeliverable|spam|virus|policy|bounced|unrout|"
     r"not (listed|allowed|permitted|valid|available)|permission|exceed|limit|no longer|"
-    r"見つかりません|存在しません|拒否|エラー|送信できません|届きません|受信|容量|"
+    r"blacklist|blocklist|"
+    r"ありません|存在しません|拒否|エラー|送信できません|届きません|受信|容量|"
     r"[245]\.\d{1,3}\.\d{1,3}|\b[45]\d\d\b",
     re.I,
 )
@@ -608,6 +634,38 @@ _BOUNCE_TEXT = re.compile(
     r"宛先.{0,20}(見つかりません|存在しません)",
     re.I,
 )
+
+
+# Gmail's older bounces name the SMTP state in which the remote host refused: "Google tried to
+# deliver your message, but it was rejected by the recipient domain. ... 554 5.7.0 Header
+# error (state 18)." The state gives the command, and, as Sisimai's Gmail module reads it, the
+# reason when the status code names no precise one (X.0.X or none): refused after DATA is the
+# recipient's filter.
+_GMAIL_STATE = re.compile(r"\(state (\d+)\)\.")
+_GMAIL_STATES = {
+    "6": ("MAIL", "systemerror"),  # 500 Remote server does not support TLS
+    "8": ("", "systemerror"),  # AUTH failed with the remote server
+    "9": ("", "systemerror"),
+    "12": ("", "norelaying"),  # 500 Remote server does not support SMTP Authenticated Relay
+    "13": ("HELO", "blocked"),
+    "14": ("RCPT", "userunknown"),
+    "15": ("DATA", "filtered"),
+    "17": ("DATA", "filtered"),
+    "18": ("DATA", "filtered"),
+}
+_PRECISE_STATUS = re.compile(r"[45]\.[1-7]\.[1-9]\d*")
+
+
+def _gmail_state(finding: Finding) -> Finding:
+    m = _GMAIL_STATE.search(finding.diagnostic)
+    if m is None or m.group(1) not in _GMAIL_STATES:
+        return finding
+    if "google tried to deliver" not in f"{finding.diagnostic} {finding.context}".lower():
+        return finding
+    command, reason = _GMAIL_STATES[m.group(1)]
+    precise = _PRECISE_STATUS.fullmatch(finding.status)
+    fields = {k: getattr(finding, k) for k in Finding.__slots__}
+    return Finding(**{**fields, "command": command, "hint": "" if precise else reason})
 
 
 _GOOGLE_GROUPS = re.compile(r"https?://groups\.google\.com/support", re.I)
@@ -770,6 +828,7 @@ def _free_text(text: str, msg: email.message.Message, original: dict[str, str]) 
     if failed:
         addresses += [a.strip() for a in failed.split(",")[:MAX_ADDRESSES] if "@" in a]
     distinct: set[str] = set()
+    spare: list[str] = []  # the bounce's own addresses and mailer-daemon ones, set aside
     for line in text.splitlines():
         if len(distinct) >= MAX_ADDRESSES:
             break
@@ -780,6 +839,7 @@ def _free_text(text: str, msg: email.message.Message, original: dict[str, str]) 
                 break
             address = m.group(1).strip(".")
             if address.lower() in own or _DAEMON.search(address):
+                spare.append(address)
                 continue
             addresses.append(address)
             distinct.add(address.lower())
@@ -802,6 +862,16 @@ def _free_text(text: str, msg: email.message.Message, original: dict[str, str]) 
         to = email.utils.parseaddr(original.get("to", ""))[1]
         if to and to.lower() not in own:
             seen[to.lower()] = Finding(recipient=to, action="failed", context=context)
+    if not seen:
+        # Mail to oneself, or to a postmaster: the bounce names no other address. One of its
+        # own counts when an error follows it ("<me@example.jp>: ... disk quota exceeded").
+        for address in spare:
+            detail = _near(text, address, lowered=lowered_text)
+            if _EVIDENCE.search(detail):
+                seen[address.lower()] = Finding(
+                    recipient=address, diagnostic=detail, action="failed", context=context
+                )
+                break
     if not seen:
         return []
     # Only addresses the text says something about are recipients, unless none is.
@@ -877,19 +947,58 @@ def _arf(msg: email.message.Message) -> Report | None:
         block = re.split(r"\n[ \t]*\n", text[m.start() :].replace("\r\n", "\n"))[0]
         fields = email.message_from_string(block + "\n")
         original = _original_headers(msg) or _inline_original(msg)
+    # RFC 5965 3.2: Original-Rcpt-To appears once per recipient of the original.
+    rcpts = list(
+        dict.fromkeys(
+            a
+            for v in (fields.get_all("Original-Rcpt-To") or [])[:MAX_ADDRESSES]
+            if (a := _address(_value(v)))
+        )
+    )
     rcpt = (
-        _address(_value(fields.get("Original-Rcpt-To")))
-        or _address(_value(fields.get("Removal-Recipient")))
+        _address(_value(fields.get("Removal-Recipient")))
         or _address(original.get("x-hmxmroriginalrecipient", ""))
         or email.utils.parseaddr(original.get("to", ""))[1]
     )
     feedback_type = _value(fields.get("Feedback-Type")).lower() or "abuse"
+    return _complaint(rcpts or ([rcpt] if rcpt else []), feedback_type, original)
+
+
+def _complaint(rcpts: list[str], feedback_type: str, original: dict[str, str]) -> Report:
     return Report(
         Kind.COMPLAINT,
-        (Finding(rcpt, diagnostic=feedback_type, action="failed"),) if rcpt else (),
+        tuple(Finding(r, diagnostic=feedback_type, action="failed") for r in rcpts),
         feedback_type=feedback_type,
         original_headers=original,
     )
+
+
+def _jmrp(msg: email.message.Message) -> Report | None:
+    """Microsoft's junk-mail reporting (JMRP): no feedback-report part, the reported message
+    attached with the address it reached in X-HmXmrOriginalRecipient."""
+    if not _JMRP_SUBJECT.search(_header(msg, "Subject")):
+        return None
+    for part in _walk(msg, into_originals=True):
+        if part.get_content_type() != "message/rfc822":
+            continue
+        inner = _payload(part)
+        first = inner[0] if isinstance(inner, list) and inner else None
+        rcpt = _address(_header(first, "X-HmXmrOriginalRecipient")) if first else ""
+        if rcpt:
+            return _complaint([rcpt], "abuse", _headers_dict(first))
+    return None
+
+
+_JMRP_SUBJECT = re.compile(r"complaint about message from", re.I)
+
+
+def _unsubscribe(msg: email.message.Message) -> Report | None:
+    """Apple Mail's unsubscribe request (X-Apple-Unsubscribe: true), mailed to the
+    List-Unsubscribe address from the recipient's own: an opt-out."""
+    if _header(msg, "X-Apple-Unsubscribe").strip().lower() != "true":
+        return None
+    rcpt = email.utils.parseaddr(_header(msg, "From"))[1]
+    return _complaint([rcpt] if rcpt else [], "opt-out", {})
 
 
 def _original_headers_in(container: email.message.Message) -> dict[str, str]:
