@@ -18,12 +18,11 @@ from shared.errors import Unavailable
 from shared.schemas import Recipient, SignJob
 from shared.settings import BrokerSettings, StoreSettings
 from shared.store import Store
+from shared.testing import SERVICES, Stack, free_port
 from tests.conftest import MONGODB_URL, provision, unique
-from tests.helpers.net import free_port
 from tests.helpers.rabbit_cluster import MAX_MESSAGE_SIZE, RabbitCluster
 from tests.helpers.sinks import Sink
 from tests.helpers.smtp import make_message, send
-from tests.helpers.stack import SERVICES, Stack
 from tests.helpers.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

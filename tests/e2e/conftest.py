@@ -10,11 +10,10 @@ import pytest
 
 from shared.settings import StoreSettings
 from shared.store import Store
+from shared.testing import Stack, free_port
 from tests.conftest import AMQP_URL, MONGODB_URL, TENANT, provision, unique
 from tests.helpers.dns import DnsServer
-from tests.helpers.net import free_port
 from tests.helpers.sinks import Sink
-from tests.helpers.stack import Stack
 from tests.helpers.waiting import eventually
 
 OPERATOR = "op-" + unique("token")

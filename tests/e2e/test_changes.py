@@ -18,14 +18,13 @@ import pytest
 from shared.dkim import txt_record_name
 from shared.settings import StoreSettings
 from shared.store import Store
+from shared.testing import Stack, free_port
 from shared.views import message_view
 from tests.conftest import AMQP_URL, MONGODB_URL, TENANT, provision, unique
 from tests.helpers.cli import run_hato
 from tests.helpers.dns import DnsServer
-from tests.helpers.net import free_port
 from tests.helpers.sinks import Sink
 from tests.helpers.smtp import make_message, send
-from tests.helpers.stack import Stack
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration

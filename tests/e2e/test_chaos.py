@@ -24,12 +24,11 @@ import pytest
 
 from shared.settings import StoreSettings
 from shared.store import Store
+from shared.testing import Stack, free_port
 from tests.conftest import AMQP_URL, provision, unique
 from tests.helpers.ferretdb import PrivateFerretDB
-from tests.helpers.net import free_port
 from tests.helpers.sinks import Sink
 from tests.helpers.smtp import send
-from tests.helpers.stack import Stack
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -28,13 +28,13 @@ from shared.broker import Exchange
 from shared.dns import records_for
 from shared.settings import DnsSettings, StoreSettings
 from shared.store import Store
+from shared.testing import ROOT, SERVICES, ServiceProcess
 from shared.verp import TokenKind, Verp
 from tests.conftest import AMQP_URL, MONGODB_URL, unique
 from tests.helpers.compose import Loopback, load, seconds
 from tests.helpers.dkim_verify import dkimpy
 from tests.helpers.otlp import OtlpReceiver
 from tests.helpers.sinks import Received, Sink
-from tests.helpers.stack import ROOT, SERVICES, ServiceProcess
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -15,13 +15,12 @@ from shared import dkim
 from shared.secrets import SecretBox, generate_master_key
 from shared.settings import StoreSettings
 from shared.store import Store
+from shared.testing import Stack, free_port
 from tests.conftest import AMQP_URL, DOMAIN, MONGODB_URL, provision, unique
 from tests.e2e.conftest import OPERATOR
 from tests.helpers.cli import run_hato
-from tests.helpers.net import free_port
 from tests.helpers.sinks import Sink
 from tests.helpers.smtp import send
-from tests.helpers.stack import Stack
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -16,12 +16,11 @@ import pytest
 from shared import schemas
 from shared.settings import StoreSettings
 from shared.store import Store
+from shared.testing import Stack, free_port
 from tests.conftest import AMQP_URL, MONGODB_URL, provision, unique
 from tests.helpers.cli import run_hato
-from tests.helpers.net import free_port
 from tests.helpers.sinks import Sink
 from tests.helpers.smtp import send
-from tests.helpers.stack import Stack
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -10,11 +10,10 @@ import pytest
 from services.ingest import replies
 from shared.settings import StoreSettings
 from shared.store import Store
+from shared.testing import Stack, TcpProxy, free_port
 from tests.conftest import AMQP_URL, MONGODB_URL, provision, unique
 from tests.helpers.ferretdb import PrivateFerretDB
-from tests.helpers.net import TcpProxy, free_port
 from tests.helpers.smtp import send
-from tests.helpers.stack import Stack
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration

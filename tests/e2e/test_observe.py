@@ -24,14 +24,13 @@ import yaml
 
 from shared.settings import StoreSettings
 from shared.store import Store
+from shared.testing import ROOT, Stack, free_port
 from tests.conftest import AMQP_URL, DOMAIN, TENANT, provision, unique
 from tests.helpers import reports
 from tests.helpers.dns import DnsServer
 from tests.helpers.ferretdb import PrivateFerretDB
-from tests.helpers.net import free_port
 from tests.helpers.sinks import Sink
 from tests.helpers.smtp import RawSession, make_message
-from tests.helpers.stack import ROOT, Stack
 from tests.helpers.tls import client_context, make_certificate
 from tests.helpers.waiting import eventually
 from tools import dashboards

@@ -20,11 +20,10 @@ from hato.amqp_users import endpoint
 from shared.schemas import Event, EventType, decode
 from shared.settings import BrokerSettings, StoreSettings
 from shared.store import Store
+from shared.testing import Stack, free_port
 from tests.conftest import AMQP_URL, MONGODB_URL, provision, unique
-from tests.helpers.net import free_port
 from tests.helpers.sinks import Sink
 from tests.helpers.smtp import send
-from tests.helpers.stack import Stack
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -19,12 +19,11 @@ from shared.broker import QUEUE_HEADER, REASON_HEADER
 from shared.dkim import txt_record_name, txt_record_value
 from shared.settings import StoreSettings
 from shared.store import Store
+from shared.testing import Stack, free_port
 from shared.views import message_view
 from tests.conftest import AMQP_URL, DOMAIN, MONGODB_URL, SELECTOR, provision, unique
-from tests.helpers.net import free_port
 from tests.helpers.sinks import Sink
 from tests.helpers.smtp import RawSession, make_message, send
-from tests.helpers.stack import Stack
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration

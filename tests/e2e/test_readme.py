@@ -28,9 +28,9 @@ import pytest
 from pymongo import MongoClient
 
 from shared import webhooks
+from shared.testing import ROOT
 from tests.conftest import MONGODB_URL
 from tests.helpers.readme import Block, Session, blocks
-from tests.helpers.stack import ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -24,11 +24,10 @@ from shared.ops import HttpServer
 from shared.secrets import SecretBox
 from shared.settings import StoreSettings
 from shared.store import Store
+from shared.testing import ServiceProcess, Stack, free_port
 from tests.conftest import AMQP_URL, MONGODB_URL, TENANT, provision, unique
 from tests.helpers.dns import DnsServer
-from tests.helpers.net import free_port
 from tests.helpers.sinks import Sink
-from tests.helpers.stack import ServiceProcess, Stack
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration

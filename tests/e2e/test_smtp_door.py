@@ -15,10 +15,9 @@ from services.ingest import replies
 from shared.directory import TenantLimits
 from shared.settings import StoreSettings
 from shared.store import Store
+from shared.testing import Stack, free_port
 from tests.conftest import AMQP_URL, MONGODB_URL, TENANT, provision, unique
-from tests.helpers.net import free_port
 from tests.helpers.smtp import RawSession, make_message
-from tests.helpers.stack import Stack
 from tests.helpers.tls import client_context, make_certificate
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,9 @@ from services.ingest import replies
 from services.ingest.smtp import AuthThrottle
 from shared.settings import StoreSettings
 from shared.store import Store
+from shared.testing import Stack, free_port
 from tests.conftest import AMQP_URL, MONGODB_URL, TENANT, provision, unique
-from tests.helpers.net import free_port
 from tests.helpers.smtp import RawSession
-from tests.helpers.stack import Stack
 from tests.helpers.tls import make_certificate
 
 pytestmark = pytest.mark.integration

@@ -26,17 +26,16 @@ from starlette.routing import Route
 from shared.ops import HttpServer
 from shared.settings import StoreSettings
 from shared.store import Store
+from shared.testing import SERVICES, Stack, free_port
 from tests.conftest import AMQP_URL, MONGODB_URL, TENANT, provision, unique
 from tests.helpers import reports
 from tests.helpers.cli import run_hato
 from tests.helpers.dns import DnsServer
-from tests.helpers.net import free_port
 from tests.helpers.otlp import OtlpReceiver, ReceivedSpan, tree
 from tests.helpers.reports import dsn
 from tests.helpers.sinks import Sink
 from tests.helpers.smtp import RawSession, make_message
 from tests.helpers.smtp import send as smtp_send
-from tests.helpers.stack import SERVICES, Stack
 from tests.helpers.tls import make_certificate
 from tests.helpers.waiting import eventually
 

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from tests.helpers.stack import ROOT
+from shared.testing import ROOT
 
 
 async def run_hato(env: dict[str, str], *args: str, cwd: Path = ROOT) -> tuple[int, str, str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tests.helpers.stack import ROOT
+from shared.testing import ROOT
 
 COMPOSECHECK = ROOT / "var" / "bin" / "composecheck"
 COMPOSE_FILE = ROOT / "docker-compose.yml"

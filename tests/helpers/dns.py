@@ -10,7 +10,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-from tests.helpers.net import free_port
+from shared.testing import free_port
 
 
 class DnsServer(asyncio.DatagramProtocol):

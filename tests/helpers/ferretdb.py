@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from tests.helpers.net import free_port
-from tests.helpers.stack import ROOT
+from shared.testing import ROOT, free_port
 
 FERRETDB = ROOT / "var" / "bin" / "ferretdb"
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.helpers.net import free_port
+from shared.testing import free_port
 
 
 @dataclass

@@ -38,8 +38,8 @@ from shared.schemas import (
     encode,
 )
 from shared.settings import BrokerSettings
+from shared.testing import TcpProxy
 from tests.conftest import AMQP_URL
-from tests.helpers.net import TcpProxy
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration

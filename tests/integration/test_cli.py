@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from shared.secrets import SecretBox, generate_master_key
 from shared.store import Store
+from shared.testing import ROOT
 from tests.conftest import AMQP_URL, unique
 from tests.helpers.cli import run_hato
-from tests.helpers.stack import ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from services.dispatcher.mx import MxHost
 from services.dispatcher.pools import Member
 from services.dispatcher.smtp_client import SmtpClient
 from shared.schemas import Recipient, RecipientStatus
-from tests.helpers.net import free_port
+from shared.testing import free_port
 
 pytestmark = pytest.mark.integration
 

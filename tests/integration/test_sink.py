@@ -11,8 +11,8 @@ from pathlib import Path
 import aiosmtplib
 
 from hato.sink import serve
+from shared.testing import free_port
 from shared.verp import Verp
-from tests.helpers.net import free_port
 from tests.helpers.waiting import eventually
 
 

@@ -21,9 +21,9 @@ import yaml
 
 from shared.known_secrets import KNOWN_SECRETS
 from shared.settings import ServiceSettings
+from shared.testing import ROOT, SERVICES
 from tests.helpers.compose import COMPOSE_FILE, Loopback, load, run_loader, seconds
 from tests.helpers.settings import known_variables
-from tests.helpers.stack import ROOT, SERVICES
 
 # The image is python:3.11-slim with Hato installed: no curl, no wget.
 IMAGE_TOOLS = {"python", "hato"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from shared.testing import ROOT
 from tests.helpers.readme import ReadmeError, blocks
-from tests.helpers.stack import ROOT
 
 MARKED = """Intro.
 

@@ -13,7 +13,7 @@ import pytest
 
 from services.bounce.classify import Rules, rules
 from services.bounce.parse import Finding, Kind, parse
-from tests.helpers.stack import ROOT
+from shared.testing import ROOT
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "bounces"
 
@@ -81,6 +81,8 @@ Buy now.
 
 
 def test_an_rfc_3464_report_gives_one_finding_per_recipient() -> None:
+    """An RFC 3464 DSN gives a verdict per failed recipient: a user unknown is hard and
+    suppressed at once, a full mailbox soft and suppressed only when it repeats."""
     report = parse(DSN)
     assert report.kind is Kind.DSN
     verdicts = rules().classify(report)
@@ -92,6 +94,8 @@ def test_an_rfc_3464_report_gives_one_finding_per_recipient() -> None:
 
 
 def test_an_arf_report_is_a_complaint_for_the_original_recipient() -> None:
+    """An ARF abuse report is a complaint (reason feedback) about the original recipient, who
+    is suppressed."""
     report = parse(ARF)
     assert (report.kind, report.feedback_type) == (Kind.COMPLAINT, "abuse")
     verdict = rules().classify(report)[0]
@@ -104,6 +108,8 @@ def test_an_arf_report_is_a_complaint_for_the_original_recipient() -> None:
 
 
 def test_vacation_replies_and_ordinary_mail_are_not_bounces() -> None:
+    """An out-of-office reply is a vacation that suppresses nobody, and ordinary mail is no
+    bounce at all."""
     vacation = parse(
         b"From: boss@example.net\r\nTo: b@bounces.shop.test\r\n"
         b"Subject: Out of Office: back Monday\r\nAuto-Submitted: auto-replied\r\n"
@@ -278,6 +284,8 @@ def test_sisimai_vocabulary_is_complete() -> None:
 
 
 def test_every_rule_names_a_documented_reason(tmp_path) -> None:
+    """Every rule's reason is documented in the table, and a rules file naming an unknown
+    reason is refused when loaded."""
     assert all(r.reason in rules().reasons for r in rules().rules)
     assert all(meta.get("description") for meta in rules().reasons.values())
     bad = tmp_path / "r.toml"
@@ -390,6 +398,7 @@ def test_our_corpus_figures() -> None:
 
 
 def test_hato_bounce_classify_prints_json_per_recipient(tmp_path) -> None:
+    """`hato bounce classify` prints a JSON verdict per recipient of each file it is given."""
     (tmp_path / "dsn.eml").write_bytes(DSN)
     (tmp_path / "plain.eml").write_bytes(b"Subject: hi\r\n\r\nhello\r\n")
     out = subprocess.run(

@@ -15,8 +15,8 @@ from shared.schemas import (
     RecipientStatus,
     Reply,
 )
+from shared.testing import FakeBroker, MemoryEvents
 from shared.timeline import attempt_events
-from tests.helpers.outbox import EventStore, RefusingBroker
 
 JOB = DeliveryJob(
     message_id="m1",
@@ -47,7 +47,7 @@ DELIVERED = attempt_events(
 
 
 @dataclass
-class Store(EventStore):
+class Store(MemoryEvents):
     reads: int = 0
 
     async def pending_recipients(self, ids: Any) -> set[str]:
@@ -62,14 +62,14 @@ class Store(EventStore):
         ]
 
 
-def dispatcher(store: Store, broker: RefusingBroker) -> Dispatcher:
+def dispatcher(store: Store, broker: FakeBroker) -> Dispatcher:
     return Dispatcher(store, broker, None, None, None, None, retry_delays=[60], max_age=3600)  # type: ignore[arg-type]
 
 
 async def test_recipients_already_final_get_their_attempts_events_published_again() -> None:
     """The first run wrote r1's delivery and its event, then the publish failed: back (same
     attempt), the job sends only to r2 and publishes r1's stored event, same id."""
-    store, broker = Store(), RefusingBroker()
+    store, broker = Store(), FakeBroker()
     await store.insert_events(DELIVERED)
     pending = await dispatcher(store, broker).pending(JOB, 1)
     assert [r.id for r in pending] == ["r2"]
@@ -79,7 +79,7 @@ async def test_recipients_already_final_get_their_attempts_events_published_agai
 async def test_a_later_attempt_publishes_nothing_old_again() -> None:
     """At the next attempt the recipient delivered before has no events of that attempt:
     nothing is published twice."""
-    store, broker = Store(), RefusingBroker()
+    store, broker = Store(), FakeBroker()
     await store.insert_events(DELIVERED)
     await dispatcher(store, broker).pending(JOB, 2)
     assert broker.events == [] and store.reads == 1

@@ -11,7 +11,7 @@ from services.ingest.accept import Acceptor, Submission, summarize_headers
 from shared.directory import Identity
 from shared.errors import Unavailable
 from shared.schemas import EventType, SignJob
-from tests.helpers.outbox import EventStore, RefusingBroker
+from shared.testing import FakeBroker, MemoryEvents
 
 RAW = b"From: shop <orders@shop.test>\r\nSubject: hi\r\n\r\nbody\r\n"
 
@@ -28,7 +28,7 @@ class Directory:
 
 
 @dataclass
-class Store(EventStore):
+class Store(MemoryEvents):
     directory: Directory = field(default_factory=Directory)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -55,7 +55,7 @@ def submission(*rcpts: str) -> Submission:
 
 async def test_accepted_events_are_confirmed_before_the_answer() -> None:
     """When accept() returns (the 250 / 202), the sign job and the accepted events are out."""
-    store, broker = Store(), RefusingBroker()
+    store, broker = Store(), FakeBroker()
     accepted = await Acceptor(store, broker).accept(submission("a@x.test", "b@y.test"))  # type: ignore[arg-type]
     assert [type(m) for m, _ in broker.published] == [SignJob]
     assert {(e.type, e.recipient_id) for e in broker.events} == {
@@ -69,7 +69,7 @@ async def test_events_the_broker_refuses_refuse_the_message(suppressed: bool) ->
     """Events not confirmed: the door answers a temporary failure (451 / 503) and what was
     written is removed, as when the sign job is not confirmed — also for a message whose
     recipients are all suppressed (no sign job, only events)."""
-    store, broker = Store(), RefusingBroker(refuse_events=1)
+    store, broker = Store(), FakeBroker(refuse_events=1)
     if suppressed:
         store.directory.suppressed_addresses = {"alice@example.com"}
     with pytest.raises(Unavailable):

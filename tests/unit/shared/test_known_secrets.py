@@ -16,7 +16,7 @@ from services.signer.settings import SignerSettings
 from shared.errors import ConfigError
 from shared.known_secrets import DefaultSecretError, is_loopback, problems, refuse_default_secrets
 from shared.secrets import generate_master_key
-from tests.helpers.stack import ROOT
+from shared.testing import ROOT
 
 SERVICES = (IngestSettings, SignerSettings, DispatcherSettings, BounceSettings)
 REMOTE_GUEST = "amqp://guest:guest@rabbitmq:5672/"

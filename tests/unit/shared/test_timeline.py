@@ -83,10 +83,10 @@ async def test_events_the_broker_refuses_are_the_callers_failure() -> None:
     import pytest
 
     from shared.errors import Unavailable
+    from shared.testing import FakeBroker, MemoryEvents
     from shared.timeline import Timeline
-    from tests.helpers.outbox import EventStore, RefusingBroker
 
-    store, broker = EventStore(), RefusingBroker(refuse_events=1)
+    store, broker = MemoryEvents(), FakeBroker(refuse_events=1)
     events = attempt_events(
         DeliveryResult(
             message_id="m",

@@ -14,7 +14,7 @@ from services.signer.settings import SignerSettings
 from shared.broker import Delivery
 from shared.errors import Unavailable
 from shared.schemas import DeliveryJob, EventType, Recipient, SignJob
-from tests.helpers.outbox import EventStore, RefusingBroker
+from shared.testing import FakeBroker, MemoryEvents
 
 JOB = SignJob(
     message_id="m1",
@@ -33,7 +33,7 @@ class NoKeys:
 
 
 @dataclass
-class Store(EventStore):
+class Store(MemoryEvents):
     final: set[str] = field(default_factory=set)
     writes: int = 0
 
@@ -59,7 +59,7 @@ def delivery(*, redelivered: bool) -> Delivery:
 async def test_a_refused_event_publish_is_retried_with_the_stored_event() -> None:
     """The event publish is refused: the job is not done (Unavailable, so consume() retries
     it); back, it publishes the event its first run stored, same id, writing nothing."""
-    store, broker = Store(), RefusingBroker(refuse_events=1)
+    store, broker = Store(), FakeBroker(refuse_events=1)
     signer = Signer(store, broker, NoKeys(), settings=SignerSettings())  # type: ignore[arg-type]
     with pytest.raises(Unavailable):
         await signer.handle(delivery(redelivered=False))
@@ -78,7 +78,7 @@ async def test_a_refused_event_publish_is_retried_with_the_stored_event() -> Non
 async def test_a_sign_job_back_leaves_out_delivery_jobs_of_final_recipients() -> None:
     """Back after its recipients of a domain were delivered, a sign job publishes no
     delivery job for them."""
-    store, broker = Store(), RefusingBroker()
+    store, broker = Store(), FakeBroker()
     signer = Signer(store, broker, NoKeys(), settings=SignerSettings())  # type: ignore[arg-type]
     await signer.handle(delivery(redelivered=False))
     store.final = {"r1"}
