@@ -31,8 +31,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.bounce.classify import rules
-from services.bounce.parse import Kind, NotMail, parse
+from shared.bounces.classify import rules
+from shared.bounces.parse import Kind, NotMail, parse
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "tests" / "corpus" / "bounces"
 SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "bounces"

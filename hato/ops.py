@@ -206,8 +206,8 @@ async def secrets_reseal(ctx: Context, args: argparse.Namespace) -> int:
 
 def bounce_classify(args: argparse.Namespace) -> int:
     """One JSON object per recipient found in each message (or one saying it is no bounce)."""
-    from services.bounce.classify import rules
-    from services.bounce.parse import Kind, NotMail, parse
+    from shared.bounces.classify import rules
+    from shared.bounces.parse import Kind, NotMail, parse
 
     status = Exit.OK
     for name in args.files:

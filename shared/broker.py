@@ -1118,7 +1118,7 @@ class Broker:
             )
             if event is not None:
                 # The bounce service records it and ends the job's recipients in `failed`
-                # (services/bounce/service.py EventRecorder): no mail stays in limbo.
+                # (the bounce service's EventRecorder): no mail stays in limbo.
                 await self.publish(event)
         except Exception as exc:
             log.warning("could not dead-letter; requeueing", error=repr(exc))

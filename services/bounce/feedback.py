@@ -19,10 +19,10 @@ from datetime import timedelta
 
 from prometheus_client import Counter
 
-from services.bounce.classify import FEEDBACK as COMPLAINT
-from services.bounce.classify import NOT_BOUNCES, Verdict
 from shared import logging as hlog
 from shared import metrics
+from shared.bounces.classify import FEEDBACK as COMPLAINT
+from shared.bounces.classify import NOT_BOUNCES, Verdict
 from shared.broker import Broker
 from shared.domains import domain_of
 from shared.schemas import Event, EventType, RecipientStatus, Reply, utcnow

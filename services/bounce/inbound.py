@@ -17,11 +17,11 @@ from aiosmtpd.smtp import Envelope, Session
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from services.bounce.classify import Rules, Verdict
 from services.bounce.feedback import Addressee, Feedback
-from services.bounce.parse import Kind, NotMail, Report
 from services.bounce.reports import ReportParser, ReportState, ReportStore, Unparsed
 from shared import logging as hlog
+from shared.bounces.classify import Rules, Verdict
+from shared.bounces.parse import Kind, NotMail, Report
 from shared.errors import TRANSIENT_ERRORS
 from shared.schemas import Reply
 from shared.smtp_server import Listener, Protocol

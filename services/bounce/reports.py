@@ -21,8 +21,8 @@ import pymongo.errors
 from bson import Binary
 from pymongo import ASCENDING
 
-from services.bounce.parse import NotMail, Report, parse
 from shared import logging as hlog
+from shared.bounces.parse import NotMail, Report, parse
 from shared.ids import new_id
 from shared.schemas import utcnow
 

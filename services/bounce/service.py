@@ -14,15 +14,15 @@ from datetime import timedelta
 
 from opentelemetry import trace
 
-from services.bounce.classify import Rules, Verdict, rules
 from services.bounce.feedback import Addressee, Feedback
 from services.bounce.inbound import BounceHandler, BounceListener
-from services.bounce.parse import Finding
 from services.bounce.reports import ReportParser
 from services.bounce.settings import BounceSettings
 from services.bounce.webhook_sender import WebhookBindings, WebhookRouter, WebhookSender
 from shared import logging as hlog
 from shared import metrics
+from shared.bounces.classify import Rules, Verdict, rules
+from shared.bounces.parse import Finding
 from shared.broker import Broker, Delivery, Queue, undecoded
 from shared.egress import Egress
 from shared.errors import Permanent

@@ -11,8 +11,8 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.bounce.classify import rules
-from services.bounce.parse import NotMail, parse
+from shared.bounces.classify import rules
+from shared.bounces.parse import NotMail, parse
 from tests.unit.bounce.test_parse_hostile import HEAD, MARKERS, _corpus
 
 CORPUS = _corpus()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from services.bounce.classify import Rules, rules
-from services.bounce.parse import Finding, Kind, parse
+from shared.bounces.classify import Rules, rules
+from shared.bounces.parse import Finding, Kind, parse
 from shared.testing import ROOT
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "bounces"

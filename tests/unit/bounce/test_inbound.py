@@ -8,7 +8,6 @@ import uuid
 from types import SimpleNamespace
 from typing import Any
 
-from services.bounce.classify import Verdict
 from services.bounce.feedback import Addressee
 from services.bounce.inbound import (
     MAX_RECIPIENTS,
@@ -16,7 +15,8 @@ from services.bounce.inbound import (
     TOO_MANY_RECIPIENTS,
     BounceHandler,
 )
-from services.bounce.parse import Kind, Report
+from shared.bounces.classify import Verdict
+from shared.bounces.parse import Kind, Report
 from shared.verp import Verp
 
 VERP = Verp(b"inbound test key")

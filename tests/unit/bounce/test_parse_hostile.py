@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.bounce import parse as parse_module
-from services.bounce.classify import Rules, rules
-from services.bounce.parse import Kind, NotMail, parse
+from shared.bounces import parse as parse_module
+from shared.bounces.classify import Rules, rules
+from shared.bounces.parse import Kind, NotMail, parse
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus" / "bounces"
 CPU_BOUND = 3.0  # seconds of CPU for a 1 MB hostile input; ~0.2 s on a laptop, noisy CI

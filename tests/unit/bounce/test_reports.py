@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.bounce.parse import Kind, NotMail
 from services.bounce.reports import ReportParser, Unparsed
+from shared.bounces.parse import Kind, NotMail
 
 BOUNCE = (
     b"From: MAILER-DAEMON@mx.example.net\nSubject: Undelivered Mail Returned to Sender\n\n"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.bounce.classify import rules
-from services.bounce.parse import Finding, Kind, parse, prefer_status
+from shared.bounces.classify import rules
+from shared.bounces.parse import Finding, Kind, parse, prefer_status
 
 
 @pytest.mark.parametrize(

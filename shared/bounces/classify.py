@@ -29,7 +29,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from services.bounce.parse import Finding, Kind, Report, find_command
+from shared.bounces.parse import Finding, Kind, Report, find_command
 
 RULES_FILE = Path(__file__).with_name("reasons.toml")
 
