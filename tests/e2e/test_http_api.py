@@ -508,3 +508,24 @@ async def test_each_route_takes_a_body_of_its_size(api: Api) -> None:
         writer.close()
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"application/problem+json" in answer
+
+
+async def test_the_admin_api_removes_a_domain_then_its_tenant(api: Api) -> None:
+    """A tenant that still owns a domain is not removed (409); once its domain is removed
+    (a second removal is 404), the tenant goes, and is then 404 like any unknown one."""
+    op = {"Authorization": f"Bearer {OPERATOR}"}
+    name, domain = unique("gone"), f"{unique('gone')}.test"
+    assert (
+        await api.http.post("/admin/v1/tenants", json={"name": name}, headers=op)
+    ).status_code == 201
+    added = await api.http.post(
+        f"/admin/v1/tenants/{name}/domains", json={"domain": domain}, headers=op
+    )
+    assert added.status_code == 201, added.text
+    refused = await api.http.delete(f"/admin/v1/tenants/{name}", headers=op)
+    assert refused.status_code == 409 and "domain" in refused.json()["detail"]
+    assert (await api.http.delete(f"/admin/v1/domains/{domain}", headers=op)).status_code == 204
+    assert (await api.http.delete(f"/admin/v1/domains/{domain}", headers=op)).status_code == 404
+    assert (await api.http.delete(f"/admin/v1/tenants/{name}", headers=op)).status_code == 204
+    assert (await api.http.get(f"/admin/v1/tenants/{name}", headers=op)).status_code == 404
+    assert (await api.http.delete(f"/admin/v1/tenants/{name}")).status_code == 401

@@ -236,6 +236,18 @@ async def change_tenant(tenant: str, body: TenantChangeIn, c: CommandsDep) -> di
     )
 
 
+@router.delete(
+    "/tenants/{tenant}",
+    status_code=204,
+    responses=_answers(
+        (409, "The tenant still has domains, SMTP users or API keys: remove those first."),
+        _TENANT,
+    ),
+)
+async def remove_tenant(tenant: str, c: CommandsDep) -> None:
+    await c.remove_tenant(tenant)
+
+
 @router.patch(
     "/tenants/{tenant}/limits",
     response_model=TenantOut,
@@ -328,6 +340,15 @@ async def add_domain(tenant: str, body: DomainIn, c: CommandsDep) -> dict[str, A
 )
 async def list_domains(tenant: str, c: CommandsDep) -> list[dict[str, Any]]:
     return [_pick(d, "domain", "verified", "dns_records") for d in await c.domains(tenant)]
+
+
+@router.delete(
+    "/domains/{domain}",
+    status_code=204,
+    responses=_answers((404, "No such domain.")),
+)
+async def remove_domain(domain: str, c: CommandsDep) -> None:
+    await c.remove_domain(domain)
 
 
 @router.post(
