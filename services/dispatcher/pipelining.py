@@ -130,20 +130,14 @@ async def data(
     protocol = client.protocol
     if protocol is None or protocol._command_lock is None:
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    body = _dot_stuffed(message)
     try:
         async with protocol._command_lock:
             protocol._response_pending = True
             protocol.write(_DATA)
             start = await protocol.read_response(timeout=start_timeout)
-            if start.code != SMTPStatus.start_input:
-                raise aiosmtplib.SMTPDataError(start.code, start.message)
-            protocol._response_pending = True
-            protocol.write(body)
-            response = await protocol.read_response(timeout=end_timeout)
-            if response.code != SMTPStatus.completed:
-                raise aiosmtplib.SMTPDataError(response.code, response.message)
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
         client.close()
         raise
-    return response
+    if start.code != SMTPStatus.start_input:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    return await body(client, message, timeout=end_timeout)
