@@ -138,7 +138,13 @@ FIRST_ATTEMPT_HEADER = "x-hato-first-attempt"
 # key), a delivery job (and relay from the pool IPs), a result (and suppress a recipient) or
 # an event (and reach a tenant's webhooks).
 SEAL_HEADER = "x-hato-seal"
-SEALED = (schemas.SignJob, schemas.DeliveryJob, schemas.DeliveryResult, schemas.Event)
+SEALED = (
+    schemas.SignJob,
+    schemas.DeliveryJob,
+    schemas.DeliveryResult,
+    schemas.Event,
+    schemas.ReportJob,
+)
 
 
 class Exchange(StrEnum):
@@ -154,6 +160,7 @@ class Queue(StrEnum):
     SUBMIT = "submit"
     SIGN = "sign"
     RESULTS = "results"
+    REPORTS = "reports"
     EVENTS_STORE = "events.store"
     WEBHOOKS = "webhooks"
     DEAD = "dead"
@@ -179,6 +186,8 @@ def route(message: schemas.BrokerMessage) -> tuple[Exchange, str]:
             return Exchange.DELIVER, message.pool
         case schemas.DeliveryResult():
             return Exchange.WORK, Queue.RESULTS.value
+        case schemas.ReportJob():
+            return Exchange.WORK, Queue.REPORTS.value
         case schemas.Event():
             return Exchange.EVENTS, f"{message.tenant}.{message.type.value}"
         case schemas.Changed():
@@ -536,6 +545,7 @@ class Broker:
         await self._declare_queue(Queue.SUBMIT, Exchange.SUBMIT, "")
         await self._declare_queue(Queue.SIGN, Exchange.WORK, Queue.SIGN)
         await self._declare_queue(Queue.RESULTS, Exchange.WORK, Queue.RESULTS)
+        await self._declare_queue(Queue.REPORTS, Exchange.WORK, Queue.REPORTS)
         # Services write their own events; the store queue takes only what consume()
         # publishes without a store, and the webhook queue what bounce binds for tenants.
         # Both were bound to every event before: that binding goes.
@@ -1283,7 +1293,20 @@ def dead_lettered_event(
 ) -> schemas.Event | None:
     """The ``dead_lettered`` event of a job (a sign or delivery job, a result) that died in
     ``queue`` (its full name), None for anything else. Its id comes from the message, the
-    queue and the body: the same death told twice is one event."""
+    queue and the body: the same death told twice is one event. A report job's event names
+    no tenant (whose report it is was not read) but the report, kept in ``reports``."""
+    if isinstance(job, schemas.ReportJob):
+        return schemas.Event.of(
+            schemas.EventType.DEAD_LETTERED,
+            tenant="",
+            step=(queue, job.report_id),
+            detail={
+                "queue": queue,
+                "reason": reason[:1000],
+                "report_id": job.report_id,
+                "amqp_message_id": amqp_message_id or "",
+            },
+        )
     if not isinstance(job, schemas.SignJob | schemas.DeliveryJob | schemas.DeliveryResult):
         return None
     return schemas.Event.of(
@@ -1345,6 +1368,8 @@ def _dead_entry(
     entry["tenant"] = getattr(job, "tenant", None)
     entry["recipients"] = _recipient_ids(job)
     entry["size"] = len(payload)
+    if isinstance(job, schemas.ReportJob):
+        entry["report_id"] = job.report_id  # the report itself is in `reports`
     return entry
 
 

@@ -287,8 +287,20 @@ class Changed(_Model):
     name: str = ""
 
 
+class ReportJob(_Model):
+    """bounce listener → its report consumer: an inbound report kept raw in ``reports`` under
+    ``report_id``, to be read, matched to what its return paths name, and applied. The raw
+    report stays in the database, not in the job: it is an operator's to look at, and a job
+    dead-lettered because the report cannot be read is retried from it."""
+
+    kind: Literal["report"] = "report"
+    report_id: str
+    rcpt_tos: tuple[str, ...]
+
+
 BrokerMessage = Annotated[
-    SignJob | DeliveryJob | DeliveryResult | Event | Changed, Field(discriminator="kind")
+    SignJob | DeliveryJob | DeliveryResult | Event | Changed | ReportJob,
+    Field(discriminator="kind"),
 ]
 _adapter: TypeAdapter[BrokerMessage] = TypeAdapter(BrokerMessage)
 

@@ -1,33 +1,28 @@
 """The inbound listener of the tenants' bounce domains (aiosmtpd): it accepts mail only for
 genuine VERP return paths (the dispatcher's signed, dated tokens) and the feedback-loop
 address; anything else gets ``550 5.1.1``, and more than ``MAX_RECIPIENTS`` in one transaction
-``452 4.5.3``. Each accepted report is stored raw, parsed in a worker process with a deadline
-(``reports``), classified and applied — to what its return path names, nothing more: a
-per-recipient token to its own recipient whatever other addresses the report names, a
-per-message token to the recipients of that message the report names.
+``452 4.5.3``. An accepted report is stored raw (``reports``) and queued, and only then
+answered ``250``: reading, classifying and applying it is the report consumer's
+(``matching``), so a report nobody can read is dead-lettered with the reason instead of
+vanishing behind a ``250``, and a slow parse never holds an SMTP session.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-from typing import Any
+import contextlib
 
 from aiosmtpd.smtp import Envelope, Session
-from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from services.bounce.feedback import Addressee, Feedback
-from services.bounce.reports import ReportParser, ReportState, ReportStore, Unparsed
+from services.bounce.reports import ReportStore
 from shared import logging as hlog
-from shared.bounces.classify import Rules, Verdict
-from shared.bounces.parse import Kind, NotMail, Report
+from shared.broker import Broker
 from shared.errors import TRANSIENT_ERRORS
-from shared.schemas import Reply
+from shared.schemas import Reply, ReportJob
 from shared.smtp_server import Listener, Protocol
-from shared.store import Store
-from shared.telemetry import context_of, tracer
-from shared.verp import TOKEN_PATTERN, Token, TokenKind, Verp
+from shared.telemetry import tracer
+from shared.verp import Verp
 
 log = hlog.get_logger(__name__)
 
@@ -45,22 +40,14 @@ MAX_RECIPIENTS = 10
 
 
 class BounceHandler:
+    """The listener's SMTP hooks: who may be written to, and DATA → kept and queued."""
+
     def __init__(
-        self,
-        store: Store,
-        verp: Verp | None,
-        rules: Rules,
-        feedback: Feedback,
-        *,
-        fbl_address: str,
-        parser: ReportParser | None = None,
+        self, reports: ReportStore, broker: Broker, verp: Verp | None, *, fbl_address: str
     ) -> None:
-        self.store = store
-        self.reports = ReportStore(store.db)
-        self.parser = parser or ReportParser()
+        self.reports = reports
+        self.broker = broker
         self.verp = verp
-        self.rules = rules
-        self.feedback = feedback
         self.fbl_address = fbl_address.lower()
 
     async def handle_MAIL(
@@ -87,140 +74,30 @@ class BounceHandler:
 
     async def handle_DATA(self, server, session: Session, envelope: Envelope) -> str:
         raw: bytes = envelope.original_content or b""
-        # A trace of its own (a remote server sent it); what it is matched to gets a span in
-        # the mail's trace, linked to this one.
+        peer = str(session.peer[0]) if session.peer else ""
+        # A trace of its own (a remote server sent it); the consumer's span is its child, and
+        # what the report is matched to gets a span in the mail's trace, linked to that one.
         with tracer.start_as_current_span("smtp report", kind=SpanKind.SERVER) as span:
+            if span.is_recording():
+                span.set_attributes({"client.address": peer, "hato.size": len(raw)})
             try:
-                # Kept before it is read: a report the parser cannot read is still there.
                 report_id = await self.reports.keep(
-                    raw,
-                    peer=str(session.peer[0]) if session.peer else "",
-                    rcpt_tos=list(envelope.rcpt_tos),
+                    raw, peer=peer, rcpt_tos=list(envelope.rcpt_tos)
                 )
-                try:
-                    report = await self.parser.parse(raw)
-                except NotMail:
-                    await self.reports.mark(report_id, ReportState.NOT_MAIL)
-                    return str(STORED)
-                except Unparsed as exc:
-                    log.warning("inbound report kept unparsed", report_id=report_id, error=str(exc))
-                    await self.reports.mark(report_id, ReportState.UNPARSED, error=str(exc))
-                    return str(STORED)
-                await self.reports.mark(report_id, ReportState.PARSED, kind=report.kind.value)
-                if span.is_recording():
-                    span.set_attributes(
-                        {
-                            "client.address": str(session.peer[0]) if session.peer else "",
-                            "hato.report.kind": report.kind.value,
-                            "hato.size": len(raw),
-                        }
-                    )
-                for rcpt in envelope.rcpt_tos:
-                    await self.apply(rcpt, report)
             except TRANSIENT_ERRORS:
                 return str(TRY_LATER)
-            except Exception:
-                log.exception("could not process an inbound report")
-                return str(STORED)  # kept from looping: a report we cannot read is not retried
+            try:
+                await self.broker.publish(
+                    ReportJob(report_id=report_id, rcpt_tos=tuple(envelope.rcpt_tos))
+                )
+            except Exception as exc:
+                if not isinstance(exc, TRANSIENT_ERRORS):
+                    log.exception("could not queue an inbound report")
+                # Not queued: the sender tries again, and this copy would never be read.
+                with contextlib.suppress(*TRANSIENT_ERRORS):
+                    await self.reports.forget(report_id)
+                return str(TRY_LATER)
             return str(STORED)
-
-    async def apply(self, rcpt: str, report: Report) -> None:
-        if report.kind is Kind.NOT_A_BOUNCE:
-            log.info("not a bounce; ignored", rcpt=rcpt)
-            return
-        verdicts = self.rules.classify(report)
-        token = self.verp.parse(rcpt) if self.verp else None
-        if token is None:  # the feedback-loop address: find the return path in the original
-            token = self._token_from_original(report)
-        if token is None:
-            log.info("report about a message that is not ours", rcpt=rcpt)
-            return
-        found = await self._targets(token, verdicts)
-        if found is None:
-            return
-        message, targets = found
-        message_id = message["_id"]
-        source = "complaint" if report.kind is Kind.COMPLAINT else "dsn"
-        report_span = trace.get_current_span().get_span_context()
-        with (
-            # Matched back: the mail's own trace goes on (its record keeps where it began),
-            # with a link to the trace of the report's SMTP session.
-            tracer.start_as_current_span(
-                "complaint matched" if source == "complaint" else "bounce matched",
-                context=context_of(message.get("traceparent")),
-                links=[trace.Link(report_span)] if report_span.is_valid else None,
-            ) as span,
-            hlog.bound(message_id=message_id, tenant=message["tenant"]),
-        ):
-            for doc, verdict in targets:
-                await self.feedback.apply(
-                    Addressee(message["tenant"], message_id, doc["_id"], doc["address"]),
-                    verdict,
-                    source=source,
-                )
-            if span.is_recording():
-                span.set_attributes(
-                    {
-                        "hato.message_id": message_id,
-                        "hato.tenant": message["tenant"],
-                        "hato.report.kind": report.kind.value,
-                        "hato.recipient_ids": [doc["_id"] for doc, _ in targets],
-                        "hato.bounce.reasons": [verdict.reason for _, verdict in targets],
-                    }
-                )
-
-    async def _targets(
-        self, token: Token, verdicts: list[Verdict]
-    ) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Verdict]]] | None:
-        """The message and the (recipient, verdict) pairs a report to ``token`` may act on."""
-        if token.kind is TokenKind.RECIPIENT:
-            doc = await self.store.recipient(token.id)
-            message = await self.store.message(doc["message_id"]) if doc else None
-            if doc is None or message is None:
-                return None
-            verdict = own_verdict(doc["address"], verdicts)
-            if verdict is None:
-                # The report names other addresses only: they are not this token's to act on.
-                log.info("report names no address of its return path; ignored")
-                return message, []
-            return message, [(doc, verdict)]
-        message = await self.store.message(token.id)
-        if message is None:
-            return None
-        targets = []
-        for verdict in verdicts:
-            doc = await self.store.recipient_by_address(token.id, verdict.recipient)
-            if doc is not None and doc["message_id"] == token.id:
-                targets.append((doc, verdict))
-        return message, targets
-
-    def _token_from_original(self, report: Report) -> Token | None:
-        if self.verp is None:
-            return None
-        for header in ("return-path", "x-hato-return-path"):
-            value = report.original_headers.get(header, "")
-            address = email.utils.parseaddr(value)[1] or value.strip("<> ")
-            if address:
-                token = self.verp.parse(address)
-                if token is not None:
-                    return token
-        for value in report.original_headers.values():
-            for candidate in TOKEN_PATTERN.findall(value):
-                token = self.verp.parse(candidate)
-                if token is not None:
-                    return token
-        return None
-
-
-def own_verdict(address: str, verdicts: list[Verdict]) -> Verdict | None:
-    """The verdict a per-recipient return path acts on: the report's verdict for its own
-    recipient's address, else the report's only verdict (a report that names the address the
-    mail was forwarded to, or none); never one about another address among several."""
-    address = address.lower()
-    for verdict in verdicts:
-        if verdict.recipient.lower() == address:
-            return verdict
-    return verdicts[0] if len(verdicts) == 1 else None
 
 
 class BounceListener:
@@ -248,10 +125,8 @@ class BounceListener:
         )
 
     async def start(self) -> None:
-        await self.handler.reports.ensure_indexes()
         await self._socket.start()
         log.info("bounce listener", host=self.host, port=self.port)
 
     async def stop(self) -> None:
         self._socket.close()
-        self.handler.parser.close()

@@ -4,8 +4,8 @@ small process pool with a deadline, so that neither a hostile report nor a parse
 stall the service's event loop (a thread would still hold the GIL) or lose the report.
 
 A report whose parsing fails or takes too long stays in ``reports`` as ``unparsed``, with
-the error, for an operator to look at; the sender still gets ``250`` (a report is never
-worth a retry loop).
+the error, for an operator to look at, and its job is dead-lettered (``matching``); the
+sender got its ``250`` when the report was stored and queued.
 """
 
 from __future__ import annotations
@@ -139,6 +139,11 @@ class ReportStore:
         if error:
             fields["error"] = error[:500]
         await self.collection.update_one({"_id": report_id}, {"$set": fields})
+
+    async def forget(self, report_id: str) -> None:
+        """Delete a report the listener could not queue (it answered ``451``: the sender
+        sends it again)."""
+        await self.collection.delete_one({"_id": report_id})
 
     async def get(self, report_id: str) -> dict[str, Any] | None:
         return await self.collection.find_one({"_id": report_id})

@@ -1,8 +1,9 @@
 """The bounce service: bounced and expired delivery results are classified (their events
 written with the reason) and feed the suppression list; inbound bounces and complaints the
-same; the webhook queue is bound to what tenants subscribed to and fills their outboxes; the
-dead-letter events the broker publishes are written, and a job RabbitMQ dead-lettered itself
-(past a quorum queue's delivery limit) gets the same event.
+same, kept and queued by the listener and read by the report consumer; the webhook queue is
+bound to what tenants subscribed to and fills their outboxes; the dead-letter events the
+broker publishes are written, and a job RabbitMQ dead-lettered itself (past a quorum queue's
+delivery limit) gets the same event.
 
 Several replicas may run: consumers share their queues, and what must run on one replica at a
 time holds a lease in MongoDB (``shared/leases.py``): each webhook endpoint's sending, and the
@@ -16,7 +17,8 @@ from opentelemetry import trace
 
 from services.bounce.feedback import Addressee, Feedback
 from services.bounce.inbound import BounceHandler, BounceListener
-from services.bounce.reports import ReportParser
+from services.bounce.matching import ReportConsumer
+from services.bounce.reports import ReportParser, ReportStore
 from services.bounce.settings import BounceSettings
 from services.bounce.webhook_sender import WebhookBindings, WebhookRouter, WebhookSender
 from shared import logging as hlog
@@ -209,19 +211,22 @@ async def run(settings: BounceSettings) -> None:
             soft_days=settings.soft_suppression_days,
         )
         await rt.broker.consume(Queue.RESULTS, ResultHandler(timeline, feedback, rules()).handle)
+        reports = ReportStore(rt.store.db)
+        await reports.ensure_indexes()
+        consumer = ReportConsumer(
+            rt.store,
+            reports,
+            verp,
+            rules(),
+            feedback,
+            parser=ReportParser(workers=settings.parse_workers, timeout=settings.parse_timeout),
+            retry_delay=settings.parse_retry_delay,
+        )
+        await rt.broker.consume(Queue.REPORTS, consumer.handle)
         listener = None
         if settings.smtp_port >= 0:
             listener = BounceListener(
-                BounceHandler(
-                    rt.store,
-                    verp,
-                    rules(),
-                    feedback,
-                    fbl_address=settings.fbl_address,
-                    parser=ReportParser(
-                        workers=settings.parse_workers, timeout=settings.parse_timeout
-                    ),
-                ),
+                BounceHandler(reports, rt.broker, verp, fbl_address=settings.fbl_address),
                 host=settings.smtp_host,
                 port=settings.smtp_port,
                 max_size=settings.max_message_size,
@@ -272,8 +277,7 @@ async def run(settings: BounceSettings) -> None:
                 log.info("messages past retention deleted", messages=gone)
 
         leases.lease("retention").every(rt, settings.retention_interval, retention)
-        if listener is not None and not listener.handler.reports.ttl_index:
-            reports = listener.handler.reports  # the same for inbound reports kept raw
+        if not reports.ttl_index:  # the same for inbound reports kept raw
             leases.lease("reports-purge").every(rt, settings.purge_interval, reports.purge)
         rt.census()
         rt.serving()
@@ -285,6 +289,7 @@ async def run(settings: BounceSettings) -> None:
         await rt.until_stopped()
         if listener is not None:
             await listener.stop()
+        consumer.close()
         # Released leases pass to another replica at once instead of after their TTL. Half
         # of what is left of the one shutdown grace; the broker's drain gets the rest.
         await leases.close(rt.grace_left() / 2)

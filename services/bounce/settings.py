@@ -51,6 +51,9 @@ class BounceSettings(ServiceSettings):
     parse_timeout: float = Field(
         30, gt=0, description="Seconds a report may take to parse; then it is kept unparsed."
     )
+    parse_retry_delay: float = Field(
+        60, ge=0, description="Seconds before an unread report is parsed again, once."
+    )
     soft_bounce_limit: int = Field(
         3, ge=1, description="Soft bounces within the window that suppress an address."
     )

@@ -1,6 +1,7 @@
 """A job that dies takes no mail into limbo: its recipients end `failed` with the reason and a
 `failed` event, and `hato dead list|retry|drop` shows the job, puts it back (its recipients wait
-again and are delivered) or drops it — the four services as real processes."""
+again and are delivered) or drops it; an inbound report nobody can read is dead-lettered, not
+lost behind its 250 — the four services as real processes."""
 
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ from tests.conftest import AMQP_URL, DOMAIN, MONGODB_URL, provision, unique
 from tests.e2e.conftest import OPERATOR
 from tests.helpers.cli import run_hato
 from tests.helpers.sinks import Sink
-from tests.helpers.smtp import send
+from tests.helpers.smtp import RawSession, send
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration
+
+FBL = "fbl@hato.test"
 
 
 @dataclass
@@ -33,6 +36,7 @@ class Dead:
     sink: Sink
     smtp_port: int
     http_port: int
+    bounce_port: int
     env: dict[str, str]
 
 
@@ -43,7 +47,7 @@ async def dead(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Dead]:
     await store.ensure_indexes()
     await provision(store, master_key, dkim_key)
     sink = await Sink(host="127.0.0.2").start()
-    smtp_port, http_port = free_port(), free_port()
+    smtp_port, http_port, bounce_port = free_port(), free_port(), free_port()
     env = {
         "HATO_AMQP_URL": AMQP_URL,
         "HATO_AMQP_PREFIX": unique("dead"),
@@ -62,12 +66,16 @@ async def dead(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Dead]:
             "HATO_INGEST_ADMIN_TOKEN": OPERATOR,
             "HATO_DISPATCHER_ROUTES": f"*={sink.address}",
             "HATO_SIGNER_KEY_CACHE_SECONDS": "0",
-            "HATO_BOUNCE_SMTP_PORT": str(free_port()),
+            "HATO_BOUNCE_SMTP_PORT": str(bounce_port),
+            "HATO_BOUNCE_FBL_ADDRESS": FBL,
+            # No report can be read in a microsecond: each is tried twice, then dead-lettered.
+            "HATO_BOUNCE_PARSE_TIMEOUT": "0.000001",
+            "HATO_BOUNCE_PARSE_RETRY_DELAY": "0.2",
         },
         log_dir=tmp_path_factory.mktemp("logs"),
     )
     await stack.start_all()
-    yield Dead(store, stack, sink, smtp_port, http_port, env)
+    yield Dead(store, stack, sink, smtp_port, http_port, bounce_port, env)
     await stack.stop_all()
     await sink.stop()
     await store.client.drop_database(database)
@@ -160,3 +168,43 @@ async def test_a_key_that_does_not_open_is_said_at_once(dead: Dead, dkim_key) ->
             DOMAIN, [dkim.to_document(dkim_key, SecretBox(dead.env["HATO_MASTER_KEY"]))]
         )
         assert (await http.get(f"{signer.ops_url}/readyz")).status_code == 200
+
+
+async def test_an_unreadable_report_is_dead_lettered_not_lost(dead: Dead) -> None:
+    """A report the parser cannot read (here: no parse ends in time) is answered 250 once it
+    is kept and queued, tried twice, then dead-lettered: it stays `unparsed` with the
+    error, `hato dead list` names it, and a `dead_lettered` event names the report."""
+    marker = unique("unreadable")
+    raw = await RawSession.open(dead.bounce_port)
+    await raw.cmd("EHLO mx.ok.test")
+    assert (await raw.cmd("MAIL FROM:<>"))[0].startswith("250")
+    assert (await raw.cmd(f"RCPT TO:<{FBL}>"))[0].startswith("250")
+    await raw.cmd("DATA")
+    await raw.send(f"From: a@example.org\r\nSubject: {marker}\r\n\r\nx\r\n.\r\n".encode())
+    assert (await raw.reply())[0].startswith("250 2.0.0")
+    await raw.close()
+
+    async def jobs() -> list[dict]:
+        code, out, err = await run_hato(dead.env, "dead", "list", "--json")
+        assert code == 0, err
+        return [j for j in json.loads(out) if j["kind"] == "report"]
+
+    docs = await eventually(
+        lambda: dead.store.db.reports.find({}).to_list(None),
+        until=lambda ds: any(marker.encode() in bytes(d["raw"]) for d in ds),
+    )
+    report = next(d for d in docs if marker.encode() in bytes(d["raw"]))
+    listed = await eventually(
+        jobs, until=lambda js: any(j["report_id"] == report["_id"] for j in js), timeout=30
+    )
+    job = next(j for j in listed if j["report_id"] == report["_id"])
+    assert "unreadable" in job["reason"] and "longer than" in job["reason"]
+    kept = await dead.store.db.reports.find_one({"_id": report["_id"]})
+    assert kept["state"] == "unparsed" and "longer than" in kept["error"]
+    event = await eventually(
+        lambda: dead.store.db.events.find_one(
+            {"type": "dead_lettered", "detail.report_id": report["_id"]}
+        ),
+        until=lambda e: e is not None,
+    )
+    assert event["detail"]["queue"].endswith(".reports")

@@ -351,9 +351,13 @@ async def test_one_mail_is_one_trace_across_the_four_services(traced: Traced, st
         if h["status"] == "bounced"
     ]
     assert matched.attributes["hato.bounce.reasons"] == bounced != [""]
-    report = one(traced.otlp.spans, name="smtp report", span_id=matched.links[0].span_id)
-    assert report.trace_id != story.caller_trace and report.service == "hato-bounce"
-    assert report.attributes["hato.report.kind"] == "dsn"
+    # The link names the report consumer's span, a child of the report's SMTP session.
+    read = one(traced.otlp.spans, span_id=matched.links[0].span_id)
+    assert (read.service, read.kind) == ("hato-bounce", "consumer")
+    assert read.attributes["hato.report.kind"] == "dsn"
+    report = one(traced.otlp.spans, name="smtp report", span_id=read.parent_span_id)
+    assert report.trace_id == read.trace_id != story.caller_trace
+    assert report.service == "hato-bounce"
 
     # Causal order: each span on the way from the request to the webhook POST starts after
     # its parent did, and the services follow one another.
@@ -462,9 +466,10 @@ async def test_a_complaint_is_matched_back_into_the_mails_trace(traced: Traced) 
     assert matched.attributes["hato.message_id"] == outcome.queued_id
     assert matched.attributes["hato.report.kind"] == "complaint"
     assert len(matched.attributes["hato.recipient_ids"]) == 1
-    session = one(traced.otlp.spans, name="smtp report", span_id=matched.links[0].span_id)
-    assert session.trace_id != message["trace_id"]
-    assert session.attributes["hato.report.kind"] == "complaint"
+    read = one(traced.otlp.spans, span_id=matched.links[0].span_id)
+    assert read.attributes["hato.report.kind"] == "complaint"
+    session = one(traced.otlp.spans, name="smtp report", span_id=read.parent_span_id)
+    assert session.trace_id == read.trace_id != message["trace_id"]
 
 
 def log_lines(traced: Traced) -> list[dict]:

@@ -1,6 +1,6 @@
-"""What an inbound report may act on (services/bounce/inbound.py): a per-recipient return path
-acts on its own recipient only, a per-message one on that message's recipients it names; a
-transaction takes at most MAX_RECIPIENTS return paths."""
+"""The bounce listener's SMTP hooks (services/bounce/inbound.py): a transaction takes at most
+MAX_RECIPIENTS return paths; DATA keeps the report and queues it before answering 250, and
+answers 451 (keeping nothing) when it cannot be queued."""
 
 from __future__ import annotations
 
@@ -8,145 +8,83 @@ import uuid
 from types import SimpleNamespace
 from typing import Any
 
-from services.bounce.feedback import Addressee
 from services.bounce.inbound import (
     MAX_RECIPIENTS,
     RECIPIENT_OK,
+    STORED,
     TOO_MANY_RECIPIENTS,
+    TRY_LATER,
     BounceHandler,
 )
-from shared.bounces.classify import Verdict
-from shared.bounces.parse import Kind, Report
+from shared.errors import Unavailable
+from shared.schemas import ReportJob
+from shared.testing import FakeBroker
 from shared.verp import Verp
 
 VERP = Verp(b"inbound test key")
 
 
-class FakeStore:
-    """Messages and recipients in dicts, as the handler reads them."""
+class FakeReports:
+    """Kept reports in a dict."""
 
     def __init__(self) -> None:
-        self.db = SimpleNamespace(reports=None)
-        self.messages: dict[str, dict[str, Any]] = {}
-        self.recipients: dict[str, dict[str, Any]] = {}
+        self.kept: dict[str, bytes] = {}
 
-    def add(self, tenant: str, *addresses: str) -> tuple[str, dict[str, str]]:
-        message_id = str(uuid.uuid4())
-        self.messages[message_id] = {"_id": message_id, "tenant": tenant}
-        ids = {}
-        for address in addresses:
-            rid = str(uuid.uuid4())
-            self.recipients[rid] = {"_id": rid, "message_id": message_id, "address": address}
-            ids[address] = rid
-        return message_id, ids
+    async def keep(self, raw: bytes, *, peer: str, rcpt_tos: list[str]) -> str:
+        report_id = f"r{len(self.kept) + 1}"
+        self.kept[report_id] = raw
+        return report_id
 
-    async def message(self, message_id: str) -> dict[str, Any] | None:
-        return self.messages.get(message_id)
-
-    async def recipient(self, recipient_id: str) -> dict[str, Any] | None:
-        return self.recipients.get(recipient_id)
-
-    async def recipient_by_address(self, message_id: str, address: str) -> dict[str, Any] | None:
-        return next(
-            (
-                r
-                for r in self.recipients.values()
-                if r["message_id"] == message_id and r["address"] == address.lower()
-            ),
-            None,
-        )
+    async def forget(self, report_id: str) -> None:
+        del self.kept[report_id]
 
 
-class FakeFeedback:
-    def __init__(self) -> None:
-        self.applied: list[tuple[Addressee, str]] = []
-
-    async def apply(self, target: Addressee, verdict: Verdict, *, source: str) -> None:
-        self.applied.append((target, verdict.recipient))
+class DownBroker(FakeBroker):
+    async def publish(self, message: Any, payload: bytes = b"", **_: Any) -> None:
+        raise Unavailable("publish to 'work' not confirmed")
 
 
-class FakeRules:
-    def classify(self, report: Report) -> list[Verdict]:
-        return [
-            Verdict(f.recipient, "userunknown", True, True, "5.1.1", "550 5.1.1 unknown")
-            for f in report.findings
-        ]
+def handler(broker: FakeBroker | None = None) -> tuple[BounceHandler, FakeReports, FakeBroker]:
+    reports, broker = FakeReports(), broker or FakeBroker()
+    h = BounceHandler(reports, broker, VERP, fbl_address="fbl@hato.test")  # type: ignore[arg-type]
+    return h, reports, broker
 
 
-def handler() -> tuple[BounceHandler, FakeStore, FakeFeedback]:
-    store, feedback = FakeStore(), FakeFeedback()
-    h = BounceHandler(store, VERP, FakeRules(), feedback, fbl_address="fbl@hato.test")  # type: ignore[arg-type]
-    return h, store, feedback
+def envelope(*rcpt_tos: str, content: bytes = b"") -> SimpleNamespace:
+    return SimpleNamespace(rcpt_tos=list(rcpt_tos), rcpt_options=[], original_content=content)
 
 
-def dsn(*addresses: str) -> Report:
-    return Report(Kind.DSN, tuple(SimpleNamespace(recipient=a) for a in addresses))  # type: ignore[arg-type]
-
-
-async def test_a_recipient_token_with_a_dsn_naming_others_acts_on_its_own_recipient() -> None:
-    """The attack of issue 16: one recipient's return path and a DSN naming two others too
-    bounces that one recipient, not the others."""
-    h, store, feedback = handler()
-    _, ids = store.add("acme", "me@ok.test", "v1@ok.test", "v2@ok.test")
-    token = VERP.for_recipient(ids["me@ok.test"], "shop.test")
-    await h.apply(token, dsn("v1@ok.test", "me@ok.test", "v2@ok.test"))
-    assert [(t.recipient_id, t.address) for t, _ in feedback.applied] == [
-        (ids["me@ok.test"], "me@ok.test")
-    ]
-
-
-async def test_a_recipient_token_with_a_dsn_naming_only_others_acts_on_nothing() -> None:
-    """Several verdicts and none about the token's recipient: nothing is applied."""
-    h, store, feedback = handler()
-    _, ids = store.add("acme", "me@ok.test", "v1@ok.test", "v2@ok.test")
-    await h.apply(
-        VERP.for_recipient(ids["me@ok.test"], "shop.test"), dsn("v1@ok.test", "v2@ok.test")
-    )
-    assert feedback.applied == []
-
-
-async def test_a_single_verdict_about_another_address_applies_to_the_tokens_recipient() -> None:
-    """A report naming one address only (the mailbox it was forwarded to) bounces the
-    token's own recipient, under its own address."""
-    h, store, feedback = handler()
-    _, ids = store.add("acme", "me@ok.test", "v1@ok.test")
-    await h.apply(VERP.for_recipient(ids["me@ok.test"], "shop.test"), dsn("v1@ok.test"))
-    assert [(t.recipient_id, t.address) for t, _ in feedback.applied] == [
-        (ids["me@ok.test"], "me@ok.test")
-    ]
-
-
-async def test_a_message_token_acts_on_the_recipients_of_its_message_it_names() -> None:
-    """Per-message VERP: the named recipients of that message, none of another message."""
-    h, store, feedback = handler()
-    message_id, ids = store.add("acme", "a@ok.test", "b@ok.test", "c@ok.test")
-    store.add("rival", "x@ok.test")
-    await h.apply(
-        VERP.for_message(message_id, "shop.test"), dsn("a@ok.test", "c@ok.test", "x@ok.test")
-    )
-    assert sorted(t.recipient_id for t, _ in feedback.applied) == sorted(
-        [ids["a@ok.test"], ids["c@ok.test"]]
-    )
-    assert all(t.tenant == "acme" for t, _ in feedback.applied)
-
-
-async def test_a_forged_or_expired_token_acts_on_nothing() -> None:
-    """A token under another key names nothing."""
-    h, store, feedback = handler()
-    _, ids = store.add("acme", "me@ok.test")
-    await h.apply(Verp(b"other").for_recipient(ids["me@ok.test"], "shop.test"), dsn("me@ok.test"))
-    assert feedback.applied == []
+SESSION = SimpleNamespace(peer=("127.0.0.1", 40000))
 
 
 async def test_the_listener_takes_at_most_max_recipients_per_transaction() -> None:
     """Beyond MAX_RECIPIENTS return paths in one transaction: 452 4.5.3."""
-    h, store, _ = handler()
-    envelope = SimpleNamespace(rcpt_tos=[], rcpt_options=[])
+    h, _, _ = handler()
+    mail = envelope()
     replies = []
     for _ in range(MAX_RECIPIENTS + 2):
-        _, ids = store.add("acme", "me@ok.test")
-        token = VERP.for_recipient(ids["me@ok.test"], "shop.test")
-        replies.append(await h.handle_RCPT(None, None, envelope, token, []))  # type: ignore[arg-type]
+        token = VERP.for_recipient(str(uuid.uuid4()), "shop.test")
+        replies.append(await h.handle_RCPT(None, None, mail, token, []))  # type: ignore[arg-type]
     assert replies == [str(RECIPIENT_OK)] * MAX_RECIPIENTS + [str(TOO_MANY_RECIPIENTS)] * 2
     assert str(TOO_MANY_RECIPIENTS).startswith("452 4.5.3")
-    assert len(envelope.rcpt_tos) == MAX_RECIPIENTS
+    assert len(mail.rcpt_tos) == MAX_RECIPIENTS
+
+
+async def test_data_keeps_the_report_and_queues_it_before_answering() -> None:
+    """250 only once the raw report is kept and its job published, naming the report and
+    the transaction's return paths."""
+    h, reports, broker = handler()
+    reply = await h.handle_DATA(None, SESSION, envelope("fbl@hato.test", content=b"arf"))  # type: ignore[arg-type]
+    assert reply == str(STORED)
+    assert reports.kept == {"r1": b"arf"}
+    [(job, payload)] = broker.published
+    assert job == ReportJob(report_id="r1", rcpt_tos=("fbl@hato.test",)) and payload == b""
+
+
+async def test_data_answers_451_and_keeps_nothing_when_the_job_cannot_be_queued() -> None:
+    """The broker refuses: 451 4.3.0, so the sender sends it again, and the copy nobody
+    would read is deleted."""
+    h, reports, _ = handler(DownBroker())
+    reply = await h.handle_DATA(None, SESSION, envelope("fbl@hato.test", content=b"arf"))  # type: ignore[arg-type]
+    assert reply == str(TRY_LATER)
+    assert reports.kept == {}
