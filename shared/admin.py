@@ -109,6 +109,7 @@ def suppression_view(doc: dict[str, Any]) -> dict[str, Any]:
         "address": doc["address"],
         "reason": doc.get("reason"),
         "source": doc.get("source"),
+        "created_at": doc.get("created_at"),
         "expires_at": doc.get("expires_at"),
     }
 
@@ -409,14 +410,21 @@ class Commands:
 
     # -- suppressions ---------------------------------------------------------------------
 
-    async def suppressions(self, tenant: str, *, limit: int = 1000) -> list[dict[str, Any]]:
+    async def suppressions(
+        self, tenant: str, *, after: str = "", limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """The tenant's suppressed addresses in address order, from after ``after``."""
         await self._tenant(tenant)
-        return [suppression_view(d) for d in await self.directory.suppressions(tenant, limit=limit)]
+        docs = await self.directory.suppressions(tenant, after=after, limit=limit)
+        return [suppression_view(d) for d in docs]
 
-    async def suppress(self, tenant: str, address: str, *, reason: str = "manual") -> str:
-        """The tenant never mails ``address`` (lower-cased, returned) until it is lifted."""
+    async def suppress(
+        self, tenant: str, address: str, *, reason: str = "manual", source: str = "admin"
+    ) -> str:
+        """The tenant never mails ``address`` (lower-cased, returned) until it is lifted;
+        ``source`` says who added it (the operator's ``admin``, the tenant's ``api``)."""
         await self._tenant(tenant)
-        await self.directory.suppress(tenant, address, reason=reason, source="admin")
+        await self.directory.suppress(tenant, address, reason=reason, source=source)
         return address.lower()
 
     async def unsuppress(self, tenant: str, address: str) -> str:

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from aio_pika.abc import AbstractIncomingMessage
-from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Depends, Query, Request
 
 from services.ingest.http.admin_models import (
     ApiKeyCreated,
@@ -44,37 +42,13 @@ from services.ingest.http.admin_models import (
     TenantIn,
     TenantOut,
 )
-from services.ingest.http.deps import operator
-from services.ingest.http.problems import Answer, Problem, problems
+from services.ingest.http.deps import CommandsDep, operator
+from services.ingest.http.problems import Answer, CommandRoute, Problem, problems
 from shared.admin import NAME, Announce, Commands
 from shared.broker import Broker
 from shared.directory import Directory, TenantLimits
-from shared.provisioning import Conflict, Invalid, NotFound, Provisioner, ProvisioningError
+from shared.provisioning import Provisioner
 from shared.store import Store
-
-
-def _problem(exc: ProvisioningError) -> Problem:
-    status = {NotFound: 404, Conflict: 409, Invalid: 422}.get(type(exc), 400)
-    return Problem(status, str(exc))
-
-
-class _CommandRoute(APIRoute):
-    """A route whose refused command answers as a problem document, and whose answer has
-    the fields its command gave (a field a stored document lacks is left out, not null)."""
-
-    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        super().__init__(path, endpoint, **kwargs | {"response_model_exclude_unset": True})
-
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
-        handler = super().get_route_handler()
-
-        async def run(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ProvisioningError as exc:
-                raise _problem(exc) from None
-
-        return run
 
 
 def _pick(doc: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -131,18 +105,13 @@ def admin(request: Request) -> Admin:
     return found
 
 
-def commands(request: Request) -> Commands:
-    return admin(request).commands
-
-
 AdminDep = Annotated[Admin, Depends(admin)]
-CommandsDep = Annotated[Commands, Depends(commands)]
 
 router = APIRouter(
     prefix="/admin/v1",
     tags=["admin"],
     dependencies=[Depends(operator)],
-    route_class=_CommandRoute,
+    route_class=CommandRoute,
 )
 
 

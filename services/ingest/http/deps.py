@@ -20,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from services.ingest.http.problems import Problem
 from services.ingest.send import Sender
 from shared import logging as hlog
+from shared.admin import Commands
 from shared.directory import Identity
 from shared.egress import Egress
 from shared.schemas import ChangeKind
@@ -125,3 +126,13 @@ DoorDep = Annotated[Door, Depends(door)]
 CallerDep = Annotated[Caller, Depends(caller)]
 Tenant = Annotated[Identity, Depends(tenant)]
 """The calling tenant; the operator token is 403 here."""
+
+
+def commands(request: Request) -> Commands:
+    """The admin commands of ``shared.admin`` (the admin router's, set by ``create_app``):
+    the tenant routes that do what an operator can do for them use the same ones."""
+    found: Commands = request.app.state.admin.commands
+    return found
+
+
+CommandsDep = Annotated[Commands, Depends(commands)]

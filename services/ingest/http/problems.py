@@ -8,13 +8,17 @@ answer, so that the OpenAPI document names each route's real error statuses and 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
+
+from shared.provisioning import Conflict, Invalid, NotFound, ProvisioningError
 
 PROBLEM = "application/problem+json"
 TITLES = {
@@ -188,3 +192,29 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
             if fastapi_422 is not None:
                 del responses["422"]
     return schema
+
+
+def command_problem(exc: ProvisioningError) -> Problem:
+    """A refused ``shared.admin`` command as the problem it answers."""
+    status = {NotFound: 404, Conflict: 409, Invalid: 422}.get(type(exc), 400)
+    return Problem(status, str(exc))
+
+
+class CommandRoute(APIRoute):
+    """A route over ``shared.admin`` commands: a refused command answers as a problem
+    document, and the answer has the fields its command gave (a field a stored document
+    lacks is left out, not null)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs | {"response_model_exclude_unset": True})
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ProvisioningError as exc:
+                raise command_problem(exc) from None
+
+        return run

@@ -1,5 +1,6 @@
 """A tenant's suppression list: who it never mails (hard bounces, complaints, its own
-additions), to read, add to and lift."""
+additions), to read, add to and lift — through the same ``shared.admin`` commands as the
+operator's ``hato suppression`` and admin API, on the tenant's own list only."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from services.ingest.api_models import SuppressionIn, address_of
-from services.ingest.http.deps import DoorDep, Tenant
-from services.ingest.http.problems import Problem, problems
+from services.ingest.http.deps import CommandsDep, Tenant
+from services.ingest.http.problems import CommandRoute, problems
 
-router = APIRouter(tags=["suppressions"])
+router = APIRouter(tags=["suppressions"], route_class=CommandRoute)
 
 
 class Suppression(BaseModel):
@@ -37,22 +38,12 @@ class Suppressed(BaseModel):
 @router.get("/v1/suppressions", response_model=SuppressionPage, responses=problems(400, 401, 403))
 async def list_suppressions(
     identity: Tenant,
-    door: DoorDep,
+    c: CommandsDep,
     after: str = "",
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """The tenant's suppressed addresses, by address; ``next`` continues the list."""
-    docs = await door.store.directory.suppressions(identity.tenant, after=after, limit=limit)
-    items = [
-        {
-            "address": d["address"],
-            "reason": d.get("reason"),
-            "source": d.get("source"),
-            "created_at": d.get("created_at"),
-            "expires_at": d.get("expires_at"),
-        }
-        for d in docs
-    ]
+    items = await c.suppressions(identity.tenant, after=after, limit=limit)
     return {
         "suppressions": items,
         "next": items[-1]["address"] if len(items) == limit else None,
@@ -65,12 +56,12 @@ async def list_suppressions(
     response_model=Suppressed,
     responses=problems(400, 401, 403, 413),
 )
-async def add_suppression(body: SuppressionIn, identity: Tenant, door: DoorDep) -> dict[str, Any]:
+async def add_suppression(body: SuppressionIn, identity: Tenant, c: CommandsDep) -> dict[str, Any]:
     """Never mail this address again (until the suppression is lifted)."""
-    await door.store.directory.suppress(
+    address = await c.suppress(
         identity.tenant, address_of(body.address), reason=body.reason, source="api"
     )
-    return {"address": address_of(body.address).lower(), "reason": body.reason}
+    return {"address": address, "reason": body.reason}
 
 
 @router.delete(
@@ -78,7 +69,6 @@ async def add_suppression(body: SuppressionIn, identity: Tenant, door: DoorDep) 
     status_code=204,
     responses=problems(401, 403, (404, "The address is not suppressed.")),
 )
-async def remove_suppression(address: str, identity: Tenant, door: DoorDep) -> None:
+async def remove_suppression(address: str, identity: Tenant, c: CommandsDep) -> None:
     """Lift a suppression: the address may be mailed again."""
-    if not await door.store.directory.unsuppress(identity.tenant, address):
-        raise Problem(404, f"{address} is not suppressed")
+    await c.unsuppress(identity.tenant, address)
