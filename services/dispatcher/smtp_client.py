@@ -202,25 +202,7 @@ class SmtpClient:
         *,
         max_messages: int,
     ) -> Attempt:
-        results: dict[str, RecipientResult] = {}
-        command: str | None = None  # the SMTP command whose reply is awaited
-
-        def settle(rs: Sequence[Recipient], reply: Reply, at: str | None = None) -> None:
-            for r in rs:
-                results.setdefault(
-                    r.id,
-                    RecipientResult(
-                        recipient_id=r.id,
-                        address=r.address,
-                        status=status_for(reply.code),
-                        reply=reply,
-                        command=at or command,
-                    ),
-                )
-
-        def ordered() -> list[RecipientResult]:
-            return [results[r.id] for r in recipients]
-
+        tx = _Transaction(recipients)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.transaction_deadline
         try:
@@ -232,8 +214,8 @@ class SmtpClient:
                 if loop.time() >= deadline
                 else f"no connection to {target}: {exc}"
             )
-            settle(recipients, Reply(code=451, enhanced="4.4.1", text=text))
-            return Attempt(ordered(), reached=False)
+            tx.settle(recipients, Reply(code=451, enhanced="4.4.1", text=text))
+            return Attempt(tx.ordered(), reached=False)
 
         client = conn.client
         tls_version = _tls_version(client)
@@ -242,71 +224,16 @@ class SmtpClient:
         try:
             conn.clean = False
             async with asyncio.timeout_at(deadline):
-                if (
+                pipelined = (
                     conn.pipelining
                     and mail_from.isascii()
                     and all(r.address.isascii() for r in recipients)
-                ):
-                    command = "MAIL"
-                    mail, rcpts, started = await pipelining.envelope(
-                        client,
-                        mail_from,
-                        [r.address for r in recipients],
-                        self._timeout(TIMEOUT_RCPT),
-                        body_options(client, message),
-                        data_timeout=self._timeout(TIMEOUT_DATA_INIT),
-                    )
-                    accepted = []
-                    if mail.code == 250:
-                        for r, reply in zip(recipients, rcpts, strict=True):
-                            if reply.code in (250, 251):
-                                accepted.append(r)
-                            else:
-                                settle([r], to_reply(reply.code, reply.message), "RCPT")
-                    if started is not None and started.code == 354 and not accepted:
-                        # A server that takes DATA with no recipient (RFC 2920 3.1 says it
-                        # must not): end the connection rather than send it anything.
-                        client.close()
-                    if mail.code != 250:
-                        raise aiosmtplib.SMTPSenderRefused(mail.code, mail.message, mail_from)
-                    if accepted:
-                        command = "DATA"
-                        assert started is not None
-                        if started.code != 354:
-                            raise aiosmtplib.SMTPDataError(started.code, started.message)
-                        response = await pipelining.body(
-                            client, message, timeout=self._timeout(TIMEOUT_DATA_END)
-                        )
-                        settle(accepted, to_reply(response.code, response.message))
-                        conn.clean = True
-                else:
-                    command = "MAIL"
-                    await client.mail(
-                        mail_from,
-                        options=body_options(client, message),
-                        timeout=self._timeout(TIMEOUT_MAIL),
-                    )
-                    command = "RCPT"
-                    accepted = []
-                    for r in recipients:
-                        try:
-                            await client.rcpt(r.address, timeout=self._timeout(TIMEOUT_RCPT))
-                            accepted.append(r)
-                        except aiosmtplib.SMTPRecipientRefused as exc:
-                            settle([r], to_reply(exc.code, exc.message))
-                    if accepted:
-                        command = "DATA"
-                        response = await pipelining.data(
-                            client,
-                            message,
-                            start_timeout=self._timeout(TIMEOUT_DATA_INIT),
-                            end_timeout=self._timeout(TIMEOUT_DATA_END),
-                        )
-                        settle(accepted, to_reply(response.code, response.message))
-                        conn.clean = True
+                )
+                step = self._pipelined if pipelined else self._stepwise
+                conn.clean = await step(tx, client, mail_from, message)
                 reusable = True
         except aiosmtplib.SMTPResponseException as exc:
-            settle(recipients, to_reply(exc.code, exc.message))
+            tx.settle(recipients, to_reply(exc.code, exc.message))
             reusable = exc.code != 421 and client.is_connected  # 421: the server is closing
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             late = loop.time() >= deadline
@@ -315,18 +242,112 @@ class SmtpClient:
                 if late
                 else f"connection to {target} lost: {exc}"
             )
-            settle(recipients, Reply(code=451, enhanced="4.4.2", text=text))
+            tx.settle(recipients, Reply(code=451, enhanced="4.4.2", text=text))
         finally:
             self._release(
                 conn, reusable=reusable and client.is_connected, max_messages=max_messages
             )
         return Attempt(
-            ordered(),
+            tx.ordered(),
             reached=True,
             tls=tls_version is not None,
             tls_version=tls_version,
             reused=reused,
         )
+
+    async def _pipelined(
+        self, tx: _Transaction, client: aiosmtplib.SMTP, mail_from: str, message: bytes
+    ) -> bool:
+        """MAIL, every RCPT and DATA in one write (RFC 2920), then the message; True when the
+        transaction ended cleanly (the connection needs no RSET). A refused MAIL or DATA
+        raises, for ``_send`` to settle every recipient still open with its reply."""
+        tx.command = "MAIL"
+        mail, rcpts, started = await pipelining.envelope(
+            client,
+            mail_from,
+            [r.address for r in tx.recipients],
+            self._timeout(TIMEOUT_RCPT),
+            body_options(client, message),
+            data_timeout=self._timeout(TIMEOUT_DATA_INIT),
+        )
+        accepted = []
+        if mail.code == 250:
+            for r, reply in zip(tx.recipients, rcpts, strict=True):
+                if reply.code in (250, 251):
+                    accepted.append(r)
+                else:
+                    tx.settle([r], to_reply(reply.code, reply.message), "RCPT")
+        if started is not None and started.code == 354 and not accepted:
+            # A server that takes DATA with no recipient (RFC 2920 3.1 says it must not):
+            # end the connection rather than send it anything.
+            client.close()
+        if mail.code != 250:
+            raise aiosmtplib.SMTPSenderRefused(mail.code, mail.message, mail_from)
+        if not accepted:
+            return False
+        tx.command = "DATA"
+        assert started is not None
+        if started.code != 354:
+            raise aiosmtplib.SMTPDataError(started.code, started.message)
+        response = await pipelining.body(client, message, timeout=self._timeout(TIMEOUT_DATA_END))
+        tx.settle(accepted, to_reply(response.code, response.message))
+        return True
+
+    async def _stepwise(
+        self, tx: _Transaction, client: aiosmtplib.SMTP, mail_from: str, message: bytes
+    ) -> bool:
+        """MAIL, each RCPT and DATA one reply at a time (a server without PIPELINING, or an
+        address that needs SMTPUTF8); as ``_pipelined``."""
+        tx.command = "MAIL"
+        await client.mail(
+            mail_from, options=body_options(client, message), timeout=self._timeout(TIMEOUT_MAIL)
+        )
+        tx.command = "RCPT"
+        accepted = []
+        for r in tx.recipients:
+            try:
+                await client.rcpt(r.address, timeout=self._timeout(TIMEOUT_RCPT))
+                accepted.append(r)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                tx.settle([r], to_reply(exc.code, exc.message))
+        if not accepted:
+            return False
+        tx.command = "DATA"
+        response = await pipelining.data(
+            client,
+            message,
+            start_timeout=self._timeout(TIMEOUT_DATA_INIT),
+            end_timeout=self._timeout(TIMEOUT_DATA_END),
+        )
+        tx.settle(accepted, to_reply(response.code, response.message))
+        return True
+
+
+class _Transaction:
+    """The recipients of one transaction and each one's result once its reply is known;
+    ``command`` is the SMTP command whose reply is awaited (what a reply answered)."""
+
+    def __init__(self, recipients: Sequence[Recipient]) -> None:
+        self.recipients = recipients
+        self.results: dict[str, RecipientResult] = {}
+        self.command: str | None = None
+
+    def settle(self, rs: Sequence[Recipient], reply: Reply, at: str | None = None) -> None:
+        """``reply`` is the result of each of ``rs`` that has none yet."""
+        for r in rs:
+            self.results.setdefault(
+                r.id,
+                RecipientResult(
+                    recipient_id=r.id,
+                    address=r.address,
+                    status=status_for(reply.code),
+                    reply=reply,
+                    command=at or self.command,
+                ),
+            )
+
+    def ordered(self) -> list[RecipientResult]:
+        return [self.results[r.id] for r in self.recipients]
 
 
 def body_options(client: aiosmtplib.SMTP, message: bytes) -> list[str]:
