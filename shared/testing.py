@@ -4,9 +4,10 @@ for its boundaries, beside the code they exercise.
 - ``free_port`` and ``TcpProxy`` (a connection a test can cut and restore);
 - ``Stack``: the four services as real processes (``python -m services.<name>``), as
   operators run them, with one environment;
-- ``FakeBroker`` and ``MemoryEvents``: the broker and the event store at the boundary of a
-  handler, in memory, for unit tests of its rules in milliseconds (the broker refuses event
-  publishes while told to).
+- ``FakeBroker``, ``MemoryEvents`` and ``MemoryMessages``: the broker, the event store and
+  the message/recipient store at the boundary of a handler, in memory, for unit tests of its
+  rules in milliseconds (the broker refuses event publishes while told to; the message store
+  moves recipients by the one transition table, ``shared.schemas.TRANSITIONS``).
 
 Nothing in the services imports it.
 """
@@ -27,7 +28,16 @@ from typing import Any
 import httpx
 
 from shared.errors import Unavailable
-from shared.schemas import BrokerMessage, Event
+from shared.ids import new_id
+from shared.schemas import (
+    BrokerMessage,
+    Change,
+    Event,
+    RecipientStatus,
+    Reply,
+    moves_from,
+    utcnow,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("ingest", "signer", "dispatcher", "bounce")
@@ -203,3 +213,71 @@ class MemoryEvents:
 
     def doc(self, event: Event) -> dict[str, Any]:
         return {"_id": event.id, **event.model_dump(exclude={"id", "kind", "schema_version"})}
+
+
+@dataclass
+class MemoryMessages(MemoryEvents):
+    """The messages-and-recipients part of ``shared.store.Store`` that handlers read and move,
+    in dicts: ``add`` a message with its recipients (``queued``), then hand it to a handler
+    where a ``Store`` goes. Recipient documents have the fields the store's have."""
+
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, tenant: str, *addresses: str) -> tuple[str, dict[str, str]]:
+        """A message of ``tenant`` to ``addresses``; its id and each address's recipient id."""
+        message_id = new_id()
+        self.messages[message_id] = {"_id": message_id, "tenant": tenant}
+        ids = {}
+        for address in addresses:
+            rid = new_id()
+            self.docs[rid] = {
+                "_id": rid,
+                "message_id": message_id,
+                "tenant": tenant,
+                "address": address.lower(),
+                "status": RecipientStatus.QUEUED.value,
+            }
+            ids[address] = rid
+        return message_id, ids
+
+    async def message(self, message_id: str) -> dict[str, Any] | None:
+        return self.messages.get(message_id)
+
+    async def recipient(self, recipient_id: str) -> dict[str, Any] | None:
+        return self.docs.get(recipient_id)
+
+    async def recipient_by_address(self, message_id: str, address: str) -> dict[str, Any] | None:
+        return next(
+            (
+                d
+                for d in self.docs.values()
+                if d["message_id"] == message_id and d["address"] == address.lower()
+            ),
+            None,
+        )
+
+    async def recipient_docs(self, message_id: str) -> list[dict[str, Any]]:
+        return [d for d in self.docs.values() if d["message_id"] == message_id]
+
+    async def fail_dead_lettered(
+        self, message_id: str, recipient_ids: Sequence[str], reply: Reply
+    ) -> list[dict[str, Any]]:
+        """As the store's: those of ``recipient_ids`` a failure may end become ``failed``
+        (marked dead-lettered); returns them and those a dead letter failed before."""
+        fails = moves_from(Change.FAILURE, RecipientStatus.FAILED)
+        found = [
+            d
+            for d in await self.recipient_docs(message_id)
+            if d["_id"] in recipient_ids and (d["status"] in fails or d.get("dead_lettered"))
+        ]
+        before = [dict(d) for d in found]
+        for d in found:
+            if d["status"] in fails:
+                d.update(
+                    status=RecipientStatus.FAILED.value,
+                    reply=reply.model_dump(),
+                    dead_lettered=True,
+                    finished_at=utcnow(),
+                )
+        return before

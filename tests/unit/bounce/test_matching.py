@@ -18,44 +18,10 @@ from shared.bounces.parse import Kind, NotMail, Report
 from shared.broker import Delivery
 from shared.errors import Permanent, RetryLater
 from shared.schemas import ReportJob
+from shared.testing import MemoryMessages
 from shared.verp import Verp
 
 VERP = Verp(b"inbound test key")
-
-
-class FakeStore:
-    """Messages and recipients in dicts, as the handler reads them."""
-
-    def __init__(self) -> None:
-        self.db = SimpleNamespace(reports=None)
-        self.messages: dict[str, dict[str, Any]] = {}
-        self.recipients: dict[str, dict[str, Any]] = {}
-
-    def add(self, tenant: str, *addresses: str) -> tuple[str, dict[str, str]]:
-        message_id = str(uuid.uuid4())
-        self.messages[message_id] = {"_id": message_id, "tenant": tenant}
-        ids = {}
-        for address in addresses:
-            rid = str(uuid.uuid4())
-            self.recipients[rid] = {"_id": rid, "message_id": message_id, "address": address}
-            ids[address] = rid
-        return message_id, ids
-
-    async def message(self, message_id: str) -> dict[str, Any] | None:
-        return self.messages.get(message_id)
-
-    async def recipient(self, recipient_id: str) -> dict[str, Any] | None:
-        return self.recipients.get(recipient_id)
-
-    async def recipient_by_address(self, message_id: str, address: str) -> dict[str, Any] | None:
-        return next(
-            (
-                r
-                for r in self.recipients.values()
-                if r["message_id"] == message_id and r["address"] == address.lower()
-            ),
-            None,
-        )
 
 
 class FakeFeedback:
@@ -106,9 +72,9 @@ class FakeParser:
 
 def handler(
     parsed: Report | Exception | None = None,
-) -> tuple[ReportConsumer, FakeStore, FakeFeedback, FakeReports]:
+) -> tuple[ReportConsumer, MemoryMessages, FakeFeedback, FakeReports]:
     """A consumer over fakes whose parser gives ``parsed`` (an unused one by default)."""
-    store, feedback, reports = FakeStore(), FakeFeedback(), FakeReports()
+    store, feedback, reports = MemoryMessages(), FakeFeedback(), FakeReports()
     h = ReportConsumer(
         store,  # type: ignore[arg-type]
         reports,  # type: ignore[arg-type]
