@@ -38,9 +38,11 @@ import httpx
 import spf
 from publicsuffixlist import PublicSuffixList
 
+from shared.directory import Directory, Pools
 from shared.dkim import RETIRED, status, txt_record_name, txt_record_value
 from shared.dns import DnsRecord, check_dkim, resolver, sync_resolver, txt
 from shared.egress import Egress, Forbidden
+from shared.provisioning import DEFAULT_POOL
 from shared.settings import DnsSettings
 
 MTA_STS_PATH = "/.well-known/mta-sts.txt"  # RFC 8461 3.2
@@ -829,3 +831,19 @@ class DomainHealth:
             )
             response.raise_for_status()
             return response.content[:MAX_POLICY_BYTES].decode("utf-8")
+
+
+async def check_stored(
+    health: DomainHealth, directory: Directory, pools: Pools, domain: dict[str, Any]
+) -> HealthReport:
+    """Check a stored domain as its tenant sends: from the members of the tenant's pools."""
+    tenant = await directory.tenant(domain["tenant"]) or {}
+    names = [tenant.get("pool") or DEFAULT_POOL, *tenant.get("other_pools", [])]
+    members = [
+        Member(m["ip"], m.get("helo"))
+        for p in await pools.all()
+        if p["_id"] in names
+        for m in p.get("members", [])
+    ]
+    unique = list({m.ip: m for m in members}.values())
+    return await health.check(domain, unique, pools=names)
