@@ -170,7 +170,14 @@ class Commands:
         self.provisioner = provisioner
         self.announce = announce
         self.box_problem = box_problem
-        self.health = health or DomainHealth(provisioner.dns)
+        self._health = health
+
+    @property
+    def health(self) -> DomainHealth:
+        """The domain checks: as given, else through the provisioner's DNS settings."""
+        if self._health is None:
+            self._health = DomainHealth(self.provisioner.dns)
+        return self._health
 
     async def _changed(self, what: ChangeKind, name: str, events: Sequence[Event] = ()) -> None:
         await self.announce(what, name, events)

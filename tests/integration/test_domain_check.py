@@ -93,3 +93,81 @@ async def test_domain_check_of_unknown_or_malformed_domains(store, master_key, d
     assert code == 3 and "unknown domain nowhere.example" in err
     code, _, err = await hato(store, master_key, dns_server, "domain", "check", "not a domain")
     assert code == 2 and "not a domain name" in err
+
+
+async def stored(store: Store, master_key: str, dns: DnsServer) -> None:
+    """The same as ``provisioned``, written straight to the store."""
+    from shared import dkim
+    from shared.secrets import SecretBox
+
+    await store.directory.upsert_tenant("health")
+    await store.directory.upsert_tenant("other")
+    await store.directory.upsert_domain(DOMAIN, tenant="health", verified=True)
+    key = dkim.generate(DOMAIN, "s1", dkim.ED25519)
+    await store.directory.add_dkim_key(DOMAIN, dkim.to_document(key, SecretBox(master_key)))
+    await store.directory.upsert_domain("other.example", tenant="other", verified=True)
+    for m in POOL:
+        await store.pools.add_member("default", {"ip": m.ip, "helo": m.helo, "warmup": []})
+    healthy(dns, await store.directory.domain(DOMAIN))
+    dns.remove(DOMAIN, "MX")
+
+
+async def test_http_check_of_the_tenants_own_domain_only(store, master_key, dns_server) -> None:
+    """GET /v1/domains/{domain}/check answers the tenant's own domain's findings; another
+    tenant's domain and an unknown one are the same 404 problem, a malformed name a 400,
+    and the admin API checks any domain."""
+    import httpx
+
+    from services.ingest.http import create_app
+    from services.ingest.http.admin import Admin
+    from shared.domain_health import DomainHealth
+    from shared.provisioning import Provisioner
+    from tests.helpers.zones import dns_settings
+
+    await stored(store, master_key, dns_server)
+    _, key = await store.directory.add_api_key("health")
+    health = DomainHealth(dns_settings(dns_server))
+
+    async def changed(*_):
+        return None
+
+    admin = Admin(
+        store.directory,
+        Provisioner(store.directory, store.pools, None, dns_settings(dns_server)),
+        changed,
+        health=health,
+    )
+    app = create_app(store, operator_token="op-token", admin=admin, health=health)
+    dns_server.remove("spf.hato.localhost", "TXT")
+    dns_server.publish("spf.hato.localhost", "v=spf1 ip4:127.0.0.2 -all")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://hato"
+    ) as http:
+        mine = await http.get(
+            f"/v1/domains/{DOMAIN}/check", headers={"Authorization": f"Bearer {key}"}
+        )
+        others = await http.get(
+            "/v1/domains/other.example/check", headers={"Authorization": f"Bearer {key}"}
+        )
+        unknown = await http.get(
+            "/v1/domains/nowhere.example/check", headers={"Authorization": f"Bearer {key}"}
+        )
+        malformed = await http.get(
+            "/v1/domains/not_a_domain/check", headers={"Authorization": f"Bearer {key}"}
+        )
+        by_operator = await http.get(
+            f"/admin/v1/domains/{DOMAIN}/check", headers={"Authorization": "Bearer op-token"}
+        )
+    assert mine.status_code == 200, mine.text
+    body = mine.json()
+    assert body["ok"] is False and body["failing"] == ["spf"]
+    (bad,) = [f for f in body["findings"] if f["verdict"] != "ok"]
+    assert bad["publish"]["zone_line"] == (
+        f'{DOMAIN}. IN TXT "v=spf1 ip4:127.0.0.3 include:spf.hato.localhost -all"'
+    )
+    for answer in (others, unknown):
+        assert answer.status_code == 404
+        assert answer.headers["content-type"] == "application/problem+json"
+    assert others.json()["detail"] == "no domain other.example"
+    assert malformed.status_code == 400 and "not a domain name" in malformed.json()["detail"]
+    assert by_operator.status_code == 200 and by_operator.json()["failing"] == ["spf"]

@@ -21,6 +21,7 @@ from services.ingest.http.problems import Problem
 from services.ingest.send import Sender
 from shared import logging as hlog
 from shared.directory import Identity
+from shared.domain_health import DomainHealth
 from shared.egress import Egress
 from shared.schemas import ChangeKind
 from shared.secrets import SecretBox
@@ -58,7 +59,8 @@ class KeyCache:
 @dataclass(frozen=True, slots=True)
 class Door:
     """The parts the routes work with. ``sender`` is None when the app does not send (the
-    sending routes are then not mounted); ``box`` (the master key) None: no webhooks."""
+    sending routes are then not mounted); ``box`` (the master key) None: no webhooks;
+    ``health`` None: no domain checks."""
 
     store: Store
     keys: KeyCache
@@ -67,6 +69,7 @@ class Door:
     sender: Sender | None = None
     box: SecretBox | None = None
     changed: Changed | None = None
+    health: DomainHealth | None = None
 
     def is_operator(self, token: str) -> bool:
         return self.operator_digest is not None and hmac.compare_digest(
