@@ -171,3 +171,55 @@ async def test_http_check_of_the_tenants_own_domain_only(store, master_key, dns_
     assert others.json()["detail"] == "no domain other.example"
     assert malformed.status_code == 400 and "not a domain name" in malformed.json()["detail"]
     assert by_operator.status_code == 200 and by_operator.json()["failing"] == ["spf"]
+
+
+async def test_scheduled_recheck_emits_domain_check_failed_once_when_a_record_breaks(
+    store, master_key, dns_server, broker_settings
+) -> None:
+    """Re-checks of a passing domain raise nothing; when its DKIM record goes, the next run
+    writes and publishes one domain_check_failed event naming the record to publish, the runs
+    after it none while it stays broken, and a new one only after it passed again."""
+    import aio_pika
+
+    from services.bounce.domain_checks import DomainRechecks
+    from shared.broker import Broker
+    from shared.dkim import txt_record_name
+    from shared.domain_health import DomainHealth
+    from tests.helpers.zones import dns_settings
+
+    await stored(store, master_key, dns_server)
+    broker = Broker(broker_settings, name="bounce")
+    await broker.connect()
+    connection = await aio_pika.connect(broker_settings.url)
+    try:
+        channel = await connection.channel()
+        watch = await channel.declare_queue(exclusive=True)
+        await watch.bind(f"{broker_settings.prefix}.events", "health.domain_check_failed")
+        rechecks = DomainRechecks(store, broker, DomainHealth(dns_settings(dns_server)))
+
+        assert await rechecks.run_once() == []  # first sight: nothing to compare with
+        assert await rechecks.run_once() == []  # still passing
+        dkim_name = txt_record_name(DOMAIN, "s1")
+        published = dns_server.records.pop((dkim_name, "TXT"))
+
+        (event,) = await rechecks.run_once()
+        assert event.type.value == "domain_check_failed" and event.tenant == "health"
+        assert event.detail["domain"] == DOMAIN and event.detail["failing"] == "dkim"
+        assert event.detail["publish"].startswith(f'{dkim_name}. IN TXT "v=DKIM1; k=ed25519; p=')
+        assert await rechecks.run_once() == []  # still broken: said once
+        stored_events = await store.db.events.find({"type": "domain_check_failed"}).to_list()
+        assert [e["_id"] for e in stored_events] == [event.id]
+        message = await watch.get(timeout=5)
+        assert message is not None
+        await message.ack()
+        assert await watch.get(fail=False) is None
+
+        dns_server.records[(dkim_name, "TXT")] = published
+        assert await rechecks.run_once() == []  # passing again
+        dns_server.records.pop((dkim_name, "TXT"))
+        assert len(await rechecks.run_once()) == 1  # broken again: said again
+        last = await store.db.domain_health.find_one({"_id": DOMAIN})
+        assert last["ok"] is False and last["failing"] == ["dkim"]
+    finally:
+        await connection.close()
+        await broker.close()
