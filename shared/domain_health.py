@@ -168,6 +168,8 @@ def spf_finding(
     """SPF of ``domain`` (its record at ``record_name``) from pyspf's result per pool IP."""
     current = records[0] if len(records) == 1 else None
     failing = {ip: r for ip, r in results.items() if r != "pass"}
+    if "temperror" in failing.values():  # RFC 7208 2.6.6: DNS failed, nothing is known
+        return Finding(check, domain, Verdict.DNS_ERROR, f"SPF of {domain}: a lookup failed")
     if len(records) > 1:
         return Finding(
             check,
@@ -216,7 +218,7 @@ def _spf_lookup(
         return _library_lookup(name, qtype, tcpfallback, timeout)
     found: list[tuple[tuple[str, str], Any]] = []
     try:
-        for rdata in r.resolve(name, qtype, lifetime=timeout):
+        for rdata in r.resolve(name, qtype, lifetime=min(timeout, r.lifetime)):
             if qtype in ("A", "AAAA"):
                 found.append(((name, qtype), rdata.address))
             elif qtype == "MX":
@@ -232,12 +234,10 @@ def _spf_lookup(
     return found
 
 
-spf.DNSLookup = _spf_lookup  # falls back to pyspf's own lookup outside a check
-
-
 def spf_result(r: dns.resolver.Resolver, ip: str, domain: str, helo: str) -> str:
     """pyspf's verdict (``pass``, ``softfail``, ``none`` ...) for mail from ``domain`` sent
     by ``ip`` (blocking: run it in a thread)."""
+    spf.DNSLookup = _spf_lookup  # pyspf's hook; outside a check it does what pyspf did
     token = _spf_resolver.set(r)
     try:
         result, _, _ = spf.query(
@@ -826,11 +826,20 @@ class DomainHealth:
         async with httpx.AsyncClient(
             verify=self.tls or True, timeout=self.settings.timeout, follow_redirects=False
         ) as client:
-            response = await client.get(
-                target, headers={"Host": host}, extensions={"sni_hostname": host}
+            request = client.build_request(
+                "GET", target, headers={"Host": host}, extensions={"sni_hostname": host}
             )
-            response.raise_for_status()
-            return response.content[:MAX_POLICY_BYTES].decode("utf-8")
+            response = await client.send(request, stream=True)
+            try:
+                response.raise_for_status()
+                body = b""
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) >= MAX_POLICY_BYTES:  # a policy is small: read no more
+                        break
+            finally:
+                await response.aclose()
+            return body[:MAX_POLICY_BYTES].decode("utf-8")
 
 
 async def check_stored(

@@ -250,3 +250,21 @@ async def test_members_of_v6(zone) -> None:
     server.publish("bounces.hato.localhost", "v=spf1 ip6:::1 -all")
     report = await check(zone, members=(member,))
     assert report.ok, [f.as_dict() for f in report.findings if f.verdict is not Verdict.OK]
+
+
+async def test_a_policy_that_cannot_be_fetched_is_wrong(zone) -> None:
+    """The policy host answers 404: the MTA-STS record points at nothing, which is wrong."""
+    zone[1].status = 404
+    report = await check(zone)
+    assert report.failing == ["mta-sts"]
+    assert "cannot be fetched" in wrong(report, Check.MTA_STS)[0].says
+
+
+async def test_spf_whose_include_fails_to_resolve_is_a_dns_error(zone) -> None:
+    """SERVFAIL at the included name: pyspf answers temperror, reported as a DNS error, not
+    as a record to change."""
+    zone[0].failing.add("spf.hato.localhost")
+    report = await check(zone)
+    assert report.failing == ["spf"]
+    (finding,) = wrong(report, Check.SPF)
+    assert finding.verdict is Verdict.DNS_ERROR and finding.publish is None
