@@ -446,12 +446,16 @@ def ptr_finding(member: Member, names: Sequence[str], forward: Sequence[str]) ->
         )
     helo = _host(member.helo)
     if helo not in [_host(n) for n in names]:
-        now = f"names {', '.join(_host(n) for n in names)}" if names else "is missing"
+        now = (
+            f"the PTR of {ip} names {', '.join(_host(n) for n in names)}"
+            if names
+            else f"{ip} has no PTR record"
+        )
         return Finding(
             Check.PTR,
             ip,
             Verdict.WRONG,
-            f"the PTR of {ip} {now}, not its EHLO name {helo}",
+            f"{now}; it must name the EHLO name {helo}",
             DnsRecord(reverse, "PTR", helo, f"reverse DNS of {ip} (its EHLO name)"),
         )
     addresses = {ipaddress.ip_address(a) for a in forward}
