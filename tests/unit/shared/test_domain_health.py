@@ -26,18 +26,18 @@ from shared.domain_health import (
 
 def test_spf_suggestion_adds_the_missing_pool_ips_before_all() -> None:
     """The pool IPs come right after v=spf1, so they match before -all or a redirect."""
-    assert spf_record_with("v=spf1 mx -all", ["192.0.2.1", "2001:db8::1"], "spf.h") == (
-        "v=spf1 ip4:192.0.2.1 ip6:2001:db8::1 mx -all"
+    assert spf_record_with("v=spf1 mx -all", ["127.0.0.1", "::1"], "spf.h") == (
+        "v=spf1 ip4:127.0.0.1 ip6:::1 mx -all"
     )
-    assert spf_record_with("v=spf1 redirect=_spf.x", ["192.0.2.1"], "spf.h") == (
-        "v=spf1 ip4:192.0.2.1 redirect=_spf.x"
+    assert spf_record_with("v=spf1 redirect=_spf.x", ["127.0.0.1"], "spf.h") == (
+        "v=spf1 ip4:127.0.0.1 redirect=_spf.x"
     )
 
 
 def test_spf_suggestion_without_a_record_includes_hato() -> None:
     """No record: the pool IPs and Hato's include, soft-failing the rest."""
-    assert spf_record_with(None, ["192.0.2.1"], "spf.hato.example") == (
-        "v=spf1 ip4:192.0.2.1 include:spf.hato.example ~all"
+    assert spf_record_with(None, ["127.0.0.1"], "spf.hato.example") == (
+        "v=spf1 ip4:127.0.0.1 include:spf.hato.example ~all"
     )
 
 
@@ -47,15 +47,15 @@ def test_spf_finding_names_each_failing_ip_and_the_record() -> None:
         Check.SPF,
         "a.example",
         "a.example",
-        ["v=spf1 ip4:192.0.2.1 -all"],
-        {"192.0.2.1": "pass", "192.0.2.2": "fail"},
+        ["v=spf1 ip4:127.0.0.1 -all"],
+        {"127.0.0.1": "pass", "127.0.0.2": "fail"},
         "spf.h",
     )
-    assert f.verdict is Verdict.WRONG and "192.0.2.2 (fail)" in f.says
+    assert f.verdict is Verdict.WRONG and "127.0.0.2 (fail)" in f.says
     assert f.publish == DnsRecord(
         "a.example",
         "TXT",
-        "v=spf1 ip4:192.0.2.2 ip4:192.0.2.1 -all",
+        "v=spf1 ip4:127.0.0.2 ip4:127.0.0.1 -all",
         "SPF: Hato's pool IPs may send for a.example",
     )
 
@@ -144,16 +144,16 @@ def test_a_subdomain_under_its_organizations_record_takes_sp() -> None:
 
 def test_ptr_is_forward_confirmed() -> None:
     """OK only when the PTR names the EHLO name and that name resolves back to the IP."""
-    m = Member("192.0.2.1", "out.example.com")
-    assert ptr_finding(m, ["OUT.example.com."], ["192.0.2.1"]).verdict is Verdict.OK
-    wrong_ptr = ptr_finding(m, ["other.example.com"], ["192.0.2.1"])
+    m = Member("127.0.0.1", "out.example.com")
+    assert ptr_finding(m, ["OUT.example.com."], ["127.0.0.1"]).verdict is Verdict.OK
+    wrong_ptr = ptr_finding(m, ["other.example.com"], ["127.0.0.1"])
     assert wrong_ptr.verdict is Verdict.WRONG
-    assert wrong_ptr.publish.zone_line() == "1.2.0.192.in-addr.arpa. IN PTR out.example.com."
-    unconfirmed = ptr_finding(m, ["out.example.com"], ["192.0.2.9"])
-    assert unconfirmed.publish.zone_line() == "out.example.com. IN A 192.0.2.1."
-    v6 = ptr_finding(Member("2001:db8::1", "out.example.com"), ["out.example.com"], [])
+    assert wrong_ptr.publish.zone_line() == "1.0.0.127.in-addr.arpa. IN PTR out.example.com."
+    unconfirmed = ptr_finding(m, ["out.example.com"], ["127.0.0.9"])
+    assert unconfirmed.publish.zone_line() == "out.example.com. IN A 127.0.0.1."
+    v6 = ptr_finding(Member("::1", "out.example.com"), ["out.example.com"], [])
     assert v6.publish.type == "AAAA"
-    assert ptr_finding(Member("192.0.2.1"), [], []).verdict is Verdict.WARNING
+    assert ptr_finding(Member("127.0.0.1"), [], []).verdict is Verdict.WARNING
 
 
 def test_return_path_mx_must_be_the_bounce_host() -> None:
@@ -183,7 +183,7 @@ def test_the_report_fails_on_wrong_and_dns_errors_not_on_warnings() -> None:
         "t",
         [
             Finding(Check.DMARC, "_dmarc.e.com", Verdict.WARNING, "p=none"),
-            Finding(Check.PTR, "192.0.2.1", Verdict.DNS_ERROR, "failed"),
+            Finding(Check.PTR, "127.0.0.1", Verdict.DNS_ERROR, "failed"),
             Finding(Check.SPF, "e.com", Verdict.WRONG, "no", DnsRecord("e.com", "TXT", "v", "")),
         ],
     )
