@@ -48,6 +48,8 @@ from shared.admin import Commands, KeyReport, cidr, network, warmup
 from shared.broker import Broker, deliver_queue
 from shared.directory import DuplicateError, TenantLimits
 from shared.dns import DnsRecord, KeyCheck
+from shared.domain_health import DomainHealth, HealthReport, Verdict
+from shared.egress import Egress, EgressSettings
 from shared.errors import Unavailable
 from shared.provisioning import DEFAULT_POOL, KeyChange, Provisioner, ProvisioningError
 from shared.schemas import Changed, ChangeKind, Event
@@ -94,6 +96,7 @@ class CliSettings(BaseSettings):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     dns: DnsSettings = Field(default_factory=DnsSettings)
+    egress: EgressSettings = Field(default_factory=EgressSettings)
     dev: DevSettings = Field(default_factory=DevSettings)
 
 
@@ -113,7 +116,11 @@ class Context:
         self.box = box
         self.provisioner = Provisioner(store.directory, store.pools, box, settings.dns)
         self.commands = Commands(
-            store.directory, self.provisioner, self.announce, box_problem=self.box_problem
+            store.directory,
+            self.provisioner,
+            self.announce,
+            box_problem=self.box_problem,
+            health=DomainHealth(settings.dns, egress=Egress.from_settings(settings.egress)),
         )
         self._broker: Broker | None = None
         self._broker_failed = False
@@ -212,6 +219,26 @@ def _verified(result: tuple[bool, list[KeyCheck]], args: argparse.Namespace, _: 
         print(f"{c.name}: {c.status}")
     print(f"{args.domain}: {'verified' if verified else 'NOT verified'}")
     return Exit.OK if verified else Exit.FAILED
+
+
+_VERDICTS = {
+    Verdict.OK: "ok     ",
+    Verdict.WARNING: "warning",
+    Verdict.WRONG: "WRONG  ",
+    Verdict.DNS_ERROR: "DNS ERR",
+}
+
+
+def _health(report: HealthReport, *_: Any) -> int:
+    for f in report.findings:
+        print(f"{_VERDICTS[f.verdict]}  {f.check.value:<15} {f.subject}: {f.says}")
+        if f.publish is not None:
+            print(f"         publish: {f.publish.zone_line()}")
+    if report.ok:
+        print(f"{report.domain}: healthy")
+        return Exit.OK
+    print(f"{report.domain}: NOT healthy ({', '.join(report.failing)})")
+    return Exit.FAILED
 
 
 def _key_change(change: KeyChange, *_: Any) -> None:
@@ -500,6 +527,15 @@ ADMIN = (
         lambda ctx, a: ctx.commands.verify_domain(a.domain),
         (arg("domain"),),
         _verified,
+    ),
+    Command(
+        "domain check",
+        "SPF, DKIM, DMARC, return-path MX, PTR of the pool IPs, MTA-STS and TLS-RPT: what is "
+        "right, what is wrong and the record to publish (exit 1 when something is wrong)",
+        lambda ctx, a: ctx.commands.check_domain(a.domain),
+        (arg("domain"),),
+        _health,
+        reads=True,
     ),
     Command(
         "domain list",

@@ -1,5 +1,5 @@
-"""The admin commands: tenants, networks, domains, DKIM keys, SMTP credentials, API keys,
-suppressions and IP pools, each checked and carried out in one place.
+"""The admin commands: tenants, networks, domains (and their health), DKIM keys, SMTP
+credentials, API keys, suppressions and IP pools, each checked and carried out in one place.
 
 ``hato`` (``hato/cli.py``) and the admin HTTP API (``services/ingest/http/admin.py``) are two
 doors onto these commands: they parse their input, call a command and show its result.
@@ -24,6 +24,7 @@ from typing import Any
 from shared import dkim
 from shared.directory import Directory, DuplicateError, TenantLimits, relay_network
 from shared.dns import KeyCheck
+from shared.domain_health import DomainHealth, HealthReport, check_stored
 from shared.provisioning import DEFAULT_POOL, Conflict, Invalid, KeyChange, NotFound, Provisioner
 from shared.schemas import ChangeKind, Event
 
@@ -164,11 +165,20 @@ class Commands:
         announce: Announce,
         *,
         box_problem: str = "",
+        health: DomainHealth | None = None,
     ) -> None:
         self.directory = directory
         self.provisioner = provisioner
         self.announce = announce
         self.box_problem = box_problem
+        self._health = health
+
+    @property
+    def health(self) -> DomainHealth:
+        """The domain checks: as given, else through the provisioner's DNS settings."""
+        if self._health is None:
+            self._health = DomainHealth(self.provisioner.dns)
+        return self._health
 
     async def _changed(self, what: ChangeKind, name: str, events: Sequence[Event] = ()) -> None:
         await self.announce(what, name, events)
@@ -316,6 +326,17 @@ class Commands:
         verified, checks = await self.provisioner.verify(domain)
         await self._changed(ChangeKind.DOMAINS, domain.lower())
         return verified, checks
+
+    async def check_domain(self, domain: str, *, tenant: str | None = None) -> HealthReport:
+        """Domain health: SPF, DKIM, DMARC, the return path's MX, the pool IPs' PTR, MTA-STS
+        and TLS-RPT, each with the record to publish where it is wrong. With ``tenant``, only
+        that tenant's domain (another's is NotFound, like one that does not exist)."""
+        if not re.match(DOMAIN, domain.rstrip(".")) or len(domain) > 253:
+            raise Invalid(f"not a domain name: {domain!r}")
+        doc = await self._domain(domain)
+        if tenant is not None and doc["tenant"] != tenant:
+            raise NotFound(f"unknown domain {domain}")
+        return await check_stored(self.health, self.directory, self.provisioner.pools, doc)
 
     async def generate_key(
         self, domain: str, selector: str | None = None, algorithm: str = dkim.RSA

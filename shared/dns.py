@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import dns.asyncresolver
 import dns.exception
@@ -17,6 +17,8 @@ import dns.resolver
 
 from shared.dkim import RETIRED, status, txt_record_name, txt_record_value
 from shared.settings import DnsSettings
+
+R = TypeVar("R", bound=dns.resolver.Resolver)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +70,20 @@ def records_for(domain: dict[str, Any], settings: DnsSettings) -> list[DnsRecord
 
 def resolver(settings: DnsSettings) -> dns.asyncresolver.Resolver:
     """An async resolver using the configured nameservers (or the system's)."""
+    return _configured(dns.asyncresolver.Resolver, settings)
+
+
+def sync_resolver(settings: DnsSettings) -> dns.resolver.Resolver:
+    """The same resolver, blocking: for libraries that look up by themselves (pyspf)."""
+    return _configured(dns.resolver.Resolver, settings)
+
+
+def _configured(kind: type[R], settings: DnsSettings) -> R:
     if not settings.nameservers:
-        r = dns.asyncresolver.Resolver()
+        r = kind()
     else:
-        r = dns.asyncresolver.Resolver(configure=False)
-        servers = []
+        r = kind(configure=False)
+        servers: list[dns.nameserver.Nameserver] = []
         for entry in settings.nameservers:
             host, _, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "53")
             servers.append(dns.nameserver.Do53Nameserver(host or entry, int(port or 53)))

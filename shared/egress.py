@@ -84,6 +84,13 @@ class Egress:
             found = list(dict.fromkeys(ipaddress.ip_address(i[4][0]) for i in infos))
             if not found:
                 raise Forbidden(f"{host} does not resolve")
+        return self.admit(host, found)
+
+    def admit(self, host: str, found: list[Address]) -> list[Address]:
+        """``found`` (the addresses ``host`` resolved to, through whatever resolver) when
+        every one is permitted; Forbidden otherwise."""
+        if not found:
+            raise Forbidden(f"{host} does not resolve")
         refused = [a for a in found if not self.permits(a)]
         if refused:
             raise Forbidden(f"{host} resolves to {refused[0]}, which is not a public address")

@@ -128,6 +128,7 @@ class EventType(StrEnum):
     DKIM_KEY_PENDING = "dkim_key_pending"  # a new key waits for its DNS record
     DKIM_KEY_ACTIVATED = "dkim_key_activated"
     DKIM_KEY_RETIRED = "dkim_key_retired"
+    DOMAIN_CHECK_FAILED = "domain_check_failed"  # a passing domain's DNS broke (re-check)
 
 
 class _Model(BaseModel):

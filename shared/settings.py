@@ -241,6 +241,11 @@ class DnsSettings(BaseSettings):
     return_path_host: str = Field(
         "bounces.hato.localhost", description="Host the return-path subdomain is a CNAME of."
     )
+    bounce_mx: str = Field(
+        "",
+        description="Host name of the inbound bounce listener: the MX a return-path domain "
+        "must lead to (hato domain check); empty: return_path_host itself.",
+    )
 
     _split = comma_list("nameservers")
 

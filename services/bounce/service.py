@@ -6,8 +6,9 @@ broker publishes are written, and a job RabbitMQ dead-lettered itself (past a qu
 delivery limit) gets the same event.
 
 Several replicas may run: consumers share their queues, and what must run on one replica at a
-time holds a lease in MongoDB (``shared/leases.py``): each webhook endpoint's sending, and the
-purge of expired events on servers without TTL indexes."""
+time holds a lease in MongoDB (``shared/leases.py``): each webhook endpoint's sending, the
+purge of expired events on servers without TTL indexes, and the re-checks of every sending
+domain's DNS (``domain_checks.py``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from datetime import timedelta
 
 from opentelemetry import trace
 
+from services.bounce.domain_checks import DomainRechecks
 from services.bounce.feedback import Addressee, Feedback
 from services.bounce.inbound import BounceHandler, BounceListener
 from services.bounce.matching import ReportConsumer
@@ -26,6 +28,7 @@ from shared import metrics
 from shared.bounces.classify import Rules, Verdict, rules
 from shared.bounces.parse import Finding
 from shared.broker import Broker, Delivery, Queue, undecoded
+from shared.domain_health import DomainHealth
 from shared.egress import Egress
 from shared.errors import Permanent
 from shared.leases import Leases, holder_id
@@ -277,6 +280,11 @@ async def run(settings: BounceSettings) -> None:
                 log.info("messages past retention deleted", messages=gone)
 
         leases.lease("retention").every(rt, settings.retention_interval, retention)
+        if settings.domain_check_interval > 0:
+            health = DomainHealth(settings.dns, egress=Egress.from_settings(settings.egress))
+            rechecks = DomainRechecks(rt.store, rt.broker, health)
+            checks = leases.lease("domain-checks")
+            checks.every(rt, settings.domain_check_interval, rechecks.run_once)
         if not reports.ttl_index:  # the same for inbound reports kept raw
             leases.lease("reports-purge").every(rt, settings.purge_interval, reports.purge)
         rt.census()

@@ -8,7 +8,13 @@ from pydantic import Field
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from shared.egress import EgressSettings
-from shared.settings import SecretsSettings, ServiceSettings, VerpSettings, comma_list
+from shared.settings import (
+    DnsSettings,
+    SecretsSettings,
+    ServiceSettings,
+    VerpSettings,
+    comma_list,
+)
 
 
 class BounceSettings(ServiceSettings):
@@ -34,6 +40,14 @@ class BounceSettings(ServiceSettings):
     )
 
     verp: VerpSettings = Field(default_factory=VerpSettings)
+    dns: DnsSettings = Field(default_factory=DnsSettings)
+    domain_check_interval: float = Field(
+        21600,
+        ge=0,
+        description="Seconds between re-checks of every sending domain's DNS (SPF, DKIM, "
+        "DMARC, return-path MX, PTR, MTA-STS); a domain that stops passing raises a "
+        "domain_check_failed event. 0: no re-checks.",
+    )
     egress: EgressSettings = Field(default_factory=EgressSettings)
     smtp_host: str = Field("127.0.0.1", description="Address of the inbound bounce listener.")
     smtp_port: int = Field(

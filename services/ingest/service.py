@@ -25,6 +25,7 @@ from services.ingest.tls import server_context
 from shared import logging as hlog
 from shared import metrics
 from shared.broker import Queue
+from shared.domain_health import DomainHealth
 from shared.egress import Egress
 from shared.errors import ConfigError
 from shared.ops import HttpServer
@@ -137,12 +138,15 @@ async def run(settings: IngestSettings) -> None:
             except Exception as exc:  # made already; the others refresh on their own
                 log.warning("change not announced", error=repr(exc))
 
+        egress = Egress.from_settings(settings.egress)
+        health = DomainHealth(settings.dns, egress=egress)
         admin = Admin(
             rt.store.directory,
             Provisioner(rt.store.directory, rt.store.pools, box, settings.dns),
             changed=announce,
             broker=rt.broker,
             store=rt.store,
+            health=health,
         )
         app = create_app(
             rt.store,
@@ -153,7 +157,8 @@ async def run(settings: IngestSettings) -> None:
             admin=admin,
             box=box,
             changed=announce,
-            egress=Egress.from_settings(settings.egress),
+            egress=egress,
+            health=health,
         )
         http = HttpServer(app, host=settings.http_host, port=settings.http_port)
         submit = SubmitHandler(

@@ -43,10 +43,12 @@ from services.ingest.http.admin_models import (
     TenantOut,
 )
 from services.ingest.http.deps import CommandsDep, operator
+from services.ingest.http.domains import DomainCheck
 from services.ingest.http.problems import Answer, CommandRoute, Problem, problems
 from shared.admin import NAME, Announce, Commands
 from shared.broker import Broker
 from shared.directory import Directory, TenantLimits
+from shared.domain_health import DomainHealth
 from shared.provisioning import Provisioner
 from shared.store import Store
 
@@ -72,8 +74,9 @@ class Admin:
         *,
         broker: Broker | None = None,
         store: Store | None = None,
+        health: DomainHealth | None = None,
     ) -> None:
-        self.commands = Commands(directory, provisioner, changed)
+        self.commands = Commands(directory, provisioner, changed, health=health)
         self.broker = broker
         self.store = store
 
@@ -332,6 +335,17 @@ async def verify_domain(domain: str, c: CommandsDep) -> dict[str, Any]:
         "verified": verified,
         "dkim": [{"selector": k.selector, "name": k.name, "status": k.status} for k in checks],
     }
+
+
+@router.get(
+    "/domains/{domain}/check",
+    response_model=DomainCheck,
+    responses=_answers((404, "No such domain."), (422, "Not a domain name.")),
+)
+async def check_domain(domain: str, c: CommandsDep) -> dict[str, Any]:
+    """Domain health (as `hato domain check`): SPF, DKIM, DMARC, the return path's MX, the
+    pool IPs' PTR, MTA-STS and TLS-RPT; each wrong finding names the record to publish."""
+    return (await c.check_domain(domain)).as_dict()
 
 
 # -- SMTP credentials and API keys --------------------------------------------------------------

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.ingest.accept import Acceptor, FrontDoor
 from services.ingest.http import admin as admin_routes
-from services.ingest.http import messages, sending, suppressions, webhooks
+from services.ingest.http import domains, messages, sending, suppressions, webhooks
 from services.ingest.http.admin import Admin
 from services.ingest.http.deps import Changed, Door, KeyCache
 from services.ingest.http.gate import Gate
@@ -27,6 +27,7 @@ from services.ingest.http.sending import SENDING_ROUTES
 from services.ingest.policy import RelayPolicy
 from services.ingest.send import DoorLimits, Sender
 from shared import metrics
+from shared.domain_health import DomainHealth
 from shared.egress import Egress
 from shared.secrets import SecretBox
 from shared.store import Store
@@ -74,10 +75,12 @@ def create_app(
     box: SecretBox | None = None,
     changed: Changed | None = None,
     egress: Egress | None = None,
+    health: DomainHealth | None = None,
 ) -> FastAPI:
     """The door over ``store``. It sends with ``acceptor``, ``policy`` and ``limits`` (the
     sending routes are there only with all three) and mounts the admin API with ``admin``;
-    webhooks need ``box``, and ``changed`` is told of their changes."""
+    webhooks need ``box``, and ``changed`` is told of their changes; domain checks need
+    ``health``."""
     app = FastAPI(
         title="Hato",
         version="0.1.0",
@@ -103,6 +106,7 @@ def create_app(
         sender=sender,
         box=box,
         changed=changed,
+        health=health,
     )
     app.state.door = door
     app.state.api_keys = door.keys  # cleared when a key or tenant changes
@@ -117,6 +121,7 @@ def create_app(
     app.include_router(messages.router)
     app.include_router(suppressions.router)
     app.include_router(webhooks.router)
+    app.include_router(domains.router)
     if sender is not None:
         app.include_router(sending.router)
     if admin is not None:

@@ -22,6 +22,7 @@ from services.ingest.send import Sender
 from shared import logging as hlog
 from shared.admin import Commands
 from shared.directory import Identity
+from shared.domain_health import DomainHealth
 from shared.egress import Egress
 from shared.schemas import ChangeKind
 from shared.secrets import SecretBox
@@ -59,7 +60,8 @@ class KeyCache:
 @dataclass(frozen=True, slots=True)
 class Door:
     """The parts the routes work with. ``sender`` is None when the app does not send (the
-    sending routes are then not mounted); ``box`` (the master key) None: no webhooks."""
+    sending routes are then not mounted); ``box`` (the master key) None: no webhooks;
+    ``health`` None: no domain checks."""
 
     store: Store
     keys: KeyCache
@@ -68,6 +70,7 @@ class Door:
     sender: Sender | None = None
     box: SecretBox | None = None
     changed: Changed | None = None
+    health: DomainHealth | None = None
 
     def is_operator(self, token: str) -> bool:
         return self.operator_digest is not None and hmac.compare_digest(

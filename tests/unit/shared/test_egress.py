@@ -97,3 +97,16 @@ async def test_the_request_goes_to_the_checked_address_with_the_name_in_host() -
     assert f"host: localhost:{port}".encode() in seen[0].lower()
     with pytest.raises(Forbidden):
         await Egress().pinned(f"http://localhost:{port}/hook")
+
+
+def test_addresses_resolved_elsewhere_are_admitted_only_when_all_are_permitted() -> None:
+    """admit() judges what another resolver found (the domain check's MTA-STS host): an inside
+    address refuses the name, no address too; with loopback allowed it passes."""
+    import ipaddress
+
+    found = [ipaddress.ip_address("127.0.0.5"), ipaddress.ip_address("::1")]
+    with pytest.raises(Forbidden, match=r"127\.0\.0\.5, which is not a public address"):
+        Egress().admit("mta-sts.shop.example", found)
+    with pytest.raises(Forbidden, match="does not resolve"):
+        Egress().admit("mta-sts.shop.example", [])
+    assert LOOPBACK.admit("mta-sts.shop.example", found) == found
