@@ -50,6 +50,7 @@ class Refused(HatoError):
 class DoorLimits:
     max_message_size: int
     max_recipients: int
+    max_line: int = content.DEFAULT_MAX_LINE  # octets in one line (HATO_INGEST_MAX_LINE_LENGTH)
 
 
 class Sender:
@@ -72,7 +73,7 @@ class Sender:
             identity,
             sender,
             message.envelope_recipients(),
-            _checked(raw),
+            _checked(raw, self.limits.max_line),
             tags=message.tags,
             metadata=message.metadata,
             pool=message.pool,
@@ -80,10 +81,16 @@ class Sender:
         )
 
     async def send_raw(self, identity: Identity, message: RawMessageIn) -> dict[str, Any]:
-        raw = _checked(content.with_crlf(message.data()))
+        raw = _checked(content.with_crlf(message.data()), self.limits.max_line)
         headers = summarize_headers(raw)
-        if headers.from_address is None:
+        if headers.from_address is None or headers.from_domain is None:
             raise Refused(400, "the message has no usable From header")
+        try:
+            raw = content.complete_header(
+                raw, headers.from_domain, refuse=identity.limits.missing_headers == "refuse"
+            )
+        except content.MissingFields as exc:
+            raise Refused(400, str(exc)) from None
         self._check_sender(identity, headers.from_address)
         sender = address_of(message.from_) if message.from_ else headers.from_address
         self._check_sender(identity, sender)
@@ -200,12 +207,12 @@ def charset_for(
     return JIS, ()
 
 
-def _checked(raw: bytes) -> bytes:
+def _checked(raw: bytes, max_line: int) -> bytes:
+    """``raw`` as it will be stored (long lines repaired), or Refused (400)."""
     try:
-        content.check(raw)
+        return content.accepted(raw, max_line=max_line)
     except content.ContentError as exc:
         raise Refused(400, str(exc)) from None
-    return raw
 
 
 def _accepted(accepted: Accepted) -> dict[str, Any]:
