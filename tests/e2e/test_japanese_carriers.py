@@ -16,7 +16,7 @@ from services.ingest.replies import line_too_long
 from shared.directory import TenantLimits
 from shared.store import Store
 from tests.conftest import TENANT, unique
-from tests.e2e.conftest import Api, delivered_to, message
+from tests.e2e.conftest import OPERATOR, Api, delivered_to, message
 from tests.helpers.dkim_verify import dkimpy, records
 from tests.helpers.smtp import RawSession
 from tests.helpers.waiting import eventually
@@ -103,8 +103,21 @@ async def test_beyond_jis_goes_in_utf8_with_an_event_when_the_tenant_says_so(api
 
 
 async def test_beyond_jis_is_a_400_naming_the_character_under_refuse(api: Api) -> None:
-    """Under jis_extensions=refuse: 400 naming the field and ① with its code point."""
-    key = await _key_with(api, jis_extensions="refuse")
+    """Under jis_extensions=refuse (set through the admin API, which shows it back): 400
+    naming the field and ① with its code point. An unknown choice is a 400 of the admin API."""
+    op = {"Authorization": f"Bearer {OPERATOR}"}
+    bad = await api.http.patch(
+        f"/admin/v1/tenants/{TENANT}/limits", json={"jis_extensions": "sjis"}, headers=op
+    )
+    assert bad.status_code == 400, bad.text
+    changed = await api.http.patch(
+        f"/admin/v1/tenants/{TENANT}/limits", json={"jis_extensions": "refuse"}, headers=op
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["limits"]["jis_extensions"] == "refuse"
+    shown = await api.http.get(f"/admin/v1/tenants/{TENANT}", headers=op)
+    assert shown.status_code == 200 and shown.json()["limits"]["jis_extensions"] == "refuse"
+    _, key = await api.store.directory.add_api_key(TENANT, name=unique("jp"))
     try:
         response = await api.http.post(
             "/v1/messages", json=_japanese("no@docomo.test"), headers=api.as_tenant(key)
