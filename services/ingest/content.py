@@ -72,10 +72,9 @@ class LineTooLong(ContentError):
 
 
 def too_long(raw: bytes, max_line: int) -> int:
-    """The length of the first line of ``raw`` over ``max_line`` octets (CR and LF not
-    counted), or 0."""
-    match = re.search(rb"[^\r\n]{%d,}" % (max_line + 1), raw)
-    return len(match.group()) if match else 0
+    """The length of a line of ``raw`` over ``max_line`` octets (CR and LF not counted), or
+    0."""
+    return lines.line_over(raw, max_line)
 
 
 def check(raw: bytes, *, max_line: int = DEFAULT_MAX_LINE) -> str:

@@ -133,3 +133,16 @@ def test_accepted_checks_then_repairs() -> None:
     assert not docomo_refuses(content.accepted(raw))
     with pytest.raises(content.LineTooLong, match="2100 octets; the limit is 2048"):
         content.accepted(b"From: a@shop.test\r\n\r\n" + b"y" * 2100 + b"\r\n")
+
+
+@pytest.mark.parametrize("before", [0, 1 << 20, (1 << 20) - 600, 2 * (1 << 20) + 7])
+def test_a_long_line_is_found_anywhere_in_a_big_message(before: int) -> None:
+    """A big message is measured a mebibyte at a time: a 1,200-octet line is found wherever
+    it lies, across the pieces' boundaries too, with its length; CR, LF and CRLF end lines."""
+    short = b"s" * 98 + b"\r\n"
+    head = (short * (before // len(short) + 1))[:before]
+    head = head[: head.rfind(b"\r\n") + 2] if head else b""
+    raw = head + b"L" * 1200 + b"\n" + short * 20_000
+    assert lines.line_over(raw, 998) == 1200
+    assert lines.line_over(raw, 1200) == 0
+    assert lines.line_over(short * 40_000 + b"x" * 999 + b"\r" + b"y", 998) == 999
