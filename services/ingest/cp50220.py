@@ -50,6 +50,22 @@ def _twins() -> dict[str, bytes]:
 _TWINS = _twins()
 
 
+def _plain_chars() -> str:
+    """Every character plain ISO-2022-JP writes: ASCII, JIS-Roman's two and JIS X 0208."""
+    chars = {chr(c) for c in range(0x80)} | {"\u00a5", "\u203e"}
+    for row in range(0x21, 0x7F):
+        for col in range(0x21, 0x7F):
+            try:
+                chars.add((ESC_JIS + bytes((row, col)) + ESC_ASCII).decode("iso-2022-jp"))
+            except UnicodeDecodeError:
+                continue
+    return "".join(sorted(chars))
+
+
+# Runs the standard library's codec writes at once; the characters between are looked up.
+_PLAIN_RUN = re.compile(f"[{re.escape(_plain_chars())}]+")
+
+
 def _sjis_to_jis(code: bytes) -> bytes:
     c1, c2 = code
     c1 -= 0x40 if c1 >= 0xE0 else 0
@@ -95,7 +111,16 @@ def _char(char: str) -> tuple[bytes, bytes] | None:
 
 def full_width(text: str) -> str:
     """``text`` with half-width katakana made full-width (ｶﾞ: ガ), as CP50220 writes them."""
-    return _HALF_WIDTH_KANA.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
+    return _HALF_WIDTH_KANA.sub(_full_width_run, text)
+
+
+def _full_width_run(match: re.Match[str]) -> str:
+    # NFKC joins ｶﾞ into ガ; a voiced mark with nothing to join stays a combining mark,
+    # which JIS writes as the spacing ゛ / ゜.
+    return unicodedata.normalize("NFKC", match.group()).translate(_SPACING_MARKS)
+
+
+_SPACING_MARKS = str.maketrans({"\u3099": "\u309b", "\u309a": "\u309c"})
 
 
 def unencodable(text: str) -> str | None:
@@ -108,12 +133,54 @@ def unencodable(text: str) -> str | None:
 
 
 def encode(text: str, errors: str = "strict") -> tuple[bytes, int]:
-    """``text`` in CP50220; UnicodeEncodeError names the first character it cannot write."""
+    """``text`` in CP50220; UnicodeEncodeError names the first character it cannot write.
+
+    The standard library's codec writes the runs it can (fast, in C); only the characters it
+    refuses are written here, one by one."""
+    normal = full_width(text)
+    try:
+        return normal.encode("iso-2022-jp"), len(text)  # ends in ASCII, as RFC 1468 wants
+    except UnicodeEncodeError:
+        pass
+    out = bytearray()
+    pos = 0
+    for run in _PLAIN_RUN.finditer(normal):
+        out += _extended(normal, pos, run.start(), errors)
+        try:
+            out += run.group().encode("iso-2022-jp")
+        except UnicodeEncodeError:  # not expected: the run is what the codec decodes to
+            out += _extended(normal, run.start(), run.end(), errors)
+        pos = run.end()
+    out += _extended(normal, pos, len(normal), errors)
+    return _tidy(bytes(out)), len(text)
+
+
+def _tidy(data: bytes) -> bytes:
+    """``data`` without the escapes that change nothing: where one run ends in ASCII and the
+    next begins in JIS again, the text stays in JIS."""
+    out = bytearray()
+    said = mode = ESC_ASCII
+    pos = 0
+    for match in (*_ESCAPE.finditer(data), None):
+        chunk = data[pos : match.start() if match else len(data)]
+        if chunk:
+            if mode != said:
+                out += mode
+                said = mode
+            out += chunk
+        if match:
+            mode, pos = match.group(), match.end()
+    if said != ESC_ASCII:
+        out += ESC_ASCII
+    return bytes(out)
+
+
+def _extended(normal: str, start: int, end: int, errors: str) -> bytes:
+    """``normal[start:end]``, characters plain ISO-2022-JP refuses, ending in ASCII."""
     out = bytearray()
     mode = ESC_ASCII
-    normal = full_width(text)
-    for i, char in enumerate(normal):
-        found = _char(char)
+    for i in range(start, end):
+        found = _char(normal[i])
         if found is None:
             if errors == "strict":
                 raise UnicodeEncodeError(NAME, normal, i, i + 1, "not in CP50220")
@@ -126,7 +193,7 @@ def encode(text: str, errors: str = "strict") -> tuple[bytes, int]:
         out += code
     if mode != ESC_ASCII:
         out += ESC_ASCII
-    return bytes(out), len(text)
+    return bytes(out)
 
 
 def decode(data: bytes, errors: str = "strict") -> tuple[str, int]:

@@ -9,6 +9,8 @@ import email.policy
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.ingest import cp50220
 from services.ingest.api_models import MessageIn
@@ -149,3 +151,22 @@ def test_an_emoji_is_refused_even_under_cp50220() -> None:
     with pytest.raises(Refused) as caught:
         charset_for(_identity(None), _message(text="① 😀"))
     assert caught.value.status == 400 and "U+1F600" in caught.value.detail
+
+
+def test_one_escape_per_change_of_set() -> None:
+    """Extensions inside Japanese text stay in the one JIS run: an escape only where the set
+    changes, as Japanese mail software writes it."""
+    assert "丸数字①と髙橋".encode(cp50220.NAME) == b"\x1b$B4]?t;z-!$H|b66\x1b(B"
+    assert "¥①".encode(cp50220.NAME) == b"\x1b(J\\\x1b$B-!\x1b(B"
+
+
+_ALPHABET = "abc ¥\n山田髙﨑①②Ⅲ\u2170ｶﾞ㈱\uff5eご注文"
+
+
+@given(st.text(alphabet=_ALPHABET, max_size=60))
+def test_any_mix_round_trips(text: str) -> None:
+    """Any mix of ASCII, JIS-Roman, JIS X 0208 and the extensions reads back as written
+    (half-width katakana as full-width)."""
+    data = text.encode(cp50220.NAME)
+    assert data.isascii()
+    assert data.decode(cp50220.NAME) == cp50220.full_width(text)
