@@ -12,7 +12,11 @@ No package on PyPI does this (checked: there is no CP50220 codec for Python), so
 here on the standard library's ``iso-2022-jp`` and ``cp932`` codecs: a character plain
 ISO-2022-JP can write is written as it does, any other is looked up in CP932 and its
 Shift_JIS code moved to JIS rows (IBM extensions to their NEC-selected twins, which lie
-within the 94 x 94 rows). ``decode`` reads it back, for tests and for readers of stored mail.
+within the 94 x 94 rows). ``decode`` reads it back, for tests and for readers of stored mail:
+JIS X 0208 as the standard library reads it, the extension rows as CP932. A few characters
+Windows and JIS tell apart share one code (fullwidth tilde U+FF5E and wave dash U+301C,
+fullwidth hyphen-minus U+FF0D and minus sign U+2212, and four more); they read back as JIS's,
+which the reader sees alike.
 
 Registered as the codec ``cp50220`` (``"①".encode("cp50220")``) when this module is imported.
 """
@@ -206,8 +210,7 @@ def decode(data: bytes, errors: str = "strict") -> tuple[str, int]:
         end = match.start() if match else len(data)
         chunk = data[pos:end]
         if mode in (ESC_JIS, b"\x1b$@"):
-            sjis = b"".join(_jis_to_sjis(chunk[i : i + 2]) for i in range(0, len(chunk) - 1, 2))
-            parts.append(sjis.decode("cp932", errors))
+            parts.append(_decode_jis(chunk, errors))
         elif mode == b"\x1b(J":
             parts.append((b"\x1b(J" + chunk).decode("iso-2022-jp", errors))
         else:
@@ -215,6 +218,23 @@ def decode(data: bytes, errors: str = "strict") -> tuple[str, int]:
         if match:
             mode, pos = match.group(), match.end()
     return "".join(parts), len(data)
+
+
+def _decode_jis(chunk: bytes, errors: str) -> str:
+    """JIS X 0208 codes as the standard library reads them (〜 stays U+301C, as written),
+    the extension rows as CP932 does."""
+    try:
+        return (ESC_JIS + chunk + ESC_ASCII).decode("iso-2022-jp")
+    except UnicodeDecodeError:
+        pass
+    out = []
+    for i in range(0, len(chunk) - 1, 2):
+        code = chunk[i : i + 2]
+        try:
+            out.append((ESC_JIS + code + ESC_ASCII).decode("iso-2022-jp"))
+        except UnicodeDecodeError:
+            out.append(_jis_to_sjis(code).decode("cp932", errors))
+    return "".join(out)
 
 
 def _search(name: str) -> codecs.CodecInfo | None:

@@ -162,7 +162,7 @@ class JisExtensions(StrEnum):
     REFUSE = "refuse"  # 400 naming the character
 
 
-def _beyond_jis(text: str) -> str | None:
+def beyond_jis(text: str) -> str | None:
     """The first character plain ISO-2022-JP (JIS X 0208, RFC 1468) cannot write."""
     try:
         cp50220.full_width(text).encode(JIS)
@@ -182,7 +182,7 @@ def charset_for(
     for; Refused (400) naming the first character the charset cannot write."""
     if message.charset != JIS:
         return message.charset, ()
-    beyond = message.unwritable(_beyond_jis)
+    beyond = message.unwritable(beyond_jis)
     if beyond is None:
         return JIS, ()
     field, char = beyond
