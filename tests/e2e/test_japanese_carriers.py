@@ -230,7 +230,8 @@ async def _recipient(store: Store, message_id: str, status: str) -> dict:
 
 async def test_a_message_over_the_destinations_limit_bounces_at_once(api: Api) -> None:
     """A 3 MB message to softbank.ne.jp (2 MiB limit) is not tried: its recipient bounces at
-    once with 552 5.3.4 naming the size and the limit, and a bounced event says so."""
+    once with 552 5.3.4 naming the size and the limit, a bounced event says so, and the
+    address is not suppressed."""
     attachment = base64.b64encode(b"\x00" * 2_300_000).decode()
     body = message(
         to=["big@softbank.ne.jp"],
@@ -251,3 +252,5 @@ async def test_a_message_over_the_destinations_limit_bounces_at_once(api: Api) -
     )
     assert any(e["type"] == "bounced" and "5.3.4" in str(e.get("reply")) for e in events)
     assert not any("big@softbank.ne.jp" in r.rcpt_tos for r in api.sink.received)
+    # Too big for the destination says nothing against the address: not suppressed.
+    assert await api.store.directory.suppressed(TENANT, ["big@softbank.ne.jp"]) == set()
