@@ -47,7 +47,7 @@ def content_refused(why: str, *, loop: bool = False) -> Reply:
 def line_too_long(limit: int) -> Reply:
     """A line over the door's limit (RFC 5321 4.5.3.1.6 names the reply ``500 Line too
     long``); aiosmtpd's own, given before the hooks see the message, is replaced by it."""
-    return Reply.of(500, "5.5.2", f"Line too long: a line is over {limit} octets, this limit")
+    return Reply.of(500, "5.5.2", f"Line too long: lines of up to {limit} octets are taken")
 
 
 def queued(message_id: str) -> Reply:
