@@ -364,6 +364,8 @@ def _limits(args: argparse.Namespace) -> TenantLimits | None:
         args.messages_per_hour,
         args.max_age,
         args.retention_days,
+        args.jis_extensions,
+        args.missing_headers,
     )
     return None if limits == TenantLimits() else limits
 
@@ -408,6 +410,17 @@ LIMITS = (
     arg("--messages-per-hour", type=int),
     arg("--max-age", type=float, help="seconds deferred mail is retried"),
     arg("--retention-days", type=float, help="days a message is kept once final (default 30)"),
+    arg(
+        "--jis-extensions",
+        choices=["cp50220", "utf-8", "refuse"],
+        help="ISO-2022-JP JSON mail with characters beyond JIS X 0208 (①, 髙): write them as "
+        "CP50220 (default), send the message in UTF-8, or refuse it",
+    ),
+    arg(
+        "--missing-headers",
+        choices=["add", "refuse"],
+        help="mail without Message-ID or Date: add them (default) or refuse it",
+    ),
     arg("--signing-domain", help="fallback DKIM domain for From domains without a key"),
 )
 ALGORITHM = arg("--algorithm", choices=sorted(dkim.ALGORITHMS), default="rsa-2048")

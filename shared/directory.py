@@ -54,13 +54,18 @@ def relay_network(value: str, *, wide: bool = False) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TenantLimits:
-    """A tenant's limits; None means the service default."""
+    """A tenant's limits and content options; None means the service default."""
 
     max_message_size: int | None = None
     max_recipients: int | None = None
     messages_per_hour: int | None = None
     max_age: float | None = None  # seconds a deferred recipient is retried
     retention_days: float | None = None  # days a message is kept after its final state
+    # A JSON message in ISO-2022-JP with characters beyond JIS X 0208 (①, 髙, 﨑): written as
+    # "cp50220" (Microsoft's extension, the default), sent in "utf-8" instead, or "refuse"d.
+    jis_extensions: str | None = None
+    # A message without Message-ID or Date: "add" them (the default) or "refuse" it.
+    missing_headers: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +180,8 @@ class Directory:
                 "messages_per_hour",
                 "max_age",
                 "retention_days",
+                "jis_extensions",
+                "missing_headers",
             ):
                 if getattr(limits, k) is not None:
                     fields[f"limits.{k}"] = getattr(limits, k)

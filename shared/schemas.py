@@ -125,6 +125,7 @@ class EventType(StrEnum):
     EXPIRED = "expired"
     FAILED = "failed"
     DEAD_LETTERED = "dead_lettered"
+    CHARSET_FALLBACK = "charset_fallback"  # sent in UTF-8: the asked charset lacked a character
     DKIM_KEY_PENDING = "dkim_key_pending"  # a new key waits for its DNS record
     DKIM_KEY_ACTIVATED = "dkim_key_activated"
     DKIM_KEY_RETIRED = "dkim_key_retired"

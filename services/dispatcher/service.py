@@ -33,7 +33,7 @@ from services.dispatcher.mx import MxResolver, Route
 from services.dispatcher.pools import Member, PoolView
 from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.smtp_client import SmtpClient, status_for
-from services.dispatcher.throttle import Throttle, slows_down
+from services.dispatcher.throttle import Pace, Throttle, batches, slows_down, too_big
 from shared import logging as hlog
 from shared import metrics, schemas
 from shared.broker import (
@@ -299,6 +299,9 @@ class Dispatcher:
     ) -> tuple[list[RecipientResult], str]:
         if route.failure is not None:
             return _all(recipients, route.failure), "dns"
+        known = self.throttle.limits(job.domain, job.tenant)
+        if too_big(len(message), known):
+            return _all(recipients, size_refusal(len(message), job.domain, known.max_size)), ""
         results: list[RecipientResult] = []
         where = ""
         mx_host = route.targets[0].host if route.targets else ""
@@ -306,7 +309,7 @@ class Dispatcher:
         waiting = time.monotonic()
         async with self.throttle.slot(member.ip, job.domain, job.tenant) as limits:
             metrics.THROTTLED_SECONDS.labels(member.ip, provider).inc(time.monotonic() - waiting)
-            for mail_from, group in self.transactions(job, recipients):
+            for mail_from, group in self.transactions(job, recipients, limits.recipients):
                 for target in route.targets:
                     started = time.monotonic()
                     attempt = await self.client.send(
@@ -332,16 +335,20 @@ class Dispatcher:
         return results, where
 
     def transactions(
-        self, job: DeliveryJob, recipients: list[Recipient]
+        self, job: DeliveryJob, recipients: list[Recipient], per_transaction: int = 100
     ) -> list[tuple[str, list[Recipient]]]:
         """(envelope sender, recipients) of each SMTP transaction: one per recipient with
-        per-recipient VERP, else one for all."""
+        per-recipient VERP, else one per ``per_transaction`` recipients (the destination's
+        limit, Throttle.limits)."""
         domain = job.mail_from.rpartition("@")[2]
         if self.verp is None or not domain:
-            return [(job.mail_from, recipients)]
-        if self.verp_mode is VerpMode.MESSAGE:
-            return [(self.verp.for_message(job.message_id, domain), recipients)]
-        return [(self.verp.for_recipient(r.id, domain), [r]) for r in recipients]
+            sender = job.mail_from
+        elif self.verp_mode is VerpMode.MESSAGE:
+            sender = self.verp.for_message(job.message_id, domain)
+        else:
+            return [(self.verp.for_recipient(r.id, domain), [r]) for r in recipients]
+        limit = Pace(recipients=per_transaction)
+        return [(sender, group) for group in batches(recipients, limit)]
 
     def expire(self, job: DeliveryJob, results: list[RecipientResult]) -> list[RecipientResult]:
         """Deferred recipients older than ``max_age`` become ``expired``, keeping the last reply."""
@@ -395,6 +402,16 @@ def _describe_attempt(
     if retry is not None:
         attributes["hato.retry_in"] = retry
     span.set_attributes(attributes)
+
+
+def size_refusal(size: int, domain: str, limit: int) -> Reply:
+    """The reply of a message bounced without being tried: bigger than ``domain`` takes."""
+    return Reply(
+        code=552,
+        enhanced="5.3.4",
+        text=f"Message size {size} bytes exceeds the {limit}-byte limit of {domain}; "
+        "not sent (Hato's limit for this destination)",
+    )
 
 
 def _all(recipients: Sequence[Recipient], reply: Reply) -> list[RecipientResult]:

@@ -9,6 +9,8 @@ the TOML file ``HATO_DISPATCHER_CONFIG_FILE`` names::
     [throttle."docomo.ne.jp"]
     connections = 1
     per_minute = 30
+    recipients = 50
+    max_size = 10485760
 
     [tenant_throttle.acme."gmail.com"]
     per_minute = 300
@@ -63,9 +65,19 @@ class PaceSetting(BaseModel):
         DEFAULT.per_connection, ge=1, description="Messages on one connection."
     )
     per_minute: float = Field(DEFAULT.per_minute, gt=0, description="Messages per minute.")
+    recipients: int = Field(
+        DEFAULT.recipients, ge=1, description="Recipients in one SMTP transaction."
+    )
+    max_size: int = Field(
+        DEFAULT.max_size,
+        ge=0,
+        description="Largest message in bytes; a bigger one bounces at once (0: no limit).",
+    )
 
     def limits(self) -> Pace:
-        return Pace(self.connections, self.per_connection, self.per_minute)
+        return Pace(
+            self.connections, self.per_connection, self.per_minute, self.recipients, self.max_size
+        )
 
 
 def _domains(table: dict[str, PaceSetting]) -> dict[str, PaceSetting]:

@@ -111,6 +111,8 @@ class Submission:
     pool: str | None = None  # a pool the message names (checked by the door)
     received_from: str = ""  # the Received field's "from" (SMTP: HELO name and address)
     protocol: str = ""  # its "with": ESMTPSA, HTTP ... (default: the door's name)
+    # Events to add for every recipient at acceptance: what the door changed (charset_fallback).
+    notices: tuple[tuple[EventType, dict[str, str]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +288,19 @@ class Acceptor:
         events = [event(EventType.ACCEPTED, r) for r in recipients] + [
             event(EventType.SUPPRESSED, r, Reply(**suppressed_reply)) for r in suppressed
         ]
+        for type_, said in sub.notices:
+            events += [
+                Event.of(
+                    type_,
+                    tenant=tenant,
+                    message_id=message_id,
+                    recipient_id=r.id,
+                    address=r.address,
+                    detail={**detail, **said},
+                    at=now,
+                )
+                for r in recipients
+            ]
         try:
             await self.store.insert_message(message_doc, recipient_docs, events)
         except TRANSIENT_ERRORS as exc:

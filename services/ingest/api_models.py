@@ -7,6 +7,7 @@ import base64
 import binascii
 import email.utils
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -190,13 +191,12 @@ class MessageIn(_Strict):
             raise ValueError(f"at most {MAX_RECIPIENTS_PER_MESSAGE} recipients")
         if self.text is None and self.html is None:
             raise ValueError("text or html is required")
-        if self.charset != "utf-8":
-            self._encodable(self.charset)
         return self
 
-    def _encodable(self, charset: str) -> None:
-        """Every text that goes into the message can be written in ``charset`` (ISO-2022-JP
-        has no emoji, accented Latin letters, ...)."""
+    def unwritable(self, find: Callable[[str], str | None]) -> tuple[str, str] | None:
+        """The first (field, character) of the texts that go into the message that ``find``
+        says a charset cannot write (ISO-2022-JP has no emoji, accented Latin letters, ...;
+        what it does with ①, 髙 or 﨑 is the tenant's choice, services/ingest/send.py)."""
         texts = {
             "subject": [self.subject],
             "text": [self.text or ""],
@@ -210,13 +210,10 @@ class MessageIn(_Strict):
         }
         for field, values in texts.items():
             for value in values:
-                try:
-                    value.encode(charset)
-                except UnicodeEncodeError as exc:
-                    bad = exc.object[exc.start : exc.end]
-                    raise ValueError(
-                        f"{field} has characters {charset} cannot write: {bad!r}"
-                    ) from None
+                bad = find(value)
+                if bad is not None:
+                    return field, bad
+        return None
 
     def envelope_recipients(self) -> tuple[str, ...]:
         seen: dict[str, str] = {}

@@ -78,6 +78,7 @@ def smtp_listeners(
             mode=mode,
             max_recipients=settings.max_recipients,
             max_size=settings.max_message_size,
+            max_line=settings.max_line_length,
         )
 
     common = {
@@ -153,7 +154,9 @@ async def run(settings: IngestSettings) -> None:
             operator_token=settings.operator_token(),
             acceptor=acceptor,
             policy=policy,
-            limits=DoorLimits(settings.max_message_size, settings.max_recipients),
+            limits=DoorLimits(
+                settings.max_message_size, settings.max_recipients, settings.max_line_length
+            ),
             admin=admin,
             box=box,
             changed=announce,
@@ -167,7 +170,9 @@ async def run(settings: IngestSettings) -> None:
             Sender(
                 acceptor,
                 policy,
-                DoorLimits(settings.max_message_size, settings.max_recipients),
+                DoorLimits(
+                    settings.max_message_size, settings.max_recipients, settings.max_line_length
+                ),
                 door=FrontDoor.AMQP,
             ),
         )

@@ -34,6 +34,7 @@ class Api:
     dkim_key: object
     bounce_port: int = 0
     stack: Stack | None = None
+    smtp_port: int = 0  # the relay listener (127.0.0.1 is tenant acme's network)
 
     def as_tenant(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key}"}
@@ -52,7 +53,7 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
     _, rival_key = await d.add_api_key("rival")
     sink = await Sink(host="127.0.0.2").start()
     dns_server = await DnsServer().start()
-    http_port, bounce_port = free_port(), free_port()
+    http_port, bounce_port, smtp_port = free_port(), free_port(), free_port()
     prefix = unique("http")
     stack = Stack(
         env={
@@ -62,7 +63,7 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
             "HATO_MONGODB_URL": MONGODB_URL,
             "HATO_MONGODB_DATABASE": database,
             "HATO_MASTER_KEY": master_key,
-            "HATO_INGEST_SMTP_PORT": str(free_port()),
+            "HATO_INGEST_SMTP_PORT": str(smtp_port),
             "HATO_INGEST_HTTP_PORT": str(http_port),
             "HATO_INGEST_ADMIN_TOKEN": OPERATOR,
             "HATO_DNS_NAMESERVERS": dns_server.address,
@@ -92,6 +93,7 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
             dkim_key,
             bounce_port,
             stack,
+            smtp_port,
         )
     assert (await stack.stop_all()) == {"ingest": 0, "signer": 0, "dispatcher": 0, "bounce": 0}
     for p in stack.processes.values():

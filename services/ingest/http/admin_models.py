@@ -4,6 +4,7 @@ route answers (fields that a later version adds pass through)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -26,6 +27,16 @@ class LimitsIn(_In):
     max_age: float | None = Field(None, gt=0, description="Seconds deferred mail is retried.")
     retention_days: float | None = Field(
         None, gt=0, description="Days a message is kept once all its recipients are final."
+    )
+    jis_extensions: Literal["cp50220", "utf-8", "refuse"] | None = Field(
+        None,
+        description="A JSON message in ISO-2022-JP with characters beyond JIS X 0208 (①, 髙, "
+        "﨑): written in Microsoft's extension (cp50220, the default), sent in UTF-8 instead "
+        "(with a charset_fallback event), or refused (400 naming the character).",
+    )
+    missing_headers: Literal["add", "refuse"] | None = Field(
+        None,
+        description="A message without Message-ID or Date: add them (the default) or refuse it.",
     )
 
 
@@ -135,7 +146,7 @@ class TenantOut(_Out):
     pool: str | None
     other_pools: list[str]
     networks: list[str]
-    limits: dict[str, int | float | None] = Field(description="What is set; unset: default.")
+    limits: dict[str, int | float | str | None] = Field(description="What is set; unset: default.")
     signing_domain: str | None
     created_at: datetime | None
 

@@ -113,7 +113,7 @@ def test_the_readme_example_is_a_settings_file_the_dispatcher_reads(tmp_path, mo
     (example,) = re.findall(r"```toml\n(.*?)```", readme, re.S)
     _file(tmp_path, monkeypatch, example)
     settings = DispatcherSettings()
-    assert settings.paces()[0]["docomo.ne.jp"] == Pace(1, DEFAULT.per_connection, 30)
+    assert settings.paces()[0]["docomo.ne.jp"] == Pace(1, DEFAULT.per_connection, 30, 50, 10485760)
     assert settings.route_tables()[1]["acme"].lookup("x.test") == Destination(
         "smtp.acme.example", 587
     )
