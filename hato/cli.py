@@ -43,7 +43,7 @@ from hato.table import (
     out,
     says,
 )
-from shared import dkim
+from shared import dkim, unsubscribe
 from shared.admin import Commands, KeyReport, cidr, network, warmup
 from shared.broker import Broker, deliver_queue
 from shared.directory import DuplicateError, TenantLimits
@@ -337,6 +337,7 @@ def _limits(args: argparse.Namespace) -> TenantLimits | None:
         args.messages_per_hour,
         args.max_age,
         args.retention_days,
+        args.unsubscribe_list,
     )
     return None if limits == TenantLimits() else limits
 
@@ -381,6 +382,11 @@ LIMITS = (
     arg("--messages-per-hour", type=int),
     arg("--max-age", type=float, help="seconds deferred mail is retried"),
     arg("--retention-days", type=float, help="days a message is kept once final (default 30)"),
+    arg(
+        "--unsubscribe-list",
+        type=unsubscribe.list_name,
+        help="add one-click unsubscribe from this list to mail that names no list of its own",
+    ),
     arg("--signing-domain", help="fallback DKIM domain for From domains without a key"),
 )
 ALGORITHM = arg("--algorithm", choices=sorted(dkim.ALGORITHMS), default="rsa-2048")

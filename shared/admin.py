@@ -109,6 +109,7 @@ def suppression_view(doc: dict[str, Any]) -> dict[str, Any]:
         "address": doc["address"],
         "reason": doc.get("reason"),
         "source": doc.get("source"),
+        "scope": doc.get("scope"),
         "expires_at": doc.get("expires_at"),
     }
 

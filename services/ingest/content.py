@@ -11,6 +11,8 @@ another to the parsers downstream (the signer's, the recipient's):
 - no header line over 998 octets (RFC 5322 2.1.1);
 - at most ``MAX_HOPS`` Received fields: more is a mail loop (RFC 5321 6.3), refused with
   ``554 5.4.6`` rather than relayed once more;
+- at most one ``X-Hato-Unsubscribe`` field (the SMTP and raw doors' way to ask for one-click
+  unsubscribe), holding a list name or ``off``;
 - exactly one From field holding exactly one mailbox (RFC 5322 3.6.2 allows a list only with a
   Sender field; a relay that signs for the first of several addresses signs for all of them),
   read alike by a strict RFC 5322 parser and by the lenient one the rest of Hato uses.
@@ -25,6 +27,8 @@ import functools
 import re
 from email.headerregistry import HeaderRegistry
 
+from shared import unsubscribe
+
 MAX_LINE = 998  # octets, without the CRLF (RFC 5322 2.1.1)
 MAX_HOPS = 50  # Received fields a message may carry when it comes in (as Postfix counts)
 
@@ -36,6 +40,7 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 _FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.M)
 _REGISTRY = HeaderRegistry()
+_UNSUBSCRIBE = unsubscribe.CONTROL_HEADER.lower().encode()
 
 
 class ContentError(ValueError):
@@ -73,6 +78,16 @@ def check(raw: bytes) -> str:
     hops = sum(1 for m in _FIELD.finditer(head) if m.group(1).lower() == b"received")
     if hops > MAX_HOPS:
         raise TooManyHops(f"{hops} Received fields: a mail loop (the limit is {MAX_HOPS})")
+    asks = [m for m in _FIELD.finditer(head) if m.group(1).lower() == _UNSUBSCRIBE]
+    if len(asks) > 1:
+        raise ContentError(f"the message has {len(asks)} {unsubscribe.CONTROL_HEADER} fields")
+    if asks:
+        value = _field_value(head, asks[0].end(), what=unsubscribe.CONTROL_HEADER)
+        if value.lower() != unsubscribe.OFF:
+            try:
+                unsubscribe.list_name(value)
+            except unsubscribe.BadListName as exc:
+                raise ContentError(f"{unsubscribe.CONTROL_HEADER}: {exc} (or 'off')") from None
     froms = [m for m in _FIELD.finditer(head) if m.group(1).lower() == b"from"]
     if len(froms) != 1:
         raise ContentError(f"the message has {len(froms)} From fields; exactly one is required")
@@ -106,7 +121,7 @@ def _one_mailbox(value: str, what: str) -> str:
     return address
 
 
-def _field_value(head: bytes, start: int) -> str:
+def _field_value(head: bytes, start: int, *, what: str = "From") -> str:
     """The unfolded value of the field whose name ends at ``start``."""
     end = start
     while True:
@@ -122,4 +137,4 @@ def _field_value(head: bytes, start: int) -> str:
     try:
         return value.decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise ContentError("the From field is neither ASCII nor UTF-8") from None
+        raise ContentError(f"the {what} field is neither ASCII nor UTF-8") from None

@@ -72,6 +72,7 @@ class Sender:
             tags=message.tags,
             metadata=message.metadata,
             pool=message.pool,
+            unsubscribe=_unsubscribe(message.unsubscribe),
         )
 
     async def send_raw(self, identity: Identity, message: RawMessageIn) -> dict[str, Any]:
@@ -91,6 +92,7 @@ class Sender:
             tags=message.tags,
             metadata=message.metadata,
             pool=message.pool,
+            unsubscribe=_unsubscribe(message.unsubscribe),
         )
 
     def _check_sender(self, identity: Identity, address: str) -> None:
@@ -107,6 +109,7 @@ class Sender:
         tags: list[str],
         metadata: dict[str, str],
         pool: str | None = None,
+        unsubscribe: str | None = None,
     ) -> dict[str, Any]:
         if pool is not None and not identity.may_use_pool(pool):
             raise Refused(403, f"this tenant may not send through pool {pool}")
@@ -130,6 +133,7 @@ class Sender:
             tags=tuple(tags),
             metadata=dict(metadata),
             pool=pool,
+            unsubscribe=unsubscribe,
         )
         try:
             accepted = await self.acceptor.accept(submission)
@@ -138,6 +142,11 @@ class Sender:
         except Unavailable:
             raise Refused(503, "the message could not be made durable; try again") from None
         return _accepted(accepted)
+
+
+def _unsubscribe(field: str | bool | None) -> str | None:
+    """The ``unsubscribe`` field as a Submission takes it: a list, "" for false, None."""
+    return "" if field is False else (field or None)
 
 
 def _checked(raw: bytes) -> bytes:

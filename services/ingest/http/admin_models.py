@@ -27,6 +27,11 @@ class LimitsIn(_In):
     retention_days: float | None = Field(
         None, gt=0, description="Days a message is kept once all its recipients are final."
     )
+    unsubscribe_list: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="List of the one-click unsubscribe added to mail that names none.",
+    )
 
 
 def _relay_networks(networks: list[str], wide: bool) -> list[str]:

@@ -1,5 +1,6 @@
 """A tenant's suppression list: who it never mails (hard bounces, complaints, its own
-additions), to read, add to and lift."""
+additions) and who left one of its lists (unsubscribes, scoped ``list:<name>``), to read, add
+to and lift."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ router = APIRouter(tags=["suppressions"])
 class Suppression(BaseModel):
     address: str
     reason: str | None
-    source: str | None = Field(description="bounce, complaint, api, admin, ...")
+    source: str | None = Field(description="bounce, complaint, api, admin, one-click, mailto ...")
+    scope: str | None = Field(
+        None, description="null: no mail at all; `list:<name>`: no mail to that list (unsubscribed)"
+    )
     created_at: datetime | None
     expires_at: datetime | None
 
@@ -48,6 +52,7 @@ async def list_suppressions(
             "address": d["address"],
             "reason": d.get("reason"),
             "source": d.get("source"),
+            "scope": d.get("scope"),
             "created_at": d.get("created_at"),
             "expires_at": d.get("expires_at"),
         }
@@ -78,7 +83,14 @@ async def add_suppression(body: SuppressionIn, identity: Tenant, door: DoorDep) 
     status_code=204,
     responses=problems(401, 403, (404, "The address is not suppressed.")),
 )
-async def remove_suppression(address: str, identity: Tenant, door: DoorDep) -> None:
-    """Lift a suppression: the address may be mailed again."""
-    if not await door.store.directory.unsuppress(identity.tenant, address):
-        raise Problem(404, f"{address} is not suppressed")
+async def remove_suppression(
+    address: str,
+    identity: Tenant,
+    door: DoorDep,
+    scope: str | None = Query(
+        None, max_length=80, description="`list:<name>` to lift an unsubscribe; none: the rest"
+    ),
+) -> None:
+    """Lift a suppression: the address may be mailed again (to the list, with ``scope``)."""
+    if not await door.store.directory.unsuppress(identity.tenant, address, scope=scope):
+        raise Problem(404, f"{address} is not suppressed" + (f" for {scope}" if scope else ""))
