@@ -1,10 +1,12 @@
 """The inbound listener of the tenants' bounce domains (aiosmtpd): it accepts mail only for
-genuine VERP return paths (the dispatcher's signed, dated tokens) and the feedback-loop
-address; anything else gets ``550 5.1.1``, and more than ``MAX_RECIPIENTS`` in one transaction
-``452 4.5.3``. Each accepted report is stored raw, parsed in a worker process with a deadline
-(``reports``), classified and applied — to what its return path names, nothing more: a
-per-recipient token to its own recipient whatever other addresses the report names, a
-per-message token to the recipients of that message the report names.
+genuine VERP return paths (the dispatcher's signed, dated tokens), genuine unsubscribe mailto
+addresses (the signer's, ``shared/unsubscribe.py``: a mail to one unsubscribes its recipient
+from its list, whatever it says) and the feedback-loop address; anything else gets
+``550 5.1.1``, and more than ``MAX_RECIPIENTS`` in one transaction ``452 4.5.3``. Each
+accepted report is stored raw, parsed in a worker process with a deadline (``reports``),
+classified and applied — to what its return path names, nothing more: a per-recipient token
+to its own recipient whatever other addresses the report names, a per-message token to the
+recipients of that message the report names.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from services.bounce.reports import ReportParser, ReportState, ReportStore, Unpa
 from shared import logging as hlog
 from shared.bounces.classify import Rules, Verdict
 from shared.bounces.parse import Kind, NotMail, Report
-from shared.errors import TRANSIENT_ERRORS
-from shared.schemas import Reply
+from shared.errors import TRANSIENT_ERRORS, Unavailable
+from shared.schemas import Reply, utcnow
 from shared.smtp_server import Listener, Protocol
 from shared.store import Store
 from shared.telemetry import context_of, tracer
+from shared.unsubscribe import Ticket, Unsubscribe, unsubscribe
 from shared.verp import TOKEN_PATTERN, Token, TokenKind, Verp
 
 log = hlog.get_logger(__name__)
@@ -35,6 +38,7 @@ NO_SUCH_RECIPIENT = Reply.of(550, "5.1.1", "No such recipient here")
 RECIPIENT_OK = Reply.of(250, "2.1.5", "Ok")
 SENDER_OK = Reply.of(250, "2.1.0", "Ok")
 STORED = Reply.of(250, "2.0.0", "Ok: report received")
+UNSUBSCRIBED = Reply.of(250, "2.0.0", "Ok: unsubscribed")
 TRY_LATER = Reply.of(451, "4.3.0", "Temporary failure; try again later")
 # RFC 5321 4.5.3.1.10: the client sends the rest later.
 TOO_MANY_RECIPIENTS = Reply.of(452, "4.5.3", "Too many recipients")
@@ -54,7 +58,9 @@ class BounceHandler:
         *,
         fbl_address: str,
         parser: ReportParser | None = None,
+        unsubscribe: Unsubscribe | None = None,
     ) -> None:
+        self.unsubscribe = unsubscribe
         self.store = store
         self.reports = ReportStore(store.db)
         self.parser = parser or ReportParser()
@@ -78,6 +84,9 @@ class BounceHandler:
         if address.lower() == self.fbl_address and self.fbl_address:
             envelope.rcpt_tos.append(address)
             return str(RECIPIENT_OK)
+        if self._unsubscribing(address) is not None:
+            envelope.rcpt_tos.append(address)
+            return str(RECIPIENT_OK)
         if self.verp is None or self.verp.parse(address) is None:
             # The domain only: whoever it was meant for, no address is logged at info level.
             log.info("refused: not a return path of ours", rcpt_domain=address.rpartition("@")[2])
@@ -85,7 +94,21 @@ class BounceHandler:
         envelope.rcpt_tos.append(address)
         return str(RECIPIENT_OK)
 
+    def _unsubscribing(self, address: str) -> str | None:
+        """The recipient id an unsubscribe mailto address names, None for any other."""
+        return self.unsubscribe.parse_mailto(address) if self.unsubscribe else None
+
     async def handle_DATA(self, server, session: Session, envelope: Envelope) -> str:
+        leaving = [r for r in envelope.rcpt_tos if self._unsubscribing(r) is not None]
+        if leaving:  # what the mail says does not matter: its address is the request
+            try:
+                for rcpt in leaving:
+                    await self.unsubscribed(self._unsubscribing(rcpt) or "")
+            except (Unavailable, *TRANSIENT_ERRORS):
+                return str(TRY_LATER)
+            envelope.rcpt_tos = [r for r in envelope.rcpt_tos if r not in leaving]
+            if not envelope.rcpt_tos:
+                return str(UNSUBSCRIBED)
         raw: bytes = envelope.original_content or b""
         # A trace of its own (a remote server sent it); what it is matched to gets a span in
         # the mail's trace, linked to this one.
@@ -123,6 +146,26 @@ class BounceHandler:
                 log.exception("could not process an inbound report")
                 return str(STORED)  # kept from looping: a report we cannot read is not retried
             return str(STORED)
+
+    async def unsubscribed(self, recipient_id: str) -> None:
+        """A mail to a recipient's unsubscribe address (RFC 2369 mailto): the same as its
+        one-click link, read from the recipient's record (its tenant, address and list)."""
+        doc = await self.store.recipient(recipient_id)
+        message = await self.store.message(doc["message_id"]) if doc else None
+        list_ = (message or {}).get("unsubscribe_list")
+        if doc is None or message is None or not list_:
+            log.info("unsubscribe mail for a message no longer kept (or without a list)")
+            return
+        ticket = Ticket(message["tenant"], list_, doc["address"], utcnow().date())
+        await unsubscribe(
+            self.store.directory,
+            self.feedback.timeline,
+            ticket,
+            source="mailto",
+            message_id=message["_id"],
+            recipient_id=recipient_id,
+        )
+        log.info("unsubscribed", tenant=ticket.tenant, list=list_, source="mailto")
 
     async def apply(self, rcpt: str, report: Report) -> None:
         if report.kind is Kind.NOT_A_BOUNCE:

@@ -221,6 +221,7 @@ async def run(settings: BounceSettings) -> None:
                     parser=ReportParser(
                         workers=settings.parse_workers, timeout=settings.parse_timeout
                     ),
+                    unsubscribe=settings.unsubscribe.make(),
                 ),
                 host=settings.smtp_host,
                 port=settings.smtp_port,

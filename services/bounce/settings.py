@@ -8,7 +8,13 @@ from pydantic import Field
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from shared.egress import EgressSettings
-from shared.settings import SecretsSettings, ServiceSettings, VerpSettings, comma_list
+from shared.settings import (
+    SecretsSettings,
+    ServiceSettings,
+    UnsubscribeSettings,
+    VerpSettings,
+    comma_list,
+)
 
 
 class BounceSettings(ServiceSettings):
@@ -34,6 +40,7 @@ class BounceSettings(ServiceSettings):
     )
 
     verp: VerpSettings = Field(default_factory=VerpSettings)
+    unsubscribe: UnsubscribeSettings = Field(default_factory=UnsubscribeSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
     smtp_host: str = Field("127.0.0.1", description="Address of the inbound bounce listener.")
     smtp_port: int = Field(

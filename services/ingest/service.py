@@ -154,6 +154,7 @@ async def run(settings: IngestSettings) -> None:
             box=box,
             changed=announce,
             egress=Egress.from_settings(settings.egress),
+            unsubscribe=settings.unsubscribe.make(),
         )
         http = HttpServer(app, host=settings.http_host, port=settings.http_port)
         submit = SubmitHandler(

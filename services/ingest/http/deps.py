@@ -25,6 +25,8 @@ from shared.egress import Egress
 from shared.schemas import ChangeKind
 from shared.secrets import SecretBox
 from shared.store import Store
+from shared.timeline import Timeline
+from shared.unsubscribe import Unsubscribe
 
 CACHED_KEYS = 10_000  # API keys the door remembers at most
 
@@ -67,6 +69,8 @@ class Door:
     sender: Sender | None = None
     box: SecretBox | None = None
     changed: Changed | None = None
+    unsubscribe: Unsubscribe | None = None  # None: no unsubscribe link is genuine
+    timeline: Timeline | None = None  # where an unsubscribe's event is written and published
 
     def is_operator(self, token: str) -> bool:
         return self.operator_digest is not None and hmac.compare_digest(
