@@ -140,7 +140,7 @@ class TenantOut(_Out):
     pool: str | None
     other_pools: list[str]
     networks: list[str]
-    limits: dict[str, int | float | None] = Field(description="What is set; unset: default.")
+    limits: dict[str, int | float | str | None] = Field(description="What is set; unset: default.")
     signing_domain: str | None
     created_at: datetime | None
 
