@@ -88,7 +88,7 @@ async def remove_suppression(
     identity: Tenant,
     door: DoorDep,
     scope: str | None = Query(
-        None, max_length=80, description="`list:<name>` to lift an unsubscribe; none: the rest"
+        None, description="`list:<name>` to lift an unsubscribe; none: the rest"
     ),
 ) -> None:
     """Lift a suppression: the address may be mailed again (to the list, with ``scope``)."""

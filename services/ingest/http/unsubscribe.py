@@ -33,7 +33,10 @@ router = APIRouter(tags=["unsubscribe"])
 
 MAX_BODY = 4096  # the one-click body is 26 octets; a form with more is not one
 HTML = "text/html"
-Token = Annotated[str, Path(max_length=600, description="The token of the link.")]
+Token = Annotated[
+    str,
+    Path(pattern=r"^[A-Za-z0-9_-]{1,600}$", description="The token of the link (base64url)."),
+]
 
 
 class UnsubscribeLink(BaseModel):
@@ -122,7 +125,13 @@ _ANSWERS = {
 @router.get(
     "/u/{token}",
     response_model=UnsubscribeLink,
-    responses={200: _ANSWERS, **problems((404, "Not a genuine unsubscribe link."))},
+    responses={
+        200: _ANSWERS,
+        **problems(
+            (400, "The token is not spelt as one (base64url, at most 600 characters)."),
+            (404, "Not a genuine unsubscribe link."),
+        ),
+    },
 )
 async def show(
     token: Token,
@@ -143,7 +152,11 @@ async def show(
     responses={
         200: _ANSWERS,
         **problems(
-            (400, "The body is not the one-click form `List-Unsubscribe=One-Click`."),
+            (
+                400,
+                "The body is not the one-click form `List-Unsubscribe=One-Click`, or the "
+                "token is not spelt as one.",
+            ),
             (404, "Not a genuine unsubscribe link."),
             413,
             503,
