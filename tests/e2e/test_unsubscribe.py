@@ -186,19 +186,21 @@ async def test_the_page_asks_in_japanese_or_english_and_changes_nothing(api: Api
 
 
 async def test_smtp_header_and_mailto_unsubscribe(api: Api) -> None:
-    """X-Hato-Unsubscribe asks for it over SMTP (and is not delivered); a mail to the copy's
+    """X-Hato-Unsubscribe asks for it over SMTP (and is not delivered; Hato's fields replace
+    the message's own); a mail to the copy's
     mailto address at the bounce listener unsubscribes like the link: scoped, one event with
     the message named."""
     address = f"{unique('smtp')}@ok.test"
     raw = (
         f"From: Shop <orders@shop.test>\r\nTo: {address}\r\nSubject: Weekly\r\n"
-        "X-Hato-Unsubscribe: weekly\r\n\r\nHello.\r\n"
+        "X-Hato-Unsubscribe: weekly\r\nList-Unsubscribe: <mailto:old@shop.test>\r\n"
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\nHello.\r\n"
     ).encode()
     smtp_port = int(api.stack.env["HATO_INGEST_SMTP_PORT"])  # type: ignore[union-attr]
     async with aiosmtplib.SMTP(hostname="127.0.0.1", port=smtp_port, start_tls=False) as smtp:
         await smtp.sendmail("orders@shop.test", [address], raw)
     data = await delivered_to(api, address)
-    assert b"X-Hato-Unsubscribe" not in data
+    assert b"X-Hato-Unsubscribe" not in data and b"old@shop.test" not in data  # Hato's replace
     _, mailto, _ = unsubscribe_fields(data)
     assert dkimpy(data, records(api.dkim_key)) == [True]
 
@@ -224,7 +226,7 @@ async def test_smtp_header_and_mailto_unsubscribe(api: Api) -> None:
 
 async def test_the_tenants_default_list(api: Api) -> None:
     """A tenant's default list puts unsubscribe on mail that names none; ``unsubscribe: false``
-    turns it off for one message."""
+    turns it off for one message, and a message with a List-Unsubscribe of its own keeps it."""
     admin = {"Authorization": f"Bearer {OPERATOR}"}
     changed = await api.http.patch(
         f"/admin/v1/tenants/{TENANT}",
@@ -248,3 +250,8 @@ async def test_the_tenants_default_list(api: Api) -> None:
     shown = await api.http.get(link[link.index("/u/") :], headers={"Accept": "application/json"})
     assert shown.json() == {"list": "digest", "unsubscribed": False}
     assert b"List-Unsubscribe" not in await fields_of(off, unsubscribe=False)
+    own = await fields_of(
+        f"{unique('own')}@ok.test", headers={"List-Unsubscribe": "<mailto:own@shop.test>"}
+    )
+    assert b"List-Unsubscribe: <mailto:own@shop.test>" in own  # the message's own stays
+    assert b"List-Unsubscribe-Post" not in own and own.count(b"List-Unsubscribe:") == 1
