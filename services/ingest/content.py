@@ -75,10 +75,11 @@ def check(raw: bytes) -> str:
     for line in head.split(b"\r\n"):
         if len(line) > MAX_LINE:
             raise ContentError(f"a header line is {len(line)} octets; the limit is {MAX_LINE}")
-    hops = sum(1 for m in _FIELD.finditer(head) if m.group(1).lower() == b"received")
+    fields = [(m.group(1).lower(), m) for m in _FIELD.finditer(head)]  # one pass for all
+    hops = sum(1 for name, _ in fields if name == b"received")
     if hops > MAX_HOPS:
         raise TooManyHops(f"{hops} Received fields: a mail loop (the limit is {MAX_HOPS})")
-    asks = [m for m in _FIELD.finditer(head) if m.group(1).lower() == _UNSUBSCRIBE]
+    asks = [m for name, m in fields if name == _UNSUBSCRIBE]
     if len(asks) > 1:
         raise ContentError(f"the message has {len(asks)} {unsubscribe.CONTROL_HEADER} fields")
     if asks:
@@ -88,7 +89,7 @@ def check(raw: bytes) -> str:
                 unsubscribe.list_name(value)
             except unsubscribe.BadListName as exc:
                 raise ContentError(f"{unsubscribe.CONTROL_HEADER}: {exc} (or 'off')") from None
-    froms = [m for m in _FIELD.finditer(head) if m.group(1).lower() == b"from"]
+    froms = [m for name, m in fields if name == b"from"]
     if len(froms) != 1:
         raise ContentError(f"the message has {len(froms)} From fields; exactly one is required")
     return one_mailbox(_field_value(head, froms[0].end()), what="From")
