@@ -159,6 +159,8 @@ class Signer:
                     f"signed with the tenant's fallback domain {choice.domain}: "
                     f"{job.from_domain} has no usable key (not DMARC-aligned)"
                 )
+            if heads is not None:  # each recipient's copy signed with its own link
+                detail["unsubscribe_list"] = job.unsubscribe_list
             event = self._event(job, EventType.SIGNED, detail)
         if heads is None:
             jobs = fan_out(job, per_job=self.settings.max_recipients_per_job)
