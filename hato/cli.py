@@ -289,6 +289,7 @@ def _suppression_rows(suppressions: list[dict[str, Any]], *_: Any) -> None:
         until = d["expires_at"]
         print(
             f"{d['address']}\treason={d['reason']}\tsource={d['source']}"
+            f"\tscope={d.get('scope') or 'all'}"
             f"\tuntil={until.isoformat() if until else 'forever'}"
         )
 
@@ -615,8 +616,12 @@ ADMIN = (
     Command(
         "suppression remove",
         "lift a suppression",
-        lambda ctx, a: ctx.commands.unsuppress(a.tenant, a.address),
-        (arg("tenant"), arg("address")),
+        lambda ctx, a: ctx.commands.unsuppress(a.tenant, a.address, scope=a.scope),
+        (
+            arg("tenant"),
+            arg("address"),
+            arg("--scope", help="list:<name>: lift an unsubscribe from that list"),
+        ),
         says("{tenant} may mail {result} again"),
     ),
     Command(
