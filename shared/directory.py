@@ -415,11 +415,19 @@ class Directory:
     async def suppressions(
         self, tenant: str, *, limit: int = 100, after: str = ""
     ) -> list[dict[str, Any]]:
+        """The tenant's suppressions by address, after ``after``: ``limit`` of them, and the
+        other scopes of the last address too (a page never ends inside one address, so
+        ``after`` = its last address loses nothing)."""
         query: dict[str, Any] = {"tenant": tenant}
         if after:
             query["address"] = {"$gt": after}
-        cursor = self.db.suppressions.find(query).sort("address", ASCENDING).limit(limit)
-        return await cursor.to_list()
+        order = [("address", ASCENDING), ("scope", ASCENDING)]
+        docs = await self.db.suppressions.find(query).sort(order).limit(limit).to_list()
+        if len(docs) == limit:
+            seen = {d["_id"] for d in docs}
+            rest = self.db.suppressions.find({"tenant": tenant, "address": docs[-1]["address"]})
+            docs += [d async for d in rest.sort(order) if d["_id"] not in seen]
+        return docs
 
     async def soft_bounce(
         self, tenant: str, address: str, *, window: timedelta, key: str = ""

@@ -452,6 +452,13 @@ async def test_list_scoped_suppressions_and_the_index_before_scopes(
         assert await d.suppressed("u", ["reader@x.test"], scope="list:news") == set()
         await d.suppress("t", "old@x.test", reason="r", source="s")  # the old one, not a third
         assert await s.db.suppressions.count_documents({"address": "old@x.test"}) == 2
+        page = await d.suppressions("t", limit=1)  # a page never ends inside an address
+        assert [(x["address"], x.get("scope")) for x in page] == [
+            ("old@x.test", None),
+            ("old@x.test", "list:news"),
+        ]
+        rest = await d.suppressions("t", limit=1, after=page[-1]["address"])
+        assert [x["address"] for x in rest] == ["reader@x.test"]
         assert await d.unsuppress("t", "reader@x.test", scope="list:news")
         assert await d.suppressed("t", ["reader@x.test"], scope="list:news") == set()
     finally:

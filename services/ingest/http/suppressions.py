@@ -60,7 +60,7 @@ async def list_suppressions(
     ]
     return {
         "suppressions": items,
-        "next": items[-1]["address"] if len(items) == limit else None,
+        "next": items[-1]["address"] if len(items) >= limit else None,
     }
 
 
