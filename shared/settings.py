@@ -8,14 +8,16 @@ Every field has a default and a one-line description.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.errors import ConfigError
-from shared.unsubscribe import Unsubscribe
 from shared.verp import VerpMode
+
+if TYPE_CHECKING:
+    from shared.unsubscribe import Unsubscribe
 
 
 def comma_list(field: str):
@@ -275,6 +277,8 @@ class UnsubscribeSettings(BaseSettings):
 
     def make(self) -> Unsubscribe | None:
         """The token maker and checker, None without a key (no unsubscribe then)."""
+        from shared.unsubscribe import Unsubscribe  # it counts in metrics, which read settings
+
         key = self.secret()
         if not key:
             return None

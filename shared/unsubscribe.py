@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+from shared import metrics
 from shared.schemas import Event, EventType
 
 if TYPE_CHECKING:
@@ -263,6 +264,8 @@ async def unsubscribe(
     doc, created = await directory.unsubscribe(
         ticket.tenant, ticket.address, scope=scope_of(ticket.list), source=source
     )
+    if created:
+        metrics.UNSUBSCRIBES.labels(ticket.tenant, source).inc()
     if doc.get("announced"):
         return created
     detail: dict[str, Any] = {"list": ticket.list, "scope": scope_of(ticket.list), "source": source}
