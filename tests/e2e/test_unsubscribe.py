@@ -138,6 +138,9 @@ async def test_one_click_unsubscribes_once_for_its_list_only(api: Api) -> None:
         await asyncio.sleep(1)
         assert len(await unsubscribed_events(api, address)) == 1
         assert len([e for e in hook.events if e["address"] == address]) == 1
+        ingest = api.stack.processes["ingest"]  # type: ignore[union-attr]
+        scraped = (await api.http.get(f"{ingest.ops_url}/metrics")).text
+        assert 'hato_unsubscribes_total{source="one-click",tenant="acme"} 1.0' in scraped
 
         to_news = await send(api, address, unsubscribe="news")
         assert to_news["recipients"][0]["status"] == "suppressed"
