@@ -128,7 +128,7 @@ class _HourlyCount:
 class Directory:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], *, batch_wait: float = 0.0) -> None:
         self.db = db
-        self._suppressed: Batcher[tuple[str, tuple[str, ...], str | None], set[str]] = Batcher(
+        self._suppressed: Batcher[tuple[str, tuple[str, ...], frozenset[str]], set[str]] = Batcher(
             self._suppressed_batch, max_batch=100, wait=batch_wait
         )
         self._hourly: Batcher[tuple[str, int], int] = Batcher(self._hourly_batch, max_batch=500)
@@ -460,18 +460,19 @@ class Directory:
         return len(recent)
 
     async def suppressed(
-        self, tenant: str, addresses: Iterable[str], *, scope: str | None = None
+        self, tenant: str, addresses: Iterable[str], *, scopes: Iterable[str] = ()
     ) -> set[str]:
         """Which of these addresses (lower-cased) the tenant must not mail now: suppressed
-        for any mail, or within ``scope`` (the message's list). Concurrent calls share one
-        query."""
+        for any mail, or within one of ``scopes`` (the message's list, its tags). Concurrent
+        calls share one query."""
         wanted = sorted({a.lower() for a in addresses})
         if not wanted:
             return set()
-        return await self._suppressed.submit((tenant, tuple(wanted), scope)) or set()
+        key = (tenant, tuple(wanted), frozenset(scopes))
+        return await self._suppressed.submit(key) or set()
 
     async def _suppressed_batch(
-        self, batch: list[tuple[str, tuple[str, ...], str | None]]
+        self, batch: list[tuple[str, tuple[str, ...], frozenset[str]]]
     ) -> list[set[str]]:
         by_tenant: dict[str, set[str]] = {}
         for tenant, wanted, _ in batch:
@@ -490,9 +491,9 @@ class Directory:
             {
                 a
                 for a in wanted
-                if (tenant, a, None) in found or (scope and (tenant, a, scope) in found)
+                if (tenant, a, None) in found or any((tenant, a, sc) in found for sc in scopes)
             }
-            for tenant, wanted, scope in batch
+            for tenant, wanted, scopes in batch
         ]
 
     async def unsuppress(self, tenant: str, address: str, *, scope: str | None = None) -> bool:

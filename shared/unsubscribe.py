@@ -24,7 +24,9 @@ Two tokens, both HMAC-SHA256 with ``HATO_UNSUBSCRIBE_KEY`` and checked in consta
   recipient's record: it works while the message is kept (``HATO_BOUNCE_RETENTION_DAYS``).
 
 An unsubscribe puts the address on the tenant's suppression list scoped to the list
-(``list:<name>``): mail to that list stops, other mail of the tenant still goes. It is idempotent:
+(``list:<name>``): mail to that list stops, other mail of the tenant still goes. A message may
+instead be sent with unsubscribe from its tag (``tag:<tag>``, the HTTP field ``true``): leaving
+it stops every later message carrying that tag. It is idempotent:
 a second POST of the same link finds the suppression there and emits nothing.
 """
 
@@ -78,9 +80,30 @@ def list_name(value: str) -> str:
     return value
 
 
+TAG = "tag:"  # a "list" that is a tag: ``tag:<tag>`` (list names never hold a colon)
+MAX_TAG = 200
+
+
+def list_or_tag(value: str) -> str:
+    """``value`` as what an unsubscribe leaves: a list name, or ``tag:<tag>`` (a message tag:
+    1-200 characters, no control character); BadListName otherwise."""
+    if value.startswith(TAG):
+        tag = value[len(TAG) :]
+        if not tag or len(tag) > MAX_TAG or any(ord(c) < 32 or ord(c) == 127 for c in tag):
+            raise BadListName(f"unsubscribe tag {tag[:80]!r}: 1-{MAX_TAG} characters, no controls")
+        return value
+    return list_name(value)
+
+
 def scope_of(list_: str) -> str:
-    """The suppression scope of an unsubscribe from ``list_``."""
-    return f"list:{list_}"
+    """The suppression scope of an unsubscribe from ``list_``: ``list:<name>``, or
+    ``tag:<tag>`` for a tag."""
+    return list_ if list_.startswith(TAG) else f"list:{list_}"
+
+
+def shown(list_: str) -> str:
+    """What a reader is told they leave: the list's name, or the tag."""
+    return list_.removeprefix(TAG)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +150,7 @@ class Unsubscribe:
         self, tenant: str, list_: str, address: str, *, today: date | None = None
     ) -> str:
         """The token of ``address``'s link to leave ``tenant``'s list ``list_``."""
-        body = "\0".join((tenant, list_name(list_), address.lower())).encode()
+        body = "\0".join((tenant, list_or_tag(list_), address.lower())).encode()
         day = _day(today or _today())
         payload = bytes([_VERSION]) + day + self._link_mac(day, body) + body
         return base64.urlsafe_b64encode(payload).decode().rstrip("=")

@@ -228,8 +228,11 @@ class Acceptor:
             if limit and await directory.count_hourly(tenant) > limit:
                 await directory.count_hourly(tenant, -1)
                 raise RateLimited(f"{tenant} reached {limit} messages per hour")
-            scope = unsubscribe.scope_of(list_) if list_ else None
-            return await directory.suppressed(tenant, sub.recipients, scope=scope)
+            # Left lists and tags: this message's list, and every tag it carries.
+            scopes = {f"{unsubscribe.TAG}{t}" for t in sub.tags}
+            if list_:
+                scopes.add(unsubscribe.scope_of(list_))
+            return await directory.suppressed(tenant, sub.recipients, scopes=scopes)
         except TRANSIENT_ERRORS as exc:
             NOT_ACCEPTED.inc()
             log.warning("store unavailable; not accepting", error=repr(exc))

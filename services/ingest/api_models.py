@@ -163,11 +163,12 @@ class MessageIn(_Strict):
     metadata: dict[str, OneLine] = Field({}, max_length=20)
     charset: Literal["utf-8", "iso-2022-jp"] = "utf-8"
     pool: str | None = Field(None, description="An IP pool other than the tenant's, if allowed.")
-    unsubscribe: ListName | Literal[False] | None = Field(
+    unsubscribe: ListName | bool | None = Field(
         None,
         description="One-click unsubscribe (RFC 8058): the list each recipient can leave with "
-        "the List-Unsubscribe link Hato adds and signs; false: none, even if the tenant has a "
-        "default list; absent: the tenant's default.",
+        "the List-Unsubscribe link Hato adds and signs; true: the message's first tag (leaving "
+        "it stops all mail with that tag); false: none, even if the tenant has a default list; "
+        "absent: the tenant's default.",
     )
 
     @field_validator("headers")
@@ -245,11 +246,12 @@ class RawMessageIn(_Strict):
     tags: list[OneLine] = Field([], max_length=10)
     metadata: dict[str, OneLine] = Field({}, max_length=20)
     pool: str | None = Field(None, description="An IP pool other than the tenant's, if allowed.")
-    unsubscribe: ListName | Literal[False] | None = Field(
+    unsubscribe: ListName | bool | None = Field(
         None,
         description="One-click unsubscribe (RFC 8058): the list each recipient can leave with "
-        "the List-Unsubscribe link Hato adds and signs; false: none, even if the tenant has a "
-        "default list; absent: the tenant's default.",
+        "the List-Unsubscribe link Hato adds and signs; true: the message's first tag (leaving "
+        "it stops all mail with that tag); false: none, even if the tenant has a default list; "
+        "absent: the tenant's default.",
     )
 
     @field_validator("metadata")

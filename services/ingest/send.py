@@ -25,6 +25,7 @@ from services.ingest.api_models import (
 )
 from services.ingest.compose import compose
 from services.ingest.policy import RelayPolicy
+from shared import unsubscribe
 from shared.directory import Identity
 from shared.errors import HatoError, Unavailable
 
@@ -72,7 +73,7 @@ class Sender:
             tags=message.tags,
             metadata=message.metadata,
             pool=message.pool,
-            unsubscribe=_unsubscribe(message.unsubscribe),
+            unsubscribe=_unsubscribe(message.unsubscribe, message.tags),
         )
 
     async def send_raw(self, identity: Identity, message: RawMessageIn) -> dict[str, Any]:
@@ -92,7 +93,7 @@ class Sender:
             tags=message.tags,
             metadata=message.metadata,
             pool=message.pool,
-            unsubscribe=_unsubscribe(message.unsubscribe),
+            unsubscribe=_unsubscribe(message.unsubscribe, message.tags),
         )
 
     def _check_sender(self, identity: Identity, address: str) -> None:
@@ -144,8 +145,16 @@ class Sender:
         return _accepted(accepted)
 
 
-def _unsubscribe(field: str | bool | None) -> str | None:
-    """The ``unsubscribe`` field as a Submission takes it: a list, "" for false, None."""
+def _unsubscribe(field: str | bool | None, tags: list[str]) -> str | None:
+    """The ``unsubscribe`` field as a Submission takes it: a list, ``tag:<first tag>`` for
+    true, "" for false, None when absent."""
+    if field is True:
+        if not tags:
+            raise Refused(400, "unsubscribe: true leaves the message's first tag; it has none")
+        try:
+            return unsubscribe.list_or_tag(f"{unsubscribe.TAG}{tags[0]}")
+        except unsubscribe.BadListName as exc:
+            raise Refused(400, str(exc)) from None
     return "" if field is False else (field or None)
 
 

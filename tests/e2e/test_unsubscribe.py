@@ -258,3 +258,25 @@ async def test_the_tenants_default_list(api: Api) -> None:
     )
     assert b"List-Unsubscribe: <mailto:own@shop.test>" in own  # the message's own stays
     assert b"List-Unsubscribe-Post" not in own and own.count(b"List-Unsubscribe:") == 1
+
+
+async def test_leaving_a_tag_stops_mail_with_that_tag(api: Api) -> None:
+    """``unsubscribe: true`` offers to leave the message's first tag: after the POST, mail
+    carrying that tag is suppressed for the address (with unsubscribe on or not), other mail
+    goes; true without a tag is a 400."""
+    address = f"{unique('tagged')}@ok.test"
+    await send(api, address, tags=["promo", "spring"], unsubscribe=True)
+    link, _, _ = unsubscribe_fields(await delivered_to(api, address))
+    path = link[link.index("/u/") :]
+    done = await api.http.post(path, data=ONE_CLICK, headers={"Accept": "application/json"})
+    assert done.json() == {"list": "tag:promo", "unsubscribed": True}
+    doc = await api.store.db.suppressions.find_one({"address": address})
+    assert doc is not None and doc["scope"] == "tag:promo"
+    tagged = await send(api, address, tags=["x", "promo"])
+    assert tagged["recipients"][0]["status"] == "suppressed"
+    assert (await send(api, address, tags=["spring"]))["recipients"][0]["status"] == "queued"
+    page = await api.http.get(path, headers={"Accept": "text/html"})
+    assert "“promo”" in page.text
+    untagged = message(to=[address], tags=[], unsubscribe=True)
+    r = await api.http.post("/v1/messages", json=untagged, headers=api.as_tenant())
+    assert r.status_code == 400 and "first tag" in r.json()["detail"]

@@ -444,12 +444,12 @@ async def test_list_scoped_suppressions_and_the_index_before_scopes(
         assert not created and again["_id"] == doc["_id"]
         await d.unsubscribe("t", "reader@x.test", scope="list:news", source="s")
         assert await d.suppressed("t", ["old@x.test", "reader@x.test"]) == {"old@x.test"}
-        assert await d.suppressed("t", ["old@x.test", "reader@x.test"], scope="list:news") == {
+        assert await d.suppressed("t", ["old@x.test", "reader@x.test"], scopes={"list:news"}) == {
             "old@x.test",
             "reader@x.test",
         }
-        assert await d.suppressed("t", ["reader@x.test"], scope="list:offers") == set()
-        assert await d.suppressed("u", ["reader@x.test"], scope="list:news") == set()
+        assert await d.suppressed("t", ["reader@x.test"], scopes={"list:offers"}) == set()
+        assert await d.suppressed("u", ["reader@x.test"], scopes={"list:news"}) == set()
         await d.suppress("t", "old@x.test", reason="r", source="s")  # the old one, not a third
         assert await s.db.suppressions.count_documents({"address": "old@x.test"}) == 2
         page = await d.suppressions("t", limit=1)  # a page never ends inside an address
@@ -460,7 +460,7 @@ async def test_list_scoped_suppressions_and_the_index_before_scopes(
         rest = await d.suppressions("t", limit=1, after=page[-1]["address"])
         assert [x["address"] for x in rest] == ["reader@x.test"]
         assert await d.unsuppress("t", "reader@x.test", scope="list:news")
-        assert await d.suppressed("t", ["reader@x.test"], scope="list:news") == set()
+        assert await d.suppressed("t", ["reader@x.test"], scopes=["list:news"]) == set()
     finally:
         await s.client.drop_database(store_settings.database)
         await s.close()

@@ -26,7 +26,7 @@ from services.ingest.http.deps import DoorDep
 from services.ingest.http.problems import Problem, problems
 from shared import logging as hlog
 from shared.errors import TRANSIENT_ERRORS, Unavailable
-from shared.unsubscribe import ONE_CLICK, Ticket, unsubscribe
+from shared.unsubscribe import ONE_CLICK, Ticket, shown, unsubscribe
 
 log = hlog.get_logger(__name__)
 router = APIRouter(tags=["unsubscribe"])
@@ -42,7 +42,7 @@ Token = Annotated[
 class UnsubscribeLink(BaseModel):
     """What a genuine link is for (``GET``), or what a ``POST`` of it did."""
 
-    list: str = Field(description="The list the recipient leaves.")
+    list: str = Field(description="The list the recipient leaves (`tag:<tag>`: a tag).")
     unsubscribed: bool = Field(description="True once the POST is done (false on GET).")
 
 
@@ -142,7 +142,7 @@ async def show(
     """A page asking whether to unsubscribe, with a button that does (changes nothing)."""
     ticket = _ticket(door, token)
     if _wants_html(accept):
-        return HTMLResponse(page(language(accept_language), ticket.list, done=False))
+        return HTMLResponse(page(language(accept_language), shown(ticket.list), done=False))
     return JSONResponse(UnsubscribeLink(list=ticket.list, unsubscribed=False).model_dump())
 
 
@@ -202,7 +202,7 @@ async def one_click(
         raise Problem(503, "the unsubscribe could not be recorded; try again") from None
     log.info("unsubscribed", tenant=ticket.tenant, list=ticket.list, source="one-click")
     if _wants_html(accept):
-        return HTMLResponse(page(language(accept_language), ticket.list, done=True))
+        return HTMLResponse(page(language(accept_language), shown(ticket.list), done=True))
     return JSONResponse(UnsubscribeLink(list=ticket.list, unsubscribed=True).model_dump())
 
 

@@ -15,7 +15,9 @@ from shared.unsubscribe import (
     Unsubscribe,
     field_value,
     list_name,
+    list_or_tag,
     scope_of,
+    shown,
     without_fields,
 )
 
@@ -119,3 +121,15 @@ def test_fields_are_removed_with_their_folded_lines() -> None:
     )
     out = without_fields(msg, frozenset({b"list-unsubscribe", b"list-unsubscribe-post"}))
     assert out == b"From: a@b.test\r\nSubject: s\r\n\r\nList-Unsubscribe: in the body\r\n"
+
+
+def test_a_tag_can_be_left_like_a_list() -> None:
+    """``tag:<tag>`` names a tag: its token reads back, its scope is itself, a reader is shown
+    the tag; an empty, overlong or control-character tag is refused."""
+    token = U.link_token("shop", "tag:Sale 2026", "a@b.test", today=DAY)
+    assert U.parse_link(token) == Ticket("shop", "tag:Sale 2026", "a@b.test", DAY)
+    assert scope_of("tag:Sale 2026") == "tag:Sale 2026" and shown("tag:Sale 2026") == "Sale 2026"
+    assert list_or_tag("news") == "news" and shown("news") == "news"
+    for bad in ("tag:", "tag:" + "x" * 201, "tag:a\x01b", "tag:a\x00b"):
+        with pytest.raises(BadListName):
+            list_or_tag(bad)
