@@ -22,7 +22,9 @@ class Suppression(BaseModel):
     reason: str | None
     source: str | None = Field(description="bounce, complaint, api, admin, one-click, mailto ...")
     scope: str | None = Field(
-        None, description="null: no mail at all; `list:<name>`: no mail to that list (unsubscribed)"
+        None,
+        description="null: no mail at all; `list:<name>`: no mail to that list, `tag:<tag>`: "
+        "none with that tag (unsubscribed)",
     )
     created_at: datetime | None
     expires_at: datetime | None
@@ -88,7 +90,7 @@ async def remove_suppression(
     identity: Tenant,
     door: DoorDep,
     scope: str | None = Query(
-        None, description="`list:<name>` to lift an unsubscribe; none: the rest"
+        None, description="`list:<name>` or `tag:<tag>` to lift an unsubscribe; none: the rest"
     ),
 ) -> None:
     """Lift a suppression: the address may be mailed again (to the list, with ``scope``)."""
