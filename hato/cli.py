@@ -43,7 +43,7 @@ from hato.table import (
     out,
     says,
 )
-from shared import dkim
+from shared import dkim, unsubscribe
 from shared.admin import Commands, KeyReport, cidr, network, warmup
 from shared.broker import Broker, deliver_queue
 from shared.directory import DuplicateError, TenantLimits
@@ -316,6 +316,7 @@ def _suppression_rows(suppressions: list[dict[str, Any]], *_: Any) -> None:
         until = d["expires_at"]
         print(
             f"{d['address']}\treason={d['reason']}\tsource={d['source']}"
+            f"\tscope={d.get('scope') or 'all'}"
             f"\tuntil={until.isoformat() if until else 'forever'}"
         )
 
@@ -366,6 +367,7 @@ def _limits(args: argparse.Namespace) -> TenantLimits | None:
         args.retention_days,
         args.jis_extensions,
         args.missing_headers,
+        args.unsubscribe_list,
     )
     return None if limits == TenantLimits() else limits
 
@@ -420,6 +422,11 @@ LIMITS = (
         "--missing-headers",
         choices=["add", "refuse"],
         help="mail without Message-ID or Date: add them (default) or refuse it",
+    ),
+    arg(
+        "--unsubscribe-list",
+        type=unsubscribe.list_name,
+        help="add one-click unsubscribe from this list to mail that names no list of its own",
     ),
     arg("--signing-domain", help="fallback DKIM domain for From domains without a key"),
 )
@@ -658,8 +665,12 @@ ADMIN = (
     Command(
         "suppression remove",
         "lift a suppression",
-        lambda ctx, a: ctx.commands.unsuppress(a.tenant, a.address),
-        (arg("tenant"), arg("address")),
+        lambda ctx, a: ctx.commands.unsuppress(a.tenant, a.address, scope=a.scope),
+        (
+            arg("tenant"),
+            arg("address"),
+            arg("--scope", help="list:<name>: lift an unsubscribe from that list"),
+        ),
         says("{tenant} may mail {result} again"),
     ),
     Command(

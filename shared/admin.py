@@ -111,6 +111,7 @@ def suppression_view(doc: dict[str, Any]) -> dict[str, Any]:
         "reason": doc.get("reason"),
         "source": doc.get("source"),
         "created_at": doc.get("created_at"),
+        "scope": doc.get("scope"),
         "expires_at": doc.get("expires_at"),
     }
 
@@ -448,9 +449,11 @@ class Commands:
         await self.directory.suppress(tenant, address, reason=reason, source=source)
         return address.lower()
 
-    async def unsuppress(self, tenant: str, address: str) -> str:
-        if not await self.directory.unsuppress(tenant, address):
-            raise NotFound(f"{address} is not suppressed for {tenant}")
+    async def unsuppress(self, tenant: str, address: str, *, scope: str | None = None) -> str:
+        """The tenant may mail ``address`` again (within ``scope``: lifts an unsubscribe)."""
+        if not await self.directory.unsuppress(tenant, address, scope=scope):
+            where = f" ({scope})" if scope else ""
+            raise NotFound(f"{address} is not suppressed for {tenant}{where}")
         return address.lower()
 
     # -- IP pools -------------------------------------------------------------------------

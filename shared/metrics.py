@@ -153,6 +153,12 @@ OUTCOMES = Counter(
     "(each deferral), bounced, expired, suppressed, complained, failed.",
     ["tenant", "provider", "status"],
 )
+UNSUBSCRIBES = Counter(
+    "hato_unsubscribes_total",
+    "Recipients unsubscribed from one of a tenant's lists, by tenant and source (one-click, "
+    "mailto); a repeat of the same unsubscribe is not counted.",
+    ["tenant", "source"],
+)
 ATTEMPTS = Counter(
     "hato_delivery_attempts_total",
     "Recipients of delivery attempts by pool, source IP, provider group and status "

@@ -124,6 +124,7 @@ class EventType(StrEnum):
     SUPPRESSED = "suppressed"
     EXPIRED = "expired"
     FAILED = "failed"
+    UNSUBSCRIBED = "unsubscribed"  # a recipient left a list (one-click link or mailto)
     DEAD_LETTERED = "dead_lettered"
     CHARSET_FALLBACK = "charset_fallback"  # sent in UTF-8: the asked charset lacked a character
     DKIM_KEY_PENDING = "dkim_key_pending"  # a new key waits for its DNS record
@@ -188,6 +189,9 @@ class SignJob(_Job):
 
     kind: Literal["sign"] = "sign"
     from_domain: str
+    # One-click unsubscribe from this list: the signer gives each recipient its own
+    # List-Unsubscribe fields, signed (shared/unsubscribe.py). None: the message as it is.
+    unsubscribe_list: str | None = None
 
 
 class DeliveryJob(_Job):

@@ -211,6 +211,7 @@ async def run(settings: BounceSettings) -> None:
         await rt.broker.consume(Queue.RESULTS, ResultHandler(timeline, feedback, rules()).handle)
         reports = ReportStore(rt.store.db)
         await reports.ensure_indexes()
+        unsubscribe = settings.unsubscribe.make()
         consumer = ReportConsumer(
             rt.store,
             reports,
@@ -219,12 +220,19 @@ async def run(settings: BounceSettings) -> None:
             feedback,
             parser=ReportParser(workers=settings.parse_workers, timeout=settings.parse_timeout),
             retry_delay=settings.parse_retry_delay,
+            unsubscribe=unsubscribe,
         )
         await rt.broker.consume(Queue.REPORTS, consumer.handle)
         listener = None
         if settings.smtp_port >= 0:
             listener = BounceListener(
-                BounceHandler(reports, rt.broker, verp, fbl_address=settings.fbl_address),
+                BounceHandler(
+                    reports,
+                    rt.broker,
+                    verp,
+                    fbl_address=settings.fbl_address,
+                    unsubscribe=unsubscribe,
+                ),
                 host=settings.smtp_host,
                 port=settings.smtp_port,
                 max_size=settings.max_message_size,

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from services.ingest import addresses
 from services.ingest.content import LINE_BREAKING, ContentError, one_mailbox
+from shared.unsubscribe import LIST_NAME
 
 # Headers the API builds itself; a custom header may not set them.
 RESERVED_HEADERS = frozenset(
@@ -92,6 +93,7 @@ def _mailbox(value: str) -> str:
 
 
 Mailbox = Annotated[str, AfterValidator(_mailbox)]
+ListName = Annotated[str, Field(pattern=LIST_NAME.pattern)]
 
 
 def _base64(value: str) -> str:
@@ -162,6 +164,13 @@ class MessageIn(_Strict):
     metadata: dict[str, OneLine] = Field({}, max_length=20)
     charset: Literal["utf-8", "iso-2022-jp"] = "utf-8"
     pool: str | None = Field(None, description="An IP pool other than the tenant's, if allowed.")
+    unsubscribe: ListName | bool | None = Field(
+        None,
+        description="One-click unsubscribe (RFC 8058): the list each recipient can leave with "
+        "the List-Unsubscribe link Hato adds and signs; true: the message's first tag (leaving "
+        "it stops all mail with that tag); false: none, even if the tenant has a default list; "
+        "absent: the tenant's default.",
+    )
 
     @field_validator("headers")
     @classmethod
@@ -234,6 +243,13 @@ class RawMessageIn(_Strict):
     tags: list[OneLine] = Field([], max_length=10)
     metadata: dict[str, OneLine] = Field({}, max_length=20)
     pool: str | None = Field(None, description="An IP pool other than the tenant's, if allowed.")
+    unsubscribe: ListName | bool | None = Field(
+        None,
+        description="One-click unsubscribe (RFC 8058): the list each recipient can leave with "
+        "the List-Unsubscribe link Hato adds and signs; true: the message's first tag (leaving "
+        "it stops all mail with that tag); false: none, even if the tenant has a default list; "
+        "absent: the tenant's default.",
+    )
 
     @field_validator("metadata")
     @classmethod

@@ -13,6 +13,8 @@ another to the parsers downstream (the signer's, the recipient's):
   repaired before the message is stored (``services/ingest/lines.py``);
 - at most ``MAX_HOPS`` Received fields: more is a mail loop (RFC 5321 6.3), refused with
   ``554 5.4.6`` rather than relayed once more;
+- at most one ``X-Hato-Unsubscribe`` field (the SMTP and raw doors' way to ask for one-click
+  unsubscribe), holding a list name or ``off``;
 - exactly one From field holding exactly one mailbox (RFC 5322 3.6.2 allows a list only with a
   Sender field; a relay that signs for the first of several addresses signs for all of them),
   read alike by a strict RFC 5322 parser and by the lenient one the rest of Hato uses.
@@ -30,6 +32,7 @@ import re
 from email.headerregistry import HeaderRegistry
 
 from services.ingest import lines
+from shared import unsubscribe
 from shared.message import normalize_line_endings
 
 MAX_LINE = 998  # octets, without the CRLF (RFC 5322 2.1.1)
@@ -44,6 +47,7 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 _FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.M)
 _REGISTRY = HeaderRegistry()
+_UNSUBSCRIBE = unsubscribe.CONTROL_HEADER.lower().encode()
 
 
 class ContentError(ValueError):
@@ -88,10 +92,21 @@ def check(raw: bytes, *, max_line: int = DEFAULT_MAX_LINE) -> str:
     if _BARE_CR.search(head):
         raise ContentError("a header contains a CR that does not end a line")
     head = head.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")  # as it is stored
-    hops = sum(1 for m in _FIELD.finditer(head) if m.group(1).lower() == b"received")
+    fields = [(m.group(1).lower(), m) for m in _FIELD.finditer(head)]  # one pass for all
+    hops = sum(1 for name, _ in fields if name == b"received")
     if hops > MAX_HOPS:
         raise TooManyHops(f"{hops} Received fields: a mail loop (the limit is {MAX_HOPS})")
-    froms = [m for m in _FIELD.finditer(head) if m.group(1).lower() == b"from"]
+    asks = [m for name, m in fields if name == _UNSUBSCRIBE]
+    if len(asks) > 1:
+        raise ContentError(f"the message has {len(asks)} {unsubscribe.CONTROL_HEADER} fields")
+    if asks:
+        value = _field_value(head, asks[0].end(), what=unsubscribe.CONTROL_HEADER)
+        if value.lower() != unsubscribe.OFF:
+            try:
+                unsubscribe.list_name(value)
+            except unsubscribe.BadListName as exc:
+                raise ContentError(f"{unsubscribe.CONTROL_HEADER}: {exc} (or 'off')") from None
+    froms = [m for name, m in fields if name == b"from"]
     if len(froms) != 1:
         raise ContentError(f"the message has {len(froms)} From fields; exactly one is required")
     return one_mailbox(_field_value(head, froms[0].end()), what="From")
@@ -166,7 +181,7 @@ def _one_mailbox(value: str, what: str) -> str:
     return address
 
 
-def _field_value(head: bytes, start: int) -> str:
+def _field_value(head: bytes, start: int, *, what: str = "From") -> str:
     """The unfolded value of the field whose name ends at ``start``."""
     end = start
     while True:
@@ -182,4 +197,4 @@ def _field_value(head: bytes, start: int) -> str:
     try:
         return value.decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise ContentError("the From field is neither ASCII nor UTF-8") from None
+        raise ContentError(f"the {what} field is neither ASCII nor UTF-8") from None

@@ -27,6 +27,7 @@ from services.ingest.api_models import (
 )
 from services.ingest.compose import JIS, compose
 from services.ingest.policy import RelayPolicy
+from shared import unsubscribe
 from shared.directory import Identity
 from shared.errors import HatoError, Unavailable
 from shared.schemas import EventType
@@ -78,6 +79,7 @@ class Sender:
             metadata=message.metadata,
             pool=message.pool,
             notices=notices,
+            unsubscribe=_unsubscribe(message.unsubscribe, message.tags),
         )
 
     async def send_raw(self, identity: Identity, message: RawMessageIn) -> dict[str, Any]:
@@ -103,6 +105,7 @@ class Sender:
             tags=message.tags,
             metadata=message.metadata,
             pool=message.pool,
+            unsubscribe=_unsubscribe(message.unsubscribe, message.tags),
         )
 
     def _check_sender(self, identity: Identity, address: str) -> None:
@@ -120,6 +123,7 @@ class Sender:
         metadata: dict[str, str],
         pool: str | None = None,
         notices: tuple[tuple[EventType, dict[str, str]], ...] = (),
+        unsubscribe: str | None = None,
     ) -> dict[str, Any]:
         if pool is not None and not identity.may_use_pool(pool):
             raise Refused(403, f"this tenant may not send through pool {pool}")
@@ -144,6 +148,7 @@ class Sender:
             metadata=dict(metadata),
             pool=pool,
             notices=notices,
+            unsubscribe=unsubscribe,
         )
         try:
             accepted = await self.acceptor.accept(submission)
@@ -160,6 +165,19 @@ class JisExtensions(StrEnum):
     CP50220 = "cp50220"  # Microsoft's extension, as Japanese mail software writes them
     UTF8 = "utf-8"  # the message goes in UTF-8, with a charset_fallback event
     REFUSE = "refuse"  # 400 naming the character
+
+
+def _unsubscribe(field: str | bool | None, tags: list[str]) -> str | None:
+    """The ``unsubscribe`` field as a Submission takes it: a list, ``tag:<first tag>`` for
+    true, "" for false, None when absent."""
+    if field is True:
+        if not tags:
+            raise Refused(400, "unsubscribe: true leaves the message's first tag; it has none")
+        try:
+            return unsubscribe.list_or_tag(f"{unsubscribe.TAG}{tags[0]}")
+        except unsubscribe.BadListName as exc:
+            raise Refused(400, str(exc)) from None
+    return "" if field is False else (field or None)
 
 
 def beyond_jis(text: str) -> str | None:

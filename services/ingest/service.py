@@ -162,6 +162,7 @@ async def run(settings: IngestSettings) -> None:
             changed=announce,
             egress=egress,
             health=health,
+            unsubscribe=settings.unsubscribe.make(),
         )
         http = HttpServer(app, host=settings.http_host, port=settings.http_port)
         submit = SubmitHandler(

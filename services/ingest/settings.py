@@ -10,7 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from shared.egress import EgressSettings
 from shared.errors import ConfigError
-from shared.settings import DnsSettings, SecretsSettings, ServiceSettings
+from shared.settings import DnsSettings, SecretsSettings, ServiceSettings, UnsubscribeSettings
 
 
 class IngestSettings(ServiceSettings):
@@ -19,6 +19,7 @@ class IngestSettings(ServiceSettings):
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     dns: DnsSettings = Field(default_factory=DnsSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
+    unsubscribe: UnsubscribeSettings = Field(default_factory=UnsubscribeSettings)
     smtp_host: str = Field("127.0.0.1", description="Address the SMTP listeners bind.")
     smtp_port: int = Field(
         2525,

@@ -18,6 +18,7 @@ from tests.helpers.waiting import eventually
 
 OPERATOR = "op-" + unique("token")
 VERP_KEY = "verp-" + unique("key")
+UNSUBSCRIBE_KEY = "unsub-" + unique("key")
 FBL = "fbl@feedback.hato.test"
 
 
@@ -71,6 +72,8 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
             "HATO_DISPATCHER_ROUTES": f"*={sink.address}",
             "HATO_SIGNER_KEY_CACHE_SECONDS": "0",
             "HATO_VERP_KEY": VERP_KEY,
+            "HATO_UNSUBSCRIBE_KEY": UNSUBSCRIBE_KEY,
+            "HATO_PUBLIC_URL": f"http://127.0.0.1:{http_port}",
             "HATO_BOUNCE_SMTP_PORT": str(bounce_port),
             "HATO_BOUNCE_FBL_ADDRESS": FBL,
             "HATO_EGRESS_ALLOW": "127.0.0.0/8",  # webhook receivers are on loopback
@@ -98,6 +101,7 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
     assert (await stack.stop_all()) == {"ingest": 0, "signer": 0, "dispatcher": 0, "bounce": 0}
     for p in stack.processes.values():
         assert key not in p.log() and OPERATOR not in p.log()
+        assert UNSUBSCRIBE_KEY not in p.log()
     await sink.stop()
     dns_server.stop()
     await store.client.drop_database(database)

@@ -38,6 +38,11 @@ class LimitsIn(_In):
         None,
         description="A message without Message-ID or Date: add them (the default) or refuse it.",
     )
+    unsubscribe_list: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="List of the one-click unsubscribe added to mail that names none.",
+    )
 
 
 def _relay_networks(networks: list[str], wide: bool) -> list[str]:
