@@ -23,6 +23,7 @@ from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
+OPERATOR = "op-" + unique("token")
 BULK = {"127.0.0.2": "a.out.hato.test", "127.0.0.3": "b.out.hato.test"}
 ALT = {"127.0.0.4": "c.out.hato.test"}
 TOO_MANY = "421 4.7.0 Too many messages from your IP, slow down"
@@ -143,6 +144,7 @@ async def q(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Queue]:
             "HATO_MASTER_KEY": master_key,
             "HATO_INGEST_SMTP_PORT": str(free_port()),
             "HATO_INGEST_HTTP_PORT": str(http_port),
+            "HATO_INGEST_ADMIN_TOKEN": OPERATOR,
             "HATO_SIGNER_POOLS": "bulk,alt",
             "HATO_DISPATCHER_ROUTES": (
                 f"busy.test={busy.address},listed.test={listed.address},*={sink.address}"
@@ -304,3 +306,60 @@ async def test_queue_commands_refuse_what_they_cannot_do(q: Queue) -> None:
     await q.hato("queue", "resume", "--domain", "never-suspended.test", code=3)
     await q.hato("queue", "list", "--tenant", "nobody", code=3)
     await q.hato("queue", "lift", "suspend:nothing", code=3)
+
+
+async def test_the_admin_api_suspends_lists_retries_and_resumes(q: Queue) -> None:
+    """The same commands over /admin/v1/queue: a suspension is listed with what it holds, a
+    retry keeps it held, a resume delivers; bad filters are problem documents, not 500s."""
+    op = {"Authorization": f"Bearer {OPERATOR}"}
+    r = await q.http.post(
+        "/admin/v1/queue/suspensions",
+        json={"tenant": TENANT, "domain": "api.test", "reason": "checking"},
+        headers=op,
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["action"] == "suspend" and r.json()["reason"] == "checking"
+    message_id = await q.send("i@api.test")
+    await eventually(
+        lambda: q.store.recipient_docs(message_id),
+        until=lambda rs: bool(rs) and all(d.get("held") for d in rs),
+    )
+    r = await q.http.get("/admin/v1/queue", params={"domain": "api.test"}, headers=op)
+    assert r.status_code == 200 and r.json()["waiting"] == 1
+    assert r.json()["by_reason"] == {f"suspended: tenant {TENANT}, domain api.test": 1}
+    r = await q.http.post("/admin/v1/queue/retry", json={"domain": "api.test"}, headers=op)
+    assert r.status_code == 200 and r.json()["waiting"] == 1
+    await asyncio.sleep(1.5)
+    [doc] = await q.store.recipient_docs(message_id)
+    assert doc["status"] == "queued" and doc["attempts"] == 0  # still suspended
+    for method, path, kwargs, status in (
+        ("post", "/admin/v1/queue/purge", {"json": {"reason": "x"}}, 422),
+        ("post", "/admin/v1/queue/suspensions", {"json": {"source_ip": "nope"}}, 422),
+        ("post", "/admin/v1/queue/suspensions", {"json": {"domain": "a.test", "x": 1}}, 400),
+        ("post", "/admin/v1/queue/moves", {"json": {"tenant": TENANT, "pool": "nope"}}, 422),
+        ("get", "/admin/v1/queue", {"params": {"tenant": "nobody"}}, 404),
+        ("delete", "/admin/v1/queue/suspensions", {"params": {"domain": "api.test"}}, 404),
+        ("delete", "/admin/v1/queue/controls/suspend:none", {}, 404),
+    ):
+        r = await getattr(q.http, method)(path, headers=op, **kwargs)
+        assert r.status_code == status, (path, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+    r = await q.http.delete(
+        "/admin/v1/queue/suspensions", params={"tenant": TENANT, "domain": "api.test"}, headers=op
+    )
+    assert r.status_code == 200, r.text
+    [recipient] = await q.final(message_id, "delivered")
+    assert recipient["attempts"] == 1
+
+
+async def test_a_suspension_with_an_expiry_ends_by_itself(q: Queue) -> None:
+    """A suspension given an expiry lifts itself: the mail it held is delivered without a
+    resume."""
+    await q.hato("queue", "suspend", "--domain", "brief.test", "--expires", "3")
+    message_id = await q.send("j@brief.test")
+    await eventually(
+        lambda: q.store.recipient_docs(message_id),
+        until=lambda rs: bool(rs) and all(d.get("held") for d in rs),
+    )
+    [recipient] = await q.final(message_id, "delivered")
+    assert recipient["attempts"] == 1
