@@ -104,11 +104,16 @@ def _control(c: dict[str, Any], *_: Any) -> None:
     )
     extra = f" to pool {c['pool']}" if c.get("pool") else ""
     extra += f" at {c['factor']:g} of the pace" if c.get("factor") else ""
-    until = c["expires_at"].isoformat() if c.get("expires_at") else "until lifted"
+    until = f"until {c['expires_at'].isoformat()}" if c.get("expires_at") else "until lifted"
     print(
         f"{c['action']} {scope or 'everything'}{extra} ({c['origin']}; {until})"
         f"{': ' + c['reason'] if c.get('reason') else ''}  [{c['id']}]"
     )
+
+
+def _lifted(c: dict[str, Any], *_: Any) -> None:
+    print("lifted: ", end="")
+    _control(c)
 
 
 def _retried(result: dict[str, Any], *_: Any) -> None:
@@ -123,10 +128,7 @@ def _purged(result: dict[str, Any], *_: Any) -> None:
 
 
 def _moved(result: dict[str, Any], *_: Any) -> None:
-    if result.get("lifted"):
-        print(f"move lifted: {result['id']}")
-    else:
-        _control(result)
+    (_lifted if result.get("lifted") else _control)(result)
 
 
 TENANT = arg("--tenant", help="a tenant's mail")
@@ -161,7 +163,7 @@ COMMANDS = (
         "lift the suspension given with the same filter; what it held is sent at once",
         _resume,
         (TENANT, DOMAIN, IP, PROVIDER, AS_JSON),
-        _control,
+        _lifted,
     ),
     Command(
         "queue retry",
