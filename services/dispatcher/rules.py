@@ -259,6 +259,11 @@ class Rules:
         """The action of ``rule`` on the pair was ended (expired or lifted by an operator)."""
         self._active.pop((rule, source_ip, provider), None)
 
+    def running(self, actions: set[tuple[str, str, str]]) -> None:
+        """The (rule, IP, provider) actions in force now (from the store): any other this
+        instance started has ended (lifted by an operator, or expired), and may start again."""
+        self._active = {k: v for k, v in self._active.items() if k in actions}
+
     def verdict(self, reply: Reply, *, provider: str, domain: str) -> RuleAction | None:
         """What a reply does to its recipient: BOUNCE (bounced now), MOVE_IP or PAUSE
         (deferred, whatever the code: another IP or later will do), or None (as the code

@@ -156,9 +156,12 @@ class Dispatcher:
             domain=job.domain, provider=metrics.provider_group(job.domain)
         )
         member = self.view.choose(job.pool, job.domain, avoid=avoid)
-        if member is None:
-            if avoid and self.view.choose(job.pool, job.domain) is not None:
+        if member is None and avoid:
+            member = self.view.choose(job.pool, job.domain)
+            if member is not None and not self.too_old(job):
                 raise Held(self.hold_delay, "rules keep every live member away from it")
+            # Too old to wait on: one last attempt, which expires it if it is refused.
+        if member is None:
             raise RetryLater(600, "every live member of the pool is at its warm-up cap")
         if member.ip not in self.view.own_ips:
             await self.broker.forward(
@@ -229,6 +232,18 @@ class Dispatcher:
             if await self.controls.remove_id(d["_id"]):
                 await self.rule_ended(d)
         self.control_set = ControlSet.of(docs)
+        # An action an operator lifted early (hato queue lift) may start again.
+        self.rules.running(
+            {
+                (
+                    str(d["origin"]).removeprefix("rule:"),
+                    d.get("source_ip", ""),
+                    d.get("provider", ""),
+                )
+                for d in self.control_set.docs
+                if str(d.get("origin", "")).startswith("rule:")
+            }
+        )
 
     async def rule_ended(self, doc: dict[str, Any]) -> None:
         rule = str(doc.get("origin", ""))[len("rule:") :]
@@ -357,14 +372,29 @@ class Dispatcher:
         ) or self.control_set.hold(
             tenant=job.tenant, domain=job.domain, source_ip=member.ip, provider=provider
         )
-        if hold is not None:
+        if hold is not None and not self.too_old(job):
             why = scope_of(hold).describe()
             if self.waiting is not None:
                 await self.waiting.mark_held([r.id for r in pending], why, member.ip)
             HELD.inc()
             raise Held(self.hold_delay, f"suspended: {why}")
-        results, destination = await self.send(member, job, pending, route, delivery.payload)
-        self.view.count(member.ip, len(pending))
+        if hold is not None:
+            # Suspended past its maximum age: it ends (expired, with why) instead of waiting
+            # for ever; the sender sees it like any expiry.
+            reply = Reply.of(451, "4.4.7", f"expired while suspended ({scope_of(hold).describe()})")
+            results = [
+                RecipientResult(
+                    recipient_id=r.id,
+                    address=r.address,
+                    status=RecipientStatus.EXPIRED,
+                    reply=reply,
+                )
+                for r in pending
+            ]
+            destination = "suspended"
+        else:
+            results, destination = await self.send(member, job, pending, route, delivery.payload)
+            self.view.count(member.ip, len(pending))
         results = self.expire(job, results)
         delay = self.retry_delay(delivery.attempt)
         retry = any(r.status is RecipientStatus.DEFERRED for r in results)
@@ -558,10 +588,14 @@ class Dispatcher:
             return [(self.verp.for_message(job.message_id, domain), recipients)]
         return [(self.verp.for_recipient(r.id, domain), [r]) for r in recipients]
 
+    def too_old(self, job: DeliveryJob) -> bool:
+        """Whether the job is past its maximum age (the tenant's, capped by the service's)."""
+        max_age = min(job.max_age or self.max_age, self.max_age)
+        return (utcnow() - job.created_at).total_seconds() >= max_age
+
     def expire(self, job: DeliveryJob, results: list[RecipientResult]) -> list[RecipientResult]:
         """Deferred recipients older than ``max_age`` become ``expired``, keeping the last reply."""
-        max_age = min(job.max_age or self.max_age, self.max_age)
-        if (utcnow() - job.created_at).total_seconds() < max_age:
+        if not self.too_old(job):
             return results
         return [
             r.model_copy(update={"status": RecipientStatus.EXPIRED})

@@ -177,8 +177,9 @@ async def q(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Queue]:
 
 async def test_a_421_too_many_pauses_the_pair_and_the_pause_ends_by_itself(q: Queue) -> None:
     """A receiver's `421 4.7.0 too many messages` triggers the pause rule for (source IP,
-    receiver): a rule_triggered event, the mail waits without burning an attempt, the pause
-    ends by itself (rule_ended) and the mail is delivered."""
+    receiver) and the built-in slow_down rule caps its pace: rule_triggered events, the mail
+    waits without burning an attempt, the pause ends by itself (rule_ended) and the mail is
+    delivered."""
     message_id = await q.send("a@busy.test")
     triggered = await eventually(
         lambda: q.events("rule_triggered", rule="test-too-many"), until=bool
@@ -188,6 +189,11 @@ async def test_a_421_too_many_pauses_the_pair_and_the_pause_ends_by_itself(q: Qu
     assert event["detail"]["provider"] == "busy.test"
     assert event["reply"]["code"] == 421
     assert event["detail"]["source_ip"] in BULK
+    # The built-in slow_down rule matched the same reply: the pair's pace is capped too.
+    status = json.loads(await q.hato("queue", "list", "--json"))
+    [slow] = [c for c in status["controls"] if c["action"] == "slow"]
+    assert slow["origin"] == "rule:sending-too-fast" and slow["factor"] == 0.5
+    assert slow["provider"] == "busy.test" and slow["source_ip"] == event["detail"]["source_ip"]
     ended = await eventually(
         lambda: q.events("rule_ended", rule="test-too-many"), until=bool, timeout=30
     )
