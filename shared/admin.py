@@ -560,10 +560,9 @@ class Commands:
         doc = await self.controls.remove(Action.SUSPEND, scope)
         if doc is None:
             raise NotFound(f"no suspension of {scope.describe()} (see hato queue list)")
+        # The dispatchers send what it held once they see it gone.
         await self._changed(
-            ChangeKind.QUEUE,
-            retry_request(scope),
-            [_queue_event(EventType.QUEUE_RESUMED, doc, at=utcnow())],
+            ChangeKind.QUEUE, "", [_queue_event(EventType.QUEUE_RESUMED, doc, at=utcnow())]
         )
         return control_view(doc)
 

@@ -231,7 +231,12 @@ class Dispatcher:
         for d in ended:
             if await self.controls.remove_id(d["_id"]):
                 await self.rule_ended(d)
+        before = {d["_id"]: d for d in self.control_set.docs if d["action"] == Action.SUSPEND}
         self.control_set = ControlSet.of(docs)
+        lifted = set(before) - {d["_id"] for d in self.control_set.docs}
+        for gone in sorted(lifted):
+            # Resumed, lifted or expired: what it held goes now, not at its next look.
+            await self.retry_now(scope_of(before[gone]), held_only=True)
         # An action an operator lifted early (hato queue lift) may start again.
         self.rules.running(
             {
@@ -318,15 +323,21 @@ class Dispatcher:
             except Exception as exc:
                 log.warning("rule not announced", error=repr(exc))
 
-    async def retry_now(self, scope: Scope) -> int:
-        """Send the jobs in ``scope`` waiting in retry queues (held or deferred) again now."""
+    async def retry_now(self, scope: Scope, *, held_only: bool = False) -> int:
+        """Send the jobs in ``scope`` waiting in retry queues (held or deferred; ``held_only``:
+        those a suspension held) again now."""
 
         def match(message: object) -> bool:
             return isinstance(message, DeliveryJob) and Scope(scope.tenant, scope.domain).matches(
                 tenant=message.tenant, domain=message.domain
             )
 
-        moved = await self.broker.sweep([*self.retry_delays, self.hold_delay], match)
+        delays = [self.hold_delay] if held_only else [*self.retry_delays, self.hold_delay]
+        try:
+            moved = await self.broker.sweep(delays, match)
+        except Exception as exc:  # they come back at their time anyway
+            log.warning("could not retry now", error=repr(exc))
+            return 0
         log.info("retried now", scope=scope.describe(), jobs=moved)
         return moved
 

@@ -167,10 +167,11 @@ class DispatcherSettings(ServiceSettings):
         description="Pace per tenant and destination domain, over throttle and the presets.",
     )
     hold_delay: float = Field(
-        60,
+        300,
         gt=0,
-        description="Seconds a suspended delivery waits before it looks again (a resume or "
-        "`hato queue retry` sends it at once); its attempts are not counted.",
+        description="Seconds a suspended delivery waits before it looks again (once the "
+        "suspension is lifted or expires, or on `hato queue retry`, it goes at once); its "
+        "attempts are not counted.",
     )
     rules_file: str = Field(
         "",
