@@ -39,6 +39,7 @@ from shared.schemas import ChangeKind, Event, EventType, utcnow
 NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"  # tenant and pool names
 DOMAIN = r"^([a-zA-Z0-9-]{1,63}\.)+[a-zA-Z]{2,63}$"
 SELECTOR = r"^[a-z0-9][a-z0-9-]{0,62}$"
+RETRY_DOMAINS = 50  # retry requests one source IP's retry sends at most, by domain
 
 Announce = Callable[[ChangeKind, str, Sequence[Event]], Awaitable[None]]
 """What a door does after a change: tell running services (and write, publish ``events``)."""
@@ -569,17 +570,25 @@ class Commands:
     async def retry(self, scope: Scope) -> dict[str, Any]:
         """Send the mail in ``scope`` that waits for a retry again now (suspended mail stays
         suspended: it is looked at again and waits on)."""
-        waiting = len(await self.waiting.find(scope))
+        docs = await self.waiting.find(scope)
         now = utcnow()
         event = Event.of(
             EventType.QUEUE_RETRIED,
             tenant=scope.tenant,
             step=(scope.key(), now.isoformat()),
-            detail={**_scope_detail(scope), "waiting": waiting},
+            detail={**_scope_detail(scope), "waiting": len(docs)},
             at=now,
         )
-        await self._changed(ChangeKind.QUEUE, retry_request(scope), [event])
-        return {"filter": _scope_detail(scope), "waiting": waiting}
+        # A job names its tenant and destination domain, not the IP its last attempt used:
+        # a source IP's mail is asked for by the domains it waits for (a few), else all.
+        requests = [Scope(scope.tenant, scope.domain)]
+        domains = sorted({str(d.get("domain") or "") for d in docs} - {""})
+        if (scope.source_ip or scope.provider) and len(domains) <= RETRY_DOMAINS:
+            requests = [Scope(scope.tenant, domain) for domain in domains]
+        names = [retry_request(r) for r in requests] or [""]  # nothing waits: the event only
+        for i, name in enumerate(names):
+            await self._changed(ChangeKind.QUEUE, name, [event] if i == 0 else [])
+        return {"filter": _scope_detail(scope), "waiting": len(docs)}
 
     async def purge(self, scope: Scope, *, reason: str) -> dict[str, Any]:
         """Bounce every waiting recipient in ``scope`` with ``reason``: each ends

@@ -247,6 +247,10 @@ async def test_a_suspended_domain_waits_across_a_restart_until_resumed(q: Queue)
         "filter": {"domain": "held.test"},
         "waiting": 2,
     }
+    ip = docs[0]["source_ip"]  # where it would have gone: listed and retried by it too
+    by_ip = json.loads(await q.hato("queue", "list", "--ip", ip, "--json"))
+    assert by_ip["by_source_ip"] == {ip: by_ip["waiting"]} and by_ip["waiting"] >= 1
+    assert json.loads(await q.hato("queue", "retry", "--ip", ip, "--json"))["waiting"] >= 1
     await asyncio.sleep(2)
     docs = await q.store.recipient_docs(message_id)
     assert all(r["status"] == "queued" and r["attempts"] == 0 for r in docs)
