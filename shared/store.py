@@ -12,6 +12,8 @@ tenants ...     hato admin command     see shared/directory.py
 messages        ingest (+signer marks)  one document per accepted submission
 recipients      ingest → dispatcher    one per envelope recipient: status, attempts, reply
 events          bounce                 append-only timeline, kept ``events_ttl_days``
+queue_controls  admin, dispatcher      suspensions, moves, reply rules' actions (see
+                                       shared/queue_control.py)
 ==============  =====================  ================================================
 """
 

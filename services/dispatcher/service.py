@@ -11,6 +11,13 @@ Delivering reads as its steps: skip recipients already final (a redelivered job 
 twice), find the servers (static route or MX), wait for the destination's pace, send (next
 MX when one cannot be reached), expire what waited too long, record, report, retry the rest.
 
+Queue controls (``shared.queue_control``) steer it on the way: a job of a tenant or domain
+moved to another pool is published there; an IP a reply rule keeps away from a receiver is
+passed over for the pool's next member; a suspended delivery waits (``Held``: the same
+attempt, nothing recorded) until the suspension is lifted or expires, when every instance
+sweeps what it held back at once. The reply rules (``rules.py``) read each attempt's replies
+and start those controls themselves, with an expiry; the IP's owner ends them.
+
 The job is the outbox of what it recorded: an attempt's events and its result for the bounce
 service are published after the write, and a publish the broker does not confirm raises
 ``Unavailable``, so the job is not acked and comes back (same attempt). Its pending check
