@@ -109,34 +109,28 @@ def _regex(text: str) -> re.Pattern[str]:
 
 CARRIERS = ("docomo", "au", "softbank")
 DEFAULT_RULES: tuple[Rule, ...] = (
-    Rule(
-        name="carrier-throttling",
-        action=RuleAction.SLOW_DOWN,
-        codes=(421, 450, 451, 452, 550, 554),
-        text=r"too many|exceeded|temporarily (deferred|rejected|refused)|try (again )?later"
-        r"|throttl|busy",
-        provider="docomo",
-        duration=900,
-        factor=0.25,
-    ),
+    # Japanese carriers throttle with their own words, and hard: a quarter of the pace.
     *(
         Rule(
             name=f"carrier-throttling-{carrier}",
             action=RuleAction.SLOW_DOWN,
             codes=(421, 450, 451, 452),
-            text=r"too many|exceeded|temporarily|try (again )?later|throttl|busy|tempfail",
+            text=r"too many|exceeded|temporarily|try (again )?later|throttl|busy|tempfail"
+            r"|connection (refused|rate)",
             provider=carrier,
             duration=900,
             factor=0.25,
         )
-        for carrier in CARRIERS[1:]
+        for carrier in CARRIERS
     ),
+    # A block list or the IP's reputation: the refusal is the IP's, not the mailbox's. The
+    # text names the IP or the list ("Recipient not listed in the directory" must not match).
     Rule(
         name="ip-listed",
         action=RuleAction.MOVE_IP,
         codes=(421, 450, 451, 550, 553, 554),
-        text=r"block ?list|black ?list|\blisted\b|\bRBL\b|\bDNSBL\b|spamhaus|spamcop|barracuda"
-        r"|client host .*(blocked|rejected)|\bip\b.*\b(blocked|reputation)"
+        text=r"block ?list|black ?list|\bRBL\b|\bDNSBL\b|spamhaus|spamcop|barracuda"
+        r"|client host .*\b(blocked|rejected) using|\bip\b.*\b(listed|blocked|reputation)"
         r"|poor reputation",
         duration=3600,
     ),
@@ -144,7 +138,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         name="sending-too-fast",
         action=RuleAction.SLOW_DOWN,
         codes=(421, 450, 451, 452),
-        text=r"too (many|fast)|rate ?limit|slow down|throttl|exceeded|try (again )?later",
+        # Not "try again later" (greylisting says so) nor a bare "exceeded" (a full mailbox).
+        text=r"too (many|fast)|rate ?limit|slow down|throttl|(rate|limit) exceeded"
+        r"|exceeded (the|your|our) (rate|limit|sending)",
         duration=600,
         factor=0.5,
     ),
@@ -152,7 +148,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         name="sending-too-fast-pause",
         action=RuleAction.PAUSE,
         codes=(421, 450, 451, 452),
-        text=r"too (many|fast)|rate ?limit|slow down|throttl|exceeded",
+        text=r"too (many|fast)|rate ?limit|slow down|throttl|(rate|limit) exceeded"
+        r"|exceeded (the|your|our) (rate|limit|sending)",
         duration=300,
         threshold=5,
         window=120,

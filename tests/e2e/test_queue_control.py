@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import aio_pika
 import httpx
 import pytest
 
@@ -265,17 +266,34 @@ async def test_a_suspended_domain_waits_across_a_restart_until_resumed(q: Queue)
 
 async def test_purge_bounces_what_matches_with_the_reason(q: Queue) -> None:
     """`hato queue purge` ends every waiting recipient that matches in `bounced` with the
-    operator's reason and a bounced event; nothing is sent to them afterwards."""
+    operator's reason and a bounced event, published to the tenant's event queues; nothing
+    is sent to them afterwards."""
     await q.hato("queue", "suspend", "--domain", "bought.test")
     message_id = await q.send("e@bought.test", "f@bought.test")
     await eventually(
         lambda: q.store.recipient_docs(message_id),
         until=lambda rs: len(rs) == 2 and all(r.get("held") for r in rs),
     )
+    # What a platform team's queue bound to the tenant's bounces receives.
+    connection = await aio_pika.connect(AMQP_URL)
+    channel = await connection.channel()
+    watch = await channel.declare_queue(exclusive=True)
+    await watch.bind(f"{q.env['HATO_AMQP_PREFIX']}.events", routing_key=f"{TENANT}.bounced")
     out = await q.hato(
         "queue", "purge", "--domain", "bought.test", "--reason", "purchased list", "--json"
     )
     assert json.loads(out)["purged"] == 2
+    published = []
+    async with asyncio.timeout(10):
+        while len(published) < 2:
+            message = await watch.get(fail=False, no_ack=True)
+            if message is None:
+                await asyncio.sleep(0.1)
+                continue
+            published.append(json.loads(message.body))
+    await connection.close()
+    assert {e["address"] for e in published} == {"e@bought.test", "f@bought.test"}
+    assert all("purchased list" in e["reply"]["text"] for e in published)
     recipients = await q.final(message_id, "bounced")
     for r in recipients:
         assert "purchased list" in r["reply"]["text"] and r["reply"]["code"] == 550

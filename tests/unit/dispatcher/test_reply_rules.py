@@ -111,6 +111,10 @@ def test_a_reply_refusing_the_ip_defers_the_recipient_and_bounce_rules_bounce() 
         (Reply.of(421, "4.7.0", "Too many connections from your IP"), "docomo", {"slow_down"}),
         (Reply.of(450, "4.7.1", "Tempfail: exceeded the limit"), "au", {"slow_down"}),
         (Reply.of(550, "5.1.1", "User unknown"), "other", set()),
+        (Reply.of(550, "5.1.1", "Recipient not listed in public directory"), "other", set()),
+        (Reply.of(450, "4.2.0", "Greylisted, please try again later"), "other", set()),
+        (Reply.of(452, "4.2.2", "Mailbox quota exceeded"), "other", set()),
+        (Reply.of(421, "4.7.0", "Message rate limit exceeded"), "yahoo", {"slow_down"}),
         (Reply.of(451, "4.3.0", "Local error"), "other", set()),
     ],
 )
