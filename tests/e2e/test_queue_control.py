@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aio_pika
 import httpx
@@ -57,6 +59,7 @@ class Queue:
     listed: Sink
     env: dict[str, str]
     blocked: list[str]
+    rules: Path
 
     async def hato(self, *args: str, code: int = 0) -> str:
         got, out, err = await run_hato(self.env, *args)
@@ -167,7 +170,7 @@ async def q(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Queue]:
     await eventually(lambda: store.pools.live_ips(5), until=lambda ips: ips == every_ip)
     await asyncio.sleep(1.2)  # two refresh intervals of each instance's view
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as http:
-        yield Queue(store, stack, http, key, sink, busy, listed, env, blocked)
+        yield Queue(store, stack, http, key, sink, busy, listed, env, blocked, rules)
     codes = await stack.stop_all()
     assert codes and all(code == 0 for code in codes.values()), codes
     for s in (sink, busy, listed):
@@ -396,3 +399,25 @@ async def test_a_suspension_with_an_expiry_ends_by_itself(q: Queue) -> None:
     )
     [recipient] = await q.final(message_id, "delivered")
     assert recipient["attempts"] == 1
+
+
+async def test_a_changed_rules_file_is_read_again_and_a_bad_one_is_refused(q: Queue) -> None:
+    """A changed rules file is read again (at once on SIGHUP, else at the next heartbeat);
+    one that does not read keeps the rules in force, the dispatcher running, and the log
+    says why."""
+    dispatcher = q.stack.processes["dispatcher-b"]
+    good = q.rules.read_text()
+    q.rules.write_text(good + '\n[[rule]]\nname = "added-later"\naction = "bounce"\n')
+    dispatcher.process.send_signal(signal.SIGHUP)
+    await eventually(
+        lambda: asyncio.sleep(0, dispatcher.log()),
+        until=lambda log: "rules reloaded" in log and "added-later" in log,
+    )
+    q.rules.write_text('[[rule]]\nname = "x"\naction = "explode"\n')
+    dispatcher.process.send_signal(signal.SIGHUP)
+    await eventually(
+        lambda: asyncio.sleep(0, dispatcher.log()),
+        until=lambda log: "rules not reloaded; the rules in force stay" in log,
+    )
+    assert dispatcher.process.returncode is None  # still running
+    q.rules.write_text(good)
