@@ -120,3 +120,50 @@ async def test_a_suspended_delivery_past_its_maximum_age_expires() -> None:
     assert [r.status for r in results] == [RecipientStatus.EXPIRED]
     assert results[0].reply.enhanced == "4.4.7" and "suspended" in results[0].reply.text
     assert kw == {"source_ip": "127.0.0.2"} and store.reported == ["r1"] and waiting.held == []
+
+
+class Pools:
+    """Two live members; ``choose`` as PoolView's: the first not avoided."""
+
+    own_ips = ("127.0.0.2", "127.0.0.3")
+
+    def choose(self, pool: str, domain: str, *, avoid: Any = ()) -> Member | None:
+        for ip in self.own_ips:
+            if ip not in avoid:
+                return Member(ip, "out.hato.test")
+        return None
+
+
+def avoiding(*ips: str) -> ControlSet:
+    return ControlSet.of(
+        {
+            "_id": control_id(Action.AVOID, Scope(source_ip=ip, provider="held.test")),
+            "action": "avoid",
+            "source_ip": ip,
+            "provider": "held.test",
+            "expires_at": None,
+        }
+        for ip in ips
+    )
+
+
+async def test_rules_pass_an_avoided_ip_over_and_hold_when_every_member_is_avoided() -> None:
+    """The pool's next member takes the mail of an IP a rule keeps away; with every member
+    kept away the job waits (held), and once too old it gets one last attempt."""
+    store, broker, waiting = Store(), FakeBroker(), Waiting()
+    d = dispatcher(store, broker, waiting)
+    d.view = Pools()  # type: ignore[assignment]
+    chosen: list[str] = []
+
+    async def deliver(member: Member, job: DeliveryJob, delivery: Delivery) -> None:
+        chosen.append(member.ip)
+
+    d.deliver = deliver  # type: ignore[method-assign]
+    young, old = job(10), job(4000)
+    d.control_set = avoiding("127.0.0.2")
+    await d.route(Delivery(young, b"", 1, "deliver.default"))
+    d.control_set = avoiding("127.0.0.2", "127.0.0.3")
+    with pytest.raises(Held):
+        await d.route(Delivery(young, b"", 1, "deliver.default"))
+    await d.route(Delivery(old, b"", 1, "deliver.default"))
+    assert chosen == ["127.0.0.3", "127.0.0.2"]
