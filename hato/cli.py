@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hato import dev, ops
+from hato import dev, ops, queue
 from hato.dev import DevSettings
 from hato.table import (
     EPILOG,
@@ -61,7 +61,8 @@ from shared.views import HEARTBEAT_WITHIN
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DESCRIPTION = (
     "The admin command of Hato, a self-hosted mail relay: tenants, networks, IP pools, "
-    "domains, DKIM keys, SMTP credentials, API keys, suppressions, message state, dev mode."
+    "domains, DKIM keys, SMTP credentials, API keys, suppressions, message state, the delivery "
+    "queue, dev mode."
 )
 
 
@@ -442,6 +443,7 @@ GROUPS = {
     "suppression": "addresses a tenant must not mail",
     "pool": "IP pools (source IPs and their EHLO names)",
     **ops.GROUPS,
+    **queue.GROUPS,
     **dev.GROUPS,
 }
 
@@ -710,7 +712,7 @@ ADMIN = (
 )
 
 
-COMMANDS: tuple[Command, ...] = ADMIN + ops.COMMANDS + dev.COMMANDS
+COMMANDS: tuple[Command, ...] = ADMIN + ops.COMMANDS + queue.COMMANDS + dev.COMMANDS
 
 
 def needs_writes(command: Command, args: argparse.Namespace) -> bool:

@@ -167,6 +167,16 @@ class Queue(StrEnum):
     DEAD_WATCH = "dead.watch"
 
 
+def retry_ms(delay: float) -> int:
+    """The TTL of the retry queue that holds a job ``delay`` seconds (0.1 s steps)."""
+    return max(100, round(delay * 10) * 100)
+
+
+def retry_name(delay: float) -> str:
+    """The retry queue (and exchange) of ``delay``, without the prefix."""
+    return f"retry.{retry_ms(delay)}"
+
+
 def deliver_queue(pool: str) -> str:
     """The queue of an IP pool's delivery jobs (before the prefix)."""
     return f"deliver.{pool}"
@@ -623,8 +633,8 @@ class Broker:
         return {"x-expires": self.settings.queue_expires} if self.settings.queue_expires else {}
 
     async def _retry_exchange(self, delay: float) -> AbstractExchange:
-        ms = max(100, round(delay * 10) * 100)
-        name = self.full(f"retry.{ms}")
+        name = self.full(retry_name(delay))
+        ms = retry_ms(delay)
         channel, exchanges = self._channel(), self._exchanges
         if name in exchanges:
             return exchanges[name]
@@ -978,7 +988,9 @@ class Broker:
             except Permanent as exc:
                 await self._settle_dead(queue, message, decoded, exc.reason)
             except RetryLater as exc:
-                if attempt >= self.settings.max_attempts:  # nothing retries for ever
+                if not exc.counts:  # held: waits as the same attempt, however long
+                    await self._settle_retry(queue, message, headers, exc.delay, "held", exc.reason)
+                elif attempt >= self.settings.max_attempts:  # nothing retries for ever
                     await self._settle_dead(
                         queue, message, decoded, f"gave up after {attempt} attempts: {exc.reason}"
                     )
@@ -1219,6 +1231,50 @@ class Broker:
             with contextlib.suppress(Exception):
                 await channel.close()
         return listed
+
+    async def sweep(
+        self,
+        delays: Iterable[float],
+        match: Callable[[schemas.BrokerMessage], bool],
+        *,
+        limit: int = 10_000,
+    ) -> int:
+        """Send the jobs waiting in the ``retry.<ms>`` queues of ``delays`` that ``match``
+        back to their queue now (an operator's retry, a resumed suspension); returns how
+        many. The others stay where they were, with their expiry (they are returned unacked
+        when the sweep's channel closes)."""
+        assert self._connection is not None
+        moved = 0
+        for delay in sorted(set(delays)):
+            channel = await self._connection.channel()
+            try:
+                try:
+                    queue = await channel.declare_queue(self.full(retry_name(delay)), passive=True)
+                except aio_pika.exceptions.ChannelNotFoundEntity:
+                    continue
+                for _ in range(limit):
+                    message = await queue.get(fail=False, no_ack=False)
+                    if message is None:
+                        break
+                    try:
+                        job, _ = schemas.decode(message.body)
+                    except CodecError:
+                        continue
+                    if not match(job) or not message.routing_key:
+                        continue
+                    await self._publish(
+                        self._channel().default_exchange,
+                        message.routing_key,
+                        message.body,
+                        headers=dict(message.headers or {}),
+                        message_id=message.message_id,
+                    )
+                    await message.ack()
+                    moved += 1
+            finally:
+                with contextlib.suppress(Exception):
+                    await channel.close()
+        return moved
 
     @staticmethod
     async def _ack(message: AbstractIncomingMessage) -> None:

@@ -198,6 +198,16 @@ SLOWDOWNS = Counter(
     "421 or 4.7.x replies that halved a destination's pace, by source IP and provider group.",
     ["source_ip", "provider"],
 )
+RULES_TRIGGERED = Counter(
+    "hato_dispatcher_rules_triggered_total",
+    "Reply rules whose action started (slow_down, pause, move_ip), by rule and action.",
+    ["rule", "action"],
+)
+RULES_ENDED = Counter(
+    "hato_dispatcher_rules_ended_total",
+    "Reply rules' actions that ended by themselves, by rule and action.",
+    ["rule", "action"],
+)
 PACE = Gauge(
     "hato_dispatcher_pace_ratio",
     "Pace kept towards a provider group from a source IP, as a share of its configured limit "

@@ -123,15 +123,18 @@ class Throttle:
         return pace
 
     @contextlib.asynccontextmanager
-    async def slot(self, ip: str, domain: str, tenant: str = "") -> AsyncIterator[Pace]:
-        """Wait for a transaction slot and the per-minute pace; yields the limits."""
+    async def slot(
+        self, ip: str, domain: str, tenant: str = "", *, cap: float = 1.0
+    ) -> AsyncIterator[Pace]:
+        """Wait for a transaction slot and the per-minute pace (at most ``cap`` of it: what
+        a reply rule keeps); yields the limits."""
         pace = self._pace(ip, domain, tenant)
         async with pace.slots:
             async with pace.lock:
                 now = time.monotonic()
                 wait = pace.next_at - now
                 pace.next_at = max(now, pace.next_at) + 60.0 / (
-                    pace.limits.per_minute * pace.factor
+                    pace.limits.per_minute * min(pace.factor, cap)
                 )
             if wait > 0:
                 await asyncio.sleep(wait)

@@ -124,7 +124,9 @@ async def run(settings: IngestSettings) -> None:
         listeners = smtp_listeners(settings, policy, acceptor, authenticator)
         box = SecretBox.from_settings(settings.secrets) if _has_master_key(settings) else None
 
-        async def apply(_: Changed | None = None) -> None:
+        async def apply(change: Changed | None = None) -> None:
+            if change is not None and change.what is ChangeKind.QUEUE:
+                return  # queue controls are the dispatchers'
             await policy.refresh(rt.store)
             app.state.api_keys.clear()
 

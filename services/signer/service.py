@@ -304,8 +304,9 @@ async def run(settings: SignerSettings) -> None:
         )
         await rt.broker.consume(Queue.SIGN, metrics.waits(signer.handle))
 
-        async def apply(_: Changed) -> None:
-            keys.forget()
+        async def apply(change: Changed) -> None:
+            if change.what is not ChangeKind.QUEUE:  # queue controls are the dispatchers'
+                keys.forget()
 
         await rt.broker.on_change(apply)
         rotation = Rotation(

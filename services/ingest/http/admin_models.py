@@ -228,3 +228,75 @@ class ApiKeyOut(BaseModel):
     name: str
     allowed_from: list[str]
     created_at: datetime | None
+
+
+# -- the delivery queue -----------------------------------------------------------------------
+
+
+class QueueFilterIn(_In):
+    """Which waiting mail a queue command is about (an empty field matches all)."""
+
+    tenant: str = Field("", description="A tenant's mail.")
+    domain: str = Field("", description="Mail to a destination domain and its subdomains.")
+    source_ip: str = Field("", description="Mail sent from a source IP.")
+
+
+class SuspendIn(QueueFilterIn):
+    provider: str = Field("", description="Only towards a provider group or domain.")
+    reason: str = Field("", max_length=500)
+    expires_in: float | None = Field(
+        None, gt=0, le=366 * 86400, description="Seconds until it is lifted by itself."
+    )
+
+
+class PurgeIn(QueueFilterIn):
+    reason: str = Field(min_length=1, max_length=500, description="What the senders see.")
+
+
+class MoveIn(_In):
+    tenant: str = Field("", description="A tenant's mail.")
+    domain: str = Field("", description="Mail to a destination domain and its subdomains.")
+    pool: str = Field(pattern=_NAME, description="The pool to send from.")
+    expires_in: float | None = Field(
+        None, gt=0, le=366 * 86400, description="Seconds until it is lifted by itself."
+    )
+
+
+class QueueControlOut(_Out):
+    id: str
+    action: str = Field(description="suspend, move, avoid or slow.")
+    tenant: str
+    domain: str
+    source_ip: str
+    provider: str
+    pool: str | None = None
+    factor: float | None = None
+    reason: str
+    origin: str = Field(description="`operator`, or `rule:<name>` for a reply rule's action.")
+    created_at: datetime | None
+    expires_at: datetime | None
+    lifted: bool | None = None
+
+
+class QueueStatusOut(_Out):
+    filter: dict[str, str]
+    waiting: int = Field(description="Recipients waiting (queued or deferred).")
+    attempts: int = Field(description="Delivery attempts they have had so far.")
+    oldest: datetime | None
+    oldest_seconds: float | None
+    by_tenant: dict[str, int]
+    by_domain: dict[str, int]
+    by_source_ip: dict[str, int] = Field(description="By the source IP of the last attempt.")
+    by_reason: dict[str, int] = Field(description="queued, deferred or `suspended: <what>`.")
+    controls: list[QueueControlOut]
+
+
+class QueueRetriedOut(_Out):
+    filter: dict[str, str]
+    waiting: int = Field(description="Waiting recipients that match.")
+
+
+class QueuePurgedOut(_Out):
+    filter: dict[str, str]
+    purged: int = Field(description="Recipients now bounced.")
+    reason: str
