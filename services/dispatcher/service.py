@@ -33,7 +33,7 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from opentelemetry import trace
@@ -124,7 +124,9 @@ class Dispatcher:
         hold_delay: float = 60.0,
         controls: Controls | None = None,
         waiting: Waiting | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        self.clock = clock  # what "now" is for ages, expiries and retry times
         self.rules = rules or Rules()
         self.hold_delay = hold_delay
         self.controls = controls  # None: no queue controls (unit tests of delivery)
@@ -227,7 +229,7 @@ class Dispatcher:
         if self.controls is None:
             return
         docs = await self.controls.all()
-        now = utcnow()
+        now = self.clock()
         ended = [
             d
             for d in docs
@@ -431,7 +433,7 @@ class Dispatcher:
         theirs = tuple(r for r in results if r.status in NEEDS_CLASSIFYING)
         events = attempt_events(
             result.model_copy(update={"results": tuple(mine)}),
-            retry_at=utcnow() + timedelta(seconds=delay) if retry else None,
+            retry_at=self.clock() + timedelta(seconds=delay) if retry else None,
         )
         await self.store.record_attempt(results, events, source_ip=member.ip)
         publishes = [self.timeline.publish(events)]
@@ -616,7 +618,7 @@ class Dispatcher:
     def too_old(self, job: DeliveryJob) -> bool:
         """Whether the job is past its maximum age (the tenant's, capped by the service's)."""
         max_age = min(job.max_age or self.max_age, self.max_age)
-        return (utcnow() - job.created_at).total_seconds() >= max_age
+        return (self.clock() - job.created_at).total_seconds() >= max_age
 
     def expire(self, job: DeliveryJob, results: list[RecipientResult]) -> list[RecipientResult]:
         """Deferred recipients older than ``max_age`` become ``expired``, keeping the last reply."""

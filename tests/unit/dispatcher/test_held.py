@@ -16,7 +16,7 @@ from shared.broker import Delivery
 from shared.errors import Held
 from shared.queue_control import Action, ControlSet, Scope, control_id
 from shared.schemas import DeliveryJob, Recipient, RecipientStatus, utcnow
-from shared.testing import FakeBroker, MemoryEvents
+from shared.testing import FakeBroker, ManualClock, MemoryEvents
 
 MEMBER = Member("127.0.0.2", "out.hato.test")
 SUSPENDED = {
@@ -79,7 +79,9 @@ class Client:
         raise AssertionError("nothing is sent while suspended")
 
 
-def dispatcher(store: Store, broker: FakeBroker, waiting: Waiting) -> Dispatcher:
+def dispatcher(
+    store: Store, broker: FakeBroker, waiting: Waiting, clock: ManualClock | None = None
+) -> Dispatcher:
     d = Dispatcher(
         store,  # type: ignore[arg-type]
         broker,  # type: ignore[arg-type]
@@ -91,6 +93,7 @@ def dispatcher(store: Store, broker: FakeBroker, waiting: Waiting) -> Dispatcher
         max_age=3600,
         hold_delay=5,
         waiting=waiting,  # type: ignore[arg-type]
+        clock=clock or ManualClock(),
     )
     d.control_set = ControlSet.of([SUSPENDED])
     return d
@@ -120,6 +123,22 @@ async def test_a_suspended_delivery_past_its_maximum_age_expires() -> None:
     assert [r.status for r in results] == [RecipientStatus.EXPIRED]
     assert results[0].reply.enhanced == "4.4.7" and "suspended" in results[0].reply.text
     assert kw == {"source_ip": "127.0.0.2"} and store.reported == ["r1"] and waiting.held == []
+
+
+async def test_a_suspended_delivery_expires_when_the_clock_passes_its_maximum_age() -> None:
+    """The same job, held while the dispatcher's clock is within the maximum age (3,600 s),
+    expires once the clock has moved past it — no job made old by hand."""
+    store, broker, waiting, clock = Store(), FakeBroker(), Waiting(), ManualClock()
+    young = job(0).model_copy(update={"created_at": clock()})
+    d = dispatcher(store, broker, waiting, clock)
+    clock.advance(3599)
+    with pytest.raises(Held):
+        await d.deliver(MEMBER, young, Delivery(young, b"", 1, "q"))
+    assert store.attempts == []
+    clock.advance(1)
+    await d.deliver(MEMBER, young, Delivery(young, b"", 2, "q"))
+    [(results, _)] = store.attempts
+    assert [r.status for r in results] == [RecipientStatus.EXPIRED]
 
 
 class Pools:
