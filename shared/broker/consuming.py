@@ -232,72 +232,59 @@ class Consuming:
                             }
                         )
                 async with self._alone(queue, decoded, message.body, payload):
-                    await handler(
-                        Delivery(
-                            decoded,
-                            payload,
-                            attempt,
-                            queue,
-                            headers,
-                            message_id=message.message_id,
-                            reply_to=message.reply_to,
-                            correlation_id=message.correlation_id,
-                            redelivered=bool(
-                                message.redelivered
-                                or attempt > 1
-                                or headers.get(TRANSIENT_HEADER)
-                                or headers.get(ERRORS_HEADER)
-                            ),
-                        )
-                    )
-            except CodecError as exc:
+                    await handler(_delivery(queue, message, headers, attempt, decoded, payload))
+            except Exception as exc:
+                await self._settle_failure(queue, message, headers, attempt, decoded, exc)
+            else:
+                await self._ack(message)
+                CONSUMED.labels(queue, "ack").inc()
+
+    async def _settle_failure(
+        self,
+        queue: str,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+        attempt: int,
+        decoded: schemas.BrokerMessage | None,
+        exc: Exception,
+    ) -> None:
+        """The ack policy for a message whose handling raised ``exc`` (called in its
+        ``except``): dead-lettered, retried later as the next attempt, held as the same one,
+        or backed off."""
+        match exc:
+            case CodecError():
                 await self._settle_dead(queue, message, decoded, f"undecodable: {exc}")
-            except Permanent as exc:
+            case Permanent():
                 await self._settle_dead(queue, message, decoded, exc.reason)
-            except RetryLater as exc:
-                if not exc.counts:  # held: waits as the same attempt, however long
-                    await self._settle_retry(queue, message, headers, exc.delay, "held", exc.reason)
-                elif attempt >= self.settings.max_attempts:  # nothing retries for ever
-                    await self._settle_dead(
-                        queue, message, decoded, f"gave up after {attempt} attempts: {exc.reason}"
-                    )
-                else:
-                    headers[ATTEMPT_HEADER] = attempt + 1
-                    await self._settle_retry(
-                        queue, message, headers, exc.delay, "retry", exc.reason
-                    )
-            except TRANSIENT_ERRORS as exc:
+            case RetryLater() if not exc.counts:  # held: waits as the same attempt
+                await self._settle_retry(queue, message, headers, exc.delay, "held", exc.reason)
+            case RetryLater() if attempt >= self.settings.max_attempts:  # nothing retries for ever
+                reason = f"gave up after {attempt} attempts: {exc.reason}"
+                await self._settle_dead(queue, message, decoded, reason)
+            case RetryLater():
+                headers[ATTEMPT_HEADER] = attempt + 1
+                await self._settle_retry(queue, message, headers, exc.delay, "retry", exc.reason)
+            case _ if isinstance(exc, TRANSIENT_ERRORS):
                 # The store or broker is away: back off (doubling up to 5 minutes), and give
                 # the job up after max_transient_retries — a final state, not a loop.
                 tries = int(headers.get(TRANSIENT_HEADER, 0) or 0) + 1
                 if tries > self.settings.max_transient_retries:
-                    await self._settle_dead(
-                        queue, message, decoded, f"gave up after {tries - 1} retries: {exc!r}"
-                    )
+                    reason = f"gave up after {tries - 1} retries: {exc!r}"
+                    await self._settle_dead(queue, message, decoded, reason)
                 else:
                     headers[TRANSIENT_HEADER] = tries
                     delay = min(self.settings.error_backoff * 2 ** (tries - 1), 300.0)
                     await self._settle_retry(queue, message, headers, delay, "transient", repr(exc))
-            except Exception as exc:
+            case _:
                 errors = int(headers.get(ERRORS_HEADER, 0) or 0) + 1
                 log.exception("handler failed", errors=errors)
                 if errors > self.settings.max_redeliveries:
-                    await self._settle_dead(
-                        queue, message, decoded, f"handler failed {errors} times: {exc!r}"
-                    )
+                    reason = f"handler failed {errors} times: {exc!r}"
+                    await self._settle_dead(queue, message, decoded, reason)
                 else:
                     headers[ERRORS_HEADER] = errors
-                    await self._settle_retry(
-                        queue,
-                        message,
-                        headers,
-                        self.settings.error_backoff * errors,
-                        "error",
-                        repr(exc),
-                    )
-            else:
-                await self._ack(message)
-                CONSUMED.labels(queue, "ack").inc()
+                    delay = self.settings.error_backoff * errors
+                    await self._settle_retry(queue, message, headers, delay, "error", repr(exc))
 
     def _seal(self, body: bytes) -> str:
         assert self.seal_key is not None
@@ -439,3 +426,30 @@ class Consuming:
             _, pending = await asyncio.wait(set(self._in_flight), timeout=grace)
             for task in pending:
                 task.cancel()
+
+
+def _delivery(
+    queue: str,
+    message: AbstractIncomingMessage,
+    headers: dict[str, Any],
+    attempt: int,
+    decoded: schemas.BrokerMessage,
+    payload: bytes,
+) -> Delivery:
+    """What a handler gets for ``message``: redelivered when anything says it ran before."""
+    return Delivery(
+        decoded,
+        payload,
+        attempt,
+        queue,
+        headers,
+        message_id=message.message_id,
+        reply_to=message.reply_to,
+        correlation_id=message.correlation_id,
+        redelivered=bool(
+            message.redelivered
+            or attempt > 1
+            or headers.get(TRANSIENT_HEADER)
+            or headers.get(ERRORS_HEADER)
+        ),
+    )
