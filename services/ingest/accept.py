@@ -70,6 +70,7 @@ class HeaderSummary:
     from_domain: str | None
     subject: str | None
     message_id: str | None
+    from_name: str | None = None  # the From display name as written (RFC 2047 words kept)
 
 
 def summarize_headers(raw: bytes) -> HeaderSummary:
@@ -80,10 +81,10 @@ def summarize_headers(raw: bytes) -> HeaderSummary:
         if i != -1:
             end = min(end, i + len(sep))
     headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw[:end])
-    from_address = None
+    from_address = from_name = None
     from_values = headers.get_all("From") or []
     if from_values:
-        _, from_address = email.utils.parseaddr(str(from_values[0]))
+        from_name, from_address = email.utils.parseaddr(str(from_values[0]))
     from_domain = None
     if from_address and "@" in from_address:
         from_domain = from_address.rpartition("@")[2].strip().lower() or None
@@ -92,7 +93,13 @@ def summarize_headers(raw: bytes) -> HeaderSummary:
         value = headers.get(name)
         return str(value)[:998] if value is not None else None
 
-    return HeaderSummary(from_address or None, from_domain, text("Subject"), text("Message-ID"))
+    return HeaderSummary(
+        from_address or None,
+        from_domain,
+        text("Subject"),
+        text("Message-ID"),
+        from_name[:998] if from_name else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +231,7 @@ class Acceptor:
             "credential": sub.identity.credential,
             "mail_from": sub.mail_from,
             "header_from": sub.headers.from_address,
+            **({"from_name": sub.headers.from_name} if sub.headers.from_name else {}),
             "from_domain": from_domain,
             "subject": sub.headers.subject,
             "message_id_header": sub.headers.message_id,

@@ -92,6 +92,7 @@ def mount(
     env.filters["when"] = when
     env.filters["decoded"] = decoded
     env.filters["reply"] = reply_text
+    env.filters["selectors"] = lambda v: v if isinstance(v, str) else ", ".join(v or [])
     env.filters["pretty"] = lambda v: json.dumps(v, ensure_ascii=False, indent=1, default=str)
     app.state.console = Console(
         store=store,
@@ -401,7 +402,7 @@ def _chart(values: list[tuple[str, int]]) -> list[dict[str, Any]]:
     """Bars of an inline SVG chart (drawn by the template): label, value, height."""
     top = max((v for _, v in values), default=0) or 1
     return [
-        {"label": k, "value": v, "height": round(120 * v / top), "colour": COLOURS[k]}
+        {"label": k, "value": v, "height": round(125 * v / top), "colour": COLOURS[k]}
         for k, v in values
     ]
 
