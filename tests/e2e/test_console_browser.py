@@ -99,24 +99,30 @@ def shoot(driver: Any, name: str, *, width: int = 1280, height: int = 1000) -> N
     driver.set_window_size(1280, 1000)
 
 
-def send_by_smtp(api: Api, to: str, subject: str) -> None:
+def send_by_smtp(api: Api, to: list[str], subject: str) -> None:
     port = int(api.stack.env["HATO_INGEST_SMTP_PORT"])
     mail = EmailMessage()
     mail["From"] = "=?UTF-8?B?44K344On44OD44OX?= <orders@shop.test>"  # ショップ
-    mail["To"], mail["Subject"] = to, subject
+    mail["To"], mail["Subject"] = ", ".join(to), subject
     mail.set_content("ご注文ありがとうございました。\n")
     with smtplib.SMTP("127.0.0.1", port, timeout=WAIT) as smtp:
         smtp.ehlo()
-        smtp.send_message(mail, from_addr="orders@shop.test", to_addrs=[to])
+        smtp.send_message(mail, from_addr="orders@shop.test", to_addrs=to)
+
+
+UNKNOWN = "550 5.1.1 <jiro@mobile.test>: Recipient address rejected: User unknown"
+BUSY = "450 4.2.1 <saburo@mobile.test>: mailbox busy, try again later"
+
+
+def refuse(address: str) -> str | None:
+    """The sink's answer to RCPT: one unknown user, one busy mailbox, the rest taken."""
+    return {"jiro@mobile.test": UNKNOWN, "saburo@mobile.test": BUSY}.get(address.strip("<>"))
 
 
 async def test_a_tenant_user_follows_its_mail_in_the_browser(api: Api, browser: Any) -> None:
     """Sign in, find the SMTP mail by recipient, see the attempt's reply in its timeline; add
     and remove a suppression; create and revoke an API key; another tenant's message is not
     found by URL; the page switches to Japanese; sign out."""
-    from selenium.webdriver.common.by import By
-
-    base = str(api.http.base_url).rstrip("/")
     password = await add_user(api, "desk@shop.test")
     rival = await api.http.post(
         "/v1/messages",
@@ -124,7 +130,20 @@ async def test_a_tenant_user_follows_its_mail_in_the_browser(api: Api, browser: 
         headers=api.as_tenant(api.rival_key),
     )
     assert rival.status_code == 202
-    await asyncio.to_thread(send_by_smtp, api, "taro@mobile.test", "ご注文の確認 (#1042)")
+    api.sink.rcpt_reply = refuse
+    try:
+        await follow(api, browser, password, rival.json()["id"])
+    finally:
+        api.sink.rcpt_reply = lambda _address: None
+
+
+async def follow(api: Api, browser: Any, password: str, rival_id: str) -> None:
+    """The test's steps in the browser (``browser``), signed in as desk@shop.test."""
+    from selenium.webdriver.common.by import By
+
+    base = str(api.http.base_url).rstrip("/")
+    recipients = ["taro@mobile.test", "jiro@mobile.test", "saburo@mobile.test"]
+    await asyncio.to_thread(send_by_smtp, api, recipients, "ご注文の確認 (#1042)")
 
     page = browser.find_element
     browser.get(f"{base}/console/messages")
@@ -156,12 +175,14 @@ async def test_a_tenant_user_follows_its_mail_in_the_browser(api: Api, browser: 
         return any("250 2.0.0 Ok: stored" in c.text for c in cells)
 
     await until(replied, timeout=60)
+    timeline = page(By.TAG_NAME, "main").text
+    assert UNKNOWN in timeline and BUSY in timeline  # the bounce and the deferral
     assert "ショップ <orders@shop.test>" in page(By.TAG_NAME, "main").text  # decoded
     assert "127.0.0.2" in page(By.CSS_SELECTOR, "table.timeline").text  # the MX
     shoot(browser, "message", height=1300)
 
     # Another tenant's message is not found by its URL.
-    browser.get(f"{base}/console/messages/{rival.json()['id']}")
+    browser.get(f"{base}/console/messages/{rival_id}")
     assert "Not found" in page(By.TAG_NAME, "h1").text
     assert "someone@ok.test" not in browser.page_source
 
@@ -201,12 +222,12 @@ async def test_a_tenant_user_follows_its_mail_in_the_browser(api: Api, browser: 
     for name in ("overview", "domains", "webhooks"):
         browser.get(f"{base}/console/{name}")
         assert page(By.TAG_NAME, "h1").text
-        shoot(browser, name, height=900)
+        shoot(browser, name, height=1000)
     browser.get(f"{base}/console/overview")
     page(By.ID, "lang-ja").click()
     await until(lambda: "概要" in page(By.TAG_NAME, "h1").text)
     assert "メッセージ" in page(By.TAG_NAME, "nav").text
-    shoot(browser, "overview-ja", height=900)
+    shoot(browser, "overview-ja", height=1000)
     browser.get(opened)
     await until(lambda: "配信済み" in page(By.TAG_NAME, "main").text)
     shoot(browser, "message-ja-phone", width=390, height=1400)
