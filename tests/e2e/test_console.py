@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -177,3 +178,55 @@ async def test_console_pages_are_not_api_operations(api: Api) -> None:
             assert answer.status_code == 200, (path, answer.text[-2000:])
         ja = await client.get("/console/overview", headers={"Accept-Language": "ja,en;q=0.5"})
         assert "概要" in ja.text
+
+
+async def test_an_operator_sees_every_tenant_and_picks_one(api: Api) -> None:
+    """An operator user opens any tenant's message, switches the tenant the pages show, and
+    the overview counts every tenant."""
+    sent = await api.http.post(
+        "/v1/messages",
+        json=message(**{"from": "x@rival.test", "to": ["op-view@ok.test"]}),
+        headers=api.as_tenant(api.rival_key),
+    )
+    password = await api.store.directory.add_console_user("root@hato.test", tenant=None)
+    async with signed_in(api, "root@hato.test", password) as (client, answer):
+        assert answer.status_code == 303
+        shown = await client.get(f"/console/messages/{sent.json()['id']}")
+        assert shown.status_code == 200 and "op-view@ok.test" in shown.text
+        page = await client.get("/console/messages")
+        picked = await client.post(
+            "/console/tenant",
+            data={"tenant": "rival", "next": "/console/messages", "csrf": _csrf(page.text)},
+            follow_redirects=True,
+        )
+        assert sent.json()["id"] in picked.text
+        overview = await client.get("/console/overview")
+        assert "<td>rival</td>" in overview.text and f"<td>{TENANT}</td>" in overview.text
+
+
+async def test_a_webhook_range_is_replayed_from_the_console(api: Api) -> None:
+    """The webhooks page lists the tenant's endpoint; a replay of the last hour queues its
+    events again."""
+    hook = await api.http.post(
+        "/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/hooks"},
+        headers=api.as_tenant(),
+    )
+    assert hook.status_code == 201, hook.text
+    password = await add_user(api, "hooks@shop.test")
+    async with signed_in(api, "hooks@shop.test", password) as (client, _):
+        page = await client.get("/console/webhooks")
+        assert "http://127.0.0.1:9/hooks" in page.text
+        now = datetime.now(UTC)
+        replayed = await client.post(
+            "/console/webhooks/replay",
+            data={
+                "webhook": hook.json()["id"],
+                "since": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+                "until": (now + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"),
+                "tz": "0",
+                "csrf": _csrf(page.text),
+            },
+        )
+        queued = int(replayed.headers["location"].rpartition("=")[2])
+        assert queued > 0
