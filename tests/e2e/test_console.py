@@ -168,7 +168,8 @@ async def test_suppressions_and_api_keys_from_the_console(api: Api) -> None:
 
 
 async def test_console_pages_are_not_api_operations(api: Api) -> None:
-    """The OpenAPI document has no /console path; the other pages render for a user."""
+    """The OpenAPI document has no /console path; the other pages render for a user, the
+    domains page with the records to publish (DMARC's too) and a check on demand."""
     document = (await api.http.get("/openapi.json")).json()
     assert not [p for p in document["paths"] if p.startswith("/console")]
     password = await add_user(api, "pages@shop.test")
@@ -176,6 +177,12 @@ async def test_console_pages_are_not_api_operations(api: Api) -> None:
         for path in ("/console/overview", "/console/domains", "/console/webhooks", "/console/keys"):
             answer = await client.get(path)
             assert answer.status_code == 200, (path, answer.text[-2000:])
+        domains = await client.get("/console/domains")
+        assert "_dmarc.shop.test" in domains.text and "v=DMARC1; p=none" in domains.text
+        checked = await client.post(
+            "/console/domains/check", data={"domain": "shop.test", "csrf": _csrf(domains.text)}
+        )
+        assert checked.status_code == 200 and "v-wrong" in checked.text  # no DMARC record yet
         ja = await client.get("/console/overview", headers={"Accept-Language": "ja,en;q=0.5"})
         assert "概要" in ja.text
 

@@ -44,6 +44,7 @@ from services.ingest.http.webhooks import replay_range
 from shared import dkim
 from shared import logging as hlog
 from shared.admin import Commands
+from shared.domain_health import suggested_dmarc
 from shared.provisioning import ProvisioningError
 from shared.schemas import RecipientStatus
 from shared.store import Store
@@ -717,10 +718,19 @@ async def remove_credential(
 # -- domains ------------------------------------------------------------------------------------
 
 
+async def _domains(cmd: Commands, scope: str | None) -> list[dict[str, Any]]:
+    """The tenant's domains with their records to publish, DMARC's first record too (what
+    `hato domain check` asks for when there is none)."""
+    found = await cmd.domains(scope) if scope else []
+    for d in found:
+        d["dns_records"] = [*d["dns_records"], suggested_dmarc(d["domain"]).as_dict()]
+    return found
+
+
 @router.get("/domains")
 async def domains(request: Request, c: ConsoleDep, cmd: CommandsDep, viewer: ViewerDep) -> Response:
     scope, _ = await _scope(viewer, cmd)
-    found = await cmd.domains(scope) if scope else []
+    found = await _domains(cmd, scope)
     health = {
         d["_id"]: d
         async for d in c.store.db.domain_health.find({"_id": {"$in": [x["domain"] for x in found]}})
@@ -736,7 +746,7 @@ async def check_domain(
     request: Request, c: ConsoleDep, cmd: CommandsDep, viewer: ViewerDep, data: FormDep
 ) -> Response:
     scope, _ = await _scope(viewer, cmd)
-    found = await cmd.domains(scope) if scope else []
+    found = await _domains(cmd, scope)
     domain = data.get("domain", "")
     checked = None
     if domain in [d["domain"] for d in found]:
