@@ -80,6 +80,7 @@ async def test_sign_in_needs_the_form_token_sets_safe_cookies_and_signs_out(api:
         assert password not in cookie
         page = await client.get("/console/suppressions")
         assert page.status_code == 200 and "desk@shop.test" in page.text
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
         refused = await client.post(
             "/console/suppressions", data={"address": "x@example.com", "csrf": "forged"}
         )
