@@ -402,3 +402,36 @@ async def test_console_users_are_made_listed_and_removed_with_their_password_sho
     assert (await hato(store, master_key, "user", "add", "x@web.test"))[0] == 2
     assert (await hato(store, master_key, "user", "remove", "ops@web.test"))[0] == 0
     assert (await hato(store, master_key, "user", "remove", "ops@web.test"))[0] == 3
+
+
+async def test_a_console_password_can_be_given_on_stdin(store, master_key) -> None:
+    """`hato user add --password-stdin` keeps the password read (nothing printed on stdout);
+    one shorter than 12 characters is refused with exit 2."""
+    from shared.credentials import verify_password
+
+    assert (await hato(store, master_key, "tenant", "add", "desk"))[0] == 0
+    env = {
+        **os.environ,
+        "HATO_ENV_FILE": "",
+        "HATO_MONGODB_URL": store.settings.url,
+        "HATO_MONGODB_DATABASE": store.settings.database,
+        "HATO_AMQP_URL": AMQP_URL,
+        "HATO_AMQP_PREFIX": PREFIX,
+        "HATO_MASTER_KEY": master_key,
+    }
+    args = ("user", "add", "--tenant", "desk", "--password-stdin")
+    for email, password, code in (
+        ("a@desk.test", "correct horse battery", 0),
+        ("b@desk.test", "short", 2),
+    ):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hato.cli", *args[:2], email, *args[2:],
+            cwd=ROOT, env=env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate(f"{password}\n".encode())
+        assert proc.returncode == code, err.decode()
+        assert password not in out.decode()
+    doc = await store.directory.console_user("a@desk.test")
+    assert verify_password(doc["password_hash"], "correct horse battery")
+    assert await store.directory.console_user("b@desk.test") is None
