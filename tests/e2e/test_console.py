@@ -148,6 +148,10 @@ async def test_suppressions_and_api_keys_from_the_console(api: Api) -> None:
         )
         assert added.status_code == 200 and "gone@example.com" in added.text
         assert await api.store.directory.suppressed(TENANT, ["gone@example.com"])
+        searched = await client.get("/console/suppressions", params={"q": "gone@"})
+        assert 'data-address="gone@example.com"' in searched.text
+        missed = await client.get("/console/suppressions", params={"q": "gonf"})
+        assert 'data-address="gone@example.com"' not in missed.text
         exported = await client.get("/console/suppressions.csv")
         assert exported.headers["content-type"].startswith("text/csv")
         assert "gone@example.com,manual,console" in exported.text

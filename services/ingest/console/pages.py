@@ -552,7 +552,9 @@ async def suppressions(
 
 def _before(prefix: str) -> str:
     """The largest string below every address that starts with ``prefix``."""
-    return prefix[:-1] + chr(ord(prefix[-1]) - 1) + "\U0010ffff" if prefix else ""
+    if not prefix or prefix[-1] == "\x00":
+        return prefix[:-1]
+    return prefix[:-1] + chr(ord(prefix[-1]) - 1) + "\U0010ffff"
 
 
 @router.post("/suppressions")

@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 
 from services.ingest.console.i18n import JA, language, translator
-from services.ingest.console.pages import HERE, _local_path, decoded, when
+from services.ingest.console.pages import HERE, _before, _local_path, decoded, when
 
 SAID = re.compile(r"""\bt\(\s*(['"])(.+?)\1""")
 
@@ -53,3 +53,10 @@ def test_going_back_after_sign_in_stays_inside_the_console() -> None:
     assert _local_path("https://evil.example/console") == "/console/messages"
     assert _local_path("//evil.example/console") == "/console/messages"
     assert _local_path("/admin/v1/tenants") == "/console/messages"
+
+
+def test_a_suppression_search_starts_just_below_its_prefix() -> None:
+    """Every address starting with the prefix sorts after the bound; none before it does."""
+    bound = _before("tar")
+    assert "tar" > bound and "taro@x.jp" > bound and "tap@x.jp" < bound
+    assert _before("") == "" and _before("a\x00") == "a"
