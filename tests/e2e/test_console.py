@@ -218,13 +218,17 @@ async def test_an_operator_sees_every_tenant_and_picks_one(api: Api) -> None:
 
 async def test_a_webhook_range_is_replayed_from_the_console(api: Api) -> None:
     """The webhooks page lists the tenant's endpoint; a replay of the last hour queues its
-    events again."""
+    events again, and a message's page lists the deliveries of its events."""
     hook = await api.http.post(
         "/v1/webhooks",
         json={"url": "http://127.0.0.1:9/hooks"},
         headers=api.as_tenant(),
     )
     assert hook.status_code == 201, hook.text
+    sent = await api.http.post(
+        "/v1/messages", json=message(to=["hooked@ok.test"]), headers=api.as_tenant()
+    )
+    assert sent.status_code == 202
     password = await add_user(api, "hooks@shop.test")
     async with signed_in(api, "hooks@shop.test", password) as (client, _):
         page = await client.get("/console/webhooks")
@@ -242,3 +246,8 @@ async def test_a_webhook_range_is_replayed_from_the_console(api: Api) -> None:
         )
         queued = int(replayed.headers["location"].rpartition("=")[2])
         assert queued > 0
+        replayed_event = await api.store.db.webhook_deliveries.find_one(
+            {"webhook": hook.json()["id"], "event.message_id": {"$ne": None}}
+        )
+        shown = await client.get(f"/console/messages/{replayed_event['event']['message_id']}")
+        assert "http://127.0.0.1:9/hooks" in shown.text  # among the message's webhook deliveries
