@@ -17,6 +17,7 @@ import shutil
 import smtplib
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -218,7 +219,20 @@ async def follow(api: Api, browser: Any, password: str, rival_id: str) -> None:
     assert not browser.find_elements(By.CSS_SELECTOR, f'tr[data-prefix="{prefix}"]')
     assert prefix not in [k["_id"] for k in await api.store.directory.api_keys(TENANT)]
 
-    # The other pages, for the README; then Japanese, on a phone's screen too.
+    # The other pages, for the README (a webhook whose receiver is not there, to show its
+    # deliveries failing); then Japanese, on a phone's screen too.
+    hook = await api.http.post(
+        "/v1/webhooks", json={"url": "http://127.0.0.1:9/hato-events"}, headers=api.as_tenant()
+    )
+    assert hook.status_code == 201
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    until_now = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    replayed = await api.http.post(
+        f"/v1/webhooks/{hook.json()['id']}/replay",
+        json={"since": since, "until": until_now},
+        headers=api.as_tenant(),
+    )
+    assert replayed.status_code == 200, replayed.text
     for name in ("overview", "domains", "webhooks"):
         browser.get(f"{base}/console/{name}")
         assert page(By.TAG_NAME, "h1").text
