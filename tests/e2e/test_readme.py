@@ -208,6 +208,14 @@ CHECKS: dict[str, Check] = {
     ),
     "events": Check(expect=(r"^delivered erin@example\.com \{",), timeout=60),
     "webhook-verify": Check(then=_verify_accepts_hatos_signature),
+    "queue": Check(
+        expect=(
+            r"^suspend domain example\.net \(operator; until \S+\): incident 42  \[suspend:",
+            r"^waiting: \d+ recipient\(s\)",
+            r'"filter": \{\s*"tenant": "dev"\s*\}',
+            r"^lifted: suspend domain example\.net ",
+        )
+    ),
     "dead-list": Check(expect=(r"^the dead-letter queue is empty$|\t(sign|deliver|result)\t",)),
 }
 

@@ -20,6 +20,7 @@ from services.ingest import console as web_console
 from services.ingest.accept import Acceptor, FrontDoor
 from services.ingest.http import admin as admin_routes
 from services.ingest.http import domains, messages, sending, suppressions, webhooks
+from services.ingest.http import unsubscribe as unsubscribe_routes
 from services.ingest.http.admin import Admin
 from services.ingest.http.deps import Changed, Door, KeyCache
 from services.ingest.http.gate import Gate
@@ -32,6 +33,7 @@ from shared.domain_health import DomainHealth
 from shared.egress import Egress
 from shared.secrets import SecretBox
 from shared.store import Store
+from shared.unsubscribe import Unsubscribe
 
 MIB = 1024 * 1024
 
@@ -80,12 +82,14 @@ def create_app(
     console: bool = False,
     console_secure_cookies: bool = False,
     console_grafana_url: str = "",
+    unsubscribe: Unsubscribe | None = None,
 ) -> FastAPI:
     """The door over ``store``. It sends with ``acceptor``, ``policy`` and ``limits`` (the
     sending routes are there only with all three) and mounts the admin API with ``admin``;
     webhooks need ``box``, and ``changed`` is told of their changes; domain checks need
-    ``health``. With ``console`` (and ``admin``, whose commands it runs) it serves the web
-    console at /console, left out of the OpenAPI document."""
+    ``health``. The one-click unsubscribe links are checked with ``unsubscribe`` (without it
+    none is genuine). With ``console`` (and ``admin``, whose commands it runs) it serves the
+    web console at /console, left out of the OpenAPI document."""
     app = FastAPI(
         title="Hato",
         version="0.1.0",
@@ -112,6 +116,8 @@ def create_app(
         box=box,
         changed=changed,
         health=health,
+        unsubscribe=unsubscribe,
+        timeline=getattr(acceptor, "timeline", None),
     )
     app.state.door = door
     app.state.api_keys = door.keys  # cleared when a key or tenant changes
@@ -127,6 +133,7 @@ def create_app(
     app.include_router(suppressions.router)
     app.include_router(webhooks.router)
     app.include_router(domains.router)
+    app.include_router(unsubscribe_routes.router)
     if sender is not None:
         app.include_router(sending.router)
     if admin is not None:
