@@ -136,7 +136,8 @@ async def test_a_tenant_user_finds_its_mail_and_its_timeline_but_not_another_ten
 
 async def test_suppressions_and_api_keys_from_the_console(api: Api) -> None:
     """A suppression added in the console is on the tenant's list (and its CSV), removed
-    after a confirmation; an API key made there works once shown and stops when revoked."""
+    after a confirmation (a list's unsubscribe for that list only); an API key made there
+    works once shown and stops when revoked."""
     password = await add_user(api, "lists@shop.test")
     async with signed_in(api, "lists@shop.test", password) as (client, _):
         page = await client.get("/console/suppressions")
@@ -154,13 +155,26 @@ async def test_suppressions_and_api_keys_from_the_console(api: Api) -> None:
         assert 'data-address="gone@example.com"' not in missed.text
         exported = await client.get("/console/suppressions.csv")
         assert exported.headers["content-type"].startswith("text/csv")
-        assert "gone@example.com,manual,console" in exported.text
+        assert "gone@example.com,manual,console," in exported.text
         confirm = await client.get("/console/suppressions/remove?address=gone@example.com")
         assert "gone@example.com" in confirm.text
         await client.post(
             "/console/suppressions/remove", data={"address": "gone@example.com", "csrf": csrf}
         )
         assert not await api.store.directory.suppressed(TENANT, ["gone@example.com"])
+
+        # An unsubscribe from one list is lifted for that list only.
+        await api.store.directory.unsubscribe(
+            TENANT, "reader@example.com", scope="list:news", source="unsubscribe"
+        )
+        listed = await client.get("/console/suppressions", params={"q": "reader@"})
+        assert "list:news" in listed.text and "scope=list%3Anews" in listed.text
+        await client.post(
+            "/console/suppressions/remove",
+            data={"address": "reader@example.com", "scope": "list:news", "csrf": csrf},
+        )
+        left = await api.store.directory.suppressions(TENANT, after="reader@")
+        assert "reader@example.com" not in [s["address"] for s in left]
 
         made = await client.post("/console/keys", data={"name": "from console", "csrf": csrf})
         assert made.status_code == 200, made.text[-3000:]

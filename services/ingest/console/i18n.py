@@ -70,6 +70,8 @@ JA: dict[str, str] = {
     "There is no such page or message.": "そのページまたはメッセージはありません。",
     "Address": "アドレス",
     "Source": "登録元",
+    "Applies to": "対象",
+    "all mail": "すべてのメール",
     "Expires": "有効期限",
     "never": "なし",
     "Add": "追加",

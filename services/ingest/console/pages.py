@@ -578,9 +578,16 @@ async def add_suppression(
 
 @router.get("/suppressions/remove")
 async def confirm_unsuppress(
-    request: Request, c: ConsoleDep, cmd: CommandsDep, viewer: ViewerDep, address: str = ""
+    request: Request,
+    c: ConsoleDep,
+    cmd: CommandsDep,
+    viewer: ViewerDep,
+    address: str = "",
+    scope: str = "",
 ) -> Response:
-    return await render(request, c, cmd, viewer, "confirm_remove.html", address=address)
+    return await render(
+        request, c, cmd, viewer, "confirm_remove.html", address=address, list_scope=scope
+    )
 
 
 @router.post("/suppressions/remove")
@@ -589,7 +596,7 @@ async def unsuppress(c: ConsoleDep, cmd: CommandsDep, viewer: ViewerDep, data: F
     address = data.get("address", "")
     if scope:
         try:
-            address = await cmd.unsuppress(scope, address)
+            address = await cmd.unsuppress(scope, address, scope=data.get("scope") or None)
         except ProvisioningError:
             pass  # already lifted: the list says so
     return RedirectResponse(
@@ -602,14 +609,14 @@ async def export_suppressions(c: ConsoleDep, cmd: CommandsDep, viewer: ViewerDep
     scope, _ = await _scope(viewer, cmd)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["address", "reason", "source", "created_at", "expires_at"])
+    writer.writerow(["address", "reason", "source", "created_at", "expires_at", "scope"])
     after, written = "", 0
     while scope and written < EXPORT_CAP:
         page = await cmd.suppressions(scope, after=after, limit=1000)
         for s in page:
             writer.writerow(
                 [s["address"], s.get("reason") or "", s.get("source") or "",
-                 _iso(s.get("created_at")), _iso(s.get("expires_at"))]
+                 _iso(s.get("created_at")), _iso(s.get("expires_at")), s.get("scope") or ""]
             )  # fmt: skip
         written += len(page)
         if len(page) < 1000:
