@@ -312,6 +312,20 @@ def _api_key_rows(keys: list[dict[str, Any]], *_: Any) -> None:
         )
 
 
+def _user_added(password: str, args: argparse.Namespace, _: Any) -> None:
+    who = "an operator" if args.operator else f"of tenant {args.tenant}"
+    if args.password_stdin:
+        note(f"console user {args.email} ({who}) signs in with the password given")
+        return
+    note(f"console user {args.email} ({who}); its password (shown once) follows")
+    print(password)
+
+
+def _user_rows(users: list[dict[str, Any]], *_: Any) -> None:
+    for u in users:
+        print(f"{u['email']}\t{'operator' if u['operator'] else 'tenant=' + u['tenant']}")
+
+
 def _suppression_rows(suppressions: list[dict[str, Any]], *_: Any) -> None:
     for d in suppressions:
         until = d["expires_at"]
@@ -384,6 +398,15 @@ async def _remove_network(ctx: Context, args: argparse.Namespace) -> str:
     return cidr(args.cidr)
 
 
+async def _add_user(ctx: Context, args: argparse.Namespace) -> str:
+    if bool(args.operator) == bool(args.tenant):
+        raise ValueError("give --tenant TENANT or --operator (one of them)")
+    password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else None
+    return await ctx.commands.add_console_user(
+        args.email, tenant=None if args.operator else args.tenant, password=password
+    )
+
+
 async def _add_member(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     ip, _, helo = args.member.partition("=")
     return await ctx.commands.add_pool_member(
@@ -441,6 +464,7 @@ GROUPS = {
     "credential": "SMTP credentials (AUTH PLAIN/LOGIN)",
     "apikey": "HTTP API keys",
     "suppression": "addresses a tenant must not mail",
+    "user": "people who sign in to the web console (/console)",
     "pool": "IP pools (source IPs and their EHLO names)",
     **ops.GROUPS,
     **queue.GROUPS,
@@ -656,6 +680,34 @@ ADMIN = (
         lambda ctx, a: ctx.commands.revoke_api_key(a.prefix),
         (arg("prefix"),),
         says("revoked API key {prefix}"),
+    ),
+    Command(
+        "user add",
+        "create a console user of a tenant (or --operator: every tenant); prints its password "
+        "once (alone on stdout), or takes it from stdin with --password-stdin",
+        _add_user,
+        (
+            arg("email"),
+            arg("--tenant", help="the tenant whose mail the user sees"),
+            arg("--operator", action="store_true", help="an operator: sees every tenant"),
+            arg("--password-stdin", action="store_true", help="read the password from stdin"),
+        ),
+        _user_added,
+    ),
+    Command(
+        "user list",
+        "list console users",
+        lambda ctx, a: ctx.commands.console_users(a.tenant),
+        (TENANT_FILTER,),
+        _user_rows,
+        reads=True,
+    ),
+    Command(
+        "user remove",
+        "delete a console user and end its sessions",
+        lambda ctx, a: ctx.commands.remove_console_user(a.email),
+        (arg("email"),),
+        says("removed console user {email}"),
     ),
     Command(
         "suppression add",

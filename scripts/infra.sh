@@ -6,6 +6,8 @@
 #   scripts/infra.sh up       install what is missing, start both, wait until ready
 #   scripts/infra.sh down     stop what `up` started
 #   scripts/infra.sh status   say what runs
+#   scripts/infra.sh browser-tools   install Debian's chromium and chromium-driver for the
+#                             console's browser test
 #   scripts/infra.sh prometheus-tools   install Debian's prometheus (prometheus, promtool) for
 #                             the dashboard and alert tests; its system service is not started
 #
@@ -190,6 +192,11 @@ case "${1:-up}" in
     fi ;;
   test-tools)
     perl -MMail::DKIM::Verifier -e 1 2>/dev/null || apt_install libmail-dkim-perl ;;
+  browser-tools) # Debian's chromium and chromium-driver: the console's browser test
+    # (tests/e2e/test_console_browser.py) drives them through Selenium (a pinned dev dependency)
+    if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+      apt_install chromium chromium-driver fonts-noto-cjk
+    fi ;;
   bench-tools) # Postfix (with smtp-source) and OpenDKIM for `make bench`; Postfix itself is not
     # configured or started system-wide: the benchmark runs its own instance.
     if [ ! -x /usr/sbin/smtp-source ] || [ ! -x /usr/sbin/opendkim ]; then
@@ -242,5 +249,5 @@ case "${1:-up}" in
   status)
     port_open 127.0.0.1 5672 && echo "rabbitmq: up (127.0.0.1:5672)" || echo "rabbitmq: down"
     port_open "${FERRET_ADDR%:*}" "${FERRET_ADDR##*:}" && echo "mongodb: up ($FERRET_ADDR)" || echo "mongodb: down" ;;
-  *) echo "usage: $0 up|down|status|build|test-tools|bench-tools|compose-check|k8s-tools|prometheus-tools" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|build|test-tools|browser-tools|bench-tools|compose-check|k8s-tools|prometheus-tools" >&2; exit 2 ;;
 esac

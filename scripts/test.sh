@@ -7,6 +7,7 @@ cd "$ROOT"
 scripts/bootstrap.sh
 scripts/infra.sh up
 scripts/infra.sh test-tools  # Mail::DKIM, the independent DKIM verifier of the signer tests
+scripts/infra.sh browser-tools  # chromium and chromium-driver: the console's browser test
 scripts/infra.sh build  # tests start a FerretDB of their own to stop it
 scripts/infra.sh compose-check  # the compose loader tests/unit/test_deploy_files.py runs
 scripts/infra.sh prometheus-tools  # prometheus and promtool: the dashboard and alert rule tests

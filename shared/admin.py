@@ -1,5 +1,6 @@
 """The admin commands: tenants, networks, domains (and their health), DKIM keys, SMTP
-credentials, API keys, suppressions and IP pools, each checked and carried out in one place.
+credentials, API keys, console users, suppressions and IP pools, each checked and carried
+out in one place.
 
 ``hato`` (``hato/cli.py``) and the admin HTTP API (``services/ingest/http/admin.py``) are two
 doors onto these commands: they parse their input, call a command and show its result.
@@ -40,6 +41,8 @@ from shared.schemas import ChangeKind, Event, EventType, utcnow
 NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"  # tenant and pool names
 DOMAIN = r"^([a-zA-Z0-9-]{1,63}\.)+[a-zA-Z]{2,63}$"
 SELECTOR = r"^[a-z0-9][a-z0-9-]{0,62}$"
+EMAIL = r"^[A-Za-z0-9._%+-]+@([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}$"  # console user names
+MIN_PASSWORD = 12  # characters of a console password given by hand
 RETRY_DOMAINS = 50  # retry requests one source IP's retry sends at most, by domain
 
 Announce = Callable[[ChangeKind, str, Sequence[Event]], Awaitable[None]]
@@ -111,6 +114,16 @@ def api_key_view(doc: dict[str, Any]) -> dict[str, Any]:
         "tenant": doc["tenant"],
         "name": doc.get("name", ""),
         "allowed_from": doc.get("allowed_from", []),
+        "created_at": doc.get("created_at"),
+    }
+
+
+def console_user_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "email": doc["_id"],
+        "tenant": doc.get("tenant"),
+        "operator": doc.get("tenant") is None,
+        "locked_until": doc.get("locked_until"),
         "created_at": doc.get("created_at"),
     }
 
@@ -447,6 +460,34 @@ class Commands:
         if not await self.directory.revoke_api_key(prefix, tenant):
             raise NotFound(f"no API key {prefix}" + (f" for {tenant}" if tenant else ""))
         await self._changed(ChangeKind.TENANTS, tenant or "")
+
+    # -- console users --------------------------------------------------------------------
+
+    async def console_users(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        if tenant:
+            await self._tenant(tenant)
+        return [console_user_view(u) for u in await self.directory.console_users(tenant)]
+
+    async def add_console_user(
+        self, email: str, *, tenant: str | None, password: str | None = None
+    ) -> str:
+        """A console user of ``tenant`` (None: an operator, who sees every tenant); its
+        password, generated unless given (shown once, stored hashed)."""
+        if tenant is not None:
+            await self._tenant(tenant)
+        if not re.match(EMAIL, email) or len(email) > 254:
+            raise Invalid(f"not an email address: {email!r}")
+        if password is not None and len(password) < MIN_PASSWORD:
+            raise Invalid(f"a console password has at least {MIN_PASSWORD} characters")
+        try:
+            return await self.directory.add_console_user(email, tenant=tenant, password=password)
+        except DuplicateError as exc:
+            raise Conflict(str(exc)) from None
+
+    async def remove_console_user(self, email: str, tenant: str | None = None) -> None:
+        """Delete a console user and end its sessions."""
+        if not await self.directory.delete_console_user(email, tenant):
+            raise NotFound(f"no console user {email}" + (f" for {tenant}" if tenant else ""))
 
     # -- suppressions ---------------------------------------------------------------------
 

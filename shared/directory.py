@@ -8,6 +8,9 @@ tenants         name, IP pool, authorised source networks (CIDR), limits
 domains         sending domains: owner, verified, DKIM keys (private keys sealed)
 credentials     SMTP users: tenant, Argon2id password hash, allowed From
 api_keys        by visible prefix: tenant, SHA-256 of the key, allowed From
+console_users   people who sign in to the web console: tenant (none: an operator),
+                Argon2id password hash, failed sign-ins and lock-out
+console_sessions  console sign-ins: SHA-256 of the session cookie, user, CSRF token, expiry
 suppressions    (tenant, address, scope): never mailed (scope null: any mail; ``list:<name>``:
                 mail to that list, an unsubscribe); reason and source
 idempotency     (tenant, Idempotency-Key): the first response to a request
@@ -314,6 +317,67 @@ class Directory:
         if tenant:
             query["tenant"] = tenant
         return (await self.db.credentials.delete_one(query)).deleted_count > 0
+
+    # -- console users ---------------------------------------------------------------------
+
+    async def add_console_user(
+        self, email: str, *, tenant: str | None, password: str | None = None
+    ) -> str:
+        """Create a console user (``tenant`` None: an operator, who sees every tenant);
+        returns its password (shown once, stored hashed as SMTP passwords are)."""
+        password = password or credentials.new_password()
+        try:
+            await self.db.console_users.insert_one(
+                {
+                    "_id": email.lower(),
+                    "tenant": tenant,
+                    "password_hash": credentials.hash_password(password),
+                    "failures": 0,
+                    "locked_until": None,
+                    "created_at": utcnow(),
+                }
+            )
+        except pymongo.errors.DuplicateKeyError:
+            raise DuplicateError(f"console user {email} exists") from None
+        return password
+
+    async def console_user(self, email: str) -> dict[str, Any] | None:
+        return await self.db.console_users.find_one({"_id": email.lower()})
+
+    async def console_users(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        query = {"tenant": tenant} if tenant else {}
+        cursor = self.db.console_users.find(query, {"password_hash": 0}).sort("_id", ASCENDING)
+        return await cursor.to_list()
+
+    async def delete_console_user(self, email: str, tenant: str | None = None) -> bool:
+        query: dict[str, Any] = {"_id": email.lower()}
+        if tenant:
+            query["tenant"] = tenant
+        deleted = (await self.db.console_users.delete_one(query)).deleted_count > 0
+        if deleted:
+            await self.db.console_sessions.delete_many({"user": email.lower()})
+        return deleted
+
+    async def console_sign_in_failed(
+        self, email: str, *, max_failures: int, lock_for: timedelta
+    ) -> None:
+        """Count a failed sign-in; the ``max_failures``-th in a row locks the user out for
+        ``lock_for``."""
+        doc = await self.db.console_users.find_one_and_update(
+            {"_id": email.lower()},
+            {"$inc": {"failures": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is not None and doc.get("failures", 0) >= max_failures:
+            await self.db.console_users.update_one(
+                {"_id": email.lower()},
+                {"$set": {"failures": 0, "locked_until": utcnow() + lock_for}},
+            )
+
+    async def console_signed_in(self, email: str) -> None:
+        await self.db.console_users.update_one(
+            {"_id": email.lower()}, {"$set": {"failures": 0, "locked_until": None}}
+        )
 
     # -- API keys --------------------------------------------------------------------------
 

@@ -291,6 +291,12 @@ def dmarc_text(tags: dict[str, str]) -> str:
     return "; ".join(f"{k}={tags[k]}" for k in order if k in tags)
 
 
+def suggested_dmarc(domain: str) -> DnsRecord:
+    """The DMARC record to start with: ``p=none`` and aggregate reports to the domain."""
+    tags = {"v": "DMARC1", "p": "none", "rua": f"mailto:dmarc-reports@{domain}"}
+    return DnsRecord(f"_dmarc.{domain}", "TXT", dmarc_text(tags), "DMARC: policy and reports")
+
+
 def dmarc_findings(
     domain: str,
     found_at: str,
@@ -304,7 +310,6 @@ def dmarc_findings(
     path align with the From domain under its ``adkim`` and ``aspf``."""
     name = f"_dmarc.{domain}"
     parsed = [t for t in (parse_dmarc(r) for r in records) if t is not None]
-    suggested = {"v": "DMARC1", "p": "none", "rua": f"mailto:dmarc-reports@{domain}"}
     if not parsed:
         return [
             Finding(
@@ -313,7 +318,7 @@ def dmarc_findings(
                 Verdict.WRONG,
                 f"no DMARC record for {domain}: bulk mail to Gmail and Yahoo needs one; start "
                 "with p=none and read the reports sent to rua",
-                DnsRecord(name, "TXT", dmarc_text(suggested), "DMARC: policy and reports"),
+                suggested_dmarc(domain),
             )
         ]
     if len(parsed) > 1:

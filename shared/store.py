@@ -19,6 +19,7 @@ queue_controls  admin, dispatcher      suspensions, moves, reply rules' actions 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -459,9 +460,22 @@ class Store:
         until: datetime | None = None,
         before: str | None = None,
         limit: int = 50,
+        sender: str | None = None,
+        subject: str | None = None,
+        message_id_header: str | None = None,
     ) -> list[dict[str, Any]]:
-        """A tenant's messages, newest first (ids are time-ordered, so ``before`` pages)."""
+        """A tenant's messages, newest first (ids are time-ordered, so ``before`` pages).
+        ``sender`` is the envelope sender or the From address, ``subject`` a part of the
+        subject (any case), ``message_id_header`` the Message-ID (with or without <>)."""
         query: dict[str, Any] = {"tenant": tenant}
+        if sender:
+            either = [sender, sender.lower()]
+            query["$or"] = [{"mail_from": {"$in": either}}, {"header_from": {"$in": either}}]
+        if subject:
+            query["subject"] = {"$regex": re.escape(subject), "$options": "i"}
+        if message_id_header:
+            bare = message_id_header.strip().strip("<>")
+            query["message_id_header"] = {"$in": [bare, f"<{bare}>"]}
         if recipient or status:
             rquery: dict[str, Any] = {"tenant": tenant}
             if recipient:

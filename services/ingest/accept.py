@@ -70,6 +70,7 @@ class HeaderSummary:
     from_domain: str | None
     subject: str | None
     message_id: str | None
+    from_name: str | None = None  # the From display name as written (RFC 2047 words kept)
     unsubscribe: str | None = None  # the X-Hato-Unsubscribe field: a list name or "off"
     list_unsubscribe: bool = False  # the message has a List-Unsubscribe field of its own
 
@@ -82,10 +83,10 @@ def summarize_headers(raw: bytes) -> HeaderSummary:
         if i != -1:
             end = min(end, i + len(sep))
     headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw[:end])
-    from_address = None
+    from_address = from_name = None
     from_values = headers.get_all("From") or []
     if from_values:
-        _, from_address = email.utils.parseaddr(str(from_values[0]))
+        from_name, from_address = email.utils.parseaddr(str(from_values[0]))
     from_domain = None
     if from_address and "@" in from_address:
         from_domain = from_address.rpartition("@")[2].strip().lower() or None
@@ -100,6 +101,7 @@ def summarize_headers(raw: bytes) -> HeaderSummary:
         from_domain,
         text("Subject"),
         text("Message-ID"),
+        from_name[:998] if from_name else None,
         str(asked).strip() if asked is not None else None,
         headers.get("List-Unsubscribe") is not None,
     )
@@ -264,6 +266,7 @@ class Acceptor:
             "credential": sub.identity.credential,
             "mail_from": sub.mail_from,
             "header_from": sub.headers.from_address,
+            **({"from_name": sub.headers.from_name} if sub.headers.from_name else {}),
             "from_domain": from_domain,
             "subject": sub.headers.subject,
             "message_id_header": sub.headers.message_id,

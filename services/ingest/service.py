@@ -164,6 +164,9 @@ async def run(settings: IngestSettings) -> None:
             changed=announce,
             egress=egress,
             health=health,
+            console=settings.console,
+            console_secure_cookies=settings.console_secure_cookies,
+            console_grafana_url=settings.console_grafana_url,
             unsubscribe=settings.unsubscribe.make(),
         )
         http = HttpServer(app, host=settings.http_host, port=settings.http_port)

@@ -96,6 +96,15 @@ class IngestSettings(ServiceSettings):
     policy_refresh: float = Field(
         10.0, gt=0, description="Seconds between reloads of tenants, networks and domains."
     )
+    console: bool = Field(True, description="Serve the web console at /console on the HTTP door.")
+    console_secure_cookies: bool = Field(
+        False,
+        description="Mark console cookies Secure even over plain HTTP: TLS ends at a proxy in "
+        "front (over HTTPS they are Secure anyway).",
+    )
+    console_grafana_url: str = Field(
+        "", description="Grafana's dashboards, linked from the console's overview."
+    )
 
     def operator_token(self) -> str:
         """The operator token from the setting or its file ('' when neither is set)."""

@@ -145,6 +145,7 @@ CHECKS: dict[str, Check] = {
     ),
     "http-send": Check(expect=(r'"address":\s*"alice@example.com",\s*"status":\s*"queued"',)),
     "http-list": Check(expect=(r'"messages":\s*\[\{"id"', r'"tags":\s*\["order"\]')),
+    "console-user": Check(expect=(r"^[A-Za-z0-9_-]{20,}$", r"^desk@hato\.test\ttenant=dev$")),
     "amqp-user": Check(expect=(r"^dev  user hato\.team\.dev ",)),
     "amqp-submit": Check(expect=(r"'status': 202",)),
     "tenants": Check(

@@ -375,3 +375,63 @@ async def test_exit_codes_tell_failures_apart_and_remove_undoes_add(store, maste
     assert (await hato(store, master_key, "tenant", "remove", "gone"))[0] == 0
     assert await store.directory.tenant("gone") is None
     assert (await hato(store, master_key, "apikey", "revoke", "nope"))[0] == 3
+
+
+async def test_console_users_are_made_listed_and_removed_with_their_password_shown_once(
+    store, master_key
+) -> None:
+    """`hato user add` prints a tenant user's password once and stores only its Argon2id
+    hash; an operator has no tenant; a duplicate is a conflict, and remove undoes add."""
+    from shared.credentials import verify_password
+
+    assert (await hato(store, master_key, "tenant", "add", "web"))[0] == 0
+    code, out, err = await hato(store, master_key, "user", "add", "Ops@Web.test", "--tenant", "web")
+    assert code == 0, err
+    password = out.strip()
+    doc = await store.directory.console_user("ops@web.test")
+    assert doc["tenant"] == "web" and password not in str(doc)
+    assert verify_password(doc["password_hash"], password)
+    code, _, _ = await hato(store, master_key, "user", "add", "root@web.test", "--operator")
+    assert code == 0
+    assert (await store.directory.console_user("root@web.test"))["tenant"] is None
+    code, out, _ = await hato(store, master_key, "user", "list", "--json")
+    listed = {u["email"]: u for u in json.loads(out)}
+    assert listed["ops@web.test"]["tenant"] == "web" and listed["root@web.test"]["operator"]
+    assert "password" not in out
+    assert (await hato(store, master_key, "user", "add", "ops@web.test", "--tenant", "web"))[0] == 4
+    assert (await hato(store, master_key, "user", "add", "x@web.test"))[0] == 2
+    assert (await hato(store, master_key, "user", "remove", "ops@web.test"))[0] == 0
+    assert (await hato(store, master_key, "user", "remove", "ops@web.test"))[0] == 3
+
+
+async def test_a_console_password_can_be_given_on_stdin(store, master_key) -> None:
+    """`hato user add --password-stdin` keeps the password read (nothing printed on stdout);
+    one shorter than 12 characters is refused with exit 2."""
+    from shared.credentials import verify_password
+
+    assert (await hato(store, master_key, "tenant", "add", "desk"))[0] == 0
+    env = {
+        **os.environ,
+        "HATO_ENV_FILE": "",
+        "HATO_MONGODB_URL": store.settings.url,
+        "HATO_MONGODB_DATABASE": store.settings.database,
+        "HATO_AMQP_URL": AMQP_URL,
+        "HATO_AMQP_PREFIX": PREFIX,
+        "HATO_MASTER_KEY": master_key,
+    }
+    args = ("user", "add", "--tenant", "desk", "--password-stdin")
+    for email, password, code in (
+        ("a@desk.test", "correct horse battery", 0),
+        ("b@desk.test", "short", 2),
+    ):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hato.cli", *args[:2], email, *args[2:],
+            cwd=ROOT, env=env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate(f"{password}\n".encode())
+        assert proc.returncode == code, err.decode()
+        assert password not in out.decode()
+    doc = await store.directory.console_user("a@desk.test")
+    assert verify_password(doc["password_hash"], "correct horse battery")
+    assert await store.directory.console_user("b@desk.test") is None

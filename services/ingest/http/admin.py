@@ -23,6 +23,9 @@ from services.ingest.http.admin_models import (
     ApiKeyCreated,
     ApiKeyIn,
     ApiKeyOut,
+    ConsoleUserCreated,
+    ConsoleUserIn,
+    ConsoleUserOut,
     CredentialCreated,
     CredentialIn,
     CredentialOut,
@@ -390,6 +393,40 @@ async def list_credentials(tenant: str, c: CommandsDep) -> list[dict[str, Any]]:
 )
 async def delete_credential(tenant: str, username: str, c: CommandsDep) -> None:
     await c.remove_credential(username, tenant)
+
+
+@router.post(
+    "/tenants/{tenant}/users",
+    status_code=201,
+    response_model=ConsoleUserCreated,
+    responses=_answers(*_BODY, (409, "The console user exists."), _TENANT),
+)
+async def add_console_user(tenant: str, body: ConsoleUserIn, c: CommandsDep) -> dict[str, Any]:
+    """A console user who sees this tenant's mail; its password is answered once."""
+    password = await c.add_console_user(body.email, tenant=tenant, password=body.password)
+    return {"email": body.email.lower(), "tenant": tenant, "password": password}
+
+
+@router.get(
+    "/tenants/{tenant}/users",
+    response_model=list[ConsoleUserOut],
+    responses=_answers(_TENANT),
+)
+async def list_console_users(tenant: str, c: CommandsDep) -> list[dict[str, Any]]:
+    return [
+        _pick(u, "email", "tenant", "locked_until", "created_at")
+        for u in await c.console_users(tenant)
+    ]
+
+
+@router.delete(
+    "/tenants/{tenant}/users/{email}",
+    status_code=204,
+    responses=_answers((404, "The tenant has no such console user.")),
+)
+async def delete_console_user(tenant: str, email: str, c: CommandsDep) -> None:
+    """Delete a console user and end its sessions."""
+    await c.remove_console_user(email, tenant)
 
 
 @router.post(

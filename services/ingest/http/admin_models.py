@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.admin import DOMAIN, NAME, SELECTOR
+from shared.admin import DOMAIN, EMAIL, MIN_PASSWORD, NAME, SELECTOR
 from shared.directory import relay_network
 
 _NAME = NAME
@@ -107,6 +107,16 @@ class DomainIn(_In):
 class CredentialIn(_In):
     username: str = Field(min_length=1, max_length=128, pattern=r"^[!-~]+$")
     allowed_from: list[str] = Field([], description="Addresses or domains it may send from.")
+
+
+class ConsoleUserIn(_In):
+    email: str = Field(max_length=254, pattern=EMAIL, description="What the user signs in as.")
+    password: str | None = Field(
+        None,
+        min_length=MIN_PASSWORD,
+        max_length=1024,
+        description="Generated (and answered once) when not given.",
+    )
 
 
 class ApiKeyIn(_In):
@@ -227,6 +237,19 @@ class ApiKeyOut(BaseModel):
     prefix: str
     name: str
     allowed_from: list[str]
+    created_at: datetime | None
+
+
+class ConsoleUserCreated(BaseModel):
+    email: str
+    tenant: str
+    password: str = Field(description="Shown in this answer only; stored hashed.")
+
+
+class ConsoleUserOut(BaseModel):
+    email: str
+    tenant: str | None
+    locked_until: datetime | None = Field(description="Locked out after failed sign-ins.")
     created_at: datetime | None
 
 

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.ingest import console as web_console
 from services.ingest.accept import Acceptor, FrontDoor
 from services.ingest.http import admin as admin_routes
 from services.ingest.http import domains, messages, sending, suppressions, webhooks
@@ -78,13 +79,17 @@ def create_app(
     changed: Changed | None = None,
     egress: Egress | None = None,
     health: DomainHealth | None = None,
+    console: bool = False,
+    console_secure_cookies: bool = False,
+    console_grafana_url: str = "",
     unsubscribe: Unsubscribe | None = None,
 ) -> FastAPI:
     """The door over ``store``. It sends with ``acceptor``, ``policy`` and ``limits`` (the
     sending routes are there only with all three) and mounts the admin API with ``admin``;
     webhooks need ``box``, and ``changed`` is told of their changes; domain checks need
     ``health``. The one-click unsubscribe links are checked with ``unsubscribe`` (without it
-    none is genuine)."""
+    none is genuine). With ``console`` (and ``admin``, whose commands it runs) it serves the
+    web console at /console, left out of the OpenAPI document."""
     app = FastAPI(
         title="Hato",
         version="0.1.0",
@@ -133,6 +138,10 @@ def create_app(
         app.include_router(sending.router)
     if admin is not None:
         app.include_router(admin_routes.router)
+        if console:
+            web_console.mount(
+                app, store, secure_cookies=console_secure_cookies, grafana_url=console_grafana_url
+            )
     app.openapi = lambda: app.openapi_schema or _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -15,6 +15,7 @@ from services.ingest.http.problems import Problem, problems
 from shared.directory import Identity
 from shared.egress import Forbidden
 from shared.schemas import ChangeKind
+from shared.store import Store
 
 router = APIRouter(tags=["webhooks"])
 
@@ -155,10 +156,18 @@ async def replay(
     100,000 in one call; ``complete`` is false and ``next_since`` says where to go on
     when the range holds more."""
     hook = await _own_webhook(door, webhook_id, identity)
+    return await replay_range(door.store, hook, body.since, body.until)
+
+
+async def replay_range(
+    store: Store, hook: dict[str, Any], since: datetime, until: datetime
+) -> dict[str, Any]:
+    """Queue the hook's tenant's events of ``since``..``until`` (of the types it takes) to it
+    again, at most MAX_REPLAY: ``queued``, ``complete`` and where to go on (``next_since``)."""
     queued = 0
-    pages = door.store.tenant_events(identity.tenant, body.since, body.until, types=hook["events"])
+    pages = store.tenant_events(hook["tenant"], since, until, types=hook["events"])
     async for events in pages:
         if queued + len(events) > MAX_REPLAY:
             return {"queued": queued, "complete": False, "next_since": events[0]["at"]}
-        queued += await door.store.webhooks.requeue(webhook_id, events)
+        queued += await store.webhooks.requeue(hook["_id"], events)
     return {"queued": queued, "complete": True, "next_since": None}
