@@ -45,6 +45,7 @@ from shared import dkim
 from shared import logging as hlog
 from shared.admin import Commands
 from shared.domain_health import suggested_dmarc
+from shared.metrics import provider_group
 from shared.provisioning import ProvisioningError
 from shared.schemas import RecipientStatus
 from shared.store import Store
@@ -391,12 +392,26 @@ async def overview(
         counts.setdefault(e.get("tenant") or "-", Counter())[e["type"]] += 1
     rows = [(tenant, [counts[tenant][k] for k in CHART_TYPES]) for tenant in sorted(counts)]
     chosen = counts.get(scope or "", Counter())
-    reasons = await c.store.destination_report(scope, midnight, now) if scope else []
+    report = await c.store.destination_report(scope, midnight, now) if scope else []
+    reasons = by_provider(report)
     return await render(
         request, c, cmd, viewer, "overview.html",
         rows=rows, types=CHART_TYPES, chart=_chart([(k, chosen[k]) for k in CHART_TYPES]),
         reasons=reasons[:15], capped=seen >= OVERVIEW_CAP, cap=OVERVIEW_CAP,
     )  # fmt: skip
+
+
+def by_provider(report: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Deferrals and bounces by destination domain and reason, summed per provider (the
+    metrics' groups: docomo, au, gmail ...); a domain of no known provider stays itself."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for r in report:
+        group = provider_group(r["domain"])
+        counts[(r["domain"] if group == "other" else group, r["type"], r["reason"])] += r["count"]
+    return [
+        {"provider": p, "type": t, "reason": reason, "count": n}
+        for (p, t, reason), n in counts.most_common()
+    ]
 
 
 COLOURS = {

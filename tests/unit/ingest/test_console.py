@@ -60,3 +60,19 @@ def test_a_suppression_search_starts_just_below_its_prefix() -> None:
     bound = _before("tar")
     assert "tar" > bound and "taro@x.jp" > bound and "tap@x.jp" < bound
     assert _before("") == "" and _before("a\x00") == "a"
+
+
+def test_the_overview_sums_reasons_per_provider() -> None:
+    """ezweb.ne.jp and au.com are one provider, au; a domain of no known provider
+    stays itself; the largest count first."""
+    from services.ingest.console.pages import by_provider
+
+    report = [
+        {"domain": "ezweb.ne.jp", "type": "deferred", "reason": "throttled", "count": 3},
+        {"domain": "example.org", "type": "bounced", "reason": "userunknown", "count": 2},
+        {"domain": "au.com", "type": "deferred", "reason": "throttled", "count": 4},
+    ]
+    assert by_provider(report) == [
+        {"provider": "au", "type": "deferred", "reason": "throttled", "count": 7},
+        {"provider": "example.org", "type": "bounced", "reason": "userunknown", "count": 2},
+    ]
