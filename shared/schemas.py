@@ -180,6 +180,10 @@ class _Job(_Model):
     pool: str
     created_at: datetime = Field(default_factory=utcnow)
     max_age: float | None = None  # seconds the tenant gives a deferred recipient
+    # The sender's tags and metadata, carried along so that every event of the mail has them
+    # without a lookup (webhook formats, event consumers, filters).
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, str] = Field(default_factory=dict)
 
 
 class SignJob(_Job):
@@ -222,6 +226,8 @@ class DeliveryResult(_Model):
     results: tuple[RecipientResult, ...]
     source_ip: str | None = None
     at: datetime = Field(default_factory=utcnow)
+    tags: tuple[str, ...] = ()  # the job's, for the events of the attempt
+    metadata: dict[str, str] = Field(default_factory=dict)
 
 
 class Event(_Model):
@@ -237,6 +243,8 @@ class Event(_Model):
     reply: Reply | None = None
     detail: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     at: datetime = Field(default_factory=utcnow)
+    tags: tuple[str, ...] = ()  # the message's tags (SendGrid: categories)
+    metadata: dict[str, str] = Field(default_factory=dict)  # its metadata (custom args)
 
     @classmethod
     def of(
@@ -251,6 +259,8 @@ class Event(_Model):
         reply: Reply | None = None,
         detail: dict[str, str | int | float | bool | None] | None = None,
         at: datetime | None = None,
+        tags: tuple[str, ...] | list[str] = (),
+        metadata: dict[str, str] | None = None,
     ) -> Event:
         """The event ``type_`` of this message and recipient at ``step`` (the delivery
         attempt, the sign job, the report ...). Its id is derived from them: the same step
@@ -266,6 +276,8 @@ class Event(_Model):
             reply=reply,
             detail=detail or {},
             at=at or utcnow(),
+            tags=tuple(tags),
+            metadata=metadata or {},
         )
 
 

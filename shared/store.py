@@ -431,12 +431,14 @@ class Store:
         recipient: str | None = None,
         status: str | None = None,
         tag: str | None = None,
+        metadata: dict[str, str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         before: str | None = None,
         limit: int = 50,
     ) -> list[dict[str, Any]]:
-        """A tenant's messages, newest first (ids are time-ordered, so ``before`` pages)."""
+        """A tenant's messages, newest first (ids are time-ordered, so ``before`` pages);
+        ``metadata`` keys are checked by the caller (letters, digits, _ and -)."""
         query: dict[str, Any] = {"tenant": tenant}
         if recipient or status:
             rquery: dict[str, Any] = {"tenant": tenant}
@@ -450,6 +452,8 @@ class Store:
             query["_id"] = {"$in": sorted(ids)}
         if tag:
             query["tags"] = tag
+        for key, value in (metadata or {}).items():
+            query[f"metadata.{key}"] = value
         created: dict[str, Any] = {}
         if since:
             created["$gte"] = since

@@ -281,6 +281,8 @@ class Acceptor:
                 reply=reply,
                 detail=detail,
                 at=now,
+                tags=sub.tags,
+                metadata=sub.metadata,
             )
 
         events = [event(EventType.ACCEPTED, r) for r in recipients] + [
@@ -309,6 +311,8 @@ class Acceptor:
                 pool=pool,
                 created_at=now,
                 max_age=sub.identity.limits.max_age,
+                tags=sub.tags,
+                metadata=sub.metadata,
             )
             publishes.append(self.broker.publish(job, raw))
         try:

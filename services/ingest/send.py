@@ -24,6 +24,8 @@ from services.ingest.api_models import (
     address_of,
 )
 from services.ingest.compose import compose
+from services.ingest.labels import LabelError, check_metadata, merged
+from services.ingest.labels import extract as extract_labels
 from services.ingest.policy import RelayPolicy
 from shared.directory import Identity
 from shared.errors import HatoError, Unavailable
@@ -76,6 +78,12 @@ class Sender:
 
     async def send_raw(self, identity: Identity, message: RawMessageIn) -> dict[str, Any]:
         raw = _checked(content.with_crlf(message.data()))
+        try:
+            raw, labels = extract_labels(raw)
+            tags = merged(message.tags, labels.tags)
+            metadata = check_metadata(message.metadata | labels.metadata)
+        except LabelError as exc:
+            raise Refused(400, str(exc)) from None
         headers = summarize_headers(raw)
         if headers.from_address is None:
             raise Refused(400, "the message has no usable From header")
@@ -88,8 +96,8 @@ class Sender:
             sender,
             rcpts,
             raw,
-            tags=message.tags,
-            metadata=message.metadata,
+            tags=list(tags),
+            metadata=metadata,
             pool=message.pool,
         )
 

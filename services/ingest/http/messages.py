@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.ingest.api_models import Moment
 from services.ingest.http.deps import CallerDep, DoorDep, Tenant
@@ -21,6 +21,8 @@ from shared.schemas import RecipientStatus
 from shared.views import message_view, with_status
 
 router = APIRouter(tags=["messages"])
+
+_METADATA_FILTER = r"^[\w-]{1,64}:"  # a metadata key as the senders' are checked, then ':'
 
 
 class _View(BaseModel):
@@ -64,6 +66,8 @@ class EventView(_View):
     address: str | None = None
     reply: dict[str, Any] | None = None
     detail: dict[str, Any] | None = None
+    tags: list[str] = []
+    metadata: dict[str, str] = {}
 
 
 class MessageSummary(_View):
@@ -150,18 +154,26 @@ async def list_messages(
         RecipientStatus | None, Query(description="Messages with a recipient in this status.")
     ] = None,
     tag: str | None = None,
+    metadata: Annotated[
+        list[Annotated[str, StringConstraints(pattern=_METADATA_FILTER)]],
+        Query(
+            description="``key:value``: messages with this metadata (SendGrid custom args, "
+            "Postmark Metadata, Mailgun variables); repeat for all of several."
+        ),
+    ] = [],  # noqa: B006 (FastAPI copies it)
     since: Moment | None = None,
     until: Moment | None = None,
     before: str | None = Query(None, description="Page: the `next` of the previous page."),
     limit: int = Query(50, ge=1, le=500),
 ) -> dict[str, Any]:
-    """The tenant's messages, newest first, filtered by recipient, recipient status, tag
-    and time; ``next`` continues the list."""
+    """The tenant's messages, newest first, filtered by recipient, recipient status, tag,
+    metadata and time; ``next`` continues the list."""
     docs = await door.store.list_messages(
         identity.tenant,
         recipient=recipient,
         status=status.value if status else None,
         tag=tag,
+        metadata=dict(m.split(":", 1) for m in metadata),
         since=since,
         until=until,
         before=before,
