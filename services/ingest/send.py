@@ -5,6 +5,7 @@ that each door turns into its own answer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from services.ingest import content
@@ -62,7 +63,18 @@ class Sender:
         self.limits = limits
         self.door = door
 
-    async def send(self, identity: Identity, message: MessageIn) -> dict[str, Any]:
+    async def send(
+        self,
+        identity: Identity,
+        message: MessageIn,
+        *,
+        send_at: datetime | None = None,
+        sandbox: bool = False,
+    ) -> dict[str, Any]:
+        """Send ``message``; ``send_at`` holds it until then, ``sandbox`` checks and records it
+        without sending."""
+        if send_at is not None or sandbox:
+            raise Refused(400, "scheduled sending and sandbox mode are not available yet")
         sender = address_of(message.from_)
         self._check_sender(identity, sender)
         raw = _checked(compose(message, message_id_domain=sender.rpartition("@")[2]))

@@ -3,6 +3,8 @@ their own client libraries, only the base URL changed) label and send mail throu
 
 from __future__ import annotations
 
+import asyncio
+import json
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -89,3 +91,176 @@ async def test_smtp_unreadable_label_is_refused(api: Api) -> None:
         await aiosmtplib.send(mail, hostname="127.0.0.1", port=smtp_port(api))
     assert refused.value.code == 554
     assert "5.6.0" in refused.value.message and "X-SMTPAPI" in refused.value.message
+
+
+def base_url(api: Api) -> str:
+    return str(api.http.base_url).rstrip("/")
+
+
+async def test_sendgrid_client_sends_through_hato(api: Api) -> None:
+    """SendGrid's own Python client, with only its host changed, sends a mail with categories and
+    custom args: 202 with X-Message-Id, delivered, labelled in Hato."""
+    from sendgrid import SendGridAPIClient
+    from sendgrid.helpers.mail import Category, CustomArg, Mail, Substitution
+
+    address = f"{unique('sg')}@ok.test"
+    mail = Mail(
+        from_email="orders@shop.test",
+        to_emails=address,
+        subject="Hello -name-",
+        plain_text_content="Hi -name-",
+        html_content="<p>Hi -name-</p>",
+    )
+    mail.category = [Category("welcome"), Category("sg")]
+    mail.custom_arg = [CustomArg("user_id", "u-1")]
+    mail.personalizations[0].add_substitution(Substitution("-name-", "Bo"))
+    client = SendGridAPIClient(api_key=api.key, host=base_url(api))
+    response = await asyncio.to_thread(client.send, mail)
+    assert response.status_code == 202
+    message_id = response.headers["X-Message-Id"]
+
+    data = await delivered_to(api, address)
+    assert b"Subject: Hello Bo" in data and b"Hi Bo" in data
+    message = await stored(api, address)
+    assert message["id"] == message_id
+    assert (sorted(message["tags"]), message["metadata"]) == (["sg", "welcome"], {"user_id": "u-1"})
+
+
+async def test_sendgrid_errors_are_sendgrids(api: Api) -> None:
+    """A bad key is SendGrid's 401, a request missing content its 400 naming the field, a From of
+    another tenant its 403; the client raises its own errors for them."""
+    from python_http_client.exceptions import BadRequestsError, UnauthorizedError
+    from sendgrid import SendGridAPIClient
+
+    body = {
+        "personalizations": [{"to": [{"email": "x@ok.test"}]}],
+        "from": {"email": "orders@shop.test"},
+        "subject": "s",
+    }
+    client = SendGridAPIClient(api_key="nope", host=base_url(api))
+    with pytest.raises(UnauthorizedError) as bad_key:
+        await asyncio.to_thread(client.send, body)
+    assert json.loads(bad_key.value.body)["errors"][0]["message"].startswith("The provided")
+
+    client = SendGridAPIClient(api_key=api.key, host=base_url(api))
+    with pytest.raises(BadRequestsError) as no_content:
+        await asyncio.to_thread(client.send, body)
+    assert json.loads(no_content.value.body)["errors"][0]["field"] == "content"
+
+    wrong = await api.http.post(
+        "/v3/mail/send",
+        json=body
+        | {"from": {"email": "a@rival.test"}, "content": [{"type": "text/plain", "value": "x"}]},
+        headers=api.as_tenant(),
+    )
+    assert wrong.status_code == 403
+    assert wrong.json()["errors"][0]["message"]
+    schema = await api.http.post("/v3/mail/send", json={"x": 1}, headers=api.as_tenant())
+    assert schema.status_code == 400 and schema.json()["errors"][0]["field"]
+
+
+async def test_postmark_client_sends_through_hato(api: Api) -> None:
+    """postmarker, with only its root URL changed, sends one message and a batch: Postmark's
+    answers with MessageID; Tag and Metadata label the mail; a bad token is its ErrorCode 10."""
+    from postmarker.core import PostmarkClient
+    from postmarker.exceptions import ClientError
+
+    address, second = f"{unique('pm')}@ok.test", f"{unique('pm2')}@ok.test"
+    client = PostmarkClient(server_token=api.key, root_api_url=base_url(api) + "/")
+    sent = await asyncio.to_thread(
+        client.emails.send,
+        From="Shop <orders@shop.test>",
+        To=address,
+        Subject="Receipt",
+        TextBody="Thanks",
+        Tag="receipts",
+        Metadata={"order": "9"},
+        Headers={"X-Shop": "1"},
+    )
+    assert sent["ErrorCode"] == 0 and sent["Message"] == "OK" and sent["To"] == address
+    batch = await asyncio.to_thread(
+        client.emails.send_batch,
+        {"From": "orders@shop.test", "To": second, "Subject": "B", "HtmlBody": "<b>b</b>"},
+        {"From": "orders@rival.test", "To": second, "Subject": "C", "TextBody": "c"},
+    )
+    assert [b["ErrorCode"] for b in batch] == [0, 400]
+
+    data = await delivered_to(api, address)
+    assert b"X-Shop: 1" in data
+    message = await stored(api, address)
+    assert message["id"] == sent["MessageID"]
+    assert (message["tags"], message["metadata"]) == (["receipts"], {"order": "9"})
+    await delivered_to(api, second)
+
+    with pytest.raises(ClientError) as invalid:
+        await asyncio.to_thread(client.emails.send, From="not an address", To=address, TextBody="x")
+    assert invalid.value.error_code == 300
+    bad = PostmarkClient(server_token="nope", root_api_url=base_url(api) + "/")
+    with pytest.raises(ClientError) as bad_token:
+        await asyncio.to_thread(bad.emails.send, From="orders@shop.test", To=address, TextBody="x")
+    assert bad_token.value.error_code == 10
+    refused = await api.http.post(
+        "/email", json={"From": "orders@shop.test"}, headers={"X-Postmark-Server-Token": "nope"}
+    )
+    assert refused.status_code == 401 and refused.json()["ErrorCode"] == 10
+
+
+async def test_mailgun_form_sends_through_hato(api: Api) -> None:
+    """A Mailgun request (requests, Basic auth api:KEY, multipart with an attachment, o:tag,
+    v: and h: fields) sends a mail: Mailgun's answer, the labels in Hato; a bad key is 401
+    Forbidden, another tenant's domain 404, a form without text 400 with Mailgun's message."""
+    import requests
+
+    address = f"{unique('mg')}@ok.test"
+    url = f"{base_url(api)}/v3/shop.test/messages"
+    response = await asyncio.to_thread(
+        requests.post,
+        url,
+        auth=("api", api.key),
+        files=[("attachment", ("note.txt", b"attached words", "text/plain"))],
+        data={
+            "from": "Shop <orders@shop.test>",
+            "to": [address],
+            "subject": "Mailgun",
+            "text": "hello",
+            "o:tag": ["mg", "september"],
+            "v:account": "a-1",
+            "h:X-Campaign": "fall",
+            "h:Reply-To": "help@shop.test",
+        },
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["message"] == "Queued. Thank you." and answer["id"].endswith("@shop.test>")
+
+    data = await delivered_to(api, address)
+    assert b"X-Campaign: fall" in data and b"Reply-To: help@shop.test" in data
+    assert b"note.txt" in data
+    message = await stored(api, address)
+    assert answer["id"] == f"<{message['id']}@shop.test>"
+    assert (message["tags"], message["metadata"]) == (["mg", "september"], {"account": "a-1"})
+
+    urlencoded = await asyncio.to_thread(
+        requests.post,
+        url,
+        auth=("api", api.key),
+        data={"from": "orders@shop.test", "to": address, "subject": "x"},
+        timeout=30,
+    )
+    assert urlencoded.status_code == 400
+    assert urlencoded.json() == {
+        "message": "Need at least one of 'text' or 'html' parameters specified"
+    }
+    bad_key = await asyncio.to_thread(
+        requests.post, url, auth=("api", "nope"), data={"from": "a"}, timeout=30
+    )
+    assert (bad_key.status_code, bad_key.text) == (401, "Forbidden")
+    rival = await asyncio.to_thread(
+        requests.post,
+        f"{base_url(api)}/v3/rival.test/messages",
+        auth=("api", api.key),
+        data={"from": "a@rival.test", "to": address, "text": "x"},
+        timeout=30,
+    )
+    assert rival.status_code == 404 and rival.json()["message"].startswith("Domain not found")
