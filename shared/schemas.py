@@ -29,7 +29,7 @@ def utcnow() -> datetime:
 
 
 class RecipientStatus(StrEnum):
-    """Where a recipient stands; the last five are final."""
+    """Where a recipient stands; all but queued and deferred are final."""
 
     QUEUED = "queued"
     DEFERRED = "deferred"
@@ -39,6 +39,7 @@ class RecipientStatus(StrEnum):
     SUPPRESSED = "suppressed"
     EXPIRED = "expired"
     FAILED = "failed"
+    SANDBOXED = "sandboxed"  # sent in sandbox (test) mode: checked and recorded, never sent
 
     @property
     def is_final(self) -> bool:
@@ -56,6 +57,7 @@ class MessageStage(StrEnum):
     SIGNED = "signed"  # read from its signed or unsigned event, never stored
     SUPPRESSED = "suppressed"  # every recipient was on the suppression list
     FAILED = "failed"  # cannot be sent: no key under the fail policy
+    SANDBOXED = "sandboxed"  # sandbox (test) mode: checked and recorded, nothing sent
 
 
 class MessageStatus(StrEnum):
@@ -74,12 +76,13 @@ class Change(StrEnum):
     RETRY = "retry"  # an operator retries a dead-lettered job (hato dead retry)
 
 
-# The one table of a recipient's life. Ingest writes ``queued`` (or ``suppressed``) when it
-# accepts the mail; after that each change may move a recipient only from the statuses on the
-# left to those on the right, and the store's writes filter on the left side, so a change
-# that comes late (a redelivered job, a report about a recipient already final) moves
-# nothing. A feedback may come before the attempt that caused it is written (a receiver that
-# bounces at once): it wins, and the attempt then finds the recipient final.
+# The one table of a recipient's life. Ingest writes ``queued`` (or ``suppressed``, or in
+# sandbox mode ``sandboxed``) when it accepts the mail; after that each change may move a
+# recipient only from the statuses on the left to those on the right, and the store's
+# writes filter on the left side, so a change that comes late (a redelivered job, a report
+# about a recipient already final) moves nothing. A feedback may come before the attempt
+# that caused it is written (a receiver that bounces at once): it wins, and the attempt then
+# finds the recipient final.
 TRANSITIONS: dict[Change, tuple[frozenset[RecipientStatus], frozenset[RecipientStatus]]] = {
     Change.ATTEMPT: (
         WAITING,
@@ -124,6 +127,7 @@ class EventType(StrEnum):
     SUPPRESSED = "suppressed"
     EXPIRED = "expired"
     FAILED = "failed"
+    SANDBOXED = "sandboxed"  # accepted in sandbox (test) mode: recorded, not sent
     DEAD_LETTERED = "dead_lettered"
     DKIM_KEY_PENDING = "dkim_key_pending"  # a new key waits for its DNS record
     DKIM_KEY_ACTIVATED = "dkim_key_activated"

@@ -54,6 +54,9 @@ NOT_ACCEPTED = Counter(
 )
 
 
+SANDBOXED = "sandbox mode: accepted, checked and recorded; not sent"
+
+
 class FrontDoor(StrEnum):
     """The front door a submission came through."""
 
@@ -109,6 +112,7 @@ class Submission:
     tags: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
     pool: str | None = None  # a pool the message names (checked by the door)
+    sandbox: bool = False  # test mode: checked and recorded as sandboxed, never sent
     received_from: str = ""  # the Received field's "from" (SMTP: HELO name and address)
     protocol: str = ""  # its "with": ESMTPSA, HTTP ... (default: the door's name)
 
@@ -118,13 +122,12 @@ class Accepted:
     message_id: str
     recipients: tuple[Recipient, ...]
     suppressed: frozenset[str] = frozenset()  # recipient ids not sent to
+    sandbox: bool = False
 
     def status_of(self, recipient: Recipient) -> RecipientStatus:
-        return (
-            RecipientStatus.SUPPRESSED
-            if recipient.id in self.suppressed
-            else (RecipientStatus.QUEUED)
-        )
+        if recipient.id in self.suppressed:
+            return RecipientStatus.SUPPRESSED
+        return RecipientStatus.SANDBOXED if self.sandbox else RecipientStatus.QUEUED
 
 
 class RateLimited(HatoError):
@@ -212,13 +215,19 @@ class Acceptor:
         raw = self._received(sub, message_id) + normalize_line_endings(sub.raw)
         recipients = tuple(Recipient(id=new_id(), address=a) for a in sub.recipients)
         suppressed = [r for r in recipients if r.address.lower() in suppressed_addresses]
-        to_send = tuple(r for r in recipients if r.address.lower() not in suppressed_addresses)
+        kept = tuple(r for r in recipients if r.address.lower() not in suppressed_addresses)
+        to_send = () if sub.sandbox else kept
+        sandboxed = kept if sub.sandbox else ()
         now = utcnow()
         from_domain = sub.headers.from_domain or sub.mail_from.rpartition("@")[2].lower()
         message_doc = {
             "_id": message_id,
             "tenant": tenant,
-            "status": MessageStage.ACCEPTED if to_send else MessageStage.SUPPRESSED,
+            "status": MessageStage.ACCEPTED
+            if to_send
+            else MessageStage.SANDBOXED
+            if sandboxed
+            else MessageStage.SUPPRESSED,
             "door": sub.door,
             "client": sub.client,
             "credential": sub.identity.credential,
@@ -246,6 +255,7 @@ class Acceptor:
             "enhanced": "5.7.1",
             "text": "address is on the suppression list; not sent",
         }
+        sandbox_reply = {"code": 250, "enhanced": "2.0.0", "text": SANDBOXED}
         recipient_docs = [
             {
                 "_id": r.id,
@@ -265,6 +275,12 @@ class Acceptor:
                     "finished_at": now,
                 }
                 if r in suppressed
+                else {
+                    "status": RecipientStatus.SANDBOXED.value,
+                    "reply": sandbox_reply,
+                    "finished_at": now,
+                }
+                if r in sandboxed
                 else {}
             )
             for r in recipients
@@ -285,9 +301,11 @@ class Acceptor:
                 metadata=sub.metadata,
             )
 
-        events = [event(EventType.ACCEPTED, r) for r in recipients] + [
-            event(EventType.SUPPRESSED, r, Reply(**suppressed_reply)) for r in suppressed
-        ]
+        events = (
+            [event(EventType.ACCEPTED, r) for r in recipients]
+            + [event(EventType.SUPPRESSED, r, Reply(**suppressed_reply)) for r in suppressed]
+            + [event(EventType.SANDBOXED, r, Reply(**sandbox_reply)) for r in sandboxed]
+        )
         try:
             await self.store.insert_message(message_doc, recipient_docs, events)
         except TRANSIENT_ERRORS as exc:
@@ -334,7 +352,9 @@ class Acceptor:
             size=len(raw),
             door=sub.door,
         )
-        return Accepted(message_id, recipients, frozenset(r.id for r in suppressed))
+        return Accepted(
+            message_id, recipients, frozenset(r.id for r in suppressed), sandbox=sub.sandbox
+        )
 
     async def _discard(self, message_id: str) -> None:
         try:

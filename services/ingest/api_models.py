@@ -161,6 +161,10 @@ class MessageIn(_Strict):
     metadata: dict[str, OneLine] = Field({}, max_length=20)
     charset: Literal["utf-8", "iso-2022-jp"] = "utf-8"
     pool: str | None = Field(None, description="An IP pool other than the tenant's, if allowed.")
+    sandbox: bool = Field(
+        False, description="Test mode: checked and recorded (recipients `sandboxed`), not sent."
+    )
+    send_at: Moment | None = Field(None, description="Hold the message until then.")
 
     @field_validator("headers")
     @classmethod
@@ -237,6 +241,9 @@ class RawMessageIn(_Strict):
     tags: list[OneLine] = Field([], max_length=10)
     metadata: dict[str, OneLine] = Field({}, max_length=20)
     pool: str | None = Field(None, description="An IP pool other than the tenant's, if allowed.")
+    sandbox: bool = Field(
+        False, description="Test mode: checked and recorded (recipients `sandboxed`), not sent."
+    )
 
     @field_validator("metadata")
     @classmethod

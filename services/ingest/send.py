@@ -73,8 +73,9 @@ class Sender:
     ) -> dict[str, Any]:
         """Send ``message``; ``send_at`` holds it until then, ``sandbox`` checks and records it
         without sending."""
-        if send_at is not None or sandbox:
-            raise Refused(400, "scheduled sending and sandbox mode are not available yet")
+        send_at = send_at or message.send_at
+        if send_at is not None:
+            raise Refused(400, "scheduled sending (send_at) is not available yet")
         sender = address_of(message.from_)
         self._check_sender(identity, sender)
         raw = _checked(compose(message, message_id_domain=sender.rpartition("@")[2]))
@@ -86,12 +87,15 @@ class Sender:
             tags=message.tags,
             metadata=message.metadata,
             pool=message.pool,
+            sandbox=sandbox or message.sandbox,
         )
 
     async def send_raw(self, identity: Identity, message: RawMessageIn) -> dict[str, Any]:
         raw = _checked(content.with_crlf(message.data()))
         try:
             raw, labels = extract_labels(raw)
+            if labels.send_at is not None:
+                raise LabelError("scheduled sending (send_at) is not available yet")
             tags = merged(message.tags, labels.tags)
             metadata = check_metadata(message.metadata | labels.metadata)
         except LabelError as exc:
@@ -111,6 +115,7 @@ class Sender:
             tags=list(tags),
             metadata=metadata,
             pool=message.pool,
+            sandbox=message.sandbox,
         )
 
     def _check_sender(self, identity: Identity, address: str) -> None:
@@ -127,6 +132,7 @@ class Sender:
         tags: list[str],
         metadata: dict[str, str],
         pool: str | None = None,
+        sandbox: bool = False,
     ) -> dict[str, Any]:
         if pool is not None and not identity.may_use_pool(pool):
             raise Refused(403, f"this tenant may not send through pool {pool}")
@@ -150,6 +156,7 @@ class Sender:
             tags=tuple(tags),
             metadata=dict(metadata),
             pool=pool,
+            sandbox=sandbox,
         )
         try:
             accepted = await self.acceptor.accept(submission)

@@ -264,3 +264,54 @@ async def test_mailgun_form_sends_through_hato(api: Api) -> None:
         timeout=30,
     )
     assert rival.status_code == 404 and rival.json()["message"].startswith("Domain not found")
+
+
+async def test_sandbox_mode_records_and_sends_nothing(api: Api) -> None:
+    """SendGrid's sandbox_mode, Mailgun's o:testmode and Hato's own sandbox accept, check and
+    record a message whose recipients end ``sandboxed`` (an event says so) and send nothing;
+    a sandboxed message that is invalid is refused all the same."""
+    import requests
+
+    sg, mg, own = (f"{unique(p)}@ok.test" for p in ("sgsand", "mgsand", "sand"))
+    sent = await api.http.post(
+        "/v3/mail/send",
+        json={
+            "personalizations": [{"to": [{"email": sg}]}],
+            "from": {"email": "orders@shop.test"},
+            "subject": "sandboxed",
+            "content": [{"type": "text/plain", "value": "x"}],
+            "mail_settings": {"sandbox_mode": {"enable": True}},
+        },
+        headers=api.as_tenant(),
+    )
+    assert sent.status_code == 202, sent.text
+    form = await asyncio.to_thread(
+        requests.post,
+        f"{base_url(api)}/v3/shop.test/messages",
+        auth=("api", api.key),
+        data={"from": "orders@shop.test", "to": mg, "text": "x", "o:testmode": "yes"},
+        timeout=30,
+    )
+    assert form.status_code == 200, form.text
+    mine = await api.http.post(
+        "/v1/messages",
+        json={"from": "orders@shop.test", "to": [own], "text": "x", "sandbox": True},
+        headers=api.as_tenant(),
+    )
+    assert mine.json()["recipients"][0]["status"] == "sandboxed"
+    for address in (sg, mg, own):
+        doc = await api.store.db.recipients.find_one({"address": address})
+        view = (
+            await api.http.get(f"/v1/messages/{doc['message_id']}", headers=api.as_tenant())
+        ).json()
+        assert view["status"] == "sandboxed"
+        assert [r["status"] for r in view["recipients"]] == ["sandboxed"]
+        assert sorted(e["type"] for e in view["events"]) == ["accepted", "sandboxed"]
+    await asyncio.sleep(2)  # the pipeline had time to send, had it been sent
+    assert not [r for r in api.sink.received if {sg, mg, own} & set(r.rcpt_tos)]
+    invalid = await api.http.post(
+        "/v1/messages",
+        json={"from": "orders@rival.test", "to": [own], "text": "x", "sandbox": True},
+        headers=api.as_tenant(),
+    )
+    assert invalid.status_code == 403

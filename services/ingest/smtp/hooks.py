@@ -172,6 +172,8 @@ class RelayHandler:
             return str(replies.content_refused(str(exc), loop=loop))
         try:
             raw, labels = extract_labels(raw)
+            if labels.send_at is not None:
+                raise LabelError("scheduled sending (send_at) is not available yet")
         except LabelError as exc:
             return str(replies.content_refused(str(exc)))
         headers = summarize_headers(raw)
