@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from services.ingest import addresses
 from services.ingest.content import LINE_BREAKING, ContentError, one_mailbox
+from shared.webhook_formats import WebhookFormat
 
 # Headers the API builds itself; a custom header may not set them.
 RESERVED_HEADERS = frozenset(
@@ -275,8 +276,17 @@ class SuppressionIn(_Strict):
 
 
 class WebhookIn(_Strict):
-    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2000)
+    url: str = Field(
+        pattern=r"^https?://[^\s]+$",
+        max_length=2000,
+        description="Credentials in it (https://user:pass@host/...) are sent as Basic auth.",
+    )
     events: list[str] = Field([], description="Event types to send; empty: all of them.")
+    format: WebhookFormat = Field(
+        WebhookFormat.HATO,
+        description="The POSTs' shape and signature: Hato's own, or SendGrid's, Postmark's "
+        "or Mailgun's event webhook.",
+    )
 
     @field_validator("events")
     @classmethod

@@ -315,3 +315,155 @@ async def test_sandbox_mode_records_and_sends_nothing(api: Api) -> None:
         headers=api.as_tenant(),
     )
     assert invalid.status_code == 403
+
+
+class FormatReceiver:
+    """Endpoints of the three provider formats on loopback: each POST kept with its headers."""
+
+    def __init__(self) -> None:
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        from shared.ops import HttpServer
+
+        self.posts: dict[str, list[tuple[dict, bytes]]] = {"sg": [], "pm": [], "mg": []}
+        app = Starlette(routes=[Route("/{kind}", self.hook, methods=["POST"])])
+        self.server = HttpServer(app, host="127.0.0.1", port=0)
+
+    async def hook(self, request):
+        from starlette.responses import Response
+
+        self.posts[request.path_params["kind"]].append(
+            (dict(request.headers), await request.body())
+        )
+        return Response(status_code=200)
+
+    def url(self, kind: str, credentials: str = "") -> str:
+        return f"http://{credentials}127.0.0.1:{self.server.port}/{kind}"
+
+
+async def test_webhooks_in_sendgrid_postmark_and_mailgun_formats(api: Api) -> None:
+    """Endpoints in SendGrid's, Postmark's and Mailgun's formats get a delivery and a bounce
+    in those shapes, with the tags and metadata, each verified by that provider's documented
+    algorithm: SendGrid's ECDSA with the endpoint's public key (its own library's verifier),
+    Postmark's Basic auth from the URL, Mailgun's HMAC of timestamp and token."""
+    import base64
+    import hashlib
+    import hmac
+
+    from sendgrid.helpers.eventwebhook import EventWebhook
+
+    receiver = FormatReceiver()
+    await receiver.server.start()
+    previous = api.sink.rcpt_reply
+    api.sink.rcpt_reply = lambda a: "550 5.1.1 No such user" if a.startswith("gone") else None
+    hooks: dict[str, dict] = {}
+    try:
+        for kind, fmt, creds in (
+            ("sg", "sendgrid", ""),
+            ("pm", "postmark", "hook%40shop:s3cret@"),
+            ("mg", "mailgun", ""),
+        ):
+            created = await api.http.post(
+                "/v1/webhooks",
+                json={"url": receiver.url(kind, creds), "format": fmt},
+                headers=api.as_tenant(),
+            )
+            assert created.status_code == 201, created.text
+            hooks[kind] = created.json()
+            assert "s3cret" not in created.json()["url"]
+        assert hooks["sg"]["public_key"] and hooks["pm"]["public_key"] is None
+        listed = await api.http.get("/v1/webhooks", headers=api.as_tenant())
+        formats = {w["id"]: (w["format"], w["public_key"]) for w in listed.json()["webhooks"]}
+        assert formats[hooks["sg"]["id"]] == ("sendgrid", hooks["sg"]["public_key"])
+
+        ok, gone = f"{unique('fmt')}@ok.test", f"{unique('gone')}@ok.test"
+        for address in (ok, gone):
+            sent = await api.http.post(
+                "/v1/messages",
+                json={
+                    "from": "orders@shop.test",
+                    "to": [address],
+                    "subject": "formats",
+                    "text": "x",
+                    "tags": ["welcome"],
+                    "metadata": {"user_id": "u-9"},
+                },
+                headers=api.as_tenant(),
+            )
+            assert sent.status_code == 202, sent.text
+
+        def sendgrid_events() -> list[dict]:
+            return [e for _, body in receiver.posts["sg"] for e in json.loads(body)]
+
+        await eventually(
+            lambda: asyncio.sleep(0, {e["event"] for e in sendgrid_events()}),
+            until=lambda seen: {"processed", "delivered", "bounce"} <= seen,
+            timeout=30,
+        )
+        verifier = EventWebhook()
+        key = verifier.convert_public_key_to_ecdsa(hooks["sg"]["public_key"])
+        for headers, body in receiver.posts["sg"]:
+            assert verifier.verify_signature(
+                body.decode(),
+                headers["x-twilio-email-event-webhook-signature"],
+                headers["x-twilio-email-event-webhook-timestamp"],
+                key,
+            )
+        assert not verifier.verify_signature(
+            receiver.posts["sg"][0][1].decode() + " ",
+            receiver.posts["sg"][0][0]["x-twilio-email-event-webhook-signature"],
+            receiver.posts["sg"][0][0]["x-twilio-email-event-webhook-timestamp"],
+            key,
+        )
+        by_kind = {(e["event"], e["email"]): e for e in sendgrid_events()}
+        delivered = by_kind[("delivered", ok)]
+        assert delivered["category"] == ["welcome"] and delivered["user_id"] == "u-9"
+        bounce = by_kind[("bounce", gone)]
+        assert bounce["type"] == "bounce" and bounce["bounce_classification"] == "Invalid Address"
+        assert bounce["user_id"] == "u-9"
+
+        await eventually(
+            lambda: asyncio.sleep(
+                0, {json.loads(b)["RecordType"] for _, b in receiver.posts["pm"]}
+            ),
+            until=lambda seen: {"Delivery", "Bounce"} <= seen,
+            timeout=30,
+        )
+        basic = "Basic " + base64.b64encode(b"hook@shop:s3cret").decode()
+        for headers, body in receiver.posts["pm"]:
+            assert headers["authorization"] == basic
+            record = json.loads(body)
+            assert record["Tag"] == "welcome" and record["Metadata"] == {"user_id": "u-9"}
+        bounces = [json.loads(b) for _, b in receiver.posts["pm"]]
+        bounce = next(r for r in bounces if r["RecordType"] == "Bounce")
+        assert (bounce["Email"], bounce["Type"], bounce["Inactive"]) == (gone, "HardBounce", True)
+
+        await eventually(
+            lambda: asyncio.sleep(
+                0, {json.loads(b)["event-data"]["event"] for _, b in receiver.posts["mg"]}
+            ),
+            until=lambda seen: {"accepted", "delivered", "failed"} <= seen,
+            timeout=30,
+        )
+        signing_key = hooks["mg"]["secret"].encode()
+        for _, body in receiver.posts["mg"]:
+            posted = json.loads(body)
+            sig = posted["signature"]
+            expected = hmac.new(
+                signing_key, (sig["timestamp"] + sig["token"]).encode(), hashlib.sha256
+            ).hexdigest()
+            assert hmac.compare_digest(sig["signature"], expected)
+            data = posted["event-data"]
+            assert data["tags"] == ["welcome"] and data["user-variables"] == {"user_id": "u-9"}
+        failed = next(
+            json.loads(b)["event-data"]
+            for _, b in receiver.posts["mg"]
+            if json.loads(b)["event-data"]["event"] == "failed"
+        )
+        assert (failed["recipient"], failed["severity"]) == (gone, "permanent")
+    finally:
+        api.sink.rcpt_reply = previous
+        await receiver.server.stop()
+        for hook in hooks.values():
+            await api.http.delete(f"/v1/webhooks/{hook['id']}", headers=api.as_tenant())
