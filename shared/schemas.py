@@ -29,8 +29,9 @@ def utcnow() -> datetime:
 
 
 class RecipientStatus(StrEnum):
-    """Where a recipient stands; all but queued and deferred are final."""
+    """Where a recipient stands; all but scheduled, queued and deferred are final."""
 
+    SCHEDULED = "scheduled"  # held until the message's send_at
     QUEUED = "queued"
     DEFERRED = "deferred"
     DELIVERED = "delivered"
@@ -40,13 +41,15 @@ class RecipientStatus(StrEnum):
     EXPIRED = "expired"
     FAILED = "failed"
     SANDBOXED = "sandboxed"  # sent in sandbox (test) mode: checked and recorded, never sent
+    CANCELLED = "cancelled"  # a scheduled message its sender cancelled before its time
 
     @property
     def is_final(self) -> bool:
-        return self not in WAITING
+        return self not in WAITING and self is not RecipientStatus.SCHEDULED
 
 
 WAITING = frozenset({RecipientStatus.QUEUED, RecipientStatus.DEFERRED})
+"""What a delivery attempt may move (a scheduled recipient waits for its time first)."""
 
 
 class MessageStage(StrEnum):
@@ -58,6 +61,8 @@ class MessageStage(StrEnum):
     SUPPRESSED = "suppressed"  # every recipient was on the suppression list
     FAILED = "failed"  # cannot be sent: no key under the fail policy
     SANDBOXED = "sandboxed"  # sandbox (test) mode: checked and recorded, nothing sent
+    SCHEDULED = "scheduled"  # held until its send_at (shared/schedule.py)
+    CANCELLED = "cancelled"  # cancelled by its sender before its send_at
 
 
 class MessageStatus(StrEnum):
@@ -74,6 +79,8 @@ class Change(StrEnum):
     FEEDBACK = "feedback"  # the bounce service: an asynchronous bounce, a complaint
     FAILURE = "failure"  # the signer (no key, policy fail) or a dead-lettered job
     RETRY = "retry"  # an operator retries a dead-lettered job (hato dead retry)
+    RELEASE = "release"  # ingest: a scheduled message's time has come
+    CANCEL = "cancel"  # its sender cancels a scheduled message
 
 
 # The one table of a recipient's life. Ingest writes ``queued`` (or ``suppressed``, or in
@@ -102,6 +109,14 @@ TRANSITIONS: dict[Change, tuple[frozenset[RecipientStatus], frozenset[RecipientS
     ),
     Change.FAILURE: (WAITING, frozenset({RecipientStatus.FAILED})),
     Change.RETRY: (frozenset({RecipientStatus.FAILED}), frozenset({RecipientStatus.QUEUED})),
+    Change.RELEASE: (
+        frozenset({RecipientStatus.SCHEDULED}),
+        frozenset({RecipientStatus.QUEUED}),
+    ),
+    Change.CANCEL: (
+        frozenset({RecipientStatus.SCHEDULED}),
+        frozenset({RecipientStatus.CANCELLED}),
+    ),
 }
 
 
@@ -128,6 +143,8 @@ class EventType(StrEnum):
     EXPIRED = "expired"
     FAILED = "failed"
     SANDBOXED = "sandboxed"  # accepted in sandbox (test) mode: recorded, not sent
+    SCHEDULED = "scheduled"  # accepted, held until its send_at
+    CANCELLED = "cancelled"  # a scheduled message cancelled by its sender
     DEAD_LETTERED = "dead_lettered"
     DKIM_KEY_PENDING = "dkim_key_pending"  # a new key waits for its DNS record
     DKIM_KEY_ACTIVATED = "dkim_key_activated"

@@ -28,6 +28,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared import logging as hlog
 from shared.batching import Batcher
 from shared.directory import Directory, Idempotency, Pools
+from shared.schedule import Schedules
 from shared.schemas import (
     Change,
     Event,
@@ -109,6 +110,7 @@ class Store:
         self.idempotency = Idempotency(self.db)
         self.pools = Pools(self.db)
         self.webhooks = Webhooks(self.db)
+        self.schedules = Schedules(self.db)
         wait = settings.batch_wait  # a busy service's writes wait this long for company
         self._messages: Batcher[tuple[dict[str, Any], list[dict[str, Any]], list[Event]], None] = (
             Batcher(self._insert_messages, max_batch=100, wait=wait)
@@ -145,6 +147,7 @@ class Store:
         await db.events.create_index([("tenant", ASCENDING), ("at", ASCENDING)])
         await self.directory.ensure_indexes()
         await self.webhooks.ensure_indexes()
+        await self.schedules.ensure_indexes()
         try:
             await db.events.create_index(
                 [("at", ASCENDING)],
@@ -205,6 +208,20 @@ class Store:
             }
         ).sort([("at", ASCENDING), ("_id", ASCENDING)])
         return {e["message_id"]: e async for e in cursor}
+
+    async def move_scheduled(
+        self, message_id: str, change: Change, to: RecipientStatus, stage: MessageStage
+    ) -> list[dict[str, Any]]:
+        """A scheduled message released (``queued``, stage ``accepted``) or cancelled
+        (``cancelled``, its stage too): its recipients the table lets move, returned."""
+        query = {"message_id": message_id, "status": {"$in": moves_from(change, to)}}
+        docs = await self.db.recipients.find(query).to_list()
+        now = utcnow()
+        await self.db.recipients.update_many(
+            query, {"$set": {"status": to.value, **_stamps(to, now)}}
+        )
+        await self.db.messages.update_one({"_id": message_id}, {"$set": {"status": stage}})
+        return docs
 
     async def fail_message(self, message_id: str, reply: Reply) -> None:
         """Every recipient of a message not yet final becomes ``failed`` with ``reply``."""

@@ -18,6 +18,7 @@ import email.policy
 import email.utils
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 from opentelemetry.trace import SpanKind
@@ -113,6 +114,7 @@ class Submission:
     metadata: dict[str, str] = field(default_factory=dict)
     pool: str | None = None  # a pool the message names (checked by the door)
     sandbox: bool = False  # test mode: checked and recorded as sandboxed, never sent
+    send_at: datetime | None = None  # held until then (shared/schedule.py) when in the future
     received_from: str = ""  # the Received field's "from" (SMTP: HELO name and address)
     protocol: str = ""  # its "with": ESMTPSA, HTTP ... (default: the door's name)
 
@@ -123,11 +125,14 @@ class Accepted:
     recipients: tuple[Recipient, ...]
     suppressed: frozenset[str] = frozenset()  # recipient ids not sent to
     sandbox: bool = False
+    scheduled: bool = False
 
     def status_of(self, recipient: Recipient) -> RecipientStatus:
         if recipient.id in self.suppressed:
             return RecipientStatus.SUPPRESSED
-        return RecipientStatus.SANDBOXED if self.sandbox else RecipientStatus.QUEUED
+        if self.sandbox:
+            return RecipientStatus.SANDBOXED
+        return RecipientStatus.SCHEDULED if self.scheduled else RecipientStatus.QUEUED
 
 
 class RateLimited(HatoError):
@@ -219,11 +224,14 @@ class Acceptor:
         to_send = () if sub.sandbox else kept
         sandboxed = kept if sub.sandbox else ()
         now = utcnow()
+        held = bool(to_send) and sub.send_at is not None and sub.send_at > now
         from_domain = sub.headers.from_domain or sub.mail_from.rpartition("@")[2].lower()
         message_doc = {
             "_id": message_id,
             "tenant": tenant,
-            "status": MessageStage.ACCEPTED
+            "status": MessageStage.SCHEDULED
+            if held
+            else MessageStage.ACCEPTED
             if to_send
             else MessageStage.SANDBOXED
             if sandboxed
@@ -243,6 +251,8 @@ class Acceptor:
             "metadata": dict(sub.metadata),
             "created_at": now,
         }
+        if held:
+            message_doc["send_at"] = sub.send_at
         tid = trace_id()
         if tid is not None:
             # Kept so that the mail's trace can be found from the message, and continued by
@@ -281,6 +291,8 @@ class Acceptor:
                     "finished_at": now,
                 }
                 if r in sandboxed
+                else {"status": RecipientStatus.SCHEDULED.value}
+                if held
                 else {}
             )
             for r in recipients
@@ -306,6 +318,22 @@ class Acceptor:
             + [event(EventType.SUPPRESSED, r, Reply(**suppressed_reply)) for r in suppressed]
             + [event(EventType.SANDBOXED, r, Reply(**sandbox_reply)) for r in sandboxed]
         )
+        if held:
+            assert sub.send_at is not None
+            events += [
+                Event.of(
+                    EventType.SCHEDULED,
+                    tenant=tenant,
+                    message_id=message_id,
+                    recipient_id=r.id,
+                    address=r.address,
+                    detail={"send_at": sub.send_at.isoformat()},
+                    at=now,
+                    tags=sub.tags,
+                    metadata=sub.metadata,
+                )
+                for r in to_send
+            ]
         try:
             await self.store.insert_message(message_doc, recipient_docs, events)
         except TRANSIENT_ERRORS as exc:
@@ -332,7 +360,17 @@ class Acceptor:
                 tags=sub.tags,
                 metadata=sub.metadata,
             )
-            publishes.append(self.broker.publish(job, raw))
+            if held:
+                assert sub.send_at is not None
+                try:
+                    await self.store.schedules.hold(job, raw, sub.send_at)
+                except Exception as exc:
+                    NOT_ACCEPTED.inc()
+                    log.warning("store unavailable; not accepting", error=repr(exc))
+                    await self._discard(message_id)
+                    raise Unavailable("store unavailable") from exc
+            else:
+                publishes.append(self.broker.publish(job, raw))
         try:
             # Together: their confirms arrive in one round trip.
             await settle(*publishes)
@@ -353,11 +391,16 @@ class Acceptor:
             door=sub.door,
         )
         return Accepted(
-            message_id, recipients, frozenset(r.id for r in suppressed), sandbox=sub.sandbox
+            message_id,
+            recipients,
+            frozenset(r.id for r in suppressed),
+            sandbox=sub.sandbox,
+            scheduled=held,
         )
 
     async def _discard(self, message_id: str) -> None:
         try:
             await self.store.discard_message(message_id)
+            await self.store.schedules.forget(message_id)
         except Exception:
             log.warning("could not discard the unaccepted message's state")

@@ -73,9 +73,6 @@ class Sender:
     ) -> dict[str, Any]:
         """Send ``message``; ``send_at`` holds it until then, ``sandbox`` checks and records it
         without sending."""
-        send_at = send_at or message.send_at
-        if send_at is not None:
-            raise Refused(400, "scheduled sending (send_at) is not available yet")
         sender = address_of(message.from_)
         self._check_sender(identity, sender)
         raw = _checked(compose(message, message_id_domain=sender.rpartition("@")[2]))
@@ -88,14 +85,13 @@ class Sender:
             metadata=message.metadata,
             pool=message.pool,
             sandbox=sandbox or message.sandbox,
+            send_at=send_at or message.send_at,
         )
 
     async def send_raw(self, identity: Identity, message: RawMessageIn) -> dict[str, Any]:
         raw = _checked(content.with_crlf(message.data()))
         try:
             raw, labels = extract_labels(raw)
-            if labels.send_at is not None:
-                raise LabelError("scheduled sending (send_at) is not available yet")
             tags = merged(message.tags, labels.tags)
             metadata = check_metadata(message.metadata | labels.metadata)
         except LabelError as exc:
@@ -116,6 +112,7 @@ class Sender:
             metadata=metadata,
             pool=message.pool,
             sandbox=message.sandbox,
+            send_at=labels.send_at,
         )
 
     def _check_sender(self, identity: Identity, address: str) -> None:
@@ -133,6 +130,7 @@ class Sender:
         metadata: dict[str, str],
         pool: str | None = None,
         sandbox: bool = False,
+        send_at: datetime | None = None,
     ) -> dict[str, Any]:
         if pool is not None and not identity.may_use_pool(pool):
             raise Refused(403, f"this tenant may not send through pool {pool}")
@@ -157,6 +155,7 @@ class Sender:
             metadata=dict(metadata),
             pool=pool,
             sandbox=sandbox,
+            send_at=send_at,
         )
         try:
             accepted = await self.acceptor.accept(submission)

@@ -33,7 +33,7 @@ async def stored(api: Api, address: str) -> dict:
         body = view.json()
         return body if "delivered" in [e["type"] for e in body.get("events", [])] else None
 
-    return await eventually(find, until=lambda m: m is not None, timeout=30)
+    return await eventually(find, until=lambda m: m is not None, timeout=60)
 
 
 async def test_smtp_provider_fields_label_the_message_and_are_stripped(api: Api) -> None:
@@ -467,3 +467,87 @@ async def test_webhooks_in_sendgrid_postmark_and_mailgun_formats(api: Api) -> No
         await receiver.server.stop()
         for hook in hooks.values():
             await api.http.delete(f"/v1/webhooks/{hook['id']}", headers=api.as_tenant())
+
+
+async def test_scheduled_messages_wait_survive_a_restart_and_can_be_cancelled(api: Api) -> None:
+    """A message with send_at is held (recipients ``scheduled``), survives ingest being killed
+    and started again, and is sent once its time has come, not before; SendGrid's send_at and
+    Mailgun's o:deliverytime hold theirs too, and a held message is cancelled through the
+    API (``cancelled``, a second cancel 409, another tenant's 404)."""
+    import email.utils
+    from datetime import UTC, datetime, timedelta
+
+    import requests
+
+    later = f"{unique('later')}@ok.test"
+    send_at = datetime.now(UTC) + timedelta(seconds=8)
+    held = await api.http.post(
+        "/v1/messages",
+        json={
+            "from": "orders@shop.test",
+            "to": [later],
+            "subject": "later",
+            "text": "x",
+            "send_at": send_at.isoformat(),
+        },
+        headers=api.as_tenant(),
+    )
+    assert held.status_code == 202, held.text
+    assert held.json()["recipients"][0]["status"] == "scheduled"
+    view = await api.http.get(f"/v1/messages/{held.json()['id']}", headers=api.as_tenant())
+    assert view.json()["status"] == "scheduled"
+
+    assert api.stack is not None
+    ingest = api.stack.processes["ingest"]
+    ingest.process.kill()
+    await ingest.process.wait()
+    await api.stack.start("ingest")
+
+    message = await stored(api, later)
+    delivered = next(e for e in message["events"] if e["type"] == "delivered")
+    assert datetime.fromisoformat(delivered["at"]) >= send_at
+
+    hour = datetime.now(UTC) + timedelta(hours=1)
+    sg = await api.http.post(
+        "/v3/mail/send",
+        json={
+            "personalizations": [{"to": [{"email": f"{unique('sgat')}@ok.test"}]}],
+            "from": {"email": "orders@shop.test"},
+            "subject": "at",
+            "content": [{"type": "text/plain", "value": "x"}],
+            "send_at": int(hour.timestamp()),
+        },
+        headers=api.as_tenant(),
+    )
+    assert sg.status_code == 202, sg.text
+    mg = await asyncio.to_thread(
+        requests.post,
+        f"{base_url(api)}/v3/shop.test/messages",
+        auth=("api", api.key),
+        data={
+            "from": "orders@shop.test",
+            "to": f"{unique('mgat')}@ok.test",
+            "text": "x",
+            "o:deliverytime": email.utils.format_datetime(hour),
+        },
+        timeout=30,
+    )
+    assert mg.status_code == 200, mg.text
+    ids = [sg.headers["X-Message-Id"], mg.json()["id"].strip("<>").partition("@")[0]]
+    for message_id in ids:
+        view = await api.http.get(f"/v1/messages/{message_id}", headers=api.as_tenant())
+        assert view.json()["status"] == "scheduled"
+        rival = await api.http.post(
+            f"/v1/messages/{message_id}/cancel", headers=api.as_tenant(api.rival_key)
+        )
+        assert rival.status_code == 404
+        cancelled = await api.http.post(
+            f"/v1/messages/{message_id}/cancel", headers=api.as_tenant()
+        )
+        assert cancelled.status_code == 200, cancelled.text
+        body = cancelled.json()
+        assert body["status"] == "cancelled"
+        assert [r["status"] for r in body["recipients"]] == ["cancelled"]
+        assert "cancelled" in [e["type"] for e in body["events"]]
+        again = await api.http.post(f"/v1/messages/{message_id}/cancel", headers=api.as_tenant())
+        assert again.status_code == 409

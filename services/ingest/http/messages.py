@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from services.ingest import scheduled
 from services.ingest.api_models import Moment
 from services.ingest.http.deps import CallerDep, DoorDep, Tenant
 from services.ingest.http.problems import Problem, problems
@@ -137,6 +138,34 @@ async def get_message(message_id: str, c: CallerDep, door: DoorDep) -> dict[str,
     view = await message_view(door.store, message_id)
     if view is None or not (c.operator or (c.identity and view["tenant"] == c.identity.tenant)):
         raise Problem(404, f"no message {message_id}")
+    return view
+
+
+@router.post(
+    "/v1/messages/{message_id}/cancel",
+    response_model=MessageView,
+    response_model_exclude_unset=True,
+    responses=problems(
+        401,
+        403,
+        (404, "No such message (another tenant's is not found either)."),
+        (409, "Not a scheduled message waiting for its time (released, sent or cancelled)."),
+        (503, "This door does not send."),
+    ),
+)
+async def cancel_message(message_id: str, identity: Tenant, door: DoorDep) -> dict[str, Any]:
+    """Cancel a scheduled message before its ``send_at``: its recipients end ``cancelled``
+    and nothing is sent."""
+    if door.sender is None:
+        raise Problem(503, "this door does not send")
+    timeline = door.sender.acceptor.timeline
+    if not await scheduled.cancel(door.store, timeline, identity.tenant, message_id):
+        message = await door.store.message(message_id)
+        if message is None or message["tenant"] != identity.tenant:
+            raise Problem(404, f"no message {message_id}")
+        raise Problem(409, f"message {message_id} is not waiting for its send_at")
+    view = await message_view(door.store, message_id)
+    assert view is not None
     return view
 
 

@@ -172,8 +172,6 @@ class RelayHandler:
             return str(replies.content_refused(str(exc), loop=loop))
         try:
             raw, labels = extract_labels(raw)
-            if labels.send_at is not None:
-                raise LabelError("scheduled sending (send_at) is not available yet")
         except LabelError as exc:
             return str(replies.content_refused(str(exc)))
         headers = summarize_headers(raw)
@@ -197,6 +195,7 @@ class RelayHandler:
             protocol=_protocol(session),
             tags=labels.tags,
             metadata=labels.metadata,
+            send_at=labels.send_at,
         )
         try:
             accepted = await self.acceptor.accept(submission)
