@@ -551,3 +551,50 @@ async def test_scheduled_messages_wait_survive_a_restart_and_can_be_cancelled(ap
         assert "cancelled" in [e["type"] for e in body["events"]]
         again = await api.http.post(f"/v1/messages/{message_id}/cancel", headers=api.as_tenant())
         assert again.status_code == 409
+
+
+async def test_provider_idempotency_inactive_recipients_and_size_limit(api: Api) -> None:
+    """An Idempotency-Key makes a SendGrid retry get the first X-Message-Id (nothing sent
+    twice); a Postmark send to a suppressed address only is 422 ErrorCode 406 (recorded, not
+    sent); a body declared over the limit is refused at the gate in the provider's shape."""
+    address = f"{unique('idem')}@ok.test"
+    body = {
+        "personalizations": [{"to": [{"email": address}]}],
+        "from": {"email": "orders@shop.test"},
+        "subject": "once",
+        "content": [{"type": "text/plain", "value": "x"}],
+    }
+    headers = api.as_tenant() | {"Idempotency-Key": unique("sg-key")}
+    first = await api.http.post("/v3/mail/send", json=body, headers=headers)
+    again = await api.http.post("/v3/mail/send", json=body, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.headers["X-Message-Id"] == again.headers["X-Message-Id"]
+    assert await api.store.db.recipients.count_documents({"address": address}) == 1
+
+    gone = f"{unique('inactive')}@ok.test"
+    suppressed = await api.http.post(
+        "/v1/suppressions", json={"address": gone}, headers=api.as_tenant()
+    )
+    assert suppressed.status_code in (200, 201), suppressed.text
+    refused = await api.http.post(
+        "/email",
+        json={"From": "orders@shop.test", "To": gone, "TextBody": "x"},
+        headers={"X-Postmark-Server-Token": api.key},
+    )
+    assert refused.status_code == 422
+    assert refused.json()["ErrorCode"] == 406 and gone in refused.json()["Message"]
+
+    port = int(str(api.http.base_url).rstrip("/").rsplit(":", 1)[1])
+    for path, auth, shape in (
+        ("/v3/mail/send", f"Authorization: Bearer {api.key}", b'"errors"'),
+        ("/email", f"X-Postmark-Server-Token: {api.key}", b'"ErrorCode"'),
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 999999999999\r\n\r\n".encode()
+        )
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)  # it closes after the answer
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 413") and shape in answer, answer
