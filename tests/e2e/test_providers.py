@@ -471,9 +471,9 @@ async def test_webhooks_in_sendgrid_postmark_and_mailgun_formats(api: Api) -> No
 
 async def test_scheduled_messages_wait_survive_a_restart_and_can_be_cancelled(api: Api) -> None:
     """A message with send_at is held (recipients ``scheduled``), survives ingest being killed
-    and started again, and is sent once its time has come, not before; SendGrid's send_at and
-    Mailgun's o:deliverytime hold theirs too, and a held message is cancelled through the
-    API (``cancelled``, a second cancel 409, another tenant's 404)."""
+    and started again, and is sent once its time has come, not before; SendGrid's send_at,
+    Mailgun's o:deliverytime and X-SMTPAPI's send_at hold theirs too, and a held message is
+    cancelled through the API (``cancelled``, a second cancel 409, another tenant's 404)."""
     import email.utils
     from datetime import UTC, datetime, timedelta
 
@@ -533,7 +533,19 @@ async def test_scheduled_messages_wait_survive_a_restart_and_can_be_cancelled(ap
         timeout=30,
     )
     assert mg.status_code == 200, mg.text
-    ids = [sg.headers["X-Message-Id"], mg.json()["id"].strip("<>").partition("@")[0]]
+    smtp_later = f"{unique('smtpat')}@ok.test"
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "orders@shop.test", smtp_later, "at"
+    mail["X-SMTPAPI"] = json.dumps({"send_at": int(hour.timestamp())})
+    mail.set_content("x")
+    await aiosmtplib.send(mail, hostname="127.0.0.1", port=smtp_port(api))
+    smtp_doc = await api.store.db.recipients.find_one({"address": smtp_later})
+    assert smtp_doc["status"] == "scheduled"
+    ids = [
+        sg.headers["X-Message-Id"],
+        mg.json()["id"].strip("<>").partition("@")[0],
+        smtp_doc["message_id"],
+    ]
     for message_id in ids:
         view = await api.http.get(f"/v1/messages/{message_id}", headers=api.as_tenant())
         assert view.json()["status"] == "scheduled"
