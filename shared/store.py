@@ -529,7 +529,17 @@ class Store:
         if not events:
             return
         docs = [
-            {"_id": e.id, **e.model_dump(mode="python", exclude={"id", "kind", "schema_version"})}
+            {
+                "_id": e.id,
+                **e.model_dump(
+                    mode="python",
+                    # Unlabelled mail's events store no empty tags and metadata: bytes a mail
+                    # less (read back, they are the defaults again).
+                    exclude={"id", "kind", "schema_version"}
+                    | ({"tags"} if not e.tags else set())
+                    | ({"metadata"} if not e.metadata else set()),
+                ),
+            }
             for e in events
         ]
         try:
