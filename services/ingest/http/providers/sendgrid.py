@@ -79,6 +79,7 @@ class EmailAddress(_Model):
 
 
 class Personalization(_Model):
+    from_: EmailAddress | None = Field(None, alias="from")  # this message's own sender
     to: list[EmailAddress] = Field(min_length=1, max_length=1000)
     cc: list[EmailAddress] = []
     bcc: list[EmailAddress] = []
@@ -188,7 +189,7 @@ def messages(mail: SendGridMail) -> list[MessageIn]:
         if mail.asm is not None:
             metadata["asm_group_id"] = str(mail.asm.group_id)
         body = {
-            "from": mail.from_.mailbox(),
+            "from": (p.from_ or mail.from_).mailbox(),
             "to": [a.mailbox() for a in p.to],
             "cc": [a.mailbox() for a in p.cc],
             "bcc": [a.mailbox() for a in p.bcc],
