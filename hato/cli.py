@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hato import dev, ops
+from hato import dev, ops, queue
 from hato.dev import DevSettings
 from hato.table import (
     EPILOG,
@@ -43,7 +43,7 @@ from hato.table import (
     out,
     says,
 )
-from shared import dkim
+from shared import dkim, unsubscribe
 from shared.admin import Commands, KeyReport, cidr, network, warmup
 from shared.broker import Broker, deliver_queue
 from shared.directory import DuplicateError, TenantLimits
@@ -61,7 +61,8 @@ from shared.views import HEARTBEAT_WITHIN
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DESCRIPTION = (
     "The admin command of Hato, a self-hosted mail relay: tenants, networks, IP pools, "
-    "domains, DKIM keys, SMTP credentials, API keys, suppressions, message state, dev mode."
+    "domains, DKIM keys, SMTP credentials, API keys, suppressions, message state, the delivery "
+    "queue, dev mode."
 )
 
 
@@ -316,6 +317,7 @@ def _suppression_rows(suppressions: list[dict[str, Any]], *_: Any) -> None:
         until = d["expires_at"]
         print(
             f"{d['address']}\treason={d['reason']}\tsource={d['source']}"
+            f"\tscope={d.get('scope') or 'all'}"
             f"\tuntil={until.isoformat() if until else 'forever'}"
         )
 
@@ -364,6 +366,9 @@ def _limits(args: argparse.Namespace) -> TenantLimits | None:
         args.messages_per_hour,
         args.max_age,
         args.retention_days,
+        args.jis_extensions,
+        args.missing_headers,
+        args.unsubscribe_list,
     )
     return None if limits == TenantLimits() else limits
 
@@ -408,6 +413,22 @@ LIMITS = (
     arg("--messages-per-hour", type=int),
     arg("--max-age", type=float, help="seconds deferred mail is retried"),
     arg("--retention-days", type=float, help="days a message is kept once final (default 30)"),
+    arg(
+        "--jis-extensions",
+        choices=["cp50220", "utf-8", "refuse"],
+        help="ISO-2022-JP JSON mail with characters beyond JIS X 0208 (①, 髙): write them as "
+        "CP50220 (default), send the message in UTF-8, or refuse it",
+    ),
+    arg(
+        "--missing-headers",
+        choices=["add", "refuse"],
+        help="mail without Message-ID or Date: add them (default) or refuse it",
+    ),
+    arg(
+        "--unsubscribe-list",
+        type=unsubscribe.list_name,
+        help="add one-click unsubscribe from this list to mail that names no list of its own",
+    ),
     arg("--signing-domain", help="fallback DKIM domain for From domains without a key"),
 )
 ALGORITHM = arg("--algorithm", choices=sorted(dkim.ALGORITHMS), default="rsa-2048")
@@ -422,6 +443,7 @@ GROUPS = {
     "suppression": "addresses a tenant must not mail",
     "pool": "IP pools (source IPs and their EHLO names)",
     **ops.GROUPS,
+    **queue.GROUPS,
     **dev.GROUPS,
 }
 
@@ -645,8 +667,12 @@ ADMIN = (
     Command(
         "suppression remove",
         "lift a suppression",
-        lambda ctx, a: ctx.commands.unsuppress(a.tenant, a.address),
-        (arg("tenant"), arg("address")),
+        lambda ctx, a: ctx.commands.unsuppress(a.tenant, a.address, scope=a.scope),
+        (
+            arg("tenant"),
+            arg("address"),
+            arg("--scope", help="list:<name>: lift an unsubscribe from that list"),
+        ),
         says("{tenant} may mail {result} again"),
     ),
     Command(
@@ -686,7 +712,7 @@ ADMIN = (
 )
 
 
-COMMANDS: tuple[Command, ...] = ADMIN + ops.COMMANDS + dev.COMMANDS
+COMMANDS: tuple[Command, ...] = ADMIN + ops.COMMANDS + queue.COMMANDS + dev.COMMANDS
 
 
 def needs_writes(command: Command, args: argparse.Namespace) -> bool:

@@ -21,9 +21,12 @@ export HATO_MONGODB_DATABASE="${HATO_MONGODB_DATABASE:-hato}"
 export HATO_AMQP_URL="${HATO_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
 export HATO_MASTER_KEY_FILE="${HATO_MASTER_KEY_FILE:-$ROOT/var/master.key}"
 export HATO_VERP_KEY_FILE="${HATO_VERP_KEY_FILE:-$ROOT/var/verp.key}"
+export HATO_UNSUBSCRIBE_KEY_FILE="${HATO_UNSUBSCRIBE_KEY_FILE:-$ROOT/var/unsubscribe.key}"
 export HATO_INGEST_ADMIN_TOKEN_FILE="${HATO_INGEST_ADMIN_TOKEN_FILE:-$ROOT/var/admin.token}"
 export HATO_INGEST_SMTP_PORT="${HATO_INGEST_SMTP_PORT:-2525}"
 export HATO_INGEST_HTTP_PORT="${HATO_INGEST_HTTP_PORT:-8025}"
+# Where one-click unsubscribe links point (in production: the https:// address of the door).
+export HATO_PUBLIC_URL="${HATO_PUBLIC_URL:-http://127.0.0.1:$HATO_INGEST_HTTP_PORT}"
 export HATO_INGEST_SUBMISSION_PORT="${HATO_INGEST_SUBMISSION_PORT:-2587}"
 export HATO_INGEST_SMTPS_PORT="${HATO_INGEST_SMTPS_PORT:-2465}"
 export HATO_INGEST_TLS_CERT_FILE="${HATO_INGEST_TLS_CERT_FILE:-$ROOT/var/tls/cert.pem}"
@@ -111,7 +114,8 @@ case "${1:-up}" in
     scripts/infra.sh up
     .venv/bin/hato dev master-key "$HATO_MASTER_KEY_FILE" >/dev/null
     .venv/bin/hato dev cert "$HATO_INGEST_TLS_CERT_FILE" "$HATO_INGEST_TLS_KEY_FILE" >/dev/null
-    for secret in "$HATO_INGEST_ADMIN_TOKEN_FILE" "$HATO_VERP_KEY_FILE"; do
+    for secret in "$HATO_INGEST_ADMIN_TOKEN_FILE" "$HATO_VERP_KEY_FILE" \
+      "$HATO_UNSUBSCRIBE_KEY_FILE"; do
       [ -s "$secret" ] || (umask 077 && .venv/bin/python -c \
         'import secrets; print(secrets.token_urlsafe(32))' >"$secret")
     done

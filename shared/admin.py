@@ -26,11 +26,21 @@ from shared.directory import Directory, DuplicateError, TenantLimits, relay_netw
 from shared.dns import KeyCheck
 from shared.domain_health import DomainHealth, HealthReport, check_stored
 from shared.provisioning import DEFAULT_POOL, Conflict, Invalid, KeyChange, NotFound, Provisioner
-from shared.schemas import ChangeKind, Event
+from shared.queue_control import (
+    Action,
+    Controls,
+    Scope,
+    Waiting,
+    control_view,
+    retry_request,
+    summarize,
+)
+from shared.schemas import ChangeKind, Event, EventType, utcnow
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"  # tenant and pool names
 DOMAIN = r"^([a-zA-Z0-9-]{1,63}\.)+[a-zA-Z]{2,63}$"
 SELECTOR = r"^[a-z0-9][a-z0-9-]{0,62}$"
+RETRY_DOMAINS = 50  # retry requests one source IP's retry sends at most, by domain
 
 Announce = Callable[[ChangeKind, str, Sequence[Event]], Awaitable[None]]
 """What a door does after a change: tell running services (and write, publish ``events``)."""
@@ -111,6 +121,7 @@ def suppression_view(doc: dict[str, Any]) -> dict[str, Any]:
         "reason": doc.get("reason"),
         "source": doc.get("source"),
         "created_at": doc.get("created_at"),
+        "scope": doc.get("scope"),
         "expires_at": doc.get("expires_at"),
     }
 
@@ -179,6 +190,14 @@ class Commands:
         if self._health is None:
             self._health = DomainHealth(self.provisioner.dns)
         return self._health
+
+    @property
+    def controls(self) -> Controls:
+        return Controls(self.directory.db)
+
+    @property
+    def waiting(self) -> Waiting:
+        return Waiting(self.directory.db)
 
     async def _changed(self, what: ChangeKind, name: str, events: Sequence[Event] = ()) -> None:
         await self.announce(what, name, events)
@@ -448,9 +467,11 @@ class Commands:
         await self.directory.suppress(tenant, address, reason=reason, source=source)
         return address.lower()
 
-    async def unsuppress(self, tenant: str, address: str) -> str:
-        if not await self.directory.unsuppress(tenant, address):
-            raise NotFound(f"{address} is not suppressed for {tenant}")
+    async def unsuppress(self, tenant: str, address: str, *, scope: str | None = None) -> str:
+        """The tenant may mail ``address`` again (within ``scope``: lifts an unsubscribe)."""
+        if not await self.directory.unsuppress(tenant, address, scope=scope):
+            where = f" ({scope})" if scope else ""
+            raise NotFound(f"{address} is not suppressed for {tenant}{where}")
         return address.lower()
 
     # -- IP pools -------------------------------------------------------------------------
@@ -521,6 +542,174 @@ class Commands:
     async def remove_pool_member(self, pool: str, ip: str) -> None:
         await self.provisioner.remove_pool_member(pool, ip)
         await self._changed(ChangeKind.POOLS, pool)
+
+    # -- the delivery queue -----------------------------------------------------------------
+
+    async def scope(
+        self, *, tenant: str = "", domain: str = "", source_ip: str = "", provider: str = ""
+    ) -> Scope:
+        """A queue command's filter, checked: the tenant exists, the domain and IP are ones."""
+        if tenant:
+            await self._tenant(tenant)
+        if domain and (not re.match(DOMAIN, domain.rstrip(".")) or len(domain) > 253):
+            raise Invalid(f"not a domain name: {domain!r}")
+        if source_ip:
+            try:
+                source_ip = str(ipaddress.ip_address(source_ip))
+            except ValueError:
+                raise Invalid(f"not an IP address: {source_ip!r}") from None
+        if provider and not re.match(r"^[a-z0-9][a-z0-9.-]{0,252}$", provider.lower()):
+            raise Invalid(f"not a provider group or domain: {provider!r}")
+        return Scope(tenant, domain, source_ip, provider)
+
+    async def queue_status(self, scope: Scope) -> dict[str, Any]:
+        """What waits (counts by tenant, destination domain, source IP and reason, the
+        oldest) and the controls in force."""
+        docs = await self.waiting.find(scope)
+        return {
+            "filter": {k: v for k, v in vars_of(scope).items() if v},
+            **summarize(docs, utcnow()),
+            "controls": [control_view(d) for d in await self.controls.active()],
+        }
+
+    async def suspend(
+        self, scope: Scope, *, reason: str = "", expires_in: float | None = None
+    ) -> dict[str, Any]:
+        """Delivery in ``scope`` waits (its attempts not counted) until resumed or expired."""
+        if not (scope.tenant or scope.domain or scope.source_ip):
+            raise Invalid("name what to suspend: a tenant, a destination domain or a source IP")
+        _check_expiry(expires_in)
+        doc = await self.controls.put(
+            Action.SUSPEND,
+            scope,
+            reason=reason or "suspended by the operator",
+            expires_in=expires_in,
+        )
+        await self._changed(ChangeKind.QUEUE, "", [_queue_event(EventType.QUEUE_SUSPENDED, doc)])
+        return control_view(doc)
+
+    async def resume(self, scope: Scope) -> dict[str, Any]:
+        """Lift the suspension of exactly ``scope``; what it held is sent at once."""
+        doc = await self.controls.remove(Action.SUSPEND, scope)
+        if doc is None:
+            raise NotFound(f"no suspension of {scope.describe()} (see hato queue list)")
+        # The dispatchers send what it held once they see it gone.
+        await self._changed(
+            ChangeKind.QUEUE, "", [_queue_event(EventType.QUEUE_RESUMED, doc, at=utcnow())]
+        )
+        return control_view(doc)
+
+    async def retry(self, scope: Scope) -> dict[str, Any]:
+        """Send the mail in ``scope`` that waits for a retry again now (suspended mail stays
+        suspended: it is looked at again and waits on)."""
+        docs = await self.waiting.find(scope)
+        now = utcnow()
+        event = Event.of(
+            EventType.QUEUE_RETRIED,
+            tenant=scope.tenant,
+            step=(scope.key(), now.isoformat()),
+            detail={**_scope_detail(scope), "waiting": len(docs)},
+            at=now,
+        )
+        # A job names its tenant and destination domain, not the IP its last attempt used:
+        # a source IP's mail is asked for by the domains it waits for (a few), else all.
+        requests = [Scope(scope.tenant, scope.domain)]
+        domains = sorted({str(d.get("domain") or "") for d in docs} - {""})
+        if (scope.source_ip or scope.provider) and len(domains) <= RETRY_DOMAINS:
+            requests = [Scope(scope.tenant, domain) for domain in domains]
+        names = [retry_request(r) for r in requests] or [""]  # nothing waits: the event only
+        for i, name in enumerate(names):
+            await self._changed(ChangeKind.QUEUE, name, [event] if i == 0 else [])
+        return {"filter": _scope_detail(scope), "waiting": len(docs)}
+
+    async def purge(self, scope: Scope, *, reason: str) -> dict[str, Any]:
+        """Bounce every waiting recipient in ``scope`` with ``reason``: each ends
+        ``bounced`` with a ``bounced`` event (webhooks, the API), nothing is sent to it."""
+        if scope.empty:
+            raise Invalid("name what to purge: a tenant, a destination domain or a source IP")
+        if not reason.strip():
+            raise Invalid("give the reason the senders will see")
+        events = await self.waiting.purge(scope, reason.strip())
+        now = utcnow()
+        summary = Event.of(
+            EventType.QUEUE_PURGED,
+            tenant=scope.tenant,
+            step=(scope.key(), now.isoformat()),
+            detail={**_scope_detail(scope), "reason": reason.strip(), "purged": len(events)},
+            at=now,
+        )
+        await self._changed(ChangeKind.QUEUE, "", [*events, summary])
+        return {"filter": _scope_detail(scope), "purged": len(events), "reason": reason.strip()}
+
+    async def move(
+        self, scope: Scope, pool: str | None, *, expires_in: float | None = None
+    ) -> dict[str, Any]:
+        """Send the mail of a tenant or destination domain (waiting and new) from ``pool``;
+        ``pool`` None lifts the move."""
+        if scope.source_ip or scope.provider or not (scope.tenant or scope.domain):
+            raise Invalid("a move takes a tenant, a destination domain, or both")
+        _check_expiry(expires_in)
+        if pool is None:
+            doc = await self.controls.remove(Action.MOVE, scope)
+            if doc is None:
+                raise NotFound(f"no move of {scope.describe()}")
+            await self._changed(ChangeKind.QUEUE, "")
+            return {**control_view(doc), "lifted": True}
+        check_name(pool, "pool")
+        stored = {p["_id"] for p in await self.provisioner.pools.all()}
+        if pool != DEFAULT_POOL and pool not in stored:
+            raise Invalid(f"no pool {pool} (hato pool add)")
+        doc = await self.controls.put(
+            Action.MOVE, scope, pool=pool, reason=f"moved to pool {pool}", expires_in=expires_in
+        )
+        # What waits for a retry goes now, through the new pool.
+        await self._changed(
+            ChangeKind.QUEUE, retry_request(scope), [_queue_event(EventType.QUEUE_MOVED, doc)]
+        )
+        return control_view(doc)
+
+    async def lift_control(self, control: str) -> None:
+        """Lift any control by its id (what a rule started, too)."""
+        if not await self.controls.remove_id(control):
+            raise NotFound(f"no queue control {control}")
+        await self._changed(ChangeKind.QUEUE, "")
+
+
+def vars_of(scope: Scope) -> dict[str, str]:
+    return {
+        "tenant": scope.tenant,
+        "domain": scope.domain,
+        "source_ip": scope.source_ip,
+        "provider": scope.provider,
+    }
+
+
+def _scope_detail(scope: Scope) -> dict[str, str | int | float | bool | None]:
+    return {k: v for k, v in vars_of(scope).items() if v}
+
+
+def _check_expiry(expires_in: float | None) -> None:
+    if expires_in is not None and not 0 < expires_in <= 366 * 86400:
+        raise Invalid("an expiry is a number of seconds, more than 0 and at most a year")
+
+
+def _queue_event(type_: EventType, doc: dict[str, Any], *, at: datetime | None = None) -> Event:
+    """The event of an operator's queue control (tenant "" when it is not a tenant's)."""
+    expires = doc.get("expires_at")
+    return Event.of(
+        type_,
+        tenant=doc.get("tenant") or "",
+        step=(doc["_id"], (at or doc["created_at"]).isoformat()),
+        detail={
+            "control": doc["_id"],
+            "action": doc["action"],
+            **{k: doc[k] for k in ("tenant", "domain", "source_ip", "provider") if doc.get(k)},
+            **({"pool": doc["pool"]} if doc.get("pool") else {}),
+            "reason": doc.get("reason", ""),
+            "expires_at": expires.isoformat() if expires else None,
+        },
+        at=at,
+    )
 
 
 def _aware(when: datetime) -> datetime:

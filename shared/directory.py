@@ -8,7 +8,8 @@ tenants         name, IP pool, authorised source networks (CIDR), limits
 domains         sending domains: owner, verified, DKIM keys (private keys sealed)
 credentials     SMTP users: tenant, Argon2id password hash, allowed From
 api_keys        by visible prefix: tenant, SHA-256 of the key, allowed From
-suppressions    (tenant, address): never mailed; reason and source
+suppressions    (tenant, address, scope): never mailed (scope null: any mail; ``list:<name>``:
+                mail to that list, an unsubscribe); reason and source
 idempotency     (tenant, Idempotency-Key): the first response to a request
 rates           (tenant, hour): messages accepted, for the hourly limit
 ==============  ================================================================
@@ -16,6 +17,7 @@ rates           (tenant, hour): messages accepted, for the hourly limit
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import time
 from collections.abc import Iterable, Sequence
@@ -54,13 +56,21 @@ def relay_network(value: str, *, wide: bool = False) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TenantLimits:
-    """A tenant's limits; None means the service default."""
+    """A tenant's limits and content options; None means the service default."""
 
     max_message_size: int | None = None
     max_recipients: int | None = None
     messages_per_hour: int | None = None
     max_age: float | None = None  # seconds a deferred recipient is retried
     retention_days: float | None = None  # days a message is kept after its final state
+    # A JSON message in ISO-2022-JP with characters beyond JIS X 0208 (①, 髙, 﨑): written as
+    # "cp50220" (Microsoft's extension, the default), sent in "utf-8" instead, or "refuse"d.
+    jis_extensions: str | None = None
+    # A message without Message-ID or Date: "add" them (the default) or "refuse" it.
+    missing_headers: str | None = None
+    # The list a message without a word of its own is sent to with one-click unsubscribe
+    # (shared/unsubscribe.py); None: no unsubscribe unless the message asks.
+    unsubscribe_list: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +133,7 @@ class _HourlyCount:
 class Directory:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], *, batch_wait: float = 0.0) -> None:
         self.db = db
-        self._suppressed: Batcher[tuple[str, tuple[str, ...]], set[str]] = Batcher(
+        self._suppressed: Batcher[tuple[str, tuple[str, ...], frozenset[str]], set[str]] = Batcher(
             self._suppressed_batch, max_batch=100, wait=batch_wait
         )
         self._hourly: Batcher[tuple[str, int], int] = Batcher(self._hourly_batch, max_batch=500)
@@ -134,8 +144,11 @@ class Directory:
         await self.db.domains.create_index([("tenant", ASCENDING)])
         await self.db.credentials.create_index([("tenant", ASCENDING)])
         await self.db.api_keys.create_index([("tenant", ASCENDING)])
+        # One suppression per (tenant, address, scope); before scopes, per (tenant, address).
+        with contextlib.suppress(pymongo.errors.OperationFailure):
+            await self.db.suppressions.drop_index("tenant_1_address_1")
         await self.db.suppressions.create_index(
-            [("tenant", ASCENDING), ("address", ASCENDING)], unique=True
+            [("tenant", ASCENDING), ("address", ASCENDING), ("scope", ASCENDING)], unique=True
         )
         await self.db.idempotency.create_index([("created_at", ASCENDING)])
         try:  # answers are kept a day (Idempotency.ttl); FerretDB: Idempotency.purge()
@@ -175,6 +188,9 @@ class Directory:
                 "messages_per_hour",
                 "max_age",
                 "retention_days",
+                "jis_extensions",
+                "missing_headers",
+                "unsubscribe_list",
             ):
                 if getattr(limits, k) is not None:
                     fields[f"limits.{k}"] = getattr(limits, k)
@@ -355,7 +371,7 @@ class Directory:
     ) -> None:
         """Never mail ``address`` for ``tenant`` again (until ``expires_at``, when given)."""
         await self.db.suppressions.update_one(
-            {"tenant": tenant, "address": address.lower()},
+            {"tenant": tenant, "address": address.lower(), "scope": None},
             {
                 "$set": {
                     "reason": reason,
@@ -368,14 +384,57 @@ class Directory:
             upsert=True,
         )
 
+    async def unsubscribe(
+        self, tenant: str, address: str, *, scope: str, source: str
+    ) -> tuple[dict[str, Any], bool]:
+        """Never mail ``address`` for ``tenant`` within ``scope`` again (an unsubscribe from a
+        list); the suppression, and whether this call made it. A repeat changes nothing."""
+        query = {"tenant": tenant, "address": address.lower(), "scope": scope}
+        for _ in range(2):  # two at once: one inserts, the other's upsert meets the unique key
+            try:
+                result = await self.db.suppressions.update_one(
+                    query,
+                    {
+                        "$setOnInsert": {
+                            "reason": "unsubscribed",
+                            "source": source,
+                            "created_at": utcnow(),
+                            "updated_at": utcnow(),
+                            "expires_at": None,
+                            "announced": False,
+                        }
+                    },
+                    upsert=True,
+                )
+                break
+            except pymongo.errors.DuplicateKeyError:
+                continue
+        doc = await self.db.suppressions.find_one(query)
+        assert doc is not None
+        return doc, result.upserted_id is not None
+
+    async def announced(self, suppression_id: Any) -> None:
+        """The ``unsubscribed`` event of this suppression is written and published."""
+        await self.db.suppressions.update_one(
+            {"_id": suppression_id}, {"$set": {"announced": True}}
+        )
+
     async def suppressions(
         self, tenant: str, *, limit: int = 100, after: str = ""
     ) -> list[dict[str, Any]]:
+        """The tenant's suppressions by address, after ``after``: ``limit`` of them, and the
+        other scopes of the last address too (a page never ends inside one address, so
+        ``after`` = its last address loses nothing)."""
         query: dict[str, Any] = {"tenant": tenant}
         if after:
             query["address"] = {"$gt": after}
-        cursor = self.db.suppressions.find(query).sort("address", ASCENDING).limit(limit)
-        return await cursor.to_list()
+        order = [("address", ASCENDING), ("scope", ASCENDING)]
+        docs = await self.db.suppressions.find(query).sort(order).limit(limit).to_list()
+        if len(docs) == limit:
+            seen = {d["_id"] for d in docs}
+            rest = self.db.suppressions.find({"tenant": tenant, "address": docs[-1]["address"]})
+            docs += [d async for d in rest.sort(order) if d["_id"] not in seen]
+        return docs
 
     async def soft_bounce(
         self, tenant: str, address: str, *, window: timedelta, key: str = ""
@@ -407,33 +466,47 @@ class Directory:
             await self.db.soft_bounces.update_one({"_id": doc["_id"]}, {"$set": {"at": recent}})
         return len(recent)
 
-    async def suppressed(self, tenant: str, addresses: Iterable[str]) -> set[str]:
-        """Which of these addresses (lower-cased) the tenant must not mail now. Concurrent
+    async def suppressed(
+        self, tenant: str, addresses: Iterable[str], *, scopes: Iterable[str] = ()
+    ) -> set[str]:
+        """Which of these addresses (lower-cased) the tenant must not mail now: suppressed
+        for any mail, or within one of ``scopes`` (the message's list, its tags). Concurrent
         calls share one query."""
         wanted = sorted({a.lower() for a in addresses})
         if not wanted:
             return set()
-        return await self._suppressed.submit((tenant, tuple(wanted))) or set()
+        key = (tenant, tuple(wanted), frozenset(scopes))
+        return await self._suppressed.submit(key) or set()
 
-    async def _suppressed_batch(self, batch: list[tuple[str, tuple[str, ...]]]) -> list[set[str]]:
+    async def _suppressed_batch(
+        self, batch: list[tuple[str, tuple[str, ...], frozenset[str]]]
+    ) -> list[set[str]]:
         by_tenant: dict[str, set[str]] = {}
-        for tenant, wanted in batch:
+        for tenant, wanted, _ in batch:
             by_tenant.setdefault(tenant, set()).update(wanted)
         query = {
             "$or": [{"tenant": t, "address": {"$in": sorted(a)}} for t, a in by_tenant.items()]
         }
         at = utcnow()
-        found: set[tuple[str, str]] = set()
+        found: set[tuple[str, str, str | None]] = set()
         async for d in self.db.suppressions.find(
-            query, {"tenant": 1, "address": 1, "expires_at": 1}
+            query, {"tenant": 1, "address": 1, "expires_at": 1, "scope": 1}
         ):
             if d.get("expires_at") is None or _aware(d["expires_at"]) > at:
-                found.add((d["tenant"], d["address"]))
-        return [{a for a in wanted if (tenant, a) in found} for tenant, wanted in batch]
+                found.add((d["tenant"], d["address"], d.get("scope")))
+        return [
+            {
+                a
+                for a in wanted
+                if (tenant, a, None) in found or any((tenant, a, sc) in found for sc in scopes)
+            }
+            for tenant, wanted, scopes in batch
+        ]
 
-    async def unsuppress(self, tenant: str, address: str) -> bool:
+    async def unsuppress(self, tenant: str, address: str, *, scope: str | None = None) -> bool:
+        """Mail ``address`` again (within ``scope``; None: the suppression for any mail)."""
         result = await self.db.suppressions.delete_one(
-            {"tenant": tenant, "address": address.lower()}
+            {"tenant": tenant, "address": address.lower(), "scope": scope}
         )
         return result.deleted_count > 0
 

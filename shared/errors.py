@@ -19,10 +19,19 @@ class Unavailable(HatoError):
 class RetryLater(HatoError):
     """Raised by a consumer's handler to have its message retried after ``delay`` seconds."""
 
+    counts = True  # the retry is an attempt (attempt + 1, and max_attempts applies)
+
     def __init__(self, delay: float, reason: str = "") -> None:
         super().__init__(reason or f"retry in {delay:g}s")
         self.delay = delay
         self.reason = reason
+
+
+class Held(RetryLater):
+    """Raised by a consumer's handler when its message must wait (an operator or a rule
+    suspended its delivery): it comes back after ``delay`` seconds as the same attempt."""
+
+    counts = False
 
 
 class Permanent(HatoError):

@@ -153,6 +153,12 @@ OUTCOMES = Counter(
     "(each deferral), bounced, expired, suppressed, complained, failed.",
     ["tenant", "provider", "status"],
 )
+UNSUBSCRIBES = Counter(
+    "hato_unsubscribes_total",
+    "Recipients unsubscribed from one of a tenant's lists, by tenant and source (one-click, "
+    "mailto); a repeat of the same unsubscribe is not counted.",
+    ["tenant", "source"],
+)
 ATTEMPTS = Counter(
     "hato_delivery_attempts_total",
     "Recipients of delivery attempts by pool, source IP, provider group and status "
@@ -191,6 +197,16 @@ SLOWDOWNS = Counter(
     "hato_dispatcher_slowdowns_total",
     "421 or 4.7.x replies that halved a destination's pace, by source IP and provider group.",
     ["source_ip", "provider"],
+)
+RULES_TRIGGERED = Counter(
+    "hato_dispatcher_rules_triggered_total",
+    "Reply rules whose action started (slow_down, pause, move_ip), by rule and action.",
+    ["rule", "action"],
+)
+RULES_ENDED = Counter(
+    "hato_dispatcher_rules_ended_total",
+    "Reply rules' actions that ended by themselves, by rule and action.",
+    ["rule", "action"],
 )
 PACE = Gauge(
     "hato_dispatcher_pace_ratio",

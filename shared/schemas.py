@@ -81,6 +81,7 @@ class Change(StrEnum):
     RETRY = "retry"  # an operator retries a dead-lettered job (hato dead retry)
     RELEASE = "release"  # ingest: a scheduled message's time has come
     CANCEL = "cancel"  # its sender cancels a scheduled message
+    PURGE = "purge"  # an operator bounces waiting mail (hato queue purge)
 
 
 # The one table of a recipient's life. Ingest writes ``queued`` (or ``suppressed``, or in
@@ -117,6 +118,7 @@ TRANSITIONS: dict[Change, tuple[frozenset[RecipientStatus], frozenset[RecipientS
         frozenset({RecipientStatus.SCHEDULED}),
         frozenset({RecipientStatus.CANCELLED}),
     ),
+    Change.PURGE: (WAITING, frozenset({RecipientStatus.BOUNCED})),
 }
 
 
@@ -145,11 +147,20 @@ class EventType(StrEnum):
     SANDBOXED = "sandboxed"  # accepted in sandbox (test) mode: recorded, not sent
     SCHEDULED = "scheduled"  # accepted, held until its send_at
     CANCELLED = "cancelled"  # a scheduled message cancelled by its sender
+    UNSUBSCRIBED = "unsubscribed"  # a recipient left a list (one-click link or mailto)
     DEAD_LETTERED = "dead_lettered"
+    CHARSET_FALLBACK = "charset_fallback"  # sent in UTF-8: the asked charset lacked a character
     DKIM_KEY_PENDING = "dkim_key_pending"  # a new key waits for its DNS record
     DKIM_KEY_ACTIVATED = "dkim_key_activated"
     DKIM_KEY_RETIRED = "dkim_key_retired"
     DOMAIN_CHECK_FAILED = "domain_check_failed"  # a passing domain's DNS broke (re-check)
+    RULE_TRIGGERED = "rule_triggered"  # a reply rule acted on a (source IP, provider)
+    RULE_ENDED = "rule_ended"  # ... and its action ended by itself
+    QUEUE_SUSPENDED = "queue_suspended"  # an operator suspended delivery (hato queue)
+    QUEUE_RESUMED = "queue_resumed"
+    QUEUE_MOVED = "queue_moved"
+    QUEUE_RETRIED = "queue_retried"
+    QUEUE_PURGED = "queue_purged"
 
 
 class _Model(BaseModel):
@@ -212,6 +223,9 @@ class SignJob(_Job):
 
     kind: Literal["sign"] = "sign"
     from_domain: str
+    # One-click unsubscribe from this list: the signer gives each recipient its own
+    # List-Unsubscribe fields, signed (shared/unsubscribe.py). None: the message as it is.
+    unsubscribe_list: str | None = None
 
 
 class DeliveryJob(_Job):
@@ -309,6 +323,7 @@ class ChangeKind(StrEnum):
     DOMAINS = "domains"  # sending domains and their DKIM keys
     POOLS = "pools"  # IP pools and their members
     WEBHOOKS = "webhooks"  # tenants' webhook endpoints and the events they take
+    QUEUE = "queue"  # queue controls; a name "retry:<scope JSON>" asks for a retry now
 
 
 class Changed(_Model):

@@ -8,13 +8,16 @@ Every field has a default and a one-line description.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.errors import ConfigError
 from shared.verp import VerpMode
+
+if TYPE_CHECKING:
+    from shared.unsubscribe import Unsubscribe
 
 
 def comma_list(field: str):
@@ -248,6 +251,43 @@ class DnsSettings(BaseSettings):
     )
 
     _split = comma_list("nameservers")
+
+
+class UnsubscribeSettings(BaseSettings):
+    """One-click unsubscribe: the key of its tokens (signer makes them, ingest and bounce
+    check them) and where its links point."""
+
+    model_config = SettingsConfigDict(env_prefix="HATO_", extra="ignore")
+
+    unsubscribe_key: SecretStr = Field(
+        SecretStr(""), description="HMAC key of unsubscribe tokens; prefer the file."
+    )
+    unsubscribe_key_file: str = Field(
+        "", description="File holding the unsubscribe key (a mounted secret)."
+    )
+    public_url: str = Field(
+        "",
+        description="Where the internet reaches ingest's HTTP door (https://mail.example.com): "
+        "the base of List-Unsubscribe links; empty: mailto only, no one-click.",
+    )
+    unsubscribe_label: str = Field(
+        "bounces", description="Label of the subdomain the unsubscribe mailto goes to."
+    )
+
+    def secret(self) -> bytes:
+        value = self.unsubscribe_key.get_secret_value()
+        if not value and self.unsubscribe_key_file:
+            value = Path(self.unsubscribe_key_file).read_text().strip()
+        return value.encode()
+
+    def make(self) -> Unsubscribe | None:
+        """The token maker and checker, None without a key (no unsubscribe then)."""
+        from shared.unsubscribe import Unsubscribe  # it counts in metrics, which read settings
+
+        key = self.secret()
+        if not key:
+            return None
+        return Unsubscribe(key, self.public_url, self.unsubscribe_label)
 
 
 class VerpSettings(BaseSettings):

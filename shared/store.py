@@ -12,6 +12,8 @@ tenants ...     hato admin command     see shared/directory.py
 messages        ingest (+signer marks)  one document per accepted submission
 recipients      ingest → dispatcher    one per envelope recipient: status, attempts, reply
 events          bounce                 append-only timeline, kept ``events_ttl_days``
+queue_controls  admin, dispatcher      suspensions, moves, reply rules' actions (see
+                                       shared/queue_control.py)
 ==============  =====================  ================================================
 """
 
@@ -28,6 +30,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared import logging as hlog
 from shared.batching import Batcher
 from shared.directory import Directory, Idempotency, Pools
+from shared.queue_control import Controls, Waiting
 from shared.schedule import Schedules
 from shared.schemas import (
     Change,
@@ -111,6 +114,8 @@ class Store:
         self.pools = Pools(self.db)
         self.webhooks = Webhooks(self.db)
         self.schedules = Schedules(self.db)
+        self.controls = Controls(self.db)
+        self.waiting = Waiting(self.db)
         wait = settings.batch_wait  # a busy service's writes wait this long for company
         self._messages: Batcher[tuple[dict[str, Any], list[dict[str, Any]], list[Event]], None] = (
             Batcher(self._insert_messages, max_batch=100, wait=wait)
@@ -148,6 +153,7 @@ class Store:
         await self.directory.ensure_indexes()
         await self.webhooks.ensure_indexes()
         await self.schedules.ensure_indexes()
+        await self.controls.ensure_indexes()
         try:
             await db.events.create_index(
                 [("at", ASCENDING)],
@@ -392,7 +398,11 @@ class Store:
             )
 
     async def record_attempt(
-        self, results: Sequence[RecipientResult], events: Sequence[Event] = ()
+        self,
+        results: Sequence[RecipientResult],
+        events: Sequence[Event] = (),
+        *,
+        source_ip: str = "",
     ) -> None:
         """Write one delivery attempt's outcome for each recipient, with its events, together
         with concurrent attempts' (group commit). Delivered and deferred recipients change
@@ -400,18 +410,21 @@ class Store:
         server and source IP of every attempt are in its event, which ``recipients`` reads
         back as the recipient's history. A bounce or an expiry keeps its reply on the
         recipient itself too (it outlives the events' retention). A recipient already final
-        keeps its state."""
+        keeps its state. The source IP is kept on the recipient (``hato queue list`` counts
+        waiting mail by it), and a suspension it waited for is over."""
         if results:
-            await self._attempts.submit((list(results), list(events)))
+            await self._attempts.submit((list(results), list(events), source_ip))
 
-    async def _attempts_batch(self, items: list[tuple[list[RecipientResult], list[Event]]]) -> None:
+    async def _attempts_batch(
+        self, items: list[tuple[list[RecipientResult], list[Event], str]]
+    ) -> None:
         at = utcnow()
-        by_status: dict[RecipientStatus, list[str]] = {}
+        by_status: dict[tuple[RecipientStatus, str], list[str]] = {}
         one_by_one: list[UpdateOne] = []
-        for results, _ in items:
+        for results, _, source_ip in items:
             for r in results:
                 if r.status in _GROUPED:
-                    by_status.setdefault(r.status, []).append(r.recipient_id)
+                    by_status.setdefault((r.status, source_ip), []).append(r.recipient_id)
                     continue
                 # A bounce or an expiry is reported to the bounce service after this write;
                 # until that publish is confirmed the recipient says so (result_pending), and
@@ -422,21 +435,32 @@ class Store:
                     "result_pending": True,
                     **({"command": r.command} if r.command else {}),
                 }
+                if source_ip:
+                    fields["source_ip"] = source_ip
                 one_by_one.append(
                     UpdateOne(
                         {
                             "_id": r.recipient_id,
                             "status": {"$in": moves_from(Change.ATTEMPT, r.status)},
                         },
-                        {"$set": {**fields, **_stamps(r.status, at)}, "$inc": {"attempts": 1}},
+                        {
+                            "$set": {**fields, **_stamps(r.status, at)},
+                            "$inc": {"attempts": 1},
+                            "$unset": {"held": ""},
+                        },
                     )
                 )
         # Events first: whoever sees a recipient's new status finds its reply in them.
-        await self._insert_events([e for _, es in items for e in es])
-        for status, ids in by_status.items():
+        await self._insert_events([e for _, es, _ in items for e in es])
+        for (status, source_ip), ids in by_status.items():
+            where = {"source_ip": source_ip} if source_ip else {}
             await self.db.recipients.update_many(
                 {"_id": {"$in": ids}, "status": {"$in": moves_from(Change.ATTEMPT, status)}},
-                {"$set": {"status": status.value, **_stamps(status, at)}, "$inc": {"attempts": 1}},
+                {
+                    "$set": {"status": status.value, **where, **_stamps(status, at)},
+                    "$inc": {"attempts": 1},
+                    "$unset": {"held": ""},
+                },
             )
         if one_by_one:
             await self.db.recipients.bulk_write(one_by_one, ordered=False)

@@ -7,7 +7,8 @@ for its boundaries, beside the code they exercise.
 - ``FakeBroker``, ``MemoryEvents`` and ``MemoryMessages``: the broker, the event store and
   the message/recipient store at the boundary of a handler, in memory, for unit tests of its
   rules in milliseconds (the broker refuses event publishes while told to; the message store
-  moves recipients by the one transition table, ``shared.schemas.TRANSITIONS``).
+  moves recipients by the one transition table, ``shared.schemas.TRANSITIONS``);
+- ``ManualClock``: the time a handler that takes a ``clock`` reads, moved by the test.
 
 Nothing in the services imports it.
 """
@@ -22,6 +23,7 @@ import socket
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +283,17 @@ class MemoryMessages(MemoryEvents):
                     finished_at=utcnow(),
                 )
         return before
+
+
+@dataclass
+class ManualClock:
+    """A clock for handlers that take one (``clock=``, ``shared.schemas.utcnow`` by default):
+    it reads ``at`` until the test moves it."""
+
+    at: datetime = field(default_factory=utcnow)
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)

@@ -413,6 +413,22 @@ DELIVERY = Dashboard(
                     ),
                 ),
                 p(
+                    "Reply rules: actions started and ended, jobs held by suspensions",
+                    t(
+                        "sum by (rule, action) "
+                        f"(increase(hato_dispatcher_rules_triggered_total[{RATE}]))",
+                        "started {{rule}} ({{action}})",
+                    ),
+                    t(
+                        "sum by (rule, action) "
+                        f"(increase(hato_dispatcher_rules_ended_total[{RATE}]))",
+                        "ended {{rule}} ({{action}})",
+                    ),
+                    t(f"sum(increase(hato_dispatcher_held_total[{RATE}]))", "held jobs"),
+                    description="A rule's action on a (source IP, provider) starts on matching "
+                    "replies and ends by itself; `hato queue list` shows those running.",
+                ),
+                p(
                     "Warm-up: sent today, cap and headroom per IP",
                     t("max by (source_ip) (hato_dispatcher_sent_today)", "sent {{source_ip}}"),
                     t(

@@ -1,10 +1,12 @@
 """The inbound listener of the tenants' bounce domains (aiosmtpd): it accepts mail only for
-genuine VERP return paths (the dispatcher's signed, dated tokens) and the feedback-loop
-address; anything else gets ``550 5.1.1``, and more than ``MAX_RECIPIENTS`` in one transaction
-``452 4.5.3``. An accepted report is stored raw (``reports``) and queued, and only then
-answered ``250``: reading, classifying and applying it is the report consumer's
-(``matching``), so a report nobody can read is dead-lettered with the reason instead of
-vanishing behind a ``250``, and a slow parse never holds an SMTP session.
+genuine VERP return paths (the dispatcher's signed, dated tokens), genuine unsubscribe mailto
+addresses (the signer's, ``shared/unsubscribe.py``: a mail to one unsubscribes its recipient
+from its list, whatever it says) and the feedback-loop address; anything else gets
+``550 5.1.1``, and more than ``MAX_RECIPIENTS`` in one transaction ``452 4.5.3``. An accepted
+report is stored raw (``reports``) and queued, and only then answered ``250``: reading,
+classifying and applying it is the report consumer's (``matching``), so a report nobody can
+read is dead-lettered with the reason instead of vanishing behind a ``250``, and a slow parse
+never holds an SMTP session.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from shared.errors import TRANSIENT_ERRORS
 from shared.schemas import Reply, ReportJob
 from shared.smtp_server import Listener, Protocol
 from shared.telemetry import tracer
+from shared.unsubscribe import Unsubscribe
 from shared.verp import Verp
 
 log = hlog.get_logger(__name__)
@@ -30,6 +33,7 @@ NO_SUCH_RECIPIENT = Reply.of(550, "5.1.1", "No such recipient here")
 RECIPIENT_OK = Reply.of(250, "2.1.5", "Ok")
 SENDER_OK = Reply.of(250, "2.1.0", "Ok")
 STORED = Reply.of(250, "2.0.0", "Ok: report received")
+UNSUBSCRIBING = Reply.of(250, "2.0.0", "Ok: unsubscribe request received")
 TRY_LATER = Reply.of(451, "4.3.0", "Temporary failure; try again later")
 # RFC 5321 4.5.3.1.10: the client sends the rest later.
 TOO_MANY_RECIPIENTS = Reply.of(452, "4.5.3", "Too many recipients")
@@ -43,12 +47,19 @@ class BounceHandler:
     """The listener's SMTP hooks: who may be written to, and DATA → kept and queued."""
 
     def __init__(
-        self, reports: ReportStore, broker: Broker, verp: Verp | None, *, fbl_address: str
+        self,
+        reports: ReportStore,
+        broker: Broker,
+        verp: Verp | None,
+        *,
+        fbl_address: str,
+        unsubscribe: Unsubscribe | None = None,
     ) -> None:
         self.reports = reports
         self.broker = broker
         self.verp = verp
         self.fbl_address = fbl_address.lower()
+        self.unsubscribe = unsubscribe
 
     async def handle_MAIL(
         self, server, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -63,6 +74,9 @@ class BounceHandler:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return str(TOO_MANY_RECIPIENTS)
         if address.lower() == self.fbl_address and self.fbl_address:
+            envelope.rcpt_tos.append(address)
+            return str(RECIPIENT_OK)
+        if self.unsubscribe is not None and self.unsubscribe.parse_mailto(address) is not None:
             envelope.rcpt_tos.append(address)
             return str(RECIPIENT_OK)
         if self.verp is None or self.verp.parse(address) is None:
@@ -97,7 +111,10 @@ class BounceHandler:
                 with contextlib.suppress(*TRANSIENT_ERRORS):
                     await self.reports.forget(report_id)
                 return str(TRY_LATER)
-            return str(STORED)
+            leaving = self.unsubscribe is not None and all(
+                self.unsubscribe.parse_mailto(r) is not None for r in envelope.rcpt_tos
+            )
+            return str(UNSUBSCRIBING if leaving else STORED)
 
 
 class BounceListener:

@@ -2,7 +2,8 @@
 parsed in a worker process with a deadline (``reports.ReportParser``), classified, matched
 and applied — to what its return path names, nothing more: a per-recipient token to its own
 recipient whatever other addresses the report names, a per-message token to the recipients
-of that message the report names.
+of that message the report names. A mail to a recipient's unsubscribe mailto address is no
+report: its address is the request, and it is applied whatever the mail says (unread).
 
 A report that cannot be read (the parser failed or ran out of time twice) is marked
 ``unparsed`` and dead-lettered with the reason (the ``dead_lettered`` event names the
@@ -24,9 +25,10 @@ from shared.bounces.classify import Rules, Verdict
 from shared.bounces.parse import Kind, NotMail, Report
 from shared.broker import Delivery
 from shared.errors import Permanent, RetryLater
-from shared.schemas import ReportJob
+from shared.schemas import ReportJob, utcnow
 from shared.store import Store
 from shared.telemetry import context_of, tracer
+from shared.unsubscribe import Ticket, Unsubscribe, unsubscribe
 from shared.verp import TOKEN_PATTERN, Token, TokenKind, Verp
 
 log = hlog.get_logger(__name__)
@@ -50,11 +52,13 @@ class ReportConsumer:
         *,
         parser: ReportParser | None = None,
         retry_delay: float = 60.0,
+        unsubscribe: Unsubscribe | None = None,
     ) -> None:
         self.store = store
         self.reports = reports
         self.parser = parser or ReportParser()
         self.retry_delay = retry_delay
+        self.unsubscribe = unsubscribe
         self.verp = verp
         self.rules = rules
         self.feedback = feedback
@@ -66,6 +70,16 @@ class ReportConsumer:
         doc = await self.reports.get(job.report_id)
         if doc is None:  # past the retention before it was read (a job long dead, retried)
             log.warning("report no longer kept; nothing to read", report_id=job.report_id)
+            return
+        reports_to = []
+        for rcpt in job.rcpt_tos:
+            leaving = self.unsubscribe.parse_mailto(rcpt) if self.unsubscribe else None
+            if leaving is not None:
+                await self.unsubscribed(leaving)
+            else:
+                reports_to.append(rcpt)
+        if not reports_to:
+            await self.reports.mark(job.report_id, ReportState.PARSED, kind="unsubscribe")
             return
         raw = bytes(doc["raw"])
         try:
@@ -82,11 +96,31 @@ class ReportConsumer:
         span = trace.get_current_span()  # the job's consumer span, a child of the SMTP session
         if span.is_recording():
             span.set_attributes({"hato.report.kind": report.kind.value, "hato.size": len(raw)})
-        for rcpt in job.rcpt_tos:
+        for rcpt in reports_to:
             await self.apply(rcpt, report)
 
     def close(self) -> None:
         self.parser.close()
+
+    async def unsubscribed(self, recipient_id: str) -> None:
+        """A mail to a recipient's unsubscribe address (RFC 2369 mailto): the same as its
+        one-click link, read from the recipient's record (its tenant, address and list)."""
+        doc = await self.store.recipient(recipient_id)
+        message = await self.store.message(doc["message_id"]) if doc else None
+        list_ = (message or {}).get("unsubscribe_list")
+        if doc is None or message is None or not list_:
+            log.info("unsubscribe mail for a message no longer kept (or without a list)")
+            return
+        ticket = Ticket(message["tenant"], list_, doc["address"], utcnow().date())
+        await unsubscribe(
+            self.store.directory,
+            self.feedback.timeline,
+            ticket,
+            source="mailto",
+            message_id=message["_id"],
+            recipient_id=recipient_id,
+        )
+        log.info("unsubscribed", tenant=ticket.tenant, list=list_, source="mailto")
 
     async def apply(self, rcpt: str, report: Report) -> None:
         if report.kind is Kind.NOT_A_BOUNCE:

@@ -202,11 +202,6 @@ class BrokerDeadLetters:
 
 
 async def run(settings: BounceSettings) -> None:
-    box = (
-        SecretBox.from_settings(settings.secrets)
-        if (settings.secrets.master_key.get_secret_value() or settings.secrets.master_key_file)
-        else None
-    )
     key = settings.verp.secret()
     verp = Verp(key, settings.verp.label, settings.verp.ttl_days) if key else None
     async with Runtime("bounce", settings) as rt:
@@ -223,6 +218,7 @@ async def run(settings: BounceSettings) -> None:
         await rt.broker.consume(Queue.RESULTS, ResultHandler(timeline, feedback, rules()).handle)
         reports = ReportStore(rt.store.db)
         await reports.ensure_indexes()
+        unsubscribe = settings.unsubscribe.make()
         consumer = ReportConsumer(
             rt.store,
             reports,
@@ -231,12 +227,19 @@ async def run(settings: BounceSettings) -> None:
             feedback,
             parser=ReportParser(workers=settings.parse_workers, timeout=settings.parse_timeout),
             retry_delay=settings.parse_retry_delay,
+            unsubscribe=unsubscribe,
         )
         await rt.broker.consume(Queue.REPORTS, consumer.handle)
         listener = None
         if settings.smtp_port >= 0:
             listener = BounceListener(
-                BounceHandler(reports, rt.broker, verp, fbl_address=settings.fbl_address),
+                BounceHandler(
+                    reports,
+                    rt.broker,
+                    verp,
+                    fbl_address=settings.fbl_address,
+                    unsubscribe=unsubscribe,
+                ),
                 host=settings.smtp_host,
                 port=settings.smtp_port,
                 max_size=settings.max_message_size,
@@ -246,54 +249,8 @@ async def run(settings: BounceSettings) -> None:
         await rt.broker.consume(
             Queue.DEAD_WATCH, BrokerDeadLetters(rt.broker).handle, decode=undecoded
         )
-        sender = None
-        if box is not None:
-            router = WebhookRouter(rt.store.webhooks)
-            bindings = WebhookBindings(rt.broker, rt.store.webhooks)
-            await bindings.sync()
-
-            async def webhooks_changed(change: Changed) -> None:
-                if change.what is ChangeKind.WEBHOOKS:
-                    router.forget()
-                    await bindings.sync()
-
-            await rt.broker.on_change(webhooks_changed)
-            rt.every(settings.webhook_binding_refresh, bindings.sync)
-            await rt.broker.consume(Queue.WEBHOOKS, router.handle)
-            sender = WebhookSender(
-                rt.store.webhooks,
-                box,
-                leases,
-                timeout=settings.webhook_timeout,
-                backoff=settings.webhook_backoff,
-                egress=Egress.from_settings(settings.egress),
-            )
-            rt.every(settings.webhook_interval, sender.run_once)
-        else:
-            log.warning("no master key: webhooks are not delivered")
-        if not rt.store.events_ttl_index:
-            # Deleting expired events twice does no harm, but on FerretDB each purge reads the
-            # whole events collection: one replica at a time is enough.
-            leases.lease("events-purge").every(rt, settings.purge_interval, rt.store.purge_events)
-
-        async def retention() -> None:
-            tenants = await rt.store.directory.tenants()
-            days = {
-                t["_id"]: t["limits"]["retention_days"]
-                for t in tenants
-                if (t.get("limits") or {}).get("retention_days")
-            }
-            if gone := await rt.store.purge_finished(settings.retention_days, days):
-                log.info("messages past retention deleted", messages=gone)
-
-        leases.lease("retention").every(rt, settings.retention_interval, retention)
-        if settings.domain_check_interval > 0:
-            health = DomainHealth(settings.dns, egress=Egress.from_settings(settings.egress))
-            rechecks = DomainRechecks(rt.store, rt.broker, health)
-            checks = leases.lease("domain-checks")
-            checks.every(rt, settings.domain_check_interval, rechecks.run_once)
-        if not reports.ttl_index:  # the same for inbound reports kept raw
-            leases.lease("reports-purge").every(rt, settings.purge_interval, reports.purge)
+        sender = await _webhooks(rt, settings, leases)
+        _housekeeping(rt, settings, leases, reports)
         rt.census()
         rt.serving()
         log.info(
@@ -310,3 +267,65 @@ async def run(settings: BounceSettings) -> None:
         await leases.close(rt.grace_left() / 2)
         if sender is not None:
             await sender.close()
+
+
+async def _webhooks(rt: Runtime, settings: BounceSettings, leases: Leases) -> WebhookSender | None:
+    """The webhook queue bound to what tenants subscribed to (kept so as they change), its
+    router filling the outboxes, and the sender emptying them; None without a master key (the
+    endpoints' signing secrets are sealed with it)."""
+    if not (settings.secrets.master_key.get_secret_value() or settings.secrets.master_key_file):
+        log.warning("no master key: webhooks are not delivered")
+        return None
+    box = SecretBox.from_settings(settings.secrets)
+    router = WebhookRouter(rt.store.webhooks)
+    bindings = WebhookBindings(rt.broker, rt.store.webhooks)
+    await bindings.sync()
+
+    async def webhooks_changed(change: Changed) -> None:
+        if change.what is ChangeKind.WEBHOOKS:
+            router.forget()
+            await bindings.sync()
+
+    await rt.broker.on_change(webhooks_changed)
+    rt.every(settings.webhook_binding_refresh, bindings.sync)
+    await rt.broker.consume(Queue.WEBHOOKS, router.handle)
+    sender = WebhookSender(
+        rt.store.webhooks,
+        box,
+        leases,
+        timeout=settings.webhook_timeout,
+        backoff=settings.webhook_backoff,
+        egress=Egress.from_settings(settings.egress),
+    )
+    rt.every(settings.webhook_interval, sender.run_once)
+    return sender
+
+
+def _housekeeping(
+    rt: Runtime, settings: BounceSettings, leases: Leases, reports: ReportStore
+) -> None:
+    """What runs on one replica at a time, on a schedule: messages past their retention
+    deleted, domains re-checked, and where the server keeps no TTL index, expired events and
+    reports purged."""
+    if not rt.store.events_ttl_index:
+        # Deleting expired events twice does no harm, but on FerretDB each purge reads the
+        # whole events collection: one replica at a time is enough.
+        leases.lease("events-purge").every(rt, settings.purge_interval, rt.store.purge_events)
+    if not reports.ttl_index:  # the same for inbound reports kept raw
+        leases.lease("reports-purge").every(rt, settings.purge_interval, reports.purge)
+
+    async def retention() -> None:
+        tenants = await rt.store.directory.tenants()
+        days = {
+            t["_id"]: t["limits"]["retention_days"]
+            for t in tenants
+            if (t.get("limits") or {}).get("retention_days")
+        }
+        if gone := await rt.store.purge_finished(settings.retention_days, days):
+            log.info("messages past retention deleted", messages=gone)
+
+    leases.lease("retention").every(rt, settings.retention_interval, retention)
+    if settings.domain_check_interval > 0:
+        health = DomainHealth(settings.dns, egress=Egress.from_settings(settings.egress))
+        rechecks = DomainRechecks(rt.store, rt.broker, health)
+        leases.lease("domain-checks").every(rt, settings.domain_check_interval, rechecks.run_once)

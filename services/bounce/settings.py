@@ -12,6 +12,7 @@ from shared.settings import (
     DnsSettings,
     SecretsSettings,
     ServiceSettings,
+    UnsubscribeSettings,
     VerpSettings,
     comma_list,
 )
@@ -48,6 +49,7 @@ class BounceSettings(ServiceSettings):
         "DMARC, return-path MX, PTR, MTA-STS); a domain that stops passing raises a "
         "domain_check_failed event. 0: no re-checks.",
     )
+    unsubscribe: UnsubscribeSettings = Field(default_factory=UnsubscribeSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
     smtp_host: str = Field("127.0.0.1", description="Address of the inbound bounce listener.")
     smtp_port: int = Field(

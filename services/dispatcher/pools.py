@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -104,9 +104,11 @@ class PoolView:
                     return m
         return Member(ip, self.default_helo)
 
-    def choose(self, pool: str, domain: str) -> Member | None:
-        """The live member that sends ``domain``'s mail now (None: all are at their cap)."""
-        members = [m for m in self.pools[pool].members if m.ip in self.live]
+    def choose(self, pool: str, domain: str, *, avoid: Collection[str] = ()) -> Member | None:
+        """The live member that sends ``domain``'s mail now (None: all are at their cap or
+        in ``avoid``, the IPs reply rules keep away from the destination). A member avoided
+        passes the domain to the next in its order, as one at its cap does."""
+        members = [m for m in self.pools[pool].members if m.ip in self.live and m.ip not in avoid]
         today = datetime.now(UTC)
         for m in rendezvous(domain, members):
             cap = m.daily_cap(today)

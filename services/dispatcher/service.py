@@ -11,6 +11,13 @@ Delivering reads as its steps: skip recipients already final (a redelivered job 
 twice), find the servers (static route or MX), wait for the destination's pace, send (next
 MX when one cannot be reached), expire what waited too long, record, report, retry the rest.
 
+Queue controls (``shared.queue_control``) steer it on the way: a job of a tenant or domain
+moved to another pool is published there; an IP a reply rule keeps away from a receiver is
+passed over for the pool's next member; a suspended delivery waits (``Held``: the same
+attempt, nothing recorded) until the suspension is lifted or expires, when every instance
+sweeps what it held back at once. The reply rules (``rules.py``) read each attempt's replies
+and start those controls themselves, with an expiry; the IP's owner ends them.
+
 The job is the outbox of what it recorded: an attempt's events and its result for the bounce
 service are published after the write, and a publish the broker does not confirm raises
 ``Unavailable``, so the job is not acked and comes back (same attempt). Its pending check
@@ -21,22 +28,28 @@ of this attempt (same ids) and the results the bounce service never got.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from opentelemetry import trace
 from prometheus_client import Counter
 
 from services.dispatcher.mx import MxResolver, Route
 from services.dispatcher.pools import Member, PoolView
+from services.dispatcher.rules import RuleAction, Rules, Trigger, pair_provider
 from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.smtp_client import SmtpClient, status_for
-from services.dispatcher.throttle import Throttle, slows_down
+from services.dispatcher.throttle import Pace, Throttle, batches, slows_down, too_big
 from shared import logging as hlog
 from shared import metrics, schemas
 from shared.broker import (
+    ATTEMPT_HEADER,
+    FIRST_ATTEMPT_HEADER,
     Broker,
     Delivery,
     Queue,
@@ -46,12 +59,26 @@ from shared.broker import (
     settle,
 )
 from shared.egress import Egress
-from shared.errors import ConfigError, Permanent, RetryLater
+from shared.errors import ConfigError, Held, Permanent, RetryLater
+from shared.queue_control import (
+    Action,
+    Controls,
+    ControlSet,
+    Scope,
+    Waiting,
+    control_id,
+    expired,
+    retry_requested,
+    scope_of,
+)
 from shared.runtime import Runtime
 from shared.schemas import (
     Changed,
+    ChangeKind,
     DeliveryJob,
     DeliveryResult,
+    Event,
+    EventType,
     Recipient,
     RecipientResult,
     RecipientStatus,
@@ -75,6 +102,8 @@ DELIVERIES = Counter(
 FORWARDED = Counter(
     "hato_dispatcher_forwarded_total", "Jobs forwarded to the instance owning their IP."
 )
+HELD = Counter("hato_dispatcher_held_total", "Jobs that waited because a suspension covered them.")
+MOVED = Counter("hato_dispatcher_moved_total", "Jobs moved to another pool by a queue control.")
 
 
 class Dispatcher:
@@ -91,7 +120,18 @@ class Dispatcher:
         max_age: float,
         verp: Verp | None = None,
         verp_mode: VerpMode = VerpMode.RECIPIENT,
+        rules: Rules | None = None,
+        hold_delay: float = 60.0,
+        controls: Controls | None = None,
+        waiting: Waiting | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        self.clock = clock  # what "now" is for ages, expiries and retry times
+        self.rules = rules or Rules()
+        self.hold_delay = hold_delay
+        self.controls = controls  # None: no queue controls (unit tests of delivery)
+        self.waiting = waiting
+        self.control_set = ControlSet()
         self.verp = verp
         self.verp_mode = verp_mode
         self.store = store
@@ -119,7 +159,17 @@ class Dispatcher:
             # time): forwarded again, it would go round for ever. consume() dead-letters it
             # with its event, the reason worded as for a job RabbitMQ put into `dead` itself.
             raise Permanent(self.broker.death_reason(*death))
-        member = self.view.choose(job.pool, job.domain)
+        if await self.moved(job, delivery):
+            return
+        avoid = self.control_set.avoided(
+            domain=job.domain, provider=metrics.provider_group(job.domain)
+        )
+        member = self.view.choose(job.pool, job.domain, avoid=avoid)
+        if member is None and avoid:
+            member = self.view.choose(job.pool, job.domain)
+            if member is not None and not self.too_old(job):
+                raise Held(self.hold_delay, "rules keep every live member away from it")
+            # Too old to wait on: one last attempt, which expires it if it is refused.
         if member is None:
             raise RetryLater(600, "every live member of the pool is at its warm-up cap")
         if member.ip not in self.view.own_ips:
@@ -141,9 +191,164 @@ class Dispatcher:
         """The handler of this instance's own IP queue."""
 
         async def handle(delivery: Delivery) -> None:
-            await self.deliver(self.view.member(ip), self._job(delivery), delivery)
+            job = self._job(delivery)
+            if await self.moved(job, delivery):
+                return
+            provider = metrics.provider_group(job.domain)
+            if ip in self.control_set.avoided(domain=job.domain, provider=provider):
+                # A rule keeps this IP away from the destination: back to the pool, where
+                # another member takes it.
+                await self.requeue(job, delivery)
+                return
+            await self.deliver(self.view.member(ip), job, delivery)
 
         return handle
+
+    async def moved(self, job: DeliveryJob, delivery: Delivery) -> bool:
+        """Send the job to the pool a move control names for it, if another; True if so."""
+        pool = self.control_set.move(tenant=job.tenant, domain=job.domain)
+        if pool is None or pool == job.pool:
+            return False
+        await self.requeue(job.model_copy(update={"pool": pool}), delivery)
+        MOVED.inc()
+        log.info("moved to another pool", pool=pool, domain=job.domain)
+        return True
+
+    async def requeue(self, job: DeliveryJob, delivery: Delivery) -> None:
+        """Publish ``job`` to its pool's queue as the same attempt."""
+        keep = {
+            k: v for k, v in delivery.headers.items() if k in (ATTEMPT_HEADER, FIRST_ATTEMPT_HEADER)
+        }
+        await self.broker.publish(job, delivery.payload, headers=keep)
+
+    # -- controls and rules -----------------------------------------------------------------
+
+    async def refresh_controls(self) -> None:
+        """Read the controls in force; end the expired ones a rule put on this instance's
+        IPs (with a ``rule_ended`` event each: one owner per IP, so one event)."""
+        if self.controls is None:
+            return
+        docs = await self.controls.all()
+        now = self.clock()
+        ended = [
+            d
+            for d in docs
+            if expired(d, now)
+            and str(d.get("origin", "")).startswith("rule:")
+            and d.get("source_ip") in self.view.own_ips
+        ]
+        for d in ended:
+            if await self.controls.remove_id(d["_id"]):
+                await self.rule_ended(d)
+        before = {d["_id"]: d for d in self.control_set.docs if d["action"] == Action.SUSPEND}
+        self.control_set = ControlSet.of(docs)
+        lifted = set(before) - {d["_id"] for d in self.control_set.docs}
+        for gone in sorted(lifted):
+            # Resumed, lifted or expired: what it held goes now, not at its next look.
+            await self.retry_now(scope_of(before[gone]), held_only=True)
+        # An action an operator lifted early (hato queue lift) may start again.
+        self.rules.running(
+            {
+                (
+                    str(d["origin"]).removeprefix("rule:"),
+                    d.get("source_ip", ""),
+                    d.get("provider", ""),
+                )
+                for d in self.control_set.docs
+                if str(d.get("origin", "")).startswith("rule:")
+            }
+        )
+
+    async def rule_ended(self, doc: dict[str, Any]) -> None:
+        rule = str(doc.get("origin", ""))[len("rule:") :]
+        self.rules.ended(rule, doc.get("source_ip") or "", doc.get("provider") or "")
+        detail = doc.get("detail") or {}
+        event = Event.of(
+            EventType.RULE_ENDED,
+            tenant=str(detail.get("tenant") or ""),
+            step=(doc["_id"], doc["created_at"].isoformat()),
+            detail={
+                "rule": rule,
+                "action": detail.get("action"),
+                "source_ip": doc.get("source_ip"),
+                "provider": doc.get("provider"),
+            },
+        )
+        await self.store.insert_events([event])
+        await self.timeline.publish([event])
+        metrics.RULES_ENDED.labels(rule, str(detail.get("action") or "")).inc()
+        log.info("rule ended", rule=rule, source_ip=doc.get("source_ip"))
+
+    async def triggered(self, job: DeliveryJob, triggers: Sequence[Trigger]) -> None:
+        """Start the actions of rules whose threshold was reached: a control over (source
+        IP, provider) that ends by itself, a ``rule_triggered`` event and a metric."""
+        if self.controls is None:
+            return
+        for t in triggers:
+            action = {
+                RuleAction.SLOW_DOWN: Action.SLOW,
+                RuleAction.PAUSE: Action.SUSPEND,
+                RuleAction.MOVE_IP: Action.AVOID,
+            }[t.rule.action]
+            scope = Scope(source_ip=t.source_ip, provider=t.provider)
+            doc = await self.controls.put(
+                action,
+                scope,
+                reason=str(t.reply),
+                origin=f"rule:{t.rule.name}",
+                expires_in=t.rule.duration,
+                factor=t.rule.factor if action is Action.SLOW else None,
+                detail={"tenant": job.tenant, "action": t.rule.action.value},
+            )
+            event = Event.of(
+                EventType.RULE_TRIGGERED,
+                tenant=job.tenant,
+                step=(control_id(action, scope), doc["created_at"].isoformat()),
+                reply=t.reply,
+                detail={
+                    "rule": t.rule.name,
+                    "action": t.rule.action.value,
+                    "source_ip": t.source_ip,
+                    "provider": t.provider,
+                    "domain": job.domain,
+                    "duration": t.rule.duration,
+                },
+            )
+            await self.store.insert_events([event])
+            await self.timeline.publish([event])
+            metrics.RULES_TRIGGERED.labels(t.rule.name, t.rule.action.value).inc()
+            log.warning(
+                "rule triggered",
+                rule=t.rule.name,
+                action=t.rule.action.value,
+                source_ip=t.source_ip,
+                provider=t.provider,
+                duration=t.rule.duration,
+            )
+        if triggers:
+            await self.refresh_controls()
+            try:  # the other instances apply it at once, not at their next heartbeat
+                await self.broker.publish(Changed(what=ChangeKind.QUEUE))
+            except Exception as exc:
+                log.warning("rule not announced", error=repr(exc))
+
+    async def retry_now(self, scope: Scope, *, held_only: bool = False) -> int:
+        """Send the jobs in ``scope`` waiting in retry queues (held or deferred; ``held_only``:
+        those a suspension held) again now."""
+
+        def match(message: object) -> bool:
+            return isinstance(message, DeliveryJob) and Scope(scope.tenant, scope.domain).matches(
+                tenant=message.tenant, domain=message.domain
+            )
+
+        delays = [self.hold_delay] if held_only else [*self.retry_delays, self.hold_delay]
+        try:
+            moved = await self.broker.sweep(delays, match)
+        except Exception as exc:  # they come back at their time anyway
+            log.warning("could not retry now", error=repr(exc))
+            return 0
+        log.info("retried now", scope=scope.describe(), jobs=moved)
+        return moved
 
     @staticmethod
     def _job(delivery: Delivery) -> DeliveryJob:
@@ -177,8 +382,39 @@ class Dispatcher:
             route = await self.mx.route(job.domain, job.tenant)
             if lookup.is_recording():
                 lookup.set_attributes(_route_attributes(job.domain, route))
-        results, destination = await self.send(member, job, pending, route, delivery.payload)
-        self.view.count(member.ip, len(pending))
+        mx_host = route.targets[0].host if route.targets else ""
+        provider = metrics.provider_group(job.domain, mx_host)
+        hold = self.control_set.hold(
+            tenant=job.tenant,
+            domain=job.domain,
+            source_ip=member.ip,
+            provider=pair_provider(provider, job.domain),
+        ) or self.control_set.hold(
+            tenant=job.tenant, domain=job.domain, source_ip=member.ip, provider=provider
+        )
+        if hold is not None and not self.too_old(job):
+            why = scope_of(hold).describe()
+            if self.waiting is not None:
+                await self.waiting.mark_held([r.id for r in pending], why, member.ip)
+            HELD.inc()
+            raise Held(self.hold_delay, f"suspended: {why}")
+        if hold is not None:
+            # Suspended past its maximum age: it ends (expired, with why) instead of waiting
+            # for ever; the sender sees it like any expiry.
+            reply = Reply.of(451, "4.4.7", f"expired while suspended ({scope_of(hold).describe()})")
+            results = [
+                RecipientResult(
+                    recipient_id=r.id,
+                    address=r.address,
+                    status=RecipientStatus.EXPIRED,
+                    reply=reply,
+                )
+                for r in pending
+            ]
+            destination = "suspended"
+        else:
+            results, destination = await self.send(member, job, pending, route, delivery.payload)
+            self.view.count(member.ip, len(pending))
         results = self.expire(job, results)
         delay = self.retry_delay(delivery.attempt)
         retry = any(r.status is RecipientStatus.DEFERRED for r in results)
@@ -199,9 +435,9 @@ class Dispatcher:
         theirs = tuple(r for r in results if r.status in NEEDS_CLASSIFYING)
         events = attempt_events(
             result.model_copy(update={"results": tuple(mine)}),
-            retry_at=utcnow() + timedelta(seconds=delay) if retry else None,
+            retry_at=self.clock() + timedelta(seconds=delay) if retry else None,
         )
-        await self.store.record_attempt(results, events)
+        await self.store.record_attempt(results, events, source_ip=member.ip)
         publishes = [self.timeline.publish(events)]
         if theirs:
             publishes.append(self.broker.publish(result.model_copy(update={"results": theirs})))
@@ -303,14 +539,25 @@ class Dispatcher:
     ) -> tuple[list[RecipientResult], str]:
         if route.failure is not None:
             return _all(recipients, route.failure), "dns"
+        known = self.throttle.limits(job.domain, job.tenant)
+        if too_big(len(message), known):
+            return _all(recipients, size_refusal(len(message), job.domain, known.max_size)), ""
         results: list[RecipientResult] = []
         where = ""
         mx_host = route.targets[0].host if route.targets else ""
         provider = metrics.provider_group(job.domain, mx_host)
         waiting = time.monotonic()
-        async with self.throttle.slot(member.ip, job.domain, job.tenant) as limits:
+        cap = min(
+            self.control_set.slow(source_ip=member.ip, domain=job.domain, provider=provider),
+            self.control_set.slow(
+                source_ip=member.ip,
+                domain=job.domain,
+                provider=pair_provider(provider, job.domain),
+            ),
+        )
+        async with self.throttle.slot(member.ip, job.domain, job.tenant, cap=cap) as limits:
             metrics.THROTTLED_SECONDS.labels(member.ip, provider).inc(time.monotonic() - waiting)
-            for mail_from, group in self.transactions(job, recipients):
+            for mail_from, group in self.transactions(job, recipients, limits.recipients):
                 for target in route.targets:
                     started = time.monotonic()
                     attempt = await self.client.send(
@@ -327,30 +574,59 @@ class Dispatcher:
                     if attempt.reached:
                         break
                 results += attempt.results
+        results = self.apply_verdicts(results, provider, job.domain)
         replies = [r.reply for r in results]
+        await self.triggered(job, self.rules.observe(member.ip, job.domain, provider, replies))
         self.throttle.observe(member.ip, job.domain, job.tenant, replies)
         if any(slows_down(r) for r in replies):
             metrics.SLOWDOWNS.labels(member.ip, provider).inc()
-        factor = self.throttle.factor(member.ip, job.domain, job.tenant)
+        factor = min(self.throttle.factor(member.ip, job.domain, job.tenant), cap)
         metrics.PACE.labels(member.ip, provider).set(factor)
         return results, where
 
+    def apply_verdicts(
+        self, results: list[RecipientResult], provider: str, domain: str
+    ) -> list[RecipientResult]:
+        """What the rules say of each reply: a ``bounce`` rule bounces the recipient at once;
+        a refusal that a ``move_ip`` or ``pause`` rule takes for the IP's, not the
+        mailbox's, defers it (another IP or a later attempt will do)."""
+        out = []
+        for r in results:
+            if r.status in (RecipientStatus.DELIVERED, RecipientStatus.EXPIRED):
+                out.append(r)
+                continue
+            verdict = self.rules.verdict(r.reply, provider=provider, domain=domain)
+            if verdict is RuleAction.BOUNCE:
+                r = r.model_copy(update={"status": RecipientStatus.BOUNCED})
+            elif verdict in (RuleAction.MOVE_IP, RuleAction.PAUSE):
+                r = r.model_copy(update={"status": RecipientStatus.DEFERRED})
+            out.append(r)
+        return out
+
     def transactions(
-        self, job: DeliveryJob, recipients: list[Recipient]
+        self, job: DeliveryJob, recipients: list[Recipient], per_transaction: int = 100
     ) -> list[tuple[str, list[Recipient]]]:
         """(envelope sender, recipients) of each SMTP transaction: one per recipient with
-        per-recipient VERP, else one for all."""
+        per-recipient VERP, else one per ``per_transaction`` recipients (the destination's
+        limit, Throttle.limits)."""
         domain = job.mail_from.rpartition("@")[2]
         if self.verp is None or not domain:
-            return [(job.mail_from, recipients)]
-        if self.verp_mode is VerpMode.MESSAGE:
-            return [(self.verp.for_message(job.message_id, domain), recipients)]
-        return [(self.verp.for_recipient(r.id, domain), [r]) for r in recipients]
+            sender = job.mail_from
+        elif self.verp_mode is VerpMode.MESSAGE:
+            sender = self.verp.for_message(job.message_id, domain)
+        else:
+            return [(self.verp.for_recipient(r.id, domain), [r]) for r in recipients]
+        limit = Pace(recipients=per_transaction)
+        return [(sender, group) for group in batches(recipients, limit)]
+
+    def too_old(self, job: DeliveryJob) -> bool:
+        """Whether the job is past its maximum age (the tenant's, capped by the service's)."""
+        max_age = min(job.max_age or self.max_age, self.max_age)
+        return (self.clock() - job.created_at).total_seconds() >= max_age
 
     def expire(self, job: DeliveryJob, results: list[RecipientResult]) -> list[RecipientResult]:
         """Deferred recipients older than ``max_age`` become ``expired``, keeping the last reply."""
-        max_age = min(job.max_age or self.max_age, self.max_age)
-        if (utcnow() - job.created_at).total_seconds() < max_age:
+        if not self.too_old(job):
             return results
         return [
             r.model_copy(update={"status": RecipientStatus.EXPIRED})
@@ -399,6 +675,16 @@ def _describe_attempt(
     if retry is not None:
         attributes["hato.retry_in"] = retry
     span.set_attributes(attributes)
+
+
+def size_refusal(size: int, domain: str, limit: int) -> Reply:
+    """The reply of a message bounced without being tried: bigger than ``domain`` takes."""
+    return Reply(
+        code=552,
+        enhanced="5.3.4",
+        text=f"Message size {size} bytes exceeds the {limit}-byte limit of {domain}; "
+        "not sent (Hato's limit for this destination)",
+    )
 
 
 def _all(recipients: Sequence[Recipient], reply: Reply) -> list[RecipientResult]:
@@ -454,6 +740,36 @@ class Subscriptions:
         for queue in sorted(have - set(wanted)):
             await self.broker.stop_consuming(queue)
             log.info("no longer serving", queue=queue)
+
+
+class RulesWatch:
+    """Reads the rules file again when it changed (checked at each heartbeat) or on SIGHUP;
+    a file that no longer reads keeps the rules in force, and says why."""
+
+    def __init__(self, settings: DispatcherSettings, rules: Rules) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.mtime = self._mtime()
+
+    def _mtime(self) -> float:
+        try:
+            return os.stat(self.settings.rules_file).st_mtime if self.settings.rules_file else 0
+        except OSError:
+            return 0.0
+
+    def check(self) -> None:
+        if self.settings.rules_file and self._mtime() != self.mtime:
+            self.reload()
+
+    def reload(self) -> None:
+        self.mtime = self._mtime()
+        try:
+            rules = self.settings.rule_set()
+        except ValueError as exc:
+            log.error("rules not reloaded; the rules in force stay", error=str(exc))
+            return
+        self.rules.replace(rules)
+        log.info("rules reloaded", rules=[r.name for r in rules])
 
 
 def check_bindable(ips: Sequence[str]) -> None:
@@ -521,7 +837,13 @@ async def run(settings: DispatcherSettings) -> None:
             max_age=settings.max_age,
             verp=verp,
             verp_mode=settings.verp.mode,
+            rules=Rules(settings.rule_set()),
+            hold_delay=settings.hold_delay,
+            controls=rt.store.controls,
+            waiting=rt.store.waiting,
         )
+        await dispatcher.refresh_controls()
+        rules_watch = RulesWatch(settings, dispatcher.rules)
         subscriptions = Subscriptions(rt.broker, view, dispatcher, handoff=settings.handoff_ttl)
         await subscriptions.sync()
         await pools.beat(settings.instance, source_ips, view.served())
@@ -531,8 +853,20 @@ async def run(settings: DispatcherSettings) -> None:
             await view.refresh()
             await subscriptions.sync()
             await pools.beat(settings.instance, source_ips, view.served())
+            await dispatcher.refresh_controls()
+            rules_watch.check()
 
-        await rt.broker.on_change(heartbeat)  # a new pool or member is served at once
+        async def changed(change: Changed) -> None:
+            if change.what is ChangeKind.QUEUE:
+                await dispatcher.refresh_controls()
+                scope = retry_requested(change.name)
+                if scope is not None:
+                    await dispatcher.retry_now(scope)
+                return
+            await heartbeat(change)
+
+        await rt.broker.on_change(changed)  # a new pool or member is served at once
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, rules_watch.reload)
         rt.every(settings.heartbeat_interval, heartbeat)
         rt.every(settings.idle_timeout / 2, client.close_idle)
 

@@ -9,6 +9,8 @@ the TOML file ``HATO_DISPATCHER_CONFIG_FILE`` names::
     [throttle."docomo.ne.jp"]
     connections = 1
     per_minute = 30
+    recipients = 50
+    max_size = 10485760
 
     [tenant_throttle.acme."gmail.com"]
     per_minute = 300
@@ -38,6 +40,7 @@ from pydantic_settings import (
 )
 
 from services.dispatcher.routes import RouteTable
+from services.dispatcher.rules import Rule, load, rule_set
 from services.dispatcher.throttle import DEFAULT, Pace
 from shared.egress import EgressSettings
 from shared.errors import ConfigError
@@ -63,9 +66,19 @@ class PaceSetting(BaseModel):
         DEFAULT.per_connection, ge=1, description="Messages on one connection."
     )
     per_minute: float = Field(DEFAULT.per_minute, gt=0, description="Messages per minute.")
+    recipients: int = Field(
+        DEFAULT.recipients, ge=1, description="Recipients in one SMTP transaction."
+    )
+    max_size: int = Field(
+        DEFAULT.max_size,
+        ge=0,
+        description="Largest message in bytes; a bigger one bounces at once (0: no limit).",
+    )
 
     def limits(self) -> Pace:
-        return Pace(self.connections, self.per_connection, self.per_minute)
+        return Pace(
+            self.connections, self.per_connection, self.per_minute, self.recipients, self.max_size
+        )
 
 
 def _domains(table: dict[str, PaceSetting]) -> dict[str, PaceSetting]:
@@ -165,6 +178,24 @@ class DispatcherSettings(ServiceSettings):
         {},
         description="Pace per tenant and destination domain, over throttle and the presets.",
     )
+    hold_delay: float = Field(
+        300,
+        gt=0,
+        description="Seconds a suspended delivery waits before it looks again (once the "
+        "suspension is lifted or expires, or on `hato queue retry`, it goes at once); its "
+        "attempts are not counted.",
+    )
+    rules_file: str = Field(
+        "",
+        description="TOML file of reply rules ([[rule]] tables; read again when it changes "
+        "or on SIGHUP); empty: the rules table here, then the built-in rules.",
+    )
+    rules: list[Rule] = Field(
+        [], description="Reply rules (when no rules_file), before the built-in ones."
+    )
+    default_rules: bool = Field(
+        True, description="Apply the built-in reply rules after the configured ones."
+    )
     handoff_ttl: float = Field(
         60, gt=0, description="Seconds a job waits for its IP's instance before re-routing."
     )
@@ -211,6 +242,21 @@ class DispatcherSettings(ServiceSettings):
             t: {d: p.limits() for d, p in table.items()}
             for t, table in self.tenant_throttle.items()
         }
+
+    @field_validator("rules_file")
+    @classmethod
+    def _rules_file(cls, value: str) -> str:
+        if value:
+            load(value)  # ValueError: the service stops at start, naming the problem
+        return value
+
+    def rule_set(self) -> tuple[Rule, ...]:
+        """The reply rules in force: the rules file's (read now), else the table's, then the
+        built-in ones unless left out."""
+        if self.rules_file:
+            given = load(self.rules_file)
+            return rule_set(given.rule, defaults=given.default_rules and self.default_rules)
+        return rule_set(self.rules, defaults=self.default_rules)
 
     @field_validator("source_ips_by_node")
     @classmethod

@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 
 from shared import logging as hlog
-from shared import metrics
+from shared import metrics, unsubscribe
 from shared.broker import Broker, settle
 from shared.directory import Identity
 from shared.errors import TRANSIENT_ERRORS, HatoError, Unavailable
@@ -74,6 +74,8 @@ class HeaderSummary:
     from_domain: str | None
     subject: str | None
     message_id: str | None
+    unsubscribe: str | None = None  # the X-Hato-Unsubscribe field: a list name or "off"
+    list_unsubscribe: bool = False  # the message has a List-Unsubscribe field of its own
 
 
 def summarize_headers(raw: bytes) -> HeaderSummary:
@@ -96,7 +98,15 @@ def summarize_headers(raw: bytes) -> HeaderSummary:
         value = headers.get(name)
         return str(value)[:998] if value is not None else None
 
-    return HeaderSummary(from_address or None, from_domain, text("Subject"), text("Message-ID"))
+    asked = headers.get(unsubscribe.CONTROL_HEADER)
+    return HeaderSummary(
+        from_address or None,
+        from_domain,
+        text("Subject"),
+        text("Message-ID"),
+        str(asked).strip() if asked is not None else None,
+        headers.get("List-Unsubscribe") is not None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +127,25 @@ class Submission:
     send_at: datetime | None = None  # held until then (shared/schedule.py) when in the future
     received_from: str = ""  # the Received field's "from" (SMTP: HELO name and address)
     protocol: str = ""  # its "with": ESMTPSA, HTTP ... (default: the door's name)
+    # Events to add for every recipient at acceptance: what the door changed (charset_fallback).
+    notices: tuple[tuple[EventType, dict[str, str]], ...] = ()
+    # One-click unsubscribe: the list the door's own field names, "" when it says no; None
+    # when it says nothing (then the X-Hato-Unsubscribe field, then the tenant's default).
+    unsubscribe: str | None = None
+
+
+def unsubscribe_list(sub: Submission) -> str | None:
+    """The list a submission is sent to with one-click unsubscribe, None for none: the door's
+    field, else the message's ``X-Hato-Unsubscribe`` field (``off``: none), else the tenant's
+    default — unless the message brings a ``List-Unsubscribe`` of its own, which then stays."""
+    if sub.unsubscribe is not None:
+        return sub.unsubscribe or None
+    asked = sub.headers.unsubscribe
+    if asked is not None:
+        return None if asked.lower() == unsubscribe.OFF else asked
+    if sub.headers.list_unsubscribe:
+        return None
+    return sub.identity.limits.unsubscribe_list or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +162,9 @@ class Accepted:
         if self.sandbox:
             return RecipientStatus.SANDBOXED
         return RecipientStatus.SCHEDULED if self.scheduled else RecipientStatus.QUEUED
+
+
+_CONTROL = frozenset({unsubscribe.CONTROL_HEADER.lower().encode()})
 
 
 class RateLimited(HatoError):
@@ -197,7 +229,7 @@ class Acceptor:
         )
         return line.encode("ascii", "replace")
 
-    async def _check_limits(self, sub: Submission) -> set[str]:
+    async def _check_limits(self, sub: Submission, list_: str | None) -> set[str]:
         """Enforce the hourly limit; return the suppressed recipient addresses."""
         directory = self.store.directory
         tenant = sub.identity.tenant
@@ -206,7 +238,11 @@ class Acceptor:
             if limit and await directory.count_hourly(tenant) > limit:
                 await directory.count_hourly(tenant, -1)
                 raise RateLimited(f"{tenant} reached {limit} messages per hour")
-            return await directory.suppressed(tenant, sub.recipients)
+            # Left lists and tags: this message's list, and every tag it carries.
+            scopes = {f"{unsubscribe.TAG}{t}" for t in sub.tags}
+            if list_:
+                scopes.add(unsubscribe.scope_of(list_))
+            return await directory.suppressed(tenant, sub.recipients, scopes=scopes)
         except TRANSIENT_ERRORS as exc:
             NOT_ACCEPTED.inc()
             log.warning("store unavailable; not accepting", error=repr(exc))
@@ -216,8 +252,12 @@ class Acceptor:
         tenant, pool = sub.identity.tenant, sub.pool or sub.identity.pool
         message_id = new_id()
         hlog.bind(message_id=message_id, tenant=tenant)
-        suppressed_addresses = await self._check_limits(sub)
-        raw = self._received(sub, message_id) + normalize_line_endings(sub.raw)
+        list_ = unsubscribe_list(sub)
+        suppressed_addresses = await self._check_limits(sub, list_)
+        raw = normalize_line_endings(sub.raw)
+        if sub.headers.unsubscribe is not None:  # a word to Hato, not part of the message
+            raw = unsubscribe.without_fields(raw, _CONTROL)
+        raw = self._received(sub, message_id) + raw
         recipients = tuple(Recipient(id=new_id(), address=a) for a in sub.recipients)
         suppressed = [r for r in recipients if r.address.lower() in suppressed_addresses]
         kept = tuple(r for r in recipients if r.address.lower() not in suppressed_addresses)
@@ -253,6 +293,8 @@ class Acceptor:
         }
         if held:
             message_doc["send_at"] = sub.send_at
+        if list_:
+            message_doc["unsubscribe_list"] = list_
         tid = trace_id()
         if tid is not None:
             # Kept so that the mail's trace can be found from the message, and continued by
@@ -334,6 +376,21 @@ class Acceptor:
                 )
                 for r in to_send
             ]
+        for type_, said in sub.notices:
+            events += [
+                Event.of(
+                    type_,
+                    tenant=tenant,
+                    message_id=message_id,
+                    recipient_id=r.id,
+                    address=r.address,
+                    detail={**detail, **said},
+                    at=now,
+                    tags=sub.tags,
+                    metadata=sub.metadata,
+                )
+                for r in recipients
+            ]
         try:
             await self.store.insert_message(message_doc, recipient_docs, events)
         except TRANSIENT_ERRORS as exc:
@@ -359,6 +416,7 @@ class Acceptor:
                 max_age=sub.identity.limits.max_age,
                 tags=sub.tags,
                 metadata=sub.metadata,
+                unsubscribe_list=list_,
             )
             if held:
                 assert sub.send_at is not None

@@ -2,6 +2,10 @@
 
 Built with the standard library's compat32 email classes, which let a header be encoded in the
 charset Japanese mobile carriers expect (``=?iso-2022-jp?b?...?=``) rather than always UTF-8.
+ISO-2022-JP is written as CP50220 (``services/ingest/cp50220.py``): circled numbers, NEC and
+IBM extension kanji (①, 髙, 﨑) in the JIS escape, as Japanese mail software writes them. The
+email package encodes headers and bodies with the codec of the charset's name, so the
+ISO-2022-JP parts (encoded words, text bodies, file names) are written here.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ import email.encoders
 import email.policy
 import email.utils
 import urllib.parse
+from base64 import b64encode
 from email.header import Header
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.mime.text import MIMEText
 
+from services.ingest import cp50220
 from services.ingest.api_models import MessageIn, address_of
 
 _POLICY = email.policy.compat32.clone(linesep="\r\n")
@@ -29,12 +35,33 @@ _UTF8.header_encoding = email.charset.BASE64
 _UTF8.body_encoding = email.charset.QP
 
 
-def _charset(name: str) -> email.charset.Charset | str:
-    return _UTF8 if name == "utf-8" else name
+JIS = "iso-2022-jp"
+_WORD_BYTES = 42  # "=?iso-2022-jp?b?" + 56 base64 characters + "?=": 74, within RFC 2047's 75
+
+
+def _codec(charset: str) -> str:
+    return cp50220.NAME if charset == JIS else charset
+
+
+def jis_words(value: str) -> str:
+    """``value`` as RFC 2047 encoded words in ISO-2022-JP (CP50220), each a whole run of
+    characters with its escapes (RFC 1468: every word ends in ASCII), space-separated so that
+    the header folds between them."""
+    words: list[str] = []
+    chunk = ""
+    for char in value:
+        if chunk and len(cp50220.encode(chunk + char)[0]) > _WORD_BYTES:
+            words.append(chunk)
+            chunk = ""
+        chunk += char
+    words.append(chunk)
+    return " ".join(f"=?{JIS}?b?{b64encode(cp50220.encode(w)[0]).decode()}?=" for w in words if w)
 
 
 def _header(value: str, charset: str) -> str | Header:
-    return value if value.isascii() else Header(value, _charset(charset))
+    if value.isascii():
+        return value
+    return jis_words(value) if charset == JIS else Header(value, _UTF8)
 
 
 def _mailbox(mailbox: str, charset: str) -> str:
@@ -45,24 +72,29 @@ def _mailbox(mailbox: str, charset: str) -> str:
         return email.utils.formataddr((name, address))
     # As encoded words of at most 76 characters each: a long name still folds (formataddr
     # would write it as one encoded word of any length).
-    return f"{Header(name, _charset(charset)).encode(linesep=' ')} <{address}>"
+    if charset == JIS:
+        return f"{jis_words(name)} <{address}>"
+    return f"{Header(name, _UTF8).encode(linesep=' ')} <{address}>"
 
 
-def _text(body: str, subtype: str, charset: str) -> MIMEText:
-    part = MIMEText(body, subtype, _charset(charset))
-    if charset != "utf-8" and any(
-        len(line) > MAX_BODY_LINE for line in part.get_payload(decode=True).splitlines()
-    ):
-        # ISO-2022-JP goes as 7bit, unwrapped: a line too long for SMTP goes as base64.
-        cs = email.charset.Charset(charset)
-        cs.body_encoding = email.charset.BASE64
-        part = MIMEText(body, subtype, cs)
+def _text(body: str, subtype: str, charset: str) -> MIMENonMultipart:
+    if charset != JIS:
+        return MIMEText(body, subtype, _UTF8)
+    # ISO-2022-JP goes as 7bit, unwrapped: a line too long for SMTP goes as base64.
+    data = cp50220.encode(body.replace("\r\n", "\n").replace("\n", "\r\n"))[0]
+    part = MIMENonMultipart("text", subtype, charset=JIS)
+    part.set_payload(data)
+    if any(len(line) > MAX_BODY_LINE for line in data.split(b"\r\n")):
+        email.encoders.encode_base64(part)
+    else:
+        part["Content-Transfer-Encoding"] = "7bit"
     return part
 
 
-def compose(message: MessageIn, *, message_id_domain: str) -> bytes:
-    """The message as CRLF bytes, with Date and Message-ID; Bcc never appears in it."""
-    cs = message.charset
+def compose(message: MessageIn, *, message_id_domain: str, charset: str | None = None) -> bytes:
+    """The message as CRLF bytes, with Date and Message-ID; Bcc never appears in it. Written
+    in ``charset`` (default: the message's own; services/ingest/send.py may choose UTF-8)."""
+    cs = charset or message.charset
     if message.text is not None and message.html is not None:
         body: MIMEBase = MIMEMultipart("alternative")
         body.attach(_text(message.text, "plain", cs))
@@ -142,7 +174,7 @@ def _filename(filename: str, charset: str) -> dict[str, str]:
 
 
 def _quote(text: str, charset: str) -> str:
-    return urllib.parse.quote(text.encode(charset), safe="")
+    return urllib.parse.quote(text.encode(_codec(charset)), safe="")
 
 
 def from_address(message: MessageIn) -> str:

@@ -44,6 +44,12 @@ def content_refused(why: str, *, loop: bool = False) -> Reply:
     return Reply.of(554, "5.4.6" if loop else "5.6.0", f"Message refused: {why}")
 
 
+def line_too_long(limit: int) -> Reply:
+    """A line over the door's limit (RFC 5321 4.5.3.1.6 names the reply ``500 Line too
+    long``); aiosmtpd's own, given before the hooks see the message, is replaced by it."""
+    return Reply.of(500, "5.5.2", f"Line too long: lines of up to {limit} octets are taken")
+
+
 def queued(message_id: str) -> Reply:
     return Reply.of(250, "2.0.0", f"Ok: queued as {message_id}")
 

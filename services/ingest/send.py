@@ -4,11 +4,13 @@ that each door turns into its own answer."""
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from services.ingest import content
+from services.ingest import content, cp50220
 from services.ingest.accept import (
     Accepted,
     Acceptor,
@@ -24,12 +26,14 @@ from services.ingest.api_models import (
     RecipientOut,
     address_of,
 )
-from services.ingest.compose import compose
+from services.ingest.compose import JIS, compose
 from services.ingest.labels import LabelError, check_metadata, merged
 from services.ingest.labels import extract as extract_labels
 from services.ingest.policy import RelayPolicy
+from shared import unsubscribe
 from shared.directory import Identity
 from shared.errors import HatoError, Unavailable
+from shared.schemas import EventType
 
 
 class Refused(HatoError):
@@ -50,6 +54,7 @@ class Refused(HatoError):
 class DoorLimits:
     max_message_size: int
     max_recipients: int
+    max_line: int = content.DEFAULT_MAX_LINE  # octets in one line (HATO_INGEST_MAX_LINE_LENGTH)
 
 
 class Sender:
@@ -75,21 +80,24 @@ class Sender:
         without sending."""
         sender = address_of(message.from_)
         self._check_sender(identity, sender)
-        raw = _checked(compose(message, message_id_domain=sender.rpartition("@")[2]))
+        charset, notices = charset_for(identity, message)
+        raw = compose(message, message_id_domain=sender.rpartition("@")[2], charset=charset)
         return await self._submit(
             identity,
             sender,
             message.envelope_recipients(),
-            raw,
+            _checked(raw, self.limits.max_line),
             tags=message.tags,
             metadata=message.metadata,
             pool=message.pool,
             sandbox=sandbox or message.sandbox,
             send_at=send_at or message.send_at,
+            notices=notices,
+            unsubscribe=_unsubscribe(message.unsubscribe, message.tags),
         )
 
     async def send_raw(self, identity: Identity, message: RawMessageIn) -> dict[str, Any]:
-        raw = _checked(content.with_crlf(message.data()))
+        raw = _checked(content.with_crlf(message.data()), self.limits.max_line)
         try:
             raw, labels = extract_labels(raw)
             tags = merged(message.tags, labels.tags)
@@ -97,8 +105,14 @@ class Sender:
         except LabelError as exc:
             raise Refused(400, str(exc)) from None
         headers = summarize_headers(raw)
-        if headers.from_address is None:
+        if headers.from_address is None or headers.from_domain is None:
             raise Refused(400, "the message has no usable From header")
+        try:
+            raw = content.complete_header(
+                raw, headers.from_domain, refuse=identity.limits.missing_headers == "refuse"
+            )
+        except content.MissingFields as exc:
+            raise Refused(400, str(exc)) from None
         self._check_sender(identity, headers.from_address)
         sender = address_of(message.from_) if message.from_ else headers.from_address
         self._check_sender(identity, sender)
@@ -113,6 +127,7 @@ class Sender:
             pool=message.pool,
             sandbox=message.sandbox,
             send_at=labels.send_at,
+            unsubscribe=_unsubscribe(message.unsubscribe, message.tags),
         )
 
     def _check_sender(self, identity: Identity, address: str) -> None:
@@ -131,6 +146,8 @@ class Sender:
         pool: str | None = None,
         sandbox: bool = False,
         send_at: datetime | None = None,
+        notices: tuple[tuple[EventType, dict[str, str]], ...] = (),
+        unsubscribe: str | None = None,
     ) -> dict[str, Any]:
         if pool is not None and not identity.may_use_pool(pool):
             raise Refused(403, f"this tenant may not send through pool {pool}")
@@ -156,6 +173,8 @@ class Sender:
             pool=pool,
             sandbox=sandbox,
             send_at=send_at,
+            notices=notices,
+            unsubscribe=unsubscribe,
         )
         try:
             accepted = await self.acceptor.accept(submission)
@@ -166,12 +185,78 @@ class Sender:
         return _accepted(accepted)
 
 
-def _checked(raw: bytes) -> bytes:
+class JisExtensions(StrEnum):
+    """What a tenant's ISO-2022-JP mail does with characters beyond JIS X 0208 (①, 髙, 﨑)."""
+
+    CP50220 = "cp50220"  # Microsoft's extension, as Japanese mail software writes them
+    UTF8 = "utf-8"  # the message goes in UTF-8, with a charset_fallback event
+    REFUSE = "refuse"  # 400 naming the character
+
+
+def _unsubscribe(field: str | bool | None, tags: list[str]) -> str | None:
+    """The ``unsubscribe`` field as a Submission takes it: a list, ``tag:<first tag>`` for
+    true, "" for false, None when absent."""
+    if field is True:
+        if not tags:
+            raise Refused(400, "unsubscribe: true leaves the message's first tag; it has none")
+        try:
+            return unsubscribe.list_or_tag(f"{unsubscribe.TAG}{tags[0]}")
+        except unsubscribe.BadListName as exc:
+            raise Refused(400, str(exc)) from None
+    return "" if field is False else (field or None)
+
+
+def beyond_jis(text: str) -> str | None:
+    """The first character plain ISO-2022-JP (JIS X 0208, RFC 1468) cannot write."""
     try:
-        content.check(raw)
+        cp50220.full_width(text).encode(JIS)
+    except UnicodeEncodeError as exc:
+        return str(exc.object[exc.start : exc.end])
+    return None
+
+
+def _named(char: str) -> str:
+    return f"{char!r} (U+{ord(char):04X} {unicodedata.name(char, 'unnamed')})"
+
+
+def charset_for(
+    identity: Identity, message: MessageIn
+) -> tuple[str, tuple[tuple[EventType, dict[str, str]], ...]]:
+    """The charset ``message`` is written in, and the events that say it is not the one asked
+    for; Refused (400) naming the first character the charset cannot write."""
+    if message.charset != JIS:
+        return message.charset, ()
+    beyond = message.unwritable(beyond_jis)
+    if beyond is None:
+        return JIS, ()
+    field, char = beyond
+    choice = JisExtensions(identity.limits.jis_extensions or JisExtensions.CP50220)
+    if choice is JisExtensions.REFUSE:
+        raise Refused(
+            400,
+            f"{field} has a character ISO-2022-JP (JIS X 0208) cannot write: {_named(char)}; "
+            "this tenant does not send it in an extension or in UTF-8",
+        )
+    if choice is JisExtensions.UTF8:
+        said = {"asked": JIS, "charset": "utf-8", "field": field, "character": char}
+        return "utf-8", ((EventType.CHARSET_FALLBACK, said),)
+    beyond = message.unwritable(cp50220.unencodable)
+    if beyond is not None:
+        field, char = beyond
+        raise Refused(
+            400,
+            f"{field} has a character ISO-2022-JP cannot write, even with Microsoft's "
+            f"extensions (CP50220): {_named(char)}; send it in utf-8",
+        )
+    return JIS, ()
+
+
+def _checked(raw: bytes, max_line: int) -> bytes:
+    """``raw`` as it will be stored (long lines repaired), or Refused (400)."""
+    try:
+        return content.accepted(raw, max_line=max_line)
     except content.ContentError as exc:
         raise Refused(400, str(exc)) from None
-    return raw
 
 
 def _accepted(accepted: Accepted) -> dict[str, Any]:

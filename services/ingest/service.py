@@ -80,6 +80,7 @@ def smtp_listeners(
             mode=mode,
             max_recipients=settings.max_recipients,
             max_size=settings.max_message_size,
+            max_line=settings.max_line_length,
         )
 
     common = {
@@ -125,7 +126,9 @@ async def run(settings: IngestSettings) -> None:
         listeners = smtp_listeners(settings, policy, acceptor, authenticator)
         box = SecretBox.from_settings(settings.secrets) if _has_master_key(settings) else None
 
-        async def apply(_: Changed | None = None) -> None:
+        async def apply(change: Changed | None = None) -> None:
+            if change is not None and change.what is ChangeKind.QUEUE:
+                return  # queue controls are the dispatchers'
             await policy.refresh(rt.store)
             app.state.api_keys.clear()
 
@@ -155,12 +158,15 @@ async def run(settings: IngestSettings) -> None:
             operator_token=settings.operator_token(),
             acceptor=acceptor,
             policy=policy,
-            limits=DoorLimits(settings.max_message_size, settings.max_recipients),
+            limits=DoorLimits(
+                settings.max_message_size, settings.max_recipients, settings.max_line_length
+            ),
             admin=admin,
             box=box,
             changed=announce,
             egress=egress,
             health=health,
+            unsubscribe=settings.unsubscribe.make(),
         )
         http = HttpServer(app, host=settings.http_host, port=settings.http_port)
         submit = SubmitHandler(
@@ -169,7 +175,9 @@ async def run(settings: IngestSettings) -> None:
             Sender(
                 acceptor,
                 policy,
-                DoorLimits(settings.max_message_size, settings.max_recipients),
+                DoorLimits(
+                    settings.max_message_size, settings.max_recipients, settings.max_line_length
+                ),
                 door=FrontDoor.AMQP,
             ),
         )

@@ -10,7 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from shared.egress import EgressSettings
 from shared.errors import ConfigError
-from shared.settings import DnsSettings, SecretsSettings, ServiceSettings
+from shared.settings import DnsSettings, SecretsSettings, ServiceSettings, UnsubscribeSettings
 
 
 class IngestSettings(ServiceSettings):
@@ -28,6 +28,7 @@ class IngestSettings(ServiceSettings):
         description="Seconds the scheduled-release lease lasts unrenewed; another replica "
         "takes over after it.",
     )
+    unsubscribe: UnsubscribeSettings = Field(default_factory=UnsubscribeSettings)
     smtp_host: str = Field("127.0.0.1", description="Address the SMTP listeners bind.")
     smtp_port: int = Field(
         2525,
@@ -86,6 +87,13 @@ class IngestSettings(ServiceSettings):
         26_214_400, ge=1024, description="Largest message accepted, in bytes (SIZE)."
     )
     max_recipients: int = Field(100, ge=1, description="Most recipients in one SMTP transaction.")
+    max_line_length: int = Field(
+        2048,
+        ge=998,
+        le=65536,
+        description="Longest line taken, in octets without CRLF (Postfix's 2,048); a longer one "
+        "is refused (500 5.5.2, HTTP 400). Lines over 998 are repaired before signing.",
+    )
     http_host: str = Field("127.0.0.1", description="Address the HTTP API binds.")
     http_port: int = Field(8025, ge=0, description="Port of the HTTP API (0: any free port).")
     admin_token: SecretStr = Field(

@@ -69,6 +69,7 @@ OVERSIGNED = (
     b"content-type",
     b"mime-version",
     b"list-unsubscribe",
+    b"list-unsubscribe-post",
 )
 _HEADER_NAME = b"DKIM-Signature"
 
@@ -163,21 +164,39 @@ def body_hash(body: bytes | memoryview) -> bytes:
 
 def sign(message: bytes, keys: Sequence[SigningKey], *, now: int | None = None) -> bytes:
     """``message`` with one DKIM-Signature per key prepended (the first key's on top)."""
-    if not keys:
-        return message
+    return sign_each(message, keys, [b""], now=now)[0]
+
+
+def sign_each(
+    message: bytes, keys: Sequence[SigningKey], heads: Sequence[bytes], *, now: int | None = None
+) -> list[bytes]:
+    """For each of ``heads`` (header lines in CRLF, one recipient's ``List-Unsubscribe``
+    say), ``head + message`` signed by every key: the body is canonicalised and hashed once for
+    all of them, each header block signed on its own."""
     message = normalize_line_endings(message)  # what is signed is what is sent: CRLF
+    if not keys:
+        return [head + message for head in heads]
     split = message.find(b"\r\n\r\n")
     head_end = len(message) if split < 0 else split + 4
+    bh = body_hash(memoryview(message)[head_end:])
+    timestamp = str(int(now if now is not None else time.time())).encode()
+    return [
+        _signatures(head + message[:head_end], keys, bh, timestamp) + head + message
+        for head in heads
+    ]
+
+
+def _signatures(
+    header_block: bytes, keys: Sequence[SigningKey], bh: bytes, timestamp: bytes
+) -> bytes:
     try:
-        headers, _ = dkim.rfc822_parse(message[:head_end])
+        headers, _ = dkim.rfc822_parse(header_block)
     except dkim.MessageFormatError as exc:
         raise SigningError(f"the header does not parse: {exc}") from None
     if not any(name.lower() == b"from" for name, _ in headers):
         raise SigningError("the message has no From header")
-    bh = body_hash(memoryview(message)[head_end:])
     include = header_list(headers)
     canonical = POLICY.canonicalize_headers(headers)
-    timestamp = str(int(now if now is not None else time.time())).encode()
     fields_out = []
     for key in keys:
         fields = [
@@ -203,4 +222,4 @@ def sign(message: bytes, keys: Sequence[SigningKey], *, now: int | None = None) 
             b"\r\n\t" + signature[i : i + 72] for i in range(0, len(signature), 72)
         )
         fields_out.append(_HEADER_NAME + b": " + folded + b"\r\n")
-    return b"".join(fields_out) + message
+    return b"".join(fields_out)

@@ -22,7 +22,7 @@ from itertools import islice
 from opentelemetry import trace
 from prometheus_client import Counter
 
-from services.signer.dkim_sign import SigningError, sign
+from services.signer.dkim_sign import SigningError, sign_each
 from services.signer.keys import Choice, KeyRing, load_key_files
 from services.signer.settings import SignerSettings
 from shared import dkim, metrics
@@ -31,6 +31,7 @@ from shared.broker import Broker, Delivery, Queue, deliver_queue, settle
 from shared.errors import Permanent, Unavailable
 from shared.ids import event_id
 from shared.leases import Leases, holder_id
+from shared.message import normalize_line_endings
 from shared.provisioning import Provisioner
 from shared.runtime import Runtime
 from shared.schemas import (
@@ -47,6 +48,7 @@ from shared.secrets import SecretBox
 from shared.store import Store, event_of
 from shared.telemetry import tracer
 from shared.timeline import Timeline
+from shared.unsubscribe import Unsubscribe, without_fields
 
 log = hlog.get_logger(__name__)
 
@@ -54,6 +56,12 @@ SIGNED = Counter(
     "hato_signer_messages_total", "Messages handled by the signer, by outcome.", ["outcome"]
 )
 INLINE_LIMIT = 256 * 1024  # larger messages are signed in a worker thread
+_LIST_FIELDS = frozenset({b"list-unsubscribe", b"list-unsubscribe-post"})
+
+
+def _one(job: SignJob, recipient: Recipient) -> DeliveryJob:
+    """The delivery job of one recipient's own copy (one with its own unsubscribe link)."""
+    return fan_out(job.model_copy(update={"recipients": (recipient,)}), per_job=1)[0]
 
 
 def fan_out(job: SignJob, *, per_job: int) -> list[DeliveryJob]:
@@ -84,8 +92,15 @@ def fan_out(job: SignJob, *, per_job: int) -> list[DeliveryJob]:
 
 class Signer:
     def __init__(
-        self, store: Store, broker: Broker, keys: KeyRing, *, settings: SignerSettings
+        self,
+        store: Store,
+        broker: Broker,
+        keys: KeyRing,
+        *,
+        settings: SignerSettings,
+        unsubscribe: Unsubscribe | None = None,
     ) -> None:
+        self.unsubscribe = unsubscribe
         self.store = store
         self.broker = broker
         self.keys = keys
@@ -97,14 +112,19 @@ class Signer:
         if not isinstance(job, SignJob):
             raise Permanent(f"expected a sign job, got {type(job).__name__}")
         choice = await self.keys.choose(job.tenant, job.from_domain)
-        signed, problem = delivery.payload, None
+        heads = self._unsubscribe_heads(job)
+        payload = delivery.payload
+        if heads is not None:  # Hato's fields replace any the message brought
+            payload = without_fields(normalize_line_endings(payload), _LIST_FIELDS)
+        signed: list[bytes] | None = None
+        problem = None
         with tracer.start_as_current_span("dkim sign") as span:
             if not choice.keys:
                 problem = f"no usable DKIM key for {job.from_domain}"
             else:
                 try:
                     started = time.perf_counter()
-                    signed = await self._sign(delivery.payload, choice)
+                    signed = await self._sign(payload, choice, heads or [b""])
                     metrics.SIGN_SECONDS.observe(time.perf_counter() - started)
                 except SigningError as exc:
                     problem = str(exc)
@@ -122,6 +142,8 @@ class Signer:
         if problem and self.settings.unsigned_policy == "fail":
             await self._fail(job, problem)
             return
+        if signed is None:  # sent unsigned
+            signed = [payload] if heads is None else sign_each(payload, (), heads)
 
         stored = await self._stored(job) if delivery.redelivered else None
         if stored is not None:
@@ -139,15 +161,27 @@ class Signer:
                     f"signed with the tenant's fallback domain {choice.domain}: "
                     f"{job.from_domain} has no usable key (not DMARC-aligned)"
                 )
+            if heads is not None:  # each recipient's copy signed with its own link
+                detail["unsubscribe_list"] = job.unsubscribe_list
             event = self._event(job, EventType.SIGNED, detail)
-        jobs = fan_out(job, per_job=self.settings.max_recipients_per_job)
+        if heads is None:
+            jobs = fan_out(job, per_job=self.settings.max_recipients_per_job)
+            copies = [signed[0]] * len(jobs)
+        else:  # each recipient its own copy, so its own job
+            jobs = [_one(job, r) for r in job.recipients]
+            copies = signed
         if stored is None:
             await self.store.mark_signed([event])
         else:
-            jobs = await self._unfinished(jobs)
+            kept = {id(j) for j in await self._unfinished(jobs)}
+            jobs, copies = (
+                [j for j in jobs if id(j) in kept],
+                [c for j, c in zip(jobs, copies, strict=True) if id(j) in kept],
+            )
         # Unavailable unless all are confirmed: the job comes back and publishes them again.
         await settle(
-            self.timeline.publish([event]), *(self.broker.publish(j, signed) for j in jobs)
+            self.timeline.publish([event]),
+            *(self.broker.publish(j, c) for j, c in zip(jobs, copies, strict=True)),
         )
         span = trace.get_current_span()  # the sign job's consumer span
         if span.is_recording():
@@ -177,10 +211,30 @@ class Signer:
             j for j in jobs if any(r.id in pending or f"!{r.id}" in pending for r in j.recipients)
         ]
 
-    async def _sign(self, payload: bytes, choice: Choice) -> bytes:
-        if len(payload) <= INLINE_LIMIT:
-            return sign(payload, choice.keys)
-        return await asyncio.to_thread(sign, payload, choice.keys)
+    async def _sign(self, payload: bytes, choice: Choice, heads: list[bytes]) -> list[bytes]:
+        if len(payload) * len(heads) <= INLINE_LIMIT:
+            return sign_each(payload, choice.keys, heads)
+        return await asyncio.to_thread(sign_each, payload, choice.keys, heads)
+
+    def _unsubscribe_heads(self, job: SignJob) -> list[bytes] | None:
+        """Each recipient's List-Unsubscribe fields (in the order of ``job.recipients``) when
+        the message is sent with one-click unsubscribe; None when it is not."""
+        if not job.unsubscribe_list:
+            return None
+        if self.unsubscribe is None:
+            log.warning("unsubscribe asked, but no HATO_UNSUBSCRIBE_KEY: sent without it")
+            return None
+        domain = job.mail_from.rpartition("@")[2] or job.from_domain
+        return [
+            self.unsubscribe.header_fields(
+                tenant=job.tenant,
+                list_=job.unsubscribe_list,
+                address=r.address,
+                recipient_id=r.id,
+                domain=domain,
+            )
+            for r in job.recipients
+        ]
 
     async def _fail(self, job: SignJob, reason: str) -> None:
         await self.store.fail_message(
@@ -249,11 +303,14 @@ async def run(settings: SignerSettings) -> None:
     files = load_key_files(settings.keys_dir)
     async with Runtime("signer", settings, pools=settings.pools) as rt:
         keys = KeyRing(rt.store.directory, box, ttl=settings.key_cache_seconds, files=files)
-        signer = Signer(rt.store, rt.broker, keys, settings=settings)
+        signer = Signer(
+            rt.store, rt.broker, keys, settings=settings, unsubscribe=settings.unsubscribe.make()
+        )
         await rt.broker.consume(Queue.SIGN, metrics.waits(signer.handle))
 
-        async def apply(_: Changed) -> None:
-            keys.forget()
+        async def apply(change: Changed) -> None:
+            if change.what is not ChangeKind.QUEUE:  # queue controls are the dispatchers'
+                keys.forget()
 
         await rt.broker.on_change(apply)
         rotation = Rotation(

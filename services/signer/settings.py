@@ -7,7 +7,13 @@ from typing import Annotated, Literal
 from pydantic import Field
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from shared.settings import DnsSettings, SecretsSettings, ServiceSettings, comma_list
+from shared.settings import (
+    DnsSettings,
+    SecretsSettings,
+    ServiceSettings,
+    UnsubscribeSettings,
+    comma_list,
+)
 
 
 class SignerSettings(ServiceSettings):
@@ -15,6 +21,7 @@ class SignerSettings(ServiceSettings):
 
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     dns: DnsSettings = Field(default_factory=DnsSettings)
+    unsubscribe: UnsubscribeSettings = Field(default_factory=UnsubscribeSettings)
     pools: Annotated[list[str], NoDecode] = Field(
         ["default"], description="IP pools whose delivery queues are declared (comma-separated)."
     )

@@ -18,6 +18,7 @@ from tests.helpers.waiting import eventually
 
 OPERATOR = "op-" + unique("token")
 VERP_KEY = "verp-" + unique("key")
+UNSUBSCRIBE_KEY = "unsub-" + unique("key")
 FBL = "fbl@feedback.hato.test"
 
 
@@ -34,6 +35,7 @@ class Api:
     dkim_key: object
     bounce_port: int = 0
     stack: Stack | None = None
+    smtp_port: int = 0  # the relay listener (127.0.0.1 is tenant acme's network)
 
     def as_tenant(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key}"}
@@ -52,7 +54,7 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
     _, rival_key = await d.add_api_key("rival")
     sink = await Sink(host="127.0.0.2").start()
     dns_server = await DnsServer().start()
-    http_port, bounce_port = free_port(), free_port()
+    http_port, bounce_port, smtp_port = free_port(), free_port(), free_port()
     prefix = unique("http")
     stack = Stack(
         env={
@@ -62,7 +64,7 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
             "HATO_MONGODB_URL": MONGODB_URL,
             "HATO_MONGODB_DATABASE": database,
             "HATO_MASTER_KEY": master_key,
-            "HATO_INGEST_SMTP_PORT": str(free_port()),
+            "HATO_INGEST_SMTP_PORT": str(smtp_port),
             "HATO_INGEST_HTTP_PORT": str(http_port),
             "HATO_INGEST_ADMIN_TOKEN": OPERATOR,
             "HATO_DNS_NAMESERVERS": dns_server.address,
@@ -70,6 +72,8 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
             "HATO_DISPATCHER_ROUTES": f"*={sink.address}",
             "HATO_SIGNER_KEY_CACHE_SECONDS": "0",
             "HATO_VERP_KEY": VERP_KEY,
+            "HATO_UNSUBSCRIBE_KEY": UNSUBSCRIBE_KEY,
+            "HATO_PUBLIC_URL": f"http://127.0.0.1:{http_port}",
             "HATO_BOUNCE_SMTP_PORT": str(bounce_port),
             "HATO_BOUNCE_FBL_ADDRESS": FBL,
             "HATO_EGRESS_ALLOW": "127.0.0.0/8",  # webhook receivers are on loopback
@@ -96,10 +100,12 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
             dkim_key,
             bounce_port,
             stack,
+            smtp_port,
         )
     assert (await stack.stop_all()) == {"ingest": 0, "signer": 0, "dispatcher": 0, "bounce": 0}
     for p in stack.processes.values():
         assert key not in p.log() and OPERATOR not in p.log()
+        assert UNSUBSCRIBE_KEY not in p.log()
     await sink.stop()
     dns_server.stop()
     await store.client.drop_database(database)

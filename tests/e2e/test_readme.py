@@ -212,6 +212,14 @@ CHECKS: dict[str, Check] = {
     "mailgun-send": Check(
         expect=(r'^\{"id":"<[0-9a-f-]{36}@hato\.test>","message":"Queued\. Thank you\."\}$',)
     ),
+    "queue": Check(
+        expect=(
+            r"^suspend domain example\.net \(operator; until \S+\): incident 42  \[suspend:",
+            r"^waiting: \d+ recipient\(s\)",
+            r'"filter": \{\s*"tenant": "dev"\s*\}',
+            r"^lifted: suspend domain example\.net ",
+        )
+    ),
     "dead-list": Check(expect=(r"^the dead-letter queue is empty$|\t(sign|deliver|result)\t",)),
 }
 

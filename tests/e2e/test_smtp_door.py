@@ -371,15 +371,17 @@ async def test_auth_inside_a_transaction_is_refused(door: Door) -> None:
             + b"From: orders@shop.test\r\n",
             "554 5.4.6",
         ),  # a mail loop
-        # Over RFC 5321's 1,000 octets with CRLF a line is refused by the SMTP parser itself.
+        # Over the door's 2,048-octet line limit a line is refused by the SMTP parser itself.
         (b"From: orders@shop.test\r\nX-Long: " + b"y" * 5001 + b"\r\n", "500 5.5.2"),
+        # Under it but with no space to fold it at within 998 octets.
+        (b"From: orders@shop.test\r\nX-Long: " + b"y" * 1500 + b"\r\n", "554 5.6.0"),
     ],
 )
 async def test_a_header_that_could_be_read_two_ways_is_refused(
     door: Door, header: bytes, answer: str
 ) -> None:
-    """A bare CR or LF in a header, a second From or mailbox, a NUL, a line over 998 octets:
-    refused after DATA, with the reason."""
+    """A bare CR or LF in a header, a second From or mailbox, a NUL, a line over the limit or
+    a header that cannot be folded under 998 octets: refused after DATA, with the reason."""
     raw = await RawSession.open(door.relay)  # 127.0.0.1: tenant acme's network
     await raw.cmd("EHLO client.test")
     assert (await raw.cmd("MAIL FROM:<orders@shop.test>"))[0].startswith("250")

@@ -14,6 +14,7 @@ from shared.settings import (
     SecretsSettings,
     StoreSettings,
     TelemetrySettings,
+    UnsubscribeSettings,
     VerpSettings,
 )
 
@@ -30,9 +31,20 @@ SETTINGS_CLASSES = (
     SecretsSettings,
     DnsSettings,
     VerpSettings,
+    UnsubscribeSettings,
     EgressSettings,
 )
-SECTIONS = ("broker", "store", "telemetry", "secrets", "dns", "verp", "egress", "dev")
+SECTIONS = (
+    "broker",
+    "store",
+    "telemetry",
+    "secrets",
+    "dns",
+    "verp",
+    "unsubscribe",
+    "egress",
+    "dev",
+)
 
 
 def own_fields(cls):

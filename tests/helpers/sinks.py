@@ -26,12 +26,13 @@ class Received:
 class Sink:
     """An SMTP server whose DATA reply comes from ``reply`` (called with the attempt number);
     ``rcpt_reply`` can refuse single recipients, ``data_reply`` a message after DATA by its
-    recipients."""
+    recipients, ``peer_reply`` by the client's address (a receiver that blocks one IP)."""
 
     host: str = "127.0.0.1"
     reply: Callable[[int], str] = lambda _n: "250 2.0.0 Ok: stored"
     rcpt_reply: Callable[[str], str | None] = lambda _addr: None
     data_reply: Callable[[list[str]], str | None] = lambda _rcpts: None
+    peer_reply: Callable[[str], str | None] = lambda _peer: None
     port: int = 0
     received: list[Received] = field(default_factory=list)
     attempts: int = 0
@@ -57,7 +58,11 @@ class Sink:
                 await asyncio.sleep(self.delay)
         finally:
             self.active -= 1
-        answer = self.data_reply(list(envelope.rcpt_tos)) or self.reply(self.attempts)
+        answer = (
+            self.peer_reply(session.peer[0])
+            or self.data_reply(list(envelope.rcpt_tos))
+            or self.reply(self.attempts)
+        )
         if answer.startswith("2"):
             self.received.append(
                 Received(

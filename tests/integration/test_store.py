@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from pymongo import ASCENDING
 
 from shared.ids import new_id
 from shared.schemas import (
@@ -18,6 +19,7 @@ from shared.schemas import (
     Reply,
     utcnow,
 )
+from shared.settings import StoreSettings
 from shared.store import Store
 from shared.timeline import attempt_events
 from shared.views import message_view, with_status
@@ -420,3 +422,45 @@ async def test_a_bounce_whose_result_was_not_reported_is_named_until_it_is(store
     await store.results_reported([a])
     assert await store.pending_recipients([a, b]) == {b}
     assert await store.unreported_results([a]) == []
+
+
+async def test_list_scoped_suppressions_and_the_index_before_scopes(
+    store_settings: StoreSettings,
+) -> None:
+    """A store made before scopes (unique per tenant and address, documents without a scope)
+    takes an unsubscribe beside an existing suppression; a scoped one stops only its list's
+    mail, a global one all; an unsubscribe made twice is one document, made once."""
+    s = Store(store_settings)
+    try:
+        await s.db.suppressions.create_index(
+            [("tenant", ASCENDING), ("address", ASCENDING)], unique=True
+        )
+        await s.db.suppressions.insert_one({"tenant": "t", "address": "old@x.test"})
+        await s.ensure_indexes()
+        d = s.directory
+        doc, created = await d.unsubscribe("t", "Old@x.test", scope="list:news", source="s")
+        assert created and doc["scope"] == "list:news" and doc["announced"] is False
+        again, created = await d.unsubscribe("t", "old@x.test", scope="list:news", source="s")
+        assert not created and again["_id"] == doc["_id"]
+        await d.unsubscribe("t", "reader@x.test", scope="list:news", source="s")
+        assert await d.suppressed("t", ["old@x.test", "reader@x.test"]) == {"old@x.test"}
+        assert await d.suppressed("t", ["old@x.test", "reader@x.test"], scopes={"list:news"}) == {
+            "old@x.test",
+            "reader@x.test",
+        }
+        assert await d.suppressed("t", ["reader@x.test"], scopes={"list:offers"}) == set()
+        assert await d.suppressed("u", ["reader@x.test"], scopes={"list:news"}) == set()
+        await d.suppress("t", "old@x.test", reason="r", source="s")  # the old one, not a third
+        assert await s.db.suppressions.count_documents({"address": "old@x.test"}) == 2
+        page = await d.suppressions("t", limit=1)  # a page never ends inside an address
+        assert [(x["address"], x.get("scope")) for x in page] == [
+            ("old@x.test", None),
+            ("old@x.test", "list:news"),
+        ]
+        rest = await d.suppressions("t", limit=1, after=page[-1]["address"])
+        assert [x["address"] for x in rest] == ["reader@x.test"]
+        assert await d.unsuppress("t", "reader@x.test", scope="list:news")
+        assert await d.suppressed("t", ["reader@x.test"], scopes=["list:news"]) == set()
+    finally:
+        await s.client.drop_database(store_settings.database)
+        await s.close()

@@ -249,12 +249,13 @@ def test_the_secrets_job_makes_each_secret_once(project, tmp_path: Path) -> None
     assert set(files) == {
         "master.key",
         "verp.key",
+        "unsubscribe.key",
         "admin.token",
         "amqp.url",
         "20-credentials.conf",
         "10-defaults.conf",
     }
-    for name in ("master.key", "verp.key", "admin.token", "amqp.url"):
+    for name in ("master.key", "verp.key", "unsubscribe.key", "admin.token", "amqp.url"):
         assert stat.S_IMODE((volumes["secrets"] / name).stat().st_mode) == 0o600, name
     for conf in volumes["rabbitmq-conf"].iterdir():
         assert stat.S_IMODE(conf.stat().st_mode) == 0o644, conf.name

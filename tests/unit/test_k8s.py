@@ -177,10 +177,19 @@ SECRET_FILES = {
         "HATO_INGEST_ADMIN_TOKEN_FILE": "hato-secrets",
         "HATO_INGEST_TLS_CERT_FILE": "hato-ingest-tls",
         "HATO_INGEST_TLS_KEY_FILE": "hato-ingest-tls",
+        "HATO_UNSUBSCRIBE_KEY_FILE": "hato-secrets",
     },
-    "signer": {"HATO_MASTER_KEY_FILE": "hato-secrets", "HATO_SIGNER_KEYS_DIR": "hato-dkim-keys"},
+    "signer": {
+        "HATO_MASTER_KEY_FILE": "hato-secrets",
+        "HATO_SIGNER_KEYS_DIR": "hato-dkim-keys",
+        "HATO_UNSUBSCRIBE_KEY_FILE": "hato-secrets",
+    },
     "dispatcher": {"HATO_VERP_KEY_FILE": "hato-secrets"},
-    "bounce": {"HATO_MASTER_KEY_FILE": "hato-secrets", "HATO_VERP_KEY_FILE": "hato-secrets"},
+    "bounce": {
+        "HATO_MASTER_KEY_FILE": "hato-secrets",
+        "HATO_VERP_KEY_FILE": "hato-secrets",
+        "HATO_UNSUBSCRIBE_KEY_FILE": "hato-secrets",
+    },
 }
 
 

@@ -33,11 +33,19 @@ from services.ingest.http.admin_models import (
     DomainVerified,
     Dropped,
     LimitsIn,
+    MoveIn,
     NetworkIn,
     PoolMemberAdded,
     PoolMemberIn,
     PoolOut,
+    PurgeIn,
+    QueueControlOut,
+    QueueFilterIn,
+    QueuePurgedOut,
+    QueueRetriedOut,
+    QueueStatusOut,
     Retried,
+    SuspendIn,
     TenantChangeIn,
     TenantIn,
     TenantOut,
@@ -418,3 +426,126 @@ async def list_api_keys(tenant: str, c: CommandsDep) -> list[dict[str, Any]]:
 )
 async def revoke_api_key(tenant: str, prefix: str, c: CommandsDep) -> None:
     await c.revoke_api_key(prefix, tenant)
+
+
+# -- the delivery queue -------------------------------------------------------------------------
+
+_FILTER = (422, "A filter that names no tenant, domain or IP, or a malformed one.")
+_FILTER_TENANT = (404, "The tenant named does not exist.")
+
+
+@router.get(
+    "/queue",
+    response_model=QueueStatusOut,
+    responses=_answers((422, "A malformed filter."), _FILTER_TENANT),
+)
+async def queue_status(
+    c: CommandsDep,
+    tenant: Annotated[str, Query()] = "",
+    domain: Annotated[str, Query()] = "",
+    source_ip: Annotated[str, Query()] = "",
+) -> dict[str, Any]:
+    """What waits for delivery: counts by tenant, destination domain, source IP and reason,
+    the oldest, and the suspensions, moves and reply rules' actions in force."""
+    return await c.queue_status(await c.scope(tenant=tenant, domain=domain, source_ip=source_ip))
+
+
+@router.post(
+    "/queue/suspensions",
+    status_code=201,
+    response_model=QueueControlOut,
+    responses=_answers(*_BODY, _FILTER, _FILTER_TENANT),
+)
+async def suspend(body: SuspendIn, c: CommandsDep) -> dict[str, Any]:
+    """Hold delivery for a tenant, destination domain or source IP (optionally towards one
+    provider): matching mail waits, its attempts not counted, until resumed or expired."""
+    scope = await c.scope(
+        tenant=body.tenant, domain=body.domain, source_ip=body.source_ip, provider=body.provider
+    )
+    return await c.suspend(scope, reason=body.reason, expires_in=body.expires_in)
+
+
+@router.delete(
+    "/queue/suspensions",
+    response_model=QueueControlOut,
+    responses=_answers(
+        (404, "No suspension with exactly this filter, or no such tenant."),
+        (422, "A malformed filter."),
+    ),
+)
+async def resume(
+    c: CommandsDep,
+    tenant: Annotated[str, Query()] = "",
+    domain: Annotated[str, Query()] = "",
+    source_ip: Annotated[str, Query()] = "",
+    provider: Annotated[str, Query()] = "",
+) -> dict[str, Any]:
+    """Lift the suspension given with the same filter; what it held is sent at once."""
+    scope = await c.scope(tenant=tenant, domain=domain, source_ip=source_ip, provider=provider)
+    return await c.resume(scope)
+
+
+@router.post(
+    "/queue/retry",
+    response_model=QueueRetriedOut,
+    responses=_answers(*_BODY, (422, "A malformed filter."), _FILTER_TENANT),
+)
+async def retry_queue(body: QueueFilterIn, c: CommandsDep) -> dict[str, Any]:
+    """Send the matching mail that waits for a retry now (suspended mail stays suspended)."""
+    scope = await c.scope(tenant=body.tenant, domain=body.domain, source_ip=body.source_ip)
+    return await c.retry(scope)
+
+
+@router.post(
+    "/queue/purge",
+    response_model=QueuePurgedOut,
+    responses=_answers(*_BODY, _FILTER, _FILTER_TENANT),
+)
+async def purge(body: PurgeIn, c: CommandsDep) -> dict[str, Any]:
+    """Bounce every waiting recipient that matches, with the reason the senders see (a
+    `bounced` event each)."""
+    scope = await c.scope(tenant=body.tenant, domain=body.domain, source_ip=body.source_ip)
+    return await c.purge(scope, reason=body.reason)
+
+
+@router.post(
+    "/queue/moves",
+    status_code=201,
+    response_model=QueueControlOut,
+    responses=_answers(
+        *_BODY,
+        (422, "No tenant or domain named, a malformed one, or a pool that does not exist."),
+        _FILTER_TENANT,
+    ),
+)
+async def move(body: MoveIn, c: CommandsDep) -> dict[str, Any]:
+    """Send a tenant's or destination domain's mail, waiting and new, from another pool."""
+    scope = await c.scope(tenant=body.tenant, domain=body.domain)
+    return await c.move(scope, body.pool, expires_in=body.expires_in)
+
+
+@router.delete(
+    "/queue/moves",
+    response_model=QueueControlOut,
+    responses=_answers(
+        (404, "No move with exactly this filter, or no such tenant."),
+        (422, "No tenant or domain named, or a malformed one."),
+    ),
+)
+async def lift_move(
+    c: CommandsDep,
+    tenant: Annotated[str, Query()] = "",
+    domain: Annotated[str, Query()] = "",
+) -> dict[str, Any]:
+    """Lift a move: the mail goes from its own pool again."""
+    return await c.move(await c.scope(tenant=tenant, domain=domain), None)
+
+
+@router.delete(
+    "/queue/controls/{control_id}",
+    status_code=204,
+    responses=_answers((404, "No queue control with this id.")),
+)
+async def lift_control(control_id: str, c: CommandsDep) -> None:
+    """Lift any queue control by its id (a reply rule's action too)."""
+    await c.lift_control(control_id)

@@ -4,6 +4,7 @@ route answers (fields that a later version adds pass through)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -26,6 +27,21 @@ class LimitsIn(_In):
     max_age: float | None = Field(None, gt=0, description="Seconds deferred mail is retried.")
     retention_days: float | None = Field(
         None, gt=0, description="Days a message is kept once all its recipients are final."
+    )
+    jis_extensions: Literal["cp50220", "utf-8", "refuse"] | None = Field(
+        None,
+        description="A JSON message in ISO-2022-JP with characters beyond JIS X 0208 (①, 髙, "
+        "﨑): written in Microsoft's extension (cp50220, the default), sent in UTF-8 instead "
+        "(with a charset_fallback event), or refused (400 naming the character).",
+    )
+    missing_headers: Literal["add", "refuse"] | None = Field(
+        None,
+        description="A message without Message-ID or Date: add them (the default) or refuse it.",
+    )
+    unsubscribe_list: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="List of the one-click unsubscribe added to mail that names none.",
     )
 
 
@@ -135,7 +151,7 @@ class TenantOut(_Out):
     pool: str | None
     other_pools: list[str]
     networks: list[str]
-    limits: dict[str, int | float | None] = Field(description="What is set; unset: default.")
+    limits: dict[str, int | float | str | None] = Field(description="What is set; unset: default.")
     signing_domain: str | None
     created_at: datetime | None
 
@@ -212,3 +228,75 @@ class ApiKeyOut(BaseModel):
     name: str
     allowed_from: list[str]
     created_at: datetime | None
+
+
+# -- the delivery queue -----------------------------------------------------------------------
+
+
+class QueueFilterIn(_In):
+    """Which waiting mail a queue command is about (an empty field matches all)."""
+
+    tenant: str = Field("", description="A tenant's mail.")
+    domain: str = Field("", description="Mail to a destination domain and its subdomains.")
+    source_ip: str = Field("", description="Mail sent from a source IP.")
+
+
+class SuspendIn(QueueFilterIn):
+    provider: str = Field("", description="Only towards a provider group or domain.")
+    reason: str = Field("", max_length=500)
+    expires_in: float | None = Field(
+        None, gt=0, le=366 * 86400, description="Seconds until it is lifted by itself."
+    )
+
+
+class PurgeIn(QueueFilterIn):
+    reason: str = Field(min_length=1, max_length=500, description="What the senders see.")
+
+
+class MoveIn(_In):
+    tenant: str = Field("", description="A tenant's mail.")
+    domain: str = Field("", description="Mail to a destination domain and its subdomains.")
+    pool: str = Field(pattern=_NAME, description="The pool to send from.")
+    expires_in: float | None = Field(
+        None, gt=0, le=366 * 86400, description="Seconds until it is lifted by itself."
+    )
+
+
+class QueueControlOut(_Out):
+    id: str
+    action: str = Field(description="suspend, move, avoid or slow.")
+    tenant: str
+    domain: str
+    source_ip: str
+    provider: str
+    pool: str | None = None
+    factor: float | None = None
+    reason: str
+    origin: str = Field(description="`operator`, or `rule:<name>` for a reply rule's action.")
+    created_at: datetime | None
+    expires_at: datetime | None
+    lifted: bool | None = None
+
+
+class QueueStatusOut(_Out):
+    filter: dict[str, str]
+    waiting: int = Field(description="Recipients waiting (queued or deferred).")
+    attempts: int = Field(description="Delivery attempts they have had so far.")
+    oldest: datetime | None
+    oldest_seconds: float | None
+    by_tenant: dict[str, int]
+    by_domain: dict[str, int]
+    by_source_ip: dict[str, int] = Field(description="By the source IP of the last attempt.")
+    by_reason: dict[str, int] = Field(description="queued, deferred or `suspended: <what>`.")
+    controls: list[QueueControlOut]
+
+
+class QueueRetriedOut(_Out):
+    filter: dict[str, str]
+    waiting: int = Field(description="Waiting recipients that match.")
+
+
+class QueuePurgedOut(_Out):
+    filter: dict[str, str]
+    purged: int = Field(description="Recipients now bounced.")
+    reason: str

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.ingest.accept import Acceptor, FrontDoor
 from services.ingest.http import admin as admin_routes
 from services.ingest.http import domains, messages, providers, sending, suppressions, webhooks
+from services.ingest.http import unsubscribe as unsubscribe_routes
 from services.ingest.http.admin import Admin
 from services.ingest.http.deps import Changed, Door, KeyCache
 from services.ingest.http.gate import Gate
@@ -31,6 +32,7 @@ from shared.domain_health import DomainHealth
 from shared.egress import Egress
 from shared.secrets import SecretBox
 from shared.store import Store
+from shared.unsubscribe import Unsubscribe
 
 MIB = 1024 * 1024
 
@@ -78,11 +80,13 @@ def create_app(
     changed: Changed | None = None,
     egress: Egress | None = None,
     health: DomainHealth | None = None,
+    unsubscribe: Unsubscribe | None = None,
 ) -> FastAPI:
     """The door over ``store``. It sends with ``acceptor``, ``policy`` and ``limits`` (the
     sending routes are there only with all three) and mounts the admin API with ``admin``;
     webhooks need ``box``, and ``changed`` is told of their changes; domain checks need
-    ``health``."""
+    ``health``. The one-click unsubscribe links are checked with ``unsubscribe`` (without it
+    none is genuine)."""
     app = FastAPI(
         title="Hato",
         version="0.1.0",
@@ -109,6 +113,8 @@ def create_app(
         box=box,
         changed=changed,
         health=health,
+        unsubscribe=unsubscribe,
+        timeline=getattr(acceptor, "timeline", None),
     )
     app.state.door = door
     app.state.api_keys = door.keys  # cleared when a key or tenant changes
@@ -129,6 +135,7 @@ def create_app(
     app.include_router(suppressions.router)
     app.include_router(webhooks.router)
     app.include_router(domains.router)
+    app.include_router(unsubscribe_routes.router)
     if sender is not None:
         app.include_router(sending.router)
         for router in providers.ROUTERS:

@@ -27,6 +27,8 @@ from shared.egress import Egress
 from shared.schemas import ChangeKind
 from shared.secrets import SecretBox
 from shared.store import Store
+from shared.timeline import Timeline
+from shared.unsubscribe import Unsubscribe
 
 CACHED_KEYS = 10_000  # API keys the door remembers at most
 
@@ -71,6 +73,8 @@ class Door:
     box: SecretBox | None = None
     changed: Changed | None = None
     health: DomainHealth | None = None
+    unsubscribe: Unsubscribe | None = None  # None: no unsubscribe link is genuine
+    timeline: Timeline | None = None  # where an unsubscribe's event is written and published
 
     def is_operator(self, token: str) -> bool:
         return self.operator_digest is not None and hmac.compare_digest(

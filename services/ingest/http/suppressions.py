@@ -1,6 +1,7 @@
 """A tenant's suppression list: who it never mails (hard bounces, complaints, its own
-additions), to read, add to and lift — through the same ``shared.admin`` commands as the
-operator's ``hato suppression`` and admin API, on the tenant's own list only."""
+additions) and who left one of its lists (unsubscribes, scoped ``list:<name>``), to read, add
+to and lift — through the same ``shared.admin`` commands as the operator's ``hato
+suppression`` and admin API, on the tenant's own list only."""
 
 from __future__ import annotations
 
@@ -20,7 +21,12 @@ router = APIRouter(tags=["suppressions"], route_class=CommandRoute)
 class Suppression(BaseModel):
     address: str
     reason: str | None
-    source: str | None = Field(description="bounce, complaint, api, admin, ...")
+    source: str | None = Field(description="bounce, complaint, api, admin, one-click, mailto ...")
+    scope: str | None = Field(
+        None,
+        description="null: no mail at all; `list:<name>`: no mail to that list, `tag:<tag>`: "
+        "none with that tag (unsubscribed)",
+    )
     created_at: datetime | None
     expires_at: datetime | None
 
@@ -42,11 +48,12 @@ async def list_suppressions(
     after: str = "",
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
-    """The tenant's suppressed addresses, by address; ``next`` continues the list."""
+    """The tenant's suppressed addresses, by address; ``next`` continues the list (a page
+    never ends inside one address: its other scopes come with it)."""
     items = await c.suppressions(identity.tenant, after=after, limit=limit)
     return {
         "suppressions": items,
-        "next": items[-1]["address"] if len(items) == limit else None,
+        "next": items[-1]["address"] if len(items) >= limit else None,
     }
 
 
@@ -69,6 +76,13 @@ async def add_suppression(body: SuppressionIn, identity: Tenant, c: CommandsDep)
     status_code=204,
     responses=problems(401, 403, (404, "The address is not suppressed.")),
 )
-async def remove_suppression(address: str, identity: Tenant, c: CommandsDep) -> None:
-    """Lift a suppression: the address may be mailed again."""
-    await c.unsuppress(identity.tenant, address)
+async def remove_suppression(
+    address: str,
+    identity: Tenant,
+    c: CommandsDep,
+    scope: str | None = Query(
+        None, description="`list:<name>` or `tag:<tag>` to lift an unsubscribe; none: the rest"
+    ),
+) -> None:
+    """Lift a suppression: the address may be mailed again (to the list, with ``scope``)."""
+    await c.unsuppress(identity.tenant, address, scope=scope)

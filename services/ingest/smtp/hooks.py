@@ -3,7 +3,6 @@ relay rules, ending in a Submission handed to the Acceptor."""
 
 from __future__ import annotations
 
-import email.utils
 from enum import StrEnum
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -30,6 +29,9 @@ class Mode(StrEnum):
     SUBMISSION = "submission"  # 587/465: AUTH (or an authorised network) before MAIL
 
 
+complete_header = content.complete_header  # where it lived before every door used it
+
+
 class RelayHandler:
     """aiosmtpd hooks: EHLO, AUTH, MAIL, RCPT and DATA under the relay rules."""
 
@@ -43,6 +45,7 @@ class RelayHandler:
         mode: Mode,
         max_recipients: int,
         max_size: int,
+        max_line: int = content.DEFAULT_MAX_LINE,
     ) -> None:
         self.policy = policy
         self.acceptor = acceptor
@@ -51,6 +54,7 @@ class RelayHandler:
         self.mode = mode
         self.max_recipients = max_recipients
         self.max_size = max_size
+        self.max_line = max_line  # octets in one line, CRLF not counted
         self.stopping = False
 
     def identity(self, session: Session) -> Identity | None:
@@ -166,7 +170,9 @@ class RelayHandler:
         if not self.policy.may_send_from(identity, envelope.mail_from or ""):
             return str(replies.SENDER_NOT_ALLOWED)  # the identity may have changed since MAIL
         try:
-            content.check(raw)
+            raw = content.accepted(raw, max_line=self.max_line)
+        except content.LineTooLong:
+            return str(replies.line_too_long(self.max_line))
         except content.ContentError as exc:
             loop = isinstance(exc, content.TooManyHops)
             return str(replies.content_refused(str(exc), loop=loop))
@@ -180,8 +186,16 @@ class RelayHandler:
         if not self.policy.may_send_from(identity, headers.from_address):
             return str(replies.FROM_NOT_ALLOWED)
         hlog.bind(tenant=identity.tenant)  # the session's task: later lines of it carry it too
-        if self.mode is Mode.SUBMISSION:  # RFC 6409 8.2, 8.3: an MSA completes the header
-            raw = complete_header(raw, headers.from_domain)
+        # RFC 6409 8.2, 8.3: an MSA completes the header; Hato does it on the relay port too,
+        # for the receivers that refuse mail without them, unless the tenant refuses instead.
+        try:
+            completed = content.complete_header(
+                raw, headers.from_domain, refuse=identity.limits.missing_headers == "refuse"
+            )
+        except content.MissingFields as exc:
+            return str(replies.content_refused(str(exc)))
+        if completed is not raw:
+            raw = completed
             headers = summarize_headers(raw)
         submission = Submission(
             identity=identity,
@@ -207,18 +221,6 @@ class RelayHandler:
             log.exception("accept failed")
             return str(replies.NOT_DURABLE)
         return str(replies.queued(accepted.message_id))
-
-
-def complete_header(raw: bytes, domain: str) -> bytes:
-    """``raw`` with a Date and a Message-ID added when it has none (at the top of the header)."""
-    end = raw.find(b"\r\n\r\n")
-    head = (raw if end < 0 else raw[: end + 2]).lower()
-    added = b""
-    if not head.startswith(b"date:") and b"\r\ndate:" not in head:
-        added += b"Date: " + email.utils.formatdate(usegmt=True).encode() + b"\r\n"
-    if not head.startswith(b"message-id:") and b"\r\nmessage-id:" not in head:
-        added += b"Message-ID: " + email.utils.make_msgid(domain=domain).encode() + b"\r\n"
-    return added + raw if added else raw
 
 
 def _protocol(session: Session) -> str:

@@ -51,6 +51,7 @@ class SmtpListener:
         starttls = None if self._implicit else self._tls
         protocol = HatoSMTP(
             self.handler,
+            max_line=self.handler.max_line,
             hostname=self._hostname,
             ident="Hato ESMTP",
             data_size_limit=self.handler.max_size,
@@ -64,6 +65,7 @@ class SmtpListener:
             auth_require_tls=not self._implicit,
             loop=asyncio.get_running_loop(),
         )
+        protocol.line_limit = self.handler.max_line
         protocol.listener = "smtps" if self._implicit else self.handler.mode.value
         protocol.guard = self.guard
         return protocol

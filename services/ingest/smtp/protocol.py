@@ -46,6 +46,7 @@ class SessionGuard:
 
 # Not SMTP: a web client (or a cross-protocol attack through one) talking to an SMTP port.
 _AIOSMTPD_BOGUS_LIMIT = "502 5.5.1 Too many unrecognized commands"  # then it closes
+_AIOSMTPD_LINE_TOO_LONG = "500 Line too long"  # after DATA, a line over line_length_limit
 _NOT_SMTP = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "CONNECT", "HOST:"})
 
 
@@ -67,7 +68,12 @@ class HatoSMTP(Protocol):
     _client: str | None = None  # the address counted in guard.open
     _over_limit = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_line: int = 2048, **kwargs: Any) -> None:
+        # aiosmtpd reads with a StreamReader whose limit is this, set in its __init__: a line
+        # of max_line octets, its CRLF and a transparency dot (RFC 5321 4.5.2). The hook
+        # checks the exact limit; aiosmtpd's own refusal of longer ones is reworded in push.
+        self.line_length_limit = max_line + 3
+        self.line_limit = max_line
         super().__init__(*args, **kwargs)
         for command in _NOT_SMTP:
             self._smtp_methods[command] = self._not_smtp
@@ -98,6 +104,8 @@ class HatoSMTP(Protocol):
                 return
         if isinstance(status, str) and status.startswith(_AIOSMTPD_BOGUS_LIMIT):
             status = str(replies.TOO_MANY_UNKNOWN)
+        elif isinstance(status, str) and status.startswith(_AIOSMTPD_LINE_TOO_LONG):
+            status = str(replies.line_too_long(self.line_limit))
         if isinstance(status, str) and not self._in_ehlo:
             status = replies.with_enhanced_code(status)
             metrics.smtp_reply(status)

@@ -11,6 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.dispatcher.routes import Destination
+from services.dispatcher.rules import DEFAULT_RULES, Rules
+from services.dispatcher.service import RulesWatch
 from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.throttle import DEFAULT, PRESETS, Pace, Throttle
 from shared.errors import ConfigError
@@ -108,12 +110,64 @@ def test_a_config_file_that_is_not_there_stops_the_service(tmp_path, monkeypatch
 
 
 def test_the_readme_example_is_a_settings_file_the_dispatcher_reads(tmp_path, monkeypatch) -> None:
-    """The README's TOML example is read as written."""
+    """The README's TOML example of the settings file is read as written."""
     readme = (Path(__file__).parents[3] / "README.md").read_text()
-    (example,) = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    (example,) = [
+        block
+        for block in re.findall(r"```toml\n(.*?)```", readme, re.S)
+        if "[tenant_routes]" in block
+    ]
     _file(tmp_path, monkeypatch, example)
     settings = DispatcherSettings()
-    assert settings.paces()[0]["docomo.ne.jp"] == Pace(1, DEFAULT.per_connection, 30)
+    assert settings.paces()[0]["docomo.ne.jp"] == Pace(1, DEFAULT.per_connection, 30, 50, 10485760)
     assert settings.route_tables()[1]["acme"].lookup("x.test") == Destination(
         "smtp.acme.example", 587
     )
+
+
+def test_the_readme_rules_example_is_a_rules_file_the_dispatcher_reads(
+    tmp_path, monkeypatch
+) -> None:
+    """The README's rules file example is read as written, before the built-in rules."""
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    (example,) = [
+        block for block in re.findall(r"```toml\n(.*?)```", readme, re.S) if "[[rule]]" in block
+    ]
+    rules = tmp_path / "rules.toml"
+    rules.write_text(example)
+    _file(tmp_path, monkeypatch, f'rules_file = "{rules}"\n')
+    found = DispatcherSettings().rule_set()
+    assert found[0].name == "gmail-rate" and found[0].threshold == 3
+    assert len(found) == 1 + len(DEFAULT_RULES)
+
+
+def test_a_rules_table_with_a_misspelt_field_stops_the_dispatcher(tmp_path, monkeypatch) -> None:
+    """Rules in the settings file are checked at start like the other tables."""
+    _file(tmp_path, monkeypatch, '[[rules]]\nname = "x"\naction = "pause"\ntreshold = 2\n')
+    with pytest.raises(ValidationError, match="treshold"):
+        DispatcherSettings()
+    _file(tmp_path, monkeypatch, f'rules_file = "{tmp_path / "none.toml"}"\n')
+    with pytest.raises(ValidationError, match="cannot read rules file"):
+        DispatcherSettings()
+
+
+def test_the_rules_file_is_read_again_when_it_changes_and_a_bad_one_is_not_taken(
+    tmp_path, monkeypatch
+) -> None:
+    """A changed rules file replaces the rules in force (heartbeat check or SIGHUP); one that
+    no longer reads leaves them as they were."""
+    rules_path = tmp_path / "rules.toml"
+    rules_path.write_text('[[rule]]\nname = "a"\naction = "pause"\n')
+    _file(tmp_path, monkeypatch, f'rules_file = "{rules_path}"\n')
+    settings = DispatcherSettings()
+    rules = Rules(settings.rule_set())
+    watch = RulesWatch(settings, rules)
+    watch.check()
+    assert rules.rules[0].name == "a"
+    rules_path.write_text('default_rules = false\n[[rule]]\nname = "b"\naction = "bounce"\n')
+    watch.mtime = -1.0  # as if the file's time changed (a second may not have passed)
+    watch.check()
+    assert [r.name for r in rules.rules] == ["b"]
+    rules_path.write_text('[[rule]]\nname = "c"\naction = "explode"\n')
+    watch.reload()  # SIGHUP
+    assert [r.name for r in rules.rules] == ["b"]

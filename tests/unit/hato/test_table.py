@@ -44,3 +44,16 @@ def test_a_usage_error_exits_2(capsys, monkeypatch) -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["tenant", "frob"])
     assert exc.value.code == Exit.USAGE
+
+
+def test_tenant_content_options_become_limits() -> None:
+    """`--jis-extensions` and `--missing-headers` reach the tenant's limits; other choices are
+    a usage error."""
+    args = _parse(
+        "tenant", "set", "acme", "--jis-extensions", "utf-8", "--missing-headers", "refuse"
+    )
+    limits = cli._limits(args)
+    assert limits is not None
+    assert (limits.jis_extensions, limits.missing_headers) == ("utf-8", "refuse")
+    with pytest.raises(SystemExit):
+        _parse("tenant", "set", "acme", "--jis-extensions", "sjis")

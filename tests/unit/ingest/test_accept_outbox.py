@@ -23,7 +23,7 @@ class Directory:
     async def count_hourly(self, tenant: str, n: int = 1) -> int:
         return 1
 
-    async def suppressed(self, tenant: str, addresses: Any) -> set[str]:
+    async def suppressed(self, tenant: str, addresses: Any, *, scopes: Any = ()) -> set[str]:
         return self.suppressed_addresses
 
 

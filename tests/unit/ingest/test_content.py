@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.ingest.content import ContentError, TooManyHops, check, one_mailbox, with_crlf
+from services.ingest.content import (
+    ContentError,
+    LineTooLong,
+    TooManyHops,
+    check,
+    one_mailbox,
+    with_crlf,
+)
 
 OK = b"From: Shop <orders@shop.test>\r\nTo: a@x.test\r\nSubject: hi\r\n\r\nbody\r\n"
 
@@ -47,10 +54,14 @@ def test_refused(raw: bytes, why: str) -> None:
 
 
 def test_a_folded_from_and_a_long_body_line_pass() -> None:
-    """A From folded over two lines with an encoded name passes, and so does a body line of 5,000
-    octets: the line limit is the header's."""
-    raw = b"From: =?utf-8?b?44K344On44OD44OX?=\r\n <orders@shop.test>\r\n\r\n" + b"z" * 5000
+    """A From folded over two lines with an encoded name passes, and so does a body line of 2,048
+    octets (the door's default limit); 2,049 is refused, naming the limit, and a higher limit
+    takes it."""
+    raw = b"From: =?utf-8?b?44K344On44OD44OX?=\r\n <orders@shop.test>\r\n\r\n" + b"z" * 2048
     assert check(raw) == "orders@shop.test"
+    with pytest.raises(LineTooLong, match="a line is 2049 octets; the limit is 2048"):
+        check(raw + b"z")
+    assert check(raw + b"z" * 5000, max_line=8000) == "orders@shop.test"
 
 
 def test_a_bare_lf_ends_a_line_for_every_reader_alike() -> None:

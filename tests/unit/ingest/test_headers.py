@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.ingest.accept import summarize_headers
 
 
@@ -42,3 +44,29 @@ def test_a_submission_gets_date_and_message_id_only_when_missing() -> None:
     assert done.startswith(b"Date: ") and done.endswith(bare)
     full = b"Date: Sun, 1 Nov 2026 00:00:00 +0000\r\nMessage-ID: <1@x>\r\n" + bare
     assert complete_header(full, "shop.test") == full
+
+
+@pytest.mark.parametrize(
+    "head, missing",
+    [
+        (b"", "no Message-ID and no Date"),
+        (b"Date: Sun, 1 Nov 2026 00:00:00 +0000\r\n", "no Message-ID field"),
+        (b"Message-ID: <1@x>\r\n", "no Date field"),
+    ],
+)
+def test_a_tenant_that_refuses_names_what_is_missing(head: bytes, missing: str) -> None:
+    """With the tenant's refuse option, a message without Message-ID or Date is refused with
+    a reason naming the missing fields, not completed."""
+    from services.ingest.content import MissingFields, complete_header
+
+    bare = head + b"From: a@shop.test\r\nSubject: x\r\n\r\nbody\r\n"
+    with pytest.raises(MissingFields, match=missing):
+        complete_header(bare, "shop.test", refuse=True)
+
+
+def test_a_complete_message_passes_the_refuse_option() -> None:
+    """A message with both fields passes the refuse option unchanged."""
+    from services.ingest.content import complete_header
+
+    full = b"Date: Sun, 1 Nov 2026 00:00:00 +0000\r\nMessage-ID: <1@x>\r\nFrom: a@s.test\r\n\r\nb"
+    assert complete_header(full, "s.test", refuse=True) is full

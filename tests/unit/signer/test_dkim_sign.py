@@ -10,7 +10,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from services.signer.dkim_sign import POLICY, SigningError, SigningKey, header_list, sign
+from services.signer.dkim_sign import (
+    POLICY,
+    SigningError,
+    SigningKey,
+    header_list,
+    sign,
+    sign_each,
+)
 from shared.dkim import DkimKey, generate_ed25519, generate_rsa
 from tests.helpers.dkim_verify import dkimpy, mail_dkim, records
 
@@ -192,3 +199,34 @@ def test_our_ed25519_with_the_rfc_key_matches_the_rfc() -> None:
         RFC_BODY_HASH
     )
     assert dkimpy(signed, RFC_RECORDS) == [True]
+
+
+def test_dkim_over_signs_both_unsubscribe_fields() -> None:
+    """h= lists List-Unsubscribe and List-Unsubscribe-Post once more than they occur, so
+    neither can be added after signing."""
+    headers = [
+        (b"From", b" a@b.test"),
+        (b"List-Unsubscribe", b" <https://x>"),
+        (b"List-Unsubscribe-Post", b" List-Unsubscribe=One-Click"),
+    ]
+    h = header_list(headers)
+    assert h.count(b"list-unsubscribe") == 2 and h.count(b"list-unsubscribe-post") == 2
+
+
+def test_each_recipients_copy_is_signed_with_its_own_unsubscribe_fields(shop) -> None:
+    """sign_each signs every recipient's header block on its own over one body hash: each
+    copy verifies (dkimpy and Mail::DKIM), carries only its own link, and a List-Unsubscribe
+    added after signing breaks the signature (over-signed)."""
+    heads = [
+        b"List-Unsubscribe: <https://m.test/u/%d>\r\nList-Unsubscribe-Post: "
+        b"List-Unsubscribe=One-Click\r\n" % i
+        for i in range(3)
+    ]
+    copies = sign_each(CASES["plain"], both(shop), heads)
+    published = records(*shop)
+    for i, copy in enumerate(copies):
+        assert dkimpy(copy, published) == [True, True]
+        assert dict(mail_dkim(copy, published))["rsa-sha256"] == "pass"
+        assert b"/u/%d>" % i in copy and copy.count(b"List-Unsubscribe:") == 1
+        added = copy.replace(b"From:", b"List-Unsubscribe: <https://evil.test/>\r\nFrom:", 1)
+        assert dkimpy(added, published) == [False, False]

@@ -13,8 +13,10 @@ from services.signer.service import Signer
 from services.signer.settings import SignerSettings
 from shared.broker import Delivery
 from shared.errors import Unavailable
+from shared.ids import new_id
 from shared.schemas import DeliveryJob, EventType, Recipient, SignJob
 from shared.testing import FakeBroker, MemoryEvents
+from shared.unsubscribe import Unsubscribe, field_value
 
 JOB = SignJob(
     message_id="m1",
@@ -86,3 +88,37 @@ async def test_a_sign_job_back_leaves_out_delivery_jobs_of_final_recipients() ->
     await signer.handle(delivery(redelivered=True))
     assert [m.domain for m, _ in broker.published] == ["y.test"]
     assert len({e.id for e in broker.events}) == 1 and len(broker.events) == 2
+
+
+async def test_unsubscribe_gives_each_recipient_its_own_copy_and_job() -> None:
+    """A job sent to a list fans out one delivery job per recipient, each copy with its own
+    List-Unsubscribe (the recipient's link and mailto) in place of the message's own; back
+    after one recipient is final, it publishes the other's job only, with its own copy."""
+    r1, r2 = Recipient(id=new_id(), address="a@x.test"), Recipient(id=new_id(), address="b@x.test")
+    job = JOB.model_copy(update={"recipients": (r1, r2), "unsubscribe_list": "news"})
+    unsubscribe = Unsubscribe(b"k" * 32, "https://mail.example.com")
+    raw = b"List-Unsubscribe: <mailto:own@shop.test>\r\nSubject: x\r\n\r\nhi\r\n"
+    store, broker = Store(), FakeBroker()
+    signer = Signer(
+        store,  # type: ignore[arg-type]
+        broker,  # type: ignore[arg-type]
+        NoKeys(),  # type: ignore[arg-type]
+        settings=SignerSettings(),
+        unsubscribe=unsubscribe,
+    )
+    await signer.handle(Delivery(job, raw, 1, "sign", redelivered=False))
+    published = [(m, p) for m, p in broker.published if isinstance(m, DeliveryJob)]
+    assert [m.recipients for m, _ in published] == [(r1,), (r2,)]
+    for (_, payload), r in zip(published, (r1, r2), strict=True):
+        assert b"own@shop.test" not in payload and payload.count(b"List-Unsubscribe:") == 1
+        link = field_value(payload, b"list-unsubscribe") or ""
+        token = link.split("/u/")[1].split(">")[0]
+        assert unsubscribe.parse_link(token).address == r.address  # type: ignore[union-attr]
+        assert unsubscribe.mailto_address(r.id, "shop.test").split("@")[0][:20] in link
+        assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in payload
+
+    store.final.add(r1.id)
+    broker.published.clear()
+    await signer.handle(Delivery(job, raw, 1, "sign", redelivered=True))
+    again = [(m, p) for m, p in broker.published if isinstance(m, DeliveryJob)]
+    assert [m.recipients for m, _ in again] == [(r2,)]
