@@ -4,14 +4,16 @@ a team's own code written for a hosted relay), each signed the way that provider
 - ``hato`` (default): ``{"events": [...]}`` in one POST, ``Hato-Signature`` (``webhooks.py``).
 - ``sendgrid``: SendGrid's event webhook, a JSON array of events (``processed``,
   ``delivered``, ``deferred``, ``bounce`` with ``type`` and ``bounce_classification``,
-  ``dropped``, ``spamreport``), categories in ``category`` and custom args at the top level;
-  signed as SendGrid's signed event webhook: ECDSA P-256 with SHA-256 over the timestamp
-  followed by the body, base64 DER in ``X-Twilio-Email-Event-Webhook-Signature``, the
-  timestamp in ``X-Twilio-Email-Event-Webhook-Timestamp``. Each such endpoint has its own key
-  pair; its public key (base64 DER, as SendGrid shows it) is in the webhook's listing.
+  ``dropped``, ``spamreport``, ``unsubscribe`` or ``group_unsubscribe``), categories in
+  ``category`` and custom args at the top level; signed as SendGrid's signed event webhook:
+  ECDSA P-256 with SHA-256 over the timestamp followed by the body, base64 DER in
+  ``X-Twilio-Email-Event-Webhook-Signature``, the timestamp in
+  ``X-Twilio-Email-Event-Webhook-Timestamp``. Each such endpoint has its own key pair; its
+  public key (base64 DER, as SendGrid shows it) is in the webhook's listing.
 - ``postmark``: one POST per event, ``RecordType`` ``Delivery``, ``Bounce``,
-  ``SpamComplaint`` or ``SubscriptionChange``; authenticated, as Postmark does, by the Basic
-  auth credentials written in the endpoint's URL (``https://user:pass@host/...``).
+  ``SpamComplaint`` or ``SubscriptionChange`` (a suppression or an unsubscribe);
+  authenticated, as Postmark does, by the Basic auth credentials written in the endpoint's
+  URL (``https://user:pass@host/...``).
 - ``mailgun``: one POST per event, ``{"signature": {timestamp, token, signature},
   "event-data": {...}}``, the signature the hex HMAC-SHA256 of timestamp and token with the
   endpoint's secret as Mailgun's HTTP webhook signing key.
@@ -178,6 +180,11 @@ def sendgrid_event(event: dict[str, Any]) -> dict[str, Any] | None:
         return base | {"event": "dropped", "reason": words[kind]}
     if kind == "complained":
         return base | {"event": "spamreport"}
+    if kind == "unsubscribed":
+        group = (event.get("metadata") or {}).get("asm_group_id")
+        if group and str(group).isdigit():
+            return base | {"event": "group_unsubscribe", "asm_group_id": int(group)}
+        return base | {"event": "unsubscribe"}
     return None
 
 
@@ -218,6 +225,15 @@ def postmark_event(event: dict[str, Any]) -> dict[str, Any] | None:
             "DumpAvailable": False,
             "Inactive": complaint or hard,
             "CanActivate": True,
+        }
+    if kind == "unsubscribed":
+        return _postmark_base(event) | {
+            "RecordType": "SubscriptionChange",
+            "Recipient": event.get("address"),
+            "ChangedAt": event["at"],
+            "Origin": "Recipient",
+            "SuppressSending": True,
+            "SuppressionReason": "ManualSuppression",
         }
     if kind == "suppressed":
         return _postmark_base(event) | {
@@ -267,6 +283,8 @@ def mailgun_event(event: dict[str, Any]) -> dict[str, Any] | None:
         }
     if kind == "complained":
         return base | {"event": "complained", "log-level": "warn"}
+    if kind == "unsubscribed":
+        return base | {"event": "unsubscribed", "log-level": "info"}
     return None
 
 

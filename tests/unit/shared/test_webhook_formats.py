@@ -38,8 +38,9 @@ def event(type_: str, **detail) -> dict:
 
 def test_sendgrid_names_and_fields() -> None:
     """Accepted is processed, suppressed dropped, complained spamreport, a block a bounce of
-    type blocked with its classification; custom args sit at the top level, categories in
-    category; a signed or DKIM event has no SendGrid word."""
+    type blocked with its classification, an unsubscribe unsubscribe (group_unsubscribe with
+    an ASM group); custom args sit at the top level, categories in category; a signed or DKIM
+    event has no SendGrid word."""
     assert sendgrid_event(event("accepted"))["event"] == "processed"
     assert sendgrid_event(event("suppressed"))["event"] == "dropped"
     assert sendgrid_event(event("complained"))["event"] == "spamreport"
@@ -48,11 +49,16 @@ def test_sendgrid_names_and_fields() -> None:
     assert blocked["user_id"] == "u-1" and blocked["category"] == ["news"]
     assert blocked["timestamp"] == 1796284800
     assert sendgrid_event(event("signed")) is None
+    assert sendgrid_event(event("unsubscribed"))["event"] == "unsubscribe"
+    grouped = event("unsubscribed") | {"metadata": {"asm_group_id": "42"}}
+    assert sendgrid_event(grouped)["event"] == "group_unsubscribe"
+    assert sendgrid_event(grouped)["asm_group_id"] == 42
 
 
 def test_postmark_and_mailgun_names() -> None:
-    """Postmark: a complaint is a SpamComplaint record, a suppression a SubscriptionChange;
-    Mailgun: a deferral is a temporary failure, a complaint complained."""
+    """Postmark: a complaint is a SpamComplaint record, a suppression or an unsubscribe a
+    SubscriptionChange; Mailgun: a deferral is a temporary failure, a complaint complained,
+    an unsubscribe unsubscribed."""
     assert postmark_event(event("complained"))["RecordType"] == "SpamComplaint"
     change = postmark_event(event("suppressed", reason="feedback"))
     assert (change["RecordType"], change["SuppressionReason"]) == (
@@ -66,6 +72,12 @@ def test_postmark_and_mailgun_names() -> None:
     assert (deferred["event"], deferred["severity"]) == ("failed", "temporary")
     assert deferred["delivery-status"]["attempt-no"] == 2
     assert mailgun_event(event("complained"))["event"] == "complained"
+    assert mailgun_event(event("unsubscribed"))["event"] == "unsubscribed"
+    left = postmark_event(event("unsubscribed"))
+    assert (left["RecordType"], left["SuppressionReason"]) == (
+        "SubscriptionChange",
+        "ManualSuppression",
+    )
 
 
 def test_signatures_verify_as_the_providers_document() -> None:
