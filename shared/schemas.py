@@ -29,8 +29,9 @@ def utcnow() -> datetime:
 
 
 class RecipientStatus(StrEnum):
-    """Where a recipient stands; the last five are final."""
+    """Where a recipient stands; all but scheduled, queued and deferred are final."""
 
+    SCHEDULED = "scheduled"  # held until the message's send_at
     QUEUED = "queued"
     DEFERRED = "deferred"
     DELIVERED = "delivered"
@@ -39,13 +40,16 @@ class RecipientStatus(StrEnum):
     SUPPRESSED = "suppressed"
     EXPIRED = "expired"
     FAILED = "failed"
+    SANDBOXED = "sandboxed"  # sent in sandbox (test) mode: checked and recorded, never sent
+    CANCELLED = "cancelled"  # a scheduled message its sender cancelled before its time
 
     @property
     def is_final(self) -> bool:
-        return self not in WAITING
+        return self not in WAITING and self is not RecipientStatus.SCHEDULED
 
 
 WAITING = frozenset({RecipientStatus.QUEUED, RecipientStatus.DEFERRED})
+"""What a delivery attempt may move (a scheduled recipient waits for its time first)."""
 
 
 class MessageStage(StrEnum):
@@ -56,6 +60,9 @@ class MessageStage(StrEnum):
     SIGNED = "signed"  # read from its signed or unsigned event, never stored
     SUPPRESSED = "suppressed"  # every recipient was on the suppression list
     FAILED = "failed"  # cannot be sent: no key under the fail policy
+    SANDBOXED = "sandboxed"  # sandbox (test) mode: checked and recorded, nothing sent
+    SCHEDULED = "scheduled"  # held until its send_at (shared/schedule.py)
+    CANCELLED = "cancelled"  # cancelled by its sender before its send_at
 
 
 class MessageStatus(StrEnum):
@@ -72,15 +79,18 @@ class Change(StrEnum):
     FEEDBACK = "feedback"  # the bounce service: an asynchronous bounce, a complaint
     FAILURE = "failure"  # the signer (no key, policy fail) or a dead-lettered job
     RETRY = "retry"  # an operator retries a dead-lettered job (hato dead retry)
+    RELEASE = "release"  # ingest: a scheduled message's time has come
+    CANCEL = "cancel"  # its sender cancels a scheduled message
     PURGE = "purge"  # an operator bounces waiting mail (hato queue purge)
 
 
-# The one table of a recipient's life. Ingest writes ``queued`` (or ``suppressed``) when it
-# accepts the mail; after that each change may move a recipient only from the statuses on the
-# left to those on the right, and the store's writes filter on the left side, so a change
-# that comes late (a redelivered job, a report about a recipient already final) moves
-# nothing. A feedback may come before the attempt that caused it is written (a receiver that
-# bounces at once): it wins, and the attempt then finds the recipient final.
+# The one table of a recipient's life. Ingest writes ``queued`` (or ``suppressed``, or in
+# sandbox mode ``sandboxed``) when it accepts the mail; after that each change may move a
+# recipient only from the statuses on the left to those on the right, and the store's
+# writes filter on the left side, so a change that comes late (a redelivered job, a report
+# about a recipient already final) moves nothing. A feedback may come before the attempt
+# that caused it is written (a receiver that bounces at once): it wins, and the attempt then
+# finds the recipient final.
 TRANSITIONS: dict[Change, tuple[frozenset[RecipientStatus], frozenset[RecipientStatus]]] = {
     Change.ATTEMPT: (
         WAITING,
@@ -100,6 +110,14 @@ TRANSITIONS: dict[Change, tuple[frozenset[RecipientStatus], frozenset[RecipientS
     ),
     Change.FAILURE: (WAITING, frozenset({RecipientStatus.FAILED})),
     Change.RETRY: (frozenset({RecipientStatus.FAILED}), frozenset({RecipientStatus.QUEUED})),
+    Change.RELEASE: (
+        frozenset({RecipientStatus.SCHEDULED}),
+        frozenset({RecipientStatus.QUEUED}),
+    ),
+    Change.CANCEL: (
+        frozenset({RecipientStatus.SCHEDULED}),
+        frozenset({RecipientStatus.CANCELLED}),
+    ),
     Change.PURGE: (WAITING, frozenset({RecipientStatus.BOUNCED})),
 }
 
@@ -126,6 +144,9 @@ class EventType(StrEnum):
     SUPPRESSED = "suppressed"
     EXPIRED = "expired"
     FAILED = "failed"
+    SANDBOXED = "sandboxed"  # accepted in sandbox (test) mode: recorded, not sent
+    SCHEDULED = "scheduled"  # accepted, held until its send_at
+    CANCELLED = "cancelled"  # a scheduled message cancelled by its sender
     UNSUBSCRIBED = "unsubscribed"  # a recipient left a list (one-click link or mailto)
     DEAD_LETTERED = "dead_lettered"
     CHARSET_FALLBACK = "charset_fallback"  # sent in UTF-8: the asked charset lacked a character
@@ -191,6 +212,10 @@ class _Job(_Model):
     pool: str
     created_at: datetime = Field(default_factory=utcnow)
     max_age: float | None = None  # seconds the tenant gives a deferred recipient
+    # The sender's tags and metadata, carried along so that every event of the mail has them
+    # without a lookup (webhook formats, event consumers, filters).
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, str] = Field(default_factory=dict)
 
 
 class SignJob(_Job):
@@ -236,6 +261,8 @@ class DeliveryResult(_Model):
     results: tuple[RecipientResult, ...]
     source_ip: str | None = None
     at: datetime = Field(default_factory=utcnow)
+    tags: tuple[str, ...] = ()  # the job's, for the events of the attempt
+    metadata: dict[str, str] = Field(default_factory=dict)
 
 
 class Event(_Model):
@@ -251,6 +278,8 @@ class Event(_Model):
     reply: Reply | None = None
     detail: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     at: datetime = Field(default_factory=utcnow)
+    tags: tuple[str, ...] = ()  # the message's tags (SendGrid: categories)
+    metadata: dict[str, str] = Field(default_factory=dict)  # its metadata (custom args)
 
     @classmethod
     def of(
@@ -265,6 +294,8 @@ class Event(_Model):
         reply: Reply | None = None,
         detail: dict[str, str | int | float | bool | None] | None = None,
         at: datetime | None = None,
+        tags: tuple[str, ...] | list[str] = (),
+        metadata: dict[str, str] | None = None,
     ) -> Event:
         """The event ``type_`` of this message and recipient at ``step`` (the delivery
         attempt, the sign job, the report ...). Its id is derived from them: the same step
@@ -280,6 +311,8 @@ class Event(_Model):
             reply=reply,
             detail=detail or {},
             at=at or utcnow(),
+            tags=tuple(tags),
+            metadata=metadata or {},
         )
 
 

@@ -32,6 +32,7 @@ from shared import logging as hlog
 from shared.batching import Batcher
 from shared.directory import Directory, Idempotency, Pools
 from shared.queue_control import Controls, Waiting
+from shared.schedule import Schedules
 from shared.schemas import (
     Change,
     Event,
@@ -113,6 +114,7 @@ class Store:
         self.idempotency = Idempotency(self.db)
         self.pools = Pools(self.db)
         self.webhooks = Webhooks(self.db)
+        self.schedules = Schedules(self.db)
         self.controls = Controls(self.db)
         self.waiting = Waiting(self.db)
         wait = settings.batch_wait  # a busy service's writes wait this long for company
@@ -151,6 +153,7 @@ class Store:
         await db.events.create_index([("tenant", ASCENDING), ("at", ASCENDING)])
         await self.directory.ensure_indexes()
         await self.webhooks.ensure_indexes()
+        await self.schedules.ensure_indexes()
         await self.controls.ensure_indexes()
         try:
             await db.events.create_index(
@@ -212,6 +215,20 @@ class Store:
             }
         ).sort([("at", ASCENDING), ("_id", ASCENDING)])
         return {e["message_id"]: e async for e in cursor}
+
+    async def move_scheduled(
+        self, message_id: str, change: Change, to: RecipientStatus, stage: MessageStage
+    ) -> list[dict[str, Any]]:
+        """A scheduled message released (``queued``, stage ``accepted``) or cancelled
+        (``cancelled``, its stage too): its recipients the table lets move, returned."""
+        query = {"message_id": message_id, "status": {"$in": moves_from(change, to)}}
+        docs = await self.db.recipients.find(query).to_list()
+        now = utcnow()
+        await self.db.recipients.update_many(
+            query, {"$set": {"status": to.value, **_stamps(to, now)}}
+        )
+        await self.db.messages.update_one({"_id": message_id}, {"$set": {"status": stage}})
+        return docs
 
     async def fail_message(self, message_id: str, reply: Reply) -> None:
         """Every recipient of a message not yet final becomes ``failed`` with ``reply``."""
@@ -456,6 +473,7 @@ class Store:
         recipient: str | None = None,
         status: str | None = None,
         tag: str | None = None,
+        metadata: dict[str, str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         before: str | None = None,
@@ -466,7 +484,8 @@ class Store:
     ) -> list[dict[str, Any]]:
         """A tenant's messages, newest first (ids are time-ordered, so ``before`` pages).
         ``sender`` is the envelope sender or the From address, ``subject`` a part of the
-        subject (any case), ``message_id_header`` the Message-ID (with or without <>)."""
+        subject (any case), ``message_id_header`` the Message-ID (with or without <>);
+        ``metadata`` keys are checked by the caller (letters, digits, _ and -)."""
         query: dict[str, Any] = {"tenant": tenant}
         if sender:
             either = [sender, sender.lower()]
@@ -488,6 +507,8 @@ class Store:
             query["_id"] = {"$in": sorted(ids)}
         if tag:
             query["tags"] = tag
+        for key, value in (metadata or {}).items():
+            query[f"metadata.{key}"] = value
         created: dict[str, Any] = {}
         if since:
             created["$gte"] = since
@@ -546,7 +567,17 @@ class Store:
         if not events:
             return
         docs = [
-            {"_id": e.id, **e.model_dump(mode="python", exclude={"id", "kind", "schema_version"})}
+            {
+                "_id": e.id,
+                **e.model_dump(
+                    mode="python",
+                    # Unlabelled mail's events store no empty tags and metadata: bytes a mail
+                    # less (read back, they are the defaults again).
+                    exclude={"id", "kind", "schema_version"}
+                    | ({"tags"} if not e.tags else set())
+                    | ({"metadata"} if not e.metadata else set()),
+                ),
+            }
             for e in events
         ]
         try:

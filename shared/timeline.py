@@ -71,6 +71,8 @@ def attempt_events(
                 **(retry if r.status is RecipientStatus.DEFERRED else {}),
             },
             at=result.at,
+            tags=result.tags,
+            metadata=result.metadata,
         )
         for r in result.results
         if r.status in _EVENT_FOR_STATUS

@@ -292,6 +292,9 @@ async def unsubscribe(
     if doc.get("announced"):
         return created
     detail: dict[str, Any] = {"list": ticket.list, "scope": scope_of(ticket.list), "source": source}
+    # The message's tags and metadata, as every event of it has them (event consumers and
+    # the providers' webhook formats match an unsubscribe to their campaign by them).
+    message = await timeline.store.message(message_id) if message_id else None
     event = Event.of(
         EventType.UNSUBSCRIBED,
         tenant=ticket.tenant,
@@ -300,6 +303,8 @@ async def unsubscribe(
         address=ticket.address,
         step=("unsubscribe", str(doc["_id"])),  # one event per suppression, however often asked
         detail=detail,
+        tags=(message or {}).get("tags") or (),
+        metadata=(message or {}).get("metadata") or {},
     )
     await timeline.record([event])
     await directory.announced(doc["_id"])

@@ -7,7 +7,8 @@ endpoint's pending deliveries while it holds that endpoint's lease (``shared/lea
 A POST carries ``{"events": [...]}`` and is signed: ``Hato-Signature: t=<unix time>,
 v1=<hex HMAC-SHA256 of "<t>.<body>" with the endpoint's secret>``. Receivers check the
 signature and the time, and drop events whose ``id`` they have seen (deliveries are at least
-once). Secrets are stored sealed by the master key.
+once). Secrets are stored sealed by the master key. An endpoint may instead take its events
+in SendGrid's, Postmark's or Mailgun's shape and signature (``webhook_formats.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -26,6 +28,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared.ids import new_id
 from shared.schemas import utcnow
 from shared.secrets import SecretBox
+from shared.webhook_formats import WebhookFormat, new_signing_key
 
 SIGNATURE_HEADER = "Hato-Signature"
 
@@ -47,6 +50,18 @@ def verify(secret: str, body: bytes, header: str, *, tolerance: float = 300) -> 
         return False
     expected = sign(secret, body, int(t)).split("v1=")[1]
     return hmac.compare_digest(parts.get("v1", "").encode(), expected.encode())
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` without the ``user:pass@`` it may carry, and those credentials (None: none)."""
+    try:
+        parts = urlsplit(url)
+        if parts.username is None:
+            return url, None
+    except ValueError:  # not a URL: the egress check says so
+        return url, None
+    credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])), credentials
 
 
 class DeliveryState(StrEnum):
@@ -71,17 +86,37 @@ class Webhooks:
         )
 
     async def add(
-        self, tenant: str, url: str, events: list[str], box: SecretBox
+        self,
+        tenant: str,
+        url: str,
+        events: list[str],
+        box: SecretBox,
+        *,
+        format: WebhookFormat = WebhookFormat.HATO,
     ) -> tuple[dict[str, Any], str]:
+        """A new endpoint and its secret (shown once). A ``postmark`` endpoint's credentials,
+        written in its URL (``https://user:pass@host/``, as Postmark's webhooks carry them),
+        are kept sealed and sent as Basic auth, never stored or listed in the URL; a
+        ``sendgrid`` endpoint gets its own ECDSA key pair, the public key in ``public_key``."""
         secret = "whsec_" + secrets.token_urlsafe(24)
-        doc = {
+        credentials = None
+        if format is WebhookFormat.POSTMARK:
+            url, credentials = split_credentials(url)
+        doc: dict[str, Any] = {
             "_id": new_id(),
             "tenant": tenant,
             "url": url,
             "events": events,
+            "format": format.value,
             "secret_sealed": box.seal(secret.encode()),
             "created_at": utcnow(),
         }
+        if credentials is not None:
+            doc["basic_sealed"] = box.seal(credentials.encode())
+        if format is WebhookFormat.SENDGRID:
+            pem, public = new_signing_key()
+            doc["key_sealed"] = box.seal(pem)
+            doc["public_key"] = public
         await self.db.webhooks.insert_one(doc)
         return doc, secret
 

@@ -14,7 +14,7 @@ is recorded and published as an event, and feeds the tenant's suppression list.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from prometheus_client import Counter
@@ -44,6 +44,8 @@ class Addressee:
     message_id: str
     recipient_id: str
     address: str
+    tags: tuple[str, ...] = ()  # the message's, for the events
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 class Feedback:
@@ -144,6 +146,8 @@ class Feedback:
                 "source": source,
                 "domain": domain_of(target.address),
             },
+            tags=target.tags,
+            metadata=target.metadata,
         )
 
 

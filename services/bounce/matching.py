@@ -152,7 +152,14 @@ class ReportConsumer:
         ):
             for doc, verdict in targets:
                 await self.feedback.apply(
-                    Addressee(message["tenant"], message_id, doc["_id"], doc["address"]),
+                    Addressee(
+                        message["tenant"],
+                        message_id,
+                        doc["_id"],
+                        doc["address"],
+                        tuple(message.get("tags") or ()),
+                        dict(message.get("metadata") or {}),
+                    ),
                     verdict,
                     source=source,
                 )

@@ -87,7 +87,14 @@ class ResultHandler:
             return
         for r in result.results:
             if r.recipient_id in verdicts:
-                target = Addressee(result.tenant, result.message_id, r.recipient_id, r.address)
+                target = Addressee(
+                    result.tenant,
+                    result.message_id,
+                    r.recipient_id,
+                    r.address,
+                    result.tags,
+                    result.metadata,
+                )
                 await self.feedback.suppress(target, verdicts[r.recipient_id], "delivery")
 
     def verdicts(self, result: DeliveryResult) -> dict[str, Verdict]:

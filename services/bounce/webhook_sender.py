@@ -6,6 +6,7 @@ bounce replicas, each endpoint is sent to by one of them at a time (a lease per 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections import defaultdict
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 from prometheus_client import Counter
 
 from shared import logging as hlog
+from shared import webhook_formats
 from shared.broker import Broker, Delivery, Queue
 from shared.egress import Egress, Forbidden
 from shared.errors import Permanent
@@ -25,6 +27,7 @@ from shared.leases import Leases
 from shared.schemas import Event
 from shared.secrets import SecretBox
 from shared.telemetry import context_of, inject_headers, links_to, traceparent, tracer
+from shared.webhook_formats import WebhookFormat
 from shared.webhooks import SIGNATURE_HEADER, Webhooks, sign
 
 log = hlog.get_logger(__name__)
@@ -169,26 +172,46 @@ class WebhookSender:
             )
             return
         secret = self.box.open(hook["secret_sealed"]).decode()
+        fmt = WebhookFormat(hook.get("format", WebhookFormat.HATO))
+        batch = 1 if fmt.one_per_post else self.batch
         tenant = self._tenants.setdefault(hook["tenant"], asyncio.Semaphore(self._per_tenant))
         with hlog.bound(tenant=hook["tenant"], webhook=hook["_id"]):
             async with tenant:
-                for start in range(0, len(items), self.batch):
-                    await self._post(hook, secret, items[start : start + self.batch])
+                for start in range(0, len(items), batch):
+                    await self._post(hook, secret, items[start : start + batch])
+
+    def _bodies(
+        self, hook: dict[str, Any], secret: str, events: list[dict[str, Any]]
+    ) -> list[tuple[bytes, dict[str, str]]]:
+        """The POSTs of ``events`` in the endpoint's format, with their signature headers."""
+        fmt = WebhookFormat(hook.get("format", WebhookFormat.HATO))
+        if fmt is WebhookFormat.HATO:
+            body = json.dumps({"events": events}, separators=(",", ":")).encode()
+            return [(body, {SIGNATURE_HEADER: sign(secret, body)})]
+        key = self.box.open(hook["key_sealed"]) if "key_sealed" in hook else None
+        return webhook_formats.posts(fmt, events, secret=secret, key_pem=key)
 
     async def _post(self, hook: dict[str, Any], secret: str, chunk: list[dict[str, Any]]) -> None:
         events = [{k: v for k, v in i["event"].items() if k != TRACE_KEY} for i in chunk]
-        body = json.dumps({"events": events}, separators=(",", ":")).encode()
-        headers = {
+        common = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(secret, body),
             "Hato-Webhook-Id": hook["_id"],
             "User-Agent": "Hato-Webhooks/1",
         }
+        if "basic_sealed" in hook:
+            credentials = base64.b64encode(self.box.open(hook["basic_sealed"])).decode()
+            common["Authorization"] = f"Basic {credentials}"
         message_ids = sorted(
             {i["event"]["message_id"] for i in chunk if i["event"].get("message_id")}
         )
         with _post_span(hook, chunk, message_ids) as span:
-            ok, status, error = await self._request(hook["url"], body, headers)
+            ok, status, error = True, None, ""
+            # A format with no word for these events sends nothing: they are settled as
+            # delivered (there is nothing to retry).
+            for body, signature in self._bodies(hook, secret, events):
+                ok, status, error = await self._request(hook["url"], body, common | signature)
+                if not ok:
+                    break
             attempts = max(i.get("attempts", 0) for i in chunk) + 1
             backoff = None if ok or attempts > len(self.backoff) else self.backoff[attempts - 1]
             POSTS.labels("ok" if ok else ("retry" if backoff is not None else "failed")).inc()

@@ -425,6 +425,8 @@ class Dispatcher:
             destination=destination,
             results=tuple(results),
             source_ip=member.ip,
+            tags=job.tags,
+            metadata=job.metadata,
         )
         # Deliveries and deferrals are written with their events here; bounces and expiries
         # go to the bounce service, which classifies them (and writes their events with the
@@ -520,6 +522,8 @@ class Dispatcher:
                 destination="",
                 results=results,
                 source_ip="",
+                tags=job.tags,
+                metadata=job.metadata,
             )
         )
         await self.store.results_reported([r.recipient_id for r in results])

@@ -18,6 +18,7 @@ import email.policy
 import email.utils
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 from opentelemetry.trace import SpanKind
@@ -52,6 +53,9 @@ ACCEPTED = Counter(
 NOT_ACCEPTED = Counter(
     "hato_ingest_unavailable_total", "Messages refused because state could not be made durable."
 )
+
+
+SANDBOXED = "sandbox mode: accepted, checked and recorded; not sent"
 
 
 class FrontDoor(StrEnum):
@@ -121,6 +125,8 @@ class Submission:
     tags: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
     pool: str | None = None  # a pool the message names (checked by the door)
+    sandbox: bool = False  # test mode: checked and recorded as sandboxed, never sent
+    send_at: datetime | None = None  # held until then (shared/schedule.py) when in the future
     received_from: str = ""  # the Received field's "from" (SMTP: HELO name and address)
     protocol: str = ""  # its "with": ESMTPSA, HTTP ... (default: the door's name)
     # Events to add for every recipient at acceptance: what the door changed (charset_fallback).
@@ -149,13 +155,15 @@ class Accepted:
     message_id: str
     recipients: tuple[Recipient, ...]
     suppressed: frozenset[str] = frozenset()  # recipient ids not sent to
+    sandbox: bool = False
+    scheduled: bool = False
 
     def status_of(self, recipient: Recipient) -> RecipientStatus:
-        return (
-            RecipientStatus.SUPPRESSED
-            if recipient.id in self.suppressed
-            else (RecipientStatus.QUEUED)
-        )
+        if recipient.id in self.suppressed:
+            return RecipientStatus.SUPPRESSED
+        if self.sandbox:
+            return RecipientStatus.SANDBOXED
+        return RecipientStatus.SCHEDULED if self.scheduled else RecipientStatus.QUEUED
 
 
 _CONTROL = frozenset({unsubscribe.CONTROL_HEADER.lower().encode()})
@@ -254,13 +262,22 @@ class Acceptor:
         raw = self._received(sub, message_id) + raw
         recipients = tuple(Recipient(id=new_id(), address=a) for a in sub.recipients)
         suppressed = [r for r in recipients if r.address.lower() in suppressed_addresses]
-        to_send = tuple(r for r in recipients if r.address.lower() not in suppressed_addresses)
+        kept = tuple(r for r in recipients if r.address.lower() not in suppressed_addresses)
+        to_send = () if sub.sandbox else kept
+        sandboxed = kept if sub.sandbox else ()
         now = utcnow()
+        held = bool(to_send) and sub.send_at is not None and sub.send_at > now
         from_domain = sub.headers.from_domain or sub.mail_from.rpartition("@")[2].lower()
         message_doc = {
             "_id": message_id,
             "tenant": tenant,
-            "status": MessageStage.ACCEPTED if to_send else MessageStage.SUPPRESSED,
+            "status": MessageStage.SCHEDULED
+            if held
+            else MessageStage.ACCEPTED
+            if to_send
+            else MessageStage.SANDBOXED
+            if sandboxed
+            else MessageStage.SUPPRESSED,
             "door": sub.door,
             "client": sub.client,
             "credential": sub.identity.credential,
@@ -277,6 +294,8 @@ class Acceptor:
             "metadata": dict(sub.metadata),
             "created_at": now,
         }
+        if held:
+            message_doc["send_at"] = sub.send_at
         if list_:
             message_doc["unsubscribe_list"] = list_
         tid = trace_id()
@@ -291,6 +310,7 @@ class Acceptor:
             "enhanced": "5.7.1",
             "text": "address is on the suppression list; not sent",
         }
+        sandbox_reply = {"code": 250, "enhanced": "2.0.0", "text": SANDBOXED}
         recipient_docs = [
             {
                 "_id": r.id,
@@ -310,6 +330,14 @@ class Acceptor:
                     "finished_at": now,
                 }
                 if r in suppressed
+                else {
+                    "status": RecipientStatus.SANDBOXED.value,
+                    "reply": sandbox_reply,
+                    "finished_at": now,
+                }
+                if r in sandboxed
+                else {"status": RecipientStatus.SCHEDULED.value}
+                if held
                 else {}
             )
             for r in recipients
@@ -326,11 +354,31 @@ class Acceptor:
                 reply=reply,
                 detail=detail,
                 at=now,
+                tags=sub.tags,
+                metadata=sub.metadata,
             )
 
-        events = [event(EventType.ACCEPTED, r) for r in recipients] + [
-            event(EventType.SUPPRESSED, r, Reply(**suppressed_reply)) for r in suppressed
-        ]
+        events = (
+            [event(EventType.ACCEPTED, r) for r in recipients]
+            + [event(EventType.SUPPRESSED, r, Reply(**suppressed_reply)) for r in suppressed]
+            + [event(EventType.SANDBOXED, r, Reply(**sandbox_reply)) for r in sandboxed]
+        )
+        if held:
+            assert sub.send_at is not None
+            events += [
+                Event.of(
+                    EventType.SCHEDULED,
+                    tenant=tenant,
+                    message_id=message_id,
+                    recipient_id=r.id,
+                    address=r.address,
+                    detail={"send_at": sub.send_at.isoformat()},
+                    at=now,
+                    tags=sub.tags,
+                    metadata=sub.metadata,
+                )
+                for r in to_send
+            ]
         for type_, said in sub.notices:
             events += [
                 Event.of(
@@ -341,6 +389,8 @@ class Acceptor:
                     address=r.address,
                     detail={**detail, **said},
                     at=now,
+                    tags=sub.tags,
+                    metadata=sub.metadata,
                 )
                 for r in recipients
             ]
@@ -367,9 +417,21 @@ class Acceptor:
                 pool=pool,
                 created_at=now,
                 max_age=sub.identity.limits.max_age,
+                tags=sub.tags,
+                metadata=sub.metadata,
                 unsubscribe_list=list_,
             )
-            publishes.append(self.broker.publish(job, raw))
+            if held:
+                assert sub.send_at is not None
+                try:
+                    await self.store.schedules.hold(job, raw, sub.send_at)
+                except Exception as exc:
+                    NOT_ACCEPTED.inc()
+                    log.warning("store unavailable; not accepting", error=repr(exc))
+                    await self._discard(message_id)
+                    raise Unavailable("store unavailable") from exc
+            else:
+                publishes.append(self.broker.publish(job, raw))
         try:
             # Together: their confirms arrive in one round trip.
             await settle(*publishes)
@@ -389,10 +451,17 @@ class Acceptor:
             size=len(raw),
             door=sub.door,
         )
-        return Accepted(message_id, recipients, frozenset(r.id for r in suppressed))
+        return Accepted(
+            message_id,
+            recipients,
+            frozenset(r.id for r in suppressed),
+            sandbox=sub.sandbox,
+            scheduled=held,
+        )
 
     async def _discard(self, message_id: str) -> None:
         try:
             await self.store.discard_message(message_id)
+            await self.store.schedules.forget(message_id)
         except Exception:
             log.warning("could not discard the unaccepted message's state")

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from services.ingest import addresses
 from services.ingest.content import LINE_BREAKING, ContentError, one_mailbox
 from shared.unsubscribe import LIST_NAME
+from shared.webhook_formats import WebhookFormat
 
 # Headers the API builds itself; a custom header may not set them.
 RESERVED_HEADERS = frozenset(
@@ -164,6 +165,10 @@ class MessageIn(_Strict):
     metadata: dict[str, OneLine] = Field({}, max_length=20)
     charset: Literal["utf-8", "iso-2022-jp"] = "utf-8"
     pool: str | None = Field(None, description="An IP pool other than the tenant's, if allowed.")
+    sandbox: bool = Field(
+        False, description="Test mode: checked and recorded (recipients `sandboxed`), not sent."
+    )
+    send_at: Moment | None = Field(None, description="Hold the message until then.")
     unsubscribe: ListName | bool | None = Field(
         None,
         description="One-click unsubscribe (RFC 8058): the list each recipient can leave with "
@@ -243,6 +248,9 @@ class RawMessageIn(_Strict):
     tags: list[OneLine] = Field([], max_length=10)
     metadata: dict[str, OneLine] = Field({}, max_length=20)
     pool: str | None = Field(None, description="An IP pool other than the tenant's, if allowed.")
+    sandbox: bool = Field(
+        False, description="Test mode: checked and recorded (recipients `sandboxed`), not sent."
+    )
     unsubscribe: ListName | bool | None = Field(
         None,
         description="One-click unsubscribe (RFC 8058): the list each recipient can leave with "
@@ -281,8 +289,17 @@ class SuppressionIn(_Strict):
 
 
 class WebhookIn(_Strict):
-    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2000)
+    url: str = Field(
+        pattern=r"^https?://[^\s]+$",
+        max_length=2000,
+        description="Credentials in it (https://user:pass@host/...) are sent as Basic auth.",
+    )
     events: list[str] = Field([], description="Event types to send; empty: all of them.")
+    format: WebhookFormat = Field(
+        WebhookFormat.HATO,
+        description="The POSTs' shape and signature: Hato's own, or SendGrid's, Postmark's "
+        "or Mailgun's event webhook.",
+    )
 
     @field_validator("events")
     @classmethod

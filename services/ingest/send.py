@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -26,6 +27,8 @@ from services.ingest.api_models import (
     address_of,
 )
 from services.ingest.compose import JIS, compose
+from services.ingest.labels import LabelError, check_metadata, merged
+from services.ingest.labels import extract as extract_labels
 from services.ingest.policy import RelayPolicy
 from shared import unsubscribe
 from shared.directory import Identity
@@ -65,7 +68,16 @@ class Sender:
         self.limits = limits
         self.door = door
 
-    async def send(self, identity: Identity, message: MessageIn) -> dict[str, Any]:
+    async def send(
+        self,
+        identity: Identity,
+        message: MessageIn,
+        *,
+        send_at: datetime | None = None,
+        sandbox: bool = False,
+    ) -> dict[str, Any]:
+        """Send ``message``; ``send_at`` holds it until then, ``sandbox`` checks and records it
+        without sending."""
         sender = address_of(message.from_)
         self._check_sender(identity, sender)
         charset, notices = charset_for(identity, message)
@@ -78,12 +90,20 @@ class Sender:
             tags=message.tags,
             metadata=message.metadata,
             pool=message.pool,
+            sandbox=sandbox or message.sandbox,
+            send_at=send_at or message.send_at,
             notices=notices,
             unsubscribe=_unsubscribe(message.unsubscribe, message.tags),
         )
 
     async def send_raw(self, identity: Identity, message: RawMessageIn) -> dict[str, Any]:
         raw = _checked(content.with_crlf(message.data()), self.limits.max_line)
+        try:
+            raw, labels = extract_labels(raw)
+            tags = merged(message.tags, labels.tags)
+            metadata = check_metadata(message.metadata | labels.metadata)
+        except LabelError as exc:
+            raise Refused(400, str(exc)) from None
         headers = summarize_headers(raw)
         if headers.from_address is None or headers.from_domain is None:
             raise Refused(400, "the message has no usable From header")
@@ -102,9 +122,11 @@ class Sender:
             sender,
             rcpts,
             raw,
-            tags=message.tags,
-            metadata=message.metadata,
+            tags=list(tags),
+            metadata=metadata,
             pool=message.pool,
+            sandbox=message.sandbox,
+            send_at=labels.send_at,
             unsubscribe=_unsubscribe(message.unsubscribe, message.tags),
         )
 
@@ -122,6 +144,8 @@ class Sender:
         tags: list[str],
         metadata: dict[str, str],
         pool: str | None = None,
+        sandbox: bool = False,
+        send_at: datetime | None = None,
         notices: tuple[tuple[EventType, dict[str, str]], ...] = (),
         unsubscribe: str | None = None,
     ) -> dict[str, Any]:
@@ -147,6 +171,8 @@ class Sender:
             tags=tuple(tags),
             metadata=dict(metadata),
             pool=pool,
+            sandbox=sandbox,
+            send_at=send_at,
             notices=notices,
             unsubscribe=unsubscribe,
         )

@@ -11,6 +11,7 @@ from services.ingest.amqp import SubmitHandler, decode_json
 from services.ingest.http import create_app
 from services.ingest.http.admin import Admin
 from services.ingest.policy import RelayPolicy
+from services.ingest.scheduled import Releaser
 from services.ingest.send import DoorLimits, Sender
 from services.ingest.settings import IngestSettings
 from services.ingest.smtp import (
@@ -28,6 +29,7 @@ from shared.broker import Queue
 from shared.domain_health import DomainHealth
 from shared.egress import Egress
 from shared.errors import ConfigError
+from shared.leases import Leases, holder_id
 from shared.ops import HttpServer
 from shared.provisioning import Provisioner
 from shared.runtime import Runtime
@@ -195,6 +197,10 @@ async def run(settings: IngestSettings) -> None:
         rt.census(queues=[Queue.SIGN.value], collectors=[certificate])
         # Expired Idempotency-Keys go (what a TTL index does where the server has one).
         rt.every(3600, rt.store.idempotency.purge)
+        leases = Leases(rt.store.db, holder=holder_id("ingest"), ttl=settings.lease_ttl)
+        await leases.ensure_indexes()
+        releaser = Releaser(rt.store, rt.broker)
+        leases.lease("scheduled-release").every(rt, settings.schedule_interval, releaser.run)
         rt.serving()
         log.info(
             "ready",
@@ -204,6 +210,7 @@ async def run(settings: IngestSettings) -> None:
         )
         await rt.until_stopped()
         await stop_doors(rt, listeners, http, acceptor)
+        await leases.close(rt.grace_left() / 2)
 
 
 async def stop_doors(

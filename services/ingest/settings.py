@@ -19,6 +19,15 @@ class IngestSettings(ServiceSettings):
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     dns: DnsSettings = Field(default_factory=DnsSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
+    schedule_interval: float = Field(
+        5, gt=0, description="Seconds between looks for scheduled messages whose time has come."
+    )
+    lease_ttl: float = Field(
+        30,
+        gt=0,
+        description="Seconds the scheduled-release lease lasts unrenewed; another replica "
+        "takes over after it.",
+    )
     unsubscribe: UnsubscribeSettings = Field(default_factory=UnsubscribeSettings)
     smtp_host: str = Field("127.0.0.1", description="Address the SMTP listeners bind.")
     smtp_port: int = Field(

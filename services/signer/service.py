@@ -83,6 +83,8 @@ def fan_out(job: SignJob, *, per_job: int) -> list[DeliveryJob]:
                     pool=job.pool,
                     created_at=job.created_at,
                     max_age=job.max_age,
+                    tags=job.tags,
+                    metadata=job.metadata,
                 )
             )
     return jobs
@@ -256,6 +258,8 @@ class Signer:
             address=recipient.address if recipient else None,
             step=("sign",),  # a redelivered sign job records the same events, not new ones
             detail=detail,
+            tags=job.tags,
+            metadata=job.metadata,
         )
 
 

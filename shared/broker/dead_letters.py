@@ -119,6 +119,8 @@ def dead_lettered_event(
             "recipients": ",".join(_recipient_ids(job)),
             "amqp_message_id": amqp_message_id or "",
         },
+        tags=job.tags,
+        metadata=job.metadata,
     )
 
 

@@ -79,6 +79,10 @@ async def api(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Api]:
             "HATO_EGRESS_ALLOW": "127.0.0.0/8",  # webhook receivers are on loopback
             "HATO_INGEST_POLICY_REFRESH": "0.5",
             "HATO_SIGNER_ROTATION_INTERVAL": "0.5",
+            # Scheduled messages are looked for often, and a killed ingest's lease on their
+            # release passes to its successor soon.
+            "HATO_INGEST_SCHEDULE_INTERVAL": "0.5",
+            "HATO_INGEST_LEASE_TTL": "5",
         },
         log_dir=tmp_path_factory.mktemp("logs"),
     )

@@ -208,6 +208,11 @@ CHECKS: dict[str, Check] = {
     ),
     "events": Check(expect=(r"^delivered erin@example\.com \{",), timeout=60),
     "webhook-verify": Check(then=_verify_accepts_hatos_signature),
+    "sendgrid-send": Check(expect=(r"^HTTP/1\.1 202 ", r"(?i)^x-message-id: [0-9a-f-]{36}\s*$")),
+    "postmark-send": Check(expect=(r'"To":"alice@example\.com".*"ErrorCode":0,"Message":"OK"',)),
+    "mailgun-send": Check(
+        expect=(r'^\{"id":"<[0-9a-f-]{36}@hato\.test>","message":"Queued\. Thank you\."\}$',)
+    ),
     "queue": Check(
         expect=(
             r"^suspend domain example\.net \(operator; until \S+\): incident 42  \[suspend:",

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.ingest import console as web_console
 from services.ingest.accept import Acceptor, FrontDoor
 from services.ingest.http import admin as admin_routes
-from services.ingest.http import domains, messages, sending, suppressions, webhooks
+from services.ingest.http import domains, messages, providers, sending, suppressions, webhooks
 from services.ingest.http import unsubscribe as unsubscribe_routes
 from services.ingest.http.admin import Admin
 from services.ingest.http.deps import Changed, Door, KeyCache
@@ -40,11 +40,13 @@ MIB = 1024 * 1024
 
 def body_limits(max_message_size: int) -> Callable[[str, str], int]:
     """The largest body each route takes: a message's (in base64, in JSON) for the sending
-    routes, 1 MiB for the rest."""
+    routes (Hato's and the providers'), 1 MiB for the rest."""
     sending = max_message_size * 4 // 3 + MIB
 
     def limit(method: str, path: str) -> int:
-        if method == "POST" and path.rstrip("/") in SENDING_ROUTES:
+        if method == "POST" and (
+            path.rstrip("/") in SENDING_ROUTES or any(g.matches(path) for g in providers.GUARDS)
+        ):
             return sending
         return MIB
 
@@ -126,7 +128,12 @@ def create_app(
     app.add_middleware(metrics.HttpMetrics)
     app.add_middleware(DropEmptyQueryParameters)
     largest = (limits or DoorLimits(25 * MIB, 100)).max_message_size
-    app.add_middleware(Gate, known=door.knows, limit=body_limits(largest))
+    app.add_middleware(
+        Gate,
+        known=door.knows,
+        limit=body_limits(largest),
+        guards=providers.GUARDS if sender is not None else (),
+    )
     install(app)
 
     app.include_router(messages.router)
@@ -136,6 +143,8 @@ def create_app(
     app.include_router(unsubscribe_routes.router)
     if sender is not None:
         app.include_router(sending.router)
+        for router in providers.ROUTERS:
+            app.include_router(router)
     if admin is not None:
         app.include_router(admin_routes.router)
         if console:

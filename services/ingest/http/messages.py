@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from services.ingest import scheduled
 from services.ingest.api_models import Moment
 from services.ingest.http.deps import CallerDep, DoorDep, Tenant
 from services.ingest.http.problems import Problem, problems
@@ -21,6 +22,8 @@ from shared.schemas import RecipientStatus
 from shared.views import message_view, with_status
 
 router = APIRouter(tags=["messages"])
+
+_METADATA_FILTER = r"^[\w-]{1,64}:"  # a metadata key as the senders' are checked, then ':'
 
 
 class _View(BaseModel):
@@ -64,6 +67,8 @@ class EventView(_View):
     address: str | None = None
     reply: dict[str, Any] | None = None
     detail: dict[str, Any] | None = None
+    tags: list[str] = []
+    metadata: dict[str, str] = {}
 
 
 class MessageSummary(_View):
@@ -136,6 +141,34 @@ async def get_message(message_id: str, c: CallerDep, door: DoorDep) -> dict[str,
     return view
 
 
+@router.post(
+    "/v1/messages/{message_id}/cancel",
+    response_model=MessageView,
+    response_model_exclude_unset=True,
+    responses=problems(
+        401,
+        403,
+        (404, "No such message (another tenant's is not found either)."),
+        (409, "Not a scheduled message waiting for its time (released, sent or cancelled)."),
+        (503, "This door does not send."),
+    ),
+)
+async def cancel_message(message_id: str, identity: Tenant, door: DoorDep) -> dict[str, Any]:
+    """Cancel a scheduled message before its ``send_at``: its recipients end ``cancelled``
+    and nothing is sent."""
+    if door.sender is None:
+        raise Problem(503, "this door does not send")
+    timeline = door.sender.acceptor.timeline
+    if not await scheduled.cancel(door.store, timeline, identity.tenant, message_id):
+        message = await door.store.message(message_id)
+        if message is None or message["tenant"] != identity.tenant:
+            raise Problem(404, f"no message {message_id}")
+        raise Problem(409, f"message {message_id} is not waiting for its send_at")
+    view = await message_view(door.store, message_id)
+    assert view is not None
+    return view
+
+
 @router.get(
     "/v1/messages",
     response_model=MessagePage,
@@ -150,18 +183,26 @@ async def list_messages(
         RecipientStatus | None, Query(description="Messages with a recipient in this status.")
     ] = None,
     tag: str | None = None,
+    metadata: Annotated[
+        list[Annotated[str, StringConstraints(pattern=_METADATA_FILTER)]],
+        Query(
+            description="``key:value``: messages with this metadata (SendGrid custom args, "
+            "Postmark Metadata, Mailgun variables); repeat for all of several."
+        ),
+    ] = [],  # noqa: B006 (FastAPI copies it)
     since: Moment | None = None,
     until: Moment | None = None,
     before: str | None = Query(None, description="Page: the `next` of the previous page."),
     limit: int = Query(50, ge=1, le=500),
 ) -> dict[str, Any]:
-    """The tenant's messages, newest first, filtered by recipient, recipient status, tag
-    and time; ``next`` continues the list."""
+    """The tenant's messages, newest first, filtered by recipient, recipient status, tag,
+    metadata and time; ``next`` continues the list."""
     docs = await door.store.list_messages(
         identity.tenant,
         recipient=recipient,
         status=status.value if status else None,
         tag=tag,
+        metadata=dict(m.split(":", 1) for m in metadata),
         since=since,
         until=until,
         before=before,

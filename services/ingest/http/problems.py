@@ -189,8 +189,8 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
         for operation in operations.values():
             responses = operation.get("responses", {})
             fastapi_422 = responses.get("422", {}).get("content", {}).get("application/json")
-            if fastapi_422 is not None:
-                del responses["422"]
+            if fastapi_422 is not None and "HTTPValidationError" in str(fastapi_422):
+                del responses["422"]  # a provider route's own 422 (Postmark's) stays
     return schema
 
 

@@ -16,6 +16,8 @@ from shared.directory import Identity
 from shared.egress import Forbidden
 from shared.schemas import ChangeKind
 from shared.store import Store
+from shared.webhook_formats import WebhookFormat
+from shared.webhooks import split_credentials
 
 router = APIRouter(tags=["webhooks"])
 
@@ -23,10 +25,19 @@ MAX_REPLAY = 100_000  # events one replay call queues; the caller goes on from n
 _NO_SUCH = (404, "No such webhook (another tenant's is not found either).")
 
 
+_FORMAT = "hato, sendgrid, postmark or mailgun: the shape and signature of the POSTs."
+_PUBLIC_KEY = (
+    "sendgrid format: the public key (base64 DER) that verifies the "
+    "X-Twilio-Email-Event-Webhook-Signature, as SendGrid shows its own."
+)
+
+
 class Webhook(BaseModel):
     id: str
     url: str
     events: list[str] = Field(description="Event types sent; empty: all of them.")
+    format: str = Field("hato", description=_FORMAT)
+    public_key: str | None = Field(None, description=_PUBLIC_KEY)
     created_at: datetime
 
 
@@ -34,7 +45,12 @@ class WebhookCreated(BaseModel):
     id: str
     url: str
     events: list[str]
-    secret: str = Field(description="The signing secret; shown in this answer only.")
+    format: str = Field(description=_FORMAT)
+    public_key: str | None = Field(None, description=_PUBLIC_KEY)
+    secret: str = Field(
+        description="The signing secret (mailgun format: the HTTP webhook signing key); "
+        "shown in this answer only."
+    )
 
 
 class WebhookList(BaseModel):
@@ -79,13 +95,24 @@ async def add_webhook(body: WebhookIn, identity: Tenant, door: DoorDep) -> dict[
     if door.box is None:
         raise Problem(503, "webhooks need the master key (HATO_MASTER_KEY_FILE)")
     try:  # checked again before every POST: a name may resolve elsewhere later
-        await door.egress.check_url(body.url)
+        # Postmark's webhooks carry Basic auth credentials in the URL; other URLs may not.
+        postmark = body.format is WebhookFormat.POSTMARK
+        await door.egress.check_url(split_credentials(body.url)[0] if postmark else body.url)
     except Forbidden as exc:
         raise Problem(422, f"webhook URL refused: {exc}") from None
-    doc, secret = await door.store.webhooks.add(identity.tenant, body.url, body.events, door.box)
+    doc, secret = await door.store.webhooks.add(
+        identity.tenant, body.url, body.events, door.box, format=body.format
+    )
     if door.changed is not None:  # the bounce service binds what the webhook subscribed to
         await door.changed(ChangeKind.WEBHOOKS, identity.tenant)
-    return {"id": doc["_id"], "url": doc["url"], "events": doc["events"], "secret": secret}
+    return {
+        "id": doc["_id"],
+        "url": doc["url"],
+        "events": doc["events"],
+        "format": doc["format"],
+        "public_key": doc.get("public_key"),
+        "secret": secret,
+    }
 
 
 @router.get("/v1/webhooks", response_model=WebhookList, responses=problems(401, 403))
@@ -97,6 +124,8 @@ async def list_webhooks(identity: Tenant, door: DoorDep) -> dict[str, Any]:
                 "id": w["_id"],
                 "url": w["url"],
                 "events": w["events"],
+                "format": w.get("format", "hato"),
+                "public_key": w.get("public_key"),
                 "created_at": w["created_at"],
             }
             for w in await door.store.webhooks.of(identity.tenant)

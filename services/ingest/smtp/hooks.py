@@ -10,6 +10,8 @@ from opentelemetry.trace import SpanKind
 
 from services.ingest import addresses, content, replies
 from services.ingest.accept import Acceptor, FrontDoor, RateLimited, Submission, summarize_headers
+from services.ingest.labels import LabelError
+from services.ingest.labels import extract as extract_labels
 from services.ingest.policy import RelayPolicy
 from services.ingest.smtp.auth import Authenticator, AuthThrottle
 from services.ingest.smtp.protocol import peer_ip
@@ -174,6 +176,10 @@ class RelayHandler:
         except content.ContentError as exc:
             loop = isinstance(exc, content.TooManyHops)
             return str(replies.content_refused(str(exc), loop=loop))
+        try:
+            raw, labels = extract_labels(raw)
+        except LabelError as exc:
+            return str(replies.content_refused(str(exc)))
         headers = summarize_headers(raw)
         if headers.from_address is None or headers.from_domain is None:
             return str(replies.NO_FROM_HEADER)
@@ -201,6 +207,9 @@ class RelayHandler:
             client=peer_ip(session),
             received_from=f"{session.host_name or 'unknown'} ([{peer_ip(session)}])",
             protocol=_protocol(session),
+            tags=labels.tags,
+            metadata=labels.metadata,
+            send_at=labels.send_at,
         )
         try:
             accepted = await self.acceptor.accept(submission)

@@ -16,6 +16,13 @@ from services.ingest.policy import RelayPolicy
 from services.ingest.send import DoorLimits
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+# The SendGrid, Postmark and Mailgun compatible routes answer as those providers do.
+PROVIDER_ROUTES = {
+    "POST /v3/mail/send": "SendGridErrors",
+    "POST /email": "PostmarkError",
+    "POST /email/batch": "PostmarkError",
+    "POST /v3/{domain}/messages": "MailgunError",
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +55,13 @@ def test_every_success_body_has_a_schema(document: dict[str, Any]) -> None:
         for status, response in op["responses"].items():
             if not status.startswith("2") or status == "204":
                 continue
+            if label == "POST /v3/mail/send":  # SendGrid's 202 has no body, X-Message-Id
+                assert "content" not in response and "X-Message-Id" in response["headers"]
+                continue
             schema = response["content"]["application/json"]["schema"]
             if "$ref" not in schema.get("items", schema):
                 untyped.append(f"{label} {status}")
-    assert len(_operations(document)) == 53
+    assert len(_operations(document)) == 58
     assert not untyped
 
 
@@ -61,8 +71,27 @@ def test_errors_are_problem_documents_and_no_fastapi_422(document: dict[str, Any
     assert "HTTPValidationError" not in document["components"]["schemas"]
     for label, op in _operations(document):
         for status, response in op["responses"].items():
-            if status[0] in "45":
+            if status[0] in "45" and label not in PROVIDER_ROUTES:
                 assert response["content"] == {PROBLEM: {"schema": PROBLEM_REF}}, (label, status)
+
+
+def test_provider_routes_declare_their_providers_error_bodies(document: dict[str, Any]) -> None:
+    """The SendGrid, Postmark and Mailgun routes say truthfully that their errors are those
+    providers' bodies (Mailgun's 401 the text ``Forbidden``), not problem documents."""
+    for label, op in _operations(document):
+        if label not in PROVIDER_ROUTES:
+            continue
+        for status, response in op["responses"].items():
+            if status[0] not in "45":
+                continue
+            if label == "POST /v3/{domain}/messages" and status == "401":
+                assert list(response["content"]) == ["text/plain"]
+                continue
+            schema = response["content"]["application/json"]["schema"]
+            assert schema == {"$ref": f"#/components/schemas/{PROVIDER_ROUTES[label]}"}, (
+                label,
+                status,
+            )
 
 
 def test_each_route_declares_its_own_problems(document: dict[str, Any]) -> None:
@@ -76,8 +105,10 @@ def test_each_route_declares_its_own_problems(document: dict[str, Any]) -> None:
     assert {label for label, s in declared.items() if "429" in s} == {
         "POST /v1/messages",
         "POST /v1/messages/raw",
+        *PROVIDER_ROUTES,
     }
     assert {label for label, s in declared.items() if "422" in s} == {
+        *PROVIDER_ROUTES,
         "POST /v1/messages",
         "POST /v1/messages/raw",
         "POST /v1/messages/batch",
