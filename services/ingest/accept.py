@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
@@ -260,142 +261,14 @@ class Acceptor:
         if sub.headers.unsubscribe is not None:  # a word to Hato, not part of the message
             raw = unsubscribe.without_fields(raw, _CONTROL)
         raw = self._received(sub, message_id) + raw
-        recipients = tuple(Recipient(id=new_id(), address=a) for a in sub.recipients)
-        suppressed = [r for r in recipients if r.address.lower() in suppressed_addresses]
-        kept = tuple(r for r in recipients if r.address.lower() not in suppressed_addresses)
-        to_send = () if sub.sandbox else kept
-        sandboxed = kept if sub.sandbox else ()
-        now = utcnow()
-        held = bool(to_send) and sub.send_at is not None and sub.send_at > now
-        from_domain = sub.headers.from_domain or sub.mail_from.rpartition("@")[2].lower()
-        message_doc = {
-            "_id": message_id,
-            "tenant": tenant,
-            "status": MessageStage.SCHEDULED
-            if held
-            else MessageStage.ACCEPTED
-            if to_send
-            else MessageStage.SANDBOXED
-            if sandboxed
-            else MessageStage.SUPPRESSED,
-            "door": sub.door,
-            "client": sub.client,
-            "credential": sub.identity.credential,
-            "mail_from": sub.mail_from,
-            "header_from": sub.headers.from_address,
-            **({"from_name": sub.headers.from_name} if sub.headers.from_name else {}),
-            "from_domain": from_domain,
-            "subject": sub.headers.subject,
-            "message_id_header": sub.headers.message_id,
-            "size": len(raw),
-            "pool": pool,
-            "recipient_count": len(recipients),
-            "tags": list(sub.tags),
-            "metadata": dict(sub.metadata),
-            "created_at": now,
-        }
-        if held:
-            message_doc["send_at"] = sub.send_at
-        if list_:
-            message_doc["unsubscribe_list"] = list_
-        tid = trace_id()
-        if tid is not None:
-            # Kept so that the mail's trace can be found from the message, and continued by
-            # what happens to it later without a broker message to carry the context (an
-            # asynchronous bounce or complaint).
-            message_doc["trace_id"] = tid
-            message_doc["traceparent"] = traceparent()
-        suppressed_reply = {
-            "code": 550,
-            "enhanced": "5.7.1",
-            "text": "address is on the suppression list; not sent",
-        }
-        sandbox_reply = {"code": 250, "enhanced": "2.0.0", "text": SANDBOXED}
-        recipient_docs = [
-            {
-                "_id": r.id,
-                "message_id": message_id,
-                "tenant": tenant,
-                "address": r.address,
-                "domain": r.domain,
-                "status": RecipientStatus.QUEUED.value,
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
-            | (
-                {
-                    "status": RecipientStatus.SUPPRESSED.value,
-                    "reply": suppressed_reply,
-                    "finished_at": now,
-                }
-                if r in suppressed
-                else {
-                    "status": RecipientStatus.SANDBOXED.value,
-                    "reply": sandbox_reply,
-                    "finished_at": now,
-                }
-                if r in sandboxed
-                else {"status": RecipientStatus.SCHEDULED.value}
-                if held
-                else {}
-            )
-            for r in recipients
-        ]
-        detail = {"door": sub.door, "client": sub.client, "credential": sub.identity.credential}
-
-        def event(type_: EventType, r: Recipient, reply: Reply | None = None) -> Event:
-            return Event.of(
-                type_,
-                tenant=tenant,
-                message_id=message_id,
-                recipient_id=r.id,
-                address=r.address,
-                reply=reply,
-                detail=detail,
-                at=now,
-                tags=sub.tags,
-                metadata=sub.metadata,
-            )
-
-        events = (
-            [event(EventType.ACCEPTED, r) for r in recipients]
-            + [event(EventType.SUPPRESSED, r, Reply(**suppressed_reply)) for r in suppressed]
-            + [event(EventType.SANDBOXED, r, Reply(**sandbox_reply)) for r in sandboxed]
-        )
-        if held:
-            assert sub.send_at is not None
-            events += [
-                Event.of(
-                    EventType.SCHEDULED,
-                    tenant=tenant,
-                    message_id=message_id,
-                    recipient_id=r.id,
-                    address=r.address,
-                    detail={"send_at": sub.send_at.isoformat()},
-                    at=now,
-                    tags=sub.tags,
-                    metadata=sub.metadata,
-                )
-                for r in to_send
-            ]
-        for type_, said in sub.notices:
-            events += [
-                Event.of(
-                    type_,
-                    tenant=tenant,
-                    message_id=message_id,
-                    recipient_id=r.id,
-                    address=r.address,
-                    detail={**detail, **said},
-                    at=now,
-                    tags=sub.tags,
-                    metadata=sub.metadata,
-                )
-                for r in recipients
-            ]
+        fate = Fate.of(sub, suppressed_addresses, utcnow())
+        events = acceptance_events(sub, fate, message_id)
         try:
-            await self.store.insert_message(message_doc, recipient_docs, events)
+            await self.store.insert_message(
+                message_document(sub, fate, message_id, pool, list_, len(raw)),
+                recipient_documents(fate, message_id, tenant),
+                events,
+            )
         except TRANSIENT_ERRORS as exc:
             NOT_ACCEPTED.inc()
             log.warning("store unavailable; not accepting", error=repr(exc))
@@ -405,23 +278,54 @@ class Acceptor:
             log.exception("store refused the message; not accepting")
             await self._discard(message_id)
             raise Unavailable("store refused the message") from exc
+        await self._pass_on(sub, fate, message_id, pool, list_, raw, events)
+        ACCEPTED.labels(sub.door, tenant).inc()
+        for r in fate.suppressed:
+            metrics.OUTCOMES.labels(tenant, metrics.provider_group(r.domain), "suppressed").inc()
+        log.info(
+            "accepted",
+            recipients=len(fate.recipients),
+            suppressed=len(fate.suppressed),
+            size=len(raw),
+            door=sub.door,
+        )
+        return Accepted(
+            message_id,
+            fate.recipients,
+            frozenset(r.id for r in fate.suppressed),
+            sandbox=sub.sandbox,
+            scheduled=fate.held,
+        )
 
+    async def _pass_on(
+        self,
+        sub: Submission,
+        fate: Fate,
+        message_id: str,
+        pool: str,
+        list_: str | None,
+        raw: bytes,
+        events: list[Event],
+    ) -> None:
+        """Publish the stored events, and the sign job of the recipients to send to — or keep
+        the job until its time (``send_at``); on a failure the message is discarded and
+        Unavailable raised (the client tries again)."""
         publishes = [self.timeline.publish(events)]
-        if to_send:
+        if fate.to_send:
             job = SignJob(
                 message_id=message_id,
-                tenant=tenant,
+                tenant=sub.identity.tenant,
                 mail_from=sub.mail_from,
-                from_domain=from_domain,
-                recipients=to_send,
+                from_domain=fate.from_domain,
+                recipients=fate.to_send,
                 pool=pool,
-                created_at=now,
+                created_at=fate.at,
                 max_age=sub.identity.limits.max_age,
                 tags=sub.tags,
                 metadata=sub.metadata,
                 unsubscribe_list=list_,
             )
-            if held:
+            if fate.held:
                 assert sub.send_at is not None
                 try:
                     await self.store.schedules.hold(job, raw, sub.send_at)
@@ -441,27 +345,158 @@ class Acceptor:
             await self._discard(message_id)
             raise
 
-        ACCEPTED.labels(sub.door, tenant).inc()
-        for r in suppressed:
-            metrics.OUTCOMES.labels(tenant, metrics.provider_group(r.domain), "suppressed").inc()
-        log.info(
-            "accepted",
-            recipients=len(recipients),
-            suppressed=len(suppressed),
-            size=len(raw),
-            door=sub.door,
-        )
-        return Accepted(
-            message_id,
-            recipients,
-            frozenset(r.id for r in suppressed),
-            sandbox=sub.sandbox,
-            scheduled=held,
-        )
-
     async def _discard(self, message_id: str) -> None:
         try:
             await self.store.discard_message(message_id)
             await self.store.schedules.forget(message_id)
         except Exception:
             log.warning("could not discard the unaccepted message's state")
+
+
+SUPPRESSED_REPLY = Reply.of(550, "5.7.1", "address is on the suppression list; not sent")
+SANDBOX_REPLY = Reply.of(250, "2.0.0", SANDBOXED)
+
+
+@dataclass(frozen=True, slots=True)
+class Fate:
+    """What acceptance does with each recipient of a submission at ``at``: suppressed (on
+    the tenant's list), sandboxed (sandbox mode: recorded, never sent), or to send — now, or
+    ``held`` until the submission's ``send_at``."""
+
+    at: datetime
+    recipients: tuple[Recipient, ...]
+    suppressed: tuple[Recipient, ...]
+    sandboxed: tuple[Recipient, ...]
+    to_send: tuple[Recipient, ...]
+    held: bool
+    from_domain: str
+
+    @classmethod
+    def of(cls, sub: Submission, suppressed_addresses: set[str], at: datetime) -> Fate:
+        recipients = tuple(Recipient(id=new_id(), address=a) for a in sub.recipients)
+        suppressed = tuple(r for r in recipients if r.address.lower() in suppressed_addresses)
+        kept = tuple(r for r in recipients if r.address.lower() not in suppressed_addresses)
+        to_send = () if sub.sandbox else kept
+        return cls(
+            at=at,
+            recipients=recipients,
+            suppressed=suppressed,
+            sandboxed=kept if sub.sandbox else (),
+            to_send=to_send,
+            held=bool(to_send) and sub.send_at is not None and sub.send_at > at,
+            from_domain=sub.headers.from_domain or sub.mail_from.rpartition("@")[2].lower(),
+        )
+
+    @property
+    def stage(self) -> MessageStage:
+        if self.held:
+            return MessageStage.SCHEDULED
+        if self.to_send:
+            return MessageStage.ACCEPTED
+        return MessageStage.SANDBOXED if self.sandboxed else MessageStage.SUPPRESSED
+
+
+def message_document(
+    sub: Submission, fate: Fate, message_id: str, pool: str, list_: str | None, size: int
+) -> dict[str, Any]:
+    """The ``messages`` document of an accepted submission."""
+    doc: dict[str, Any] = {
+        "_id": message_id,
+        "tenant": sub.identity.tenant,
+        "status": fate.stage,
+        "door": sub.door,
+        "client": sub.client,
+        "credential": sub.identity.credential,
+        "mail_from": sub.mail_from,
+        "header_from": sub.headers.from_address,
+        **({"from_name": sub.headers.from_name} if sub.headers.from_name else {}),
+        "from_domain": fate.from_domain,
+        "subject": sub.headers.subject,
+        "message_id_header": sub.headers.message_id,
+        "size": size,
+        "pool": pool,
+        "recipient_count": len(fate.recipients),
+        "tags": list(sub.tags),
+        "metadata": dict(sub.metadata),
+        "created_at": fate.at,
+    }
+    if fate.held:
+        doc["send_at"] = sub.send_at
+    if list_:
+        doc["unsubscribe_list"] = list_
+    tid = trace_id()
+    if tid is not None:
+        # Kept so that the mail's trace can be found from the message, and continued by what
+        # happens to it later without a broker message to carry the context (an asynchronous
+        # bounce or complaint).
+        doc["trace_id"] = tid
+        doc["traceparent"] = traceparent()
+    return doc
+
+
+def recipient_documents(fate: Fate, message_id: str, tenant: str) -> list[dict[str, Any]]:
+    """The ``recipients`` documents: queued, scheduled, or already final (suppressed or
+    sandboxed, with the reply that says why)."""
+
+    def state(r: Recipient) -> dict[str, Any]:
+        if r in fate.suppressed:
+            final = (RecipientStatus.SUPPRESSED, SUPPRESSED_REPLY)
+        elif r in fate.sandboxed:
+            final = (RecipientStatus.SANDBOXED, SANDBOX_REPLY)
+        elif fate.held:
+            return {"status": RecipientStatus.SCHEDULED.value}
+        else:
+            return {}
+        return {"status": final[0].value, "reply": final[1].model_dump(), "finished_at": fate.at}
+
+    return [
+        {
+            "_id": r.id,
+            "message_id": message_id,
+            "tenant": tenant,
+            "address": r.address,
+            "domain": r.domain,
+            "status": RecipientStatus.QUEUED.value,
+            "attempts": 0,
+            "created_at": fate.at,
+            "updated_at": fate.at,
+        }
+        | state(r)
+        for r in fate.recipients
+    ]
+
+
+def acceptance_events(sub: Submission, fate: Fate, message_id: str) -> list[Event]:
+    """The events of acceptance: ``accepted`` for every recipient, ``suppressed`` /
+    ``sandboxed`` / ``scheduled`` for those it applies to, and what the door changed in the
+    message (``sub.notices``) for every recipient."""
+    door = {"door": sub.door, "client": sub.client, "credential": sub.identity.credential}
+
+    def event(
+        type_: EventType, r: Recipient, reply: Reply | None = None, detail: dict | None = None
+    ) -> Event:
+        return Event.of(
+            type_,
+            tenant=sub.identity.tenant,
+            message_id=message_id,
+            recipient_id=r.id,
+            address=r.address,
+            reply=reply,
+            detail=door if detail is None else detail,
+            at=fate.at,
+            tags=sub.tags,
+            metadata=sub.metadata,
+        )
+
+    events = (
+        [event(EventType.ACCEPTED, r) for r in fate.recipients]
+        + [event(EventType.SUPPRESSED, r, SUPPRESSED_REPLY) for r in fate.suppressed]
+        + [event(EventType.SANDBOXED, r, SANDBOX_REPLY) for r in fate.sandboxed]
+    )
+    if fate.held:
+        assert sub.send_at is not None
+        scheduled = {"send_at": sub.send_at.isoformat()}
+        events += [event(EventType.SCHEDULED, r, detail=scheduled) for r in fate.to_send]
+    for type_, said in sub.notices:
+        events += [event(type_, r, detail={**door, **said}) for r in fate.recipients]
+    return events
