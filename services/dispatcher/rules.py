@@ -35,6 +35,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shared import metrics
 from shared.domains import walk_up
 from shared.schemas import Reply
 
@@ -212,8 +213,12 @@ class Rules:
     _hits: dict[tuple[str, str, str], deque[float]] = field(default_factory=dict)
     _active: dict[tuple[str, str, str], float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        _count_from_zero(self.rules)
+
     def replace(self, rules: Iterable[Rule]) -> None:
         self.rules = tuple(rules)
+        _count_from_zero(self.rules)
         names = {r.name for r in self.rules}
         self._hits = {k: v for k, v in self._hits.items() if k[0] in names}
 
@@ -276,3 +281,11 @@ def pair_provider(provider: str, domain: str) -> str:
     """What a rule's pair names as the provider: the provider group, or for a destination of
     no known group its domain (so one small receiver's 421 slows only mail to it)."""
     return provider if provider and provider != "other" else domain.lower().rstrip(".")
+
+
+def _count_from_zero(rules: Iterable[Rule]) -> None:
+    """Each rule in force has its started and ended counters from 0 on: a dashboard or an
+    alert sees a rule that never fired as 0, not as no data."""
+    for rule in rules:
+        metrics.RULES_TRIGGERED.labels(rule.name, rule.action.value)
+        metrics.RULES_ENDED.labels(rule.name, rule.action.value)
