@@ -3,17 +3,16 @@ IPs' reverse DNS, MTA-STS and TLS-RPT), with the exact record to publish for wha
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from services.ingest.http.deps import DoorDep, Tenant
+from services.ingest.http.deps import CommandsDep, DoorDep, Tenant
 from services.ingest.http.problems import Problem, problems
-from shared.admin import DOMAIN
-from shared.domain_health import Check, Verdict, check_stored
+from shared.domain_health import Check, Verdict
+from shared.provisioning import Invalid, NotFound
 
 router = APIRouter(tags=["domains"])
 
@@ -53,15 +52,18 @@ class DomainCheck(BaseModel):
         (503, "Domain checks are not configured on this instance."),
     ),
 )
-async def check_domain(domain: str, identity: Tenant, door: DoorDep) -> dict[str, Any]:
+async def check_domain(
+    domain: str, identity: Tenant, door: DoorDep, c: CommandsDep
+) -> dict[str, Any]:
     """The health of one of the tenant's sending domains, checked now through DNS: what is
-    right, what is wrong, and the record to publish."""
+    right, what is wrong, and the record to publish (``hato domain check``'s command, on the
+    tenant's own domains only)."""
     if door.health is None:
         raise Problem(503, "domain checks are not configured on this instance")
-    if not re.match(DOMAIN, domain.rstrip(".")) or len(domain) > 253:
-        raise Problem(400, f"not a domain name: {domain!r}")
-    doc = await door.store.directory.domain(domain)
-    if doc is None or doc["tenant"] != identity.tenant:
-        raise Problem(404, f"no domain {domain}")
-    report = await check_stored(door.health, door.store.directory, door.store.pools, doc)
+    try:
+        report = await c.check_domain(domain, tenant=identity.tenant)
+    except Invalid as exc:
+        raise Problem(400, str(exc)) from None
+    except NotFound:
+        raise Problem(404, f"no domain {domain}") from None
     return report.as_dict()
