@@ -19,9 +19,9 @@ from email.errors import HeaderParseError
 from typing import Any
 
 import aiosmtpd.smtp
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP, syntax
 
-__all__ = ["Listener", "Protocol", "parse_path"]
+__all__ = ["Listener", "Protocol", "parse_path", "read_data"]
 
 
 class _Introspection:
@@ -126,6 +126,39 @@ class Protocol(SMTP):
         finally:
             self._in_ehlo = False
 
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd's own, with the content read by read_data: the same answers, for a
+        # fraction of the CPU (its loop costs a few µs per line: ~1 ms for 20 KB).
+        if self._decode_data:
+            await super().smtp_DATA(arg)
+            return
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            fault, content = await read_data(
+                self._reader, size_limit=self.data_size_limit, line_limit=self.line_length_limit
+            )
+        except asyncio.CancelledError:
+            self._writer.close()  # the connection went during DATA
+            raise
+        if fault is not None:
+            await self.push(fault)
+            self._set_post_data_state()
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA") if "DATA" in self._handle_hooks else MISSING
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # aiosmtpd's own version, less the typing.Protocol class it defines on every call
         # (a class creation per MAIL and RCPT: a tenth of the command's cost); and no
@@ -145,6 +178,57 @@ class Protocol(SMTP):
         if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return addr, rest
+
+
+_END = b"\r\n.\r\n"  # RFC 5321 4.1.1.4: the end of the mail data
+_READ = 1 << 16
+LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"  # aiosmtpd's words, for the
+TOO_MUCH_DATA = "552 Error: Too much mail data"  # listeners that translate them
+
+
+async def read_data(
+    reader: asyncio.StreamReader, *, size_limit: int | None, line_limit: int
+) -> tuple[str | None, bytes]:
+    """The mail data after ``354``, up to the line holding a lone dot, with the dots of
+    transparency removed (RFC 5321 4.5.2): ``(None, content)``; or, once all of it has been
+    read, the reply for data that broke a limit and no content. A line is too long when,
+    with its CRLF, it is longer than ``line_limit``; data is too much beyond ``size_limit``
+    octets (CRLFs and transparency dots counted; None or 0: no limit). These are aiosmtpd's
+    rules; it applies them line by line in Python, this reads in blocks and lets ``bytes``
+    methods find the lines. What the client sent after the end (pipelined commands) stays in
+    ``reader``."""
+    buf = bytearray(b"\r\n")  # the CRLF that ended "DATA": the data may end at once
+    fault: str | None = None
+    while True:
+        scan = max(len(buf) - 4, 0)
+        chunk = await reader.read(_READ)
+        if not chunk:  # the connection ended; aiosmtpd's eof_received cancels the session
+            raise asyncio.CancelledError
+        buf += chunk
+        end = buf.find(_END, scan)
+        if end >= 0:
+            break
+        if fault is None and size_limit and len(buf) - 2 > size_limit + 5:
+            fault = _line_fault(buf, line_limit) or TOO_MUCH_DATA
+        if fault is not None:  # let it go, but for what may begin the end mark
+            del buf[:-4]
+    rest = bytes(buf[end + len(_END) :])
+    if rest:  # put back what follows the data (bytes the client pipelined)
+        reader._buffer[:0] = rest  # type: ignore[attr-defined]
+    if fault is not None:
+        return fault, b""
+    del buf[end + 2 :]  # the data: its lines, each with its CRLF, after the leading CRLF
+    fault = _line_fault(buf, line_limit)
+    if fault is None and size_limit and len(buf) - 2 > size_limit:
+        fault = TOO_MUCH_DATA
+    if fault is not None:
+        return fault, b""
+    return None, bytes(buf).replace(b"\r\n.", b"\r\n")[2:]
+
+
+def _line_fault(data: bytes | bytearray, line_limit: int) -> str | None:
+    longest = max(map(len, data.split(b"\r\n")))
+    return LINE_TOO_LONG if longest + 2 > line_limit else None
 
 
 class Listener:
