@@ -136,6 +136,14 @@ _WSP_RUN = re.compile(rb"\t[ \t]*| [ \t]+")  # runs other than a lone space
 _CHUNK = 1 << 20
 
 
+def _relaxed_wsp(text: bytes) -> bytes:
+    """Each run of spaces and tabs as one space. Most bodies have none but lone spaces, which
+    two searches in C find (the pattern alone scans at ~10 ns an octet: 0.2 ms for 20 KB)."""
+    if b"\t" not in text and b"  " not in text:
+        return text
+    return _WSP_RUN.sub(b" ", text)
+
+
 def body_hash(body: bytes | memoryview) -> bytes:
     """base64 SHA-256 of the relaxed canonical body (RFC 6376 3.4.4), computed over 1 MB
     chunks so a 25 MB body is never copied whole. ``body`` has CRLF line endings."""
@@ -152,7 +160,7 @@ def body_hash(body: bytes | memoryview) -> bytes:
                 nxt = bytes(body[pos + len(chunk) :]).find(b"\r\n")
                 chunk = bytes(body[pos:] if nxt < 0 else body[pos : pos + len(chunk) + nxt + 2])
         pos += len(chunk)
-        canon = _WSP_RUN.sub(b" ", chunk).replace(b" \r\n", b"\r\n")
+        canon = _relaxed_wsp(chunk).replace(b" \r\n", b"\r\n")
         text = canon.rstrip(b"\r\n")
         if text:
             hasher.update(b"\r\n" * held + text + b"\r\n")
