@@ -22,8 +22,10 @@ _octets = st.lists(
 @settings(max_examples=500, deadline=None)
 @given(message=_octets)
 def test_data_is_aiosmtplibs(message: bytes) -> None:
+    """Any message, line ends mixed or not, goes out as aiosmtplib would send it."""
     assert _dot_stuffed(message) == aiosmtplibs(message)
 
 
 def test_a_leading_dot_and_a_lone_dot_line_are_doubled() -> None:
+    """The first line and a line holding only a dot are stuffed too."""
     assert _dot_stuffed(b".a\r\n.\r\nb") == b"..a\r\n..\r\nb\r\n.\r\n"

@@ -113,6 +113,7 @@ def _both(servers: dict[Any, Any], data: bytes, chunk: int) -> tuple[Any, Any]:
 def test_data_is_read_as_aiosmtpd_reads_it(
     servers: dict[Any, Any], data: bytes, expect: bytes
 ) -> None:
+    """Empty data, transparency dots and commands pipelined after the end."""
     ours, theirs = _both(servers, data, chunk=7)
     assert ours == theirs
     assert theirs[1] == [expect]
@@ -152,6 +153,7 @@ _lines = st.lists(
 @settings(max_examples=60, deadline=None)
 @given(lines=_lines, chunk=st.integers(min_value=1, max_value=97))
 def test_any_data_reads_the_same(servers: dict[Any, Any], lines: list[bytes], chunk: int) -> None:
+    """Any lines (bare CR and LF, dots, binary) in any pieces: the same answers and content."""
     # A client stuffs a lone dot (the end was tried above); the rest goes as it comes.
     data = b"".join((b".." if line == b"." else line) + b"\r\n" for line in lines) + b".\r\n"
     ours, theirs = _both(servers, data, chunk)
