@@ -894,22 +894,8 @@ PHRASES: dict[str, list[tuple[str, str]]] = {
     ],
 }  # fmt: skip
 
-# Phrases the rules do not read as Sisimai does yet: each one expected to fail until the
-# rules are taken to it, then taken off this list.
-NOT_YET = {
-    "550 5.1.2 <kijitora@example.net>: Recipient address rejected: Unknown domain name",
-    "554 5.4.4 DNS records for the destination computer could not be found",
-    "550 5.4.4 Unrouteable mail domain example.net",
-}
-
 CASES = [
-    pytest.param(
-        reason,
-        status,
-        text,
-        id=f"{reason}-{i}",
-        marks=[pytest.mark.xfail(strict=True)] if text in NOT_YET else [],
-    )
+    pytest.param(reason, status, text, id=f"{reason}-{i}")
     for reason, table in PHRASES.items()
     for i, (status, text) in enumerate(table)
 ]
