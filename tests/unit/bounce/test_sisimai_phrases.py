@@ -2,12 +2,13 @@
 reason Sisimai gives it is the reason Hato must give it.
 
 The phrases are the facts Sisimai keeps per reason (``lib/sisimai/reason/*``, go-sisimai's
-``reason/why-*.go``) and in the per-MTA modules (Exim, OpenSMTPD, Courier, Domino, Exchange
-2007, au/KDDI); the sentences around them are made up. Each phrase comes with a status code
-that agrees with it, and many also with a generic one (``5.0.0``, ``4.0.0``, ``5.7.1``) or
-none, so that the text must decide. Where a code and Sisimai disagree, Sisimai's semantics
-decide: a "user unknown" after DATA, or with no SMTP command named, is the recipient's filter
-(``filtered``), one at RCPT is ``userunknown``.
+``reason/why-*.go``), in the per-MTA modules (Exim, OpenSMTPD, Courier, Domino, Exchange 2007,
+qmail, au/KDDI) and in its tables of the big providers' replies (``lib/sisimai/rhost/``:
+Google, Microsoft, Yahoo, Apple); the sentences around them are made up. Each phrase comes
+with a status code that agrees with it, and many also with a generic one (``5.0.0``,
+``4.0.0``, ``5.7.1``) or none, so that the text must decide. Where a code and Sisimai
+disagree, Sisimai's semantics decide: a "user unknown" after DATA, or with no SMTP command
+named, is the recipient's filter (``filtered``), one at RCPT is ``userunknown``.
 """
 
 from __future__ import annotations
@@ -894,10 +895,304 @@ PHRASES: dict[str, list[tuple[str, str]]] = {
     ],
 }  # fmt: skip
 
+# The providers' own replies, as Sisimai's tables for them read them (lib/sisimai/rhost/:
+# Google, Microsoft, Yahoo, Apple), and qmail's own words (its MessagesOf and LDAP tables).
+# recipient: [(reason, status, diagnostic), ...]
+PROVIDERS: dict[str, list[tuple[str, str, str]]] = {
+    "kijitora@gmail.com": [
+        ("authfailure", "4.7.24", "451 4.7.24 The SPF record of the sending domain has one or "
+                                  "more suspicious entries."),
+        ("authfailure", "5.7.24", "550 5.7.24 The SPF record of the sending domain has one or "
+                                  "more suspicious entries."),
+        ("authfailure", "4.7.26", "421 4.7.26 This mail has been rate limited because it is "
+                                  "unauthenticated. Gmail requires all senders to authenticate "
+                                  "with either SPF or DKIM."),
+        ("authfailure", "5.7.26", "550 5.7.26 This message fails to pass SPF checks for an SPF "
+                                  "record with a hard fail policy (-all)."),
+        ("authfailure", "4.7.26", "451 4.7.26 Unauthenticated email from example.org is not "
+                                  "accepted due to domain's DMARC policy, but temporary DNS "
+                                  "failures prevent authentication."),
+        ("authfailure", "5.7.26", "550 5.7.26 This message does not have authentication "
+                                  "information or fails to pass authentication checks (SPF or "
+                                  "DKIM)."),
+        ("authfailure", "4.7.27", "421 4.7.27 Your email has been rate limited because SPF "
+                                  "authentication didn't pass for this message. Gmail requires "
+                                  "all bulk email senders to authenticate with SPF."),
+        ("authfailure", "4.7.30", "421 4.7.30 Your email has been rate limited because DKIM "
+                                  "authentication didn't pass for this message."),
+        ("authfailure", "5.7.30", "550 5.7.30 This mail has been blocked because DKIM does not "
+                                  "pass. Gmail requires all large senders to authenticate with "
+                                  "DKIM."),
+        ("authfailure", "4.7.32", "421 4.7.32 Your email has been rate limited because the "
+                                  "From: header (RFC5322) in this message isn't aligned with "
+                                  "either the authenticated SPF or DKIM organizational domain."),
+        ("badreputation", "4.7.0", "421 4.7.0 This message is suspicious due to the very low "
+                                   "reputation of the sending IP address. To protect our users "
+                                   "from spam, mail sent from your IP address has been "
+                                   "temporarily rate limited."),
+        ("badreputation", "5.7.1", "550 5.7.1 Our system has detected that this message is "
+                                   "likely suspicious due to the very low reputation of the "
+                                   "sending domain."),
+        ("blocked", "4.7.0", "421 4.7.0 IP not in whitelist for RCPT domain, closing "
+                             "connection."),
+        ("blocked", "5.5.4", "501 5.5.4 HELO/EHLO argument is invalid."),
+        ("blocked", "4.7.28", "421 4.7.28 Gmail has detected an unusual rate of mail "
+                              "originating from your IP address. To protect our users from "
+                              "spam, mail has been temporarily rate limited."),
+        ("blocked", "5.7.1", "550 5.7.1 Our system has detected an unusual rate of unsolicited "
+                             "mail originating from your IP address."),
+        ("exceedlimit", "5.2.3", "552 5.2.3 Your message exceeded Google's message size "
+                                 "limits."),
+        ("exceedlimit", "5.3.4", "552 5.3.4 Your message exceeded Google's message header size "
+                                 "limits."),
+        ("exceedlimit", "5.3.4", "552 5.3.4 The size of the Subject header value (2048 bytes) "
+                                 "exceeds Google's limit of 1024 bytes per individual header "
+                                 "size."),
+        ("expired", "4.7.0", "421 4.7.0 Connection expired, try reconnecting."),
+        ("expired", "4.4.2", "451 4.4.2 Timeout - closing connection."),
+        ("mailboxfull", "4.2.2", "452 4.2.2 The recipient's inbox is out of storage space."),
+        ("mailboxfull", "5.2.2", "552 5.2.2 The recipient's inbox is out of storage space and "
+                                 "inactive."),
+        ("mailboxfull", "4.2.2", "452 4.2.2 The email account that you tried to reach is over "
+                                 "quota."),
+        ("mailboxfull", "5.7.1", "550 5.7.1 Email quota exceeded."),
+        ("mesgtoobig", "5.3.4", "552 5.3.4 Your message exceeded Google's message size "
+                                "limits."),
+        ("mesgtoobig", "5.3.4", "552 5.3.4 The size of your message exceeds Google's message "
+                                "size limit of 25 MB."),
+        ("networkerror", "5.4.6", "554 5.4.6 Message exceeded 50 hops, this may indicate a mail "
+                                  "loop."),
+        ("norelaying", "5.7.0", "550 5.7.0 Mail relay denied [192.0.2.1]. Invalid credentials "
+                                "for relay for one of the domains in: example.org"),
+        ("norelaying", "5.7.1", "550 5.7.1 Invalid credentials for relay [192.0.2.1]."),
+        ("norelaying", "5.7.1", "550 5.7.1 The IP you're using to send mail is not authorized "
+                                "to send email directly to our servers."),
+        ("notcompliantrfc", "5.7.1", "550 5.7.1 Messages missing a valid address in the From: "
+                                     "header, or having no From: header, are not accepted."),
+        ("notcompliantrfc", "5.7.1", "550 5.7.1 Messages missing a valid Message-ID: header are "
+                                     "not accepted."),
+        ("notcompliantrfc", "5.7.1", "550 5.7.1 The message contains a unicode character in a "
+                                     "disallowed header."),
+        ("notcompliantrfc", "5.7.1", "550 5.7.1 Encoded-word syntax is not permitted in message "
+                                     "header Subject."),
+        ("notcompliantrfc", "5.6.0", "554 5.6.0 Mail message is malformed. Not accepted."),
+        ("policyviolation", "5.7.0", "552 5.7.0 Our system detected an illegal attachment on "
+                                     "your message."),
+        ("policyviolation", "5.7.0", "552 5.7.0 This message was blocked because its content "
+                                     "presents a potential security issue."),
+        ("policyviolation", "5.7.1", "550 5.7.1 The user or domain that you are sending to (or "
+                                     "from) has a policy that prohibited the mail that you "
+                                     "sent."),
+        ("policyviolation", "4.7.28", "421 4.7.28 Gmail has detected this message exceeded its "
+                                      "quota for sending messages with the same Message-ID:."),
+        ("rejected", "5.7.0", "550 5.7.0 Mail Sending denied."),
+        ("requireptr", "5.7.1", "550 5.7.1 This message does not meet IPv6 sending guidelines "
+                                "regarding PTR records and authentication."),
+        ("requireptr", "4.7.0", "421 4.7.0 The IP address sending this message does not have a "
+                                "PTR record, or the corresponding forward DNS entry does not "
+                                "point to the sending IP."),
+        ("requireptr", "4.7.23", "421 4.7.23 The sending IP address for this message doesn't "
+                                 "have a PTR record, or the PTR record's forward DNS entry "
+                                 "doesn't match the sending IP address."),
+        ("requireptr", "5.7.25", "550 5.7.25 The sending IP does not match the IP address of "
+                                 "the hostname specified in the pointer (PTR) record."),
+        ("securityerror", "4.7.0", "421 4.7.0 TLS required for RCPT domain, closing "
+                                   "connection."),
+        ("securityerror", "4.7.0", "454 4.7.0 Too many login attempts, please try again later."),
+        ("securityerror", "5.7.0", "503 5.7.0 No identity changes permitted."),
+        ("securityerror", "5.5.1", "530 5.5.1 Authentication Required."),
+        ("securityerror", "5.7.9", "535 5.7.9 Application-specific password required."),
+        ("securityerror", "5.7.14", "534 5.7.14 Please log in through your web browser and then "
+                                    "try again."),
+        ("securityerror", "5.7.8", "535 5.7.8 Username and Password not accepted."),
+        ("securityerror", "4.7.29", "421 4.7.29 Your email has been rate limited because this "
+                                    "message wasn't sent over a TLS connection. Gmail requires "
+                                    "all bulk email senders to use TLS/SSL for SMTP "
+                                    "connections."),
+        ("spamdetected", "4.7.0", "421 4.7.0 This message is suspicious due to the nature of "
+                                  "the content or the links within."),
+        ("spamdetected", "5.7.1", "550 5.7.1 Our system has detected that this message is "
+                                  "likely unsolicited mail."),
+        ("speeding", "4.2.1", "450 4.2.1 The user you are trying to contact is receiving mail "
+                              "too quickly."),
+        ("speeding", "4.2.1", "450 4.2.1 Peak SMTP relay limit exceeded for customer."),
+        ("speeding", "5.2.1", "550 5.2.1 The user you are trying to contact is receiving mail "
+                              "at a rate that prevents additional messages from being "
+                              "delivered."),
+        ("speeding", "5.4.5", "550 5.4.5 Daily sending quota exceeded."),
+        ("speeding", "5.4.5", "550 5.4.5 Daily user sending limit exceeded."),
+        ("speeding", "5.7.1", "550 5.7.1 Daily SMTP relay sending limit exceeded for user."),
+        ("suspend", "5.2.1", "550 5.2.1 The email account that you tried to reach is "
+                             "inactive."),
+        ("syntaxerror", "5.5.2", "501 5.5.2 Syntax error, cannot decode response."),
+        ("syntaxerror", "5.5.1", "502 5.5.1 Unrecognized command."),
+        ("syntaxerror", "5.5.1", "503 5.5.1 EHLO/HELO first."),
+        ("syntaxerror", "5.7.4", "504 5.7.4 Unrecognized authentication type."),
+        ("systemerror", "4.3.0", "421 4.3.0 Temporary System Problem. Try again later."),
+        ("systemerror", "4.3.0", "451 4.3.0 Multiple destination domains per transaction is "
+                                 "unsupported. Please try again."),
+        ("systemerror", "4.3.0", "451 4.3.0 Mail server temporarily rejected message."),
+        ("toomanyconn", "4.5.3", "452 4.5.3 Your message has too many recipients."),
+        ("toomanyconn", "5.5.3", "550 5.5.3 Too many recipients for this sender."),
+        ("userunknown", "5.1.1", "550 5.1.1 The email account that you tried to reach does not "
+                                 "exist."),
+    ],
+    "kijitora@outlook.com": [
+        ("authfailure", "4.7.26", "451 4.7.26 Access denied, a message sent over IPv6 "
+                                  "[2001:db8::1] must pass either SPF or DKIM validation, this "
+                                  "message is not signed"),
+        ("authfailure", "5.7.23", "550 5.7.23 The message was rejected because of Sender Policy "
+                                  "Framework violation"),
+        ("authfailure", "5.7.509", "550 5.7.509 Access denied, sending domain example.org does "
+                                   "not pass DMARC verification"),
+        ("badreputation", "4.7.650", "451 4.7.650 The mail server [192.0.2.1] has been "
+                                     "temporarily rate limited due to IP reputation."),
+        ("blocked", "5.7.506", "550 5.7.506 Access denied, Bad HELO"),
+        ("blocked", "5.7.507", "550 5.7.507 Access denied, rejected by recipient"),
+        ("blocked", "5.7.510", "550 5.7.510 Access denied, example.com does not accept email "
+                               "over IPv6"),
+        ("blocked", "5.7.513", "550 5.7.513 Service unavailable, Client host [192.0.2.1] "
+                               "blocked by example.com using Customer Block list"),
+        ("blocked", "5.7.606", "550 5.7.606 Access denied, banned sending IP [192.0.2.1]"),
+        ("blocked", "4.7.650", "451 4.7.650 Access denied, please try again later"),
+        ("contenterror", "5.6.11", "550 5.6.11 SMTPSEND.BareLinefeedsAreIllegal; message "
+                                   "contains invalid characters"),
+        ("exceedlimit", "5.2.3", "550 5.2.3 RESOLVER.RST.RecipSizeLimit; message too large for "
+                                 "this recipient"),
+        ("expired", "4.4.7", "550 4.4.7 QUEUE.Expired; message expired"),
+        ("expired", "5.4.300", "550 5.4.300 Message expired"),
+        ("mailboxfull", "5.2.2", "552 5.2.2 Mailbox full"),
+        ("mesgtoobig", "5.3.4", "552 5.3.4 Message size exceeds fixed maximum message size"),
+        ("networkerror", "5.4.14", "554 5.4.14 Hop count exceeded - possible mail loop ATTR34"),
+        ("networkerror", "5.4.6", "554 5.4.6 Routing loop detected"),
+        ("norelaying", "5.7.64", "550 5.7.64 TenantAttribution; Relay Access Denied"),
+        ("norelaying", "5.7.1", "550 5.7.1 Unable to relay"),
+        ("notaccept", "4.3.2", "421 4.3.2 System not accepting network messages"),
+        ("notaccept", "4.4.4", "451 4.4.4 Mail received as unauthenticated, incoming to a "
+                               "recipient domain configured in a hosted tenant which has no "
+                               "mail-enabled subscriptions."),
+        ("rejected", "5.1.7", "550 5.1.7 Invalid address"),
+        ("rejected", "5.1.8", "550 5.1.8 Access denied, bad outbound sender"),
+        ("rejected", "5.7.12", "550 5.7.12 Sender was not authenticated by organization"),
+        ("rejected", "5.7.124", "550 5.7.124 Sender not in allowed-senders list"),
+        ("rejected", "5.7.133", "550 5.7.133 Sender not authenticated for group"),
+        ("securityerror", "5.7.57", "530 5.7.57 Client was not authenticated to send anonymous "
+                                    "mail during MAIL FROM"),
+        ("securityerror", "5.7.3", "535 5.7.3 Authentication unsuccessful, cannot achieve "
+                                   "Exchange Server authentication"),
+        ("speeding", "4.3.2", "451 4.3.2 STOREDRV.Deliver; recipient thread limit exceeded"),
+        ("speeding", "5.2.121", "550 5.2.121 Recipient's per hour message receive limit from "
+                                "specific sender exceeded"),
+        ("speeding", "5.2.122", "550 5.2.122 Recipient's per hour message receive limit "
+                                "exceeded"),
+        ("speeding", "5.7.508", "550 5.7.508 Access denied, [192.0.2.1] has exceeded permitted "
+                                "limits within 2001:db8::/48 range"),
+        ("suspend", "5.7.505", "550 5.7.505 Access denied, banned recipient"),
+        ("suspend", "5.2.1", "550 5.2.1 Mailbox cannot be accessed"),
+        ("systemerror", "5.3.5", "554 5.3.5 System incorrectly configured"),
+        ("systemerror", "4.7.500", "451 4.7.500 Server busy. Please try again later from "
+                                   "[192.0.2.1]. (AS761)"),
+        ("systemerror", "5.4.318", "550 5.4.318 Message expired, connection reset "
+                                   "(SuspiciousRemoteServerError)"),
+        ("systemfull", "4.3.1", "452 4.3.1 Insufficient system resources"),
+        ("toomanyconn", "4.5.3", "452 4.5.3 Too many recipients"),
+        ("userunknown", "5.1.10", "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not "
+                                  "found by SMTP address lookup"),
+        ("userunknown", "5.5.0", "550 5.5.0 Requested action not taken: mailbox unavailable"),
+        ("userunknown", "5.1.1", "550 5.1.1 Bad destination mailbox address"),
+    ],
+    "kijitora@yahoo.com": [
+        ("authfailure", "5.7.9", "550 5.7.9 This mail has been blocked because the sender is "
+                                 "unauthenticated. Yahoo requires all senders to authenticate "
+                                 "with either SPF or DKIM."),
+        ("badreputation", "4.7.0", "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily "
+                                   "deferred due to unexpected volume or user complaints"),
+        ("blocked", "5.7.1", "553 5.7.1 [BL21] Connections will not be accepted from "
+                             "192.0.2.1, because the ip is in Spamhaus's list;"),
+        ("norelaying", "5.0.0", "550 relaying denied for <kijitora@yahoo.com>"),
+        ("notcompliantrfc", "5.7.9", "550 5.7.9 Headers are not RFC compliant"),
+        ("policyviolation", "5.0.0", "554 Message not allowed - [PH01] Email not accepted for "
+                                     "policy reasons."),
+        ("rejected", "4.0.0", "451 Message temporarily deferred due to unresolvable RFC.5321 "
+                              "domain"),
+        ("rejected", "5.7.2", "553 5.7.2 [TSS09] All messages from 192.0.2.1 will be "
+                              "permanently deferred; Retrying will NOT succeed."),
+        ("speeding", "4.0.0", "450 User is receiving mail too quickly"),
+        ("suspend", "5.0.0", "554 delivery error: dd kijitora@yahoo.com is no longer valid."),
+        ("suspend", "5.0.0", "554 30 Sorry, your message to kijitora@yahoo.com cannot be "
+                             "delivered. This mailbox is disabled (554.30)"),
+        ("syntaxerror", "5.0.0", "501 Syntax error in parameters or arguments"),
+        ("toomanyconn", "4.0.0", "421 Max message per connection reached, closing transmission "
+                                 "channel"),
+        ("userunknown", "5.0.0", "554 delivery error: dd This user doesn't have a yahoo.com "
+                                 "account (kijitora@yahoo.com) [0]" + AT_DATA),
+        ("userunknown", "5.0.0", "552 1 Requested mail action aborted, mailbox not found"
+                                 + AT_DATA),
+    ],
+    "kijitora@icloud.com": [
+        ("authfailure", "5.7.1", "554 5.7.1 Your message was rejected due to example.org's "
+                                 "DMARC policy."),
+        ("authfailure", "5.7.1", "554 5.7.1 [HME1] This message was blocked for failing both "
+                                 "SPF and DKIM authentication checks."),
+        ("blocked", "5.7.1", "550 5.7.1 Your email was rejected due to having a domain present "
+                             "in the Spamhaus DBL"),
+        ("blocked", "5.7.1", "550 5.7.1 Mail from IP 192.0.2.1 was rejected due to listing in "
+                             "Spamhaus SBL."),
+        ("blocked", "5.0.0", "554 p01-smtpin001.me.com ESMTP not accepting connections"),
+        ("hasmoved", "5.1.6", "550 5.1.6 recipient no longer on server: kijitora@icloud.com"),
+        ("mailboxfull", "5.2.2", "552 5.2.2 <kijitora@icloud.com>: user is over quota"),
+        ("norelaying", "5.7.1", "554 5.7.1 <kijitora@icloud.com>: Relay access denied"),
+        ("notaccept", "5.7.1", "554 5.7.1 icloud.example: host/domain does not accept mail"),
+        ("policyviolation", "5.7.1", "550 5.7.1 [CS01] Message rejected due to local policy."),
+        ("rejected", "4.1.8", "450 4.1.8 <sender@example.org>: Sender address rejected: Domain "
+                              "not found"),
+        ("speeding", "4.7.1", "421 4.7.1 Messages to kijitora@icloud.com deferred due to "
+                              "excessive volume."),
+        ("userunknown", "5.1.1", "550 5.1.1 <kijitora@icloud.com>: inactive email address"
+                                 + AT_RCPT),
+        ("userunknown", "5.1.1", "550 5.1.1 unknown or illegal alias: kijitora@icloud.com"),
+    ],
+    "kijitora@example.net": [
+        # qmail (qmail-remote, qmail-local, the qmail-ldap patch)
+        ("suspend", "5.2.1", "Mailaddress is administrativly disabled. (#5.2.1)"),
+        ("exceedlimit", "5.2.3", "The message exeeded the maximum size the user accepts. "
+                                 "(#5.2.3)"),
+        ("systemerror", "4.3.0", "Automatic homedir creator crashed (#4.3.0)"),
+        ("systemerror", "5.3.5", "Illegal value in LDAP attribute (#5.3.5)"),
+        ("systemerror", "5.3.5", "LDAP attribute is not given but mandatory (#5.3.5)"),
+        ("systemerror", "4.4.3", "Timeout while performing search on LDAP server (#4.4.3)"),
+        ("systemerror", "5.3.5", "Too many results returned but needs to be unique (#5.3.5)"),
+        ("systemerror", "5.4.4", "Permanent error while executing qmail-forward (#5.4.4)"),
+        ("systemerror", "4.4.3", "Temporary failure in LDAP lookup (#4.4.3)"),
+        ("systemerror", "4.4.3", "Unable to contact LDAP server (#4.4.3)"),
+        ("systemerror", "4.4.3", "Unable to login into LDAP server, bad credentials (#4.4.3)"),
+        ("systemerror", "5.0.0", "/usr/local/bin/filter: bad interpreter: No such file or "
+                                 "directory"),
+        ("mailboxfull", "5.0.0", "Disk quota exceeded"),
+        ("mesgtoobig", "5.3.4", "Message size exceeds fixed maximum message size: 10485760 "
+                                "(#5.3.4)"),
+        ("hostunknown", "5.1.2", "Sorry, I couldn't find any host named example.net. (#5.1.2)"),
+        ("systemfull", "5.0.0", "Requested action not taken: mailbox unavailable (not enough "
+                                "free space)"),
+        ("networkerror", "4.4.1", "Sorry, I wasn't able to establish an SMTP connection. "
+                                  "(#4.4.1)"),
+        ("networkerror", "4.4.3", "Sorry, I couldn't find a mail exchanger or IP address. "
+                                  "(#4.4.3)"),
+        ("networkerror", "5.4.6", "Sorry. Although I'm listed as a best-preference MX or A for "
+                                  "that host, it isn't in my control/locals file, so I don't "
+                                  "treat it as local. (#5.4.6)"),
+    ],
+}  # fmt: skip
+
 CASES = [
     pytest.param(reason, status, text, id=f"{reason}-{i}")
     for reason, table in PHRASES.items()
     for i, (status, text) in enumerate(table)
+]
+PROVIDER_CASES = [
+    pytest.param(recipient, reason, status, text, id=f"{recipient.partition('@')[2]}-{i}")
+    for recipient, table in PROVIDERS.items()
+    for i, (reason, status, text) in enumerate(table)
 ]
 
 _REPLY = re.compile(r"^([45]\d\d)[ -]")
@@ -928,13 +1223,23 @@ def coverage() -> tuple[int, int, list[tuple[str, str, str, str]]]:
             got = reason_of(status, text)
             if got != reason:
                 misses.append((reason, got, status, text))
-    total = sum(len(t) for t in PHRASES.values())
+    for recipient, rows in PROVIDERS.items():
+        for reason, status, text in rows:
+            got = reason_of(status, text, recipient)
+            if got != reason:
+                misses.append((reason, got, status, f"{recipient}: {text}"))
+    total = sum(len(t) for t in PHRASES.values()) + sum(len(t) for t in PROVIDERS.values())
     return total - len(misses), total, misses
 
 
 @pytest.mark.parametrize("reason, status, text", CASES)
 def test_a_sisimai_phrase_gets_its_reason(reason: str, status: str, text: str) -> None:
     assert reason_of(status, text) == reason
+
+
+@pytest.mark.parametrize("recipient, reason, status, text", PROVIDER_CASES)
+def test_a_providers_reply_gets_its_reason(recipient, reason, status, text) -> None:
+    assert reason_of(status, text, recipient) == reason
 
 
 # The Japanese carriers' replies stay marked ambiguous: they cannot tell two reasons apart.
