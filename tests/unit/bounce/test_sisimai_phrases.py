@@ -897,7 +897,7 @@ PHRASES: dict[str, list[tuple[str, str]]] = {
 
 # The providers' own replies, as Sisimai's tables for them read them (lib/sisimai/rhost/:
 # Google, Microsoft, Yahoo, Apple), and qmail's own words (its MessagesOf and LDAP tables).
-# recipient: [(reason, status, diagnostic), ...]
+# recipient (or "recipient via the host that answered"): [(reason, status, diagnostic), ...]
 PROVIDERS: dict[str, list[tuple[str, str, str]]] = {
     "kijitora@gmail.com": [
         ("authfailure", "4.7.24", "451 4.7.24 The SPF record of the sending domain has one or "
@@ -1152,6 +1152,105 @@ PROVIDERS: dict[str, list[tuple[str, str, str]]] = {
                                  + AT_RCPT),
         ("userunknown", "5.1.1", "550 5.1.1 unknown or illegal alias: kijitora@icloud.com"),
     ],
+    "kijitora@orange.fr": [
+        # Orange and La Poste's own codes (Sisimai's FrancePTT table)
+        ("blocked", "5.7.1", "550 5.7.1 Service unavailable; client [192.0.2.1] blocked using "
+                             "Spamhaus LPNAAA_101"),
+        ("blocked", "5.0.0", "550 mwinf5c04 ME Adresse IP source bloquee pour incident de spam. "
+                             "Client host blocked for spamming issues. OFR006_102"),
+        ("toomanyconn", "4.0.0", "421 mwinf5c79 ME Trop de connexions, veuillez verifier votre "
+                                 "configuration. Too many connections, slow down. OFR005_104"),
+        ("securityerror", "5.7.0", "550 5.7.0 Code d'authentification invalide OFR_305"),
+        ("authfailure", "5.5.0", "550 5.5.0 SPF: sender@example.org is not allowed to send "
+                                 "mail. LPN004_401"),
+        ("rejected", "5.1.0", "501 5.1.0 Emetteur invalide. Invalid Sender. OFR004_405 [405]"),
+        ("userunknown", "5.1.1", "550 5.1.1 Adresse d au moins un destinataire invalide. "
+                                 "Invalid recipient. OFR_416 [416]" + AT_RCPT),
+        ("mailboxfull", "5.1.1", "552 5.1.1 Boite du destinataire pleine. Recipient overquota. "
+                                 "OFR_417 [417]" + AT_RCPT),
+        ("suspend", "5.5.0", "550 5.5.0 Boite du destinataire archivee. Archived recipient. "
+                             "LPN007_420" + AT_RCPT),
+        ("suspend", "5.5.0", "550 5.5.0 Le compte du destinataire est bloque. The recipient "
+                             "account isblocked. LPN007_426" + AT_RCPT),
+        ("systemerror", "4.2.0", "421 4.2.0 Service refuse. Veuillez essayer plus tard. Service "
+                                 "refused, please try later. OFR005_505 [505]" + AT_DATA),
+        ("spamdetected", "5.0.0", "550 Mail rejete. Mail rejected. OFR_506 [506]"),
+        ("mesgtoobig", "5.0.0", "552 Taille limite du message atteinte OFR_514"),
+        ("authfailure", "5.7.1", "571 5.7.1 Message refused, DMARC verification Failed. Message "
+                                 "refuse, verification DMARC en echec LPN007_517"),
+        ("policyviolation", "5.7.1", "554 5.7.1 Client host rejected LPN000_630"),
+        ("authfailure", "4.0.0", "421 smtp.orange.fr [192.0.2.1] Emetteur invalide, Veuillez "
+                                 "verifier la configuration SPF/DNS de votre nom de domaine."),
+    ],
+    "kijitora@example.com via smtp.secureserver.net": [
+        # GoDaddy's own codes (Sisimai's GoDaddy table)
+        ("securityerror", "5.0.0", "535 Authentication not allowed on IBSMTP Servers. IB401"),
+        ("notcompliantrfc", "5.0.0", "550 kijitora@example.com Blank From: addresses are not "
+                                     "allowed. Provide a valid From. IB501"),
+        ("rejected", "5.0.0", "550 example.org From: Domain is invalid. Provide a valid From: "
+                              "IB506"),
+        ("authfailure", "5.0.0", "550 sender@example.org Invalid SPF record. Inspect your SPF "
+                                 "settings, and try again. IB508"),
+        ("requireptr", "4.0.0", "421 Temporarily rejected. Reverse DNS for this IP failed. "
+                                "IB108"),
+        ("spamdetected", "5.0.0", "552 This message has been rejected due to content judged to "
+                                  "be spam by the internet community. IB212"),
+        ("virusdetected", "5.0.0", "552 Virus infected message rejected. IB705"),
+        ("toomanyconn", "4.0.0", "452 This message contains too many recipients. Reduce the "
+                                 "number of recipients and retry. IB605"),
+        ("toomanyconn", "4.0.0", "421 Connection refused, too many sessions from This IP. Lower "
+                                 "the number of concurrent sessions. IB007"),
+        ("speeding", "4.0.0", "421 Server temporarily unavailable. Try again later. IB101"),
+        ("blocked", "5.0.0", "554 This IP has been temporarily blocked for attempting to send "
+                             "too many messages containing content judged to be spam by the "
+                             "Internet community. IB110"),
+        ("blocked", "5.0.0", "554 This IP has been temporarily blocked for attempting to mail "
+                             "too many invalid recipients. IB112"),
+        ("speeding", "5.0.0", "550 This IP has sent too many messages this hour. IB504"),
+        ("speeding", "5.0.0", "550 This message has exceeded the max number of messages per "
+                              "session. Open a new session and try again. IB510"),
+        ("badreputation", "5.0.0", "554 Connection refused. This IP has a poor reputation on "
+                                   "Cloudmark Sender Intelligence (CSI). IB103"),
+        ("blocked", "5.0.0", "554 Connection refused. This IP address is listed on the Spamhaus "
+                             "Block List (SBL). IB104"),
+        ("blocked", "5.0.0", "554 RBL Reject."),
+        ("expired", "5.0.0", "Delivery timeout"),
+        ("mailboxfull", "5.0.0", "Account storage limit"),
+        ("spamdetected", "5.0.0", "552 Message rejected for spam or virus content"),
+        ("suspend", "5.0.0", "Account disabled"),
+        ("userunknown", "5.0.0", "550 Recipient not found"),
+    ],
+    "kijitora@qq.com": [
+        # Tencent (Sisimai's Tencent table)
+        ("authfailure", "5.7.1", "550 5.7.1 SPF check failed."),
+        ("authfailure", "5.7.1", "550 5.7.1 DMARC check failed."),
+        ("blocked", "5.7.1", "550 5.7.1 Suspected bounce attacks."),
+        ("blocked", "5.7.1", "550 5.7.1 Suspected spam IP."),
+        ("blocked", "5.7.1", "550 5.7.1 Connection denied."),
+        ("spamdetected", "5.0.0", "550 Spam is embedded in the email." + AT_DATA),
+        ("suspend", "5.0.0", "550 kijitora@qq.com is a deactivated mailbox"),
+        ("userunknown", "5.1.1", "550 5.1.1 Mailbox not found."),
+    ],
+    "kijitora@docomo.ne.jp": [
+        # NTT docomo (Sisimai's NTTDOCOMO table)
+        ("mailboxfull", "5.2.2", "552 Too much mail data"),
+        ("toomanyconn", "5.5.3", "552 Too many recipients"),
+        ("syntaxerror", "5.5.1", "503 Bad sequence of commands"),
+        ("syntaxerror", "5.5.1", "504 Command parameter not implemented"),
+    ],
+    "kijitora@ezweb.ne.jp": [
+        # au (Sisimai's KDDI tables): an empty address in the reply is the user's filter
+        ("filtered", "5.0.0", "550 : User unknown"),
+        ("userunknown", "5.0.0", "550 <kijitora@ezweb.ne.jp>: User unknown"),
+        ("mailboxfull", "", "The user(s) account is temporarily over quota."),
+        ("expired", "", "Your message was not delivered within 0 days and 1 hours. Remote host "
+                        "is not responding."),
+    ],
+    "kijitora@biglobe.ne.jp": [
+        ("filtered", "", "Mail Delivery Failed... User unknown"),
+        ("mailboxfull", "", "The number of messages in recipient's mailbox exceeded the local "
+                            "limit."),
+    ],
     "kijitora@example.net": [
         # qmail (qmail-remote, qmail-local, the qmail-ldap patch)
         ("suspend", "5.2.1", "Mailaddress is administrativly disabled. (#5.2.1)"),
@@ -1178,6 +1277,26 @@ PROVIDERS: dict[str, list[tuple[str, str, str]]] = {
                                   "(#4.4.1)"),
         ("networkerror", "4.4.3", "Sorry, I couldn't find a mail exchanger or IP address. "
                                   "(#4.4.3)"),
+        # Exchange 2003's MSEXCH codes, IMail's and GMX's own words
+        ("userunknown", "", "MSEXCH:IMS:KIJITORA CAT:EXAMPLE:EXCHANGE 0 (000C05A6) Unknown "
+                            "Recipient"),
+        ("systemerror", "", "MSEXCH:IMS:KIJITORA CAT:EXAMPLE:EXCHANGE 0 (00010256) Too many "
+                            "recipients."),
+        ("systemerror", "", "MSEXCH:IMS:KIJITORA CAT:EXAMPLE:EXCHANGE 0 (000D06B5) No proxy for "
+                            "recipient"),
+        ("networkerror", "", "MSEXCH:IMS:KIJITORA CAT:EXAMPLE:EXCHANGE 0 (00120270) Too Many "
+                             "Hops"),
+        ("contenterror", "", "MSEXCH:IMS:KIJITORA CAT:EXAMPLE:EXCHANGE 0 (00050311) Conversion "
+                             "to Internet format failed"),
+        ("securityerror", "", "MSEXCH:IMS:KIJITORA CAT:EXAMPLE:EXCHANGE 0 (000B0981) 502 Server "
+                              "does not support AUTH"),
+        ("filtered", "", "MSEXCH:IMS:KIJITORA CAT:EXAMPLE:EXCHANGE 0 (000C0595) Ambiguous "
+                         "Recipient"),
+        ("hostunknown", "", "Unknown host: example.net"),
+        ("userunknown", "", "Invalid final delivery userid: kijitora@example.net"),
+        ("mailboxfull", "", "User mailbox exceeds allowed size: kijitora@example.net"),
+        ("expired", "", "Delivery failed 3 attempts: kijitora@example.net"),
+        ("expired", "", "Reason: delivery retry timeout exceeded"),
         ("networkerror", "5.4.6", "Sorry. Although I'm listed as a best-preference MX or A for "
                                   "that host, it isn't in my control/locals file, so I don't "
                                   "treat it as local. (#5.4.6)"),
@@ -1190,7 +1309,7 @@ CASES = [
     for i, (status, text) in enumerate(table)
 ]
 PROVIDER_CASES = [
-    pytest.param(recipient, reason, status, text, id=f"{recipient.partition('@')[2]}-{i}")
+    pytest.param(recipient, reason, status, text, id=f"{recipient.split('@')[1]}-{i}")
     for recipient, table in PROVIDERS.items()
     for i, (reason, status, text) in enumerate(table)
 ]
@@ -1199,10 +1318,13 @@ _REPLY = re.compile(r"^([45]\d\d)[ -]")
 
 
 def finding(status: str, text: str, recipient: str = RCPT) -> Finding:
-    """The finding an RFC 3464 report with this Status and Diagnostic-Code gives."""
+    """The finding an RFC 3464 report with this Status and Diagnostic-Code (and Remote-MTA,
+    for "recipient via host") gives."""
     reply = _REPLY.match(text)
+    recipient, _, host = recipient.partition(" via ")
     return Finding(
         recipient,
+        remote_mta=f"dns; {host}" if host else "",
         status=status,
         reply_code=int(reply.group(1)) if reply else None,
         diagnostic=text,
