@@ -1251,6 +1251,83 @@ PROVIDERS: dict[str, list[tuple[str, str, str]]] = {
         ("mailboxfull", "", "The number of messages in recipient's mailbox exceeded the local "
                             "limit."),
     ],
+    "kijitora@example.com via us-smtp-inbound-1.mimecast.com": [
+        # Mimecast (Sisimai's Mimecast table: the reply code and the words together)
+        ("authfailure", "5.0.0", "550 SPF Sender Invalid - envelope rejected"),
+        ("authfailure", "5.0.0", "550 DMARC Sender Invalid - envelope rejected"),
+        ("badreputation", "4.0.0", "451 Internal resources are temporarily unavailable"),
+        ("badreputation", "5.0.0", "550 Local CT IP Reputation - (reject)"),
+        ("blocked", "4.0.0", "421 Sender address blocked"),
+        ("blocked", "4.0.0", "451 IP temporarily blacklisted"),
+        ("mesgtoobig", "5.0.0", "554 Maximum email size exceeded"),
+        ("networkerror", "5.0.0", "554 Mail loop detected"),
+        ("networkerror", "4.0.0", "451 The incorrect hostname used for inbounds"),
+        ("norelaying", "4.0.0", "451 Open relay not allowed"),
+        ("notaccept", "4.0.0", "451 Account inbounds disabled"),
+        ("policyviolation", "5.0.0", "550 Anti-Spoofing policy - Inbound not allowed"),
+        ("policyviolation", "5.0.0", "550 Message bounced due to Content Examination Policy"),
+        ("policyviolation", "5.0.0", "554 Host network not allowed"),
+        ("rejected", "5.0.0", "550 Administrative prohibition envelope blocked"),
+        ("rejected", "5.0.0", "550 Rejected by header-based Blocked Senders - block policy for "
+                              "Header From"),
+        ("rejected", "5.0.0", "550 Envelope rejected - block policy for envelope from address"),
+        ("securityerror", "5.0.0", "535 Incorrect authentication data"),
+        ("securityerror", "5.0.0", "550 Submitter failed to authenticate"),
+        ("securityerror", "5.0.0", "553 This route requires encryption (TLS)"),
+        ("securityerror", "5.0.0", "553 This route requires TLS version 1.2 or greater"),
+        ("systemerror", "4.0.0", "451 Unable to process connection at this time"),
+        ("systemerror", "4.0.0", "451 Message ended early"),
+        ("toomanyconn", "4.0.0", "451 Account service is temporarily unavailable"),
+        ("toomanyconn", "4.0.0", "452 Too many recipients"),
+        ("toomanyconn", "5.0.0", "550 Exceeding outbound thread limit"),
+        ("userunknown", "5.0.0", "501 Invalid address"),
+        ("userunknown", "5.0.0", "550 Invalid Recipient"),
+        ("virusdetected", "5.0.0", "554 Email rejected due to security policies"),
+    ],
+    "kijitora@example.com via cluster1.eu.messagelabs.com": [
+        # Email Security.cloud, formerly MessageLabs (Sisimai's MessageLabs table)
+        ("authfailure", "5.0.0", "553 DMARC domain authentication fail"),
+        ("badreputation", "5.0.0", "501 Connection rejected by policy [7.7] 20805, please visit "
+                                   "www.messagelabs.com/support for more details"),
+        ("blocked", "5.0.0", "553-mail rejected because your IP is in the PBL. See "
+                             "http://www.spamhaus.org/pbl"),
+        ("blocked", "5.0.0", "553 Sorry, your IP address (192.0.2.1) has been blocked"),
+        ("contenterror", "5.6.2", "553 Stray linefeeds in message (#5.6.2)"),
+        ("securityerror", "4.7.1", "451 TLS/SSLv3 Connection required. (#4.7.1)"),
+        ("norelaying", "5.0.0", "553 You are trying to use me [server-5.tower-1.messagelabs.com] "
+                                "as a relay, but I have not been configured to let you do this."),
+        ("notcompliantrfc", "5.0.0", "550 [192.0.2.1] has detected that this message is not "
+                                     "RFC 5322 compliant"),
+        ("rejected", "5.1.8", "550 sender envelope domain not allowed for sender IP address "
+                              "(#5.1.8)"),
+        ("rejected", "5.0.0", "553 Sorry, your domain has been blocked"),
+        ("rejected", "5.7.1", "553 sorry, your envelope sender is in my badmailfrom list "
+                              "(#5.7.1)"),
+        ("rejected", "5.0.0", "553-Sorry, your domain has been blacklisted"),
+        ("securityerror", "5.0.0", "553 Please turn on SMTP Authentication in your mail "
+                                   "client"),
+        ("spamdetected", "5.0.0", "553 Message Filtered"),
+        ("spamdetected", "5.0.0", "553 Message filtered by Outbound scanning"),
+        ("userunknown", "5.1.1", "550-Invalid recipient <kijitora@example.com> 550 (#5.1.1)"),
+        ("userunknown", "5.0.0", "553 Recipient mailbox is not allowed"),
+    ],
+    "kijitora@i.ua": [
+        # i.ua's numbered errors (Sisimai's IUA table)
+        ("norelaying", "5.0.0", "550 The use of SMTP as mail gate is forbidden. "
+                                "http://mail.i.ua/err/1/"),
+        ("userunknown", "5.0.0", "550 User is not found. http://mail.i.ua/err/2/"),
+        ("suspend", "5.0.0", "550 Mailbox was not used for more than 3 months. "
+                             "http://mail.i.ua/err/3/"),
+        ("mailboxfull", "5.0.0", "550 Mailbox is full. http://mail.i.ua/err/4/"),
+        ("toomanyconn", "5.0.0", "550 Letter sending limit is exceeded. "
+                                 "http://mail.i.ua/err/5/"),
+        ("blocked", "5.0.0", "550 Wrong value of HELO/EHLO parameter. http://mail.i.ua/err/7/"),
+        ("rejected", "5.0.0", "550 Couldn't check sender address. http://mail.i.ua/err/8/"),
+        ("blocked", "5.0.0", "550 IP-address of the sender is blacklisted. "
+                             "http://mail.i.ua/err/9/"),
+        ("filtered", "5.0.0", "550 Not in the list Mail address management. "
+                              "http://mail.i.ua/err/10/"),
+    ],
     "kijitora@example.net": [
         # qmail (qmail-remote, qmail-local, the qmail-ldap patch)
         ("suspend", "5.2.1", "Mailaddress is administrativly disabled. (#5.2.1)"),
