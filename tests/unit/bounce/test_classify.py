@@ -300,8 +300,9 @@ def test_every_rule_names_a_documented_reason(tmp_path) -> None:
 # What bench/classify.py measured on the shared corpus when the rules were last changed
 # (before the Sisimai vocabulary: reason 0.59, recipient 0.94, status 0.73, hard/soft 0.80;
 # before the network, provider-code and fml rules: 0.82, 0.99, 0.97, 0.94; before the
-# wording tables grown against the held-out corpus's dev part: 0.93, 1.00, 0.99, 0.98).
-SHARED_FLOOR = {"reason": 0.94, "recipient": 1.0, "status": 0.99, "hard": 0.98}
+# wording tables grown against the held-out corpus's dev part: 0.93, 1.00, 0.99, 0.98;
+# before the rules were taken to Sisimai's documented phrases: reason 0.94).
+SHARED_FLOOR = {"reason": 0.96, "recipient": 1.0, "status": 0.99, "hard": 0.98}
 
 
 @pytest.mark.skipif(not CORPUS.exists(), reason="the shared corpus sits beside the checkout")
@@ -320,10 +321,11 @@ HELDOUT = ROOT / "tests" / "corpus" / "heldout"
 # Real bounces no rule was written from (tests/corpus/heldout/README.md); the holdout part's
 # errors are never listed, so its figures stay a held-out measure. The figures when the set
 # was grown to 183 cases, before any rule was changed against it: whole 0.83, 0.97, 0.95,
-# 0.96; holdout 0.84, 0.98, 0.94, 0.96. Floors: the figures reached since, rounded, so that
-# one case lost fails.
-HELDOUT_FLOOR = {"reason": 0.94, "recipient": 1.0, "status": 0.99, "hard": 0.99}
-HOLDOUT_FLOOR = {"reason": 0.89, "recipient": 1.0, "status": 0.96, "hard": 0.96}
+# 0.96; holdout 0.84, 0.98, 0.94, 0.96; before the rules were taken to Sisimai's documented
+# phrases (test_sisimai_phrases.py): reason whole 0.94, holdout 0.89. Floors: the figures
+# reached since, rounded, so that one case lost fails.
+HELDOUT_FLOOR = {"reason": 0.96, "recipient": 1.0, "status": 0.99, "hard": 0.99}
+HOLDOUT_FLOOR = {"reason": 0.93, "recipient": 1.0, "status": 0.96, "hard": 0.96}
 
 
 def test_the_heldout_corpus_figures_do_not_fall() -> None:
