@@ -1433,11 +1433,13 @@ def coverage() -> tuple[int, int, list[tuple[str, str, str, str]]]:
 
 @pytest.mark.parametrize("reason, status, text", CASES)
 def test_a_sisimai_phrase_gets_its_reason(reason: str, status: str, text: str) -> None:
+    """A phrase Sisimai documents for a reason, in a diagnostic line, gets that reason."""
     assert reason_of(status, text) == reason
 
 
 @pytest.mark.parametrize("recipient, reason, status, text", PROVIDER_CASES)
 def test_a_providers_reply_gets_its_reason(recipient, reason, status, text) -> None:
+    """A provider's documented reply, for a recipient of that provider, gets its reason."""
     assert reason_of(status, text, recipient) == reason
 
 
@@ -1453,6 +1455,7 @@ def test_a_providers_reply_gets_its_reason(recipient, reason, status, text) -> N
     ],
 )
 def test_carrier_replies_stay_ambiguous(recipient, status, text, reason) -> None:
+    """A carrier's reply that stands for two reasons keeps its reading and its mark."""
     verdict = rules().classify_finding(finding(status, text, recipient))
     assert (verdict.reason, verdict.ambiguous) == (reason, True)
 
