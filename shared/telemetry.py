@@ -4,6 +4,7 @@ shared by all services."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -15,6 +16,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from prometheus_client import Counter, Histogram
 
 tracer = trace.get_tracer("hato")
+_recording: bool | None = None  # configure_tracing's: does this process export spans?
 
 CONSUMED = Counter(
     "hato_consumed_messages_total",
@@ -40,6 +42,8 @@ def configure_tracing(service: str, *, otlp_endpoint: str = "") -> TracerProvide
     Without one nothing is recorded (recording spans nobody exports cost every message
     tens of microseconds), but trace context still travels: a caller's trace id reaches
     every service and its logs."""
+    global _recording
+    _recording = bool(otlp_endpoint)
     provider = TracerProvider(
         resource=Resource.create({"service.name": f"hato-{service}"}),
         sampler=ParentBased(ALWAYS_ON) if otlp_endpoint else ALWAYS_OFF,
@@ -52,6 +56,15 @@ def configure_tracing(service: str, *, otlp_endpoint: str = "") -> TracerProvide
         )
     trace.set_tracer_provider(provider)
     return provider
+
+
+def inner_span(name: str, **kwargs: Any) -> AbstractContextManager[trace.Span]:
+    """A span inside a handler's own (``tracer.start_as_current_span``'s arguments); in a
+    process that exports no spans, the current span stands for it. The trace id is the same
+    either way, and making the ids of a span nobody records costs each mail ~15 µs a span."""
+    if _recording is False:
+        return nullcontext(trace.get_current_span())
+    return tracer.start_as_current_span(name, **kwargs)
 
 
 def inject_headers(headers: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -86,7 +86,7 @@ from shared.schemas import (
     utcnow,
 )
 from shared.store import Store
-from shared.telemetry import tracer
+from shared.telemetry import inner_span
 from shared.timeline import Timeline, attempt_events
 from shared.verp import Verp, VerpMode
 
@@ -378,7 +378,7 @@ class Dispatcher:
         if not pending:
             log.info("nothing left to deliver")
             return
-        with tracer.start_as_current_span("mx lookup") as lookup:
+        with inner_span("mx lookup") as lookup:
             route = await self.mx.route(job.domain, job.tenant)
             if lookup.is_recording():
                 lookup.set_attributes(_route_attributes(job.domain, route))

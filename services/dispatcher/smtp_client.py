@@ -25,7 +25,7 @@ from services.dispatcher.mx import MxHost
 from services.dispatcher.pools import Member
 from shared import logging as hlog
 from shared.schemas import Recipient, RecipientResult, RecipientStatus, Reply
-from shared.telemetry import tracer
+from shared.telemetry import inner_span, tracer
 
 log = hlog.get_logger(__name__)
 
@@ -177,7 +177,7 @@ class SmtpClient:
     ) -> Attempt:
         """One SMTP transaction to ``target`` from ``source``, in a span of its own that
         names the server, the source IP, TLS and the reply."""
-        with tracer.start_as_current_span("smtp send", kind=SpanKind.CLIENT) as span:
+        with inner_span("smtp send", kind=SpanKind.CLIENT) as span:
             attempt = await self._send(
                 target,
                 source,

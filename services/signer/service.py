@@ -46,7 +46,7 @@ from shared.schemas import (
 )
 from shared.secrets import SecretBox
 from shared.store import Store, event_of
-from shared.telemetry import tracer
+from shared.telemetry import inner_span
 from shared.timeline import Timeline
 from shared.unsubscribe import Unsubscribe, without_fields
 
@@ -118,7 +118,7 @@ class Signer:
             payload = without_fields(normalize_line_endings(payload), _LIST_FIELDS)
         signed: list[bytes] | None = None
         problem = None
-        with tracer.start_as_current_span("dkim sign") as span:
+        with inner_span("dkim sign") as span:
             if not choice.keys:
                 problem = f"no usable DKIM key for {job.from_domain}"
             else:

@@ -75,3 +75,20 @@ def test_a_message_shows_its_trace_id_not_its_traceparent() -> None:
     doc = {"_id": "m1", "tenant": "acme", "trace_id": "abc", "traceparent": PARENT}
     assert _message(doc) == {"id": "m1", "tenant": "acme", "trace_id": "abc"}
     assert _message({"_id": "m2"})["trace_id"] is None
+
+
+def test_inner_spans_are_made_only_where_spans_are_exported(monkeypatch) -> None:
+    """Without an exporter a handler's inner span is its own span (same ids, nothing made);
+    with one, or before tracing is configured, it is a new child in the same trace."""
+    from shared import telemetry
+
+    outer_tracer = TracerProvider(sampler=ALWAYS_OFF).get_tracer("test")
+    with outer_tracer.start_as_current_span("process") as outer:
+        monkeypatch.setattr(telemetry, "_recording", False)
+        with telemetry.inner_span("dkim sign") as inner:
+            assert inner is outer
+        monkeypatch.setattr(telemetry, "_recording", True)
+        monkeypatch.setattr(telemetry, "tracer", outer_tracer)
+        with telemetry.inner_span("dkim sign") as inner:
+            assert inner is not outer
+            assert inner.get_span_context().trace_id == outer.get_span_context().trace_id
