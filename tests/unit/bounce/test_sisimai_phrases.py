@@ -1446,6 +1446,12 @@ PROVIDERS: dict[str, list[tuple[str, str, str]]] = {
                              "example.org had no relevant answers."),
         ("mesgtoobig", "5.3.4", "552 5.3.4 Message too large"),
         ("mailboxfull", "5.2.2", "552 5.2.2 Mailbox full"),
+        # Gmail's own words for a DNS failure and a delay (its Gmail table)
+        ("expired", "", "DNS Error: Could not contact DNS servers"),
+        ("expired", "4.0.0", "Delivery to the following recipient has been delayed: "
+                             "kijitora@example.org Message will be retried for 2 more day(s)"),
+        ("hostunknown", "5.0.0", "DNS Error: Domain name not found"),
+        ("hostunknown", "5.0.0", "DNS Error: DNS server returned answer with no data"),
     ],
     "kijitora@zoho.com": [
         # Zoho Mail (Sisimai's Zoho table)
@@ -1501,6 +1507,17 @@ PROVIDERS: dict[str, list[tuple[str, str, str]]] = {
         ("systemerror", "5.4.1", "550 5.4.1 RESOLVER.FWD.NotFound; forwarding address not "
                                  "found"),
         ("toomanyconn", "5.5.3", "550 5.5.3 RESOLVER.ADR.RecipLimit; too many recipients"),
+
+        # Office 365's own enhanced codes (Sisimai's Office365 table)
+        ("networkerror", "4.4.312", "451 4.4.312 DNS query failed. The error was: DNS "
+                                    "query failed with error: ServerFailure"),
+        ("networkerror", "5.4.312", "550 5.4.312 DNS query failed"),
+        ("expired", "4.4.316", "451 4.4.316 Connection timed out"),
+        ("expired", "5.4.316", "550 5.4.316 Message expired, connection timed out"),
+        ("contenterror", "5.0.350", "550 5.0.350 Remote server returned an error: x-dg-ref "
+                                    "header is too large"),
+        ("contenterror", "5.6.11", "554 5.6.11 SMTPSEND.BareLinefeedsAreIllegal; message "
+                                   "contains bare linefeeds, which cannot be sent via DATA"),
     ],
     "kijitora@example.com via aspmx.l.google.com": [
         # a custom domain whose mail Google Workspace takes: Gmail's replies stand
@@ -1512,6 +1529,23 @@ PROVIDERS: dict[str, list[tuple[str, str, str]]] = {
                               "too quickly."),
         ("blocked", "4.7.28", "421 4.7.28 Gmail has detected an unusual rate of mail "
                               "originating from your IP address."),
+
+        # Google Apps' older table for its customers' domains, where it agrees with Google's
+        # newer one
+        ("hostunknown", "5.1.2", "550 5.1.2 We weren't able to find the recipient domain."),
+        ("suspend", "5.2.1", "550 5.2.1 The email account that you tried to reach is "
+                             "disabled."),
+        ("syntaxerror", "5.5.1", "503 5.5.1 STARTTLS may not be repeated."),
+        ("syntaxerror", "5.5.1", "502 5.5.1 Too many unrecognized commands, goodbye."),
+        ("syntaxerror", "5.5.1", "502 5.5.1 Unimplemented command."),
+        ("syntaxerror", "5.5.1", "503 5.5.1 MAIL first."),
+        ("syntaxerror", "5.5.1", "503 5.5.1 RCPT first."),
+        ("syntaxerror", "5.5.4", "504 5.5.4 Optional Argument not permitted for that AUTH "
+                                 "mode."),
+        ("systemerror", "4.7.0", "454 4.7.0 Cannot authenticate due to temporary system "
+                                 "problem. Try again later."),
+        ("rejected", "5.7.1", "550 5.7.1 Unauthenticated email is not accepted from this "
+                              "domain."),
     ],
 }  # fmt: skip
 
