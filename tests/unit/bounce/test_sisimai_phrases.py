@@ -1452,6 +1452,25 @@ PROVIDERS: dict[str, list[tuple[str, str, str]]] = {
                              "kijitora@example.org Message will be retried for 2 more day(s)"),
         ("hostunknown", "5.0.0", "DNS Error: Domain name not found"),
         ("hostunknown", "5.0.0", "DNS Error: DNS server returned answer with no data"),
+        # Google's outbound reading of a DNS answer: NXDOMAIN is the domain's with a permanent
+        # code, the network's with a temporary one (Sisimai's GSuite table)
+        ("hostunknown", "5.1.2", "550 5.1.2 DNS Error: DNS type 'mx' lookup of example.org "
+                                 "responded with code NXDOMAIN"),
+        ("networkerror", "4.4.3", "451 4.4.3 DNS Error: DNS type 'mx' lookup of example.org "
+                                  "responded with code NXDOMAIN"),
+        ("networkerror", "4.4.3", "451 4.4.3 DNS Error: DNS type 'mx' lookup of example.org had "
+                                  "no relevant answers."),
+        # McAfee SaaS (MX Logic), an Exim: its words for a message still queued (MXLogic table)
+        ("expired", "4.0.0", "retry time not reached for any host after a long failure period"),
+        ("expired", "4.0.0", "all hosts have been failing for a long time and were last tried "
+                             "after this message arrived"),
+        ("expired", "4.0.0", "Message 1Zq3Xb-000Abc-Qr has been frozen"),
+        ("expired", "4.0.0", "Message 1Zq3Xb-000Abc-Qr was frozen on arrival by ACL"),
+        ("systemerror", "5.0.0", "LMTP error after RCPT TO:<kijitora@example.org>: 550 "
+                                 "internal error"),
+        # Symantec.cloud (MessageLabs) reports a recipient refused with its own 542 (its lhost
+        # table)
+        ("userunknown", "5.0.0", "542 <kijitora@example.org> Rejected"),
     ],
     "kijitora@zoho.com": [
         # Zoho Mail (Sisimai's Zoho table)
