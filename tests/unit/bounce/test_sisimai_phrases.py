@@ -6,8 +6,9 @@ The phrases are the facts Sisimai keeps per reason (``lib/sisimai/reason/*``, go
 qmail, au/KDDI, amavisd-new, McAfee, Notes, fml, mail.ru, 1&1, Zoho ...) and in its tables of
 the big providers' replies (``lib/sisimai/rhost/``: Google, Microsoft, Exchange Online, Yahoo,
 AOL, Apple, Zoho, Cloudflare ...); the sentences around them are made up. A provider's reply
-counts for its own domains and for any domain whose mail its hosts answer for (Remote-MTA:
-``*.protection.outlook.com``, ``aspmx.l.google.com``, ``*.mimecast.com`` ...). Each phrase comes
+counts for its own domains and for any domain whose mail its hosts answer for (the Remote-MTA,
+or the host the diagnostic names: ``*.protection.outlook.com``, ``aspmx.l.google.com``,
+``*.mimecast.com`` ...). Each phrase comes
 with a status code that agrees with it, and many also with a generic one (``5.0.0``,
 ``4.0.0``, ``5.7.1``) or none, so that the text must decide. Where a code and Sisimai
 disagree, Sisimai's semantics decide: a "user unknown" after DATA, or with no SMTP command
@@ -1471,6 +1472,15 @@ PROVIDERS: dict[str, list[tuple[str, str, str]]] = {
         # Symantec.cloud (MessageLabs) reports a recipient refused with its own 542 (its lhost
         # table)
         ("userunknown", "5.0.0", "542 <kijitora@example.org> Rejected"),
+        # no Remote-MTA: the host the diagnostic names as the one that answered decides whose
+        # table applies (here Zoho's and Exchange Online's, for a domain they take mail for)
+        ("rejected", "5.4.1", "SMTP error from remote mail server after RCPT "
+                              "TO:<kijitora@example.org>: host mx.zoho.com [204.141.33.44]: "
+                              "541 5.4.1 Mail rejected by destination domain"),
+        ("rejected", "5.1.0", "host example-org.mail.protection.outlook.com[52.101.0.1] said: "
+                              "550 5.1.0 Sender denied" + AT_MAIL),
+        ("systemerror", "5.2.4", "host example-org.mail.protection.outlook.com[52.101.0.1] "
+                                 "said: 550 5.2.4 Mailing list expansion problem" + AT_RCPT),
     ],
     "kijitora@zoho.com": [
         # Zoho Mail (Sisimai's Zoho table)
