@@ -11,7 +11,8 @@ How a reason is found, in order (the semantics Sisimai documents):
 3. the first ``[[rules]]`` entry that matches. A rule may test the diagnostic text
    (``text`` regular expressions or named ``phrases`` lists), the status code or what the
    ``[status]`` table says it means (``status_reason``), the SMTP command the remote host
-   refused, the reply code, the recipient's domain, and whether the status code is weak
+   refused, the reply code, the recipient's domain or the host that answered for it (the
+   Remote-MTA, else the host the diagnostic names), and whether the status code is weak
    (says nothing or only something generic);
 4. what the status code means; then its class (X.6 content, X.7 security); a delayed action
    is ``expired``; a diagnostic no rule explains is ``onhold``; nothing at all ``undefined``.
@@ -168,7 +169,7 @@ class _Case:
     command: str
     reply: str
     domain: str
-    host: str  # the remote MTA's name, "" unknown
+    host: str  # the remote MTA's name (Remote-MTA, else the host the diagnostic names), "" unknown
     weak: bool
     has_code: bool
 
@@ -180,6 +181,16 @@ def _host(remote_mta: str) -> str:
     """``dns; mfsmax.docomo.ne.jp [203.0.113.1]`` → ``mfsmax.docomo.ne.jp``."""
     words = remote_mta.rpartition(";")[2].split()
     return words[0].strip("[]").rstrip(".").lower() if words else ""
+
+
+# Postfix's "host mx.example.net[192.0.2.1] said:", Exim's "host mx.example.net [192.0.2.1]:"
+_SAID_HOST = re.compile(r"\bhost ([a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)+)\.? ?\[", re.I)
+
+
+def _said_host(diagnostic: str) -> str:
+    """The host a diagnostic names as the one that answered, when no Remote-MTA says it."""
+    m = _SAID_HOST.search(diagnostic)
+    return m.group(1).lower() if m else ""
 
 
 def _status_match(status: str, codes: tuple[str, ...]) -> bool:
@@ -340,7 +351,7 @@ class Rules:
             command=(finding.command or find_command(finding.diagnostic)).upper(),
             reply=reply,
             domain=finding.recipient.rpartition("@")[2].lower(),
-            host=_host(finding.remote_mta),
+            host=_host(finding.remote_mta) or _said_host(finding.diagnostic),
             has_code=bool(finding.status or finding.reply_code),
             weak=(not status_reason or status_reason in self.retry)
             or finding.diagnostic_type not in ("", "SMTP"),

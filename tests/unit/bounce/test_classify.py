@@ -302,7 +302,7 @@ def test_every_rule_names_a_documented_reason(tmp_path) -> None:
 # before the network, provider-code and fml rules: 0.82, 0.99, 0.97, 0.94; before the
 # wording tables grown against the held-out corpus's dev part: 0.93, 1.00, 0.99, 0.98;
 # before the rules were taken to Sisimai's documented phrases: reason 0.94).
-SHARED_FLOOR = {"reason": 0.96, "recipient": 1.0, "status": 0.99, "hard": 0.98}
+SHARED_FLOOR = {"reason": 0.97, "recipient": 1.0, "status": 0.99, "hard": 0.98}
 
 
 @pytest.mark.skipif(not CORPUS.exists(), reason="the shared corpus sits beside the checkout")

@@ -3,8 +3,12 @@ reason Sisimai gives it is the reason Hato must give it.
 
 The phrases are the facts Sisimai keeps per reason (``lib/sisimai/reason/*``, go-sisimai's
 ``reason/why-*.go``), in the per-MTA modules (Exim, OpenSMTPD, Courier, Domino, Exchange 2007,
-qmail, au/KDDI) and in its tables of the big providers' replies (``lib/sisimai/rhost/``:
-Google, Microsoft, Yahoo, Apple); the sentences around them are made up. Each phrase comes
+qmail, au/KDDI, amavisd-new, McAfee, Notes, fml, mail.ru, 1&1, Zoho ...) and in its tables of
+the big providers' replies (``lib/sisimai/rhost/``: Google, Microsoft, Exchange Online, Yahoo,
+AOL, Apple, Zoho, Cloudflare ...); the sentences around them are made up. A provider's reply
+counts for its own domains and for any domain whose mail its hosts answer for (the Remote-MTA,
+or the host the diagnostic names: ``*.protection.outlook.com``, ``aspmx.l.google.com``,
+``*.mimecast.com`` ...). Each phrase comes
 with a status code that agrees with it, and many also with a generic one (``5.0.0``,
 ``4.0.0``, ``5.7.1``) or none, so that the text must decide. Where a code and Sisimai
 disagree, Sisimai's semantics decide: a "user unknown" after DATA, or with no SMTP command
@@ -1230,6 +1234,14 @@ PROVIDERS: dict[str, list[tuple[str, str, str]]] = {
         ("spamdetected", "5.0.0", "550 Spam is embedded in the email." + AT_DATA),
         ("suspend", "5.0.0", "550 kijitora@qq.com is a deactivated mailbox"),
         ("userunknown", "5.1.1", "550 5.1.1 Mailbox not found."),
+        # the older TencentQQ table, where it agrees with the newer one
+        ("filtered", "5.0.0", "550 Mail is rejected by recipients" + AT_DATA),
+        ("mesgtoobig", "5.0.0", "552 Message too large"),
+        ("spamdetected", "5.0.0", "550 Mail content denied" + AT_DATA),
+        ("syntaxerror", "5.0.0", "501 Bad address syntax"),
+        ("toomanyconn", "4.0.0", "450 Ip frequency limited"),
+        ("toomanyconn", "4.0.0", "450 Domain frequency limited"),
+        ("toomanyconn", "4.0.0", "450 Sender frequency limited"),
     ],
     "kijitora@docomo.ne.jp": [
         # NTT docomo (Sisimai's NTTDOCOMO table)
@@ -1377,6 +1389,192 @@ PROVIDERS: dict[str, list[tuple[str, str, str]]] = {
         ("networkerror", "5.4.6", "Sorry. Although I'm listed as a best-preference MX or A for "
                                   "that host, it isn't in my control/locals file, so I don't "
                                   "treat it as local. (#5.4.6)"),
+    ],
+    "kijitora@example.org": [
+        # Other MTAs' and filters' own words (Sisimai's Amavis, McAfee, Notes, fml, X4 (qmail
+        # clones), MailRu, EinsUndEins, GMX, Zoho, MessagingServer, GoogleWorkspace and
+        # ReceivingSES tables)
+        ("spamdetected", "5.7.0", "554 5.7.0 Reject, id=08915-03 - spam"),
+        ("spamdetected", "5.7.0", "554 5.7.0 Reject, id=08915-03 - spammy (tag3)"),
+        ("virusdetected", "5.7.0", "554 5.7.0 Reject, id=08915-03 - INFECTED: Eicar-Signature"),
+        ("contenterror", "5.6.0", "554 5.6.0 Reject, id=08915-03 - BAD HEADER: MIME error"),
+        ("contenterror", "5.6.3", "554 5.6.3 Reject, id=08915-03 - BAD HEADER: nonencoded "
+                                  "8-bit character"),
+        ("contenterror", "5.6.0", "554 5.6.0 Reject, id=08915-03 - BAD HEADER: line longer "
+                                  "than RFC 5322 limit"),
+        ("contenterror", "5.6.0", "554 5.6.0 Reject, id=08915-03 - BAD HEADER: duplicate header "
+                                  "field: \"Subject\""),
+        ("exceedlimit", "5.3.4", "552 5.3.4 Reject, id=08915-03 - Message size exceeds "
+                                 "recipient's size limit"),
+        ("systemerror", "4.0.0", "450 4.0.0 Temporary failure, id=08915-03 - Temporary MTA "
+                                 "failure on relaying"),
+        ("systemerror", "5.3.5", "550 5.3.5 Bounce, id=08915-03 - Rejected by next-hop MTA on "
+                                 "relaying"),
+        ("systemerror", "5.3.5", "550 5.3.5 Bounce, id=08915-03 - Unable to relay message back "
+                                 "to MTA"),
+        ("userunknown", "5.1.1", "550 User (kijitora@example.org) unknown."),
+        ("userunknown", "5.1.1", "550 Unknown user kijitora@example.org"),
+        ("userunknown", "5.1.1", "550 <kijitora@example.org>... User not exist"),
+        ("userunknown", "5.0.0", "192.0.2.153 does not like recipient. Remote host said: 550 "
+                                 "<kijitora@example.org>: no such user here. Giving up on "
+                                 "192.0.2.153."),
+        ("systemerror", "4.3.0", "Temporary error in automatic homedir creation. (#4.3.0)"),
+        ("systemerror", "4.4.4", "Temporary error while executing qmail-forward. (#4.4.4)"),
+        ("rejected", "5.0.0", "Connected to 192.0.2.135 but sender was rejected. Remote host "
+                              "said: 550 5.0.0 Access denied."),
+        ("networkerror", "", "Message has exceeded maximum hop count"),
+        ("rejected", "", "NOT MEMBER article from sender@example.com"),
+        ("rejected", "", "You are not a member of this mailing list <ml@example.org>."),
+        ("systemerror", "", "fml 4.0 has detected a loop condition so that input mail has not "
+                            "been posted"),
+        ("mailboxfull", "5.0.0", "SMTP error from remote mail server after RCPT "
+                                 "TO:<kijitora@example.org>: host mx.example.org [192.0.2.1]: "
+                                 "550 error: quota exceed"),
+        ("userunknown", "5.0.0", "SMTP error from remote mail server after RCPT "
+                                 "TO:<kijitora@example.org>: host mx.example.org [192.0.2.1]: "
+                                 "550 user not found"),
+        ("expired", "4.0.0", "No action is required on your part. Delivery attempts will "
+                             "continue to be made for 2 days"),
+        ("mesgtoobig", "5.0.0", "Mail size limit exceeded. For explanation visit "
+                                "http://postmaster.1and1.com/en/error-messages?ip=192.0.2.1"),
+        ("expired", "", "[Status: Error, Address: <kijitora@example.org>, ResponseCode 421, , "
+                        "Host not reachable.]"),
+        ("hostunknown", "5.1.2", "Illegal host/domain name found"),
+        ("userunknown", "", "** Address not found ** Your message wasn't delivered to "
+                            "kijitora@example.org because the address couldn't be found. Check "
+                            "for typos or unnecessary spaces and try again."),
+        ("networkerror", "", "** Message not delivered ** DNS Error: DNS type 'mx' lookup of "
+                             "example.org had no relevant answers."),
+        ("mesgtoobig", "5.3.4", "552 5.3.4 Message too large"),
+        ("mailboxfull", "5.2.2", "552 5.2.2 Mailbox full"),
+        # Gmail's own words for a DNS failure and a delay (its Gmail table)
+        ("expired", "", "DNS Error: Could not contact DNS servers"),
+        ("expired", "4.0.0", "Delivery to the following recipient has been delayed: "
+                             "kijitora@example.org Message will be retried for 2 more day(s)"),
+        ("hostunknown", "5.0.0", "DNS Error: Domain name not found"),
+        ("hostunknown", "5.0.0", "DNS Error: DNS server returned answer with no data"),
+        # Google's outbound reading of a DNS answer: NXDOMAIN is the domain's with a permanent
+        # code, the network's with a temporary one (Sisimai's GSuite table)
+        ("hostunknown", "5.1.2", "550 5.1.2 DNS Error: DNS type 'mx' lookup of example.org "
+                                 "responded with code NXDOMAIN"),
+        ("networkerror", "4.4.3", "451 4.4.3 DNS Error: DNS type 'mx' lookup of example.org "
+                                  "responded with code NXDOMAIN"),
+        ("networkerror", "4.4.3", "451 4.4.3 DNS Error: DNS type 'mx' lookup of example.org had "
+                                  "no relevant answers."),
+        # McAfee SaaS (MX Logic), an Exim: its words for a message still queued (MXLogic table)
+        ("expired", "4.0.0", "retry time not reached for any host after a long failure period"),
+        ("expired", "4.0.0", "all hosts have been failing for a long time and were last tried "
+                             "after this message arrived"),
+        ("expired", "4.0.0", "Message 1Zq3Xb-000Abc-Qr has been frozen"),
+        ("expired", "4.0.0", "Message 1Zq3Xb-000Abc-Qr was frozen on arrival by ACL"),
+        ("systemerror", "5.0.0", "LMTP error after RCPT TO:<kijitora@example.org>: 550 "
+                                 "internal error"),
+        # Symantec.cloud (MessageLabs) reports a recipient refused with its own 542 (its lhost
+        # table)
+        ("userunknown", "5.0.0", "542 <kijitora@example.org> Rejected"),
+        # no Remote-MTA: the host the diagnostic names as the one that answered decides whose
+        # table applies (here Zoho's and Exchange Online's, for a domain they take mail for)
+        ("rejected", "5.4.1", "SMTP error from remote mail server after RCPT "
+                              "TO:<kijitora@example.org>: host mx.zoho.com [204.141.33.44]: "
+                              "541 5.4.1 Mail rejected by destination domain"),
+        ("rejected", "5.1.0", "host example-org.mail.protection.outlook.com[52.101.0.1] said: "
+                              "550 5.1.0 Sender denied" + AT_MAIL),
+        ("systemerror", "5.2.4", "host example-org.mail.protection.outlook.com[52.101.0.1] "
+                                 "said: 550 5.2.4 Mailing list expansion problem" + AT_RCPT),
+    ],
+    "kijitora@zoho.com": [
+        # Zoho Mail (Sisimai's Zoho table)
+        ("authfailure", "5.7.1", "550 5.7.1 Email rejected per DMARC policy for zoho.com"),
+        ("blocked", "4.7.1", "451 4.7.1 Greylisted, try again after some time" + AT_RCPT),
+        ("rejected", "5.7.1", "554 5.7.1 Email cannot be delivered. Reason: Email flagged as "
+                              "Spam." + AT_RCPT),
+        ("rejected", "5.4.1", "541 5.4.1 Mail rejected by destination domain" + AT_RCPT),
+        ("policyviolation", "5.7.7", "554 5.7.7 Email policy violation detected" + AT_DATA),
+        ("policyviolation", "5.0.0", "550 Mailbox delivery restricted by policy error"),
+        ("systemerror", "4.3.1", "452 4.3.1 Temporary System Error"),
+        ("userunknown", "5.1.1", "550 5.1.1 User does not exist - <kijitora@zoho.com>"
+                                 + AT_RCPT),
+        ("virusdetected", "5.7.1", "552 5.7.1 virus Eicar-Test-Signature detected by Zoho "
+                                   "Mail"),
+    ],
+    "kijitora@aol.com": [
+        # AOL, on Yahoo's servers (Sisimai's Aol table)
+        ("hostunknown", "5.0.0", "Host or domain name not found. Name service error for "
+                                 "name=example.net type=A: Host not found"),
+        ("notaccept", "5.0.0", "Name service error for name=example.net type=MX: Malformed or "
+                               "unexpected name server reply"),
+    ],
+    "kijitora@example.com via route1.mx.cloudflare.net": [
+        # Cloudflare Email Routing (Sisimai's Cloudflare table)
+        ("blocked", "5.0.0", "554 <192.0.2.1> found on one or more DNSBLs (abusixip). Refer to "
+                             "https://developers.cloudflare.com/email-routing/postmaster/"),
+        ("systemerror", "4.0.0", "451 Upstream error"),
+    ],
+    "kijitora@example.com via example-com.mail.protection.outlook.com": [
+        # Exchange Online answering for a customer's domain (Sisimai's ExchangeOnline table)
+        ("userunknown", "5.5.0", "550 5.5.0 Requested action not taken: mailbox unavailable"),
+        ("notaccept", "4.3.2", "432 4.3.2 System not accepting network messages"),
+        ("systemerror", "5.1.4", "550 5.1.4 Destination mailbox address ambiguous"),
+        ("systemerror", "5.2.4", "550 5.2.4 Mailing list expansion problem"),
+        ("systemerror", "5.2.14", "550 5.2.14 Misconfigured forwarding address"),
+        ("contenterror", "5.4.11", "550 5.4.11 Agent generated message depth exceeded"),
+        ("blocked", "5.0.0", "501 5.0.0 HELO / EHLO requires domain address"),
+        ("blocked", "5.7.51", "550 5.7.51 TenantInboundAttribution; There is a partner "
+                              "connector configured that matched the message's recipient "
+                              "domain. The connector had either the "
+                              "RestrictDomainsToIPAddresses or RestrictDomainsToCertificate "
+                              "set"),
+        ("blocked", "5.7.506", "550 5.7.506 Access Denied, Bad HELO"),
+        ("rejected", "5.1.0", "550 5.1.0 Sender denied"),
+        ("userunknown", "5.1.1", "550 5.1.1 Invalid X.400 address"),
+        ("spamdetected", "5.7.501", "550 5.7.501 Access denied, spam abuse detected"),
+        ("toomanyconn", "5.7.705", "550 5.7.705 Access denied, tenant has exceeded threshold"),
+        ("expired", "4.4.7", "550 4.4.7 QUEUE.Expired; message expired"),
+        ("rejected", "5.7.1", "550 5.7.1 RESOLVER.RST.NotAuthorized; not authorized"),
+        ("securityerror", "5.7.1", "550 5.7.1 RESOLVER.RST.AuthRequired; authentication "
+                                   "required"),
+        ("systemerror", "5.4.1", "550 5.4.1 RESOLVER.FWD.NotFound; forwarding address not "
+                                 "found"),
+        ("toomanyconn", "5.5.3", "550 5.5.3 RESOLVER.ADR.RecipLimit; too many recipients"),
+
+        # Office 365's own enhanced codes (Sisimai's Office365 table)
+        ("networkerror", "4.4.312", "451 4.4.312 DNS query failed. The error was: DNS "
+                                    "query failed with error: ServerFailure"),
+        ("networkerror", "5.4.312", "550 5.4.312 DNS query failed"),
+        ("expired", "4.4.316", "451 4.4.316 Connection timed out"),
+        ("expired", "5.4.316", "550 5.4.316 Message expired, connection timed out"),
+        ("contenterror", "5.0.350", "550 5.0.350 Remote server returned an error: x-dg-ref "
+                                    "header is too large"),
+        ("contenterror", "5.6.11", "554 5.6.11 SMTPSEND.BareLinefeedsAreIllegal; message "
+                                   "contains bare linefeeds, which cannot be sent via DATA"),
+    ],
+    "kijitora@example.com via aspmx.l.google.com": [
+        # a custom domain whose mail Google Workspace takes: Gmail's replies stand
+        ("userunknown", "5.1.1", "550-5.1.1 The email account that you tried to reach does not "
+                                 "exist."),
+        ("suspend", "5.2.1", "550 5.2.1 The email account that you tried to reach is "
+                             "inactive."),
+        ("speeding", "4.2.1", "450 4.2.1 The user you are trying to contact is receiving mail "
+                              "too quickly."),
+        ("blocked", "4.7.28", "421 4.7.28 Gmail has detected an unusual rate of mail "
+                              "originating from your IP address."),
+
+        # Google Apps' older table for its customers' domains, where it agrees with Google's
+        # newer one
+        ("hostunknown", "5.1.2", "550 5.1.2 We weren't able to find the recipient domain."),
+        ("suspend", "5.2.1", "550 5.2.1 The email account that you tried to reach is "
+                             "disabled."),
+        ("syntaxerror", "5.5.1", "503 5.5.1 STARTTLS may not be repeated."),
+        ("syntaxerror", "5.5.1", "502 5.5.1 Too many unrecognized commands, goodbye."),
+        ("syntaxerror", "5.5.1", "502 5.5.1 Unimplemented command."),
+        ("syntaxerror", "5.5.1", "503 5.5.1 MAIL first."),
+        ("syntaxerror", "5.5.1", "503 5.5.1 RCPT first."),
+        ("syntaxerror", "5.5.4", "504 5.5.4 Optional Argument not permitted for that AUTH "
+                                 "mode."),
+        ("systemerror", "4.7.0", "454 4.7.0 Cannot authenticate due to temporary system "
+                                 "problem. Try again later."),
+        ("rejected", "5.7.1", "550 5.7.1 Unauthenticated email is not accepted from this "
+                              "domain."),
     ],
 }  # fmt: skip
 
