@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from bench import layers
 from bench.postfix import DOMAIN, SELECTOR, PostfixRelay, descendants
 from shared.directory import TenantLimits
 from shared.dkim import generate_rsa, to_document
@@ -332,6 +333,8 @@ class Figures:
     cpu_ms_per_msg_by_process: dict[str, float] = field(default_factory=dict)
     rejected: int = 0
     wall_s: float = 0.0
+    # With --profile, for the profiled workload: process -> layer -> ms (bench.layers)
+    cpu_ms_per_msg_by_layer: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def pct(values: list[float], p: int) -> float:
@@ -376,6 +379,7 @@ class Profiler:
 
     def __init__(self, relay: Relay, folder: Path) -> None:
         self.folder = folder
+        self.shares: dict[str, dict[str, float]] = {}  # per process, once stopped: bench.layers
         folder.mkdir(parents=True, exist_ok=True)
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         self.procs = {
@@ -408,7 +412,10 @@ class Profiler:
                 proc.wait(30)
             stacks = self.folder / f"{kind}.stacks"
             if stacks.exists():
-                (self.folder / f"{kind}.top").write_text(top_functions(stacks.read_text()))
+                collapsed = stacks.read_text()
+                (self.folder / f"{kind}.top").write_text(top_functions(collapsed))
+                self.shares[kind] = layers.by_layer(collapsed)
+                (self.folder / f"{kind}.layers").write_text(layers.format_shares(self.shares[kind]))
 
 
 def top_functions(collapsed: str, most: int = 40) -> str:
@@ -474,7 +481,17 @@ async def measure(
         if profiler is not None:
             await asyncio.to_thread(profiler.stop)
     delivered = sink.lines()[already:]
-    return figures(proxy.lines(), delivered, rss)
+    result = figures(proxy.lines(), delivered, rss)
+    if profiler is not None:
+        result.cpu_ms_per_msg_by_layer = {
+            kind: {
+                layer: round(share * result.cpu_ms_per_msg_by_process[kind], 3)
+                for layer, share in shares.items()
+            }
+            for kind, shares in profiler.shares.items()
+            if kind in result.cpu_ms_per_msg_by_process
+        }
+    return result
 
 
 async def bench_system(
@@ -564,6 +581,11 @@ def table(results: dict[str, dict[str, Figures]], workloads: list[Workload]) -> 
             f = results[s][workloads[0].name]
             cpu = sorted(f.cpu_ms_per_msg_by_process.items(), key=lambda kv: -kv[1])
             out.append(f"  {s}: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu if v >= 0.01))
+    for s in SYSTEMS:
+        for work in workloads:
+            by_layer = results.get(s, {}).get(work.name)
+            if by_layer is not None and by_layer.cpu_ms_per_msg_by_layer:
+                out.append(layers.report(by_layer.cpu_ms_per_msg_by_layer, work.describe()))
     return "\n".join(out)
 
 
