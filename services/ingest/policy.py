@@ -15,6 +15,9 @@ log = hlog.get_logger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+_PEERS_KEPT = 4096
+
+
 class RelayPolicy:
     """Answers "which tenant is this client?" and "may that tenant send from this domain?"."""
 
@@ -22,6 +25,7 @@ class RelayPolicy:
         self._networks: list[tuple[Network, Identity]] = []
         self._domains: dict[str, str] = {}
         self._tenants: dict[str, dict] = {}
+        self._peers: dict[str, Identity | None] = {}  # tenant_for_peer's answers, per load
 
     def load(self, tenants: list[dict], domains: list[dict]) -> None:
         networks: list[tuple[Network, Identity]] = []
@@ -39,6 +43,7 @@ class RelayPolicy:
         self._networks = networks
         self._domains = {d["_id"]: d["tenant"] for d in domains if d.get("verified")}
         self._tenants = {t["_id"]: t for t in tenants}
+        self._peers = {}
 
     async def refresh(self, store: Store) -> None:
         self.load(await store.directory.tenants(), await store.directory.domains())
@@ -49,7 +54,17 @@ class RelayPolicy:
         return None if doc is None else identity_of(doc, **kw)
 
     def tenant_for_peer(self, ip: str) -> Identity | None:
-        """The identity of the tenant whose authorised networks hold ``ip``, if any."""
+        """The identity of the tenant whose authorised networks hold ``ip``, if any. Asked
+        twice a connection (the greeting's pause, then MAIL) by the same few addresses: the
+        answers are kept until the next load (at most _PEERS_KEPT of them)."""
+        if ip in self._peers:
+            return self._peers[ip]
+        if len(self._peers) >= _PEERS_KEPT:
+            self._peers.clear()
+        found = self._peers[ip] = self._lookup(ip)
+        return found
+
+    def _lookup(self, ip: str) -> Identity | None:
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:

@@ -74,3 +74,12 @@ def test_a_restricted_credential_sends_only_from_what_it_names() -> None:
     assert p.may_send_from(only, "Orders@hato.test")
     assert not p.may_send_from(only, "ceo@hato.test")
     assert p.may_send_from(only, "anyone@news.hato.test")
+
+
+def test_a_new_load_forgets_the_answers_kept_for_peers() -> None:
+    """Answers per address are kept, but a changed network list (a reload) is what counts."""
+    p = policy()
+    assert p.tenant_for_peer("127.0.0.9") is None
+    assert p.tenant_for_peer("127.0.0.9") is None  # kept
+    p.load(tenants=[{"_id": "dev", "pool": "default", "networks": ["127.0.0.0/8"]}], domains=[])
+    assert p.tenant_for_peer("127.0.0.9").tenant == "dev"
