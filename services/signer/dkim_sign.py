@@ -201,10 +201,11 @@ def _signatures(
         headers, _ = dkim.rfc822_parse(header_block)
     except dkim.MessageFormatError as exc:
         raise SigningError(f"the header does not parse: {exc}") from None
-    if not any(name.lower() == b"from" for name, _ in headers):
+    names = [name.lower() for name, _ in headers]
+    if b"from" not in names:
         raise SigningError("the message has no From header")
     include = header_list(headers)
-    canonical = POLICY.canonicalize_headers(headers)
+    signed = b"".join(_relaxed_field(*headers[i]) for i in _selected(names, include))
     fields_out = []
     for key in keys:
         fields = [
@@ -219,11 +220,11 @@ def _signatures(
             (b"b", b""),
         ]
         unsigned = fold_tags(fields)
-        hasher = hashlib.sha256()
-        dkim.hash_headers(
-            hasher, POLICY, canonical, include, (_HEADER_NAME, b" " + unsigned), dict(fields)
-        )
-        signature = base64.b64encode(key.sign_digest(hasher.digest()))
+        # RFC 6376 3.7: the signed fields, then this DKIM-Signature with an empty b= and
+        # without its final CRLF, all in relaxed form.
+        own = _relaxed_field(_HEADER_NAME, b" " + unsigned).rstrip()
+        digest = hashlib.sha256(signed + own).digest()
+        signature = base64.b64encode(key.sign_digest(digest))
         # The b= value goes on lines of its own; verifiers remove it (and its folding)
         # before hashing, so the header hashed above is what they see.
         folded = unsigned + b"".join(
@@ -231,3 +232,29 @@ def _signatures(
         )
         fields_out.append(_HEADER_NAME + b": " + folded + b"\r\n")
     return b"".join(fields_out)
+
+
+def _selected(names: Sequence[bytes], include: Sequence[bytes]) -> list[int]:
+    """Which fields ``include`` (the h= list) signs, in its order: for each name the last
+    instance not yet taken, from the bottom up (RFC 6376 5.4.2); a name with none left, as an
+    over-signed one, takes nothing. dkimpy's select_headers, on lower-cased names."""
+    taken: list[int] = []
+    below: dict[bytes, int] = {}
+    for name in include:
+        i = below.get(name, len(names))
+        while i > 0:
+            i -= 1
+            if names[i] == name:
+                taken.append(i)
+                break
+        below[name] = i
+    return taken
+
+
+def _relaxed_field(name: bytes, value: bytes) -> bytes:
+    """``name:value`` in the relaxed header canonicalization (RFC 6376 3.4.2), as dkimpy
+    writes it: name lower-cased, value unfolded, runs of blanks as one space, stripped, CRLF."""
+    value = value.replace(b"\r\n", b"").replace(b"\n", b"")
+    if b"\t" in value or b"  " in value:
+        value = _WSP_RUN.sub(b" ", value)
+    return name.lower().rstrip() + b":" + value.strip() + b"\r\n"
