@@ -208,7 +208,19 @@ def _signatures(
     signed = b"".join(_relaxed_field(*headers[i]) for i in _selected(names, include))
     fields_out = []
     for key in keys:
-        fields = [
+        unsigned = unsigned_field(key, timestamp, include, bh)
+        # RFC 6376 3.7: the signed fields, then this DKIM-Signature with an empty b= and
+        # without its final CRLF, all in relaxed form.
+        own = _relaxed_field(_HEADER_NAME, b" " + unsigned).rstrip()
+        digest = hashlib.sha256(signed + own).digest()
+        fields_out.append(signed_field(unsigned, key.sign_digest(digest)))
+    return b"".join(fields_out)
+
+
+def unsigned_field(key: SigningKey, timestamp: bytes, include: Sequence[bytes], bh: bytes) -> bytes:
+    """The DKIM-Signature's tags, folded, with an empty b=: what is hashed."""
+    return fold_tags(
+        [
             (b"v", b"1"),
             (b"a", key.key.algorithm.encode()),
             (b"c", b"relaxed/relaxed"),
@@ -219,19 +231,15 @@ def _signatures(
             (b"bh", bh),
             (b"b", b""),
         ]
-        unsigned = fold_tags(fields)
-        # RFC 6376 3.7: the signed fields, then this DKIM-Signature with an empty b= and
-        # without its final CRLF, all in relaxed form.
-        own = _relaxed_field(_HEADER_NAME, b" " + unsigned).rstrip()
-        digest = hashlib.sha256(signed + own).digest()
-        signature = base64.b64encode(key.sign_digest(digest))
-        # The b= value goes on lines of its own; verifiers remove it (and its folding)
-        # before hashing, so the header hashed above is what they see.
-        folded = unsigned + b"".join(
-            b"\r\n\t" + signature[i : i + 72] for i in range(0, len(signature), 72)
-        )
-        fields_out.append(_HEADER_NAME + b": " + folded + b"\r\n")
-    return b"".join(fields_out)
+    )
+
+
+def signed_field(unsigned: bytes, signature: bytes) -> bytes:
+    """The whole DKIM-Signature field. The b= value goes on lines of its own; verifiers
+    remove it (and its folding) before hashing, so the header hashed is what they see."""
+    b = base64.b64encode(signature)
+    folded = unsigned + b"".join(b"\r\n\t" + b[i : i + 72] for i in range(0, len(b), 72))
+    return _HEADER_NAME + b": " + folded + b"\r\n"
 
 
 def _selected(names: Sequence[bytes], include: Sequence[bytes]) -> list[int]:

@@ -252,36 +252,20 @@ def test_the_body_hash_is_dkimpys(body: bytes) -> None:
 
 
 def _dkimpys_signatures(header_block: bytes, keys, bh: bytes, timestamp: bytes) -> bytes:
-    """The DKIM-Signature fields as dkimpy's own header canonicalization and hashing make
-    them: the reference for the signer's."""
-    from services.signer.dkim_sign import _HEADER_NAME, POLICY, fold_tags, header_list
+    """The DKIM-Signature fields with dkimpy's own header canonicalization and hashing: the
+    reference for the signer's."""
+    from services.signer.dkim_sign import _HEADER_NAME, POLICY, signed_field, unsigned_field
 
     headers, _ = dkim.rfc822_parse(header_block)
     include = header_list(headers)
     canonical = POLICY.canonicalize_headers(headers)
     out = b""
     for key in keys:
-        fields = [
-            (b"v", b"1"),
-            (b"a", key.key.algorithm.encode()),
-            (b"c", b"relaxed/relaxed"),
-            (b"d", key.key.domain.encode()),
-            (b"s", key.key.selector.encode()),
-            (b"t", timestamp),
-            (b"h", b":".join(include)),
-            (b"bh", bh),
-            (b"b", b""),
-        ]
-        unsigned = fold_tags(fields)
+        unsigned = unsigned_field(key, timestamp, include, bh)
         hasher = hashlib.sha256()
-        dkim.hash_headers(
-            hasher, POLICY, canonical, include, (_HEADER_NAME, b" " + unsigned), dict(fields)
-        )
-        signature = base64.b64encode(key.sign_digest(hasher.digest()))
-        folded = unsigned + b"".join(
-            b"\r\n\t" + signature[i : i + 72] for i in range(0, len(signature), 72)
-        )
-        out += _HEADER_NAME + b": " + folded + b"\r\n"
+        sig = (_HEADER_NAME, b" " + unsigned)
+        dkim.hash_headers(hasher, POLICY, canonical, include, sig, {})
+        out += signed_field(unsigned, key.sign_digest(hasher.digest()))
     return out
 
 
