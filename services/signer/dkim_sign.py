@@ -262,7 +262,5 @@ def _selected(names: Sequence[bytes], include: Sequence[bytes]) -> list[int]:
 def _relaxed_field(name: bytes, value: bytes) -> bytes:
     """``name:value`` in the relaxed header canonicalization (RFC 6376 3.4.2), as dkimpy
     writes it: name lower-cased, value unfolded, runs of blanks as one space, stripped, CRLF."""
-    value = value.replace(b"\r\n", b"").replace(b"\n", b"")
-    if b"\t" in value or b"  " in value:
-        value = _WSP_RUN.sub(b" ", value)
+    value = _relaxed_wsp(value.replace(b"\r\n", b"").replace(b"\n", b""))
     return name.lower().rstrip() + b":" + value.strip() + b"\r\n"
