@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 
 from shared.broker import Broker, Delivery
+from shared.broker.topology import retry_name
 from shared.errors import Held, RetryLater
 from shared.queue_control import Action, Scope
 from shared.schemas import DeliveryJob, Recipient, RecipientStatus, utcnow
@@ -61,6 +62,8 @@ async def test_held_jobs_keep_their_attempt_and_a_sweep_brings_back_only_matches
     await eventually(lambda: asyncio.sleep(0, seen), until=lambda s: len(s) == 2)
     await broker.publish(job("late.test", "m3"))
     await eventually(lambda: asyncio.sleep(0, seen), until=lambda s: len(s) == 3)
+    # The handler's answer is published after it returns: sweep once all three wait.
+    await eventually(lambda: broker.depth(retry_name(30)), until=lambda n: n == 3)
     moved = await broker.sweep([30], lambda m: m.domain in ("held.test", "late.test"))
     assert moved == 2
     await eventually(lambda: asyncio.sleep(0, seen), until=lambda s: len(s) == 5)
