@@ -3,8 +3,8 @@ shared by all services."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -65,6 +65,36 @@ def inner_span(name: str, **kwargs: Any) -> AbstractContextManager[trace.Span]:
     if _recording is False:
         return nullcontext(trace.get_current_span())
     return tracer.start_as_current_span(name, **kwargs)
+
+
+def consumer_span(
+    name: str, headers: Mapping[str, Any], first_attempt: str | None, attributes: dict[str, Any]
+) -> AbstractContextManager[trace.Span]:
+    """The span of handling a broker message, a child of the producer's context in
+    ``headers`` and linked to the first attempt's span. In a process that exports no spans,
+    the producer's span stands for it when the headers name one (the trace id is the same,
+    and the handler's publishes carry it on); a new one is made only when they don't."""
+    parent = extract_context(headers)
+    if _recording is False:
+        span = trace.get_current_span(parent)
+        if span.get_span_context().is_valid:
+            return _attached(parent, span)
+    return tracer.start_as_current_span(
+        name,
+        context=parent,
+        kind=trace.SpanKind.CONSUMER,
+        attributes=attributes,
+        links=links_to(first_attempt, **{"hato.link": "first attempt"}) if first_attempt else None,
+    )
+
+
+@contextmanager
+def _attached(ctx: otel_context.Context, span: trace.Span) -> Iterator[trace.Span]:
+    token = otel_context.attach(ctx)
+    try:
+        yield span
+    finally:
+        otel_context.detach(token)
 
 
 def inject_headers(headers: dict[str, Any] | None = None) -> dict[str, Any]:

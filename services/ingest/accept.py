@@ -43,7 +43,7 @@ from shared.schemas import (
     utcnow,
 )
 from shared.store import Store
-from shared.telemetry import trace_id, traceparent, tracer
+from shared.telemetry import inner_span, trace_id, traceparent
 from shared.timeline import Timeline
 
 log = hlog.get_logger(__name__)
@@ -203,8 +203,9 @@ class Acceptor:
 
     async def _accept(self, sub: Submission) -> Accepted:
         # A child of the request's span (HTTP, SMTP DATA, the submit queue's consumer): the
-        # first span of the mail's own story, whose traceparent the message record keeps.
-        with tracer.start_as_current_span(
+        # first span of the mail's own story, whose traceparent the message record keeps (the
+        # request's own when no span is exported: the same trace either way).
+        with inner_span(
             "accept",
             kind=SpanKind.INTERNAL,
             attributes={"hato.tenant": sub.identity.tenant, "hato.door": sub.door},

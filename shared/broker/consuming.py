@@ -25,7 +25,6 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
 )
-from opentelemetry.trace import SpanKind
 
 from shared import logging as hlog
 from shared import schemas
@@ -51,14 +50,7 @@ from shared.errors import (
     Unavailable,
 )
 from shared.ids import new_id
-from shared.telemetry import (
-    CONSUMED,
-    HANDLE_SECONDS,
-    extract_context,
-    links_to,
-    traceparent,
-    tracer,
-)
+from shared.telemetry import CONSUMED, HANDLE_SECONDS, consumer_span, traceparent
 
 log = hlog.get_logger(__name__)
 
@@ -202,12 +194,11 @@ class Consuming:
         if isinstance(first, bytes):
             first = first.decode(errors="replace")
         with (
-            tracer.start_as_current_span(
+            consumer_span(
                 f"{self.full(queue)} process",
-                context=extract_context(headers),
-                kind=SpanKind.CONSUMER,
-                attributes={"messaging.destination.name": self.full(queue)},
-                links=links_to(first, **{"hato.link": "first attempt"}) if first else None,
+                headers,
+                first,
+                {"messaging.destination.name": self.full(queue)},
             ) as span,
             HANDLE_SECONDS.labels(queue).time(),
         ):

@@ -92,3 +92,28 @@ def test_inner_spans_are_made_only_where_spans_are_exported(monkeypatch) -> None
         with telemetry.inner_span("dkim sign") as inner:
             assert inner is not outer
             assert inner.get_span_context().trace_id == outer.get_span_context().trace_id
+
+
+def test_a_consumer_span_is_made_only_where_spans_are_exported(monkeypatch) -> None:
+    """Without an exporter, handling a message whose headers name a span runs in that span's
+    context (same ids, nothing made), and one without context still gets a trace of its own;
+    with an exporter, the consumer span is a new child of the producer's, linked to the
+    first attempt."""
+    from shared import telemetry
+
+    first = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+    monkeypatch.setattr(telemetry, "tracer", TracerProvider(sampler=ALWAYS_OFF).get_tracer("t"))
+    monkeypatch.setattr(telemetry, "_recording", False)
+    with telemetry.consumer_span("q process", {"traceparent": PARENT.encode()}, first, {}) as s:
+        assert not s.is_recording()
+        assert traceparent() == PARENT
+    assert trace.get_current_span() is trace.INVALID_SPAN
+    with telemetry.consumer_span("q process", {}, None, {}):
+        assert trace_id() is not None and traceparent() != PARENT
+    monkeypatch.setattr(telemetry, "tracer", TracerProvider(sampler=ALWAYS_ON).get_tracer("t"))
+    monkeypatch.setattr(telemetry, "_recording", True)
+    with telemetry.consumer_span("q process", {"traceparent": PARENT}, first, {"a": 1}) as s:
+        assert s.is_recording() and trace_id() == PARENT.split("-")[1]
+        assert traceparent() != PARENT
+        assert [f"{x.context.span_id:016x}" for x in s.links] == [first.split("-")[2]]
+    assert trace.get_current_span() is trace.INVALID_SPAN
