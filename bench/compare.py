@@ -3,7 +3,7 @@
     make bench
     .venv/bin/python -m bench.compare [--messages 20000] [--sizes 1024,20480]
         [--concurrency 20] [--rate 50] [--duration 60] [--systems hato,postfix]
-        [--profile DIR]
+        [--profile DIR] [--rounds N]
 
 Both relays run on loopback, sign every message with RSA-2048 (Hato's signer; OpenDKIM as
 Postfix's milter) and deliver everything to one sink (``benchkit sink``, Go), which stamps
@@ -19,6 +19,12 @@ and workload: accepted and delivered messages per second, p50/p99 accept latency
 to the reply after DATA), p50/p99 accept-to-delivered latency, peak RSS of each process kind
 and of all together. Hato counts its four services, RabbitMQ and FerretDB; Postfix counts
 all its daemons and OpenDKIM.
+
+Both relays run from start to end. With ``--rounds N`` each throughput workload runs as N
+parts of ``messages / N``, the systems taking turns part by part (A B, B A, A B ...): the
+figures are then the medians of the parts, and the table also gives Hato / Postfix of
+throughput and CPU per round. This machine's speed drifts by tens of percent within
+minutes; a pair of parts run back to back cancels most of it.
 
 Writes ``bench/results/latest.json`` and ``bench/results/latest.png`` and prints a table
 with the ratio Hato / Postfix of every figure. Every run is bounded (``--drain-timeout``)
@@ -39,7 +45,8 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -335,6 +342,8 @@ class Figures:
     wall_s: float = 0.0
     # With --profile, for the profiled workload: process -> layer -> ms (bench.layers)
     cpu_ms_per_msg_by_layer: dict[str, dict[str, float]] = field(default_factory=dict)
+    # With --rounds N > 1: each round's throughput and CPU (the figures above are medians)
+    rounds: list[dict[str, float]] = field(default_factory=list)
 
 
 def pct(values: list[float], p: int) -> float:
@@ -494,37 +503,131 @@ async def measure(
     return result
 
 
-async def bench_system(
-    name: str, workloads: list[Workload], args: argparse.Namespace, workdir: Path
-) -> dict[str, Figures]:
+@contextlib.asynccontextmanager
+async def running(name: str, args: argparse.Namespace, workdir: Path) -> AsyncIterator[Running]:
+    """``name``'s relay and its sink, started and warmed up; stopped on the way out."""
     sink = Kit("sink", "-listen", f"127.0.0.1:{free_port()}", out=workdir / f"{name}.delivered")
     sink_port = int(_listen_port(sink))
     relay: HatoRelay | PostfixRelay
-    if name == "hato":
-        relay = HatoRelay(workdir, sink_port, args.concurrency)
-        await relay.start()
-    else:
-        relay = PostfixRelay(workdir, free_port(), sink_port, free_port())
-        await asyncio.to_thread(relay.start)
-    results: dict[str, Figures] = {}
     try:
-        warm = Workload("warm-up", 1024, messages=200, concurrency=args.concurrency)
-        await measure(relay, sink, warm, workdir, args.drain_timeout)
-        for i, work in enumerate(workloads):
-            print(f"  {name}: {work.describe()} ...", file=sys.stderr, flush=True)
-            profile = args.profile if args.profile and i == 0 and name == "hato" else None
-            results[work.name] = await measure(
-                relay, sink, work, workdir, args.drain_timeout, profile
-            )
-            await asyncio.sleep(2)  # let the queues settle between workloads
-    finally:
-        if isinstance(relay, HatoRelay):
-            await relay.stop()
+        if name == "hato":
+            relay = HatoRelay(workdir, sink_port, args.concurrency)
+            await relay.start()
         else:
-            await asyncio.to_thread(relay.stop)
-            relay.cleanup()
+            relay = PostfixRelay(workdir, free_port(), sink_port, free_port())
+            await asyncio.to_thread(relay.start)
+        try:
+            # After a warm-up of 200, the first of four rounds gave a Hato / Postfix CPU
+            # ratio 1.1-1.5 times the median of the rounds, in four runs out of four.
+            warm = Workload("warm-up", 1024, messages=1000, concurrency=args.concurrency)
+            await measure(relay, sink, warm, workdir, args.drain_timeout)
+            yield Running(name, relay, sink)
+        finally:
+            if isinstance(relay, HatoRelay):
+                await relay.stop()
+            else:
+                await asyncio.to_thread(relay.stop)
+                relay.cleanup()
+    finally:
         sink.stop()
-    return results
+
+
+@dataclass
+class Running:
+    name: str
+    relay: Relay
+    sink: Kit
+
+
+def rounds_of(work: Workload, rounds: int) -> list[Workload]:
+    """A throughput workload cut into ``rounds`` equal parts (the steady one stays whole)."""
+    if rounds <= 1 or not work.messages:
+        return [work]
+    part = max(1, work.messages // rounds)
+    return [replace(work, messages=part) for _ in range(rounds)]
+
+
+def turns(systems: list[str], round_index: int) -> list[str]:
+    """The systems' order in a round: reversed every other round (A B, B A, A B ...), so a
+    machine that slows or speeds up during the run weighs on each the same."""
+    return list(reversed(systems)) if round_index % 2 else list(systems)
+
+
+def combined(parts: list[Figures]) -> Figures:
+    """One workload's figures from its rounds: counts summed, peaks the largest, every
+    rate, latency and CPU figure the median of the rounds'."""
+    if len(parts) == 1:
+        return parts[0]
+
+    def median(attr: str) -> float:
+        return statistics.median(getattr(p, attr) for p in parts)
+
+    def median_by(attr: str) -> dict[str, float]:
+        keys = {k for p in parts for k in getattr(p, attr)}
+        return {
+            k: round(statistics.median(getattr(p, attr).get(k, 0.0) for p in parts), 2)
+            for k in sorted(keys)
+        }
+
+    rss: dict[str, float] = {}
+    for p in parts:
+        for k, v in p.rss_by_process_mb.items():
+            rss[k] = max(rss.get(k, 0.0), v)
+    return Figures(
+        accepted=sum(p.accepted for p in parts),
+        delivered=sum(p.delivered for p in parts),
+        signed=sum(p.signed for p in parts),
+        accepted_per_s=median("accepted_per_s"),
+        delivered_per_s=median("delivered_per_s"),
+        accept_p50_ms=median("accept_p50_ms"),
+        accept_p99_ms=median("accept_p99_ms"),
+        e2e_p50_ms=median("e2e_p50_ms"),
+        e2e_p99_ms=median("e2e_p99_ms"),
+        peak_rss_mb=max(p.peak_rss_mb for p in parts),
+        rss_by_process_mb=rss,
+        cpu_ms_per_msg=median("cpu_ms_per_msg"),
+        cpu_ms_per_msg_by_process=median_by("cpu_ms_per_msg_by_process"),
+        rejected=sum(p.rejected for p in parts),
+        wall_s=sum(p.wall_s for p in parts),
+        cpu_ms_per_msg_by_layer=next(
+            (p.cpu_ms_per_msg_by_layer for p in parts if p.cpu_ms_per_msg_by_layer), {}
+        ),
+        rounds=[
+            {"delivered_per_s": p.delivered_per_s, "cpu_ms_per_msg": p.cpu_ms_per_msg}
+            for p in parts
+        ],
+    )
+
+
+def paired(results: dict[str, dict[str, Figures]], work: str, attr: str) -> list[float]:
+    """Hato / Postfix of ``attr`` in each round of ``work``: each pair ran minutes apart at
+    most, so the machine's drift over a run cancels out of these."""
+    if not all(s in results for s in SYSTEMS):
+        return []
+    a, b = (results[s][work].rounds for s in SYSTEMS)
+    return [x[attr] / y[attr] for x, y in zip(a, b, strict=True) if y[attr]]
+
+
+async def bench_all(
+    workloads: list[Workload], args: argparse.Namespace, workdir: Path
+) -> dict[str, dict[str, Figures]]:
+    """Every workload on every system. All relays run from start to end; a throughput
+    workload of ``--rounds`` N runs as N parts, the systems taking turns part by part."""
+    parts: dict[str, dict[str, list[Figures]]] = {s: {} for s in args.systems}
+    async with contextlib.AsyncExitStack() as stack:
+        up = {s: await stack.enter_async_context(running(s, args, workdir)) for s in args.systems}
+        for i, work in enumerate(workloads):
+            for r, part in enumerate(rounds_of(work, args.rounds)):
+                for name in turns(args.systems, r):
+                    where = f" (round {r + 1} of {args.rounds})" if args.rounds > 1 else ""
+                    print(f"  {name}: {part.describe()}{where} ...", file=sys.stderr, flush=True)
+                    first = i == 0 and r == 0 and name == "hato"
+                    profile = args.profile if args.profile and first else None
+                    relay, sink = up[name].relay, up[name].sink
+                    done = await measure(relay, sink, part, workdir, args.drain_timeout, profile)
+                    parts[name].setdefault(work.name, []).append(done)
+                    await asyncio.sleep(2)  # let the queues settle between workloads
+    return {s: {w: combined(f) for w, f in by_work.items()} for s, by_work in parts.items()}
 
 
 def _listen_port(kit: Kit) -> str:
@@ -535,6 +638,7 @@ def _listen_port(kit: Kit) -> str:
 
 # ---- report ----
 
+PAIRED = (("delivered msg/s", "delivered_per_s"), ("CPU ms/msg", "cpu_ms_per_msg"))
 ROWS = (
     ("accepted msg/s", "accepted_per_s", "{:.0f}"),
     ("delivered msg/s", "delivered_per_s", "{:.0f}"),
@@ -559,6 +663,17 @@ def table(results: dict[str, dict[str, Figures]], workloads: list[Workload]) -> 
             ratio = f"{values[0] / values[1]:.2f}" if None not in values and values[1] else "-"
             out.append(f"{label:<28} {title:<16} {cells[0]:>9} {cells[1]:>9} {ratio:>13}")
             label = ""
+        for title, attr in (
+            ("delivered msg/s", "delivered_per_s"),
+            ("CPU ms/msg", "cpu_ms_per_msg"),
+        ):
+            ratios = paired(results, work.name, attr)
+            if len(ratios) > 1:
+                each = " ".join(f"{r:.2f}" for r in ratios)
+                out.append(
+                    f"{'':<28} {title} hato/postfix per round: {each}"
+                    f" (median {statistics.median(ratios):.2f})"
+                )
         for s in SYSTEMS:
             if s in results:
                 f = results[s][work.name]
@@ -634,9 +749,7 @@ async def main(args: argparse.Namespace) -> None:
     workdir = ROOT / "var/bench"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    results: dict[str, dict[str, Figures]] = {}
-    for system in args.systems:
-        results[system] = await bench_system(system, workloads, args, workdir)
+    results = await bench_all(workloads, args, workdir)
     engines = engines_used()
     print(table(results, workloads))
     print("\nHato ran on: " + "; ".join(f"{k} {v}" for k, v in engines.items()))
@@ -646,6 +759,12 @@ async def main(args: argparse.Namespace) -> None:
         "engines": engines,
         "command": " ".join(sys.argv),
         "workloads": {w.name: w.describe() for w in workloads},
+        "rounds": args.rounds,
+        "paired_ratios": {
+            w.name: {attr: paired(results, w.name, attr) for _, attr in PAIRED}
+            for w in workloads
+            if args.rounds > 1 and w.messages
+        },
         **{s: {w: vars(f) for w, f in r.items()} for s, r in results.items()},
     }
     (RESULTS / "latest.json").write_text(json.dumps(document, indent=2) + "\n")
@@ -686,11 +805,20 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drain-timeout", type=float, default=600)
     p.add_argument("--keep", action="store_true", help="keep var/bench (logs, records)")
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="cut each throughput workload into N parts, the systems taking turns part by "
+        "part; figures are the medians of the parts, and Hato / Postfix is also given per part",
+    )
+    p.add_argument(
         "--profile",
         type=Path,
         help="py-spy each Python process during the first workload; stacks and top lists here",
     )
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds must be 1 or more")
     unknown = set(args.systems) - set(SYSTEMS)
     if unknown:
         p.error(f"unknown systems: {', '.join(sorted(unknown))}")
