@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Protocol
 
 from shared import logging as hlog
 from shared.broker import Broker
 from shared.domains import domain_of
 from shared.errors import Unavailable
 from shared.schemas import DeliveryResult, Event, EventType, RecipientStatus
-from shared.store import Store
 
 log = hlog.get_logger(__name__)
 
@@ -79,8 +79,14 @@ def attempt_events(
     ]
 
 
+class EventLog(Protocol):
+    """Where events are written (``Store`` is one): all a Timeline needs of the database."""
+
+    async def insert_events(self, events: Sequence[Event]) -> None: ...
+
+
 class Timeline:
-    def __init__(self, store: Store, broker: Broker) -> None:
+    def __init__(self, store: EventLog, broker: Broker) -> None:
         self.store = store
         self.broker = broker
 

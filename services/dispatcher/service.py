@@ -32,9 +32,9 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry import trace
 from prometheus_client import Counter
@@ -85,9 +85,8 @@ from shared.schemas import (
     Reply,
     utcnow,
 )
-from shared.store import Store
 from shared.telemetry import inner_span
-from shared.timeline import Timeline, attempt_events
+from shared.timeline import EventLog, Timeline, attempt_events
 from shared.verp import Verp, VerpMode
 
 log = hlog.get_logger(__name__)
@@ -106,10 +105,33 @@ HELD = Counter("hato_dispatcher_held_total", "Jobs that waited because a suspens
 MOVED = Counter("hato_dispatcher_moved_total", "Jobs moved to another pool by a queue control.")
 
 
+class DeliveryRecords(EventLog, Protocol):
+    """What the dispatcher's handler reads and writes in the database: the service passes
+    its ``Store``; unit tests pass a small fake."""
+
+    async def pending_recipients(self, ids: Iterable[str]) -> set[str]: ...
+
+    async def record_attempt(
+        self,
+        results: Sequence[RecipientResult],
+        events: Sequence[Event] = (),
+        *,
+        source_ip: str = "",
+    ) -> None: ...
+
+    async def attempt_events(
+        self, message_id: str, recipient_ids: Sequence[str], attempt: int
+    ) -> list[Event]: ...
+
+    async def unreported_results(self, ids: Iterable[str]) -> list[dict[str, Any]]: ...
+
+    async def results_reported(self, ids: Sequence[str]) -> None: ...
+
+
 class Dispatcher:
     def __init__(
         self,
-        store: Store,
+        store: DeliveryRecords,
         broker: Broker,
         view: PoolView,
         mx: MxResolver,

@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from itertools import islice
+from typing import Any, Protocol
 
 from opentelemetry import trace
 from prometheus_client import Counter
@@ -45,9 +47,9 @@ from shared.schemas import (
     SignJob,
 )
 from shared.secrets import SecretBox
-from shared.store import Store, event_of
+from shared.store import event_of
 from shared.telemetry import inner_span
-from shared.timeline import Timeline
+from shared.timeline import EventLog, Timeline
 from shared.unsubscribe import Unsubscribe, without_fields
 
 log = hlog.get_logger(__name__)
@@ -90,10 +92,23 @@ def fan_out(job: SignJob, *, per_job: int) -> list[DeliveryJob]:
     return jobs
 
 
+class SigningRecords(EventLog, Protocol):
+    """What the signer's handler reads and writes in the database: the service passes its
+    ``Store``; unit tests pass a small fake."""
+
+    async def signing(self, message_ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+
+    async def mark_signed(self, events: Sequence[Event]) -> None: ...
+
+    async def pending_recipients(self, ids: Iterable[str]) -> set[str]: ...
+
+    async def fail_message(self, message_id: str, reply: Reply) -> None: ...
+
+
 class Signer:
     def __init__(
         self,
-        store: Store,
+        store: SigningRecords,
         broker: Broker,
         keys: KeyRing,
         *,
