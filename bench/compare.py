@@ -753,9 +753,14 @@ async def main(args: argparse.Namespace) -> None:
     engines = engines_used()
     print(table(results, workloads))
     print("\nHato ran on: " + "; ".join(f"{k} {v}" for k, v in engines.items()))
+    print(f"Machine: {os.cpu_count()} x {cpu_model()}")
     document = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu": cpu_model(),
+            "python": platform.python_version(),
+        },
         "engines": engines,
         "command": " ".join(sys.argv),
         "workloads": {w.name: w.describe() for w in workloads},
@@ -774,6 +779,19 @@ async def main(args: argparse.Namespace) -> None:
     print(f"\nwrote {RESULTS / 'latest.json'}{wrote}")
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def cpu_model() -> str:
+    """The processor's name and clock as the kernel reports them: runs on different hosts
+    of one cloud give different figures for the same code."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "?"
+    fields = dict(
+        (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in info.splitlines())
+    )
+    return f"{fields.get('model name', '?')}, {fields.get('cpu MHz', '?')} MHz"
 
 
 def engines_used() -> dict[str, str]:
