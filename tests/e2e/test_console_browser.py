@@ -140,7 +140,9 @@ async def test_a_tenant_user_follows_its_mail_in_the_browser(api: Api, browser: 
 
 async def follow(api: Api, browser: Any, password: str, rival_id: str) -> None:
     """The test's steps in the browser (``browser``), signed in as desk@shop.test."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     base = str(api.http.base_url).rstrip("/")
     recipients = ["taro@mobile.test", "jiro@mobile.test", "saburo@mobile.test"]
@@ -160,11 +162,17 @@ async def follow(api: Api, browser: Any, password: str, rival_id: str) -> None:
         browser.get(f"{base}/console/messages")
         page(By.NAME, "recipient").send_keys("taro@mobile.test")
         page(By.ID, "search").click()
-        links = browser.find_elements(By.CSS_SELECTOR, "a.message-link")
-        return links[0] if links else None
+        # The results are a new page; links read before it loaded (the unfiltered list)
+        # go stale. Read them once the search's URL is the browser's.
+        WebDriverWait(browser, WAIT).until(lambda d: "recipient=taro" in d.current_url)
+        try:
+            links = browser.find_elements(By.CSS_SELECTOR, "a.message-link")
+            return (links[0], links[0].text) if links else None
+        except StaleElementReferenceException:
+            return None
 
-    link = await until(found)
-    assert link.text == "ご注文の確認 (#1042)"
+    link, text = await until(found)
+    assert text == "ご注文の確認 (#1042)"
     shoot(browser, "messages")
     link.click()
     await until(lambda: "/console/messages/" in browser.current_url)
