@@ -432,13 +432,8 @@ def top_functions(collapsed: str, most: int = 40) -> str:
     own: dict[str, int] = {}
     under: dict[str, int] = {}
     total = 0
-    for line in collapsed.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
+    for frames, n in layers.samples(collapsed):
         total += n
-        frames = stack.split(";")
         own[frames[-1]] = own.get(frames[-1], 0) + n
         for frame in set(frames):
             under[frame] = under.get(frame, 0) + n

@@ -11,6 +11,7 @@ a change's effect on one layer shows next to the others.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 # (layer, pattern over a frame "function (file:line)"), innermost match wins. The first two
 # are looked for in the innermost frame only: time inside a system call or OpenSSL.
@@ -51,17 +52,22 @@ def layer_of(stack: list[str]) -> str:
     return OTHER
 
 
+def samples(collapsed: str) -> Iterator[tuple[list[str], int]]:
+    """Each stack (its frames, outermost first) of py-spy's collapsed output and how many
+    samples it had; lines that are no such record are skipped."""
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            yield stack.split(";"), int(count)
+
+
 def by_layer(collapsed: str) -> dict[str, float]:
     """Each layer's share (0..1) of the samples in py-spy's collapsed stacks, largest first."""
     counts: dict[str, int] = {}
     total = 0
-    for line in collapsed.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
+    for frames, n in samples(collapsed):
         total += n
-        layer = layer_of(stack.split(";"))
+        layer = layer_of(frames)
         counts[layer] = counts.get(layer, 0) + n
     ranked = sorted(counts.items(), key=lambda kv: -kv[1])
     return {layer: n / total for layer, n in ranked} if total else {}
