@@ -110,7 +110,8 @@ ferret_build() {
   # Built from FerretDB v1.24.2 with tools/ferretdb/*.patch applied: _id lookups use the
   # _id index (unpatched, each one reads the whole collection), and an update writes the
   # documents it modifies in one transaction (unpatched, one transaction and fsync each),
-  # and release builds skip debug-only logging and leak tracking.
+  # release builds skip debug-only logging and leak tracking, and a database's writers take
+  # turns on a mutex (unpatched, SQLite's busy handler slept them 1-100 ms at a time).
   local stamp src mod patch
   stamp="$(cat "$ROOT/tools/ferretdb/go.mod" "$ROOT/tools/ferretdb/main.go" \
     "$ROOT"/tools/ferretdb/*.patch | sha256sum | cut -c1-16)"
