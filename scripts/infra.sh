@@ -102,8 +102,8 @@ rabbit_management() { # RabbitMQ's management HTTP API (rabbitmq_management), en
   wait_port 127.0.0.1 15672 30 "RabbitMQ's management API" || true
 }
 
-go_ok() { # FerretDB 1.24 needs Go 1.24 or newer
-  command -v go >/dev/null && go version | grep -Eq 'go1\.(2[4-9]|[3-9][0-9])'
+go_ok() { # FerretDB's SQLite driver (tools/ferretdb/go.mod) needs Go 1.26 or newer
+  command -v go >/dev/null && go version | grep -Eq 'go1\.(2[6-9]|[3-9][0-9])'
 }
 
 ferret_build() {
@@ -118,7 +118,7 @@ ferret_build() {
   [ -x "$FERRET_BIN" ] && [ "$(cat "$FERRET_BIN.stamp" 2>/dev/null)" = "$stamp" ] && return
   export PATH="$PATH:/usr/local/go/bin:/usr/lib/go/bin"
   go_ok || apt_install golang-go || true
-  go_ok || { log "FerretDB needs Go 1.24 or newer to build; install Go 1.24+ and run again"; return 1; }
+  go_ok || { log "FerretDB needs Go 1.26 or newer to build; install Go 1.26+ and run again"; return 1; }
   log "building FerretDB v1.24.2 with Hato's patches (one-off, about a minute)"
   src="$VAR/build/FerretDB-v1.24.2-patched"
   mod="$(cd "$ROOT/tools/ferretdb" && go mod download -json github.com/FerretDB/FerretDB |
@@ -212,7 +212,7 @@ case "${1:-up}" in
     stamp="$(cat "$ROOT"/tools/composecheck/go.* "$ROOT/tools/composecheck/main.go" | sha256sum | cut -c1-16)"
     if [ ! -x "$VAR/bin/composecheck" ] || [ "$(cat "$VAR/bin/composecheck.stamp" 2>/dev/null)" != "$stamp" ]; then
       go_ok || apt_install golang-go || true
-      go_ok || { log "the compose checker needs Go 1.24 or newer to build"; exit 1; }
+      go_ok || { log "the compose checker needs Go 1.26 or newer to build"; exit 1; }
       (cd "$ROOT/tools/composecheck" && go build -o "$VAR/bin/composecheck" .)
       echo "$stamp" >"$VAR/bin/composecheck.stamp"
     fi ;;
