@@ -39,6 +39,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import statistics
@@ -798,10 +799,17 @@ def engines_used() -> dict[str, str]:
         )
         return found.stdout.strip() or "?"
 
+    driver = re.search(
+        r"^require modernc\.org/sqlite (\S+)",
+        (ROOT / "tools/ferretdb/go.mod").read_text(),
+        re.MULTILINE,
+    )
     store = (
         f"MongoDB-compatible server at {MONGODB_URL}"
         if "HATO_MONGODB_URL" in os.environ
-        else "FerretDB 1.24.2, SQLite backend (WAL, synchronous=FULL), with "
+        else "FerretDB 1.24.2, SQLite backend (WAL, synchronous=FULL"
+        + (f", driver modernc.org/sqlite {driver[1]}" if driver else "")
+        + "), with "
         + ", ".join(sorted(p.name for p in (ROOT / "tools/ferretdb").glob("*.patch")))
     )
     return {"store": store, "broker": f"RabbitMQ {debian('rabbitmq-server')} (classic queues)"}
