@@ -7,7 +7,7 @@ require github.com/FerretDB/FerretDB v1.24.2
 
 // The SQLite driver newer than the v1.32.0 (SQLite 3.46.0) that FerretDB 1.24.2 asks for:
 // v1.62.0 (SQLite 3.54.1) cost the server 13 % less CPU with Hato's write pattern
-// (python -m bench.store, README "Store"). It needs Go 1.26, hence the go line.
+// (python -m bench.store; README, "MongoDB and FerretDB"). It needs Go 1.26, hence the go line.
 require modernc.org/sqlite v1.62.0
 
 require (
