@@ -144,7 +144,7 @@ class Context:
     async def announce(self, what: ChangeKind, name: str, events: Sequence[Event] = ()) -> None:
         """Tell running services that ``name`` changed (and write and publish ``events``); a
         pool's queue is declared, so its mail waits durably from now on, served or not."""
-        await self.store.insert_events(events)
+        await self.store.events.append(events)
         broker = await self.broker(
             "running services pick the change up at their next refresh "
             "(ingest 10 s, signer 30 s, dispatcher 5 s)"

@@ -29,6 +29,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.domains import walk_up
+from shared.events import write_events
 from shared.schemas import (
     Change,
     Event,
@@ -384,7 +385,7 @@ class Waiting:
                 )
                 for d in docs
             ]
-            await _insert_events(self.db, batch)
+            await write_events(self.db, batch)
             await self.db.recipients.update_many(
                 {"_id": {"$in": ids}, "status": {"$in": sources}},
                 {
@@ -401,19 +402,3 @@ class Waiting:
             events += batch
             if len(docs) < PURGE_BATCH:
                 return events
-
-
-async def _insert_events(db: AsyncDatabase[dict[str, Any]], events: Sequence[Event]) -> None:
-    import pymongo.errors
-
-    if not events:
-        return
-    docs = [
-        {"_id": e.id, **e.model_dump(mode="python", exclude={"id", "kind", "schema_version"})}
-        for e in events
-    ]
-    try:
-        await db.events.insert_many(docs, ordered=False)
-    except pymongo.errors.BulkWriteError as exc:
-        if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
-            raise

@@ -2,8 +2,8 @@
 
 Written for the features MongoDB and FerretDB 1.x both have: no transactions,
 no change streams, and no TTL indexes on FerretDB (``ensure_indexes`` falls back
-to ``purge_events`` run periodically by the bounce service). Each collection's
-fields have one owning service:
+to ``store.events.purge_expired`` run periodically by the bounce service). Each
+collection's fields have one owning service:
 
 ==============  =====================  ================================================
 collection      owner                  what
@@ -11,7 +11,8 @@ collection      owner                  what
 tenants ...     hato admin command     see shared/directory.py
 messages        ingest (+signer marks)  one document per accepted submission
 recipients      ingest → dispatcher    one per envelope recipient: status, attempts, reply
-events          bounce                 append-only timeline, kept ``events_ttl_days``
+events          every service          append-only timeline, kept ``events_ttl_days``; its
+                                       repository is ``store.events`` (shared/events.py)
 queue_controls  admin, dispatcher      suspensions, moves, reply rules' actions (see
                                        shared/queue_control.py)
 ==============  =====================  ================================================
@@ -20,7 +21,7 @@ queue_controls  admin, dispatcher      suspensions, moves, reply rules' actions 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,12 +32,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared import logging as hlog
 from shared.batching import Batcher
 from shared.directory import Directory, Idempotency, Pools
+from shared.events import Events
 from shared.queue_control import Controls, Waiting
 from shared.schedule import Schedules
 from shared.schemas import (
     Change,
     Event,
-    EventType,
     MessageStage,
     RecipientResult,
     RecipientStatus,
@@ -91,9 +92,6 @@ def with_history(recipient: dict[str, Any], events: Sequence[dict[str, Any]]) ->
     return out
 
 
-_NOT_IMPLEMENTED = 238
-
-
 class Store:
     """Hato's state in MongoDB (or a MongoDB-compatible server)."""
 
@@ -109,7 +107,9 @@ class Store:
             appname="hato",
         )
         self.db: AsyncDatabase[dict[str, Any]] = self.client[settings.database]
-        self.events_ttl_index = False
+        self.events = Events(
+            self.db, batch_wait=settings.batch_wait, ttl_days=settings.events_ttl_days
+        )
         self.directory = Directory(self.db, batch_wait=settings.batch_wait)
         self.idempotency = Idempotency(self.db)
         self.pools = Pools(self.db)
@@ -127,9 +127,6 @@ class Store:
         )
         self._attempts: Batcher[tuple[list[UpdateOne], list[Event]], None] = Batcher(
             self._attempts_batch, max_batch=200, wait=wait
-        )
-        self._events: Batcher[list[Event], None] = Batcher(
-            self._events_batch, max_batch=200, wait=wait
         )
 
     async def close(self) -> None:
@@ -149,24 +146,11 @@ class Store:
         await db.recipients.create_index([("tenant", ASCENDING), ("address", ASCENDING)])
         await db.recipients.create_index([("tenant", ASCENDING), ("finished_at", ASCENDING)])
         await db.messages.create_index([("tenant", ASCENDING), ("created_at", ASCENDING)])
-        await db.events.create_index([("message_id", ASCENDING), ("at", ASCENDING)])
-        await db.events.create_index([("tenant", ASCENDING), ("at", ASCENDING)])
+        await self.events.ensure_indexes()
         await self.directory.ensure_indexes()
         await self.webhooks.ensure_indexes()
         await self.schedules.ensure_indexes()
         await self.controls.ensure_indexes()
-        try:
-            await db.events.create_index(
-                [("at", ASCENDING)],
-                name="events_ttl",
-                expireAfterSeconds=self.settings.events_ttl_days * 86400,
-            )
-            self.events_ttl_index = True
-        except pymongo.errors.OperationFailure as exc:
-            if exc.code != _NOT_IMPLEMENTED:
-                raise
-            # FerretDB 1.x has no TTL indexes: purge_events() does the same job.
-            await db.events.create_index([("at", ASCENDING)], name="events_at")
 
     # -- messages and recipients ---------------------------------------------------------
 
@@ -187,34 +171,13 @@ class Store:
         # earlier try wrote is a duplicate key now, not an error.
         await _insert_new(self.db.messages, [m for m, _, _ in batch])
         await _insert_new(self.db.recipients, [r for _, rs, _ in batch for r in rs])
-        await self._insert_events([e for _, _, es in batch for e in es])
+        await self.events.write([e for _, _, es in batch for e in es])
 
     async def discard_message(self, message_id: str) -> None:
         """Forget a message whose acceptance failed after it was written (best effort)."""
-        await self.db.events.delete_many({"message_id": message_id})
+        await self.events.forget([message_id])
         await self.db.recipients.delete_many({"message_id": message_id})
         await self.db.messages.delete_one({"_id": message_id})
-
-    async def mark_signed(self, events: Sequence[Event]) -> None:
-        """Record that a message was signed, or sent unsigned: its ``signed`` or ``unsigned``
-        event (with the domain, selectors and alignment) is the record (group commit). The
-        message document is not written: its stage, keys and time of signing are read from
-        that event (``signing``), a database write a mail less. A message without state (its
-        acceptance failed) gets no document; the dispatcher sends nothing for it."""
-        await self.insert_events(events)
-
-    async def signing(self, message_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """How each of these messages was signed: its ``signed`` or ``unsigned`` event, by
-        message id (none for a message not signed yet)."""
-        if not message_ids:
-            return {}
-        cursor = self.db.events.find(
-            {
-                "message_id": {"$in": list(message_ids)},
-                "type": {"$in": [EventType.SIGNED.value, EventType.UNSIGNED.value]},
-            }
-        ).sort([("at", ASCENDING), ("_id", ASCENDING)])
-        return {e["message_id"]: e async for e in cursor}
 
     async def move_scheduled(
         self, message_id: str, change: Change, to: RecipientStatus, stage: MessageStage
@@ -325,7 +288,7 @@ class Store:
             gone = [i for i in ids if i not in set(young)]
             if not gone:
                 continue
-            await self.db.events.delete_many({"message_id": {"$in": gone}})
+            await self.events.forget(gone)
             await self.db.recipients.delete_many({"message_id": {"$in": gone}})
             result = await self.db.messages.delete_many({"_id": {"$in": gone}})
             deleted += result.deleted_count
@@ -339,7 +302,7 @@ class Store:
         The documents are read first: writers write the events of a change before the change,
         so every status read has its events."""
         docs = await self.recipient_docs(message_id)
-        events = await self.events(message_id)
+        events = await self.events.of_message(message_id)
         return [with_history(d, events) for d in docs]
 
     async def recipient_docs(self, message_id: str) -> list[dict[str, Any]]:
@@ -452,7 +415,7 @@ class Store:
                     )
                 )
         # Events first: whoever sees a recipient's new status finds its reply in them.
-        await self._insert_events([e for _, es, _ in items for e in es])
+        await self.events.write([e for _, es, _ in items for e in es])
         for (status, source_ip), ids in by_status.items():
             where = {"source_ip": source_ip} if source_ip else {}
             await self.db.recipients.update_many(
@@ -528,7 +491,7 @@ class Store:
         doc = await self.db.recipients.find_one({"_id": recipient_id})
         if doc is None:
             return None
-        return with_history(doc, await self.events(doc["message_id"]))
+        return with_history(doc, await self.events.of_message(doc["message_id"]))
 
     async def recipient_by_address(self, message_id: str, address: str) -> dict[str, Any] | None:
         return await self.db.recipients.find_one(
@@ -551,142 +514,6 @@ class Store:
                 }
             },
         )
-
-    # -- events ----------------------------------------------------------------------------
-
-    async def insert_events(self, events: Sequence[Event]) -> None:
-        """Append events (concurrent calls share one insert); ones already stored (a
-        redelivered batch) are skipped."""
-        if events:
-            await self._events.submit(list(events))
-
-    async def _events_batch(self, items: list[list[Event]]) -> None:
-        await self._insert_events([e for events in items for e in events])
-
-    async def _insert_events(self, events: Sequence[Event]) -> None:
-        if not events:
-            return
-        docs = [
-            {
-                "_id": e.id,
-                **e.model_dump(
-                    mode="python",
-                    # Unlabelled mail's events store no empty tags and metadata: bytes a mail
-                    # less (read back, they are the defaults again).
-                    exclude={"id", "kind", "schema_version"}
-                    | ({"tags"} if not e.tags else set())
-                    | ({"metadata"} if not e.metadata else set()),
-                ),
-            }
-            for e in events
-        ]
-        try:
-            await self.db.events.insert_many(docs, ordered=False)
-        except pymongo.errors.BulkWriteError as exc:
-            if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
-                raise
-
-    async def attempt_events(
-        self, message_id: str, recipient_ids: Sequence[str], attempt: int
-    ) -> list[Event]:
-        """The stored events of these recipients' delivery ``attempt``: what a job that came
-        back publishes again for recipients its first run made final."""
-        if not recipient_ids:
-            return []
-        docs = self.db.events.find(
-            {
-                "message_id": message_id,
-                "recipient_id": {"$in": list(recipient_ids)},
-                "detail.attempt": attempt,
-            }
-        ).sort([("at", ASCENDING), ("_id", ASCENDING)])
-        return [event_of(d) async for d in docs]
-
-    async def events(self, message_id: str) -> list[dict[str, Any]]:
-        return (
-            await self.db.events.find({"message_id": message_id})
-            .sort([("at", ASCENDING), ("_id", ASCENDING)])
-            .to_list()
-        )
-
-    async def tenant_events(
-        self,
-        tenant: str,
-        since: datetime,
-        until: datetime,
-        *,
-        types: Sequence[str] = (),
-        page: int = 1000,
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        """A tenant's events of a time range (of these types; all if none), oldest first, as
-        JSON-ready dicts in pages of ``page`` (for webhook replays: a long range is never
-        held in memory whole)."""
-        query: dict[str, Any] = {"tenant": tenant, "at": {"$gte": since, "$lt": until}}
-        if types:
-            query["type"] = {"$in": list(types)}
-        after: tuple[datetime, str] | None = None
-        while True:
-            q = query
-            if after is not None:  # keyset paging on (at, _id): no skip, no gaps
-                q = {
-                    **query,
-                    "$or": [
-                        {"at": {"$gt": after[0], "$lt": until}},
-                        {"at": after[0], "_id": {"$gt": after[1]}},
-                    ],
-                }
-            docs = (
-                await self.db.events.find(q)
-                .sort([("at", ASCENDING), ("_id", ASCENDING)])
-                .limit(page)
-                .to_list()
-            )
-            if not docs:
-                return
-            out = []
-            for d in docs:
-                e = {k: v for k, v in d.items() if k != "_id"}
-                e["id"] = d["_id"]
-                out.append(Event.model_validate(e).model_dump(mode="json"))
-            yield out
-            if len(docs) < page:
-                return
-            after = (docs[-1]["at"], docs[-1]["_id"])
-
-    async def destination_report(
-        self, tenant: str, since: datetime, until: datetime, *, cap: int = 50_000
-    ) -> list[dict[str, Any]]:
-        """Bounces and deferrals of a time range counted by destination domain and reason:
-        how a tenant sees that a receiver blocks or throttles it."""
-        counts: dict[tuple[str, str, str], int] = {}
-        cursor = self.db.events.find(
-            {
-                "tenant": tenant,
-                "type": {"$in": ["bounced", "deferred", "expired"]},
-                "at": {"$gte": since, "$lt": until},
-            },
-            {"type": 1, "address": 1, "detail": 1},
-        ).limit(cap)
-        async for e in cursor:
-            detail = e.get("detail") or {}
-            domain = detail.get("domain") or (e.get("address") or "").rpartition("@")[2]
-            key = (domain.lower(), e["type"], detail.get("reason") or "unclassified")
-            counts[key] = counts.get(key, 0) + 1
-        return [
-            {"domain": d, "type": t, "reason": r, "count": n}
-            for (d, t, r), n in sorted(counts.items(), key=lambda kv: -kv[1])
-        ]
-
-    async def purge_events(self) -> int:
-        """Delete events older than the retention (what a TTL index does on MongoDB)."""
-        cutoff = utcnow() - timedelta(days=self.settings.events_ttl_days)
-        result = await self.db.events.delete_many({"at": {"$lt": cutoff}})
-        return result.deleted_count
-
-
-def event_of(doc: dict[str, Any]) -> Event:
-    """An event as stored, as it was published (its id is the document's ``_id``)."""
-    return Event.model_validate({**doc, "id": doc["_id"]})
 
 
 async def _insert_new(collection: Any, docs: list[dict[str, Any]]) -> None:

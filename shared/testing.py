@@ -4,10 +4,11 @@ for its boundaries, beside the code they exercise.
 - ``free_port`` and ``TcpProxy`` (a connection a test can cut and restore);
 - ``Stack``: the four services as real processes (``python -m services.<name>``), as
   operators run them, with one environment;
-- ``FakeBroker``, ``MemoryEvents`` and ``MemoryMessages``: the broker, the event store and
-  the message/recipient store at the boundary of a handler, in memory, for unit tests of its
-  rules in milliseconds (the broker refuses event publishes while told to; the message store
-  moves recipients by the one transition table, ``shared.schemas.TRANSITIONS``);
+- ``FakeBroker``, ``MemoryEvents`` and ``MemoryMessages``: the broker, the events repository
+  (``shared.events.Events``) and the message/recipient store with its ``events`` at the
+  boundary of a handler, in memory, for unit tests of its rules in milliseconds (the broker
+  refuses event publishes while told to; the message store moves recipients by the one
+  transition table, ``shared.schemas.TRANSITIONS``);
 - ``ManualClock``: the time a handler that takes a ``clock`` reads, moved by the test.
 
 Nothing in the services imports it.
@@ -205,11 +206,15 @@ class FakeBroker:
 
 @dataclass
 class MemoryEvents:
-    """The event-keeping part of ``shared.store.Store``: events by id, first write wins."""
+    """The writes of ``shared.events.Events`` (``store.events``): events by id, first write
+    wins, as the collection's unique ids make it."""
 
     stored: dict[str, Event] = field(default_factory=dict)
 
-    async def insert_events(self, events: Sequence[Event]) -> None:
+    async def append(self, events: Sequence[Event]) -> None:
+        await self.write(events)
+
+    async def write(self, events: Sequence[Event]) -> None:
         for e in events:
             self.stored.setdefault(e.id, e)
 
@@ -218,11 +223,13 @@ class MemoryEvents:
 
 
 @dataclass
-class MemoryMessages(MemoryEvents):
+class MemoryMessages:
     """The messages-and-recipients part of ``shared.store.Store`` that handlers read and move,
-    in dicts: ``add`` a message with its recipients (``queued``), then hand it to a handler
-    where a ``Store`` goes. Recipient documents have the fields the store's have."""
+    in dicts, with its ``events`` (``MemoryEvents``): ``add`` a message with its recipients
+    (``queued``), then hand it to a handler where a ``Store`` goes. Recipient documents have
+    the fields the store's have."""
 
+    events: MemoryEvents = field(default_factory=MemoryEvents)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     docs: dict[str, dict[str, Any]] = field(default_factory=dict)
 

@@ -1,12 +1,13 @@
 """Events, written where the state changes and published for whoever listens.
 
-The service that changes a recipient's or a message's state writes the events of that change
-in the same group commit as the change (``Store.insert_message``, ``mark_signed``,
-``record_attempt``), then publishes them on the events exchange for platform teams' queues
-and for the webhook router, which binds only what tenants subscribed to. So no service reads
-every event back from the broker just to store it, and a mail nobody subscribed to costs no
-consumer anything. Services whose events come with no state change of their own (feedback,
-key rotation) write them with ``record``.
+The service that changes a recipient's or a message's state writes the events of that change in
+the same group commit as the change (``Store.insert_message``, ``Store.record_attempt``; the
+signer's ``signed`` event, the whole record of a signing, with ``store.events.append``), then
+publishes them on the events exchange for platform teams' queues and for the webhook router,
+which binds only what tenants subscribed to. So no service reads every event back from the
+broker just to store it, and a mail nobody subscribed to costs no consumer anything. Services
+whose events come with no state change of their own (feedback, key rotation) write them with
+``record``.
 
 The job is the outbox. A publish the broker does not confirm raises ``Unavailable``: the
 job that made the events is not acked and comes back (``consume()``'s retry, or the broker's
@@ -80,21 +81,22 @@ def attempt_events(
 
 
 class EventLog(Protocol):
-    """Where events are written (``Store`` is one): all a Timeline needs of the database."""
+    """Where events are written (``store.events``, a ``shared.events.Events``, is one): all a
+    Timeline needs of the database."""
 
-    async def insert_events(self, events: Sequence[Event]) -> None: ...
+    async def append(self, events: Sequence[Event]) -> None: ...
 
 
 class Timeline:
-    def __init__(self, store: EventLog, broker: Broker) -> None:
-        self.store = store
+    def __init__(self, events: EventLog, broker: Broker) -> None:
+        self.events = events
         self.broker = broker
 
     async def record(self, events: Sequence[Event]) -> None:
         """Write ``events`` (group commit), then publish them."""
         if not events:
             return
-        await self.store.insert_events(events)
+        await self.events.append(events)
         await self.publish(events)
 
     async def publish(self, events: Sequence[Event]) -> None:

@@ -277,11 +277,12 @@ async def unsubscribe(
     ticket: Ticket,
     *,
     source: str,
-    message_id: str | None = None,
+    message: dict[str, Any] | None = None,
     recipient_id: str | None = None,
 ) -> bool:
     """Put the ticket's address on its tenant's suppression list for its list, and emit the
-    ``unsubscribed`` event the first time; True when this call made the suppression. A repeat
+    ``unsubscribed`` event the first time (of ``message``, the stored message the
+    unsubscribe came from, when known); True when this call made the suppression. A repeat
     emits nothing; one whose first run was cut before its event was written (the store or the
     broker failed) writes and publishes it now, under the same id."""
     doc, created = await directory.unsubscribe(
@@ -294,11 +295,10 @@ async def unsubscribe(
     detail: dict[str, Any] = {"list": ticket.list, "scope": scope_of(ticket.list), "source": source}
     # The message's tags and metadata, as every event of it has them (event consumers and
     # the providers' webhook formats match an unsubscribe to their campaign by them).
-    message = await timeline.store.message(message_id) if message_id else None
     event = Event.of(
         EventType.UNSUBSCRIBED,
         tenant=ticket.tenant,
-        message_id=message_id,
+        message_id=message["_id"] if message else None,
         recipient_id=recipient_id,
         address=ticket.address,
         step=("unsubscribe", str(doc["_id"])),  # one event per suppression, however often asked

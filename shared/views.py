@@ -105,7 +105,7 @@ async def message_view(store: Store, message_id: str) -> dict[str, Any] | None:
     if message is None:
         return None
     docs = await store.recipient_docs(message_id)  # before the events: see Store.recipients
-    events = await store.events(message_id)
+    events = await store.events.of_message(message_id)
     message = with_signing(message, _signing_event(events))
     recipients = [with_history(r, events) for r in docs]
     statuses = [r["status"] for r in recipients]
@@ -126,7 +126,7 @@ async def with_status(store: Store, messages: list[dict[str, Any]]) -> list[dict
     for their signing)."""
     ids = [m["_id"] for m in messages]
     statuses = await store.recipient_statuses(ids)
-    signing = await store.signing(ids)
+    signing = await store.events.signing(ids)
     out = []
     for stored in messages:
         m = with_signing(stored, signing.get(stored["_id"]))

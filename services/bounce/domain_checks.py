@@ -79,7 +79,7 @@ class DomainRechecks:
                 log.warning("domain check failed", domain=report.domain, failing=report.failing)
                 events.append(failed_event(report))
         if events:
-            await self.store.insert_events(events)
+            await self.store.events.append(events)
             if self.broker is not None:
                 await self.broker.emit(events)
         return events

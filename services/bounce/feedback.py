@@ -59,7 +59,7 @@ class Feedback:
         soft_days: float,
     ) -> None:
         self.store = store
-        self.timeline = Timeline(store, broker)
+        self.timeline = Timeline(store.events, broker)
         self.soft_limit = soft_limit
         self.soft_window = soft_window
         self.soft_days = soft_days

@@ -117,7 +117,7 @@ class ReportConsumer:
             self.feedback.timeline,
             ticket,
             source="mailto",
-            message_id=message["_id"],
+            message=message,
             recipient_id=recipient_id,
         )
         log.info("unsubscribed", tenant=ticket.tenant, list=list_, source="mailto")

@@ -138,7 +138,7 @@ class EventRecorder:
         event = delivery.message
         if not isinstance(event, Event):
             raise Permanent(f"expected an event, got {type(event).__name__}")
-        await self.store.insert_events([event])
+        await self.store.events.append([event])
         if event.type is EventType.DEAD_LETTERED and event.message_id:
             await self._fail_recipients(event)
 
@@ -168,7 +168,7 @@ class EventRecorder:
         if events and self.timeline is not None:
             await self.timeline.record(events)
         elif events:
-            await self.store.insert_events(events)
+            await self.store.events.append(events)
         log.warning("recipients failed with their dead-lettered job", recipients=len(events))
 
 
@@ -207,7 +207,7 @@ async def run(settings: BounceSettings) -> None:
     async with Runtime("bounce", settings) as rt:
         leases = Leases(rt.store.db, holder=holder_id("bounce"), ttl=settings.lease_ttl)
         await leases.ensure_indexes()
-        timeline = Timeline(rt.store, rt.broker)
+        timeline = Timeline(rt.store.events, rt.broker)
         feedback = Feedback(
             rt.store,
             rt.broker,
@@ -307,10 +307,12 @@ def _housekeeping(
     """What runs on one replica at a time, on a schedule: messages past their retention
     deleted, domains re-checked, and where the server keeps no TTL index, expired events and
     reports purged."""
-    if not rt.store.events_ttl_index:
+    if not rt.store.events.ttl_index:
         # Deleting expired events twice does no harm, but on FerretDB each purge reads the
         # whole events collection: one replica at a time is enough.
-        leases.lease("events-purge").every(rt, settings.purge_interval, rt.store.purge_events)
+        leases.lease("events-purge").every(
+            rt, settings.purge_interval, rt.store.events.purge_expired
+        )
     if not reports.ttl_index:  # the same for inbound reports kept raw
         leases.lease("reports-purge").every(rt, settings.purge_interval, reports.purge)
 

@@ -105,9 +105,20 @@ HELD = Counter("hato_dispatcher_held_total", "Jobs that waited because a suspens
 MOVED = Counter("hato_dispatcher_moved_total", "Jobs moved to another pool by a queue control.")
 
 
-class DeliveryRecords(EventLog, Protocol):
+class DeliveryEvents(EventLog, Protocol):
+    """The dispatcher's part of the events collection (``shared.events.Events``)."""
+
+    async def of_attempt(
+        self, message_id: str, recipient_ids: Sequence[str], attempt: int
+    ) -> list[Event]: ...
+
+
+class DeliveryRecords(Protocol):
     """What the dispatcher's handler reads and writes in the database: the service passes
     its ``Store``; unit tests pass a small fake."""
+
+    @property
+    def events(self) -> DeliveryEvents: ...
 
     async def pending_recipients(self, ids: Iterable[str]) -> set[str]: ...
 
@@ -118,10 +129,6 @@ class DeliveryRecords(EventLog, Protocol):
         *,
         source_ip: str = "",
     ) -> None: ...
-
-    async def attempt_events(
-        self, message_id: str, recipient_ids: Sequence[str], attempt: int
-    ) -> list[Event]: ...
 
     async def unreported_results(self, ids: Iterable[str]) -> list[dict[str, Any]]: ...
 
@@ -164,7 +171,7 @@ class Dispatcher:
         self.throttle = throttle
         self.retry_delays = list(retry_delays) or [60.0]
         self.max_age = max_age
-        self.timeline = Timeline(store, broker)
+        self.timeline = Timeline(store.events, broker)
 
     # -- the two kinds of queue ---------------------------------------------------------------
 
@@ -296,7 +303,7 @@ class Dispatcher:
                 "provider": doc.get("provider"),
             },
         )
-        await self.store.insert_events([event])
+        await self.store.events.append([event])
         await self.timeline.publish([event])
         metrics.RULES_ENDED.labels(rule, str(detail.get("action") or "")).inc()
         log.info("rule ended", rule=rule, source_ip=doc.get("source_ip"))
@@ -336,7 +343,7 @@ class Dispatcher:
                     "duration": t.rule.duration,
                 },
             )
-            await self.store.insert_events([event])
+            await self.store.events.append([event])
             await self.timeline.publish([event])
             metrics.RULES_TRIGGERED.labels(t.rule.name, t.rule.action.value).inc()
             log.warning(
@@ -511,7 +518,7 @@ class Dispatcher:
     async def republish(self, job: DeliveryJob, attempt: int, ids: list[str]) -> None:
         """Publish again the stored events of ``attempt`` of these recipients (same ids: a
         receiver that saw them drops them)."""
-        events = await self.store.attempt_events(job.message_id, ids, attempt)
+        events = await self.store.events.of_attempt(job.message_id, ids, attempt)
         if events:
             await self.timeline.publish(events)
             log.info("events published again", events=len(events), attempt=attempt)

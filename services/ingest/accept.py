@@ -181,7 +181,7 @@ class Acceptor:
         self.store = store
         self.broker = broker
         self.hostname = hostname  # in the Received field Hato adds
-        self.timeline = Timeline(store, broker)
+        self.timeline = Timeline(store.events, broker)
         self._in_flight: set[asyncio.Task[Accepted]] = set()
 
     async def accept(self, submission: Submission) -> Accepted:

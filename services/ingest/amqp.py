@@ -144,7 +144,7 @@ class SubmitHandler:
             },
         )
         try:
-            await Timeline(self.store, self.broker).record([failed])
+            await Timeline(self.store.events, self.broker).record([failed])
         except TRANSIENT_ERRORS:
             log.warning("failed event not recorded")
         await self._answer(delivery, identity.tenant, status, {"status": status, "detail": detail})

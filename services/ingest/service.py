@@ -133,7 +133,7 @@ async def run(settings: IngestSettings) -> None:
             app.state.api_keys.clear()
 
         async def announce(what: ChangeKind, name: str, events: Sequence[Event] = ()) -> None:
-            await rt.store.insert_events(events)
+            await rt.store.events.append(events)
             await apply()  # here at once, even when the broker cannot tell the others
             try:
                 if what is ChangeKind.POOLS and name:  # its mail waits durably from now on

@@ -31,6 +31,7 @@ from shared import dkim, metrics
 from shared import logging as hlog
 from shared.broker import Broker, Delivery, Queue, deliver_queue, settle
 from shared.errors import Permanent, Unavailable
+from shared.events import event_of
 from shared.ids import event_id
 from shared.leases import Leases, holder_id
 from shared.message import normalize_line_endings
@@ -47,7 +48,6 @@ from shared.schemas import (
     SignJob,
 )
 from shared.secrets import SecretBox
-from shared.store import event_of
 from shared.telemetry import inner_span
 from shared.timeline import EventLog, Timeline
 from shared.unsubscribe import Unsubscribe, without_fields
@@ -92,13 +92,18 @@ def fan_out(job: SignJob, *, per_job: int) -> list[DeliveryJob]:
     return jobs
 
 
-class SigningRecords(EventLog, Protocol):
-    """What the signer's handler reads and writes in the database: the service passes its
-    ``Store``; unit tests pass a small fake."""
+class SigningEvents(EventLog, Protocol):
+    """The signer's part of the events collection (``shared.events.Events``)."""
 
     async def signing(self, message_ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
 
-    async def mark_signed(self, events: Sequence[Event]) -> None: ...
+
+class SigningRecords(Protocol):
+    """What the signer's handler reads and writes in the database: the service passes its
+    ``Store``; unit tests pass a small fake."""
+
+    @property
+    def events(self) -> SigningEvents: ...
 
     async def pending_recipients(self, ids: Iterable[str]) -> set[str]: ...
 
@@ -120,7 +125,7 @@ class Signer:
         self.broker = broker
         self.keys = keys
         self.settings = settings
-        self.timeline = Timeline(store, broker)
+        self.timeline = Timeline(store.events, broker)
 
     async def handle(self, delivery: Delivery) -> None:
         job = delivery.message
@@ -186,7 +191,11 @@ class Signer:
             jobs = [_one(job, r) for r in job.recipients]
             copies = signed
         if stored is None:
-            await self.store.mark_signed([event])
+            # The event is the record of the signing (domain, selectors, alignment; see
+            # Events.signing): the message document is not written, a database write a mail
+            # less. A message without state (its acceptance failed) gets no document; the
+            # dispatcher sends nothing for it.
+            await self.store.events.append([event])
         else:
             kept = {id(j) for j in await self._unfinished(jobs)}
             jobs, copies = (
@@ -210,7 +219,7 @@ class Signer:
 
     async def _stored(self, job: SignJob) -> Event | None:
         """The ``signed`` or ``unsigned`` event a first run of this job wrote, if any."""
-        doc = (await self.store.signing([job.message_id])).get(job.message_id)
+        doc = (await self.store.events.signing([job.message_id])).get(job.message_id)
         if doc is None or doc.get("_id") not in {
             event_id(t, job.message_id, None, "sign")
             for t in (EventType.SIGNED, EventType.UNSIGNED)

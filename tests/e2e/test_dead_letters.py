@@ -100,7 +100,7 @@ async def test_a_dead_job_fails_its_recipients_and_can_be_retried(
 
     failed = await eventually(recipient, until=lambda r: r["status"] == "failed", timeout=30)
     assert failed["reply"]["enhanced"] == "5.3.0" and "sign" in failed["reply"]["text"]
-    events = [e["type"] for e in await dead.store.events(message_id)]
+    events = [e["type"] for e in await dead.store.events.of_message(message_id)]
     assert "dead_lettered" in events and events[-1] == "failed"
 
     code, out, err = await run_hato(dead.env, "dead", "list", "--json")

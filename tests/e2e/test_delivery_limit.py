@@ -130,7 +130,7 @@ async def test_a_job_past_the_delivery_limit_fails_its_recipients_and_can_be_ret
         await eventually(collect, until=lambda es: len(es) >= len(addresses))
         assert sorted(e.recipient_id for e in published) == sorted(r["_id"] for r in recipients)
         assert all(e.message_id == message_id and reason in e.reply.text for e in published)
-    stored = [e["type"] for e in await limited.store.events(message_id)]
+    stored = [e["type"] for e in await limited.store.events.of_message(message_id)]
     assert stored.count("dead_lettered") == 1 and stored.count("failed") == 2
     async with httpx.AsyncClient() as http:  # the alert on dead letters counts it
         metrics = (await http.get(f"{limited.stack.processes['bounce'].ops_url}/metrics")).text

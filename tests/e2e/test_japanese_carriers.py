@@ -95,7 +95,7 @@ async def test_beyond_jis_goes_in_utf8_with_an_event_when_the_tenant_says_so(api
     assert parsed["To"].addresses[0].display_name == "髙橋﨑"
     assert parsed.get_body(("plain",)).get_content_charset() == "utf-8"
     events = await eventually(
-        lambda: api.store.events(response.json()["id"]),
+        lambda: api.store.events.of_message(response.json()["id"]),
         until=lambda es: any(e["type"] == "charset_fallback" for e in es),
     )
     fallback = next(e for e in events if e["type"] == "charset_fallback")
@@ -247,7 +247,7 @@ async def test_a_message_over_the_destinations_limit_bounces_at_once(api: Api) -
     )
     assert recipient["attempts"] == 1
     events = await eventually(
-        lambda: api.store.events(message_id),
+        lambda: api.store.events.of_message(message_id),
         until=lambda es: any(e["type"] == "bounced" for e in es),
     )
     assert any(e["type"] == "bounced" and "5.3.4" in str(e.get("reply")) for e in events)

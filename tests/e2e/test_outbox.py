@@ -164,7 +164,9 @@ async def test_a_dispatcher_killed_before_its_publish_loses_no_event(outbox: Out
     message_id = outcome.queued_id
 
     async def stored() -> list[dict]:
-        return [e for e in await outbox.store.events(message_id) if e["type"] == "delivered"]
+        return [
+            e for e in await outbox.store.events.of_message(message_id) if e["type"] == "delivered"
+        ]
 
     (written,) = await eventually(stored, until=lambda es: len(es) == 1, timeout=30)
     await eventually(

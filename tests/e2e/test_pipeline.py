@@ -108,7 +108,7 @@ async def recipient(store: Store, message_id: str, status: str) -> dict:
 
 async def event_types(store: Store, message_id: str, *expected: str) -> list[str]:
     events = await eventually(
-        lambda: store.events(message_id),
+        lambda: store.events.of_message(message_id),
         until=lambda es: set(expected) <= {e["type"] for e in es},
     )
     return [e["type"] for e in events]
@@ -323,7 +323,7 @@ async def test_every_recipient_has_its_whole_timeline_in_order(pipeline: Pipelin
         return out
 
     events = await eventually(
-        lambda: pipeline.store.events(outcome.queued_id),
+        lambda: pipeline.store.events.of_message(outcome.queued_id),
         until=lambda es: per_recipient(es) == expected,
         timeout=30,
     )
@@ -384,7 +384,7 @@ async def test_a_burst_is_written_published_and_delivered_whole_and_once(
     arrived = [r for r in pipeline.ok.received[before:] if b"burst" in r.data]
     assert len(arrived) == 60  # each delivered once
     for message_id in message_ids:
-        stored = [e["type"] for e in await pipeline.store.events(message_id)]
+        stored = [e["type"] for e in await pipeline.store.events.of_message(message_id)]
         assert stored == ["accepted", "signed", "delivered"], (message_id, stored)
         assert sorted(published[message_id]) == ["accepted", "delivered", "signed"]
 

@@ -180,7 +180,7 @@ async def send(pair: Pair, count: int) -> list[str]:
     ids = list(await asyncio.gather(*(one() for _ in range(count))))
     for message_id in ids:
         await eventually(
-            lambda m=message_id: pair.store.events(m),
+            lambda m=message_id: pair.store.events.of_message(m),
             until=lambda es: "delivered" in {e["type"] for e in es},
         )
     return ids
@@ -188,7 +188,7 @@ async def send(pair: Pair, count: int) -> list[str]:
 
 async def expected(pair: Pair, message_ids: list[str]) -> dict[int, set[str]]:
     """The event ids each endpoint subscribed to, of these messages."""
-    events = [e for m in message_ids for e in await pair.store.events(m)]
+    events = [e for m in message_ids for e in await pair.store.events.of_message(m)]
     return {
         n: {e["_id"] for e in events if not types or e["type"] in types}
         for n, types in enumerate(SUBSCRIPTIONS)
@@ -268,7 +268,7 @@ async def test_the_events_purge_runs_on_one_bounce_and_moves_when_it_is_killed(
     """On FerretDB (no TTL index) expired events are purged by the replica holding the purge
     lease; a new replica joins without taking it, and when the holder is killed the new one
     takes over and purges within the bound."""
-    if pair.store.events_ttl_index:
+    if pair.store.events.ttl_index:
         pytest.skip("the server has TTL indexes: no purge job")
     await pair.stack.start("bounce")
     pair.stack.processes["bounce-c"] = pair.stack.processes.pop("bounce")

@@ -108,7 +108,7 @@ async def test_a_from_subdomain_signs_aligned_with_the_parent_domain(api: Api) -
     data = await delivered_to(api, address)
     assert signatures(data)[0]["d"] == "shop.test"
     state = await eventually(
-        lambda: api.store.events(response.json()["id"]),
+        lambda: api.store.events.of_message(response.json()["id"]),
         until=lambda es: any(e["type"] == "signed" for e in es),
     )
     signed = next(e for e in state if e["type"] == "signed")
@@ -134,7 +134,7 @@ async def test_a_domain_without_a_key_is_sent_unsigned_with_an_event(api: Api) -
     data = await delivered_to(api, address)
     assert signatures(data) == []
     events = await eventually(
-        lambda: api.store.events(response.json()["id"]),
+        lambda: api.store.events.of_message(response.json()["id"]),
         until=lambda es: any(e["type"] == "unsigned" for e in es),
     )
     assert (

@@ -144,7 +144,7 @@ async def test_only_subscribed_events_reach_the_webhook_router(api: Api) -> None
     assert sent.status_code == 202, sent.text
     await delivered_to(api, address)
     await eventually(
-        lambda: api.store.events(sent.json()["id"]),
+        lambda: api.store.events.of_message(sent.json()["id"]),
         until=lambda es: "delivered" in {e["type"] for e in es},
     )
     await asyncio.sleep(0.5)

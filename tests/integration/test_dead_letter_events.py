@@ -63,7 +63,7 @@ async def test_failed_events_are_published_again_when_their_dead_letter_comes_ba
         await failed.bind(consuming.full("events"), routing_key="#.failed")
         await publishing.close()  # the failed events' publish fails: Unavailable
         await consuming.consume(
-            Queue.EVENTS_STORE, EventRecorder(store, Timeline(store, publishing)).handle
+            Queue.EVENTS_STORE, EventRecorder(store, Timeline(store.events, publishing)).handle
         )
         event = dead_lettered_event(
             consuming.full(Queue.SIGN), JOB, b"job", "handler failed 6 times", None
@@ -72,7 +72,7 @@ async def test_failed_events_are_published_again_when_their_dead_letter_comes_ba
         await consuming.publish(event)
 
         stored = await eventually(
-            lambda: store.events(JOB.message_id),
+            lambda: store.events.of_message(JOB.message_id),
             until=lambda es: sum(e["type"] == EventType.FAILED.value for e in es) == 2,
         )
         assert {r["status"] for r in await store.recipient_docs(JOB.message_id)} == {"failed"}

@@ -68,7 +68,7 @@ async def test_typed_answers_are_the_views_as_they_were(store: Store) -> None:
             "updated_at": now,
         }
     )
-    await store._insert_events(
+    await store.events.write(
         [
             Event(
                 id=new_id(),

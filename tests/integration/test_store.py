@@ -126,18 +126,38 @@ async def test_events_are_stored_once_even_when_written_twice(store: Store) -> N
         Event(id=new_id(), type=t, message_id=message_id, tenant="acme")
         for t in (EventType.ACCEPTED, EventType.SIGNED)
     ]
-    await store.insert_events(events)
-    await store.insert_events(
+    await store.events.append(events)
+    await store.events.append(
         [
             *events,
             Event(id=new_id(), type=EventType.DELIVERED, message_id=message_id, tenant="acme"),
         ]
     )
-    assert [e["type"] for e in await store.events(message_id)] == [
+    assert [e["type"] for e in await store.events.of_message(message_id)] == [
         "accepted",
         "signed",
         "delivered",
     ]
+
+
+async def test_events_expire_after_their_retention(store: Store) -> None:
+    """Events go after ``events_ttl_days``: the server's TTL index where it has one, else
+    ``purge_expired()`` (the bounce service runs it under a lease); newer ones stay."""
+    message_id = new_id()
+    days = store.settings.events_ttl_days
+    old, new = (
+        Event(id=new_id(), type=t, message_id=message_id, tenant="acme", at=at)
+        for t, at in (
+            (EventType.ACCEPTED, utcnow() - timedelta(days=days + 1)),
+            (EventType.SIGNED, utcnow()),
+        )
+    )
+    await store.events.append([old, new])
+    indexes = {i["name"] async for i in await store.db.events.list_indexes()}
+    assert ("events_ttl" if store.events.ttl_index else "events_at") in indexes
+    if not store.events.ttl_index:
+        assert await store.events.purge_expired() == 1
+        assert [e["_id"] for e in await store.events.of_message(message_id)] == [new.id]
 
 
 async def test_discarded_messages_leave_nothing(store: Store) -> None:
@@ -147,7 +167,7 @@ async def test_discarded_messages_leave_nothing(store: Store) -> None:
     await store.discard_message(message_id)
     assert await store.message(message_id) is None
     assert await store.recipients(message_id) == []
-    assert await store.events(message_id) == []
+    assert await store.events.of_message(message_id) == []
 
 
 async def test_state_changes_are_written_with_their_events(store: Store) -> None:
@@ -168,7 +188,7 @@ async def test_state_changes_are_written_with_their_events(store: Store) -> None
     dkim = {"domain": "shop.test", "selectors": "s1(rsa-sha256)", "aligned": True}
     await asyncio.gather(
         *(
-            store.mark_signed(
+            store.events.append(
                 [Event(id=new_id(), type=EventType.SIGNED, message_id=m, tenant="t", detail=dkim)]
             )
             for m, _ in message_ids
@@ -177,8 +197,12 @@ async def test_state_changes_are_written_with_their_events(store: Store) -> None
     m, rid = message_ids[0]
     delivered = Event(id=new_id(), type=EventType.DELIVERED, message_id=m, tenant="t")
     await store.record_attempt([result(rid, RecipientStatus.DELIVERED, 250)], [delivered])
-    assert [e["type"] for e in await store.events(m)] == ["accepted", "signed", "delivered"]
-    signing = await store.signing([m for m, _ in message_ids])
+    assert [e["type"] for e in await store.events.of_message(m)] == [
+        "accepted",
+        "signed",
+        "delivered",
+    ]
+    signing = await store.events.signing([m for m, _ in message_ids])
     for m, _ in message_ids:
         assert (await store.message(m))["status"] == "accepted"  # as written: no update
         view = await message_view(store, m)
@@ -333,13 +357,13 @@ async def test_a_tenant_s_events_are_read_in_pages_without_gaps(store: Store) ->
         )
         for i in range(25)
     ]
-    await store.insert_events(events)
-    await store.insert_events([events[0].model_copy(update={"id": new_id(), "tenant": "other"})])
+    await store.events.append(events)
+    await store.events.append([events[0].model_copy(update={"id": new_id(), "tenant": "other"})])
     until = at + timedelta(minutes=1)
-    pages = [p async for p in store.tenant_events("pager", at, until, page=10)]
+    pages = [p async for p in store.events.pages("pager", at, until, page=10)]
     assert [len(p) for p in pages] == [10, 10, 5]
     assert sorted(e["id"] for p in pages for e in p) == sorted(e.id for e in events)
-    typed = store.tenant_events("pager", at, until, types=["bounced"])
+    typed = store.events.pages("pager", at, until, types=["bounced"])
     bounced = [e async for p in typed for e in p]
     assert {e["type"] for e in bounced} == {"bounced"} and len(bounced) == 9
 
@@ -398,13 +422,13 @@ async def test_messages_go_after_their_retention_and_waiting_mail_stays(store: S
     await store.db.recipients.update_many(
         {"message_id": recent}, {"$set": {"status": "bounced", "finished_at": utcnow()}}
     )
-    await store.insert_events(
+    await store.events.append(
         [Event(id=new_id(), type=EventType.DELIVERED, tenant="acme", message_id=done)]
     )
     assert await store.purge_finished(30, {"acme": 365}) == 0  # acme keeps a year
     assert await store.purge_finished(30, {}) == 1
     assert await store.message(done) is None and await store.recipients(done) == []
-    assert await store.events(done) == []
+    assert await store.events.of_message(done) == []
     assert await store.message(waiting) is not None  # c@ is still queued
     assert await store.message(recent) is not None
 

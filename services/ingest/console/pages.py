@@ -392,7 +392,7 @@ async def overview(
         counts.setdefault(e.get("tenant") or "-", Counter())[e["type"]] += 1
     rows = [(tenant, [counts[tenant][k] for k in CHART_TYPES]) for tenant in sorted(counts)]
     chosen = counts.get(scope or "", Counter())
-    report = await c.store.destination_report(scope, midnight, now) if scope else []
+    report = await c.store.events.destination_report(scope, midnight, now) if scope else []
     reasons = by_provider(report)
     return await render(
         request, c, cmd, viewer, "overview.html",

@@ -229,5 +229,5 @@ async def destinations(
     24 hours): blocks and rate limits show here even though they suppress nobody."""
     until = until or datetime.now(UTC)
     since = since or until - timedelta(days=1)
-    rows = await door.store.destination_report(identity.tenant, since, until)
+    rows = await door.store.events.destination_report(identity.tenant, since, until)
     return {"since": since, "until": until, "destinations": rows}

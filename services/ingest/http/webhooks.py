@@ -194,7 +194,7 @@ async def replay_range(
     """Queue the hook's tenant's events of ``since``..``until`` (of the types it takes) to it
     again, at most MAX_REPLAY: ``queued``, ``complete`` and where to go on (``next_since``)."""
     queued = 0
-    pages = store.tenant_events(hook["tenant"], since, until, types=hook["events"])
+    pages = store.events.pages(hook["tenant"], since, until, types=hook["events"])
     async for events in pages:
         if queued + len(events) > MAX_REPLAY:
             return {"queued": queued, "complete": False, "next_since": events[0]["at"]}

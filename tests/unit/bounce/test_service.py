@@ -39,7 +39,7 @@ def dead_job(message_id: str, *recipient_ids: str) -> Event:
 
 def recorder() -> tuple[EventRecorder, MemoryMessages, FakeBroker]:
     store, broker = MemoryMessages(), FakeBroker()
-    return EventRecorder(store, Timeline(store, broker)), store, broker  # type: ignore[arg-type]
+    return EventRecorder(store, Timeline(store.events, broker)), store, broker  # type: ignore[arg-type]
 
 
 async def test_a_dead_job_fails_its_waiting_recipients_with_one_event_each() -> None:
@@ -57,7 +57,10 @@ async def test_a_dead_job_fails_its_waiting_recipients_with_one_event_each() -> 
     assert "hato.sign" in a["reply"]["text"]
     assert [e.type for e in broker.events] == [EventType.FAILED]
     assert broker.events[0].recipient_id == ids["a@ok.test"]
-    assert {e.type for e in store.stored.values()} == {EventType.DEAD_LETTERED, EventType.FAILED}
+    assert {e.type for e in store.events.stored.values()} == {
+        EventType.DEAD_LETTERED,
+        EventType.FAILED,
+    }
 
 
 async def test_the_same_death_told_twice_publishes_the_same_failed_event_again() -> None:
@@ -69,7 +72,7 @@ async def test_the_same_death_told_twice_publishes_the_same_failed_event_again()
     await h.handle(delivery(event))
     await h.handle(delivery(event))
     assert len(broker.events) == 2 and broker.events[0].id == broker.events[1].id
-    assert len(store.stored) == 2
+    assert len(store.events.stored) == 2
 
 
 async def test_a_dead_report_is_stored_and_fails_nobody() -> None:
@@ -83,7 +86,7 @@ async def test_a_dead_report_is_stored_and_fails_nobody() -> None:
         detail={"queue": "hato.reports", "reason": "unreadable", "report_id": "r1"},
     )
     await h.handle(delivery(event))
-    assert list(store.stored) == [event.id]
+    assert list(store.events.stored) == [event.id]
     assert store.docs[ids["a@ok.test"]]["status"] == "queued" and broker.events == []
 
 
@@ -122,7 +125,7 @@ async def test_a_bounced_result_is_classified_recorded_and_suppressed() -> None:
             ),
         ),
     )
-    h = ResultHandler(Timeline(store, broker), feedback, rules())  # type: ignore[arg-type]
+    h = ResultHandler(Timeline(store.events, broker), feedback, rules())  # type: ignore[arg-type]
     await h.handle(delivery(result))
     by_type = {e.type: e for e in broker.events}
     assert by_type[EventType.BOUNCED].detail["reason"] == "userunknown"

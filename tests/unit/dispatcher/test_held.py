@@ -41,7 +41,8 @@ def job(age: float) -> DeliveryJob:
 
 
 @dataclass
-class Store(MemoryEvents):
+class Store:
+    events: MemoryEvents = field(default_factory=MemoryEvents)
     attempts: list[Any] = field(default_factory=list)
     reported: list[str] = field(default_factory=list)
 
@@ -50,7 +51,7 @@ class Store(MemoryEvents):
 
     async def record_attempt(self, results: Any, events: Any = (), **kw: Any) -> None:
         self.attempts.append((list(results), kw))
-        await self.insert_events(events)
+        await self.events.write(events)
 
     async def results_reported(self, ids: Any) -> None:
         self.reported += list(ids)
@@ -110,7 +111,7 @@ async def test_a_suspended_delivery_waits_as_the_same_attempt_and_records_nothin
         )
     assert held.value.delay == 5 and not held.value.counts
     assert waiting.held == [(["r1"], "domain held.test", "127.0.0.2")]
-    assert store.attempts == [] and store.stored == {} and broker.published == []
+    assert store.attempts == [] and store.events.stored == {} and broker.published == []
 
 
 async def test_a_suspended_delivery_past_its_maximum_age_expires() -> None:

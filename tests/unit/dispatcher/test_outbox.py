@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,19 +47,24 @@ DELIVERED = attempt_events(
 
 
 @dataclass
-class Store(MemoryEvents):
+class Events(MemoryEvents):
     reads: int = 0
 
-    async def pending_recipients(self, ids: Any) -> set[str]:
-        return {i for i in ids if i != "r1"}  # r1 was delivered by the first run
-
-    async def attempt_events(self, message_id: str, ids: list[str], attempt: int) -> list:
+    async def of_attempt(self, message_id: str, ids: list[str], attempt: int) -> list:
         self.reads += 1
         return [
             e
             for e in self.stored.values()
             if e.recipient_id in ids and e.detail.get("attempt") == attempt
         ]
+
+
+@dataclass
+class Store:
+    events: Events = field(default_factory=Events)
+
+    async def pending_recipients(self, ids: Any) -> set[str]:
+        return {i for i in ids if i != "r1"}  # r1 was delivered by the first run
 
 
 def dispatcher(store: Store, broker: FakeBroker) -> Dispatcher:
@@ -70,7 +75,7 @@ async def test_recipients_already_final_get_their_attempts_events_published_agai
     """The first run wrote r1's delivery and its event, then the publish failed: back (same
     attempt), the job sends only to r2 and publishes r1's stored event, same id."""
     store, broker = Store(), FakeBroker()
-    await store.insert_events(DELIVERED)
+    await store.events.append(DELIVERED)
     pending = await dispatcher(store, broker).pending(JOB, 1)
     assert [r.id for r in pending] == ["r2"]
     assert broker.events == DELIVERED
@@ -80,6 +85,6 @@ async def test_a_later_attempt_publishes_nothing_old_again() -> None:
     """At the next attempt the recipient delivered before has no events of that attempt:
     nothing is published twice."""
     store, broker = Store(), FakeBroker()
-    await store.insert_events(DELIVERED)
+    await store.events.append(DELIVERED)
     await dispatcher(store, broker).pending(JOB, 2)
-    assert broker.events == [] and store.reads == 1
+    assert broker.events == [] and store.events.reads == 1

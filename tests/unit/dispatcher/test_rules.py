@@ -17,6 +17,7 @@ from shared.schemas import (
     Reply,
     utcnow,
 )
+from shared.testing import MemoryMessages
 
 
 def test_routes_match_domain_then_parents_then_star() -> None:
@@ -53,7 +54,8 @@ def test_replies_keep_their_enhanced_code() -> None:
 
 
 def dispatcher(**kw) -> Dispatcher:
-    return Dispatcher(None, None, None, None, None, None, **kw)  # type: ignore[arg-type]
+    store = MemoryMessages()  # not written to: these rules only compute
+    return Dispatcher(store, None, None, None, None, None, **kw)  # type: ignore[arg-type]
 
 
 def test_retry_delays_follow_the_schedule_and_repeat_the_last() -> None:

@@ -28,17 +28,20 @@ class Directory:
 
 
 @dataclass
-class Store(MemoryEvents):
+class Store:
     directory: Directory = field(default_factory=Directory)
+    events: MemoryEvents = field(default_factory=MemoryEvents)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     async def insert_message(self, message: dict, recipients: list, events: list) -> None:
         self.messages[message["_id"]] = message
-        await self.insert_events(events)
+        await self.events.write(events)
 
     async def discard_message(self, message_id: str) -> None:
         self.messages.pop(message_id, None)
-        self.stored = {k: e for k, e in self.stored.items() if e.message_id != message_id}
+        self.events.stored = {
+            k: e for k, e in self.events.stored.items() if e.message_id != message_id
+        }
 
 
 def submission(*rcpts: str) -> Submission:
@@ -61,7 +64,7 @@ async def test_accepted_events_are_confirmed_before_the_answer() -> None:
     assert {(e.type, e.recipient_id) for e in broker.events} == {
         (EventType.ACCEPTED, r.id) for r in accepted.recipients
     }
-    assert {e.id for e in broker.events} == set(store.stored)
+    assert {e.id for e in broker.events} == set(store.events.stored)
 
 
 @pytest.mark.parametrize("suppressed", [False, True])
@@ -75,4 +78,4 @@ async def test_events_the_broker_refuses_refuse_the_message(suppressed: bool) ->
     with pytest.raises(Unavailable):
         await Acceptor(store, broker).accept(submission())  # type: ignore[arg-type]
     assert broker.refused == 1 and not broker.events
-    assert store.messages == {} and store.stored == {}
+    assert store.messages == {} and store.events.stored == {}

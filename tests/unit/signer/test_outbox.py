@@ -35,13 +35,12 @@ class NoKeys:
 
 
 @dataclass
-class Store(MemoryEvents):
-    final: set[str] = field(default_factory=set)
+class Events(MemoryEvents):
     writes: int = 0
 
-    async def mark_signed(self, events: list) -> None:
+    async def append(self, events: list) -> None:
         self.writes += 1
-        await self.insert_events(events)
+        await self.write(events)
 
     async def signing(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         return {
@@ -49,6 +48,12 @@ class Store(MemoryEvents):
             for e in self.stored.values()
             if e.message_id in ids and e.type in (EventType.SIGNED, EventType.UNSIGNED)
         }
+
+
+@dataclass
+class Store:
+    events: Events = field(default_factory=Events)
+    final: set[str] = field(default_factory=set)
 
     async def pending_recipients(self, ids: Any) -> set[str]:
         return {i for i in ids if i not in self.final}
@@ -65,12 +70,12 @@ async def test_a_refused_event_publish_is_retried_with_the_stored_event() -> Non
     signer = Signer(store, broker, NoKeys(), settings=SignerSettings())  # type: ignore[arg-type]
     with pytest.raises(Unavailable):
         await signer.handle(delivery(redelivered=False))
-    assert broker.events == [] and len(store.stored) == 1
-    (stored,) = store.stored.values()
+    assert broker.events == [] and len(store.events.stored) == 1
+    (stored,) = store.events.stored.values()
     assert stored.type is EventType.UNSIGNED
 
     await signer.handle(delivery(redelivered=True))
-    assert broker.events == [stored] and store.writes == 1
+    assert broker.events == [stored] and store.events.writes == 1
     # Whether the first run's delivery jobs left is known nowhere: they are published again
     # (the dispatcher sends each recipient once).
     jobs = [m for m, _ in broker.published if isinstance(m, DeliveryJob)]
