@@ -125,7 +125,7 @@ class Store:
         self._pending: Batcher[tuple[str, ...], set[str]] = Batcher(
             self._pending_batch, max_batch=200, wait=wait
         )
-        self._attempts: Batcher[tuple[list[UpdateOne], list[Event]], None] = Batcher(
+        self._attempts: Batcher[tuple[list[RecipientResult], list[Event], str], None] = Batcher(
             self._attempts_batch, max_batch=200, wait=wait
         )
 
