@@ -163,6 +163,23 @@ class Events:
                 return
             after = (docs[-1]["at"], docs[-1]["_id"])
 
+    async def counts(
+        self, since: datetime, types: Sequence[str], *, tenant: str | None = None, cap: int
+    ) -> tuple[dict[str, dict[str, int]], int]:
+        """How many events of each of ``types`` each tenant has had since ``since`` (one
+        tenant's only, with ``tenant``), from at most ``cap`` events, and how many were read
+        (``cap`` of them: the counts stopped there)."""
+        query: dict[str, Any] = {"at": {"$gte": since}, "type": {"$in": list(types)}}
+        if tenant is not None:
+            query["tenant"] = tenant
+        counts: dict[str, dict[str, int]] = {}
+        seen = 0
+        async for e in self.db.events.find(query, {"tenant": 1, "type": 1}).limit(cap):
+            seen += 1
+            per_type = counts.setdefault(e.get("tenant") or "-", {})
+            per_type[e["type"]] = per_type.get(e["type"], 0) + 1
+        return counts, seen
+
     async def destination_report(
         self, tenant: str, since: datetime, until: datetime, *, cap: int = 50_000
     ) -> list[dict[str, Any]]:

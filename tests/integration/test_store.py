@@ -4,7 +4,7 @@ idempotent event writes."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from pymongo import ASCENDING
@@ -158,6 +158,37 @@ async def test_events_expire_after_their_retention(store: Store) -> None:
     if not store.events.ttl_index:
         assert await store.events.purge_expired() == 1
         assert [e["_id"] for e in await store.events.of_message(message_id)] == [new.id]
+
+
+async def test_events_are_counted_by_tenant_and_type_since_a_time(store: Store) -> None:
+    """The console's overview counts: events of the asked types since a time, by tenant (one
+    tenant's only when asked), read up to a cap that the answer says was reached."""
+    one, two = f"t-{new_id()}", f"t-{new_id()}"
+    now = utcnow()
+
+    def event(tenant: str, type_: EventType, at: datetime) -> Event:
+        return Event(id=new_id(), type=type_, message_id=new_id(), tenant=tenant, at=at)
+
+    await store.events.append(
+        [
+            event(one, EventType.ACCEPTED, now),
+            event(one, EventType.ACCEPTED, now),
+            event(one, EventType.DELIVERED, now),
+            event(one, EventType.SIGNED, now),  # not an asked type
+            event(one, EventType.ACCEPTED, now - timedelta(days=2)),  # before the time
+            event(two, EventType.BOUNCED, now),
+        ]
+    )
+    since, types = now - timedelta(hours=1), ("accepted", "delivered", "bounced")
+    counts, seen = await store.events.counts(since, types, cap=10_000)
+    assert counts[one] == {"accepted": 2, "delivered": 1} and counts[two] == {"bounced": 1}
+    assert seen >= 4
+    assert await store.events.counts(since, types, tenant=one, cap=10) == (
+        {one: {"accepted": 2, "delivered": 1}},
+        3,
+    )
+    capped, seen = await store.events.counts(since, types, tenant=one, cap=2)
+    assert seen == 2 and sum(capped[one].values()) == 2
 
 
 async def test_discarded_messages_leave_nothing(store: Store) -> None:

@@ -381,22 +381,19 @@ async def overview(
     scope, _ = await _scope(viewer, cmd)
     now = datetime.now(UTC)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    query: dict[str, Any] = {"at": {"$gte": midnight}, "type": {"$in": list(CHART_TYPES)}}
-    if not viewer.operator:
-        query["tenant"] = viewer.tenant
-    counts: dict[str, Counter[str]] = {}
-    seen = 0
-    cursor = c.store.db.events.find(query, {"tenant": 1, "type": 1}).limit(OVERVIEW_CAP)
-    async for e in cursor:
-        seen += 1
-        counts.setdefault(e.get("tenant") or "-", Counter())[e["type"]] += 1
-    rows = [(tenant, [counts[tenant][k] for k in CHART_TYPES]) for tenant in sorted(counts)]
-    chosen = counts.get(scope or "", Counter())
+    counts, seen = await c.store.events.counts(
+        midnight,
+        CHART_TYPES,
+        tenant=None if viewer.operator else viewer.tenant,
+        cap=OVERVIEW_CAP,
+    )
+    rows = [(tenant, [counts[tenant].get(k, 0) for k in CHART_TYPES]) for tenant in sorted(counts)]
+    chosen = counts.get(scope or "", {})
     report = await c.store.events.destination_report(scope, midnight, now) if scope else []
     reasons = by_provider(report)
     return await render(
         request, c, cmd, viewer, "overview.html",
-        rows=rows, types=CHART_TYPES, chart=_chart([(k, chosen[k]) for k in CHART_TYPES]),
+        rows=rows, types=CHART_TYPES, chart=_chart([(k, chosen.get(k, 0)) for k in CHART_TYPES]),
         reasons=reasons[:15], capped=seen >= OVERVIEW_CAP, cap=OVERVIEW_CAP,
     )  # fmt: skip
 
