@@ -580,3 +580,52 @@ async def test_nothing_retries_for_ever(broker_settings: BrokerSettings) -> None
     finally:
         await capped.drain(5)
         await capped.close()
+
+
+async def test_jobs_finishing_together_are_acked_together_and_a_slow_one_holds_none_back(
+    broker_settings: BrokerSettings, proxies: list[TcpProxy]
+) -> None:
+    """Acks of jobs that finish in one turn go as one multiple ack, a job still running keeps
+    its own delivery open without holding back the acks of later ones, and when the
+    connection is lost only the unfinished job comes again: no finished job is redelivered
+    (an ack lost or late) and the unfinished one is not acked with the others."""
+    first, second = proxies
+    settings = broker_settings.model_copy(
+        update={"url": f"{via(first)},{via(second)}", "reconnect_interval": 0.1}
+    )
+    b = Broker(settings, name="acks")
+    await b.connect()
+    seen: list[tuple[str, bool]] = []
+    release, slow_started = asyncio.Event(), asyncio.Event()
+    finished: list[str] = []
+
+    async def handler(d: Delivery) -> None:
+        seen.append((d.message.message_id, d.redelivered))
+        if d.message.message_id == "slow" and not d.redelivered:
+            slow_started.set()
+            await release.wait()
+        else:
+            await asyncio.sleep(0.2)  # the others finish in one turn, after "slow" started
+        finished.append(d.message.message_id)
+
+    names = ["slow", *(f"fast{i}" for i in range(6)), "late"]
+    try:
+        await b.consume(Queue.SIGN, handler)
+        for name in names[:-1]:
+            await b.publish(job(name))
+        await asyncio.wait_for(slow_started.wait(), 10)
+        await eventually(lambda: asyncio.sleep(0, finished), until=lambda f: len(f) == 6)
+        await b.publish(job("late"))  # delivered behind the open "slow": acked on its own
+        await eventually(lambda: asyncio.sleep(0, finished), until=lambda f: "late" in f)
+        await asyncio.sleep(0.3)  # the acks on the wire
+        (acks,) = b._acks.values()
+        assert acks.open == 1  # only "slow" is not acked
+        await first.cut()
+        release.set()  # reconnecting waits for the handlers still running
+        await eventually(lambda: asyncio.sleep(0, seen), until=lambda s: len(s) == 9, timeout=10)
+        await asyncio.sleep(0.5)  # nothing else comes
+        assert sorted(name for name, _ in seen) == sorted([*names, "slow"])
+        assert seen[-1] == ("slow", True)  # the one copy: of the job that had not finished
+    finally:
+        release.set()
+        await b.close()
