@@ -63,7 +63,7 @@ async def _dead(ctx: Context, args: argparse.Namespace, decision: str | None) ->
     if decision == "retry":
         for e in done:  # their recipients wait again (they were failed with the job)
             if e.get("message_id") and e.get("recipients"):
-                await ctx.store.revive_dead_lettered(e["message_id"], e["recipients"])
+                await ctx.store.messages.revive_dead_lettered(e["message_id"], e["recipients"])
     shown = done if decision is not None else entries
     if args.json:
         print(json.dumps(shown, indent=2, default=str))

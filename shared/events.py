@@ -6,9 +6,9 @@ recipient or a tenant's setup, appended and never changed.
 instead), its writes, and its reads. Events are written where the state they describe changes,
 before that change (``shared/timeline.py``): ``append`` shares one insert among concurrent
 callers (group commit); ``write`` is the plain insert other group commits make inside their own
-batch (``Store.insert_message``, ``Store.record_attempt``; ``hato queue purge`` calls the same
-``write_events``). Either way an event already stored (same id: a redelivered job, a retried
-batch) is skipped, not an error.
+batch (``Messages.insert_message``, ``Messages.record_attempt`` of shared/messages.py; ``hato
+queue purge`` calls the same ``write_events``). Either way an event already stored (same id: a
+redelivered job, a retried batch) is skipped, not an error.
 """
 
 from __future__ import annotations

@@ -4,11 +4,12 @@ for its boundaries, beside the code they exercise.
 - ``free_port`` and ``TcpProxy`` (a connection a test can cut and restore);
 - ``Stack``: the four services as real processes (``python -m services.<name>``), as
   operators run them, with one environment;
-- ``FakeBroker``, ``MemoryEvents`` and ``MemoryMessages``: the broker, the events repository
-  (``shared.events.Events``) and the message/recipient store with its ``events`` at the
-  boundary of a handler, in memory, for unit tests of its rules in milliseconds (the broker
-  refuses event publishes while told to; the message store moves recipients by the one
-  transition table, ``shared.schemas.TRANSITIONS``);
+- ``FakeBroker``, ``MemoryEvents``, ``MemoryMessages`` and ``MemoryStore``: the broker, the
+  events repository (``shared.events.Events``), the messages-and-recipients repository
+  (``shared.messages.Messages``) and a store holding both, at the boundary of a handler, in
+  memory, for unit tests of its rules in milliseconds (the broker refuses event publishes
+  while told to; the messages repository moves recipients by the one transition table,
+  ``shared.schemas.TRANSITIONS``);
 - ``ManualClock``: the time a handler that takes a ``clock`` reads, moved by the test.
 
 Nothing in the services imports it.
@@ -224,12 +225,10 @@ class MemoryEvents:
 
 @dataclass
 class MemoryMessages:
-    """The messages-and-recipients part of ``shared.store.Store`` that handlers read and move,
-    in dicts, with its ``events`` (``MemoryEvents``): ``add`` a message with its recipients
-    (``queued``), then hand it to a handler where a ``Store`` goes. Recipient documents have
-    the fields the store's have."""
+    """The part of ``shared.messages.Messages`` (``store.messages``) that handlers read and
+    move, in dicts: ``add`` a message with its recipients (``queued``). Recipient documents
+    have the fields the collection's have."""
 
-    events: MemoryEvents = field(default_factory=MemoryEvents)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     docs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -290,6 +289,15 @@ class MemoryMessages:
                     finished_at=utcnow(),
                 )
         return before
+
+
+@dataclass
+class MemoryStore:
+    """A ``shared.store.Store`` in memory, to hand a handler where one goes: its ``events``
+    (``MemoryEvents``) and its ``messages`` (``MemoryMessages``)."""
+
+    events: MemoryEvents = field(default_factory=MemoryEvents)
+    messages: MemoryMessages = field(default_factory=MemoryMessages)
 
 
 @dataclass

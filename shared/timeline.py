@@ -1,7 +1,7 @@
 """Events, written where the state changes and published for whoever listens.
 
 The service that changes a recipient's or a message's state writes the events of that change in
-the same group commit as the change (``Store.insert_message``, ``Store.record_attempt``; the
+the same group commit as the change (``store.messages.insert_message``, ``record_attempt``; the
 signer's ``signed`` event, the whole record of a signing, with ``store.events.append``), then
 publishes them on the events exchange for platform teams' queues and for the webhook router,
 which binds only what tenants subscribed to. So no service reads every event back from the

@@ -28,8 +28,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.messages import with_history
 from shared.schemas import EventType, MessageStage, MessageStatus, RecipientStatus
-from shared.store import Store, with_history
+from shared.store import Store
 
 _FINAL = {s.value for s in RecipientStatus if s.is_final}
 HEARTBEAT_WITHIN = 30.0  # seconds: a dispatcher heard from since is taken as running
@@ -101,10 +102,11 @@ async def waiting_for(store: Store, message: dict[str, Any], statuses: list[str]
 
 async def message_view(store: Store, message_id: str) -> dict[str, Any] | None:
     """A message with its status, per-status recipient counts, recipients and events."""
-    message = await store.message(message_id)
+    message = await store.messages.message(message_id)
     if message is None:
         return None
-    docs = await store.recipient_docs(message_id)  # before the events: see Store.recipients
+    # The documents before the events: see Messages.recipients.
+    docs = await store.messages.recipient_docs(message_id)
     events = await store.events.of_message(message_id)
     message = with_signing(message, _signing_event(events))
     recipients = [with_history(r, events) for r in docs]
@@ -125,7 +127,7 @@ async def with_status(store: Store, messages: list[dict[str, Any]]) -> list[dict
     """Listed messages with their status worked out (one query for all their recipients, one
     for their signing)."""
     ids = [m["_id"] for m in messages]
-    statuses = await store.recipient_statuses(ids)
+    statuses = await store.messages.recipient_statuses(ids)
     signing = await store.events.signing(ids)
     out = []
     for stored in messages:

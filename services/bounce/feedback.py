@@ -73,7 +73,7 @@ class Feedback:
             text=verdict.diagnostic[:500],
         )
         if verdict.reason not in NOT_BOUNCES:
-            await self.store.mark_feedback(target.recipient_id, status, reply)
+            await self.store.messages.mark_feedback(target.recipient_id, status, reply)
         suppressed = await self.suppress(target, verdict, source)
         FEEDBACK.labels(verdict.reason).inc()
         metrics.bounce(target.tenant, target.address, verdict.reason, source)

@@ -105,8 +105,8 @@ class ReportConsumer:
     async def unsubscribed(self, recipient_id: str) -> None:
         """A mail to a recipient's unsubscribe address (RFC 2369 mailto): the same as its
         one-click link, read from the recipient's record (its tenant, address and list)."""
-        doc = await self.store.recipient(recipient_id)
-        message = await self.store.message(doc["message_id"]) if doc else None
+        doc = await self.store.messages.recipient(recipient_id)
+        message = await self.store.messages.message(doc["message_id"]) if doc else None
         list_ = (message or {}).get("unsubscribe_list")
         if doc is None or message is None or not list_:
             log.info("unsubscribe mail for a message no longer kept (or without a list)")
@@ -179,8 +179,8 @@ class ReportConsumer:
     ) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Verdict]]] | None:
         """The message and the (recipient, verdict) pairs a report to ``token`` may act on."""
         if token.kind is TokenKind.RECIPIENT:
-            doc = await self.store.recipient(token.id)
-            message = await self.store.message(doc["message_id"]) if doc else None
+            doc = await self.store.messages.recipient(token.id)
+            message = await self.store.messages.message(doc["message_id"]) if doc else None
             if doc is None or message is None:
                 return None
             verdict = own_verdict(doc["address"], verdicts)
@@ -189,12 +189,12 @@ class ReportConsumer:
                 log.info("report names no address of its return path; ignored")
                 return message, []
             return message, [(doc, verdict)]
-        message = await self.store.message(token.id)
+        message = await self.store.messages.message(token.id)
         if message is None:
             return None
         targets = []
         for verdict in verdicts:
-            doc = await self.store.recipient_by_address(token.id, verdict.recipient)
+            doc = await self.store.messages.recipient_by_address(token.id, verdict.recipient)
             if doc is not None and doc["message_id"] == token.id:
                 targets.append((doc, verdict))
         return message, targets

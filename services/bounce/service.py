@@ -151,7 +151,7 @@ class EventRecorder:
         reply = Reply(
             code=554, enhanced="5.3.0", text=f"not sent: its job failed in {queue}: {reason}"
         )
-        failed = await self.store.fail_dead_lettered(event.message_id, ids, reply)
+        failed = await self.store.messages.fail_dead_lettered(event.message_id, ids, reply)
         events = [
             Event.of(
                 EventType.FAILED,
@@ -323,7 +323,7 @@ def _housekeeping(
             for t in tenants
             if (t.get("limits") or {}).get("retention_days")
         }
-        if gone := await rt.store.purge_finished(settings.retention_days, days):
+        if gone := await rt.store.messages.purge_finished(settings.retention_days, days):
             log.info("messages past retention deleted", messages=gone)
 
     leases.lease("retention").every(rt, settings.retention_interval, retention)

@@ -113,12 +113,8 @@ class DeliveryEvents(EventLog, Protocol):
     ) -> list[Event]: ...
 
 
-class DeliveryRecords(Protocol):
-    """What the dispatcher's handler reads and writes in the database: the service passes
-    its ``Store``; unit tests pass a small fake."""
-
-    @property
-    def events(self) -> DeliveryEvents: ...
+class DeliveryMessages(Protocol):
+    """The dispatcher's part of the messages and recipients (``shared.messages.Messages``)."""
 
     async def pending_recipients(self, ids: Iterable[str]) -> set[str]: ...
 
@@ -133,6 +129,17 @@ class DeliveryRecords(Protocol):
     async def unreported_results(self, ids: Iterable[str]) -> list[dict[str, Any]]: ...
 
     async def results_reported(self, ids: Sequence[str]) -> None: ...
+
+
+class DeliveryRecords(Protocol):
+    """What the dispatcher's handler reads and writes in the database: the service passes
+    its ``Store``; unit tests pass a small fake."""
+
+    @property
+    def events(self) -> DeliveryEvents: ...
+
+    @property
+    def messages(self) -> DeliveryMessages: ...
 
 
 class Dispatcher:
@@ -466,14 +473,14 @@ class Dispatcher:
             result.model_copy(update={"results": tuple(mine)}),
             retry_at=self.clock() + timedelta(seconds=delay) if retry else None,
         )
-        await self.store.record_attempt(results, events, source_ip=member.ip)
+        await self.store.messages.record_attempt(results, events, source_ip=member.ip)
         publishes = [self.timeline.publish(events)]
         if theirs:
             publishes.append(self.broker.publish(result.model_copy(update={"results": theirs})))
         # Unavailable unless all are confirmed: the job comes back (pending, report_missed).
         await settle(*publishes)
         if theirs:
-            await self.store.results_reported([r.recipient_id for r in theirs])
+            await self.store.messages.results_reported([r.recipient_id for r in theirs])
         for r in results:
             DELIVERIES.labels(r.status.value).inc()
         metrics.attempt_outcomes(
@@ -500,7 +507,7 @@ class Dispatcher:
         recorded but may not have published is published again (a job back after a failed
         publish or a crash): bounces and expiries the bounce service never got, and the
         attempt's stored events. Neither costs a database command while nobody is final."""
-        found = await self.store.pending_recipients(r.id for r in job.recipients)
+        found = await self.store.messages.pending_recipients(r.id for r in job.recipients)
         missed = {i[1:] for i in found if i.startswith("!")}
         waiting = found - {f"!{i}" for i in missed}
         if missed:
@@ -528,7 +535,7 @@ class Dispatcher:
         reached the bounce service (the first publish failed): their events and the
         suppression list would be lost otherwise. The bounce service takes a result twice
         without harm (its events and soft-bounce counts are keyed by what happened)."""
-        docs = await self.store.unreported_results(ids)
+        docs = await self.store.messages.unreported_results(ids)
         results = tuple(
             RecipientResult(
                 recipient_id=d["_id"],
@@ -555,7 +562,7 @@ class Dispatcher:
                 metadata=job.metadata,
             )
         )
-        await self.store.results_reported([r.recipient_id for r in results])
+        await self.store.messages.results_reported([r.recipient_id for r in results])
         log.info("results published again", recipients=len(results))
 
     async def send(

@@ -265,7 +265,7 @@ class Acceptor:
         fate = Fate.of(sub, suppressed_addresses, utcnow())
         events = acceptance_events(sub, fate, message_id)
         try:
-            await self.store.insert_message(
+            await self.store.messages.insert_message(
                 message_document(sub, fate, message_id, pool, list_, len(raw)),
                 recipient_documents(fate, message_id, tenant),
                 events,
@@ -348,7 +348,7 @@ class Acceptor:
 
     async def _discard(self, message_id: str) -> None:
         try:
-            await self.store.discard_message(message_id)
+            await self.store.messages.discard_message(message_id)
             await self.store.schedules.forget(message_id)
         except Exception:
             log.warning("could not discard the unaccepted message's state")

@@ -39,7 +39,7 @@ class Releaser:
             # Its retries and expiry count from now, not from when it was accepted.
             job = SignJob.model_validate(doc["job"]).model_copy(update={"created_at": utcnow()})
             raw = await schedules.raw(message_id)
-            await self.store.move_scheduled(
+            await self.store.messages.move_scheduled(
                 message_id, Change.RELEASE, RecipientStatus.QUEUED, MessageStage.ACCEPTED
             )
             await self.broker.publish(job, raw)
@@ -51,8 +51,8 @@ async def cancel(store: Store, timeline: Timeline, tenant: str, message_id: str)
     """Cancel a waiting scheduled message of ``tenant``: False when it has none such."""
     if not await store.schedules.cancel(tenant, message_id):
         return False
-    message: dict[str, Any] = await store.message(message_id) or {}
-    docs = await store.move_scheduled(
+    message: dict[str, Any] = await store.messages.message(message_id) or {}
+    docs = await store.messages.move_scheduled(
         message_id, Change.CANCEL, RecipientStatus.CANCELLED, MessageStage.CANCELLED
     )
     await timeline.record(

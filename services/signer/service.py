@@ -98,6 +98,14 @@ class SigningEvents(EventLog, Protocol):
     async def signing(self, message_ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
 
 
+class SigningMessages(Protocol):
+    """The signer's part of the messages and recipients (``shared.messages.Messages``)."""
+
+    async def pending_recipients(self, ids: Iterable[str]) -> set[str]: ...
+
+    async def fail_message(self, message_id: str, reply: Reply) -> None: ...
+
+
 class SigningRecords(Protocol):
     """What the signer's handler reads and writes in the database: the service passes its
     ``Store``; unit tests pass a small fake."""
@@ -105,9 +113,8 @@ class SigningRecords(Protocol):
     @property
     def events(self) -> SigningEvents: ...
 
-    async def pending_recipients(self, ids: Iterable[str]) -> set[str]: ...
-
-    async def fail_message(self, message_id: str, reply: Reply) -> None: ...
+    @property
+    def messages(self) -> SigningMessages: ...
 
 
 class Signer:
@@ -230,7 +237,9 @@ class Signer:
     async def _unfinished(self, jobs: list[DeliveryJob]) -> list[DeliveryJob]:
         """The delivery jobs of a sign job that came back, without those whose recipients are
         all final and reported (they would send nothing and publish nothing)."""
-        pending = await self.store.pending_recipients(r.id for j in jobs for r in j.recipients)
+        pending = await self.store.messages.pending_recipients(
+            r.id for j in jobs for r in j.recipients
+        )
         return [
             j for j in jobs if any(r.id in pending or f"!{r.id}" in pending for r in j.recipients)
         ]
@@ -261,7 +270,7 @@ class Signer:
         ]
 
     async def _fail(self, job: SignJob, reason: str) -> None:
-        await self.store.fail_message(
+        await self.store.messages.fail_message(
             job.message_id, Reply(code=554, enhanced="5.7.0", text=reason)
         )
         SIGNED.labels("failed").inc()

@@ -76,7 +76,7 @@ async def test_a_published_message_is_accepted_answered_and_delivered(api: Api) 
         answer = await team.reply(c)
         assert answer["status"] == 202 and answer["recipients"][0]["address"] == "amqp@ok.test"
         await delivered_to(api, "amqp@ok.test")
-        state = await api.store.message(answer["id"])
+        state = await api.store.messages.message(answer["id"])
         assert state["door"] == "amqp"
 
 

@@ -27,7 +27,8 @@ async def delivered(api: Api, address: str) -> tuple[str, str, str]:
     message_id = r.json()["id"]
     await delivered_to(api, address)
     await eventually(
-        lambda: api.store.recipients(message_id), until=lambda rs: rs[0]["status"] == "delivered"
+        lambda: api.store.messages.recipients(message_id),
+        until=lambda rs: rs[0]["status"] == "delivered",
     )
     # This message's return path: the latest delivery to the address (sends are one by one).
     return_path = [x.mail_from for x in api.sink.received if address in x.rcpt_tos][-1]
@@ -70,7 +71,8 @@ async def test_an_async_bounce_turns_delivered_into_bounced_and_suppresses(api: 
         assert replies == ["250 2.1.5 Ok", "250 2.0.0 Ok: report received"]
 
         rcpt = await eventually(
-            lambda: api.store.recipient(recipient_id), until=lambda r: r["status"] == "bounced"
+            lambda: api.store.messages.recipient(recipient_id),
+            until=lambda r: r["status"] == "bounced",
         )
         assert rcpt["reply"]["enhanced"] == "5.1.1"
         assert await api.store.directory.suppressed("acme", [address]) == {address}
@@ -153,7 +155,8 @@ async def test_a_complaint_marks_complained_and_suppresses(api: Api) -> None:
     replies = await send_report(api, FBL, arf)
     assert replies[-1].startswith("250 2.0.0")
     rcpt = await eventually(
-        lambda: api.store.recipient(recipient_id), until=lambda r: r["status"] == "complained"
+        lambda: api.store.messages.recipient(recipient_id),
+        until=lambda r: r["status"] == "complained",
     )
     assert rcpt["history"][-1]["reason"] == "feedback"
     assert await api.store.directory.suppressed("acme", [address]) == {address}
@@ -184,7 +187,7 @@ async def test_blocks_are_reported_but_never_suppress(api: Api) -> None:
         dsn(address, "5.7.1", "554 5.7.1 Client host blocked using zen.spamhaus.org"),
     )
     rcpt = await eventually(
-        lambda: api.store.recipient(recipient_id), until=lambda r: r["status"] == "bounced"
+        lambda: api.store.messages.recipient(recipient_id), until=lambda r: r["status"] == "bounced"
     )
     assert rcpt["history"][-1]["reason"] == "blocked"
     assert await api.store.directory.suppressed("acme", [address]) == set()
@@ -200,7 +203,7 @@ async def test_blocks_show_per_destination(api: Api) -> None:
         dsn(address, "5.7.1", "554 5.7.1 Service unavailable; client host blocked by policy"),
     )
     await eventually(
-        lambda: api.store.recipient(recipient_id), until=lambda r: r["status"] == "bounced"
+        lambda: api.store.messages.recipient(recipient_id), until=lambda r: r["status"] == "bounced"
     )
 
     async def report():
@@ -230,7 +233,7 @@ async def test_a_refusal_at_rcpt_is_a_missing_mailbox_and_after_data_a_filter(ap
             )
             assert r.status_code == 202, r.text
             rcpt = await eventually(
-                lambda r=r: api.store.recipient(r.json()["recipients"][0]["id"]),
+                lambda r=r: api.store.messages.recipient(r.json()["recipients"][0]["id"]),
                 until=lambda x: any("reason" in h for h in x["history"]),
             )
             assert rcpt["status"] == "bounced" and rcpt["reply"]["code"] == 550
@@ -274,7 +277,7 @@ async def test_one_return_path_and_a_dsn_naming_others_bounces_only_its_own_reci
     for address in (me, v1, v2):
         await delivered_to(api, address)
     await eventually(
-        lambda: api.store.recipients(r.json()["id"]),
+        lambda: api.store.messages.recipients(r.json()["id"]),
         until=lambda rs: all(x["status"] == "delivered" for x in rs),
     )
     return_path = next(x.mail_from for x in api.sink.received if me in x.rcpt_tos)
@@ -283,10 +286,12 @@ async def test_one_return_path_and_a_dsn_naming_others_bounces_only_its_own_reci
         "250 2.1.5 Ok",
         "250 2.0.0 Ok: report received",
     ]
-    await eventually(lambda: api.store.recipient(ids[me]), until=lambda x: x["status"] == "bounced")
+    await eventually(
+        lambda: api.store.messages.recipient(ids[me]), until=lambda x: x["status"] == "bounced"
+    )
     await asyncio.sleep(0.5)  # had the others been touched, it would be by now
     for victim in (v1, v2):
-        assert (await api.store.recipient(ids[victim]))["status"] == "delivered"
+        assert (await api.store.messages.recipient(ids[victim]))["status"] == "delivered"
     assert await api.store.directory.suppressed("acme", [me, v1, v2]) == {me}
 
 

@@ -167,7 +167,7 @@ async def test_nothing_is_lost_or_sent_twice_while_services_die(
         async def states() -> dict[str, str]:
             found: dict[str, str] = {}
             for address, message_id in accepted.items():
-                rs = await store.recipients(message_id)
+                rs = await store.messages.recipients(message_id)
                 found[address] = rs[0]["status"] if rs else "missing"
             return found
 

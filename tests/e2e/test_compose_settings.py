@@ -283,7 +283,7 @@ async def test_mail_from_the_host_is_delivered_from_the_dispatchers_own_address(
     verp = Verp(compose.secret("verp.key").encode())
     token = verp.parse(received.mail_from)
     assert token is not None and token.kind is TokenKind.RECIPIENT
-    assert (await compose.store.recipient(token.id))["message_id"] == message_id
+    assert (await compose.store.messages.recipient(token.id))["message_id"] == message_id
     domain = await compose.store.directory.domain("hato.test")
     published = {
         r.name.rstrip(".").lower(): r.value
@@ -296,7 +296,7 @@ async def test_mail_from_the_host_is_delivered_from_the_dispatchers_own_address(
     # Its trace reached where the compose file's jaeger listens (HATO_OTLP_ENDPOINT), from each
     # service the mail crossed (the batch exporter sends every 5 s; bounce has no part in a
     # delivery nobody asked to hear about).
-    message = await compose.store.message(message_id)
+    message = await compose.store.messages.message(message_id)
     await eventually(
         lambda: asyncio.sleep(0, {s.service for s in compose.jaeger.trace(message["trace_id"])}),
         until=lambda services: services >= {"hato-ingest", "hato-signer", "hato-dispatcher"},

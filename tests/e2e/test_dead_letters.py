@@ -96,7 +96,7 @@ async def test_a_dead_job_fails_its_recipients_and_can_be_retried(
     message_id = outcome.queued_id
 
     async def recipient() -> dict:
-        return (await dead.store.recipients(message_id))[0]
+        return (await dead.store.messages.recipients(message_id))[0]
 
     failed = await eventually(recipient, until=lambda r: r["status"] == "failed", timeout=30)
     assert failed["reply"]["enhanced"] == "5.3.0" and "sign" in failed["reply"]["text"]
@@ -133,7 +133,7 @@ async def test_a_dropped_job_leaves_its_recipients_failed(dead: Dead, dkim_key) 
     address = f"{unique('drop')}@ok.test"
     message_id = (await send(dead.smtp_port, rcpts=(address,))).queued_id
     await eventually(
-        lambda: dead.store.recipients(message_id),
+        lambda: dead.store.messages.recipients(message_id),
         until=lambda rs: rs[0]["status"] == "failed",
         timeout=30,
     )
@@ -148,7 +148,7 @@ async def test_a_dropped_job_leaves_its_recipients_failed(dead: Dead, dkim_key) 
         assert (await http.get("/admin/v1/dead")).status_code == 401
     _, out, _ = await run_hato(dead.env, "dead", "list", "--json")
     assert message_id not in {j.get("message_id") for j in json.loads(out)}
-    assert (await dead.store.recipients(message_id))[0]["status"] == "failed"
+    assert (await dead.store.messages.recipients(message_id))[0]["status"] == "failed"
 
 
 async def test_a_key_that_does_not_open_is_said_at_once(dead: Dead, dkim_key) -> None:

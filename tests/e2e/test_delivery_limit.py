@@ -112,7 +112,7 @@ async def test_a_job_past_the_delivery_limit_fails_its_recipients_and_can_be_ret
 
         assert await never_acked(f"{limited.prefix}.sign") == LIMIT + 1
         recipients = await eventually(
-            lambda: limited.store.recipients(message_id),
+            lambda: limited.store.messages.recipients(message_id),
             until=lambda rs: all(r["status"] == "failed" for r in rs),
             timeout=30,
         )
@@ -146,12 +146,12 @@ async def test_a_job_past_the_delivery_limit_fails_its_recipients_and_can_be_ret
 
     code, out, err = await run_hato(limited.env, "dead", "retry", jobs[0]["id"])
     assert code == 0 and "1 retried" in out, (out, err)
-    waiting = await limited.store.recipients(message_id)
+    waiting = await limited.store.messages.recipients(message_id)
     assert [r["status"] for r in waiting] == ["queued", "queued"]
     await limited.stack.start("signer")
     await limited.stack.start("dispatcher")
     await eventually(
-        lambda: limited.store.recipients(message_id),
+        lambda: limited.store.messages.recipients(message_id),
         until=lambda rs: all(r["status"] == "delivered" for r in rs),
         timeout=30,
     )

@@ -149,7 +149,7 @@ async def send(net: Net, *addresses: str) -> str:
 
 async def final(net: Net, message_id: str, status: str, timeout: float = 30) -> list[dict]:
     return await eventually(
-        lambda: net.store.recipients(message_id),
+        lambda: net.store.messages.recipients(message_id),
         until=lambda rs: bool(rs) and all(r["status"] == status for r in rs),
         timeout=timeout,
     )
@@ -168,7 +168,7 @@ async def test_both_instances_deliver_and_each_domain_keeps_its_ip(net: Net) -> 
         assert r.helo == HELO[r.peer]
     assert all(len(ips) == 1 for ips in ips_by_domain.values()), ips_by_domain
     assert {ip for ips in ips_by_domain.values() for ip in ips} == set(HELO)
-    rcpt = (await net.store.recipients(ids[0]))[0]
+    rcpt = (await net.store.messages.recipients(ids[0]))[0]
     assert rcpt["history"][-1]["source_ip"] in HELO
 
 
@@ -233,7 +233,7 @@ async def test_a_redelivered_job_sends_nothing_twice(net: Net) -> None:
     message_id = await send(net, "once@d0.test")
     await final(net, message_id, "delivered")
     before = sum("once@d0.test" in r.rcpt_tos for r in net.sink.received)
-    rcpt = (await net.store.recipients(message_id))[0]
+    rcpt = (await net.store.messages.recipients(message_id))[0]
     job = schemas.DeliveryJob(
         message_id=message_id,
         tenant=TENANT,

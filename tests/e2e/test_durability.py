@@ -82,7 +82,7 @@ async def test_database_stopped_means_451_and_nothing_published(
         await db.start()
         outcome = await eventually(lambda: send(port), until=lambda o: o.code == 250)
         assert await queued(prefix, "sign") == 3
-        assert await store.message(outcome.queued_id) is not None
+        assert await store.messages.message(outcome.queued_id) is not None
     finally:
         assert await stack.stop_all() == {"ingest": 0}
         await store.close()

@@ -222,7 +222,7 @@ async def test_a_tenant_may_refuse_mail_without_message_id(api: Api) -> None:
 
 async def _recipient(store: Store, message_id: str, status: str) -> dict:
     docs = await eventually(
-        lambda: store.recipients(message_id),
+        lambda: store.messages.recipients(message_id),
         until=lambda rs: bool(rs) and all(r["status"] == status for r in rs),
     )
     return docs[0]

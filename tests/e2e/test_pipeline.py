@@ -100,7 +100,7 @@ async def pipeline(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Pipe
 
 async def recipient(store: Store, message_id: str, status: str) -> dict:
     docs = await eventually(
-        lambda: store.recipients(message_id),
+        lambda: store.messages.recipients(message_id),
         until=lambda rs: bool(rs) and all(r["status"] == status for r in rs),
     )
     return docs[0]
@@ -177,7 +177,7 @@ async def test_several_domains_in_one_message_each_get_their_fate(pipeline: Pipe
     )
     assert outcome.code == 250, outcome
     docs = await eventually(
-        lambda: pipeline.store.recipients(outcome.queued_id),
+        lambda: pipeline.store.messages.recipients(outcome.queued_id),
         until=lambda rs: all(r["status"] in ("delivered", "bounced") for r in rs),
     )
     assert {r["address"]: r["status"] for r in docs} == {
@@ -270,7 +270,7 @@ async def test_the_http_api_shows_a_message_to_the_operator_only(pipeline: Pipel
     or for an unknown id, the answer is a problem document."""
     outcome = await send(pipeline.smtp_port, rcpts=("hank@ok.test", "ivy@bounce.test"))
     await eventually(
-        lambda: pipeline.store.recipients(outcome.queued_id),
+        lambda: pipeline.store.messages.recipients(outcome.queued_id),
         until=lambda rs: {r["status"] for r in rs} == {"delivered", "bounced"},
     )
     base = f"http://127.0.0.1:{pipeline.http_port}/v1/messages"

@@ -82,7 +82,7 @@ class Queue:
 
     async def final(self, message_id: str, status: str, timeout: float = 30) -> list[dict]:
         return await eventually(
-            lambda: self.store.recipients(message_id),
+            lambda: self.store.messages.recipients(message_id),
             until=lambda rs: bool(rs) and all(r["status"] == status for r in rs),
             timeout=timeout,
         )
@@ -236,7 +236,7 @@ async def test_a_suspended_domain_waits_across_a_restart_until_resumed(q: Queue)
     assert control["action"] == "suspend" and control["domain"] == "held.test"
     message_id = await q.send("c@held.test", "d@held.test")
     docs = await eventually(
-        lambda: q.store.recipient_docs(message_id),
+        lambda: q.store.messages.recipient_docs(message_id),
         until=lambda rs: len(rs) == 2 and all(r.get("held") for r in rs),
     )
     assert {r["status"] for r in docs} == {"queued"} and all(r["attempts"] == 0 for r in docs)
@@ -256,7 +256,7 @@ async def test_a_suspended_domain_waits_across_a_restart_until_resumed(q: Queue)
     assert by_ip["by_source_ip"] == {ip: by_ip["waiting"]} and by_ip["waiting"] >= 1
     assert json.loads(await q.hato("queue", "retry", "--ip", ip, "--json"))["waiting"] >= 1
     await asyncio.sleep(2)
-    docs = await q.store.recipient_docs(message_id)
+    docs = await q.store.messages.recipient_docs(message_id)
     assert all(r["status"] == "queued" and r["attempts"] == 0 for r in docs)
     assert not [r for r in q.sink.received if "c@held.test" in r.rcpt_tos]
     resumed = json.loads(await q.hato("queue", "resume", "--domain", "held.test", "--json"))
@@ -274,7 +274,7 @@ async def test_purge_bounces_what_matches_with_the_reason(q: Queue) -> None:
     await q.hato("queue", "suspend", "--domain", "bought.test")
     message_id = await q.send("e@bought.test", "f@bought.test")
     await eventually(
-        lambda: q.store.recipient_docs(message_id),
+        lambda: q.store.messages.recipient_docs(message_id),
         until=lambda rs: len(rs) == 2 and all(r.get("held") for r in rs),
     )
     # What a platform team's queue bound to the tenant's bounces receives.
@@ -357,7 +357,7 @@ async def test_the_admin_api_suspends_lists_retries_and_resumes(q: Queue) -> Non
     assert r.json()["action"] == "suspend" and r.json()["reason"] == "checking"
     message_id = await q.send("i@api.test")
     await eventually(
-        lambda: q.store.recipient_docs(message_id),
+        lambda: q.store.messages.recipient_docs(message_id),
         until=lambda rs: bool(rs) and all(d.get("held") for d in rs),
     )
     r = await q.http.get("/admin/v1/queue", params={"domain": "api.test"}, headers=op)
@@ -366,7 +366,7 @@ async def test_the_admin_api_suspends_lists_retries_and_resumes(q: Queue) -> Non
     r = await q.http.post("/admin/v1/queue/retry", json={"domain": "api.test"}, headers=op)
     assert r.status_code == 200 and r.json()["waiting"] == 1
     await asyncio.sleep(1.5)
-    [doc] = await q.store.recipient_docs(message_id)
+    [doc] = await q.store.messages.recipient_docs(message_id)
     assert doc["status"] == "queued" and doc["attempts"] == 0  # still suspended
     for method, path, kwargs, status in (
         ("post", "/admin/v1/queue/purge", {"json": {"reason": "x"}}, 422),
@@ -394,7 +394,7 @@ async def test_a_suspension_with_an_expiry_ends_by_itself(q: Queue) -> None:
     await q.hato("queue", "suspend", "--domain", "brief.test", "--expires", "3")
     message_id = await q.send("j@brief.test")
     await eventually(
-        lambda: q.store.recipient_docs(message_id),
+        lambda: q.store.messages.recipient_docs(message_id),
         until=lambda rs: bool(rs) and all(d.get("held") for d in rs),
     )
     [recipient] = await q.final(message_id, "delivered")

@@ -308,7 +308,7 @@ async def test_suppressed_recipients_are_not_sent_but_the_rest_goes_on(door: Doo
     reply = (await raw.reply())[0]
     assert reply.startswith("250 2.0.0 Ok: queued as")
     message_id = reply.rsplit(" ", 1)[1]
-    states = {r["address"]: r["status"] for r in await door.store.recipients(message_id)}
+    states = {r["address"]: r["status"] for r in await door.store.messages.recipients(message_id)}
     assert states == {"Gone@ok.test": "suppressed", "here@ok.test": "queued"}
     await raw.close()
 

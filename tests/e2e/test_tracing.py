@@ -213,7 +213,7 @@ async def story(traced: Traced) -> Story:
         message_id = sent.json()["id"]
         recipient_id = sent.json()["recipients"][0]["id"]
         await eventually(
-            lambda: traced.store.recipient(recipient_id),
+            lambda: traced.store.messages.recipient(recipient_id),
             until=lambda r: r["status"] == "delivered",
         )
         return_path = next(r.mail_from for r in traced.sink.received if address in r.rcpt_tos)
@@ -224,7 +224,7 @@ async def story(traced: Traced) -> Story:
         # Days later, say: the recipient's server bounces it after all.
         await report(traced, return_path, dsn(address, "5.1.1", "550 5.1.1 User unknown"))
         await eventually(
-            lambda: traced.store.recipient(recipient_id),
+            lambda: traced.store.messages.recipient(recipient_id),
             until=lambda r: r["status"] == "bounced",
         )
         view = (await http.get(f"/v1/messages/{message_id}", headers=auth)).json()
@@ -380,7 +380,7 @@ async def test_a_mail_over_smtp_starts_its_trace_at_data(traced: Traced) -> None
     address = f"{unique('smtp')}@{DOMAIN}"
     outcome = await smtp_send(traced.smtp_port, rcpts=(address,), data=make_message(to=address))
     message_id = outcome.queued_id
-    message = await eventually(lambda: traced.store.message(message_id), until=bool)
+    message = await eventually(lambda: traced.store.messages.message(message_id), until=bool)
     spans = await spans_of(traced, message["trace_id"], "smtp DATA", "accept", "dkim sign")
     data = one(spans, name="smtp DATA")
     assert (data.service, data.kind, data.parent_span_id) == ("hato-ingest", "server", "")
@@ -428,7 +428,7 @@ async def test_a_platform_teams_traceparent_in_amqp_headers_is_honoured(traced: 
     assert submit.name.endswith(".submit process")
     accept = one(spans, name="accept", parent_span_id=submit.span_id)
     assert accept.attributes["hato.door"] == "amqp"
-    message = await traced.store.message(accept.attributes["hato.message_id"])
+    message = await traced.store.messages.message(accept.attributes["hato.message_id"])
     assert message["trace_id"] == caller_trace
 
 
@@ -450,7 +450,7 @@ async def test_a_complaint_is_matched_back_into_the_mails_trace(traced: Traced) 
     to the report's SMTP session, which is a trace of its own."""
     address = f"{unique('angry')}@{DOMAIN}"
     outcome = await smtp_send(traced.smtp_port, rcpts=(address,), data=make_message(to=address))
-    message = await eventually(lambda: traced.store.message(outcome.queued_id), until=bool)
+    message = await eventually(lambda: traced.store.messages.message(outcome.queued_id), until=bool)
     return_path = (
         await eventually(
             lambda: asyncio.sleep(

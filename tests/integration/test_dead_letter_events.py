@@ -75,7 +75,9 @@ async def test_failed_events_are_published_again_when_their_dead_letter_comes_ba
             lambda: store.events.of_message(JOB.message_id),
             until=lambda es: sum(e["type"] == EventType.FAILED.value for e in es) == 2,
         )
-        assert {r["status"] for r in await store.recipient_docs(JOB.message_id)} == {"failed"}
+        assert {r["status"] for r in await store.messages.recipient_docs(JOB.message_id)} == {
+            "failed"
+        }
         await publishing.connect()  # back: the next try of the dead_lettered event publishes
 
         published: list[schemas.Event] = []

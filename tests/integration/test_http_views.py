@@ -95,7 +95,7 @@ async def test_typed_answers_are_the_views_as_they_were(store: Store) -> None:
     assert one.status_code == 200, one.text
     assert one.json() == as_before(await message_view(store, message_id), mode="json")
     assert one.json()["recipients"][0]["next_attempt_at"].endswith("+00:00")
-    docs = await store.list_messages("acme")
+    docs = await store.messages.list_messages("acme")
     assert listed.json() == as_before(
         {"messages": await with_status(store, docs), "next": None}, mode="json"
     )

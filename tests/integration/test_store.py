@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 async def seed(store: Store, *addresses: str) -> tuple[str, list[str]]:
     message_id = new_id()
     ids = [new_id() for _ in addresses]
-    await store.insert_message(
+    await store.messages.insert_message(
         {"_id": message_id, "tenant": "acme", "created_at": utcnow()},
         [
             {
@@ -70,11 +70,11 @@ async def test_attempts_are_recorded_and_final_states_stay_final(store: Store) -
     recipient without a document, of a message whose acceptance failed, is not pending)."""
     message_id, (a, b) = await seed(store, "a@ok.test", "b@ok.test")
     first = [result(a, RecipientStatus.DEFERRED, 451), result(b, RecipientStatus.DELIVERED, 250)]
-    await store.record_attempt(first, attempt_events(attempted(message_id, first)))
-    assert await store.pending_recipients([a, b, new_id()]) == {a}
+    await store.messages.record_attempt(first, attempt_events(attempted(message_id, first)))
+    assert await store.messages.pending_recipients([a, b, new_id()]) == {a}
     late = [result(b, RecipientStatus.DEFERRED, 451)]
-    await store.record_attempt(late)  # a redelivered job's: no event written for it
-    docs = {d["_id"]: d for d in await store.recipients(message_id)}
+    await store.messages.record_attempt(late)  # a redelivered job's: no event written for it
+    docs = {d["_id"]: d for d in await store.messages.recipients(message_id)}
     assert (docs[a]["status"], docs[a]["attempts"], docs[a]["reply"]["code"]) == (
         "deferred",
         1,
@@ -92,9 +92,9 @@ async def test_attempts_are_recorded_and_final_states_stay_final(store: Store) -
 async def test_bounces_keep_their_reply_on_the_recipient(store: Store) -> None:
     """A bounce's reply is written on the recipient itself, where it outlives the events."""
     message_id, (a,) = await seed(store, "a@ok.test")
-    await store.record_attempt([result(a, RecipientStatus.BOUNCED, 550)])
+    await store.messages.record_attempt([result(a, RecipientStatus.BOUNCED, 550)])
     await store.db.events.delete_many({"message_id": message_id})  # their retention ended
-    (doc,) = await store.recipients(message_id)
+    (doc,) = await store.messages.recipients(message_id)
     assert (doc["status"], doc["reply"]["code"], doc["history"]) == ("bounced", 550, [])
 
 
@@ -105,7 +105,7 @@ async def test_feedback_moves_only_what_the_transition_table_lets_it(store: Stor
     message_id, (delivered, waiting, expired) = await seed(
         store, "a@ok.test", "b@ok.test", "c@ok.test"
     )
-    await store.record_attempt(
+    await store.messages.record_attempt(
         [
             result(delivered, RecipientStatus.DELIVERED, 250),
             result(expired, RecipientStatus.EXPIRED, 451),
@@ -113,9 +113,10 @@ async def test_feedback_moves_only_what_the_transition_table_lets_it(store: Stor
     )
     bounce = Reply(code=550, enhanced="5.1.1", text="user unknown")
     for rid in (delivered, waiting, expired):
-        await store.mark_feedback(rid, RecipientStatus.BOUNCED, bounce)
-    await store.record_attempt([result(waiting, RecipientStatus.DELIVERED, 250)])  # too late
-    docs = {d["_id"]: d["status"] for d in await store.recipients(message_id)}
+        await store.messages.mark_feedback(rid, RecipientStatus.BOUNCED, bounce)
+    too_late = [result(waiting, RecipientStatus.DELIVERED, 250)]
+    await store.messages.record_attempt(too_late)
+    docs = {d["_id"]: d["status"] for d in await store.messages.recipients(message_id)}
     assert docs == {delivered: "bounced", waiting: "bounced", expired: "expired"}
 
 
@@ -195,9 +196,9 @@ async def test_discarded_messages_leave_nothing(store: Store) -> None:
     """A message discarded after a failed acceptance leaves no message, recipient or event behind
     for the dispatcher or the timeline to find."""
     message_id, _ = await seed(store, "a@ok.test", "b@ok.test")
-    await store.discard_message(message_id)
-    assert await store.message(message_id) is None
-    assert await store.recipients(message_id) == []
+    await store.messages.discard_message(message_id)
+    assert await store.messages.message(message_id) is None
+    assert await store.messages.recipients(message_id) == []
     assert await store.events.of_message(message_id) == []
 
 
@@ -210,7 +211,7 @@ async def test_state_changes_are_written_with_their_events(store: Store) -> None
         message_id = new_id()
         rid = new_id()
         accepted = Event(id=new_id(), type=EventType.ACCEPTED, message_id=message_id, tenant="t")
-        await store.insert_message(
+        await store.messages.insert_message(
             {"_id": message_id, "tenant": "t", "status": "accepted"},
             [{"_id": rid, "message_id": message_id, "tenant": "t", "status": "queued"}],
             [accepted],
@@ -227,7 +228,7 @@ async def test_state_changes_are_written_with_their_events(store: Store) -> None
     )
     m, rid = message_ids[0]
     delivered = Event(id=new_id(), type=EventType.DELIVERED, message_id=m, tenant="t")
-    await store.record_attempt([result(rid, RecipientStatus.DELIVERED, 250)], [delivered])
+    await store.messages.record_attempt([result(rid, RecipientStatus.DELIVERED, 250)], [delivered])
     assert [e["type"] for e in await store.events.of_message(m)] == [
         "accepted",
         "signed",
@@ -235,12 +236,12 @@ async def test_state_changes_are_written_with_their_events(store: Store) -> None
     ]
     signing = await store.events.signing([m for m, _ in message_ids])
     for m, _ in message_ids:
-        assert (await store.message(m))["status"] == "accepted"  # as written: no update
+        assert (await store.messages.message(m))["status"] == "accepted"  # as written: no update
         view = await message_view(store, m)
         assert view is not None
         assert view["stage"] == "signed" and view["dkim"] == dkim
         assert view["signed_at"] == signing[m]["at"]
-    listed = await with_status(store, [await store.message(m) for m, _ in message_ids])
+    listed = await with_status(store, [await store.messages.message(m) for m, _ in message_ids])
     assert [v["stage"] for v in listed] == ["signed"] * 3
     assert [v["dkim"] for v in listed] == [dkim] * 3
 
@@ -345,7 +346,7 @@ async def test_one_bad_document_fails_its_own_submission_only(store: Store) -> N
 
     async def submit(metadata: dict) -> str:
         message_id = new_id()
-        await store.insert_message(
+        await store.messages.insert_message(
             {"_id": message_id, "tenant": "acme", "created_at": utcnow(), "metadata": metadata},
             [
                 {
@@ -368,8 +369,8 @@ async def test_one_bad_document_fails_its_own_submission_only(store: Store) -> N
     assert failed == [3], outcomes
     for o in outcomes:
         if not isinstance(o, Exception):
-            assert await store.message(o) is not None
-            assert len(await store.recipients(o)) == 1
+            assert await store.messages.message(o) is not None
+            assert len(await store.messages.recipients(o)) == 1
 
 
 async def test_a_tenant_s_events_are_read_in_pages_without_gaps(store: Store) -> None:
@@ -456,12 +457,14 @@ async def test_messages_go_after_their_retention_and_waiting_mail_stays(store: S
     await store.events.append(
         [Event(id=new_id(), type=EventType.DELIVERED, tenant="acme", message_id=done)]
     )
-    assert await store.purge_finished(30, {"acme": 365}) == 0  # acme keeps a year
-    assert await store.purge_finished(30, {}) == 1
-    assert await store.message(done) is None and await store.recipients(done) == []
+    assert await store.messages.purge_finished(30, {"acme": 365}) == 0  # acme keeps a year
+    assert await store.messages.purge_finished(30, {}) == 1
+    assert (
+        await store.messages.message(done) is None and await store.messages.recipients(done) == []
+    )
     assert await store.events.of_message(done) == []
-    assert await store.message(waiting) is not None  # c@ is still queued
-    assert await store.message(recent) is not None
+    assert await store.messages.message(waiting) is not None  # c@ is still queued
+    assert await store.messages.message(recent) is not None
 
 
 async def test_a_bounce_whose_result_was_not_reported_is_named_until_it_is(store: Store) -> None:
@@ -470,13 +473,13 @@ async def test_a_bounce_whose_result_was_not_reported_is_named_until_it_is(store
     results_reported() says the bounce service has it."""
     _, (a, b) = await seed(store, "a@ok.test", "b@ok.test")
     bounced = [result(a, RecipientStatus.BOUNCED, 550)]
-    await store.record_attempt(bounced)
-    assert await store.pending_recipients([a, b]) == {f"!{a}", b}
-    missed = await store.unreported_results([a])
+    await store.messages.record_attempt(bounced)
+    assert await store.messages.pending_recipients([a, b]) == {f"!{a}", b}
+    missed = await store.messages.unreported_results([a])
     assert [(d["_id"], d["status"], d["reply"]["code"]) for d in missed] == [(a, "bounced", 550)]
-    await store.results_reported([a])
-    assert await store.pending_recipients([a, b]) == {b}
-    assert await store.unreported_results([a]) == []
+    await store.messages.results_reported([a])
+    assert await store.messages.pending_recipients([a, b]) == {b}
+    assert await store.messages.unreported_results([a]) == []
 
 
 async def test_list_scoped_suppressions_and_the_index_before_scopes(

@@ -470,7 +470,7 @@ async def messages(
     scope, _ = await _scope(viewer, cmd)
     found: list[dict[str, Any]] = []
     if scope:
-        docs = await c.store.list_messages(
+        docs = await c.store.messages.list_messages(
             scope,
             recipient=recipient.strip() or None,
             sender=sender.strip() or None,

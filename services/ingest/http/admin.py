@@ -110,7 +110,7 @@ class Admin:
         if decision == "retry":
             for e in done:
                 if e.get("message_id") and e.get("recipients"):
-                    await self.store.revive_dead_lettered(e["message_id"], e["recipients"])
+                    await self.store.messages.revive_dead_lettered(e["message_id"], e["recipients"])
         return done
 
 

@@ -160,7 +160,7 @@ async def cancel_message(message_id: str, identity: Tenant, door: DoorDep) -> di
         raise Problem(503, "this door does not send")
     timeline = door.sender.acceptor.timeline
     if not await scheduled.cancel(door.store, timeline, identity.tenant, message_id):
-        message = await door.store.message(message_id)
+        message = await door.store.messages.message(message_id)
         if message is None or message["tenant"] != identity.tenant:
             raise Problem(404, f"no message {message_id}")
         raise Problem(409, f"message {message_id} is not waiting for its send_at")
@@ -197,7 +197,7 @@ async def list_messages(
 ) -> dict[str, Any]:
     """The tenant's messages, newest first, filtered by recipient, recipient status, tag,
     metadata and time; ``next`` continues the list."""
-    docs = await door.store.list_messages(
+    docs = await door.store.messages.list_messages(
         identity.tenant,
         recipient=recipient,
         status=status.value if status else None,

@@ -18,7 +18,7 @@ from shared.bounces.parse import Kind, NotMail, Report
 from shared.broker import Delivery
 from shared.errors import Permanent, RetryLater
 from shared.schemas import ReportJob
-from shared.testing import MemoryMessages
+from shared.testing import MemoryStore
 from shared.verp import Verp
 
 VERP = Verp(b"inbound test key")
@@ -72,9 +72,9 @@ class FakeParser:
 
 def handler(
     parsed: Report | Exception | None = None,
-) -> tuple[ReportConsumer, MemoryMessages, FakeFeedback, FakeReports]:
+) -> tuple[ReportConsumer, MemoryStore, FakeFeedback, FakeReports]:
     """A consumer over fakes whose parser gives ``parsed`` (an unused one by default)."""
-    store, feedback, reports = MemoryMessages(), FakeFeedback(), FakeReports()
+    store, feedback, reports = MemoryStore(), FakeFeedback(), FakeReports()
     h = ReportConsumer(
         store,  # type: ignore[arg-type]
         reports,  # type: ignore[arg-type]
@@ -94,7 +94,7 @@ async def test_a_recipient_token_with_a_dsn_naming_others_acts_on_its_own_recipi
     """The attack of issue 16: one recipient's return path and a DSN naming two others too
     bounces that one recipient, not the others."""
     h, store, feedback, _ = handler()
-    _, ids = store.add("acme", "me@ok.test", "v1@ok.test", "v2@ok.test")
+    _, ids = store.messages.add("acme", "me@ok.test", "v1@ok.test", "v2@ok.test")
     token = VERP.for_recipient(ids["me@ok.test"], "shop.test")
     await h.apply(token, dsn("v1@ok.test", "me@ok.test", "v2@ok.test"))
     assert [(t.recipient_id, t.address) for t, _ in feedback.applied] == [
@@ -105,7 +105,7 @@ async def test_a_recipient_token_with_a_dsn_naming_others_acts_on_its_own_recipi
 async def test_a_recipient_token_with_a_dsn_naming_only_others_acts_on_nothing() -> None:
     """Several verdicts and none about the token's recipient: nothing is applied."""
     h, store, feedback, _ = handler()
-    _, ids = store.add("acme", "me@ok.test", "v1@ok.test", "v2@ok.test")
+    _, ids = store.messages.add("acme", "me@ok.test", "v1@ok.test", "v2@ok.test")
     await h.apply(
         VERP.for_recipient(ids["me@ok.test"], "shop.test"), dsn("v1@ok.test", "v2@ok.test")
     )
@@ -116,7 +116,7 @@ async def test_a_single_verdict_about_another_address_applies_to_the_tokens_reci
     """A report naming one address only (the mailbox it was forwarded to) bounces the
     token's own recipient, under its own address."""
     h, store, feedback, _ = handler()
-    _, ids = store.add("acme", "me@ok.test", "v1@ok.test")
+    _, ids = store.messages.add("acme", "me@ok.test", "v1@ok.test")
     await h.apply(VERP.for_recipient(ids["me@ok.test"], "shop.test"), dsn("v1@ok.test"))
     assert [(t.recipient_id, t.address) for t, _ in feedback.applied] == [
         (ids["me@ok.test"], "me@ok.test")
@@ -126,8 +126,8 @@ async def test_a_single_verdict_about_another_address_applies_to_the_tokens_reci
 async def test_a_message_token_acts_on_the_recipients_of_its_message_it_names() -> None:
     """Per-message VERP: the named recipients of that message, none of another message."""
     h, store, feedback, _ = handler()
-    message_id, ids = store.add("acme", "a@ok.test", "b@ok.test", "c@ok.test")
-    store.add("rival", "x@ok.test")
+    message_id, ids = store.messages.add("acme", "a@ok.test", "b@ok.test", "c@ok.test")
+    store.messages.add("rival", "x@ok.test")
     await h.apply(
         VERP.for_message(message_id, "shop.test"), dsn("a@ok.test", "c@ok.test", "x@ok.test")
     )
@@ -140,7 +140,7 @@ async def test_a_message_token_acts_on_the_recipients_of_its_message_it_names() 
 async def test_a_forged_or_expired_token_acts_on_nothing() -> None:
     """A token under another key names nothing."""
     h, store, feedback, _ = handler()
-    _, ids = store.add("acme", "me@ok.test")
+    _, ids = store.messages.add("acme", "me@ok.test")
     await h.apply(Verp(b"other").for_recipient(ids["me@ok.test"], "shop.test"), dsn("me@ok.test"))
     assert feedback.applied == []
 
@@ -153,7 +153,7 @@ async def test_a_queued_report_is_read_marked_and_applied() -> None:
     """The consumer reads the kept report, marks it parsed with its kind, and applies it to
     the recipient its return path names."""
     h, store, feedback, reports = handler(dsn("me@ok.test"))
-    _, ids = store.add("acme", "me@ok.test")
+    _, ids = store.messages.add("acme", "me@ok.test")
     report_id = reports.add(b"a dsn")
     await h.handle(job(report_id, VERP.for_recipient(ids["me@ok.test"], "shop.test")))
     assert reports.docs[report_id]["state"] == "parsed"

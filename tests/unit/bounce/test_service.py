@@ -19,7 +19,7 @@ from shared.schemas import (
     RecipientStatus,
     Reply,
 )
-from shared.testing import FakeBroker, MemoryMessages
+from shared.testing import FakeBroker, MemoryStore
 from shared.timeline import Timeline
 
 
@@ -37,8 +37,8 @@ def dead_job(message_id: str, *recipient_ids: str) -> Event:
     )
 
 
-def recorder() -> tuple[EventRecorder, MemoryMessages, FakeBroker]:
-    store, broker = MemoryMessages(), FakeBroker()
+def recorder() -> tuple[EventRecorder, MemoryStore, FakeBroker]:
+    store, broker = MemoryStore(), FakeBroker()
     return EventRecorder(store, Timeline(store.events, broker)), store, broker  # type: ignore[arg-type]
 
 
@@ -47,11 +47,11 @@ async def test_a_dead_job_fails_its_waiting_recipients_with_one_event_each() -> 
     one stays delivered; the dead_lettered event and one failed event are stored, the failed
     one published."""
     h, store, broker = recorder()
-    message_id, ids = store.add("acme", "a@ok.test", "b@ok.test")
-    store.docs[ids["b@ok.test"]]["status"] = RecipientStatus.DELIVERED.value
+    message_id, ids = store.messages.add("acme", "a@ok.test", "b@ok.test")
+    store.messages.docs[ids["b@ok.test"]]["status"] = RecipientStatus.DELIVERED.value
     event = dead_job(message_id, *ids.values())
     await h.handle(delivery(event))
-    a, b = store.docs[ids["a@ok.test"]], store.docs[ids["b@ok.test"]]
+    a, b = store.messages.docs[ids["a@ok.test"]], store.messages.docs[ids["b@ok.test"]]
     assert (a["status"], b["status"]) == ("failed", "delivered")
     assert a["reply"]["code"] == 554 and a["reply"]["enhanced"] == "5.3.0"
     assert "hato.sign" in a["reply"]["text"]
@@ -67,7 +67,7 @@ async def test_the_same_death_told_twice_publishes_the_same_failed_event_again()
     """The event comes back (its first handling's publish was not confirmed): the failed
     recipient's event goes out again with the same id; nothing else changes."""
     h, store, broker = recorder()
-    message_id, ids = store.add("acme", "a@ok.test")
+    message_id, ids = store.messages.add("acme", "a@ok.test")
     event = dead_job(message_id, ids["a@ok.test"])
     await h.handle(delivery(event))
     await h.handle(delivery(event))
@@ -78,7 +78,7 @@ async def test_the_same_death_told_twice_publishes_the_same_failed_event_again()
 async def test_a_dead_report_is_stored_and_fails_nobody() -> None:
     """A report job's death names no message: its event is kept, no recipient moves."""
     h, store, broker = recorder()
-    _, ids = store.add("acme", "a@ok.test")
+    _, ids = store.messages.add("acme", "a@ok.test")
     event = Event.of(
         EventType.DEAD_LETTERED,
         tenant="",
@@ -87,7 +87,7 @@ async def test_a_dead_report_is_stored_and_fails_nobody() -> None:
     )
     await h.handle(delivery(event))
     assert list(store.events.stored) == [event.id]
-    assert store.docs[ids["a@ok.test"]]["status"] == "queued" and broker.events == []
+    assert store.messages.docs[ids["a@ok.test"]]["status"] == "queued" and broker.events == []
 
 
 class FakeFeedback:
@@ -101,8 +101,8 @@ class FakeFeedback:
 async def test_a_bounced_result_is_classified_recorded_and_suppressed() -> None:
     """550 5.1.1 at RCPT: the bounced event carries the reason ``userunknown``, the
     delivered recipient's event none, and only the bounced address is fed to the list."""
-    store, broker, feedback = MemoryMessages(), FakeBroker(), FakeFeedback()
-    message_id, ids = store.add("acme", "gone@ok.test", "here@ok.test")
+    store, broker, feedback = MemoryStore(), FakeBroker(), FakeFeedback()
+    message_id, ids = store.messages.add("acme", "gone@ok.test", "here@ok.test")
     result = DeliveryResult(
         message_id=message_id,
         tenant="acme",

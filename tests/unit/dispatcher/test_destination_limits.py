@@ -11,7 +11,7 @@ from services.dispatcher.service import Dispatcher
 from services.dispatcher.settings import PaceSetting
 from services.dispatcher.throttle import DEFAULT, MIB, PRESETS, Pace, Throttle, batches, too_big
 from shared.schemas import DeliveryJob, Recipient, RecipientStatus, utcnow
-from shared.testing import MemoryMessages
+from shared.testing import MemoryStore
 
 CARRIERS = ("docomo.ne.jp", "ezweb.ne.jp", "au.com", "softbank.ne.jp", "i.softbank.jp")
 LARGE = ("yahoo.co.jp", "gmail.com", "outlook.com", "yahoo.com", "icloud.com")
@@ -85,7 +85,7 @@ def _job(domain: str, n: int) -> DeliveryJob:
 
 def _dispatcher(throttle: Throttle) -> Dispatcher:
     return Dispatcher(
-        MemoryMessages(),  # type: ignore[arg-type]  # not written to: nothing is tried here
+        MemoryStore(),  # type: ignore[arg-type]  # not written to: nothing is tried here
         None,  # type: ignore[arg-type]
         None,  # type: ignore[arg-type]
         None,  # type: ignore[arg-type]

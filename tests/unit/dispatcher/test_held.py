@@ -41,8 +41,10 @@ def job(age: float) -> DeliveryJob:
 
 
 @dataclass
-class Store:
-    events: MemoryEvents = field(default_factory=MemoryEvents)
+class Messages:
+    """Writes an attempt's events through ``events``, as ``Messages`` does."""
+
+    events: MemoryEvents
     attempts: list[Any] = field(default_factory=list)
     reported: list[str] = field(default_factory=list)
 
@@ -55,6 +57,15 @@ class Store:
 
     async def results_reported(self, ids: Any) -> None:
         self.reported += list(ids)
+
+
+@dataclass
+class Store:
+    events: MemoryEvents = field(default_factory=MemoryEvents)
+    messages: Messages = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.messages = Messages(self.events)
 
 
 @dataclass
@@ -111,7 +122,7 @@ async def test_a_suspended_delivery_waits_as_the_same_attempt_and_records_nothin
         )
     assert held.value.delay == 5 and not held.value.counts
     assert waiting.held == [(["r1"], "domain held.test", "127.0.0.2")]
-    assert store.attempts == [] and store.events.stored == {} and broker.published == []
+    assert store.messages.attempts == [] and store.events.stored == {} and broker.published == []
 
 
 async def test_a_suspended_delivery_past_its_maximum_age_expires() -> None:
@@ -120,10 +131,14 @@ async def test_a_suspended_delivery_past_its_maximum_age_expires() -> None:
     store, broker, waiting = Store(), FakeBroker(), Waiting()
     old = job(4000)
     await dispatcher(store, broker, waiting).deliver(MEMBER, old, Delivery(old, b"", 3, "q"))
-    [(results, kw)] = store.attempts
+    [(results, kw)] = store.messages.attempts
     assert [r.status for r in results] == [RecipientStatus.EXPIRED]
     assert results[0].reply.enhanced == "4.4.7" and "suspended" in results[0].reply.text
-    assert kw == {"source_ip": "127.0.0.2"} and store.reported == ["r1"] and waiting.held == []
+    assert (
+        kw == {"source_ip": "127.0.0.2"}
+        and store.messages.reported == ["r1"]
+        and waiting.held == []
+    )
 
 
 async def test_a_suspended_delivery_expires_when_the_clock_passes_its_maximum_age() -> None:
@@ -135,10 +150,10 @@ async def test_a_suspended_delivery_expires_when_the_clock_passes_its_maximum_ag
     clock.advance(3599)
     with pytest.raises(Held):
         await d.deliver(MEMBER, young, Delivery(young, b"", 1, "q"))
-    assert store.attempts == []
+    assert store.messages.attempts == []
     clock.advance(1)
     await d.deliver(MEMBER, young, Delivery(young, b"", 2, "q"))
-    [(results, _)] = store.attempts
+    [(results, _)] = store.messages.attempts
     assert [r.status for r in results] == [RecipientStatus.EXPIRED]
 
 

@@ -59,12 +59,15 @@ class Events(MemoryEvents):
         ]
 
 
+class Messages:
+    async def pending_recipients(self, ids: Any) -> set[str]:
+        return {i for i in ids if i != "r1"}  # r1 was delivered by the first run
+
+
 @dataclass
 class Store:
     events: Events = field(default_factory=Events)
-
-    async def pending_recipients(self, ids: Any) -> set[str]:
-        return {i for i in ids if i != "r1"}  # r1 was delivered by the first run
+    messages: Messages = field(default_factory=Messages)
 
 
 def dispatcher(store: Store, broker: FakeBroker) -> Dispatcher:

@@ -17,7 +17,7 @@ from shared.schemas import (
     Reply,
     utcnow,
 )
-from shared.testing import MemoryMessages
+from shared.testing import MemoryStore
 
 
 def test_routes_match_domain_then_parents_then_star() -> None:
@@ -54,7 +54,7 @@ def test_replies_keep_their_enhanced_code() -> None:
 
 
 def dispatcher(**kw) -> Dispatcher:
-    store = MemoryMessages()  # not written to: these rules only compute
+    store = MemoryStore()  # not written to: these rules only compute
     return Dispatcher(store, None, None, None, None, None, **kw)  # type: ignore[arg-type]
 
 

@@ -28,20 +28,31 @@ class Directory:
 
 
 @dataclass
-class Store:
-    directory: Directory = field(default_factory=Directory)
-    events: MemoryEvents = field(default_factory=MemoryEvents)
-    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+class Messages:
+    """Writes the events of an acceptance through ``events``, as ``Messages`` does."""
+
+    events: MemoryEvents
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     async def insert_message(self, message: dict, recipients: list, events: list) -> None:
-        self.messages[message["_id"]] = message
+        self.stored[message["_id"]] = message
         await self.events.write(events)
 
     async def discard_message(self, message_id: str) -> None:
-        self.messages.pop(message_id, None)
+        self.stored.pop(message_id, None)
         self.events.stored = {
             k: e for k, e in self.events.stored.items() if e.message_id != message_id
         }
+
+
+@dataclass
+class Store:
+    directory: Directory = field(default_factory=Directory)
+    events: MemoryEvents = field(default_factory=MemoryEvents)
+    messages: Messages = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.messages = Messages(self.events)
 
 
 def submission(*rcpts: str) -> Submission:
@@ -78,4 +89,4 @@ async def test_events_the_broker_refuses_refuse_the_message(suppressed: bool) ->
     with pytest.raises(Unavailable):
         await Acceptor(store, broker).accept(submission())  # type: ignore[arg-type]
     assert broker.refused == 1 and not broker.events
-    assert store.messages == {} and store.events.stored == {}
+    assert store.messages.stored == {} and store.events.stored == {}

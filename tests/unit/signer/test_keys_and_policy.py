@@ -120,11 +120,21 @@ class FakeEvents:
         self.appended += list(events)
 
 
+class FakeMessages:
+    """Records the messages the signer fails."""
+
+    def __init__(self) -> None:
+        self.failed = []
+
+    async def fail_message(self, message_id, reply):
+        self.failed.append((message_id, reply))
+
+
 class FakeStore:
     """Records what the signer writes: signing outcomes, failures and events."""
 
     def __init__(self) -> None:
-        self.failed, self.events = [], FakeEvents()
+        self.events, self.messages = FakeEvents(), FakeMessages()
 
     @property
     def signed(self):
@@ -133,9 +143,6 @@ class FakeStore:
             for e in self.events.appended
             if e.type in (EventType.SIGNED, EventType.UNSIGNED)
         ]
-
-    async def fail_message(self, message_id, reply):
-        self.failed.append((message_id, reply))
 
 
 class FakeBroker:
@@ -181,7 +188,7 @@ async def test_an_unsignable_message_follows_the_policy(keys, policy):
         assert store.signed == [("m1", EventType.UNSIGNED)]
     else:
         assert types == [EventType.FAILED, EventType.FAILED]
-        assert broker.published == [] and store.failed[0][1].code == 554
+        assert broker.published == [] and store.messages.failed[0][1].code == 554
 
 
 async def test_a_message_without_from_is_unsigned_with_the_reason(keys):

@@ -51,12 +51,17 @@ class Events(MemoryEvents):
 
 
 @dataclass
-class Store:
-    events: Events = field(default_factory=Events)
+class Messages:
     final: set[str] = field(default_factory=set)
 
     async def pending_recipients(self, ids: Any) -> set[str]:
         return {i for i in ids if i not in self.final}
+
+
+@dataclass
+class Store:
+    events: Events = field(default_factory=Events)
+    messages: Messages = field(default_factory=Messages)
 
 
 def delivery(*, redelivered: bool) -> Delivery:
@@ -88,7 +93,7 @@ async def test_a_sign_job_back_leaves_out_delivery_jobs_of_final_recipients() ->
     store, broker = Store(), FakeBroker()
     signer = Signer(store, broker, NoKeys(), settings=SignerSettings())  # type: ignore[arg-type]
     await signer.handle(delivery(redelivered=False))
-    store.final = {"r1"}
+    store.messages.final = {"r1"}
     broker.published.clear()
     await signer.handle(delivery(redelivered=True))
     assert [m.domain for m, _ in broker.published] == ["y.test"]
@@ -122,7 +127,7 @@ async def test_unsubscribe_gives_each_recipient_its_own_copy_and_job() -> None:
         assert unsubscribe.mailto_address(r.id, "shop.test").split("@")[0][:20] in link
         assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in payload
 
-    store.final.add(r1.id)
+    store.messages.final.add(r1.id)
     broker.published.clear()
     await signer.handle(Delivery(job, raw, 1, "sign", redelivered=True))
     again = [(m, p) for m, p in broker.published if isinstance(m, DeliveryJob)]
