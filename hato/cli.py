@@ -118,6 +118,7 @@ class Context:
         self.provisioner = Provisioner(store.directory, store.pools, box, settings.dns)
         self.commands = Commands(
             store.directory,
+            store.suppressions,
             self.provisioner,
             self.announce,
             box_problem=self.box_problem,

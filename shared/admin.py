@@ -37,6 +37,7 @@ from shared.queue_control import (
     summarize,
 )
 from shared.schemas import ChangeKind, Event, EventType, utcnow
+from shared.suppressions import Suppressions
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"  # tenant and pool names
 DOMAIN = r"^([a-zA-Z0-9-]{1,63}\.)+[a-zA-Z]{2,63}$"
@@ -179,12 +180,14 @@ class KeyReport:
 
 
 class Commands:
-    """The admin commands over one directory; ``announce`` is the door's change hook and
-    ``box_problem`` says why there is no master key when the provisioner has none."""
+    """The admin commands over one directory and its tenants' suppression list; ``announce``
+    is the door's change hook and ``box_problem`` says why there is no master key when the
+    provisioner has none."""
 
     def __init__(
         self,
         directory: Directory,
+        suppressions: Suppressions,
         provisioner: Provisioner,
         announce: Announce,
         *,
@@ -192,6 +195,7 @@ class Commands:
         health: DomainHealth | None = None,
     ) -> None:
         self.directory = directory
+        self.suppression_list = suppressions  # ``suppressions`` is the command listing them
         self.provisioner = provisioner
         self.announce = announce
         self.box_problem = box_problem
@@ -496,7 +500,7 @@ class Commands:
     ) -> list[dict[str, Any]]:
         """The tenant's suppressed addresses in address order, from after ``after``."""
         await self._tenant(tenant)
-        docs = await self.directory.suppressions(tenant, after=after, limit=limit)
+        docs = await self.suppression_list.page(tenant, after=after, limit=limit)
         return [suppression_view(d) for d in docs]
 
     async def suppress(
@@ -505,12 +509,12 @@ class Commands:
         """The tenant never mails ``address`` (lower-cased, returned) until it is lifted;
         ``source`` says who added it (the operator's ``admin``, the tenant's ``api``)."""
         await self._tenant(tenant)
-        await self.directory.suppress(tenant, address, reason=reason, source=source)
+        await self.suppression_list.suppress(tenant, address, reason=reason, source=source)
         return address.lower()
 
     async def unsuppress(self, tenant: str, address: str, *, scope: str | None = None) -> str:
         """The tenant may mail ``address`` again (within ``scope``: lifts an unsubscribe)."""
-        if not await self.directory.unsuppress(tenant, address, scope=scope):
+        if not await self.suppression_list.unsuppress(tenant, address, scope=scope):
             where = f" ({scope})" if scope else ""
             raise NotFound(f"{address} is not suppressed for {tenant}{where}")
         return address.lower()

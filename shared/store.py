@@ -10,6 +10,9 @@ collection's fields have one owning service:
 collection      owner                  what
 ==============  =====================  ================================================
 tenants ...     hato admin command     see shared/directory.py
+suppressions    bounce, admin          addresses never mailed, read by ingest (and
+                                       ``soft_bounces``); their repository is
+                                       ``store.suppressions`` (shared/suppressions.py)
 messages        ingest (+signer marks)  one document per accepted submission
 recipients      ingest → dispatcher    one per envelope recipient: status, attempts, reply;
                                        with messages, the repository ``store.messages``
@@ -35,6 +38,7 @@ from shared.messages import Messages
 from shared.queue_control import Controls, Waiting
 from shared.schedule import Schedules
 from shared.settings import StoreSettings
+from shared.suppressions import Suppressions
 from shared.webhooks import Webhooks
 
 
@@ -58,7 +62,8 @@ class Store:
             self.db, batch_wait=settings.batch_wait, ttl_days=settings.events_ttl_days
         )
         self.messages = Messages(self.db, self.events, batch_wait=settings.batch_wait)
-        self.directory = Directory(self.db, batch_wait=settings.batch_wait)
+        self.directory = Directory(self.db)
+        self.suppressions = Suppressions(self.db, batch_wait=settings.batch_wait)
         self.idempotency = Idempotency(self.db)
         self.pools = Pools(self.db)
         self.webhooks = Webhooks(self.db)
@@ -81,6 +86,7 @@ class Store:
         await self.messages.ensure_indexes()
         await self.events.ensure_indexes()
         await self.directory.ensure_indexes()
+        await self.suppressions.ensure_indexes()
         await self.webhooks.ensure_indexes()
         await self.schedules.ensure_indexes()
         await self.controls.ensure_indexes()

@@ -46,7 +46,7 @@ from shared import metrics
 from shared.schemas import Event, EventType
 
 if TYPE_CHECKING:
-    from shared.directory import Directory
+    from shared.suppressions import Suppressions
     from shared.timeline import Timeline
 
 ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058 3.1: the POST body, and the header's value
@@ -272,7 +272,7 @@ def field_value(message: bytes, name: bytes) -> str | None:
 
 
 async def unsubscribe(
-    directory: Directory,
+    suppressions: Suppressions,
     timeline: Timeline,
     ticket: Ticket,
     *,
@@ -285,7 +285,7 @@ async def unsubscribe(
     unsubscribe came from, when known); True when this call made the suppression. A repeat
     emits nothing; one whose first run was cut before its event was written (the store or the
     broker failed) writes and publishes it now, under the same id."""
-    doc, created = await directory.unsubscribe(
+    doc, created = await suppressions.unsubscribe(
         ticket.tenant, ticket.address, scope=scope_of(ticket.list), source=source
     )
     if created:
@@ -307,5 +307,5 @@ async def unsubscribe(
         metadata=(message or {}).get("metadata") or {},
     )
     await timeline.record([event])
-    await directory.announced(doc["_id"])
+    await suppressions.announced(doc["_id"])
     return created

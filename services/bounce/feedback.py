@@ -104,19 +104,19 @@ class Feedback:
 
     async def suppress(self, target: Addressee, verdict: Verdict, source: str) -> bool:
         if verdict.suppress is True:
-            await self.store.directory.suppress(
+            await self.store.suppressions.suppress(
                 target.tenant, target.address, reason=verdict.reason, source=source
             )
             return True
         if verdict.suppress == "repeated":
-            n = await self.store.directory.soft_bounce(
+            n = await self.store.suppressions.soft_bounce(
                 target.tenant,
                 target.address,
                 window=self.soft_window,
                 key=_key(target, verdict, source),
             )
             if n >= self.soft_limit:
-                await self.store.directory.suppress(
+                await self.store.suppressions.suppress(
                     target.tenant,
                     target.address,
                     reason=f"{verdict.reason} x{n}",

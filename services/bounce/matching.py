@@ -113,7 +113,7 @@ class ReportConsumer:
             return
         ticket = Ticket(message["tenant"], list_, doc["address"], utcnow().date())
         await unsubscribe(
-            self.store.directory,
+            self.store.suppressions,
             self.feedback.timeline,
             ticket,
             source="mailto",

@@ -246,7 +246,7 @@ class Acceptor:
             scopes = {f"{unsubscribe.TAG}{t}" for t in sub.tags}
             if list_:
                 scopes.add(unsubscribe.scope_of(list_))
-            return await directory.suppressed(tenant, sub.recipients, scopes=scopes)
+            return await self.store.suppressions.suppressed(tenant, sub.recipients, scopes=scopes)
         except TRANSIENT_ERRORS as exc:
             NOT_ACCEPTED.inc()
             log.warning("store unavailable; not accepting", error=repr(exc))

@@ -147,6 +147,7 @@ async def run(settings: IngestSettings) -> None:
         health = DomainHealth(settings.dns, egress=egress)
         admin = Admin(
             rt.store.directory,
+            rt.store.suppressions,
             Provisioner(rt.store.directory, rt.store.pools, box, settings.dns),
             changed=announce,
             broker=rt.broker,

@@ -75,7 +75,7 @@ async def test_an_async_bounce_turns_delivered_into_bounced_and_suppresses(api: 
             until=lambda r: r["status"] == "bounced",
         )
         assert rcpt["reply"]["enhanced"] == "5.1.1"
-        assert await api.store.directory.suppressed("acme", [address]) == {address}
+        assert await api.store.suppressions.suppressed("acme", [address]) == {address}
         incoming = await eventually(
             lambda: queue.get(fail=False, no_ack=True), until=lambda m: m is not None
         )
@@ -159,7 +159,7 @@ async def test_a_complaint_marks_complained_and_suppresses(api: Api) -> None:
         until=lambda r: r["status"] == "complained",
     )
     assert rcpt["history"][-1]["reason"] == "feedback"
-    assert await api.store.directory.suppressed("acme", [address]) == {address}
+    assert await api.store.suppressions.suppressed("acme", [address]) == {address}
 
 
 async def test_soft_bounces_suppress_only_after_repeats_and_for_a_while(api: Api) -> None:
@@ -170,7 +170,7 @@ async def test_soft_bounces_suppress_only_after_repeats_and_for_a_while(api: Api
         _, _, return_path = await delivered(api, address)
         await send_report(api, return_path, dsn(address, "4.2.2", "452 4.2.2 Mailbox full"))
         await asyncio.sleep(0.3)
-        suppressed = await api.store.directory.suppressed("acme", [address])
+        suppressed = await api.store.suppressions.suppressed("acme", [address])
         assert suppressed == (set() if n < 2 else {address}), n
     entry = await api.store.db.suppressions.find_one({"address": address})
     assert entry["expires_at"] is not None and "mailboxfull" in entry["reason"]
@@ -190,7 +190,7 @@ async def test_blocks_are_reported_but_never_suppress(api: Api) -> None:
         lambda: api.store.messages.recipient(recipient_id), until=lambda r: r["status"] == "bounced"
     )
     assert rcpt["history"][-1]["reason"] == "blocked"
-    assert await api.store.directory.suppressed("acme", [address]) == set()
+    assert await api.store.suppressions.suppressed("acme", [address]) == set()
 
 
 async def test_blocks_show_per_destination(api: Api) -> None:
@@ -242,7 +242,7 @@ async def test_a_refusal_at_rcpt_is_a_missing_mailbox_and_after_data_a_filter(ap
         api.sink.rcpt_reply, api.sink.data_reply = rcpt_reply, data_reply
     assert reasons == {at_rcpt: "userunknown", after_data: "filtered"}
     suppressed = await eventually(
-        lambda: api.store.directory.suppressed("acme", [at_rcpt, after_data]),
+        lambda: api.store.suppressions.suppressed("acme", [at_rcpt, after_data]),
         until=lambda s: at_rcpt in s,
     )
     assert suppressed == {at_rcpt}
@@ -292,7 +292,7 @@ async def test_one_return_path_and_a_dsn_naming_others_bounces_only_its_own_reci
     await asyncio.sleep(0.5)  # had the others been touched, it would be by now
     for victim in (v1, v2):
         assert (await api.store.messages.recipient(ids[victim]))["status"] == "delivered"
-    assert await api.store.directory.suppressed("acme", [me, v1, v2]) == {me}
+    assert await api.store.suppressions.suppressed("acme", [me, v1, v2]) == {me}
 
 
 async def test_the_bounce_listener_takes_at_most_ten_return_paths_per_transaction(

@@ -148,7 +148,7 @@ async def test_suppressions_and_api_keys_from_the_console(api: Api) -> None:
             follow_redirects=True,
         )
         assert added.status_code == 200 and "gone@example.com" in added.text
-        assert await api.store.directory.suppressed(TENANT, ["gone@example.com"])
+        assert await api.store.suppressions.suppressed(TENANT, ["gone@example.com"])
         searched = await client.get("/console/suppressions", params={"q": "gone@"})
         assert 'data-address="gone@example.com"' in searched.text
         missed = await client.get("/console/suppressions", params={"q": "gonf"})
@@ -161,10 +161,10 @@ async def test_suppressions_and_api_keys_from_the_console(api: Api) -> None:
         await client.post(
             "/console/suppressions/remove", data={"address": "gone@example.com", "csrf": csrf}
         )
-        assert not await api.store.directory.suppressed(TENANT, ["gone@example.com"])
+        assert not await api.store.suppressions.suppressed(TENANT, ["gone@example.com"])
 
         # An unsubscribe from one list is lifted for that list only.
-        await api.store.directory.unsubscribe(
+        await api.store.suppressions.unsubscribe(
             TENANT, "reader@example.com", scope="list:news", source="unsubscribe"
         )
         listed = await client.get("/console/suppressions", params={"q": "reader@"})
@@ -173,7 +173,7 @@ async def test_suppressions_and_api_keys_from_the_console(api: Api) -> None:
             "/console/suppressions/remove",
             data={"address": "reader@example.com", "scope": "list:news", "csrf": csrf},
         )
-        left = await api.store.directory.suppressions(TENANT, after="reader@")
+        left = await api.store.suppressions.page(TENANT, after="reader@")
         assert "reader@example.com" not in [s["address"] for s in left]
 
         made = await client.post("/console/keys", data={"name": "from console", "csrf": csrf})

@@ -202,13 +202,13 @@ async def follow(api: Api, browser: Any, password: str, rival_id: str) -> None:
     await until(
         lambda: browser.find_elements(By.CSS_SELECTOR, 'tr[data-address="hanako@mobile.test"]')
     )
-    assert await api.store.directory.suppressed(TENANT, ["hanako@mobile.test"])
+    assert await api.store.suppressions.suppressed(TENANT, ["hanako@mobile.test"])
     shoot(browser, "suppressions", height=700)
     page(By.CSS_SELECTOR, 'tr[data-address="hanako@mobile.test"] a.danger').click()
     page(By.ID, "confirm-remove").click()
     await until(lambda: "done=removed" in browser.current_url)
     assert not browser.find_elements(By.CSS_SELECTOR, 'tr[data-address="hanako@mobile.test"]')
-    assert not await api.store.directory.suppressed(TENANT, ["hanako@mobile.test"])
+    assert not await api.store.suppressions.suppressed(TENANT, ["hanako@mobile.test"])
 
     # Create an API key (shown once, and it works), then revoke it.
     browser.get(f"{base}/console/keys")

@@ -253,4 +253,4 @@ async def test_a_message_over_the_destinations_limit_bounces_at_once(api: Api) -
     assert any(e["type"] == "bounced" and "5.3.4" in str(e.get("reply")) for e in events)
     assert not any("big@softbank.ne.jp" in r.rcpt_tos for r in api.sink.received)
     # Too big for the destination says nothing against the address: not suppressed.
-    assert await api.store.directory.suppressed(TENANT, ["big@softbank.ne.jp"]) == set()
+    assert await api.store.suppressions.suppressed(TENANT, ["big@softbank.ne.jp"]) == set()

@@ -208,7 +208,9 @@ async def traffic(stack, store, sink, ports, key, cert, http) -> None:
             aio_pika.Message(b"not a sign job"), routing_key=f"{stack.env['HATO_AMQP_PREFIX']}.sign"
         )
     # The bounce suppresses its recipient: mail to it again is suppressed at acceptance.
-    await eventually(lambda: store.directory.suppressed(TENANT, ["bounce@yahoo.co.jp"]), timeout=30)
+    await eventually(
+        lambda: store.suppressions.suppressed(TENANT, ["bounce@yahoo.co.jp"]), timeout=30
+    )
     again = await http.post(
         f"{api}/v1/messages", json=body | {"to": ["bounce@yahoo.co.jp"]}, headers=auth
     )

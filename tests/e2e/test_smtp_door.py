@@ -54,7 +54,7 @@ async def door(tmp_path_factory, master_key, dkim_key) -> AsyncIterator[Door]:
     await d.add_credential(
         TENANT, "orders-only", password=PASSWORD, allowed_from=["orders@shop.test"]
     )
-    await d.suppress(TENANT, "gone@ok.test", reason="hard bounce", source="test")
+    await store.suppressions.suppress(TENANT, "gone@ok.test", reason="hard bounce", source="test")
     ports = {name: free_port() for name in ("relay", "submission", "smtps", "legacy")}
     stack = Stack(
         env={

@@ -107,7 +107,7 @@ async def test_credentials_keys_networks_and_suppressions(store, master_key) -> 
     wide = ("network", "add", "shop", "10.0.0.0/7", "--allow-wide-network")
     assert (await hato(store, master_key, *wide))[0] == 0
     assert (await hato(store, master_key, "suppression", "add", "shop", "Gone@X.test"))[0] == 0
-    assert await store.directory.suppressed("shop", ["gone@x.test"]) == {"gone@x.test"}
+    assert await store.suppressions.suppressed("shop", ["gone@x.test"]) == {"gone@x.test"}
     assert (await hato(store, master_key, "apikey", "revoke", token.split("_")[1]))[0] == 0
     assert await store.directory.api_key_identity(token) is None
 

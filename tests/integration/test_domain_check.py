@@ -133,6 +133,7 @@ async def test_http_check_of_the_tenants_own_domain_only(store, master_key, dns_
 
     admin = Admin(
         store.directory,
+        store.suppressions,
         Provisioner(store.directory, store.pools, None, dns_settings(dns_server)),
         changed,
         health=health,

@@ -258,7 +258,7 @@ async def test_suppressions_expire_and_soft_bounces_count_within_the_window(stor
     forgotten."""
     from datetime import timedelta
 
-    d = store.directory
+    d = store.suppressions
     await d.suppress(
         "t", "Old@X.test", reason="r", source="s", expires_at=utcnow() - timedelta(seconds=1)
     )
@@ -286,7 +286,7 @@ async def test_concurrent_suppression_lookups_share_a_query_but_not_their_answer
 ) -> None:
     """Lookups made at once for several tenants, answered by one query, each get only their own
     tenant's suppressions, addresses matched in any case."""
-    d = store.directory
+    d = store.suppressions
     await d.suppress("a", "x@ok.test", reason="r", source="s")
     await d.suppress("b", "y@ok.test", reason="r", source="s")
     results = await asyncio.gather(
@@ -495,7 +495,7 @@ async def test_list_scoped_suppressions_and_the_index_before_scopes(
         )
         await s.db.suppressions.insert_one({"tenant": "t", "address": "old@x.test"})
         await s.ensure_indexes()
-        d = s.directory
+        d = s.suppressions
         doc, created = await d.unsubscribe("t", "Old@x.test", scope="list:news", source="s")
         assert created and doc["scope"] == "list:news" and doc["announced"] is False
         again, created = await d.unsubscribe("t", "old@x.test", scope="list:news", source="s")
@@ -510,12 +510,12 @@ async def test_list_scoped_suppressions_and_the_index_before_scopes(
         assert await d.suppressed("u", ["reader@x.test"], scopes={"list:news"}) == set()
         await d.suppress("t", "old@x.test", reason="r", source="s")  # the old one, not a third
         assert await s.db.suppressions.count_documents({"address": "old@x.test"}) == 2
-        page = await d.suppressions("t", limit=1)  # a page never ends inside an address
+        page = await d.page("t", limit=1)  # a page never ends inside an address
         assert [(x["address"], x.get("scope")) for x in page] == [
             ("old@x.test", None),
             ("old@x.test", "list:news"),
         ]
-        rest = await d.suppressions("t", limit=1, after=page[-1]["address"])
+        rest = await d.page("t", limit=1, after=page[-1]["address"])
         assert [x["address"] for x in rest] == ["reader@x.test"]
         assert await d.unsuppress("t", "reader@x.test", scope="list:news")
         assert await d.suppressed("t", ["reader@x.test"], scopes=["list:news"]) == set()

@@ -62,6 +62,7 @@ from shared.directory import Directory, TenantLimits
 from shared.domain_health import DomainHealth
 from shared.provisioning import Provisioner
 from shared.store import Store
+from shared.suppressions import Suppressions
 
 
 def _pick(doc: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -80,6 +81,7 @@ class Admin:
     def __init__(
         self,
         directory: Directory,
+        suppressions: Suppressions,
         provisioner: Provisioner,
         changed: Announce,
         *,
@@ -87,7 +89,7 @@ class Admin:
         store: Store | None = None,
         health: DomainHealth | None = None,
     ) -> None:
-        self.commands = Commands(directory, provisioner, changed, health=health)
+        self.commands = Commands(directory, suppressions, provisioner, changed, health=health)
         self.broker = broker
         self.store = store
 

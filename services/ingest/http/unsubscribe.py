@@ -196,7 +196,7 @@ async def one_click(
     if door.timeline is None:
         raise Problem(503, "unsubscribing is not available here; try again")
     try:
-        await unsubscribe(door.store.directory, door.timeline, ticket, source="one-click")
+        await unsubscribe(door.store.suppressions, door.timeline, ticket, source="one-click")
     except (Unavailable, *TRANSIENT_ERRORS):
         log.warning("unsubscribe not recorded; the client is told to retry")
         raise Problem(503, "the unsubscribe could not be recorded; try again") from None

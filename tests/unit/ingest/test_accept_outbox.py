@@ -16,12 +16,14 @@ from shared.testing import FakeBroker, MemoryEvents
 RAW = b"From: shop <orders@shop.test>\r\nSubject: hi\r\n\r\nbody\r\n"
 
 
-@dataclass
 class Directory:
-    suppressed_addresses: set[str] = field(default_factory=set)
-
     async def count_hourly(self, tenant: str, n: int = 1) -> int:
         return 1
+
+
+@dataclass
+class Suppressions:
+    suppressed_addresses: set[str] = field(default_factory=set)
 
     async def suppressed(self, tenant: str, addresses: Any, *, scopes: Any = ()) -> set[str]:
         return self.suppressed_addresses
@@ -48,6 +50,7 @@ class Messages:
 @dataclass
 class Store:
     directory: Directory = field(default_factory=Directory)
+    suppressions: Suppressions = field(default_factory=Suppressions)
     events: MemoryEvents = field(default_factory=MemoryEvents)
     messages: Messages = field(init=False)
 
@@ -85,7 +88,7 @@ async def test_events_the_broker_refuses_refuse_the_message(suppressed: bool) ->
     recipients are all suppressed (no sign job, only events)."""
     store, broker = Store(), FakeBroker(refuse_events=1)
     if suppressed:
-        store.directory.suppressed_addresses = {"alice@example.com"}
+        store.suppressions.suppressed_addresses = {"alice@example.com"}
     with pytest.raises(Unavailable):
         await Acceptor(store, broker).accept(submission())  # type: ignore[arg-type]
     assert broker.refused == 1 and not broker.events

@@ -28,7 +28,7 @@ PROVIDER_ROUTES = {
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
     store: Any = SimpleNamespace()  # building the document reads nothing
-    admin = Admin(SimpleNamespace(), SimpleNamespace(), SimpleNamespace())  # type: ignore[arg-type]
+    admin = Admin(SimpleNamespace(), SimpleNamespace(), SimpleNamespace(), SimpleNamespace())  # type: ignore[arg-type]
     app = create_app(
         store,
         operator_token="op",
