@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, NoReturn
 
@@ -54,7 +53,6 @@ from yarl import URL
 
 from shared import amqp_writes, schemas
 from shared import logging as hlog
-from shared.broker.acks import Acks
 from shared.broker.consuming import Consuming, _Subscription
 from shared.broker.dead_letters import DeadLetters
 from shared.broker.topology import (
@@ -130,8 +128,6 @@ class Broker(Consuming, DeadLetters):
         self._renewing: asyncio.Task[None] | None = None
         self._chores: set[asyncio.Future[None]] = set()
         self._twins: dict[tuple[str, bytes], tuple[asyncio.Lock, list[int]]] = {}
-        # Each consuming channel's acks, sent together (shared/broker/acks.py).
-        self._acks: weakref.WeakKeyDictionary[Any, Acks] = weakref.WeakKeyDictionary()
 
     def full(self, name: str) -> str:
         return f"{self.settings.prefix}.{name}"

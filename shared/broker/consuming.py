@@ -28,7 +28,6 @@ from aio_pika.abc import (
 
 from shared import logging as hlog
 from shared import schemas
-from shared.broker.acks import Acks
 from shared.broker.dead_letters import dead_lettered_event, scrubbed
 from shared.broker.topology import (
     ATTEMPT_HEADER,
@@ -119,7 +118,6 @@ class Consuming:
         message (raising CodecError if it can't)."""
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            self._acks_of(message).delivered(message.delivery_tag)  # before any await
             await self._run(self._handle(queue, handler, message, decode))
 
         async def start(channel: AbstractChannel) -> tuple[AbstractQueue, str]:
@@ -135,7 +133,6 @@ class Consuming:
         catch up anyway, also on what was announced while the connection was down."""
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            self._acks_of(message).delivered(message.delivery_tag)  # before any await
             try:
                 change, _ = schemas.decode(message.body)
                 if isinstance(change, schemas.Changed):
@@ -398,21 +395,14 @@ class Consuming:
         await self._ack(message)
         CONSUMED.labels(queue, "dead").inc()
 
-    def _acks_of(self, message: AbstractIncomingMessage) -> Acks:
-        """The acks of the channel ``message`` came on (gone with the channel)."""
-        channel = message.channel
-        acks = self._acks.get(channel)
-        if acks is None:
-            acks = self._acks[channel] = Acks(channel)
-        return acks
-
-    async def _ack(self, message: AbstractIncomingMessage) -> None:
+    @staticmethod
+    async def _ack(message: AbstractIncomingMessage) -> None:
         # A lost channel means the broker redelivers; nothing more to do here.
         with contextlib.suppress(Exception):
-            await self._acks_of(message).ack(message.delivery_tag)  # type: ignore[arg-type]
+            await message.ack()
 
-    async def _nack(self, message: AbstractIncomingMessage) -> None:
-        self._acks_of(message).settled(message.delivery_tag)  # type: ignore[arg-type]
+    @staticmethod
+    async def _nack(message: AbstractIncomingMessage) -> None:
         with contextlib.suppress(Exception):
             await message.nack(requeue=True)
 
