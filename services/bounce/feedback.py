@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from prometheus_client import Counter
 
@@ -26,8 +27,7 @@ from shared.bounces.classify import NOT_BOUNCES, Verdict
 from shared.broker import Broker
 from shared.domains import domain_of
 from shared.schemas import Event, EventType, RecipientStatus, Reply, utcnow
-from shared.store import Store
-from shared.timeline import Timeline
+from shared.timeline import EventLog, Timeline
 
 log = hlog.get_logger(__name__)
 
@@ -48,10 +48,50 @@ class Addressee:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+class FeedbackMessages(Protocol):
+    """A recipient's state when something came back (``shared.messages.Messages``)."""
+
+    async def mark_feedback(
+        self, recipient_id: str, status: RecipientStatus, reply: Reply
+    ) -> None: ...
+
+
+class FeedbackSuppressions(Protocol):
+    """The suppression list, fed (``shared.suppressions.Suppressions``)."""
+
+    async def suppress(
+        self,
+        tenant: str,
+        address: str,
+        *,
+        reason: str,
+        source: str,
+        expires_at: datetime | None = None,
+    ) -> None: ...
+
+    async def soft_bounce(
+        self, tenant: str, address: str, *, window: timedelta, key: str = ""
+    ) -> int: ...
+
+
+class FeedbackRecords(Protocol):
+    """What acting on a bounce or complaint writes: the service passes its ``Store``; unit
+    tests pass a small fake."""
+
+    @property
+    def events(self) -> EventLog: ...
+
+    @property
+    def messages(self) -> FeedbackMessages: ...
+
+    @property
+    def suppressions(self) -> FeedbackSuppressions: ...
+
+
 class Feedback:
     def __init__(
         self,
-        store: Store,
+        store: FeedbackRecords,
         broker: Broker,
         *,
         soft_limit: int,

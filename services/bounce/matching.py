@@ -14,7 +14,7 @@ reports about mail that is not ours, are acked and kept with their state.
 from __future__ import annotations
 
 import email.utils
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry import trace
 
@@ -26,7 +26,7 @@ from shared.bounces.parse import Kind, NotMail, Report
 from shared.broker import Delivery
 from shared.errors import Permanent, RetryLater
 from shared.schemas import ReportJob, utcnow
-from shared.store import Store
+from shared.suppressions import Suppressions
 from shared.telemetry import context_of, tracer
 from shared.unsubscribe import Ticket, Unsubscribe, unsubscribe
 from shared.verp import TOKEN_PATTERN, Token, TokenKind, Verp
@@ -39,12 +39,35 @@ log = hlog.get_logger(__name__)
 PARSE_TRIES = 2
 
 
+class ReportMessages(Protocol):
+    """The recipients and messages a report is matched with (``shared.messages.Messages``)."""
+
+    async def recipient(self, recipient_id: str) -> dict[str, Any] | None: ...
+
+    async def message(self, message_id: str) -> dict[str, Any] | None: ...
+
+    async def recipient_by_address(
+        self, message_id: str, address: str
+    ) -> dict[str, Any] | None: ...
+
+
+class ReportRecords(Protocol):
+    """What matching a report reads, and the suppression list an unsubscribe mail feeds: the
+    service passes its ``Store``; unit tests pass a small fake."""
+
+    @property
+    def messages(self) -> ReportMessages: ...
+
+    @property
+    def suppressions(self) -> Suppressions: ...
+
+
 class ReportConsumer:
     """``reports`` queue → each report read, classified and applied."""
 
     def __init__(
         self,
-        store: Store,
+        store: ReportRecords,
         reports: ReportStore,
         verp: Verp | None,
         rules: Rules,

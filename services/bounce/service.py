@@ -12,7 +12,9 @@ domain's DNS (``domain_checks.py``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any, Protocol
 
 from opentelemetry import trace
 
@@ -43,9 +45,8 @@ from shared.schemas import (
     Reply,
 )
 from shared.secrets import SecretBox
-from shared.store import Store
 from shared.telemetry import CONSUMED
-from shared.timeline import Timeline, attempt_events
+from shared.timeline import EventLog, Timeline, attempt_events
 from shared.verp import Verp
 
 log = hlog.get_logger(__name__)
@@ -122,6 +123,25 @@ class ResultHandler:
         return out
 
 
+class DeadLetterMessages(Protocol):
+    """The recipients a dead-lettered job leaves (``shared.messages.Messages``)."""
+
+    async def fail_dead_lettered(
+        self, message_id: str, recipient_ids: Sequence[str], reply: Reply
+    ) -> list[dict[str, Any]]: ...
+
+
+class EventRecords(Protocol):
+    """What the event recorder writes: the service passes its ``Store``; unit tests pass a
+    small fake."""
+
+    @property
+    def events(self) -> EventLog: ...
+
+    @property
+    def messages(self) -> DeadLetterMessages: ...
+
+
 class EventRecorder:
     """Events published by code that has no store of its own (the broker's dead-letter
     events) → the ``events`` collection. Every service writes its other events itself.
@@ -130,7 +150,7 @@ class EventRecorder:
     the reason and a ``failed`` event each: nothing stays ``queued`` for ever because the job
     that carried it died (``hato dead retry`` brings them back with the job)."""
 
-    def __init__(self, store: Store, timeline: Timeline | None = None) -> None:
+    def __init__(self, store: EventRecords, timeline: Timeline | None = None) -> None:
         self.store = store
         self.timeline = timeline
 

@@ -17,10 +17,11 @@ import email.parser
 import email.policy
 import email.utils
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
@@ -42,9 +43,8 @@ from shared.schemas import (
     SignJob,
     utcnow,
 )
-from shared.store import Store
 from shared.telemetry import inner_span, trace_id, traceparent
-from shared.timeline import Timeline
+from shared.timeline import EventLog, Timeline
 
 log = hlog.get_logger(__name__)
 
@@ -174,10 +174,67 @@ class RateLimited(HatoError):
     """Raised when a tenant has reached its messages-per-hour limit."""
 
 
+class AcceptCounts(Protocol):
+    """The tenants' hourly counts (``shared.directory.Directory``)."""
+
+    async def count_hourly(self, tenant: str, n: int = 1) -> int: ...
+
+
+class AcceptSuppressions(Protocol):
+    """The suppression list, read (``shared.suppressions.Suppressions``)."""
+
+    async def suppressed(
+        self, tenant: str, addresses: Iterable[str], *, scopes: Iterable[str] = ()
+    ) -> set[str]: ...
+
+
+class AcceptMessages(Protocol):
+    """Where an accepted message becomes durable (``shared.messages.Messages``)."""
+
+    async def insert_message(
+        self,
+        message: dict[str, Any],
+        recipients: Sequence[dict[str, Any]],
+        events: Sequence[Event] = (),
+    ) -> None: ...
+
+    async def discard_message(self, message_id: str) -> None: ...
+
+
+class AcceptSchedules(Protocol):
+    """Where a message sent later waits (``shared.schedule.Schedules``)."""
+
+    async def hold(self, job: SignJob, raw: bytes, send_at: datetime) -> None: ...
+
+    async def forget(self, message_id: str) -> None: ...
+
+
+class AcceptRecords(Protocol):
+    """What accepting reads and writes in the database: the service passes its ``Store``;
+    unit tests pass a small fake."""
+
+    @property
+    def directory(self) -> AcceptCounts: ...
+
+    @property
+    def suppressions(self) -> AcceptSuppressions: ...
+
+    @property
+    def messages(self) -> AcceptMessages: ...
+
+    @property
+    def schedules(self) -> AcceptSchedules: ...
+
+    @property
+    def events(self) -> EventLog: ...
+
+
 class Acceptor:
     """Turns a Submission into durable state plus a confirmed sign job."""
 
-    def __init__(self, store: Store, broker: Broker, *, hostname: str = "hato.localhost") -> None:
+    def __init__(
+        self, store: AcceptRecords, broker: Broker, *, hostname: str = "hato.localhost"
+    ) -> None:
         self.store = store
         self.broker = broker
         self.hostname = hostname  # in the Received field Hato adds
