@@ -15,6 +15,7 @@ import (
 	_ "net/http/pprof" // profiles on -pprof-addr, for measuring the store's cost
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 
@@ -36,6 +37,16 @@ func main() {
 	// the heap grow four times between collections instead of twice, unless GOGC is set.
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
+	}
+
+	// One processor for Go code, unless GOMAXPROCS is set. SQLite's writers take turns
+	// (writers-take-turns.patch), so a second one buys the server little; with two, each
+	// goroutine that blocked left the idle one spinning in the scheduler to look for work
+	// (nanosleep, futex). On the 2-core bench host (bench.compare, 3,000-4,000 x 1 KB), the
+	// server's CPU a mail against ingest's fell from 0.55-0.58 to 0.51-0.56 (about 0.1 ms a
+	// mail); the whole relay's cost moved within the host's noise.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
 	}
 
 	if *debugAddr != "" {
