@@ -812,7 +812,33 @@ def engines_used() -> dict[str, str]:
         + "), with "
         + ", ".join(sorted(p.name for p in (ROOT / "tools/ferretdb").glob("*.patch")))
     )
-    return {"store": store, "broker": f"RabbitMQ {debian('rabbitmq-server')} (classic queues)"}
+    if "HATO_MONGODB_URL" not in os.environ:
+        store += f"; Go processors: {_ferretdb_procs()}"
+    broker = f"RabbitMQ {debian('rabbitmq-server')} (classic queues, {_erlang_schedulers()})"
+    return {"store": store, "broker": broker}
+
+
+def _ferretdb_procs() -> str:
+    """GOMAXPROCS of the running FerretDB: its environment's, else the wrapper's default."""
+    try:
+        pid = (ROOT / "var/run/ferretdb.pid").read_text().split()[0]
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except (OSError, IndexError):
+        return "?"
+    given = [e.partition(b"=")[2].decode() for e in env if e.startswith(b"GOMAXPROCS=")]
+    return given[0] if given else "1 (tools/ferretdb's default)"
+
+
+def _erlang_schedulers() -> str:
+    """The schedulers RabbitMQ's emulator was started with (``+S``), else one per core."""
+    found = subprocess.run(["pgrep", "-x", "beam.smp"], capture_output=True, text=True)
+    for pid in found.stdout.split():
+        with contextlib.suppress(OSError):
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"-S" in args[:-1]:
+                return f"Erlang schedulers {args[args.index(b'-S') + 1].decode()}"
+            return "Erlang schedulers: one per core"
+    return "Erlang schedulers ?"
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
