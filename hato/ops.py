@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from hato.amqp_users import Management, ManagementError, endpoint, team_url
 from hato.table import Command, Exit, Failure, arg, note, out
+from shared.broker import dead_messages
 from shared.schemas import ChangeKind
 from shared.secrets import SecretBox, SecretsError
 from shared.views import message_view
@@ -62,8 +63,8 @@ async def _dead(ctx: Context, args: argparse.Namespace, decision: str | None) ->
     done = [e for e in entries if e["done"]]
     if decision == "retry":
         for e in done:  # their recipients wait again (they were failed with the job)
-            if e.get("message_id") and e.get("recipients"):
-                await ctx.store.messages.revive_dead_lettered(e["message_id"], e["recipients"])
+            for message_id, recipients in dead_messages(e):
+                await ctx.store.messages.revive_dead_lettered(message_id, recipients)
     shown = done if decision is not None else entries
     if args.json:
         print(json.dumps(shown, indent=2, default=str))
@@ -71,7 +72,7 @@ async def _dead(ctx: Context, args: argparse.Namespace, decision: str | None) ->
         for e in shown:
             print(
                 f"{e['id']}\t{e.get('kind', '?')}\t{e.get('tenant') or '-'}\t"
-                f"{e.get('message_id') or '-'}\t{e['queue']}\t{e['reason']}"
+                f"{','.join(m for m, _ in dead_messages(e)) or '-'}\t{e['queue']}\t{e['reason']}"
             )
     if decision is not None:
         missing = wanted - {e["id"] for e in done}

@@ -9,6 +9,7 @@ refuse what it does not understand.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -228,6 +229,41 @@ class SignJob(_Job):
     unsubscribe_list: str | None = None
 
 
+class SignBatch(_Model):
+    """ingest → signer: several accepted messages to sign, in one broker message (the
+    acceptances of one group commit). The payload is their raw messages one after another,
+    ``sizes`` long each. The signer handles each job as it would handle it alone; a batch whose
+    handling fails goes back on the sign queue as its single jobs (services/signer)."""
+
+    kind: Literal["sign_batch"] = "sign_batch"
+    jobs: tuple[SignJob, ...] = Field(min_length=1)
+    sizes: tuple[Annotated[int, Field(ge=0)], ...]
+
+    @classmethod
+    def of(cls, items: Sequence[tuple[SignJob, bytes]]) -> tuple[SignBatch, bytes]:
+        """The batch of ``items`` (a job and its raw message each) and its payload."""
+        batch = cls(jobs=tuple(j for j, _ in items), sizes=tuple(len(raw) for _, raw in items))
+        return batch, b"".join(raw for _, raw in items)
+
+    @property
+    def created_at(self) -> datetime:
+        """When its oldest message was accepted (a queue's wait counts from it)."""
+        return min(j.created_at for j in self.jobs)
+
+    def split(self, payload: bytes) -> list[tuple[SignJob, bytes]]:
+        """Each job with its raw message; CodecError when the sizes do not add up."""
+        if len(self.sizes) != len(self.jobs) or sum(self.sizes) != len(payload):
+            raise CodecError(
+                f"sign batch: {len(self.jobs)} jobs and {len(self.sizes)} sizes adding up to "
+                f"{sum(self.sizes)} bytes, for a payload of {len(payload)}"
+            )
+        items, at = [], 0
+        for job, size in zip(self.jobs, self.sizes, strict=True):
+            items.append((job, payload[at : at + size]))
+            at += size
+        return items
+
+
 class DeliveryJob(_Job):
     """signer → dispatcher: recipients of one destination domain; payload is the signed message."""
 
@@ -348,7 +384,7 @@ class ReportJob(_Model):
 
 
 BrokerMessage = Annotated[
-    SignJob | DeliveryJob | DeliveryResult | Event | Changed | ReportJob,
+    SignJob | SignBatch | DeliveryJob | DeliveryResult | Event | Changed | ReportJob,
     Field(discriminator="kind"),
 ]
 _adapter: TypeAdapter[BrokerMessage] = TypeAdapter(BrokerMessage)

@@ -203,18 +203,19 @@ class BrokerDeadLetters:
         self.broker = broker
 
     async def handle(self, delivery: Delivery) -> None:
-        event = self.broker.broker_dead_letter(
+        events = self.broker.broker_dead_letter(
             delivery.message, delivery.headers, delivery.message_id
         )
-        if event is None:
-            return  # consume() dead-lettered it (its event is out), or it is no job
+        if not events:
+            return  # consume() dead-lettered it (its events are out), or it is no job
+        event = events[0]
         log.warning(
             "a job RabbitMQ dead-lettered",
             queue=event.detail["queue"],
             reason=event.detail["reason"],
-            message_id=event.message_id,
+            message_ids=[e.message_id for e in events],
         )
-        await self.broker.publish(event)
+        await self.broker.emit(events)
         # Counted as dead letters of the queue they died in: the alert on dead letters and
         # the dashboards (fed by consume()'s count of its own) show them too.
         queue = event.detail["queue"].removeprefix(f"{self.broker.settings.prefix}.")

@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Protocol
 
@@ -29,8 +30,8 @@ from services.signer.keys import Choice, KeyRing, load_key_files
 from services.signer.settings import SignerSettings
 from shared import dkim, metrics
 from shared import logging as hlog
-from shared.broker import Broker, Delivery, Queue, deliver_queue, settle
-from shared.errors import Permanent, Unavailable
+from shared.broker import ERRORS_HEADER, Broker, Delivery, Queue, deliver_queue, settle
+from shared.errors import TRANSIENT_ERRORS, Permanent, Unavailable
 from shared.events import event_of
 from shared.ids import event_id
 from shared.leases import Leases, holder_id
@@ -45,6 +46,7 @@ from shared.schemas import (
     EventType,
     Recipient,
     Reply,
+    SignBatch,
     SignJob,
 )
 from shared.secrets import SecretBox
@@ -92,6 +94,20 @@ def fan_out(job: SignJob, *, per_job: int) -> list[DeliveryJob]:
     return jobs
 
 
+@dataclass(frozen=True, slots=True)
+class _Signed:
+    """One message signed: its ``signed`` (or ``unsigned``) event, ``first`` when this run
+    made it (else its first run's, found stored), and the delivery jobs with their copies."""
+
+    job: SignJob
+    event: Event
+    first: bool
+    jobs: list[DeliveryJob]
+    copies: list[bytes]
+    problem: str | None
+    choice: Choice
+
+
 class SigningEvents(EventLog, Protocol):
     """The signer's part of the events collection (``shared.events.Events``)."""
 
@@ -135,12 +151,42 @@ class Signer:
         self.timeline = Timeline(store.events, broker)
 
     async def handle(self, delivery: Delivery) -> None:
-        job = delivery.message
-        if not isinstance(job, SignJob):
-            raise Permanent(f"expected a sign job, got {type(job).__name__}")
+        message = delivery.message
+        if isinstance(message, SignBatch):
+            await self._batch(message.split(delivery.payload), redelivered=delivery.redelivered)
+            return
+        if not isinstance(message, SignJob):
+            raise Permanent(f"expected a sign job, got {type(message).__name__}")
+        signed = await self._sign_one(message, delivery.payload, redelivered=delivery.redelivered)
+        await self._hand_on([signed] if signed else [])
+
+    async def _batch(self, items: list[tuple[SignJob, bytes]], *, redelivered: bool) -> None:
+        """The jobs of a sign batch, each as if it came alone, handed on together: their events
+        in one write, their events and delivery jobs in one round of confirms. A batch whose
+        handling fails for another reason than an absent store or broker (which the batch
+        waits out whole) goes back on the sign queue as its single jobs, marked as having
+        failed once: each then meets ``consume()``'s policy alone, and one message that cannot
+        be signed does not hold up or fail the others."""
+        try:
+            signed = [await self._sign_one(job, raw, redelivered=redelivered) for job, raw in items]
+            await self._hand_on([s for s in signed if s])
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:
+            log.warning("a sign batch failed: its jobs go on one by one", error=repr(exc))
+            SIGNED.labels("batch_split").inc(len(items))
+            # Marked as come back (ERRORS_HEADER): what the batch's run recorded is found,
+            # and its delivery jobs are published again only for recipients still waiting.
+            await settle(
+                *(self.broker.publish(job, raw, headers={ERRORS_HEADER: 1}) for job, raw in items)
+            )
+
+    async def _sign_one(self, job: SignJob, payload: bytes, *, redelivered: bool) -> _Signed | None:
+        """Sign one message and make its event and delivery jobs; None when it is not sent
+        (no key and the policy says fail: its recipients end ``failed`` here)."""
         choice = await self.keys.choose(job.tenant, job.from_domain)
         heads = self._unsubscribe_heads(job)
-        payload = delivery.payload
+        size = len(payload)
         if heads is not None:  # Hato's fields replace any the message brought
             payload = without_fields(normalize_line_endings(payload), _LIST_FIELDS)
         signed: list[bytes] | None = None
@@ -161,18 +207,18 @@ class Signer:
                         "hato.dkim.domain": choice.domain or job.from_domain,
                         "hato.dkim.selectors": choice.selectors,
                         "hato.dkim.aligned": choice.aligned,
-                        "hato.size": len(delivery.payload),
+                        "hato.size": size,
                     }
                 )
                 if problem:
                     span.set_attribute("hato.dkim.problem", problem)
         if problem and self.settings.unsigned_policy == "fail":
             await self._fail(job, problem)
-            return
+            return None
         if signed is None:  # sent unsigned
             signed = [payload] if heads is None else sign_each(payload, (), heads)
 
-        stored = await self._stored(job) if delivery.redelivered else None
+        stored = await self._stored(job) if redelivered else None
         if stored is not None:
             event = stored  # its first run's outcome, published again under the same id
         elif problem:
@@ -197,32 +243,43 @@ class Signer:
         else:  # each recipient its own copy, so its own job
             jobs = [_one(job, r) for r in job.recipients]
             copies = signed
-        if stored is None:
-            # The event is the record of the signing (domain, selectors, alignment; see
-            # Events.signing): the message document is not written, a database write a mail
-            # less. A message without state (its acceptance failed) gets no document; the
-            # dispatcher sends nothing for it.
-            await self.store.events.append([event])
-        else:
+        if stored is not None:
             kept = {id(j) for j in await self._unfinished(jobs)}
             jobs, copies = (
                 [j for j in jobs if id(j) in kept],
                 [c for j, c in zip(jobs, copies, strict=True) if id(j) in kept],
             )
-        # Unavailable unless all are confirmed: the job comes back and publishes them again.
+        return _Signed(job, event, stored is None, jobs, copies, problem, choice)
+
+    async def _hand_on(self, signed: list[_Signed]) -> None:
+        """Write the events of first runs, then publish every event and delivery job and wait
+        for all their confirms (``Unavailable`` unless all came: the job comes back and
+        publishes them again)."""
+        # The event is the record of the signing (domain, selectors, alignment; see
+        # Events.signing): the message document is not written, a database write a mail
+        # less. A message without state (its acceptance failed) gets no document; the
+        # dispatcher sends nothing for it.
+        if first := [s.event for s in signed if s.first]:
+            await self.store.events.append(first)
         await settle(
-            self.timeline.publish([event]),
-            *(self.broker.publish(j, c) for j, c in zip(jobs, copies, strict=True)),
+            self.timeline.publish([s.event for s in signed]),
+            *(
+                self.broker.publish(j, c)
+                for s in signed
+                for j, c in zip(s.jobs, s.copies, strict=True)
+            ),
         )
         span = trace.get_current_span()  # the sign job's consumer span
         if span.is_recording():
-            span.set_attribute("hato.delivery_jobs", len(jobs))
-        if problem:
-            SIGNED.labels("unsigned").inc()
-            log.warning("sent unsigned", reason=problem, jobs=len(jobs))
-        else:
-            SIGNED.labels("signed" if choice.aligned else "signed_fallback").inc()
-            log.info("signed", domain=choice.domain, selectors=choice.selectors, jobs=len(jobs))
+            span.set_attribute("hato.delivery_jobs", sum(len(s.jobs) for s in signed))
+        for s in signed:
+            ids = {"message_id": s.job.message_id, "tenant": s.job.tenant, "jobs": len(s.jobs)}
+            if s.problem:
+                SIGNED.labels("unsigned").inc()
+                log.warning("sent unsigned", reason=s.problem, **ids)
+            else:
+                SIGNED.labels("signed" if s.choice.aligned else "signed_fallback").inc()
+                log.info("signed", domain=s.choice.domain, selectors=s.choice.selectors, **ids)
 
     async def _stored(self, job: SignJob) -> Event | None:
         """The ``signed`` or ``unsigned`` event a first run of this job wrote, if any."""

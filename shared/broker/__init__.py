@@ -31,6 +31,8 @@ from shared.broker.dead_letters import (
     DeadLetters,
     broker_death,
     dead_lettered_event,
+    dead_lettered_events,
+    dead_messages,
     scrubbed,
 )
 from shared.broker.topology import (
@@ -82,6 +84,8 @@ __all__ = [
     "Queue",
     "broker_death",
     "dead_lettered_event",
+    "dead_lettered_events",
+    "dead_messages",
     "deliver_queue",
     "ip_queue",
     "redact",

@@ -28,7 +28,7 @@ from aio_pika.abc import (
 
 from shared import logging as hlog
 from shared import schemas
-from shared.broker.dead_letters import dead_lettered_event, scrubbed
+from shared.broker.dead_letters import dead_lettered_events, scrubbed
 from shared.broker.topology import (
     ATTEMPT_HEADER,
     ERRORS_HEADER,
@@ -297,7 +297,10 @@ class Consuming:
         find the recipient still waiting and send it twice; one after the other, the second
         finds what the first recorded. A copy is the same envelope (the payload can differ:
         a DKIM signature carries its time)."""
-        if not isinstance(decoded, schemas.SignJob | schemas.DeliveryJob | schemas.DeliveryResult):
+        if not isinstance(
+            decoded,
+            schemas.SignJob | schemas.SignBatch | schemas.DeliveryJob | schemas.DeliveryResult,
+        ):
             yield
             return
         key = (queue, body[: len(body) - len(payload)])
@@ -380,13 +383,13 @@ class Consuming:
                 headers=headers,
                 message_id=message.message_id,
             )
-            event = dead_lettered_event(
-                self.full(queue), decoded, message.body, reason, message.message_id
+            # The bounce service records them and ends the job's recipients in `failed`
+            # (the bounce service's EventRecorder): no mail stays in limbo.
+            await self.emit(
+                dead_lettered_events(
+                    self.full(queue), decoded, message.body, reason, message.message_id
+                )
             )
-            if event is not None:
-                # The bounce service records it and ends the job's recipients in `failed`
-                # (the bounce service's EventRecorder): no mail stays in limbo.
-                await self.publish(event)
         except Exception as exc:
             log.warning("could not dead-letter; requeueing", error=repr(exc))
             await self._nack(message)

@@ -124,6 +124,21 @@ def dead_lettered_event(
     )
 
 
+def dead_lettered_events(
+    queue: str, job: object, body: bytes, reason: str, amqp_message_id: str | None
+) -> list[schemas.Event]:
+    """The ``dead_lettered`` events of what died in ``queue``: one per message of a sign
+    batch (each names its own recipients), else ``dead_lettered_event``'s one, if any."""
+    if isinstance(job, schemas.SignBatch):
+        return [
+            e
+            for j in job.jobs
+            if (e := dead_lettered_event(queue, j, body, reason, amqp_message_id)) is not None
+        ]
+    event = dead_lettered_event(queue, job, body, reason, amqp_message_id)
+    return [] if event is None else [event]
+
+
 def _death_time(headers: Mapping[str, Any]) -> str:
     deaths = headers.get("x-death") or []
     at = deaths[0].get("time") if deaths and isinstance(deaths[0], Mapping) else None
@@ -133,6 +148,8 @@ def _death_time(headers: Mapping[str, Any]) -> str:
 def _recipient_ids(job: object) -> list[str]:
     if isinstance(job, schemas.DeliveryResult):
         return [r.recipient_id for r in job.results]
+    if isinstance(job, schemas.SignBatch):
+        return [r.id for j in job.jobs for r in j.recipients]
     return [r.id for r in getattr(job, "recipients", ())]
 
 
@@ -167,11 +184,26 @@ def _dead_entry(
     entry["kind"] = getattr(job, "kind", type(job).__name__)
     entry["message_id"] = getattr(job, "message_id", None)
     entry["tenant"] = getattr(job, "tenant", None)
+    if isinstance(job, schemas.SignBatch):  # several messages, of one tenant or more
+        entry["messages"] = [
+            {"message_id": j.message_id, "recipients": _recipient_ids(j)} for j in job.jobs
+        ]
+        entry["tenant"] = ",".join(sorted({j.tenant for j in job.jobs}))
     entry["recipients"] = _recipient_ids(job)
     entry["size"] = len(payload)
     if isinstance(job, schemas.ReportJob):
         entry["report_id"] = job.report_id  # the report itself is in `reports`
     return entry
+
+
+def dead_messages(entry: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    """The messages of a dead-letter entry (``dead_letters()``'s; a sign batch's several) with
+    their recipient ids: whose recipients a retry of the job makes wait again."""
+    return [
+        (m["message_id"], m["recipients"])
+        for m in entry.get("messages") or [entry]
+        if m.get("message_id") and m.get("recipients")
+    ]
 
 
 # Fields of a JSON message (the AMQP door's submissions) that hold a credential: a dead letter
@@ -211,31 +243,32 @@ class DeadLetters:
 
     def broker_dead_letter(
         self, body: bytes, headers: Mapping[str, Any], amqp_message_id: str | None = None
-    ) -> schemas.Event | None:
-        """The ``dead_lettered`` event of a copy from ``dead.watch`` that RabbitMQ itself
-        dead-lettered, as ``consume()`` makes it for its own (same id); None for a copy
+    ) -> list[schemas.Event]:
+        """The ``dead_lettered`` events of a copy from ``dead.watch`` that RabbitMQ itself
+        dead-lettered, as ``consume()`` makes them for its own (same ids; one per message of a
+        sign batch); none for a copy
         ``consume()`` dead-lettered (it published its event), one without ``x-death`` (put
         into ``dead`` by hand), one that is no job of a Hato service (a submission: it has no
         state yet), or one not sealed by a Hato service (it could fail another tenant's
         mail)."""
         if REASON_HEADER in headers:
-            return None
+            return []
         # This copy's own retries (consume()'s, through retry.<ms>) are deaths too.
         death = broker_death(headers, ignore=self.full("retry."))
         if death is None:
-            return None
+            return []
         try:
             job, _ = schemas.decode(body)
         except CodecError:
-            return None
+            return []
         if (
             self.seal_key is not None
             and isinstance(job, SEALED)
             and not self._sealed(body, headers.get(SEAL_HEADER))
         ):
             log.warning("a dead letter not sealed by a Hato service: no event", queue=death[0])
-            return None
-        return dead_lettered_event(death[0], job, body, self.death_reason(*death), amqp_message_id)
+            return []
+        return dead_lettered_events(death[0], job, body, self.death_reason(*death), amqp_message_id)
 
     async def dead_letters(
         self,

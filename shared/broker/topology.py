@@ -69,6 +69,7 @@ SEAL_HEADER = "x-hato-seal"
 
 SEALED = (
     schemas.SignJob,
+    schemas.SignBatch,
     schemas.DeliveryJob,
     schemas.DeliveryResult,
     schemas.Event,
@@ -119,7 +120,7 @@ def ip_queue(pool: str, ip: str) -> str:
 def route(message: schemas.BrokerMessage) -> tuple[Exchange, str]:
     """Where a message is published: the exchange and the routing key."""
     match message:
-        case schemas.SignJob():
+        case schemas.SignJob() | schemas.SignBatch():
             return Exchange.WORK, Queue.SIGN.value
         case schemas.DeliveryJob():
             return Exchange.DELIVER, message.pool

@@ -57,7 +57,7 @@ from services.ingest.http.deps import CommandsDep, operator
 from services.ingest.http.domains import DomainCheck
 from services.ingest.http.problems import Answer, CommandRoute, Problem, problems
 from shared.admin import NAME, Announce, Commands
-from shared.broker import Broker
+from shared.broker import Broker, dead_messages
 from shared.directory import Directory, TenantLimits
 from shared.domain_health import DomainHealth
 from shared.provisioning import Provisioner
@@ -111,8 +111,8 @@ class Admin:
             raise Problem(404, f"no dead-lettered job {job_id}")
         if decision == "retry":
             for e in done:
-                if e.get("message_id") and e.get("recipients"):
-                    await self.store.messages.revive_dead_lettered(e["message_id"], e["recipients"])
+                for message_id, recipients in dead_messages(e):
+                    await self.store.messages.revive_dead_lettered(message_id, recipients)
         return done
 
 

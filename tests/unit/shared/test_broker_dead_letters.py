@@ -4,6 +4,7 @@ death RabbitMQ caused is worded (``Broker.broker_dead_letter``, ``death_reason``
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,8 +14,10 @@ from shared.broker import (
     Broker,
     broker_death,
     dead_lettered_event,
+    dead_messages,
 )
-from shared.schemas import EventType, Recipient, SignJob, encode
+from shared.broker.dead_letters import _dead_entry
+from shared.schemas import EventType, Recipient, SignBatch, SignJob, encode
 from shared.settings import BrokerSettings
 
 JOB = SignJob(
@@ -40,7 +43,7 @@ def test_a_job_past_the_delivery_limit_gets_the_event_consume_would_give_it() ->
     """The event names the queue and the limit, lists the recipients, and has the id of that
     job's death in that queue."""
     b = broker()
-    event = b.broker_dead_letter(BODY, {"x-death": [death("hato.sign", "delivery_limit")]}, "a")
+    [event] = b.broker_dead_letter(BODY, {"x-death": [death("hato.sign", "delivery_limit")]}, "a")
     reason = "handed out 21 times without an ack (delivery limit of hato.sign)"
     assert event == dead_lettered_event("hato.sign", JOB, BODY, reason, "a").model_copy(
         update={"at": event.at}
@@ -49,14 +52,53 @@ def test_a_job_past_the_delivery_limit_gets_the_event_consume_would_give_it() ->
     assert event.detail["recipients"] == "r1,r2" and event.detail["reason"] == reason
 
 
+def test_a_sign_batch_past_the_delivery_limit_gets_an_event_for_each_message() -> None:
+    """Each message of the batch gets its own event, naming its own recipients: the bounce
+    service then fails every recipient of the batch, each message in its own timeline."""
+    other = JOB.model_copy(
+        update={"message_id": "m2", "recipients": (Recipient(id="r3", address="d@ok.test"),)}
+    )
+    batch, payload = SignBatch.of([(JOB, b"one"), (other, b"two")])
+    body = encode(batch, payload)
+    events = broker().broker_dead_letter(body, {"x-death": [death("hato.sign", "delivery_limit")]})
+    assert [(e.message_id, e.detail["recipients"]) for e in events] == [
+        ("m1", "r1,r2"),
+        ("m2", "r3"),
+    ]
+    assert len({e.id for e in events}) == 2
+
+
+def test_a_dead_sign_batch_is_listed_with_each_message_and_revived_whole() -> None:
+    """`hato dead list` shows the batch's messages and tenants; a retry makes every
+    recipient of every message wait again (``dead_messages``), as it does a single job's."""
+    other = JOB.model_copy(
+        update={
+            "message_id": "m2",
+            "tenant": "globex",
+            "recipients": (Recipient(id="r3", address="d@ok.test"),),
+        }
+    )
+    batch = encode(*SignBatch.of([(JOB, b"one"), (other, b"two")]))
+    entry = _dead_entry(SimpleNamespace(body=batch), {REASON_HEADER: "x"}, str)  # type: ignore[arg-type]
+    assert (entry["kind"], entry["tenant"], entry["recipients"]) == (
+        "sign_batch",
+        "acme,globex",
+        ["r1", "r2", "r3"],
+    )
+    assert dead_messages(entry) == [("m1", ["r1", "r2"]), ("m2", ["r3"])]
+    single = _dead_entry(SimpleNamespace(body=BODY), {REASON_HEADER: "x"}, str)  # type: ignore[arg-type]
+    assert dead_messages(single) == [("m1", ["r1", "r2"])]
+    submission = _dead_entry(SimpleNamespace(body=b'{"to":["x@y.test"]}'), {}, str)  # type: ignore[arg-type]
+    assert dead_messages(submission) == []
+
+
 def test_a_copy_back_from_its_own_retry_keeps_the_death_of_the_job() -> None:
     """The copy's trip through a retry queue (its event's publish failed) is passed over."""
     headers = {
         "x-death": [death("hato.retry.100", "expired"), death("hato.sign", "delivery_limit")]
     }
-    again = broker().broker_dead_letter(BODY, headers)
-    first = broker().broker_dead_letter(BODY, {"x-death": headers["x-death"][1:]})
-    assert again is not None and first is not None
+    [again] = broker().broker_dead_letter(BODY, headers)
+    [first] = broker().broker_dead_letter(BODY, {"x-death": headers["x-death"][1:]})
     assert (again.id, again.detail) == (first.id, first.detail)
 
 
@@ -72,7 +114,7 @@ def test_a_copy_back_from_its_own_retry_keeps_the_death_of_the_job() -> None:
 )
 def test_copies_that_get_no_event(body: bytes, headers: dict) -> None:
     """Only a job of a Hato service that RabbitMQ dead-lettered gets an event here."""
-    assert broker().broker_dead_letter(body, headers) is None
+    assert broker().broker_dead_letter(body, headers) == []
 
 
 def test_an_unsealed_job_gets_no_event() -> None:
@@ -81,8 +123,8 @@ def test_an_unsealed_job_gets_no_event() -> None:
     b = broker()
     b.seal_key = b"k" * 32
     headers = {"x-death": [death("hato.sign", "delivery_limit")]}
-    assert b.broker_dead_letter(BODY, headers) is None
-    assert b.broker_dead_letter(BODY, {**headers, SEAL_HEADER: b._seal(BODY)}) is not None
+    assert b.broker_dead_letter(BODY, headers) == []
+    assert len(b.broker_dead_letter(BODY, {**headers, SEAL_HEADER: b._seal(BODY)})) == 1
 
 
 def test_deaths_are_worded_for_operators() -> None:

@@ -11,6 +11,7 @@ from shared.schemas import (
     RecipientResult,
     RecipientStatus,
     Reply,
+    SignBatch,
     SignJob,
     decode,
     encode,
@@ -35,6 +36,44 @@ def test_a_job_and_its_payload_survive_the_round_trip() -> None:
     message, out = decode(encode(original, payload))
     assert message == original
     assert out == payload
+
+
+def test_a_sign_batch_gives_back_each_job_with_its_own_message() -> None:
+    """Messages of any bytes (newlines, an empty one) come back split where they were
+    joined, each with its job; the batch's clock is its oldest acceptance."""
+    first = job()
+    second = first.model_copy(update={"message_id": "m2", "created_at": first.created_at})
+    older = first.model_copy(
+        update={"message_id": "m3", "created_at": first.created_at.replace(year=2020)}
+    )
+    items = [(first, b"Subject: a\r\n\r\n\n\n"), (second, b""), (older, b"\xe3\x81\x82\r\n")]
+    batch, payload = decode(encode(*SignBatch.of(items)))
+    assert isinstance(batch, SignBatch)
+    assert batch.split(payload) == items
+    assert batch.created_at == older.created_at
+
+
+@pytest.mark.parametrize(
+    ("sizes", "payload"),
+    [((3, 3), b"abcde"), ((3,), b"abc"), ((6, -1), b"abcde")],
+    ids=["short", "a-size-missing", "negative"],
+)
+def test_a_sign_batch_whose_sizes_do_not_fit_is_a_codec_error(
+    sizes: tuple[int, ...], payload: bytes
+) -> None:
+    """Sizes that do not add up to the payload, or one per job, are refused, never guessed."""
+    body = (
+        (
+            f'{{"kind":"sign_batch","jobs":[{job().model_dump_json()},{job().model_dump_json()}],'
+            f'"sizes":{list(sizes)}}}'
+        ).encode()
+        + b"\n"
+        + payload
+    )
+    with pytest.raises(CodecError):
+        batch, rest = decode(body)
+        assert isinstance(batch, SignBatch)
+        batch.split(rest)
 
 
 def test_results_round_trip_with_enum_statuses() -> None:
