@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 
+from services.ingest.sign_jobs import SignJobs
 from shared import logging as hlog
 from shared import metrics, unsubscribe
 from shared.broker import Broker, settle
@@ -233,10 +234,17 @@ class Acceptor:
     """Turns a Submission into durable state plus a confirmed sign job."""
 
     def __init__(
-        self, store: AcceptRecords, broker: Broker, *, hostname: str = "hato.localhost"
+        self,
+        store: AcceptRecords,
+        broker: Broker,
+        *,
+        hostname: str = "hato.localhost",
+        sign_batch: int = 32,
     ) -> None:
         self.store = store
         self.broker = broker
+        # Sign jobs of acceptances that finish together leave in one broker message.
+        self.sign_jobs = SignJobs(broker, max_jobs=sign_batch)
         self.hostname = hostname  # in the Received field Hato adds
         self.timeline = Timeline(store.events, broker)
         self._in_flight: set[asyncio.Task[Accepted]] = set()
@@ -393,7 +401,7 @@ class Acceptor:
                     await self._discard(message_id)
                     raise Unavailable("store unavailable") from exc
             else:
-                publishes.append(self.broker.publish(job, raw))
+                publishes.append(self.sign_jobs.publish(job, raw))
         try:
             # Together: their confirms arrive in one round trip.
             await settle(*publishes)

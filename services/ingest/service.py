@@ -121,7 +121,9 @@ async def run(settings: IngestSettings) -> None:
         policy = RelayPolicy()
         await policy.refresh(rt.store)
         rt.every(settings.policy_refresh, lambda: policy.refresh(rt.store))
-        acceptor = Acceptor(rt.store, rt.broker, hostname=settings.hostname)
+        acceptor = Acceptor(
+            rt.store, rt.broker, hostname=settings.hostname, sign_batch=settings.sign_batch
+        )
         authenticator = Authenticator(rt.store.directory, policy)
         listeners = smtp_listeners(settings, policy, acceptor, authenticator)
         box = SecretBox.from_settings(settings.secrets) if _has_master_key(settings) else None

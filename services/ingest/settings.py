@@ -87,6 +87,12 @@ class IngestSettings(ServiceSettings):
         26_214_400, ge=1024, description="Largest message accepted, in bytes (SIZE)."
     )
     max_recipients: int = Field(100, ge=1, description="Most recipients in one SMTP transaction.")
+    sign_batch: int = Field(
+        32,
+        ge=1,
+        description="Most accepted messages in one sign job on the broker (those accepted "
+        "together); 1: a sign job a message, for signers that predate sign batches.",
+    )
     max_line_length: int = Field(
         2048,
         ge=998,

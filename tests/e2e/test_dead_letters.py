@@ -5,6 +5,7 @@ lost behind its 250 — the four services as real processes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -122,6 +123,59 @@ async def test_a_dead_job_fails_its_recipients_and_can_be_retried(
 
     code, out, _ = await run_hato(dead.env, "dead", "drop", "0000000000000000")
     assert code != 0  # an id that is not there is said to be missing
+
+
+async def test_a_sign_batch_that_cannot_be_signed_fails_each_mail_alone(
+    dead: Dead, master_key: str, dkim_key
+) -> None:
+    """Mails accepted together ride to the signer in sign batches; when a batch cannot be
+    signed (the key does not open) its mails go back one by one and each is dead-lettered as
+    its own sign job: each recipient failed with its own `dead_lettered` event, each job listed
+    and retried alone. Retried all, once the key is fixed, every mail is delivered."""
+    stranger = SecretBox(generate_master_key())
+    await dead.store.directory.set_dkim_keys(DOMAIN, [dkim.to_document(dkim_key, stranger)])
+    ingest = dead.stack.processes["ingest"]
+
+    async def batched() -> tuple[float, float]:
+        """Sign jobs and the broker messages that carried them, so far."""
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"{ingest.ops_url}/metrics")).text
+        found = dict.fromkeys(("sum", "count"), 0.0)
+        for line in text.splitlines():
+            for part in found:
+                if line.startswith(f"hato_ingest_sign_jobs_per_message_{part} "):
+                    found[part] = float(line.split()[1])
+        return found["sum"], found["count"]
+
+    before = await batched()
+    addresses = [f"{unique('batch')}@ok.test" for _ in range(12)]
+    outcomes = await asyncio.gather(*(send(dead.smtp_port, rcpts=(a,)) for a in addresses))
+    message_ids = {o.queued_id for o in outcomes}
+    jobs, messages = (a - b for a, b in zip(await batched(), before, strict=True))
+    assert jobs == 12 and messages < 12, "no two of twelve mails shared a sign message"
+
+    async def recipients() -> list[dict]:
+        return [r for m in message_ids for r in await dead.store.messages.recipients(m)]
+
+    await eventually(
+        recipients, until=lambda rs: all(r["status"] == "failed" for r in rs), timeout=60
+    )
+    for message_id in message_ids:
+        events = [e["type"] for e in await dead.store.events.of_message(message_id)]
+        assert events.count("dead_lettered") == 1 and events[-1] == "failed", events
+    _, out, _ = await run_hato(dead.env, "dead", "list", "--json")
+    listed = [j for j in json.loads(out) if j.get("message_id") in message_ids]
+    assert sorted(j["message_id"] for j in listed) == sorted(message_ids)
+    assert {j["kind"] for j in listed} == {"sign"}
+
+    await dead.store.directory.set_dkim_keys(
+        DOMAIN, [dkim.to_document(dkim_key, SecretBox(master_key))]
+    )
+    code, out, err = await run_hato(dead.env, "dead", "retry", *(j["id"] for j in listed))
+    assert code == 0 and "12 retried" in out, (out, err)
+    await eventually(
+        recipients, until=lambda rs: all(r["status"] == "delivered" for r in rs), timeout=60
+    )
 
 
 async def test_a_dropped_job_leaves_its_recipients_failed(dead: Dead, dkim_key) -> None:
