@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -229,19 +229,20 @@ class SignJob(_Job):
     unsubscribe_list: str | None = None
 
 
-class SignBatch(_Model):
-    """ingest → signer: several accepted messages to sign, in one broker message (the
-    acceptances of one group commit). The payload is their raw messages one after another,
-    ``sizes`` long each. The signer handles each job as it would handle it alone; a batch whose
-    handling fails goes back on the sign queue as its single jobs (services/signer)."""
+J = TypeVar("J", bound=_Job)
 
-    kind: Literal["sign_batch"] = "sign_batch"
-    jobs: tuple[SignJob, ...] = Field(min_length=1)
+
+class _Batch(_Model, Generic[J]):
+    """Several jobs in one broker message: under load a confirmed publish, a queued message and
+    a delivery with its ack cost about the same whatever they carry. The payload is the jobs'
+    messages one after another, ``sizes`` long each."""
+
+    jobs: tuple[J, ...] = Field(min_length=1)
     sizes: tuple[Annotated[int, Field(ge=0)], ...]
 
     @classmethod
-    def of(cls, items: Sequence[tuple[SignJob, bytes]]) -> tuple[SignBatch, bytes]:
-        """The batch of ``items`` (a job and its raw message each) and its payload."""
+    def of(cls, items: Sequence[tuple[J, bytes]]) -> tuple[Self, bytes]:
+        """The batch of ``items`` (a job and its message each) and its payload."""
         batch = cls(jobs=tuple(j for j, _ in items), sizes=tuple(len(raw) for _, raw in items))
         return batch, b"".join(raw for _, raw in items)
 
@@ -250,11 +251,11 @@ class SignBatch(_Model):
         """When its oldest message was accepted (a queue's wait counts from it)."""
         return min(j.created_at for j in self.jobs)
 
-    def split(self, payload: bytes) -> list[tuple[SignJob, bytes]]:
-        """Each job with its raw message; CodecError when the sizes do not add up."""
+    def split(self, payload: bytes) -> list[tuple[J, bytes]]:
+        """Each job with its message; CodecError when the sizes do not add up."""
         if len(self.sizes) != len(self.jobs) or sum(self.sizes) != len(payload):
             raise CodecError(
-                f"sign batch: {len(self.jobs)} jobs and {len(self.sizes)} sizes adding up to "
+                f"{self.kind}: {len(self.jobs)} jobs and {len(self.sizes)} sizes adding up to "  # type: ignore[attr-defined]
                 f"{sum(self.sizes)} bytes, for a payload of {len(payload)}"
             )
         items, at = [], 0
@@ -264,11 +265,35 @@ class SignBatch(_Model):
         return items
 
 
+class SignBatch(_Batch[SignJob]):
+    """ingest → signer: several accepted messages to sign (the acceptances of one group
+    commit). The signer handles each job as it would handle it alone; a batch whose handling
+    fails goes back on the sign queue as its single jobs (services/signer)."""
+
+    kind: Literal["sign_batch"] = "sign_batch"
+
+
 class DeliveryJob(_Job):
     """signer → dispatcher: recipients of one destination domain; payload is the signed message."""
 
     kind: Literal["deliver"] = "deliver"
     domain: str
+
+
+class DeliveryBatch(_Batch[DeliveryJob]):
+    """signer → dispatcher: delivery jobs of one pool, each with its signed message (the
+    messages of one sign batch). ``consume()`` hands each job to the handler as if it came
+    alone and settles each on its own: a job to retry or to dead-letter goes on as itself."""
+
+    kind: Literal["deliver_batch"] = "deliver_batch"
+
+    @property
+    def pool(self) -> str:
+        return self.jobs[0].pool
+
+
+BATCHES = (SignBatch, DeliveryBatch)
+"""The messages that carry several jobs."""
 
 
 class RecipientResult(BaseModel):
@@ -384,7 +409,14 @@ class ReportJob(_Model):
 
 
 BrokerMessage = Annotated[
-    SignJob | SignBatch | DeliveryJob | DeliveryResult | Event | Changed | ReportJob,
+    SignJob
+    | SignBatch
+    | DeliveryJob
+    | DeliveryBatch
+    | DeliveryResult
+    | Event
+    | Changed
+    | ReportJob,
     Field(discriminator="kind"),
 ]
 _adapter: TypeAdapter[BrokerMessage] = TypeAdapter(BrokerMessage)

@@ -590,7 +590,7 @@ class Broker(Consuming, DeadLetters):
                 )
                 return
             except NoRoute:
-                if not (first and isinstance(message, schemas.DeliveryJob)):
+                if not (first and isinstance(message, schemas.DeliveryJob | schemas.DeliveryBatch)):
                     raise
                 log.info("declaring the queue of a new pool", pool=message.pool)
                 await self.declare_pool(message.pool)

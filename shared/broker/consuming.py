@@ -6,6 +6,9 @@
 ``dead_lettered`` event), or hits a transient error (retried after a back-off);
 any other exception is retried ``max_redeliveries`` times, then dead-lettered.
 Two copies of one job (at-least-once makes them) never run at once in a process.
+A delivery batch (``schemas.DeliveryBatch``) is handled job by job, all at once, each under
+that policy as if it came alone (a job retried or dead-lettered is published as itself); the
+batch is acked once all are settled.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import contextlib
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -72,6 +75,32 @@ class Delivery:
     # or consume() retried it. What its first run recorded may be in the database already,
     # published or not: a handler publishes again what it finds (the job is the outbox).
     redelivered: bool = False
+
+
+@dataclass(eq=False, slots=True)
+class _Unit:
+    """What ``consume()`` settles: a whole message, or one job of a batch (``item``), whose
+    outcome the batch's ack or nack waits for. ``body`` and ``headers`` are its own: a batch's
+    job is retried or dead-lettered as itself, sealed anew."""
+
+    message: AbstractIncomingMessage
+    body: bytes
+    headers: dict[str, Any]
+    message_id: str | None
+    item: bool = False
+    outcome: str | None = None  # an item's: "ack" or "nack"; None while it is not settled
+
+    async def ack(self) -> None:
+        if self.item:
+            self.outcome = "ack"
+        else:
+            await Consuming._ack(self.message)
+
+    async def nack(self) -> None:
+        if self.item:
+            self.outcome = "nack"
+        else:
+            await Consuming._nack(self.message)
 
 
 Decoder = Callable[[bytes], tuple[Any, bytes]]
@@ -222,18 +251,65 @@ class Consuming:
                                 "hato.attempt": attempt,
                             }
                         )
+                if isinstance(decoded, schemas.DeliveryBatch):
+                    await self._handle_batch(
+                        queue, handler, message, headers, attempt, decoded.split(payload)
+                    )
+                    return
                 async with self._alone(queue, decoded, message.body, payload):
                     await handler(_delivery(queue, message, headers, attempt, decoded, payload))
             except Exception as exc:
-                await self._settle_failure(queue, message, headers, attempt, decoded, exc)
+                whole = _Unit(
+                    message, message.body, dict(message.headers or {}), message.message_id
+                )
+                await self._settle_failure(queue, whole, headers, attempt, decoded, exc)
             else:
                 await self._ack(message)
                 CONSUMED.labels(queue, "ack").inc()
 
+    async def _handle_batch(
+        self,
+        queue: str,
+        handler: Handler,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+        attempt: int,
+        items: list[tuple[Any, bytes]],
+    ) -> None:
+        """Each job of a batch handled at once, as if it came alone, and settled on its own
+        (a job to retry or dead-letter is published as itself); the batch is acked once every
+        job is settled, and handed out again (nacked) when one could not be. A job the batch's
+        first run already did is found done the second time (the handlers' pending checks)."""
+
+        async def one(job: Any, payload: bytes) -> _Unit:
+            body = schemas.encode(job, payload)
+            own = {k: v for k, v in headers.items() if k != SEAL_HEADER}
+            if self.seal_key is not None:
+                own[SEAL_HEADER] = self._seal(body)
+            unit = _Unit(message, body, dict(own), job.message_id, item=True)
+            hlog.bind(message_id=job.message_id, tenant=job.tenant)
+            try:
+                async with self._alone(queue, job, body, payload):
+                    delivery = _delivery(queue, message, own, attempt, job, payload)
+                    await handler(replace(delivery, message_id=job.message_id))
+            except Exception as exc:
+                await self._settle_failure(queue, unit, own, attempt, job, exc)
+            else:
+                unit.outcome = "ack"
+                CONSUMED.labels(queue, "ack").inc()
+            return unit
+
+        units = await asyncio.gather(*(one(job, payload) for job, payload in items))
+        if all(u.outcome == "ack" for u in units):
+            await self._ack(message)
+        elif not _channel_lost(message):
+            log.warning("a job of a batch could not be settled: the batch is handed out again")
+            await self._nack(message)
+
     async def _settle_failure(
         self,
         queue: str,
-        message: AbstractIncomingMessage,
+        unit: _Unit,
         headers: dict[str, Any],
         attempt: int,
         decoded: schemas.BrokerMessage | None,
@@ -244,38 +320,38 @@ class Consuming:
         or backed off."""
         match exc:
             case CodecError():
-                await self._settle_dead(queue, message, decoded, f"undecodable: {exc}")
+                await self._settle_dead(queue, unit, decoded, f"undecodable: {exc}")
             case Permanent():
-                await self._settle_dead(queue, message, decoded, exc.reason)
+                await self._settle_dead(queue, unit, decoded, exc.reason)
             case RetryLater() if not exc.counts:  # held: waits as the same attempt
-                await self._settle_retry(queue, message, headers, exc.delay, "held", exc.reason)
+                await self._settle_retry(queue, unit, headers, exc.delay, "held", exc.reason)
             case RetryLater() if attempt >= self.settings.max_attempts:  # nothing retries for ever
                 reason = f"gave up after {attempt} attempts: {exc.reason}"
-                await self._settle_dead(queue, message, decoded, reason)
+                await self._settle_dead(queue, unit, decoded, reason)
             case RetryLater():
                 headers[ATTEMPT_HEADER] = attempt + 1
-                await self._settle_retry(queue, message, headers, exc.delay, "retry", exc.reason)
+                await self._settle_retry(queue, unit, headers, exc.delay, "retry", exc.reason)
             case _ if isinstance(exc, TRANSIENT_ERRORS):
                 # The store or broker is away: back off (doubling up to 5 minutes), and give
                 # the job up after max_transient_retries — a final state, not a loop.
                 tries = int(headers.get(TRANSIENT_HEADER, 0) or 0) + 1
                 if tries > self.settings.max_transient_retries:
                     reason = f"gave up after {tries - 1} retries: {exc!r}"
-                    await self._settle_dead(queue, message, decoded, reason)
+                    await self._settle_dead(queue, unit, decoded, reason)
                 else:
                     headers[TRANSIENT_HEADER] = tries
                     delay = min(self.settings.error_backoff * 2 ** (tries - 1), 300.0)
-                    await self._settle_retry(queue, message, headers, delay, "transient", repr(exc))
+                    await self._settle_retry(queue, unit, headers, delay, "transient", repr(exc))
             case _:
                 errors = int(headers.get(ERRORS_HEADER, 0) or 0) + 1
                 log.exception("handler failed", errors=errors)
                 if errors > self.settings.max_redeliveries:
                     reason = f"handler failed {errors} times: {exc!r}"
-                    await self._settle_dead(queue, message, decoded, reason)
+                    await self._settle_dead(queue, unit, decoded, reason)
                 else:
                     headers[ERRORS_HEADER] = errors
                     delay = self.settings.error_backoff * errors
-                    await self._settle_retry(queue, message, headers, delay, "error", repr(exc))
+                    await self._settle_retry(queue, unit, headers, delay, "error", repr(exc))
 
     def _seal(self, body: bytes) -> str:
         assert self.seal_key is not None
@@ -317,7 +393,7 @@ class Consuming:
     async def _settle_retry(
         self,
         queue: str,
-        message: AbstractIncomingMessage,
+        unit: _Unit,
         headers: dict[str, Any],
         delay: float,
         outcome: str,
@@ -327,7 +403,7 @@ class Consuming:
         first = traceparent()  # this attempt's span, unless an earlier one is named already
         if first and FIRST_ATTEMPT_HEADER not in headers:
             headers[FIRST_ATTEMPT_HEADER] = first
-        if _channel_lost(message):
+        if _channel_lost(unit.message):
             log.info("channel lost: the broker redelivers the message instead")
             CONSUMED.labels(queue, "redelivered").inc()
             return
@@ -336,26 +412,26 @@ class Consuming:
             await self._publish(
                 exchange,
                 self.full(queue),
-                message.body,
+                unit.body,
                 headers=headers,
-                message_id=message.message_id,
+                message_id=unit.message_id,
             )
         except Exception as exc:  # the broker itself is failing: let it redeliver
             log.warning("could not schedule retry; requeueing", error=repr(exc))
-            await self._nack(message)
+            await unit.nack()
             CONSUMED.labels(queue, "requeued").inc()
             return
-        await self._ack(message)
+        await unit.ack()
         CONSUMED.labels(queue, outcome).inc()
 
     async def _settle_dead(
         self,
         queue: str,
-        message: AbstractIncomingMessage,
+        unit: _Unit,
         decoded: schemas.BrokerMessage | None,
         reason: str,
     ) -> None:
-        if _channel_lost(message):
+        if _channel_lost(unit.message):
             log.error("dead-lettering", reason=reason)
             log.info("channel lost: the broker redelivers the message instead")
             CONSUMED.labels(queue, "redelivered").inc()
@@ -363,11 +439,11 @@ class Consuming:
         if queue == Queue.DEAD_WATCH:
             # A copy of a job that is in `dead` already: a second one there would list it twice.
             log.error("dropping a dead letter's copy; the job stays in dead", reason=reason)
-            await self._ack(message)
+            await unit.ack()
             CONSUMED.labels(queue, "dropped").inc()
             return
         log.error("dead-lettering", reason=reason)
-        headers = dict(message.headers or {})
+        headers = dict(unit.headers)
         headers.update(
             {
                 REASON_HEADER: reason[:1000],
@@ -379,23 +455,21 @@ class Consuming:
             await self._publish(
                 self._exchange(Exchange.DEAD),
                 self.full(queue),
-                scrubbed(message.body),
+                scrubbed(unit.body),
                 headers=headers,
-                message_id=message.message_id,
+                message_id=unit.message_id,
             )
             # The bounce service records them and ends the job's recipients in `failed`
             # (the bounce service's EventRecorder): no mail stays in limbo.
             await self.emit(
-                dead_lettered_events(
-                    self.full(queue), decoded, message.body, reason, message.message_id
-                )
+                dead_lettered_events(self.full(queue), decoded, unit.body, reason, unit.message_id)
             )
         except Exception as exc:
             log.warning("could not dead-letter; requeueing", error=repr(exc))
-            await self._nack(message)
+            await unit.nack()
             CONSUMED.labels(queue, "requeued").inc()
             return
-        await self._ack(message)
+        await unit.ack()
         CONSUMED.labels(queue, "dead").inc()
 
     @staticmethod

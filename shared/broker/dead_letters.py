@@ -127,9 +127,9 @@ def dead_lettered_event(
 def dead_lettered_events(
     queue: str, job: object, body: bytes, reason: str, amqp_message_id: str | None
 ) -> list[schemas.Event]:
-    """The ``dead_lettered`` events of what died in ``queue``: one per message of a sign
+    """The ``dead_lettered`` events of what died in ``queue``: one per message of a
     batch (each names its own recipients), else ``dead_lettered_event``'s one, if any."""
-    if isinstance(job, schemas.SignBatch):
+    if isinstance(job, schemas.BATCHES):
         return [
             e
             for j in job.jobs
@@ -148,7 +148,7 @@ def _death_time(headers: Mapping[str, Any]) -> str:
 def _recipient_ids(job: object) -> list[str]:
     if isinstance(job, schemas.DeliveryResult):
         return [r.recipient_id for r in job.results]
-    if isinstance(job, schemas.SignBatch):
+    if isinstance(job, schemas.BATCHES):
         return [r.id for j in job.jobs for r in j.recipients]
     return [r.id for r in getattr(job, "recipients", ())]
 
@@ -184,7 +184,7 @@ def _dead_entry(
     entry["kind"] = getattr(job, "kind", type(job).__name__)
     entry["message_id"] = getattr(job, "message_id", None)
     entry["tenant"] = getattr(job, "tenant", None)
-    if isinstance(job, schemas.SignBatch):  # several messages, of one tenant or more
+    if isinstance(job, schemas.BATCHES):  # several messages, of one tenant or more
         entry["messages"] = [
             {"message_id": j.message_id, "recipients": _recipient_ids(j)} for j in job.jobs
         ]
@@ -197,7 +197,7 @@ def _dead_entry(
 
 
 def dead_messages(entry: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
-    """The messages of a dead-letter entry (``dead_letters()``'s; a sign batch's several) with
+    """The messages of a dead-letter entry (``dead_letters()``'s; a batch's several) with
     their recipient ids: whose recipients a retry of the job makes wait again."""
     return [
         (m["message_id"], m["recipients"])
@@ -246,7 +246,7 @@ class DeadLetters:
     ) -> list[schemas.Event]:
         """The ``dead_lettered`` events of a copy from ``dead.watch`` that RabbitMQ itself
         dead-lettered, as ``consume()`` makes them for its own (same ids; one per message of a
-        sign batch); none for a copy
+        batch); none for a copy
         ``consume()`` dead-lettered (it published its event), one without ``x-death`` (put
         into ``dead`` by hand), one that is no job of a Hato service (a submission: it has no
         state yet), or one not sealed by a Hato service (it could fail another tenant's

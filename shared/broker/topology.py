@@ -71,6 +71,7 @@ SEALED = (
     schemas.SignJob,
     schemas.SignBatch,
     schemas.DeliveryJob,
+    schemas.DeliveryBatch,
     schemas.DeliveryResult,
     schemas.Event,
     schemas.ReportJob,
@@ -122,7 +123,7 @@ def route(message: schemas.BrokerMessage) -> tuple[Exchange, str]:
     match message:
         case schemas.SignJob() | schemas.SignBatch():
             return Exchange.WORK, Queue.SIGN.value
-        case schemas.DeliveryJob():
+        case schemas.DeliveryJob() | schemas.DeliveryBatch():
             return Exchange.DELIVER, message.pool
         case schemas.DeliveryResult():
             return Exchange.WORK, Queue.RESULTS.value

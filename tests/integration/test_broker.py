@@ -23,12 +23,14 @@ from shared.broker import (
     Delivery,
     NoRoute,
     Queue,
+    deliver_queue,
     redact,
 )
 from shared.errors import Permanent, RetryLater, Unavailable
 from shared.schemas import (
     Changed,
     ChangeKind,
+    DeliveryBatch,
     DeliveryJob,
     Event,
     EventType,
@@ -580,3 +582,59 @@ async def test_nothing_retries_for_ever(broker_settings: BrokerSettings) -> None
     finally:
         await capped.drain(5)
         await capped.close()
+
+
+def delivery_job(message_id: str) -> DeliveryJob:
+    return DeliveryJob(
+        message_id=message_id,
+        tenant="acme",
+        mail_from="a@shop.test",
+        domain="ok.test",
+        recipients=(Recipient(id=f"r-{message_id}", address=f"{message_id}@ok.test"),),
+        pool="default",
+    )
+
+
+async def test_each_job_of_a_batch_is_handled_and_settled_as_itself(
+    broker_settings: BrokerSettings,
+) -> None:
+    """A delivery batch: the handler gets each job with its own message, at once; a job that
+    must wait is retried alone (as attempt 2), one that cannot succeed is dead-lettered alone,
+    sealed anew, with an event naming it only; the batch itself is acked."""
+    hato = Broker(broker_settings, name="batches", pools=["default"])
+    hato.seal_key = b"k" * 32
+    await hato.connect()
+    seen: list[tuple[str, int, bytes]] = []
+
+    async def handler(d: Delivery) -> None:
+        seen.append((d.message.message_id, d.attempt, d.payload))
+        if d.message.message_id == "later" and d.attempt == 1:
+            raise RetryLater(0.3)
+        if d.message.message_id == "dead":
+            raise Permanent("no such domain")
+
+    try:
+        await hato.consume(deliver_queue("default"), handler)
+        items = [(delivery_job(m), f"message {m}\r\n".encode()) for m in ("ok", "later", "dead")]
+        await hato.publish(*DeliveryBatch.of(items))
+        await eventually(lambda: asyncio.sleep(0, seen), until=lambda s: len(s) == 4)
+        assert sorted(seen) == [
+            ("dead", 1, b"message dead\r\n"),
+            ("later", 1, b"message later\r\n"),
+            ("later", 2, b"message later\r\n"),
+            ("ok", 1, b"message ok\r\n"),
+        ]
+        dead = await eventually(lambda: take(hato, Queue.DEAD), until=lambda m: m)
+        dead_job, dead_payload = decode(dead.body)
+        assert isinstance(dead_job, DeliveryJob)  # the job alone, not its batch
+        assert (dead_job.message_id, dead_payload) == ("dead", b"message dead\r\n")
+        assert dead.headers[REASON_HEADER] == "no such domain"
+        assert hato._sealed(dead.body, dead.headers[SEAL_HEADER])
+        stored = await eventually(lambda: take(hato, Queue.EVENTS_STORE), until=lambda m: m)
+        event, _ = decode(stored.body)
+        assert (event.message_id, event.detail["recipients"]) == ("dead", "r-dead")
+        await hato.drain(5)
+        assert await count(hato, deliver_queue("default")) == 0
+        assert await take(hato, Queue.DEAD) is None
+    finally:
+        await hato.close()
