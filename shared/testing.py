@@ -34,6 +34,7 @@ import httpx
 from shared.errors import Unavailable
 from shared.ids import new_id
 from shared.schemas import (
+    BATCHES,
     BrokerMessage,
     Change,
     Event,
@@ -195,6 +196,16 @@ class FakeBroker:
             await self.emit([message])
             return
         self.published.append((message, payload))
+
+    def unbatched(self) -> list[tuple[BrokerMessage, bytes]]:
+        """What was published, each batch as the jobs it carries."""
+        return [
+            item
+            for message, payload in self.published
+            for item in (
+                message.split(payload) if isinstance(message, BATCHES) else [(message, payload)]
+            )
+        ]
 
     async def emit(self, events: Iterable[Event]) -> None:
         events = list(events)

@@ -41,6 +41,7 @@ from shared.runtime import Runtime
 from shared.schemas import (
     Changed,
     ChangeKind,
+    DeliveryBatch,
     DeliveryJob,
     Event,
     EventType,
@@ -60,6 +61,7 @@ SIGNED = Counter(
     "hato_signer_messages_total", "Messages handled by the signer, by outcome.", ["outcome"]
 )
 INLINE_LIMIT = 256 * 1024  # larger messages are signed in a worker thread
+DELIVERY_BATCH_BYTES = 1 << 20  # about the most signed messages one delivery batch carries
 _LIST_FIELDS = frozenset({b"list-unsubscribe", b"list-unsubscribe-post"})
 
 
@@ -261,13 +263,10 @@ class Signer:
         # dispatcher sends nothing for it.
         if first := [s.event for s in signed if s.first]:
             await self.store.events.append(first)
+        jobs = [(j, c) for s in signed for j, c in zip(s.jobs, s.copies, strict=True)]
         await settle(
             self.timeline.publish([s.event for s in signed]),
-            *(
-                self.broker.publish(j, c)
-                for s in signed
-                for j, c in zip(s.jobs, s.copies, strict=True)
-            ),
+            *(self.broker.publish(*batch) for batch in self._batches(jobs)),
         )
         span = trace.get_current_span()  # the sign job's consumer span
         if span.is_recording():
@@ -280,6 +279,27 @@ class Signer:
             else:
                 SIGNED.labels("signed" if s.choice.aligned else "signed_fallback").inc()
                 log.info("signed", domain=s.choice.domain, selectors=s.choice.selectors, **ids)
+
+    def _batches(
+        self, jobs: list[tuple[DeliveryJob, bytes]]
+    ) -> list[tuple[DeliveryJob | DeliveryBatch, bytes]]:
+        """The broker messages of ``jobs``: those of one pool together, at most
+        ``delivery_batch`` jobs and about ``DELIVERY_BATCH_BYTES`` of messages in one; a job
+        alone as itself."""
+        by_pool: dict[str, list[list[tuple[DeliveryJob, bytes]]]] = defaultdict(lambda: [[]])
+        for job, copy in jobs:
+            chunks = by_pool[job.pool]
+            size = sum(len(c) for _, c in chunks[-1])
+            if len(chunks[-1]) >= self.settings.delivery_batch or (
+                chunks[-1] and size + len(copy) > DELIVERY_BATCH_BYTES
+            ):
+                chunks.append([])
+            chunks[-1].append((job, copy))
+        return [
+            chunk[0] if len(chunk) == 1 else DeliveryBatch.of(chunk)
+            for chunks in by_pool.values()
+            for chunk in chunks
+        ]
 
     async def _stored(self, job: SignJob) -> Event | None:
         """The ``signed`` or ``unsigned`` event a first run of this job wrote, if any."""

@@ -31,6 +31,12 @@ class SignerSettings(ServiceSettings):
     max_recipients_per_job: int = Field(
         50, ge=1, description="Most recipients in one delivery job (one SMTP transaction)."
     )
+    delivery_batch: int = Field(
+        16,
+        ge=1,
+        description="Most delivery jobs of one pool in one broker message (those of messages "
+        "signed together); 1: a message a job, for dispatchers that predate delivery batches.",
+    )
     key_cache_seconds: float = Field(
         30.0,
         ge=0,

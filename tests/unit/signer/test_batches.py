@@ -13,7 +13,14 @@ from services.signer.service import Signer
 from services.signer.settings import SignerSettings
 from shared.broker import ERRORS_HEADER, Delivery
 from shared.errors import Unavailable
-from shared.schemas import BrokerMessage, DeliveryJob, EventType, Recipient, SignBatch, SignJob
+from shared.schemas import (
+    BrokerMessage,
+    DeliveryBatch,
+    EventType,
+    Recipient,
+    SignBatch,
+    SignJob,
+)
 from shared.testing import FakeBroker
 from tests.unit.signer.test_outbox import JOB, NoKeys, Store
 
@@ -70,7 +77,10 @@ async def test_a_batch_hands_each_message_on_with_its_own_copy_in_one_write() ->
         ("m1", EventType.UNSIGNED),
         ("m2", EventType.UNSIGNED),
     ]
-    jobs = {(m.message_id, m.domain): p for m, p in broker.published if isinstance(m, DeliveryJob)}
+    # The delivery jobs of one pool leave together, each with its own copy.
+    [(batch, payload)] = broker.published
+    assert isinstance(batch, DeliveryBatch)
+    jobs = {(m.message_id, m.domain): p for m, p in batch.split(payload)}
     assert sorted(jobs) == [("m1", "x.test"), ("m1", "y.test"), ("m2", "x.test")]
     assert b"Subject: one" in jobs["m1", "y.test"] and b"Subject: two" in jobs["m2", "x.test"]
 
@@ -110,3 +120,29 @@ async def test_a_batch_waits_out_an_absent_store_whole() -> None:
             batch_delivery()
         )
     assert broker.published == [] and broker.events == []
+
+
+async def test_delivery_jobs_leave_together_by_pool_and_up_to_the_limit() -> None:
+    """Jobs of one pool share a message, at most ``delivery_batch`` of them; another pool's
+    job goes to its own queue, alone as itself; with ``delivery_batch=1`` every job alone."""
+    third = JOB.model_copy(update={"message_id": "m3", "pool": "bulk"})
+    batch, payload = SignBatch.of([(JOB, b"one\r\n"), (OTHER, b"two\r\n"), (third, b"three\r\n")])
+    for limit, expected in ((2, [("default", 2), ("default", 1), ("bulk", 2)]), (1, [1] * 5)):
+        store, broker = Store(), FakeBroker()
+        settings = SignerSettings(delivery_batch=limit)
+        await Signer(store, broker, NoKeys(), settings=settings).handle(  # type: ignore[arg-type]
+            Delivery(batch, payload, 1, "sign")
+        )
+        shapes = [
+            (m.pool, len(m.jobs) if isinstance(m, DeliveryBatch) else 1)
+            for m, _ in broker.published
+        ]
+        assert shapes == expected if limit > 1 else [n for _, n in shapes] == expected
+        copies = [
+            (j.message_id, p)
+            for m, raw in broker.published
+            for j, p in (m.split(raw) if isinstance(m, DeliveryBatch) else [(m, raw)])
+        ]
+        assert sorted(copies) == sorted(
+            [("m1", b"one\r\n")] * 2 + [("m2", b"two\r\n")] + [("m3", b"three\r\n")] * 2
+        )

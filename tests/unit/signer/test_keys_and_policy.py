@@ -16,6 +16,7 @@ from shared.dkim import PENDING, generate_ed25519, generate_rsa, to_document
 from shared.errors import ConfigError
 from shared.schemas import EventType, Recipient, SignJob
 from shared.secrets import SecretBox, generate_master_key
+from shared.testing import FakeBroker
 
 BOX = SecretBox(generate_master_key())
 
@@ -145,17 +146,6 @@ class FakeStore:
         ]
 
 
-class FakeBroker:
-    def __init__(self) -> None:
-        self.published, self.events = [], []
-
-    async def publish(self, message, payload=b""):
-        self.published.append((message, payload))
-
-    async def emit(self, events):
-        self.events += list(events)
-
-
 def job(from_domain: str) -> SignJob:
     return SignJob(
         message_id="m1",
@@ -184,7 +174,7 @@ async def test_an_unsignable_message_follows_the_policy(keys, policy):
     ]  # written, published
     if policy == "send":
         assert types == [EventType.UNSIGNED]
-        assert [p for _, p in broker.published] == [raw, raw]  # one job per domain
+        assert [p for _, p in broker.unbatched()] == [raw, raw]  # one job per domain
         assert store.signed == [("m1", EventType.UNSIGNED)]
     else:
         assert types == [EventType.FAILED, EventType.FAILED]

@@ -83,7 +83,7 @@ async def test_a_refused_event_publish_is_retried_with_the_stored_event() -> Non
     assert broker.events == [stored] and store.events.writes == 1
     # Whether the first run's delivery jobs left is known nowhere: they are published again
     # (the dispatcher sends each recipient once).
-    jobs = [m for m, _ in broker.published if isinstance(m, DeliveryJob)]
+    jobs = [m for m, _ in broker.unbatched() if isinstance(m, DeliveryJob)]
     assert sorted(j.domain for j in jobs) == ["x.test", "x.test", "y.test", "y.test"]
 
 
@@ -96,7 +96,7 @@ async def test_a_sign_job_back_leaves_out_delivery_jobs_of_final_recipients() ->
     store.messages.final = {"r1"}
     broker.published.clear()
     await signer.handle(delivery(redelivered=True))
-    assert [m.domain for m, _ in broker.published] == ["y.test"]
+    assert [m.domain for m, _ in broker.unbatched()] == ["y.test"]
     assert len({e.id for e in broker.events}) == 1 and len(broker.events) == 2
 
 
@@ -117,7 +117,7 @@ async def test_unsubscribe_gives_each_recipient_its_own_copy_and_job() -> None:
         unsubscribe=unsubscribe,
     )
     await signer.handle(Delivery(job, raw, 1, "sign", redelivered=False))
-    published = [(m, p) for m, p in broker.published if isinstance(m, DeliveryJob)]
+    published = [(m, p) for m, p in broker.unbatched() if isinstance(m, DeliveryJob)]
     assert [m.recipients for m, _ in published] == [(r1,), (r2,)]
     for (_, payload), r in zip(published, (r1, r2), strict=True):
         assert b"own@shop.test" not in payload and payload.count(b"List-Unsubscribe:") == 1
@@ -130,5 +130,5 @@ async def test_unsubscribe_gives_each_recipient_its_own_copy_and_job() -> None:
     store.messages.final.add(r1.id)
     broker.published.clear()
     await signer.handle(Delivery(job, raw, 1, "sign", redelivered=True))
-    again = [(m, p) for m, p in broker.published if isinstance(m, DeliveryJob)]
+    again = [(m, p) for m, p in broker.unbatched() if isinstance(m, DeliveryJob)]
     assert [m.recipients for m, _ in again] == [(r2,)]
