@@ -70,9 +70,11 @@ async def _dead(ctx: Context, args: argparse.Namespace, decision: str | None) ->
         print(json.dumps(shown, indent=2, default=str))
     else:
         for e in shown:
+            # A batch's messages, all of them.
+            ids = e.get("message_id") or ",".join(m["message_id"] for m in e.get("messages", ()))
             print(
                 f"{e['id']}\t{e.get('kind', '?')}\t{e.get('tenant') or '-'}\t"
-                f"{','.join(m for m, _ in dead_messages(e)) or '-'}\t{e['queue']}\t{e['reason']}"
+                f"{ids or '-'}\t{e['queue']}\t{e['reason']}"
             )
     if decision is not None:
         missing = wanted - {e["id"] for e in done}

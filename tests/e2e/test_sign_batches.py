@@ -17,7 +17,7 @@ from shared.settings import StoreSettings
 from shared.store import Store
 from shared.testing import Stack, free_port
 from tests.conftest import AMQP_URL, MONGODB_URL, provision, unique
-from tests.e2e.test_durability import queued
+from tests.e2e.test_durability import ingest_env, queued
 from tests.helpers.sinks import Sink
 from tests.helpers.waiting import eventually
 
@@ -49,22 +49,15 @@ async def test_a_signer_killed_amid_sign_batches_loses_and_duplicates_nothing(
     await provision(store, master_key, dkim_key)
     _, key = await store.directory.add_api_key("acme")
     sink = await Sink(host="127.0.0.2").start()
-    http_port = free_port()
-    stack = Stack(
-        env={
-            "HATO_AMQP_URL": AMQP_URL,
-            "HATO_AMQP_PREFIX": prefix,
-            "HATO_AMQP_QUEUE_EXPIRES": "600000",
-            "HATO_MONGODB_URL": MONGODB_URL,
-            "HATO_MONGODB_DATABASE": database,
-            "HATO_MASTER_KEY": master_key,
-            "HATO_INGEST_SMTP_PORT": str(free_port()),
-            "HATO_INGEST_HTTP_PORT": str(http_port),
-            "HATO_DISPATCHER_ROUTES": f"*={sink.address}",
-            "HATO_BOUNCE_SMTP_PORT": str(free_port()),
-        },
-        log_dir=tmp_path,
+    env = ingest_env(
+        prefix,
+        database,
+        master_key,
+        HATO_DISPATCHER_ROUTES=f"*={sink.address}",
+        HATO_BOUNCE_SMTP_PORT=str(free_port()),
     )
+    http_port = env["HATO_INGEST_HTTP_PORT"]
+    stack = Stack(env=env, log_dir=tmp_path)
     try:
         await stack.start("ingest")
         async with httpx.AsyncClient(timeout=30) as http:
