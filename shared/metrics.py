@@ -66,7 +66,8 @@ STORE_PING_SECONDS = Gauge(
 
 QUEUE_MESSAGES = Gauge(
     "hato_queue_messages",
-    "Jobs ready in a broker queue (not yet taken by a consumer), by queue.",
+    "Broker messages ready in a queue (not yet taken by a consumer), by queue; a batch "
+    "of jobs is one.",
     ["queue"],
 )
 QUEUE_CONSUMERS = Gauge("hato_queue_consumers", "Consumers of a broker queue.", ["queue"])

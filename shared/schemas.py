@@ -2,9 +2,9 @@
 
 An AMQP body is the message's JSON envelope on one line, a ``\\n``, then the
 payload bytes (the raw RFC 5322 message for jobs, a batch's jobs' messages one
-after another; nothing for results and events). Recipient lists ride in the body, never in AMQP headers, whose frame
-size is limited. ``kind`` names the model; ``schema_version`` lets a consumer
-refuse what it does not understand.
+after another; nothing for results and events). Recipient lists ride in the
+body, never in AMQP headers, whose frame size is limited. ``kind`` names the
+model; ``schema_version`` lets a consumer refuse what it does not understand.
 """
 
 from __future__ import annotations
