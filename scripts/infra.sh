@@ -116,10 +116,14 @@ ferret_build() {
   # _id index (unpatched, each one reads the whole collection), and an update writes the
   # documents it modifies in one transaction (unpatched, one transaction and fsync each),
   # release builds skip debug-only logging and leak tracking, and a database's writers take
-  # turns on a mutex (unpatched, SQLite's busy handler slept them 1-100 ms at a time).
-  local stamp src mod patch
+  # turns on a mutex (unpatched, SQLite's busy handler slept them 1-100 ms at a time), and
+  # statements are prepared once (unpatched, each was parsed again on every call). The
+  # patches go on in the order tools/ferretdb/series gives.
+  local stamp src mod patch patches=()
+  mapfile -t patches < <(sed -e '/^#/d' -e '/^$/d' -e "s#^#$ROOT/tools/ferretdb/#" \
+    "$ROOT/tools/ferretdb/series")
   stamp="$(cat "$ROOT/tools/ferretdb/go.mod" "$ROOT/tools/ferretdb/main.go" \
-    "$ROOT"/tools/ferretdb/*.patch | sha256sum | cut -c1-16)"
+    "$ROOT/tools/ferretdb/series" "${patches[@]}" | sha256sum | cut -c1-16)"
   [ -x "$FERRET_BIN" ] && [ "$(cat "$FERRET_BIN.stamp" 2>/dev/null)" = "$stamp" ] && return
   export PATH="$PATH:/usr/local/go/bin:/usr/lib/go/bin"
   go_ok || apt_install golang-go || true
@@ -130,7 +134,7 @@ ferret_build() {
     sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
   [ -d "$mod" ] || { log "could not download FerretDB's module"; return 1; }
   rm -rf "$src" && mkdir -p "$VAR/build" && cp -r "$mod" "$src" && chmod -R u+w "$src"
-  for patch in "$ROOT"/tools/ferretdb/*.patch; do patch -s -d "$src" -p1 <"$patch"; done
+  for patch in "${patches[@]}"; do patch -s -d "$src" -p1 <"$patch"; done
   cp "$ROOT/tools/ferretdb/go.mod" "$VAR/build/ferretdb.mod"
   cp "$ROOT/tools/ferretdb/go.sum" "$VAR/build/ferretdb.sum"
   echo "replace github.com/FerretDB/FerretDB => $src" >>"$VAR/build/ferretdb.mod"
