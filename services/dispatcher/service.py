@@ -832,6 +832,7 @@ async def run(settings: DispatcherSettings) -> None:
         max_messages=settings.max_messages_per_connection,
         idle_timeout=settings.idle_timeout,
         reuse=settings.reuse_connections,
+        chunking=settings.chunking,
         tls_required=frozenset(d.lower() for d in settings.tls_required),
         command_timeout=settings.smtp_timeout,
         transaction_deadline=settings.transaction_deadline,

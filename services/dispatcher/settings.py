@@ -165,6 +165,11 @@ class DispatcherSettings(ServiceSettings):
     )
     connect_timeout: float = Field(30, gt=0, description="Seconds to wait for a connection.")
     reuse_connections: bool = Field(True, description="Keep connections open between jobs.")
+    chunking: bool = Field(
+        True,
+        description="Send with BDAT (RFC 3030 CHUNKING) to servers that offer it and "
+        "PIPELINING; false sends with DATA everywhere.",
+    )
     max_messages_per_connection: int = Field(
         100, ge=1, description="Transactions on one connection before it is closed."
     )

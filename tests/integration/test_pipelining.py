@@ -1,5 +1,5 @@
-"""PIPELINING and DATA against real servers on loopback that show what arrived before they
-answered, and answer slowly."""
+"""PIPELINING, CHUNKING and DATA against real servers on loopback that show what arrived before
+they answered, and answer slowly."""
 
 from __future__ import annotations
 
@@ -18,16 +18,31 @@ pytestmark = pytest.mark.integration
 
 
 class PipeliningSink:
-    """A minimal SMTP server advertising PIPELINING. Before answering MAIL it waits a moment
-    and counts the commands already received: a pipelining client has sent them all."""
+    """A minimal SMTP server advertising PIPELINING (and CHUNKING with ``chunking``). Before
+    answering MAIL it waits a moment and counts the commands already received: a pipelining
+    client has sent them all; with CHUNKING it counts the bytes instead (a chunk is no
+    command)."""
 
-    def __init__(self, *, advertise: bool = True, lax: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        advertise: bool = True,
+        lax: bool = False,
+        chunking: bool = False,
+        chunk_reply: bytes = b"250 2.0.0 Ok: stored\r\n",
+    ) -> None:
         self.advertise = advertise
         self.lax = lax  # answers DATA with 354 even with no recipient (RFC 2920 says 554)
+        self.chunking = chunking
+        self.chunk_reply = chunk_reply  # to a last BDAT chunk with a recipient accepted
         self.opened = 0
         self.port = free_port()
         self.waiting_at_mail: list[int] = []
+        self.bytes_at_mail: list[int] = []
         self.messages = 0
+        self.stored: list[bytes] = []  # what arrived in BDAT chunks, a message each
+        self.chunk_bytes = 0  # every chunk's bytes, refused ones too
+        self.commands: list[bytes] = []  # each command's verb, in order
 
     async def start(self) -> PipeliningSink:
         self.server = await asyncio.start_server(self.serve, "127.0.0.1", self.port)
@@ -46,16 +61,30 @@ class PipeliningSink:
                         return
                     pending.append(line)
                 command = pending.pop(0).strip().upper()
+                self.commands.append(command.split(b" ")[0])
                 if command.startswith(b"EHLO"):
                     ext = b"250-PIPELINING\r\n" if self.advertise else b""
+                    ext += b"250-CHUNKING\r\n" if self.chunking else b""
                     writer.write(b"250-sink\r\n" + ext + b"250 8BITMIME\r\n")
                 elif command.startswith(b"MAIL"):
                     await asyncio.sleep(0.1)
-                    while b"\n" in reader._buffer:  # what the client sent without waiting
+                    self.bytes_at_mail.append(len(reader._buffer))
+                    while b"\n" in reader._buffer and not self.chunking:  # sent without waiting
                         pending.append(await reader.readline())
                     self.waiting_at_mail.append(len(pending))
                     writer.write(b"250 2.1.0 Ok\r\n")
                     recipients = 0
+                elif command.startswith(b"BDAT") and self.chunking:
+                    size, last = command.split()[1], command.endswith(b" LAST")
+                    chunk = await reader.readexactly(int(size))  # read, taken or not
+                    self.chunk_bytes += len(chunk)
+                    assert last, "one chunk a message"
+                    if not recipients:
+                        writer.write(b"554 5.5.1 Error: no valid recipients\r\n")
+                    else:
+                        writer.write(self.chunk_reply)
+                        self.stored.append(chunk)
+                        self.messages += self.chunk_reply.startswith(b"2")
                 elif command.startswith(b"RCPT"):
                     refused = b"NOBODY@" in command
                     recipients += not refused
@@ -258,3 +287,105 @@ async def test_data_waits_for_its_354_and_its_final_reply_each_with_its_own_time
     assert [r.status for r in attempt.results] == [expected]
     await client.close_idle(all_=True)
     server.close()
+
+
+def _send(client: SmtpClient, sink: PipeliningSink, batch: list[Recipient], message: bytes):
+    return client.send(
+        MxHost("sink.test", "127.0.0.1", sink.port),
+        Member("127.0.0.1", "out.test"),
+        "ok.test",
+        "bounce@shop.test",
+        batch,
+        message,
+    )
+
+
+@pytest.mark.parametrize("chunking", [True, False])
+async def test_with_chunking_the_message_goes_with_the_envelope_as_one_bdat(chunking) -> None:
+    """A server offering CHUNKING and PIPELINING gets MAIL, every RCPT and the message as one
+    last BDAT chunk in one write: when it answers MAIL, the rest is already there. The chunk
+    is the message as it is (a leading dot stays single, no end marker); each recipient has
+    its own result, the refused one its RCPT reply. With chunking off the client uses DATA."""
+    sink = await PipeliningSink(chunking=True).start()
+    client = SmtpClient(connect_timeout=5, chunking=chunking)
+    message = b"Subject: x\r\n\r\n.a dot\r\nbody\r\n"
+    for _ in range(2):  # the second transaction reuses the connection
+        attempt = await _send(client, sink, recipients(), message)
+        assert [r.status for r in attempt.results] == [
+            RecipientStatus.DELIVERED,
+            RecipientStatus.BOUNCED,
+            RecipientStatus.DELIVERED,
+        ]
+        assert [r.command for r in attempt.results] == ["DATA", "RCPT", "DATA"]
+        assert attempt.results[0].reply.text == "Ok: stored"
+    if chunking:
+        rest = b"".join(b"RCPT TO:<%s>\r\n" % r.address.encode() for r in recipients())
+        assert sink.bytes_at_mail == [len(rest + b"BDAT 34 LAST\r\n" + message)] * 2
+        assert sink.stored == [message, message] and b"DATA" not in sink.commands
+    else:
+        assert sink.stored == [] and sink.commands.count(b"DATA") == 2
+    assert sink.messages == 2 and client.opened == 1
+    await client.close_idle(all_=True)
+    sink.server.close()
+
+
+async def test_a_chunk_with_every_recipient_refused_is_refused_and_the_connection_serves_on():
+    """When no recipient was taken the server reads the chunk and refuses it; the recipients
+    keep their RCPT refusals, and after a RSET the same connection delivers the next mail."""
+    sink = await PipeliningSink(chunking=True).start()
+    client = SmtpClient(connect_timeout=5)
+    refused = await _send(client, sink, recipients("nobody@ok.test"), b"Subject: x\r\n\r\nb\r\n")
+    assert [(r.status, r.command) for r in refused.results] == [(RecipientStatus.BOUNCED, "RCPT")]
+    delivered = await _send(client, sink, recipients("a@ok.test"), b"Subject: y\r\n\r\nb\r\n")
+    assert [r.status for r in delivered.results] == [RecipientStatus.DELIVERED]
+    assert sink.commands.count(b"RSET") == 1 and sink.opened == 1 and sink.messages == 1
+    await client.close_idle(all_=True)
+    sink.server.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "status", "enhanced"),
+    [
+        (b"452 4.3.1 Insufficient system storage\r\n", RecipientStatus.DEFERRED, "4.3.1"),
+        (b"550 5.7.1 Message content rejected\r\n", RecipientStatus.BOUNCED, "5.7.1"),
+    ],
+)
+async def test_a_refused_chunk_settles_the_accepted_recipients_as_data(
+    reply, status, enhanced
+) -> None:
+    """A server that takes the recipients but refuses the message's chunk: each accepted
+    recipient gets that reply, recorded as the content's (DATA), the refused one its RCPT."""
+    sink = await PipeliningSink(chunking=True, chunk_reply=reply).start()
+    client = SmtpClient(connect_timeout=5)
+    attempt = await _send(client, sink, recipients(), b"Subject: x\r\n\r\nbody\r\n")
+    assert [(r.status, r.command, r.reply.enhanced) for r in attempt.results] == [
+        (status, "DATA", enhanced),
+        (RecipientStatus.BOUNCED, "RCPT", "5.1.1"),
+        (status, "DATA", enhanced),
+    ]
+    await client.close_idle(all_=True)
+    sink.server.close()
+
+
+async def test_a_large_message_waits_for_an_accepted_recipient_before_its_chunk(
+    monkeypatch,
+) -> None:
+    """A message larger than the inline limit is not sent with the envelope: with every
+    recipient refused none of it goes out, and otherwise it follows the envelope's replies
+    as one last chunk."""
+    monkeypatch.setattr(smtp_client, "INLINE_CHUNK", 16)
+    sink = await PipeliningSink(chunking=True).start()
+    client = SmtpClient(connect_timeout=5)
+    message = b"Subject: large\r\n\r\n" + b"x" * 100 + b"\r\n"
+    refused = await _send(client, sink, recipients("nobody@ok.test"), message)
+    assert [r.status for r in refused.results] == [RecipientStatus.BOUNCED]
+    assert sink.chunk_bytes == 0 and sink.bytes_at_mail == [len(b"RCPT TO:<nobody@ok.test>\r\n")]
+    attempt = await _send(client, sink, recipients(), message)
+    assert [r.status for r in attempt.results] == [
+        RecipientStatus.DELIVERED,
+        RecipientStatus.BOUNCED,
+        RecipientStatus.DELIVERED,
+    ]
+    assert sink.stored == [message] and sink.opened == 1
+    await client.close_idle(all_=True)
+    sink.server.close()

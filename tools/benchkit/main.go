@@ -11,10 +11,12 @@
 //
 //	<n> <mail_ns> <dot_ns> <reply_ns> <reply code>
 //
-// The sink is the destination both relays deliver to. It answers every command positively
-// (with PIPELINING) and records, per message, when its final "." arrived:
+// The sink is the destination both relays deliver to. It answers every command positively,
+// offers PIPELINING and CHUNKING (RFC 3030 BDAT, as the large mailbox providers' MX hosts
+// do), and records, per message, when its final "." or its last chunk arrived and which of
+// DATA and BDAT carried it:
 //
-//	<n> <received_ns> <recipients> <signed: 1 when a DKIM-Signature header is present>
+//	<n> <received_ns> <recipients> <signed: 1 when a DKIM-Signature header is present> <DATA|BDAT>
 //
 // Records are written buffered and flushed every 100 ms and at SIGINT/SIGTERM, so a reader
 // can count the lines while a run is going on.
@@ -25,6 +27,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -129,6 +132,41 @@ func isDot(line []byte) bool {
 
 // ---- sink ----
 
+// content reads a message's header as its lines come: its bench id, and whether it is signed.
+type content struct {
+	id       string
+	signed   int
+	inHeader bool
+}
+
+func newContent() *content { return &content{id: "-", inHeader: true} }
+
+func (c *content) line(line []byte) {
+	if !c.inHeader {
+		return
+	}
+	switch {
+	case len(bytes.TrimRight(line, "\r\n")) == 0:
+		c.inHeader = false
+	case hasPrefixFold(line, benchHeader):
+		c.id = string(bytes.TrimSpace(line[len(benchHeader):]))
+	case hasPrefixFold(line, []byte("DKIM-Signature:")):
+		c.signed = 1
+	}
+}
+
+// lines reads the header's lines out of a message's bytes (chunks joined).
+func (c *content) lines(message []byte) {
+	for c.inHeader && len(message) > 0 {
+		end := bytes.IndexByte(message, '\n') + 1
+		if end == 0 {
+			end = len(message)
+		}
+		c.line(message[:end])
+		message = message[end:]
+	}
+}
+
 func sinkSession(conn net.Conn, rec *recorder) {
 	defer conn.Close()
 	r := bufio.NewReaderSize(conn, 1<<16)
@@ -141,6 +179,7 @@ func sinkSession(conn net.Conn, rec *recorder) {
 	}
 	reply("220 benchkit-sink ESMTP\r\n")
 	rcpts := 0
+	var chunks []byte // the BDAT chunks of the message under way
 	for {
 		line, err := readLine(r)
 		if err != nil {
@@ -148,18 +187,43 @@ func sinkSession(conn net.Conn, rec *recorder) {
 		}
 		switch {
 		case hasPrefixFold(line, []byte("EHLO")):
-			reply("250-benchkit-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n" +
+			reply("250-benchkit-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-CHUNKING\r\n" +
 				"250-SIZE 104857600\r\n250 ENHANCEDSTATUSCODES\r\n")
 		case hasPrefixFold(line, []byte("MAIL")):
-			rcpts = 0
+			rcpts, chunks = 0, chunks[:0]
 			reply("250 2.1.0 Ok\r\n")
 		case hasPrefixFold(line, []byte("RCPT")):
 			rcpts++
 			reply("250 2.1.5 Ok\r\n")
+		case hasPrefixFold(line, []byte("BDAT ")):
+			args, size := bytes.Fields(line[5:]), -1
+			if len(args) > 0 {
+				if n, err := strconv.Atoi(string(args[0])); err == nil {
+					size = n
+				}
+			}
+			if size < 0 {
+				reply("501 5.5.4 Syntax: BDAT size [LAST]\r\n")
+				return // the chunk's end is unknown: the session cannot go on
+			}
+			start := len(chunks)
+			chunks = append(chunks, make([]byte, size)...)
+			if _, err := io.ReadFull(r, chunks[start:]); err != nil {
+				return
+			}
+			if len(args) < 2 || !bytes.EqualFold(args[1], []byte("LAST")) {
+				reply(fmt.Sprintf("250 2.0.0 Ok: %d bytes\r\n", size))
+				continue
+			}
+			c := newContent()
+			c.lines(chunks)
+			rec.record("%s %d %d %d BDAT\n", c.id, now(), rcpts, c.signed)
+			chunks = chunks[:0]
+			reply("250 2.0.0 Ok: queued\r\n")
 		case hasPrefixFold(line, []byte("DATA")):
 			w.WriteString("354 End data with <CR><LF>.<CR><LF>\r\n")
 			w.Flush()
-			id, signed, inHeader := "-", 0, true
+			c := newContent()
 			for {
 				line, err = readLine(r)
 				if err != nil {
@@ -168,18 +232,9 @@ func sinkSession(conn net.Conn, rec *recorder) {
 				if isDot(line) {
 					break
 				}
-				if inHeader {
-					switch {
-					case len(bytes.TrimRight(line, "\r\n")) == 0:
-						inHeader = false
-					case hasPrefixFold(line, benchHeader):
-						id = string(bytes.TrimSpace(line[len(benchHeader):]))
-					case hasPrefixFold(line, []byte("DKIM-Signature:")):
-						signed = 1
-					}
-				}
+				c.line(line)
 			}
-			rec.record("%s %d %d %d\n", id, now(), rcpts, signed)
+			rec.record("%s %d %d %d DATA\n", c.id, now(), rcpts, c.signed)
 			reply("250 2.0.0 Ok: queued\r\n")
 		case hasPrefixFold(line, []byte("QUIT")):
 			w.WriteString("221 2.0.0 Bye\r\n")
