@@ -13,14 +13,14 @@ console_users   people who sign in to the web console: tenant (none: an operator
                 Argon2id password hash, failed sign-ins and lock-out
 console_sessions  console sign-ins: SHA-256 of the session cookie, user, CSRF token, expiry
 idempotency     (tenant, Idempotency-Key): the first response to a request
-rates           (tenant, hour): messages accepted, for the hourly limit
+rates           counts per period (shared/rates.py): a tenant's messages this hour,
+                a source IP's today
 ==============  ================================================================
 """
 
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,11 +28,11 @@ from typing import Any
 
 import pymongo.errors
 from pymongo import ASCENDING, ReturnDocument
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared import credentials
 from shared.batching import Batcher
+from shared.rates import increment
 from shared.schemas import utcnow
 
 # The widest networks a tenant may relay from without a password, unless the operator says so:
@@ -120,23 +120,9 @@ def tenant_limits(doc: dict[str, Any]) -> TenantLimits:
     return TenantLimits(**{k: v for k, v in (doc.get("limits") or {}).items() if v is not None})
 
 
-@dataclass(slots=True)
-class _HourlyCount:
-    """A tenant's messages this hour as this process knows them: the store's count when it
-    last asked (``base``, with its own share) and what it accepted since (``unsynced``)."""
-
-    hour: str
-    base: int
-    unsynced: int
-    synced: float  # time.monotonic()
-
-
 class Directory:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self.db = db
-        self._hourly: Batcher[tuple[str, int], int] = Batcher(self._hourly_batch, max_batch=500)
-        self._hourly_counts: dict[str, _HourlyCount] = {}
-        self.hourly_sync = 1.0  # seconds: see count_hourly
 
     async def ensure_indexes(self) -> None:
         await self.db.domains.create_index([("tenant", ASCENDING)])
@@ -410,77 +396,6 @@ class Directory:
         if tenant:
             query["tenant"] = tenant
         return (await self.db.api_keys.delete_one(query)).deleted_count > 0
-
-    # -- hourly rate -------------------------------------------------------------------------
-
-    async def count_hourly(self, tenant: str, n: int = 1) -> int:
-        """Add ``n`` to this hour's count of the tenant's messages; returns the new count.
-
-        The store is asked at most every ``hourly_sync`` seconds per tenant: in between this
-        process counts on its own, on top of the count the store last gave it, and adds its
-        share with the next increment. So the count is exact for one ingest process and
-        behind by at most ``hourly_sync`` seconds of the other processes' accepts (a limit of
-        an hour can be passed by that much), and a busy tenant costs the store one increment
-        a second instead of one per batch of accepts. Concurrent callers that reach the store
-        share one increment (each sees the count up to its own share)."""
-        hour = utcnow().strftime("%Y%m%d%H")
-        moment = time.monotonic()
-        mine = self._hourly_counts.get(tenant)
-        if mine is not None and mine.hour == hour and moment - mine.synced < self.hourly_sync:
-            mine.unsynced += n
-            return mine.base + mine.unsynced
-        carried = 0
-        if mine is not None and mine.hour == hour:  # an hour gone by no longer limits anything
-            carried, mine.unsynced = mine.unsynced, 0
-        count = await self._hourly.submit((tenant, n + carried))
-        assert count is not None
-        mine = self._hourly_counts.get(tenant)
-        if mine is None or mine.hour != hour:
-            self._hourly_counts[tenant] = _HourlyCount(hour, count, 0, moment)
-        elif count > mine.base:
-            mine.base, mine.synced = count, moment
-        return count
-
-    async def _hourly_batch(self, items: list[tuple[str, int]]) -> list[int]:
-        totals: dict[str, int] = {}
-        for tenant, n in items:
-            totals[tenant] = totals.get(tenant, 0) + n
-        after = {tenant: await self._add_hourly(tenant, n) for tenant, n in totals.items()}
-        results = []
-        for tenant, n in reversed(items):  # the last item of a tenant sees the full count
-            results.append(after[tenant])
-            after[tenant] -= n
-        return results[::-1]
-
-    async def _add_hourly(self, tenant: str, n: int) -> int:
-        hour = utcnow().strftime("%Y%m%d%H")
-        return await increment(
-            self.db.rates,
-            f"{tenant}:{hour}",
-            n,
-            {"$setOnInsert": {"tenant": tenant, "created_at": utcnow()}},
-        )
-
-
-async def increment(
-    rates: AsyncCollection[dict[str, Any]], id_: str, n: int, update: dict[str, Any]
-) -> int:
-    """Add ``n`` to the count of a rates document, creating it; returns the new count."""
-    for attempt in (1, 2):
-        try:
-            doc = await rates.find_one_and_update(
-                {"_id": id_},
-                {"$inc": {"count": n}, **update},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-            return int(doc["count"])
-        except pymongo.errors.DuplicateKeyError:
-            # Two first upserts of the period raced (another instance); the document
-            # exists now, so the update applies.
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
 
 
 class IdempotencyConflict(Exception):

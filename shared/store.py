@@ -10,6 +10,9 @@ collection's fields have one owning service:
 collection      owner                  what
 ==============  =====================  ================================================
 tenants ...     hato admin command     see shared/directory.py
+rates           ingest, dispatcher     counts per period: a tenant's messages this hour
+                                       (``store.hourly``), a source IP's today
+                                       (shared/rates.py)
 suppressions    bounce, admin          addresses never mailed, read by ingest (and
                                        ``soft_bounces``); their repository is
                                        ``store.suppressions`` (shared/suppressions.py)
@@ -36,6 +39,7 @@ from shared.directory import Directory, Idempotency, Pools
 from shared.events import Events
 from shared.messages import Messages
 from shared.queue_control import Controls, Waiting
+from shared.rates import HourlyCounts
 from shared.schedule import Schedules
 from shared.settings import StoreSettings
 from shared.suppressions import Suppressions
@@ -63,6 +67,7 @@ class Store:
         )
         self.messages = Messages(self.db, self.events, batch_wait=settings.batch_wait)
         self.directory = Directory(self.db)
+        self.hourly = HourlyCounts(self.db)
         self.suppressions = Suppressions(self.db, batch_wait=settings.batch_wait)
         self.idempotency = Idempotency(self.db)
         self.pools = Pools(self.db)

@@ -176,9 +176,9 @@ class RateLimited(HatoError):
 
 
 class AcceptCounts(Protocol):
-    """The tenants' hourly counts (``shared.directory.Directory``)."""
+    """The tenants' hourly counts (``shared.rates.HourlyCounts``)."""
 
-    async def count_hourly(self, tenant: str, n: int = 1) -> int: ...
+    async def count(self, tenant: str, n: int = 1) -> int: ...
 
 
 class AcceptSuppressions(Protocol):
@@ -215,7 +215,7 @@ class AcceptRecords(Protocol):
     unit tests pass a small fake."""
 
     @property
-    def directory(self) -> AcceptCounts: ...
+    def hourly(self) -> AcceptCounts: ...
 
     @property
     def suppressions(self) -> AcceptSuppressions: ...
@@ -300,12 +300,12 @@ class Acceptor:
 
     async def _check_limits(self, sub: Submission, list_: str | None) -> set[str]:
         """Enforce the hourly limit; return the suppressed recipient addresses."""
-        directory = self.store.directory
+        hourly = self.store.hourly
         tenant = sub.identity.tenant
         try:
             limit = sub.identity.limits.messages_per_hour
-            if limit and await directory.count_hourly(tenant) > limit:
-                await directory.count_hourly(tenant, -1)
+            if limit and await hourly.count(tenant) > limit:
+                await hourly.count(tenant, -1)
                 raise RateLimited(f"{tenant} reached {limit} messages per hour")
             # Left lists and tags: this message's list, and every tag it carries.
             scopes = {f"{unsubscribe.TAG}{t}" for t in sub.tags}

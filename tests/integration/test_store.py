@@ -301,32 +301,32 @@ async def test_concurrent_suppression_lookups_share_a_query_but_not_their_answer
 async def test_concurrent_hourly_counts_neither_race_nor_lose_increments(store: Store) -> None:
     """The first increments of an hour arrive together (each ingest's accepts, and two
     instances racing to create the hour's document): every caller gets its own running count."""
-    d = store.directory
+    d = store.hourly
     results = await asyncio.gather(
-        *(d.count_hourly("a") for _ in range(30)), *(d.count_hourly("b", 2) for _ in range(5))
+        *(d.count("a") for _ in range(30)), *(d.count("b", 2) for _ in range(5))
     )
     assert sorted(results[:30]) == list(range(1, 31))
     assert sorted(results[30:]) == [2, 4, 6, 8, 10]
-    other = type(d)(d.db)  # another instance's directory, racing for the same documents
-    both = await asyncio.gather(d.count_hourly("c"), other.count_hourly("c"))
+    other = type(d)(d.db)  # another instance's counts, racing for the same documents
+    both = await asyncio.gather(d.count("c"), other.count("c"))
     assert sorted(both) == [1, 2]
-    assert await d.count_hourly("a", -1) == 29
+    assert await d.count("a", -1) == 29
 
 
 async def test_hourly_counts_are_kept_in_process_between_syncs_and_none_is_lost(
     store: Store,
 ) -> None:
     """Between syncs a process counts on its own (exact for itself, behind on the others by
-    at most ``hourly_sync``); its share reaches the store with its next sync."""
-    d = store.directory
+    at most ``sync``); its share reaches the store with its next sync."""
+    d = store.hourly
     other = type(d)(d.db)  # another ingest process
-    d.hourly_sync = other.hourly_sync = 0.3
-    assert await d.count_hourly("h") == 1  # asks the store
-    assert await d.count_hourly("h") == 2  # counted here
-    assert await other.count_hourly("h") == 2  # the store has d's first only
-    assert await d.count_hourly("h") == 3  # d does not know of other's yet
+    d.sync = other.sync = 0.3
+    assert await d.count("h") == 1  # asks the store
+    assert await d.count("h") == 2  # counted here
+    assert await other.count("h") == 2  # the store has d's first only
+    assert await d.count("h") == 3  # d does not know of other's yet
     await asyncio.sleep(0.35)
-    assert await d.count_hourly("h") == 5  # d's two unsynced and this one reach the store
+    assert await d.count("h") == 5  # d's two unsynced and this one reach the store
     doc = await d.db.rates.find_one({"tenant": "h"})
     assert doc is not None and doc["count"] == 5
 

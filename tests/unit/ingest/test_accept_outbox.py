@@ -16,8 +16,8 @@ from shared.testing import FakeBroker, MemoryEvents
 RAW = b"From: shop <orders@shop.test>\r\nSubject: hi\r\n\r\nbody\r\n"
 
 
-class Directory:
-    async def count_hourly(self, tenant: str, n: int = 1) -> int:
+class HourlyCounts:
+    async def count(self, tenant: str, n: int = 1) -> int:
         return 1
 
 
@@ -49,7 +49,7 @@ class Messages:
 
 @dataclass
 class Store:
-    directory: Directory = field(default_factory=Directory)
+    hourly: HourlyCounts = field(default_factory=HourlyCounts)
     suppressions: Suppressions = field(default_factory=Suppressions)
     events: MemoryEvents = field(default_factory=MemoryEvents)
     messages: Messages = field(init=False)
