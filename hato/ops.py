@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from hato.amqp_users import Management, ManagementError, endpoint, team_url
 from hato.table import Command, Exit, Failure, arg, note, out
-from shared.broker import dead_messages
+from shared.broker import Revival
 from shared.schemas import ChangeKind
 from shared.secrets import SecretBox, SecretsError
 from shared.views import message_view
@@ -59,12 +59,10 @@ async def _dead(ctx: Context, args: argparse.Namespace, decision: str | None) ->
             decision if every or hashlib.sha256(message.body).hexdigest()[:16] in wanted else None
         )
 
-    entries = await broker.dead_letters(limit=args.limit, act=act)
+    # A retried job's recipients wait again (they were failed with the job).
+    revival = Revival(ctx.store.messages) if decision == "retry" else None
+    entries = await broker.dead_letters(limit=args.limit, act=act, revival=revival)
     done = [e for e in entries if e["done"]]
-    if decision == "retry":
-        for e in done:  # their recipients wait again (they were failed with the job)
-            for message_id, recipients in dead_messages(e):
-                await ctx.store.messages.revive_dead_lettered(message_id, recipients)
     shown = done if decision is not None else entries
     if args.json:
         print(json.dumps(shown, indent=2, default=str))

@@ -29,7 +29,7 @@ from shared import logging as hlog
 from shared import metrics
 from shared.bounces.classify import Rules, Verdict, rules
 from shared.bounces.parse import Finding
-from shared.broker import Broker, Delivery, Queue, undecoded
+from shared.broker import Broker, Delivery, Queue, dead_reply, undecoded
 from shared.domain_health import DomainHealth
 from shared.egress import Egress
 from shared.errors import Permanent
@@ -167,10 +167,7 @@ class EventRecorder:
         if not ids or event.message_id is None:
             return
         queue = str(event.detail.get("queue", ""))
-        reason = str(event.detail.get("reason", ""))[:300]
-        reply = Reply(
-            code=554, enhanced="5.3.0", text=f"not sent: its job failed in {queue}: {reason}"
-        )
+        reply = dead_reply(queue, str(event.detail.get("reason", "")))
         failed = await self.store.messages.fail_dead_lettered(event.message_id, ids, reply)
         events = [
             Event.of(

@@ -23,7 +23,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aio_pika
 from aio_pika.abc import (
@@ -206,6 +206,41 @@ def dead_messages(entry: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
     ]
 
 
+def dead_reply(queue: str, reason: str) -> schemas.Reply:
+    """The reply a recipient of a dead-lettered job ends ``failed`` with."""
+    return schemas.Reply(
+        code=554, enhanced="5.3.0", text=f"not sent: its job failed in {queue}: {reason[:300]}"
+    )
+
+
+class DeadRecipients(Protocol):
+    """The recipients of dead jobs (``shared.messages.Messages``)."""
+
+    async def revive_dead_lettered(self, message_id: str, recipient_ids: list[str]) -> int: ...
+
+    async def fail_dead_lettered(
+        self, message_id: str, recipient_ids: list[str], reply: schemas.Reply
+    ) -> list[dict[str, Any]]: ...
+
+
+class Revival:
+    """What retrying a dead job does to its recipients: they wait again before the job is
+    put back (a signer or dispatcher that took it first would find them failed, leave them,
+    and they would wait for ever), and end failed as before if it could not be put back."""
+
+    def __init__(self, recipients: DeadRecipients) -> None:
+        self.recipients = recipients
+
+    async def revive(self, entry: Mapping[str, Any]) -> None:
+        for message_id, ids in dead_messages(entry):
+            await self.recipients.revive_dead_lettered(message_id, ids)
+
+    async def fail_again(self, entry: Mapping[str, Any]) -> None:
+        reply = dead_reply(str(entry.get("queue", "")), str(entry.get("reason", "")))
+        for message_id, ids in dead_messages(entry):
+            await self.recipients.fail_dead_lettered(message_id, ids, reply)
+
+
 # Fields of a JSON message (the AMQP door's submissions) that hold a credential: a dead letter
 # keeps what identifies it (an API key's public prefix), never the secret itself.
 SECRET_FIELDS = ("api_key", "password", "token", "secret")
@@ -275,11 +310,13 @@ class DeadLetters:
         *,
         limit: int = 100,
         act: Callable[[AbstractIncomingMessage], Awaitable[str | None]] | None = None,
+        revival: Revival | None = None,
     ) -> list[dict[str, Any]]:
         """The jobs in the dead-letter queue (oldest first, up to ``limit``), each as a dict;
         with ``act``, called for each: "drop" acks it away, "retry" puts it back into the
-        queue it died in (attempts counted afresh), None leaves it. Works on a channel of its
-        own: what is left is returned to the queue when it closes."""
+        queue it died in (attempts counted afresh; ``revival`` makes its recipients wait
+        again first), None leaves it. Works on a channel of its own: what is left is returned
+        to the queue when it closes."""
         assert self._connection is not None
         channel = await self._connection.channel()
         listed: list[dict[str, Any]] = []
@@ -298,13 +335,21 @@ class DeadLetters:
                     # not look dead-lettered when it dies again).
                     for name in RETRY_DROPS:
                         headers.pop(name, None)
-                    await self._publish(
-                        self._channel().default_exchange,
-                        entry["queue"],
-                        message.body,
-                        headers=headers,
-                        message_id=message.message_id,
-                    )
+                    if revival is not None:
+                        await revival.revive(entry)
+                    try:
+                        await self._publish(
+                            self._channel().default_exchange,
+                            entry["queue"],
+                            message.body,
+                            headers=headers,
+                            message_id=message.message_id,
+                        )
+                    except BaseException:
+                        if revival is not None:  # the job stays dead: so do its recipients
+                            with contextlib.suppress(Exception):
+                                await revival.fail_again(entry)
+                        raise
                 if decision in ("retry", "drop"):
                     await message.ack()
                 entry["done"] = decision or ""

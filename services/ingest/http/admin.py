@@ -57,7 +57,7 @@ from services.ingest.http.deps import CommandsDep, operator
 from services.ingest.http.domains import DomainCheck
 from services.ingest.http.problems import Answer, CommandRoute, Problem, problems
 from shared.admin import NAME, Announce, Commands
-from shared.broker import Broker, dead_messages
+from shared.broker import Broker, Revival
 from shared.directory import Directory, TenantLimits
 from shared.domain_health import DomainHealth
 from shared.provisioning import Provisioner
@@ -103,16 +103,13 @@ class Admin:
             hit = job_id is None or hashlib.sha256(message.body).hexdigest()[:16] == job_id
             return decision if hit else None
 
-        entries = await self.broker.dead_letters(limit=1000, act=act)
+        revival = Revival(self.store.messages) if decision == "retry" else None
+        entries = await self.broker.dead_letters(limit=1000, act=act, revival=revival)
         if decision is None:
             return entries
         done = [e for e in entries if e["done"]]
         if not done:
             raise Problem(404, f"no dead-lettered job {job_id}")
-        if decision == "retry":
-            for e in done:
-                for message_id, recipients in dead_messages(e):
-                    await self.store.messages.revive_dead_lettered(message_id, recipients)
         return done
 
 
