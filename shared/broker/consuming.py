@@ -185,10 +185,23 @@ class Consuming:
         await self._subscribe(_Subscription(f"control.{self.name}", start))
 
     async def _subscribe(self, sub: _Subscription) -> None:
-        if not self.is_connected:
-            raise Unavailable("broker connection is down")
-        await self._start(sub)
+        """Consume now, or, while the connection is down (lost since ``connect()``, say while
+        a service starts), as soon as it is back: the recovery starts every subscription."""
+        if self.is_connected:
+            await self._start_unless_lost(sub)
         self._subscriptions.append(sub)
+        if self.is_connected and sub.generation != self._generation:
+            # A recovery ran while this one was starting, and did not know of it yet.
+            await self._start_unless_lost(sub)
+
+    async def _start_unless_lost(self, sub: _Subscription) -> None:
+        """Start ``sub``; a failure is the caller's only while the connection holds (a
+        refusal), not when the connection was lost: the recovery starts it again."""
+        try:
+            await self._start(sub)
+        except Exception:
+            if self.is_connected:
+                raise
 
     async def _start(self, sub: _Subscription) -> None:
         channel, generation = self._consume_channel, self._generation

@@ -328,6 +328,38 @@ async def test_a_lost_connection_moves_to_the_next_url_and_consumes_again(
         await b.close()
 
 
+async def test_a_consumer_asked_for_while_the_connection_is_lost_starts_once_it_is_back(
+    broker_settings: BrokerSettings, proxies: list[TcpProxy]
+) -> None:
+    """A service that asks to consume (and to hear of changes) just after its connection was
+    lost, as it starts, is not refused: both start when the connection is back, and a job
+    published then reaches the handler."""
+    first = proxies[0]
+    settings = broker_settings.model_copy(update={"url": via(first), "reconnect_interval": 0.1})
+    b = Broker(settings, name="late-consumer", pools=["default"])
+    await b.connect()
+    seen: list[str] = []
+
+    async def handler(d: Delivery) -> None:
+        seen.append(d.message.message_id)
+
+    async def changed(_change: object) -> None:
+        return None
+
+    try:
+        await first.cut()
+        await eventually(lambda: asyncio.sleep(0, b.is_connected), until=lambda up: not up)
+        await b.consume(Queue.SIGN, handler)  # refused with Unavailable before
+        await b.on_change(changed)
+        await first.restore()
+        await eventually(lambda: asyncio.sleep(0, b.is_connected), timeout=10)
+        assert b.consuming() >= {"sign"}
+        await b.publish(job("after"))
+        await eventually(lambda: asyncio.sleep(0, seen), until=lambda s: s == ["after"])
+    finally:
+        await b.close()
+
+
 async def test_with_no_broker_reachable_it_keeps_trying(
     broker_settings: BrokerSettings, proxies: list[TcpProxy]
 ) -> None:
