@@ -284,17 +284,9 @@ class SmtpClient:
         """MAIL, every RCPT and DATA in one write (RFC 2920), then the message; True when the
         transaction ended cleanly (the connection needs no RSET). A refused MAIL or DATA
         raises, for ``_send`` to settle every recipient still open with its reply."""
-        tx.command = "MAIL"
-        mail, rcpts, started = await pipelining.envelope(
-            client,
-            mail_from,
-            [r.address for r in tx.recipients],
-            self._timeout(TIMEOUT_RCPT),
-            body_options(client, message),
-            last=pipelining.DATA,
-            last_timeout=self._timeout(TIMEOUT_DATA_INIT),
+        mail, accepted, started = await self._envelope(
+            tx, client, mail_from, message, pipelining.DATA, TIMEOUT_DATA_INIT
         )
-        accepted = tx.accepted(mail, rcpts)
         if started is not None and started.code == 354 and not accepted:
             # A server that takes DATA with no recipient (RFC 2920 3.1 says it must not):
             # end the connection rather than send it anything.
@@ -311,6 +303,29 @@ class SmtpClient:
         tx.settle(accepted, to_reply(response.code, response.message))
         return True
 
+    async def _envelope(
+        self,
+        tx: _Transaction,
+        client: aiosmtplib.SMTP,
+        mail_from: str,
+        message: bytes,
+        last: bytes,
+        last_timeout: float,
+    ) -> tuple[SMTPResponse, list[Recipient], SMTPResponse | None]:
+        """MAIL, every RCPT and ``last`` in one write; (MAIL reply, the recipients accepted,
+        the reply to ``last``), each refused recipient settled with its RCPT reply."""
+        tx.command = "MAIL"
+        mail, rcpts, ended = await pipelining.envelope(
+            client,
+            mail_from,
+            [r.address for r in tx.recipients],
+            self._timeout(TIMEOUT_RCPT),
+            body_options(client, message),
+            last=last,
+            last_timeout=self._timeout(last_timeout),
+        )
+        return mail, tx.accepted(mail, rcpts), ended
+
     async def _chunked(
         self, tx: _Transaction, client: aiosmtplib.SMTP, mail_from: str, message: bytes
     ) -> bool:
@@ -318,18 +333,10 @@ class SmtpClient:
         goes as one last chunk in the envelope's write, a larger one as one chunk after the
         envelope's replies, when a recipient was accepted. A refused chunk counts as DATA,
         the command ``_send`` records: both carry the content."""
-        tx.command = "MAIL"
-        inline = len(message) <= INLINE_CHUNK
-        mail, rcpts, ended = await pipelining.envelope(
-            client,
-            mail_from,
-            [r.address for r in tx.recipients],
-            self._timeout(TIMEOUT_RCPT),
-            body_options(client, message),
-            last=pipelining.bdat(message) if inline else b"",
-            last_timeout=self._timeout(TIMEOUT_DATA_END),
+        last = pipelining.bdat(message) if len(message) <= INLINE_CHUNK else b""
+        mail, accepted, ended = await self._envelope(
+            tx, client, mail_from, message, last, TIMEOUT_DATA_END
         )
-        accepted = tx.accepted(mail, rcpts)
         if mail.code != 250:
             raise aiosmtplib.SMTPSenderRefused(mail.code, mail.message, mail_from)
         if not accepted:
